@@ -1,0 +1,503 @@
+//! One AMQP channel's state machine: method dispatch, content assembly, publishing, confirms and transactions.
+//!
+//! Invariants:
+//! - A channel is driven only by its connection's task, so none of this state is shared or locked.
+//! - Content frames are accepted only in order: method (basic.publish), one header, then exactly `body_size`
+//!   bytes of body. Anything else is a 505 connection error.
+//! - Publisher confirms are counted per channel and sent as one cumulative `basic.ack` at the end of each read
+//!   batch (`flush_confirms`), after any `basic.return` written during that batch.
+//! - Consumer handling lives in `basic.rs`, declarations in `declare.rs`; both are `impl Channel` blocks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use amq_protocol::protocol::{basic, channel, confirm, tx, AMQPClass};
+use amq_protocol::types::ShortString;
+use bytes::{Bytes, BytesMut};
+
+use crate::amqp::codec::{encode_content, encode_method, ContentHeader, Frame};
+use crate::amqp::error::{AmqpError, AmqpResult, NO_ROUTE};
+use crate::amqp::unacked::{Pending, Unacked};
+use crate::broker::Broker;
+use crate::message::Message;
+use crate::outbox::{Delivery, Outbox, OutboxItem};
+use crate::queue::{ConsumerCredit, Credit, Entry, Queue};
+use crate::vhost::VHost;
+
+/// RabbitMQ's default largest message (128 MiB).
+pub const MAX_MESSAGE_SIZE: u64 = 128 * 1024 * 1024;
+
+/// The pseudo-queue for direct reply-to.
+pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
+pub const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
+
+/// What a channel handler needs from its connection and the broker.
+pub struct Ctx<'a> {
+    pub broker: &'a Arc<Broker>,
+    pub vhost: &'a Arc<VHost>,
+    pub connection_id: u64,
+    pub outbox: &'a Arc<Outbox>,
+    pub out: &'a mut BytesMut,
+    pub frame_max: u32,
+    /// The client advertised `consumer_cancel_notify`.
+    pub cancel_notify: bool,
+    /// Queues to dispatch again at the end of this batch (credit came back).
+    pub kick: &'a mut Vec<Arc<Queue>>,
+}
+
+impl Ctx<'_> {
+    pub fn send(&mut self, channel: u16, method: AMQPClass) {
+        encode_method(self.out, channel, method);
+    }
+
+    pub fn kick(&mut self, q: &Arc<Queue>) {
+        if !self.kick.iter().any(|k| Arc::ptr_eq(k, q)) {
+            self.kick.push(q.clone());
+        }
+    }
+}
+
+/// basic.publish waiting for its content.
+struct PendingPublish {
+    exchange: ShortString,
+    routing_key: ShortString,
+    mandatory: bool,
+}
+
+enum Content {
+    Idle,
+    Header(PendingPublish),
+    Body { publish: PendingPublish, header: ContentHeader, body: BodyBuf },
+}
+
+/// A body arriving in one frame stays one `Bytes`; only multi-frame bodies are joined.
+enum BodyBuf {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl BodyBuf {
+    fn len(&self) -> usize {
+        match self {
+            BodyBuf::Empty => 0,
+            BodyBuf::One(b) => b.len(),
+            BodyBuf::Many(b) => b.len(),
+        }
+    }
+
+    fn push(&mut self, chunk: Bytes) {
+        *self = match std::mem::replace(self, BodyBuf::Empty) {
+            BodyBuf::Empty => BodyBuf::One(chunk),
+            BodyBuf::One(first) => {
+                let mut m = BytesMut::with_capacity(first.len() + chunk.len());
+                m.extend_from_slice(&first);
+                m.extend_from_slice(&chunk);
+                BodyBuf::Many(m)
+            }
+            BodyBuf::Many(mut m) => {
+                m.extend_from_slice(&chunk);
+                BodyBuf::Many(m)
+            }
+        }
+    }
+
+    fn freeze(self) -> Bytes {
+        match self {
+            BodyBuf::Empty => Bytes::new(),
+            BodyBuf::One(b) => b,
+            BodyBuf::Many(m) => m.freeze(),
+        }
+    }
+}
+
+/// A consumer as its channel sees it.
+pub struct ChannelConsumer {
+    pub queue: Arc<Queue>,
+    pub no_ack: bool,
+    pub credit: Arc<ConsumerCredit>,
+}
+
+/// The channel's direct reply-to consumer.
+pub struct ReplyConsumer {
+    pub key: String,
+    pub tag: Arc<str>,
+}
+
+/// A settlement recorded inside a transaction, applied on commit.
+pub enum TxAck {
+    Ack(Vec<Pending>),
+    Reject { pending: Vec<Pending>, requeue: bool },
+}
+
+#[derive(Default)]
+pub struct TxState {
+    pub publishes: Vec<(PendingPublishOwned, Arc<Message>)>,
+    pub acks: Vec<TxAck>,
+}
+
+/// A publish buffered in a transaction.
+pub struct PendingPublishOwned {
+    exchange: ShortString,
+    routing_key: ShortString,
+    mandatory: bool,
+}
+
+pub struct Channel {
+    pub id: u16,
+    /// We sent channel.close and wait for close-ok; everything else is dropped.
+    pub closing: bool,
+    content: Content,
+    /// Confirm mode: the last publish sequence number, and the last one confirmed.
+    confirm: Option<(u64, u64)>,
+    pub tx: Option<TxState>,
+    pub unacked: Unacked,
+    pub next_tag: u64,
+    pub consumers: HashMap<Arc<str>, ChannelConsumer>,
+    pub reply_consumer: Option<ReplyConsumer>,
+    /// basic.qos global=false: the limit given to consumers created from now on.
+    pub consumer_prefetch: u32,
+    /// basic.qos global=true: the limit shared by all of this channel's consumers.
+    pub credit: Arc<Credit>,
+    /// The last queue declared here, which an empty queue name refers to.
+    pub last_queue: Option<String>,
+    route_buf: Vec<Arc<Queue>>,
+}
+
+impl Channel {
+    pub fn new(id: u16) -> Self {
+        Channel {
+            id,
+            closing: false,
+            content: Content::Idle,
+            confirm: None,
+            tx: None,
+            unacked: Unacked::default(),
+            next_tag: 1,
+            consumers: HashMap::new(),
+            reply_consumer: None,
+            consumer_prefetch: 0,
+            credit: Arc::new(Credit::new(0)),
+            last_queue: None,
+            route_buf: Vec::new(),
+        }
+    }
+
+    /// Handles one frame for this (open, not closing) channel.
+    pub fn handle_frame(&mut self, ctx: &mut Ctx<'_>, frame: Frame) -> AmqpResult<()> {
+        match frame {
+            Frame::Method(_, method) => {
+                if !matches!(self.content, Content::Idle) {
+                    return Err(AmqpError::unexpected_frame(format!(
+                        "expected content frame on channel {}, got a method frame",
+                        self.id
+                    )));
+                }
+                let method = *method;
+                self.handle_method(ctx, &method).map_err(|e| if e.class_id == 0 { e.on(&method) } else { e })
+            }
+            Frame::Header(_, header) => self.on_header(ctx, header),
+            Frame::Body(_, body) => self.on_body(ctx, body),
+            Frame::Heartbeat(ch) => {
+                Err(AmqpError::new(crate::amqp::error::FRAME_ERROR, format!("heartbeat frame on channel {ch}")))
+            }
+        }
+    }
+
+    fn handle_method(&mut self, ctx: &mut Ctx<'_>, method: &AMQPClass) -> AmqpResult<()> {
+        use AMQPClass as C;
+        match method {
+            C::Basic(basic::AMQPMethod::Publish(p)) => {
+                if p.immediate {
+                    return Err(AmqpError::not_implemented("immediate=true"));
+                }
+                self.content = Content::Header(PendingPublish {
+                    exchange: p.exchange.clone(),
+                    routing_key: p.routing_key.clone(),
+                    mandatory: p.mandatory,
+                });
+                Ok(())
+            }
+            C::Basic(m) => self.handle_basic(ctx, m),
+            C::Exchange(m) => self.handle_exchange(ctx, m),
+            C::Queue(m) => self.handle_queue(ctx, m),
+            C::Channel(channel::AMQPMethod::Flow(f)) => {
+                if !f.active {
+                    return Err(AmqpError::not_implemented("active=false"));
+                }
+                ctx.send(self.id, C::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk { active: true })));
+                Ok(())
+            }
+            C::Channel(channel::AMQPMethod::FlowOk(_)) => Ok(()),
+            C::Confirm(confirm::AMQPMethod::Select(s)) => {
+                if self.tx.is_some() {
+                    return Err(AmqpError::precondition("cannot switch from tx to confirm mode"));
+                }
+                if self.confirm.is_none() {
+                    self.confirm = Some((0, 0));
+                }
+                if !s.nowait {
+                    ctx.send(self.id, C::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})));
+                }
+                Ok(())
+            }
+            C::Tx(m) => self.handle_tx(ctx, m),
+            C::Access(amq_protocol::protocol::access::AMQPMethod::Request(_)) => {
+                ctx.send(
+                    self.id,
+                    C::Access(amq_protocol::protocol::access::AMQPMethod::RequestOk(
+                        amq_protocol::protocol::access::RequestOk {},
+                    )),
+                );
+                Ok(())
+            }
+            other => Err(AmqpError::command_invalid(format!(
+                "method {}.{} is not valid from a client on channel {}",
+                other.get_amqp_class_id(),
+                other.get_amqp_method_id(),
+                self.id
+            ))),
+        }
+    }
+
+    fn on_header(&mut self, ctx: &mut Ctx<'_>, header: ContentHeader) -> AmqpResult<()> {
+        let publish = match std::mem::replace(&mut self.content, Content::Idle) {
+            Content::Header(p) => p,
+            _ => {
+                return Err(AmqpError::unexpected_frame(format!(
+                    "content header on channel {} without a preceding basic.publish",
+                    self.id
+                )))
+            }
+        };
+        if header.class_id != 60 {
+            return Err(AmqpError::unexpected_frame(format!("content header for class {}", header.class_id)));
+        }
+        if header.body_size > MAX_MESSAGE_SIZE {
+            return Err(AmqpError::precondition(format!(
+                "message size {} is larger than configured max size {MAX_MESSAGE_SIZE}",
+                header.body_size
+            )));
+        }
+        if header.body_size == 0 {
+            return self.publish(ctx, publish, header, Bytes::new());
+        }
+        self.content = Content::Body { publish, header, body: BodyBuf::Empty };
+        Ok(())
+    }
+
+    fn on_body(&mut self, ctx: &mut Ctx<'_>, chunk: Bytes) -> AmqpResult<()> {
+        let Content::Body { header, body, .. } = &mut self.content else {
+            return Err(AmqpError::unexpected_frame(format!(
+                "content body on channel {} without a content header",
+                self.id
+            )));
+        };
+        if (body.len() + chunk.len()) as u64 > header.body_size {
+            return Err(AmqpError::unexpected_frame(format!(
+                "content body larger than the {} bytes its header declared",
+                header.body_size
+            )));
+        }
+        body.push(chunk);
+        if body.len() as u64 == header.body_size {
+            if let Content::Body { publish, header, body } = std::mem::replace(&mut self.content, Content::Idle) {
+                return self.publish(ctx, publish, header, body.freeze());
+            }
+        }
+        Ok(())
+    }
+
+    /// A complete message arrived: route it, or buffer it in a transaction.
+    fn publish(&mut self, ctx: &mut Ctx<'_>, p: PendingPublish, header: ContentHeader, body: Bytes) -> AmqpResult<()> {
+        let reply_to = header.properties.reply_to().as_ref().map(|r| r.as_str() == REPLY_TO).unwrap_or(false);
+        let message = if reply_to {
+            let Some(rc) = &self.reply_consumer else {
+                return Err(AmqpError::precondition("fast reply consumer does not exist"));
+            };
+            let props = header.properties.with_reply_to(format!("{REPLY_TO_PREFIX}{}", rc.key).into());
+            Message::with_properties(p.exchange.clone(), p.routing_key.clone(), props, body)
+        } else {
+            Message::new(p.exchange.clone(), p.routing_key.clone(), header.properties, header.raw_properties, body)
+        };
+        let message = Arc::new(message);
+        if let Some(tx) = &mut self.tx {
+            if !ctx.vhost.has_exchange(p.exchange.as_str()) {
+                return Err(AmqpError::not_found(format!(
+                    "no exchange '{}' in vhost '{}'",
+                    p.exchange, ctx.vhost.name
+                )));
+            }
+            let owned = PendingPublishOwned { exchange: p.exchange, routing_key: p.routing_key, mandatory: p.mandatory };
+            tx.publishes.push((owned, message));
+            return Ok(());
+        }
+        self.route_and_enqueue(ctx, &p.exchange, &p.routing_key, p.mandatory, message)?;
+        if let Some((seq, _)) = &mut self.confirm {
+            *seq += 1;
+        }
+        Ok(())
+    }
+
+    fn route_and_enqueue(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        exchange: &ShortString,
+        routing_key: &ShortString,
+        mandatory: bool,
+        message: Arc<Message>,
+    ) -> AmqpResult<()> {
+        let mut routed = false;
+        if exchange.as_str().is_empty() && routing_key.as_str().starts_with(REPLY_TO_PREFIX) {
+            // Direct reply-to: straight to the requester's channel, no queue involved. Counts as routed even when
+            // the requester is gone, as in RabbitMQ.
+            routed = true;
+            let key = &routing_key.as_str()[REPLY_TO_PREFIX.len()..];
+            if let Some(target) = ctx.broker.reply_target(key) {
+                target.outbox.push(OutboxItem::Deliver(Delivery {
+                    channel: target.channel,
+                    consumer_tag: target.consumer_tag.clone(),
+                    queue: None,
+                    entry: Entry { seq: 0, message: message.clone(), redelivered: false },
+                    credit: None,
+                }));
+            }
+        } else {
+            let headers = message.properties.headers().as_ref();
+            let mut queues = std::mem::take(&mut self.route_buf);
+            queues.clear();
+            let result = ctx.vhost.route(exchange.as_str(), routing_key.as_str(), headers, &mut queues);
+            if let Err(e) = result {
+                self.route_buf = queues;
+                return Err(e);
+            }
+            for q in queues.drain(..) {
+                routed |= q.publish(message.clone());
+            }
+            self.route_buf = queues;
+        }
+        if !routed && mandatory {
+            ctx.send(
+                self.id,
+                AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+                    reply_code: NO_ROUTE,
+                    reply_text: "NO_ROUTE".into(),
+                    exchange: exchange.clone(),
+                    routing_key: routing_key.clone(),
+                })),
+            );
+            encode_content(ctx.out, self.id, &message.raw_properties, &message.body, ctx.frame_max);
+        }
+        Ok(())
+    }
+
+    /// Sends one cumulative basic.ack for everything published since the last flush.
+    pub fn flush_confirms(&mut self, out: &mut BytesMut) {
+        if let Some((seq, confirmed)) = &mut self.confirm {
+            if *seq > *confirmed {
+                let multiple = *seq - *confirmed > 1;
+                encode_method(
+                    out,
+                    self.id,
+                    AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack { delivery_tag: *seq, multiple })),
+                );
+                *confirmed = *seq;
+            }
+        }
+    }
+
+    fn handle_tx(&mut self, ctx: &mut Ctx<'_>, m: &tx::AMQPMethod) -> AmqpResult<()> {
+        match m {
+            tx::AMQPMethod::Select(_) => {
+                if self.confirm.is_some() {
+                    return Err(AmqpError::precondition("cannot switch from confirm to tx mode"));
+                }
+                if self.tx.is_none() {
+                    self.tx = Some(TxState::default());
+                }
+                ctx.send(self.id, AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})));
+                Ok(())
+            }
+            tx::AMQPMethod::Commit(_) => {
+                let Some(tx) = self.tx.take() else {
+                    return Err(AmqpError::precondition("channel is not transactional"));
+                };
+                self.tx = Some(TxState::default());
+                for (p, message) in tx.publishes {
+                    self.route_and_enqueue(ctx, &p.exchange, &p.routing_key, p.mandatory, message)?;
+                }
+                for a in tx.acks {
+                    match a {
+                        TxAck::Ack(pending) => self.settle(ctx, pending),
+                        TxAck::Reject { pending, requeue } => self.reject_pending(ctx, pending, requeue),
+                    }
+                }
+                ctx.send(self.id, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
+                Ok(())
+            }
+            tx::AMQPMethod::Rollback(_) => {
+                let Some(tx) = self.tx.take() else {
+                    return Err(AmqpError::precondition("channel is not transactional"));
+                };
+                self.tx = Some(TxState::default());
+                let mut back = Vec::new();
+                for a in tx.acks {
+                    match a {
+                        TxAck::Ack(p) | TxAck::Reject { pending: p, .. } => back.extend(p),
+                    }
+                }
+                self.unacked.restore(back);
+                ctx.send(self.id, AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})));
+                Ok(())
+            }
+            other => Err(AmqpError::command_invalid(format!("tx method {other:?} is not valid from a client"))),
+        }
+    }
+
+    /// Tears the channel down: consumers go, unacked messages are requeued, a pending transaction is dropped.
+    pub fn close_down(&mut self, ctx: &mut Ctx<'_>) {
+        for (tag, c) in self.consumers.drain() {
+            let removed = c.queue.remove_consumer(ctx.connection_id, self.id, &tag);
+            if removed.auto_delete_now {
+                ctx.vhost.remove_queue(&c.queue);
+            }
+        }
+        if let Some(rc) = self.reply_consumer.take() {
+            ctx.broker.unregister_reply_to(&rc.key);
+        }
+        let pending = self.unacked.take_all();
+        let tx_pending: Vec<Pending> = self
+            .tx
+            .take()
+            .map(|t| {
+                t.acks
+                    .into_iter()
+                    .flat_map(|a| match a {
+                        TxAck::Ack(p) | TxAck::Reject { pending: p, .. } => p,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut all: Vec<Pending> = pending.into_iter().chain(tx_pending).collect();
+        all.sort_by_key(|p| p.tag);
+        requeue_grouped(all);
+        self.content = Content::Idle;
+    }
+}
+
+/// Requeues deliveries, one lock per queue, keeping their order.
+pub fn requeue_grouped(pending: Vec<Pending>) {
+    let mut by_queue: Vec<(Arc<Queue>, Vec<Entry>)> = Vec::new();
+    for p in pending {
+        if let Some(c) = &p.credit {
+            c.release();
+        }
+        match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &p.queue)) {
+            Some((_, v)) => v.push(p.entry),
+            None => by_queue.push((p.queue, vec![p.entry])),
+        }
+    }
+    for (q, entries) in by_queue {
+        q.requeue(entries);
+    }
+}

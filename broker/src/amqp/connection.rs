@@ -1,0 +1,657 @@
+//! One client connection, served by one task: handshake, frame loop, heartbeats, close handshakes, and the write
+//! side.
+//!
+//! Shape of the loop: read whatever the socket has into one growable buffer, decode and handle every complete
+//! frame in it, then finish the batch (cumulative confirms, re-dispatch of queues whose credit came back), then
+//! drain the outbox (deliveries queued for this connection by queues) into the same output buffer, and write it
+//! with as few syscalls as the socket allows. Reading pauses while the output buffer is above its high-water mark,
+//! which pushes back on a client that publishes faster than it reads.
+//!
+//! Invariants:
+//! - After sending connection.close we drop every frame except connection.close / close-ok (spec 2.2.4).
+//! - After sending channel.close we drop every frame on that channel except channel.close / close-ok.
+//! - On exit, every consumer is removed, every unacked or in-flight delivery is requeued, and this connection's
+//!   exclusive queues are deleted, whatever the cause of the exit.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use amq_protocol::protocol::{channel, connection, AMQPClass};
+use amq_protocol::types::{AMQPValue, FieldTable, LongString};
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Interval};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::amqp::channel::{requeue_grouped, Channel, Ctx};
+use crate::amqp::codec::{decode_frame, encode_heartbeat, encode_method, Frame, PROTOCOL_HEADER};
+use crate::amqp::error::{AmqpError, ACCESS_REFUSED, CHANNEL_ERROR, CONNECTION_FORCED, NOT_ALLOWED};
+use crate::amqp::unacked::Pending;
+use crate::broker::Broker;
+use crate::outbox::{Outbox, OutboxItem};
+use crate::queue::Queue;
+use crate::vhost::VHost;
+
+/// frame_max before tune-ok, as RabbitMQ uses.
+const PRE_TUNE_FRAME_MAX: u32 = 8192;
+/// The smallest frame_max a client may ask for (spec).
+const MIN_FRAME_MAX: u32 = 4096;
+/// Stop reading (and draining the outbox) while this much output is waiting for the socket.
+const OUT_HIGH_WATER: usize = 1024 * 1024;
+/// How long a client has to send the protocol header and finish the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for close-ok after sending connection.close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    AwaitStartOk,
+    AwaitTuneOk,
+    AwaitOpen,
+    Open,
+    /// We sent connection.close and wait for close-ok.
+    Closing,
+    /// Flush what is left to write, then drop the socket.
+    Done,
+}
+
+/// What the client's capabilities table says it can handle.
+#[derive(Default)]
+struct ClientCaps {
+    cancel_notify: bool,
+    auth_failure_close: bool,
+}
+
+pub struct Connection {
+    id: u64,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    state: State,
+    frame_max: u32,
+    channel_max: u16,
+    heartbeat: u16,
+    caps: ClientCaps,
+    user: String,
+    vhost: Option<Arc<VHost>>,
+    channels: HashMap<u16, Channel>,
+    outbox: Arc<Outbox>,
+    /// Encoded frames waiting for the socket.
+    out: BytesMut,
+    /// Queues to dispatch again at the end of the batch.
+    kick: Vec<Arc<Queue>>,
+    /// Reused between outbox drains.
+    spare: Vec<OutboxItem>,
+    close_deadline: Option<Instant>,
+    last_read: Instant,
+    wrote_since_tick: bool,
+}
+
+enum Event {
+    Read(std::io::Result<usize>),
+    Wrote(std::io::Result<usize>),
+    Outbox,
+    Tick,
+    Shutdown,
+    CloseTimeout,
+}
+
+/// Serves one accepted socket until it closes.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: CancellationToken) {
+    let _ = stream.set_nodelay(true);
+    let id = broker.next_connection_id();
+    let mut conn = Connection {
+        id,
+        peer,
+        broker,
+        state: State::AwaitStartOk,
+        frame_max: PRE_TUNE_FRAME_MAX,
+        channel_max: 0,
+        heartbeat: 0,
+        caps: ClientCaps::default(),
+        user: String::new(),
+        vhost: None,
+        channels: HashMap::new(),
+        outbox: Arc::new(Outbox::default()),
+        out: BytesMut::with_capacity(16 * 1024),
+        kick: Vec::new(),
+        spare: Vec::new(),
+        close_deadline: None,
+        last_read: Instant::now(),
+        wrote_since_tick: false,
+    };
+    debug!(connection = id, %peer, "accepted");
+    if let Err(e) = conn.run(stream, shutdown).await {
+        debug!(connection = id, %peer, error = %e, "connection ended with an I/O error");
+    }
+    conn.cleanup();
+    debug!(connection = id, %peer, "closed");
+}
+
+async fn tick(hb: &mut Option<Interval>) {
+    match hb {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+impl Connection {
+    async fn run(&mut self, stream: TcpStream, shutdown: CancellationToken) -> std::io::Result<()> {
+        let (mut rd, mut wr) = stream.into_split();
+        let mut inbuf = BytesMut::with_capacity(64 * 1024);
+
+        // Protocol header.
+        let header_deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        while inbuf.len() < 8 {
+            match tokio::time::timeout_at(header_deadline, rd.read_buf(&mut inbuf)).await {
+                Ok(Ok(0)) | Err(_) => return Ok(()),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+            }
+            if inbuf.len() < 8 && !PROTOCOL_HEADER.starts_with(&inbuf[..]) {
+                break;
+            }
+        }
+        if inbuf.len() < 8 || &inbuf[..8] != PROTOCOL_HEADER {
+            debug!(connection = self.id, "wrong protocol header; answering with ours and closing");
+            wr.write_all(PROTOCOL_HEADER).await?;
+            let _ = wr.shutdown().await;
+            return Ok(());
+        }
+        inbuf.advance(8);
+        self.send_start();
+        self.close_deadline = Some(Instant::now() + HANDSHAKE_TIMEOUT);
+
+        let mut hb: Option<Interval> = None;
+        loop {
+            self.process_input(&mut inbuf);
+            self.end_of_batch();
+            if hb.is_none() && self.heartbeat > 0 && self.state != State::AwaitTuneOk {
+                let period = Duration::from_millis(self.heartbeat as u64 * 500);
+                hb = Some(tokio::time::interval_at(Instant::now() + period, period));
+            }
+            if self.state == State::Done && self.out.is_empty() {
+                let _ = wr.shutdown().await;
+                return Ok(());
+            }
+            let can_take_more = self.out.len() < OUT_HIGH_WATER && self.state != State::Done;
+            if inbuf.capacity() - inbuf.len() < 4096 {
+                inbuf.reserve(64 * 1024);
+            }
+            let outbox = self.outbox.clone();
+            let deadline = self.close_deadline;
+            let event = tokio::select! {
+                biased;
+                _ = shutdown.cancelled(), if self.state == State::Open => Event::Shutdown,
+                r = wr.write(&self.out), if !self.out.is_empty() => Event::Wrote(r),
+                r = rd.read_buf(&mut inbuf), if can_take_more => Event::Read(r),
+                _ = outbox.notified(), if can_take_more && self.state == State::Open => Event::Outbox,
+                _ = tick(&mut hb) => Event::Tick,
+                _ = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending::<()>().await,
+                    }
+                } => Event::CloseTimeout,
+            };
+            match event {
+                Event::Read(Ok(0)) => return Ok(()),
+                Event::Read(Ok(_)) => self.last_read = Instant::now(),
+                Event::Read(Err(e)) => return Err(e),
+                Event::Wrote(Ok(n)) => {
+                    self.out.advance(n);
+                    self.wrote_since_tick = true;
+                }
+                Event::Wrote(Err(e)) => return Err(e),
+                Event::Outbox => self.drain_outbox(),
+                Event::Tick => {
+                    if self.heartbeat > 0 {
+                        let silent = self.last_read.elapsed();
+                        if silent > Duration::from_secs(self.heartbeat as u64 * 2) {
+                            warn!(
+                                connection = self.id,
+                                peer = %self.peer,
+                                timeout_s = self.heartbeat,
+                                "missed heartbeats from client; closing the connection"
+                            );
+                            return Ok(());
+                        }
+                        if !self.wrote_since_tick {
+                            encode_heartbeat(&mut self.out);
+                        }
+                        self.wrote_since_tick = false;
+                    }
+                }
+                Event::Shutdown => {
+                    self.start_close(AmqpError::new(CONNECTION_FORCED, "broker shutdown"));
+                }
+                Event::CloseTimeout => {
+                    if self.state != State::Open {
+                        debug!(connection = self.id, state = ?self.state, "handshake or close timed out");
+                        return Ok(());
+                    }
+                    self.close_deadline = None;
+                }
+            }
+        }
+    }
+
+    fn process_input(&mut self, inbuf: &mut BytesMut) {
+        while self.state != State::Done {
+            match decode_frame(inbuf, self.frame_max) {
+                Ok(Some(frame)) => self.handle_frame(frame),
+                Ok(None) => return,
+                Err(e) => {
+                    if self.state == State::Closing {
+                        self.state = State::Done;
+                    } else {
+                        let text = e.to_string();
+                        let text = text.split_once(" - ").map(|(_, t)| t.to_string()).unwrap_or(text);
+                        self.start_close(AmqpError::new(e.reply_code(), text));
+                    }
+                    inbuf.clear();
+                    return;
+                }
+            }
+        }
+        inbuf.clear();
+    }
+
+    /// Sends connection.close and waits for close-ok, dropping everything else.
+    fn start_close(&mut self, e: AmqpError) {
+        if matches!(self.state, State::Closing | State::Done) {
+            return;
+        }
+        info!(connection = self.id, peer = %self.peer, code = e.code, text = %e.text, "closing connection");
+        encode_method(
+            &mut self.out,
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+                reply_code: e.code,
+                reply_text: e.text.as_str().into(),
+                class_id: e.class_id,
+                method_id: e.method_id,
+            })),
+        );
+        self.state = State::Closing;
+        self.close_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+        // Channels stop now: their messages go back to the queues at once, not after the close handshake.
+        self.close_all_channels();
+    }
+
+    fn handle_frame(&mut self, frame: Frame) {
+        let channel_id = match &frame {
+            Frame::Method(ch, _) | Frame::Header(ch, _) | Frame::Body(ch, _) | Frame::Heartbeat(ch) => *ch,
+        };
+        if self.state == State::Closing {
+            if let Frame::Method(0, m) = &frame {
+                match **m {
+                    AMQPClass::Connection(connection::AMQPMethod::Close(_)) => {
+                        encode_method(
+                            &mut self.out,
+                            0,
+                            AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+                        );
+                        self.state = State::Done;
+                    }
+                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => self.state = State::Done,
+                    _ => {}
+                }
+            }
+            return;
+        }
+        if channel_id == 0 {
+            match frame {
+                Frame::Method(_, m) => {
+                    if let Err(e) = self.handle_connection_method(*m) {
+                        self.start_close(e);
+                    }
+                }
+                Frame::Heartbeat(_) => {}
+                Frame::Header(..) | Frame::Body(..) => {
+                    self.start_close(AmqpError::command_invalid("content frame on channel 0"))
+                }
+            }
+            return;
+        }
+        if self.state != State::Open {
+            self.start_close(AmqpError::command_invalid(format!(
+                "frame on channel {channel_id} before the connection was opened"
+            )));
+            return;
+        }
+        if let Err(e) = self.handle_channel_frame(channel_id, frame) {
+            self.start_close(e);
+        }
+    }
+
+    fn handle_connection_method(&mut self, m: AMQPClass) -> Result<(), AmqpError> {
+        use connection::AMQPMethod as C;
+        let method = match &m {
+            AMQPClass::Connection(c) => c,
+            _ => {
+                return Err(AmqpError::command_invalid(format!(
+                    "class {} method on channel 0",
+                    m.get_amqp_class_id()
+                )))
+            }
+        };
+        match (self.state, method) {
+            (State::AwaitStartOk, C::StartOk(s)) => {
+                self.read_client_caps(&s.client_properties);
+                match self.broker.users.login(s.mechanism.as_str(), s.response.as_bytes(), self.peer.ip()) {
+                    Ok(user) => self.user = user,
+                    Err(e) => {
+                        warn!(connection = self.id, peer = %self.peer, error = %e, "login refused");
+                        if self.caps.auth_failure_close {
+                            let text = e.to_string();
+                            let text = text.split_once(" - ").map(|(_, t)| t.to_string()).unwrap_or(text);
+                            return Err(AmqpError::new(ACCESS_REFUSED, text));
+                        }
+                        self.state = State::Done;
+                        return Ok(());
+                    }
+                }
+                encode_method(
+                    &mut self.out,
+                    0,
+                    AMQPClass::Connection(C::Tune(connection::Tune {
+                        channel_max: self.broker.config.channel_max,
+                        frame_max: self.broker.config.frame_max,
+                        heartbeat: self.broker.config.heartbeat,
+                    })),
+                );
+                self.state = State::AwaitTuneOk;
+                Ok(())
+            }
+            (State::AwaitTuneOk, C::TuneOk(t)) => {
+                let max = self.broker.config.frame_max;
+                let frame_max = if t.frame_max == 0 { max } else { t.frame_max };
+                if frame_max > max {
+                    return Err(AmqpError::new(
+                        NOT_ALLOWED,
+                        format!("negotiated frame_max = {frame_max} is larger than the maximum allowed value ({max})"),
+                    ));
+                }
+                if frame_max < MIN_FRAME_MAX {
+                    return Err(AmqpError::new(
+                        NOT_ALLOWED,
+                        format!("frame_max={frame_max} < {MIN_FRAME_MAX} min size"),
+                    ));
+                }
+                self.frame_max = frame_max;
+                let cmax = self.broker.config.channel_max;
+                self.channel_max = if t.channel_max == 0 || t.channel_max > cmax { cmax } else { t.channel_max };
+                self.heartbeat = t.heartbeat;
+                self.state = State::AwaitOpen;
+                Ok(())
+            }
+            (State::AwaitOpen, C::Open(o)) => {
+                let name = o.virtual_host.as_str();
+                let Some(vhost) = self.broker.vhost(name) else {
+                    return Err(AmqpError::new(
+                        NOT_ALLOWED,
+                        format!("access to vhost '{name}' refused for user '{}': vhost not found", self.user),
+                    ));
+                };
+                self.vhost = Some(vhost);
+                encode_method(&mut self.out, 0, AMQPClass::Connection(C::OpenOk(connection::OpenOk {})));
+                self.state = State::Open;
+                self.close_deadline = None;
+                info!(connection = self.id, peer = %self.peer, user = %self.user, vhost = name, "connection opened");
+                Ok(())
+            }
+            (_, C::Close(c)) => {
+                debug!(connection = self.id, code = c.reply_code, text = %c.reply_text, "client closed the connection");
+                self.close_all_channels();
+                encode_method(&mut self.out, 0, AMQPClass::Connection(C::CloseOk(connection::CloseOk {})));
+                self.state = State::Done;
+                Ok(())
+            }
+            (State::Open, C::CloseOk(_) | C::Blocked(_) | C::Unblocked(_)) => Ok(()),
+            (State::Open, C::UpdateSecret(_)) => {
+                encode_method(&mut self.out, 0, AMQPClass::Connection(C::UpdateSecretOk(connection::UpdateSecretOk {})));
+                Ok(())
+            }
+            (state, other) => Err(AmqpError::command_invalid(format!(
+                "connection method {} is not expected in state {state:?}",
+                m.get_amqp_method_id()
+            ))
+            .on(&AMQPClass::Connection(other.clone()))),
+        }
+    }
+
+    fn read_client_caps(&mut self, props: &FieldTable) {
+        if let Some(AMQPValue::FieldTable(caps)) = props.inner().get("capabilities") {
+            let flag = |k: &str| matches!(caps.inner().get(k), Some(AMQPValue::Boolean(true)));
+            self.caps.cancel_notify = flag("consumer_cancel_notify");
+            self.caps.auth_failure_close = flag("authentication_failure_close");
+        }
+    }
+
+    fn send_start(&mut self) {
+        let mut caps = FieldTable::default();
+        for c in [
+            "publisher_confirms",
+            "exchange_exchange_bindings",
+            "basic.nack",
+            "consumer_cancel_notify",
+            "connection.blocked",
+            "authentication_failure_close",
+            "per_consumer_qos",
+            "direct_reply_to",
+            "consumer_priorities",
+        ] {
+            caps.insert(c.into(), AMQPValue::Boolean(true));
+        }
+        let mut props = FieldTable::default();
+        let s = |v: &str| AMQPValue::LongString(LongString::from(v));
+        props.insert("product".into(), s("Warren"));
+        props.insert("version".into(), s(env!("CARGO_PKG_VERSION")));
+        props.insert("platform".into(), s("Rust"));
+        props.insert("copyright".into(), s("The Warren authors"));
+        props.insert("information".into(), s("Licensed under the MIT license"));
+        props.insert("cluster_name".into(), s("warren"));
+        props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
+        encode_method(
+            &mut self.out,
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Start(connection::Start {
+                version_major: 0,
+                version_minor: 9,
+                server_properties: props,
+                mechanisms: "PLAIN AMQPLAIN".into(),
+                locales: "en_US".into(),
+            })),
+        );
+    }
+
+    fn ctx<'a>(
+        broker: &'a Arc<Broker>,
+        vhost: &'a Arc<VHost>,
+        id: u64,
+        outbox: &'a Arc<Outbox>,
+        out: &'a mut BytesMut,
+        frame_max: u32,
+        cancel_notify: bool,
+        kick: &'a mut Vec<Arc<Queue>>,
+    ) -> Ctx<'a> {
+        Ctx { broker, vhost, connection_id: id, outbox, out, frame_max, cancel_notify, kick }
+    }
+
+    fn handle_channel_frame(&mut self, id: u16, frame: Frame) -> Result<(), AmqpError> {
+        let Some(vhost) = self.vhost.clone() else {
+            return Err(AmqpError::command_invalid("connection not open"));
+        };
+        let open = matches!(&frame, Frame::Method(_, m) if matches!(**m, AMQPClass::Channel(channel::AMQPMethod::Open(_))));
+        if open {
+            if self.channels.contains_key(&id) {
+                return Err(AmqpError::channel_error(format!("second 'channel.open' seen on channel {id}")));
+            }
+            if id > self.channel_max {
+                return Err(AmqpError::new(
+                    NOT_ALLOWED,
+                    format!("channel {id} is above the negotiated channel_max {}", self.channel_max),
+                ));
+            }
+            self.channels.insert(id, Channel::new(id));
+            encode_method(&mut self.out, id, AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})));
+            return Ok(());
+        }
+        let Some(ch) = self.channels.get_mut(&id) else {
+            return Err(AmqpError::new(CHANNEL_ERROR, format!("expected 'channel.open' for channel {id}")));
+        };
+        let mut ctx = Self::ctx(
+            &self.broker,
+            &vhost,
+            self.id,
+            &self.outbox,
+            &mut self.out,
+            self.frame_max,
+            self.caps.cancel_notify,
+            &mut self.kick,
+        );
+        if let Frame::Method(_, m) = &frame {
+            match **m {
+                AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
+                    ch.close_down(&mut ctx);
+                    ctx.send(id, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
+                    self.channels.remove(&id);
+                    return Ok(());
+                }
+                AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
+                    if ch.closing {
+                        self.channels.remove(&id);
+                    }
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        if ch.closing {
+            return Ok(());
+        }
+        match ch.handle_frame(&mut ctx, frame) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_hard() => Err(e),
+            Err(e) => {
+                debug!(connection = self.id, channel = id, code = e.code, text = %e.text, "closing channel");
+                ch.close_down(&mut ctx);
+                ch.closing = true;
+                ctx.send(
+                    id,
+                    AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+                        reply_code: e.code,
+                        reply_text: e.text.as_str().into(),
+                        class_id: e.class_id,
+                        method_id: e.method_id,
+                    })),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// End of a read batch: one cumulative confirm per channel, and one dispatch per queue whose credit came back.
+    fn end_of_batch(&mut self) {
+        for ch in self.channels.values_mut() {
+            ch.flush_confirms(&mut self.out);
+        }
+        for q in self.kick.drain(..) {
+            q.dispatch();
+        }
+    }
+
+    /// Encodes what queues handed this connection.
+    fn drain_outbox(&mut self) {
+        let Some(vhost) = self.vhost.clone() else { return };
+        let mut items = std::mem::take(&mut self.spare);
+        self.outbox.take(&mut items);
+        let mut orphans: Vec<Pending> = Vec::new();
+        {
+            let mut ctx = Self::ctx(
+                &self.broker,
+                &vhost,
+                self.id,
+                &self.outbox,
+                &mut self.out,
+                self.frame_max,
+                self.caps.cancel_notify,
+                &mut self.kick,
+            );
+            for item in items.drain(..) {
+                match item {
+                    OutboxItem::Deliver(d) => {
+                        let result = match self.channels.get_mut(&d.channel) {
+                            Some(ch) if !ch.closing => ch.deliver(&mut ctx, d),
+                            _ => Err(d),
+                        };
+                        if let Err(d) = result {
+                            // The consumer went away while this was in flight: back to its queue.
+                            if let Some(queue) = d.queue {
+                                orphans.push(Pending { tag: 0, queue, entry: d.entry, credit: d.credit });
+                            }
+                        }
+                    }
+                    OutboxItem::Cancel { channel, consumer_tag } => {
+                        if let Some(ch) = self.channels.get_mut(&channel) {
+                            ch.server_cancel(&mut ctx, &consumer_tag);
+                        }
+                    }
+                }
+            }
+        }
+        self.spare = items;
+        if !orphans.is_empty() {
+            orphans.sort_by_key(|p| p.entry.seq);
+            requeue_grouped(orphans);
+        }
+        // Deliveries may have returned no-ack credit.
+        for q in self.kick.drain(..) {
+            q.dispatch();
+        }
+    }
+
+    fn close_all_channels(&mut self) {
+        let Some(vhost) = self.vhost.clone() else { return };
+        let mut scratch = BytesMut::new();
+        let mut ctx = Self::ctx(
+            &self.broker,
+            &vhost,
+            self.id,
+            &self.outbox,
+            &mut scratch,
+            self.frame_max,
+            false,
+            &mut self.kick,
+        );
+        for (_, mut ch) in self.channels.drain() {
+            ch.close_down(&mut ctx);
+        }
+    }
+
+    /// Whatever ended the connection: release everything it held.
+    fn cleanup(&mut self) {
+        self.close_all_channels();
+        // Deliveries that reached the outbox after the consumers were removed go back to their queues.
+        let mut items = Vec::new();
+        self.outbox.take(&mut items);
+        let orphans: Vec<Pending> = items
+            .into_iter()
+            .filter_map(|i| match i {
+                OutboxItem::Deliver(d) => d.queue.map(|queue| Pending { tag: 0, queue, entry: d.entry, credit: d.credit }),
+                OutboxItem::Cancel { .. } => None,
+            })
+            .collect();
+        requeue_grouped(orphans);
+        if let Some(vhost) = &self.vhost {
+            vhost.remove_exclusive_queues(self.id);
+        }
+        self.kick.clear();
+    }
+}

@@ -1,0 +1,172 @@
+//! Broker configuration: command-line flags, `WARREN_*` environment variables, and an optional TOML file.
+//!
+//! Precedence, highest first: flag, environment variable, config file, built-in default. The flag names
+//! (`--listen`, `--data-dir`, `--config`, `--log`) are a stable interface that scripts and operators depend on.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5672";
+pub const DEFAULT_DATA_DIR: &str = "./warren-data";
+
+/// Command-line flags; each can also come from its `WARREN_*` environment variable.
+#[derive(Debug, Parser, Default)]
+#[command(name = "warren-broker", version, about = "Warren: a lightweight, persistent AMQP 0-9-1 message broker")]
+pub struct Cli {
+    /// AMQP listen address [default: 127.0.0.1:5672]
+    #[arg(long, env = "WARREN_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory, created if missing [default: ./warren-data]
+    #[arg(long, env = "WARREN_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Optional TOML configuration file
+    #[arg(long, env = "WARREN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log filter, e.g. info, debug, warren_broker=trace [default: info]
+    #[arg(long, env = "WARREN_LOG", value_name = "LEVEL")]
+    pub log: Option<String>,
+}
+
+/// A user as written in the config file. Give either `password` (hashed at load, never kept in clear) or
+/// `password_hash` (as printed by `warren-broker hash-password`, see README).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub password: Option<String>,
+    pub password_hash: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// The config file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub log: Option<String>,
+    /// Extra vhosts besides `/`.
+    #[serde(default)]
+    pub vhosts: Vec<String>,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    /// Users that may only connect from loopback [default: ["guest"]].
+    pub loopback_users: Option<Vec<String>>,
+    /// Heartbeat offered to clients, in seconds [default: 60].
+    pub heartbeat: Option<u16>,
+}
+
+/// The resolved configuration the broker runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log: String,
+    pub vhosts: Vec<String>,
+    pub users: Vec<UserConfig>,
+    pub loopback_users: Vec<String>,
+    pub heartbeat: u16,
+    pub frame_max: u32,
+    pub channel_max: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid default address: {0}")]
+    Addr(#[from] std::net::AddrParseError),
+    #[error("user '{0}' needs exactly one of password or password_hash")]
+    UserPassword(String),
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: ([127, 0, 0, 1], 5672).into(),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            log: "info".to_string(),
+            vhosts: Vec::new(),
+            users: Vec::new(),
+            loopback_users: vec!["guest".to_string()],
+            heartbeat: 60,
+            frame_max: 131_072,
+            channel_max: 2047,
+        }
+    }
+}
+
+impl Config {
+    /// Merges flags/environment over the config file over the defaults.
+    pub fn load(cli: Cli) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => Self::read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let mut c = Config::default();
+        c.listen = match cli.listen.or(file.listen) {
+            Some(a) => a,
+            None => DEFAULT_LISTEN.parse()?,
+        };
+        c.data_dir = cli.data_dir.or(file.data_dir).unwrap_or(c.data_dir);
+        c.log = cli.log.or(file.log).unwrap_or(c.log);
+        c.vhosts = file.vhosts;
+        for u in &file.users {
+            if u.password.is_some() == u.password_hash.is_some() {
+                return Err(ConfigError::UserPassword(u.name.clone()));
+            }
+        }
+        c.users = file.users;
+        if let Some(l) = file.loopback_users {
+            c.loopback_users = l;
+        }
+        if let Some(h) = file.heartbeat {
+            c.heartbeat = h;
+        }
+        Ok(c)
+    }
+
+    fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("warren.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:6000\"\nlog = \"debug\"\nvhosts = [\"prod\"]\n\
+             [[users]]\nname = \"app\"\npassword = \"s3cret\"\ntags = [\"administrator\"]\n",
+        )
+        .expect("write");
+        let cli = Cli { config: Some(path.clone()), log: Some("warn".into()), ..Default::default() };
+        let c = Config::load(cli).expect("load");
+        assert_eq!(c.listen.port(), 6000);
+        assert_eq!(c.log, "warn");
+        assert_eq!(c.vhosts, vec!["prod".to_string()]);
+        assert_eq!(c.users[0].name, "app");
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn bad_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("warren.toml");
+        std::fs::write(&path, "listen = 5\n").expect("write");
+        let err = Config::load(Cli { config: Some(path), ..Default::default() }).expect_err("must fail");
+        assert!(err.to_string().contains("invalid config file"));
+    }
+}

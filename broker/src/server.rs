@@ -1,0 +1,63 @@
+//! The accept loop: one task per connection, a cap on open connections, and structural shutdown.
+//!
+//! Shutdown: when the token is cancelled the loop stops accepting, every connection sends connection.close 320
+//! (CONNECTION_FORCED) and finishes its close handshake, and `run` returns once all connection tasks have ended
+//! (or after a grace period).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::amqp::connection;
+use crate::broker::Broker;
+
+/// The most connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 10_000;
+/// How long shutdown waits for connections to finish their close handshakes.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves AMQP on `listener` until `shutdown` is cancelled.
+pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) -> std::io::Result<()> {
+    let tracker = TaskTracker::new();
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    info!(addr = %listener.local_addr()?, "AMQP listener ready");
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let broker = broker.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            connection::serve(stream, peer, broker, shutdown).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
+    }
+    info!("AMQP listener stopped");
+    Ok(())
+}

@@ -1,0 +1,464 @@
+//! A virtual host: its exchanges, queues and bindings (the topology), and routing through them.
+//!
+//! The topology sits behind one `std::sync::RwLock`. Declares, deletes and binds take the write lock briefly;
+//! routing a publish takes the read lock briefly and comes out with `Arc<Queue>`s, so enqueueing happens after
+//! the lock is released. Every change bumps `generation`, which lets channels cache routes and notice staleness
+//! without locking. No lock here is ever held across `.await`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use amq_protocol::types::FieldTable;
+use rand::Rng;
+
+use crate::amqp::error::{AmqpError, AmqpResult};
+use crate::args;
+use crate::queue::{Queue, QueueSpec};
+use crate::routing::{headers::valid_x_match, Binding, Destination, Exchange, ExchangeKind};
+
+/// Exchanges every vhost has from the start.
+const PREDECLARED: &[(&str, ExchangeKind)] = &[
+    ("amq.direct", ExchangeKind::Direct),
+    ("amq.fanout", ExchangeKind::Fanout),
+    ("amq.topic", ExchangeKind::Topic),
+    ("amq.headers", ExchangeKind::Headers),
+    ("amq.match", ExchangeKind::Headers),
+];
+
+/// How far exchange-to-exchange bindings are followed before a route is cut (cycles are also cut by a visited set).
+const MAX_EXCHANGE_HOPS: usize = 32;
+
+pub struct VHost {
+    pub name: String,
+    topology: RwLock<Topology>,
+    generation: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct Topology {
+    pub exchanges: HashMap<String, Exchange>,
+    pub queues: HashMap<String, Arc<Queue>>,
+}
+
+/// The arguments of a queue.declare, as the vhost needs them.
+pub struct QueueDeclare<'a> {
+    pub name: &'a str,
+    pub passive: bool,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: &'a FieldTable,
+    pub connection_id: u64,
+}
+
+/// The arguments of an exchange.declare.
+pub struct ExchangeDeclare<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub passive: bool,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: &'a FieldTable,
+}
+
+impl VHost {
+    pub fn new(name: &str) -> Self {
+        let mut t = Topology::default();
+        for (n, k) in PREDECLARED {
+            t.exchanges.insert((*n).to_string(), Exchange::new(n, *k, true, false, false, FieldTable::default()));
+        }
+        VHost { name: name.to_string(), topology: RwLock::new(t), generation: AtomicU64::new(1) }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Topology> {
+        self.topology.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Topology> {
+        self.generation.fetch_add(1, Ordering::Release);
+        self.topology.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn no_queue(&self, name: &str) -> AmqpError {
+        AmqpError::not_found(format!("no queue '{name}' in vhost '{}'", self.name))
+    }
+
+    fn no_exchange(&self, name: &str) -> AmqpError {
+        AmqpError::not_found(format!("no exchange '{name}' in vhost '{}'", self.name))
+    }
+
+    fn locked(&self, name: &str) -> AmqpError {
+        AmqpError::locked(format!(
+            "cannot obtain exclusive access to locked queue '{name}' in vhost '{}'. It could be originally declared \
+             on another connection or the exclusive property value does not match that of the original declaration.",
+            self.name
+        ))
+    }
+
+    /// Looks a queue up for an operation by `connection_id`, enforcing exclusivity first (405), then existence.
+    pub fn queue_for(&self, name: &str, connection_id: u64) -> AmqpResult<Arc<Queue>> {
+        let q = self.read().queues.get(name).cloned().ok_or_else(|| self.no_queue(name))?;
+        match q.spec.exclusive_owner {
+            Some(owner) if owner != connection_id => Err(self.locked(name)),
+            _ => Ok(q),
+        }
+    }
+
+    pub fn queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.read().queues.get(name).cloned()
+    }
+
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.read().queues.values().cloned().collect()
+    }
+
+    /// queue.declare. Returns the queue (with its final name).
+    pub fn declare_queue(&self, d: &QueueDeclare<'_>) -> AmqpResult<Arc<Queue>> {
+        if d.passive {
+            if d.name.is_empty() {
+                return Err(AmqpError::not_found("no queue name given for a passive declare"));
+            }
+            return self.queue_for(d.name, d.connection_id);
+        }
+        if d.name.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "queue name '{}' contains reserved prefix 'amq.*'",
+                d.name
+            )));
+        }
+        let mut t = self.write();
+        if let Some(q) = t.queues.get(d.name) {
+            if let Some(owner) = q.spec.exclusive_owner {
+                if owner != d.connection_id {
+                    return Err(self.locked(d.name));
+                }
+            }
+            self.check_equivalent(q, d)?;
+            return Ok(q.clone());
+        }
+        let name = if d.name.is_empty() { generate_queue_name() } else { d.name.to_string() };
+        validate_queue_arguments(d.arguments)?;
+        let q = Queue::new(QueueSpec {
+            name: name.clone(),
+            vhost: self.name.clone(),
+            // A durable exclusive queue is treated as transient (errata).
+            durable: d.durable && !d.exclusive,
+            exclusive_owner: d.exclusive.then_some(d.connection_id),
+            auto_delete: d.auto_delete,
+            arguments: d.arguments.clone(),
+        });
+        t.queues.insert(name, q.clone());
+        Ok(q)
+    }
+
+    fn check_equivalent(&self, q: &Queue, d: &QueueDeclare<'_>) -> AmqpResult<()> {
+        let s = &q.spec;
+        let checks = [
+            ("durable", s.durable || (s.exclusive_owner.is_some() && d.durable), d.durable),
+            ("exclusive", s.exclusive_owner.is_some(), d.exclusive),
+            ("auto_delete", s.auto_delete, d.auto_delete),
+        ];
+        for (field, current, received) in checks {
+            if current != received {
+                return Err(AmqpError::precondition(format!(
+                    "inequivalent arg '{field}' for queue '{}' in vhost '{}': received '{received}' but current is '{current}'",
+                    s.name, self.name
+                )));
+            }
+        }
+        if let Some(k) = args::first_difference(&s.arguments, d.arguments) {
+            return Err(AmqpError::precondition(format!(
+                "inequivalent arg '{k}' for queue '{}' in vhost '{}': received {} but current is {}",
+                s.name,
+                self.name,
+                args::describe(d.arguments.inner().get(k)),
+                args::describe(s.arguments.inner().get(k)),
+            )));
+        }
+        Ok(())
+    }
+
+    /// queue.delete. Returns the number of messages dropped.
+    pub fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool, connection_id: u64) -> AmqpResult<u32> {
+        let q = match self.queue_for(name, connection_id) {
+            Ok(q) => q,
+            // Deleting a queue that does not exist succeeds, as in RabbitMQ.
+            Err(e) if e.code == crate::amqp::error::NOT_FOUND => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let (messages, consumers) = q.counts();
+        if if_unused && consumers > 0 {
+            return Err(AmqpError::precondition(format!("queue '{name}' in vhost '{}' in use", self.name)));
+        }
+        if if_empty && messages > 0 {
+            return Err(AmqpError::precondition(format!("queue '{name}' in vhost '{}' not empty", self.name)));
+        }
+        Ok(self.remove_queue(&q))
+    }
+
+    /// Removes a queue and every binding to it, then tells its consumers. Returns its message count.
+    pub fn remove_queue(&self, q: &Arc<Queue>) -> u32 {
+        {
+            let mut t = self.write();
+            match t.queues.get(q.name()) {
+                Some(current) if Arc::ptr_eq(current, q) => {
+                    t.queues.remove(q.name());
+                }
+                _ => return 0,
+            }
+            let dest = Destination::Queue(q.name().to_string());
+            remove_bindings_to(&mut t, &dest);
+        }
+        q.mark_deleted()
+    }
+
+    /// Deletes every exclusive queue a closing connection owned.
+    pub fn remove_exclusive_queues(&self, connection_id: u64) {
+        let owned: Vec<Arc<Queue>> =
+            self.read().queues.values().filter(|q| q.spec.exclusive_owner == Some(connection_id)).cloned().collect();
+        for q in owned {
+            self.remove_queue(&q);
+        }
+    }
+
+    /// exchange.declare.
+    pub fn declare_exchange(&self, d: &ExchangeDeclare<'_>) -> AmqpResult<()> {
+        if d.passive {
+            return if d.name.is_empty() || self.read().exchanges.contains_key(d.name) {
+                Ok(())
+            } else {
+                Err(self.no_exchange(d.name))
+            };
+        }
+        let Some(kind) = ExchangeKind::parse(d.kind) else {
+            return Err(AmqpError::command_invalid(format!("unknown exchange type '{}'", d.kind)));
+        };
+        if d.name.is_empty() {
+            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+        }
+        if d.name.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "exchange name '{}' contains reserved prefix 'amq.*'",
+                d.name
+            )));
+        }
+        let mut t = self.write();
+        if let Some(x) = t.exchanges.get(d.name) {
+            let checks = [
+                ("type", x.kind.as_str().to_string(), kind.as_str().to_string()),
+                ("durable", x.durable.to_string(), d.durable.to_string()),
+                ("auto_delete", x.auto_delete.to_string(), d.auto_delete.to_string()),
+                ("internal", x.internal.to_string(), d.internal.to_string()),
+            ];
+            for (field, current, received) in checks {
+                if current != received {
+                    return Err(AmqpError::precondition(format!(
+                        "inequivalent arg '{field}' for exchange '{}' in vhost '{}': received '{received}' but current is '{current}'",
+                        d.name, self.name
+                    )));
+                }
+            }
+            if let Some(k) = args::first_difference(&x.arguments, d.arguments) {
+                return Err(AmqpError::precondition(format!(
+                    "inequivalent arg '{k}' for exchange '{}' in vhost '{}': received {} but current is {}",
+                    d.name,
+                    self.name,
+                    args::describe(d.arguments.inner().get(k)),
+                    args::describe(x.arguments.inner().get(k)),
+                )));
+            }
+            return Ok(());
+        }
+        t.exchanges.insert(
+            d.name.to_string(),
+            Exchange::new(d.name, kind, d.durable, d.auto_delete, d.internal, d.arguments.clone()),
+        );
+        Ok(())
+    }
+
+    /// exchange.delete.
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
+        if name.is_empty() || name.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "operation not permitted on the {}",
+                if name.is_empty() { "default exchange".to_string() } else { format!("exchange '{name}'") }
+            )));
+        }
+        let mut t = self.write();
+        let Some(x) = t.exchanges.get(name) else { return Ok(()) };
+        if if_unused && !x.router.is_empty() {
+            return Err(AmqpError::precondition(format!("exchange '{name}' in vhost '{}' in use", self.name)));
+        }
+        t.exchanges.remove(name);
+        remove_bindings_to(&mut t, &Destination::Exchange(name.to_string()));
+        Ok(())
+    }
+
+    /// queue.bind and exchange.bind.
+    pub fn bind(&self, source: &str, binding: Binding) -> AmqpResult<()> {
+        if source.is_empty() || matches!(&binding.destination, Destination::Exchange(n) if n.is_empty()) {
+            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+        }
+        let mut t = self.write();
+        match &binding.destination {
+            Destination::Queue(q) if !t.queues.contains_key(q) => return Err(self.no_queue(q)),
+            Destination::Exchange(x) if !t.exchanges.contains_key(x) => return Err(self.no_exchange(x)),
+            _ => {}
+        }
+        let Some(x) = t.exchanges.get_mut(source) else { return Err(self.no_exchange(source)) };
+        if x.kind == ExchangeKind::Headers && !valid_x_match(&binding.arguments) {
+            return Err(AmqpError::precondition("Invalid x-match field value; expected one of all, any, all-with-x, any-with-x"));
+        }
+        x.router.bind(binding);
+        Ok(())
+    }
+
+    /// queue.unbind and exchange.unbind: idempotent, as in RabbitMQ.
+    pub fn unbind(&self, source: &str, binding: &Binding) -> AmqpResult<()> {
+        if source.is_empty() {
+            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+        }
+        let mut t = self.write();
+        match &binding.destination {
+            Destination::Queue(q) if !t.queues.contains_key(q) => return Err(self.no_queue(q)),
+            Destination::Exchange(x) if !t.exchanges.contains_key(x) => return Err(self.no_exchange(x)),
+            _ => {}
+        }
+        let Some(x) = t.exchanges.get_mut(source) else { return Err(self.no_exchange(source)) };
+        if x.router.unbind(binding) && x.auto_delete && x.router.is_empty() {
+            t.exchanges.remove(source);
+            remove_bindings_to(&mut t, &Destination::Exchange(source.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Checks that a publish may go to `exchange`, and resolves the queues it reaches into `out`.
+    pub fn route(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+        out: &mut Vec<Arc<Queue>>,
+    ) -> AmqpResult<()> {
+        let t = self.read();
+        if exchange.is_empty() {
+            if let Some(q) = t.queues.get(routing_key) {
+                out.push(q.clone());
+            }
+            return Ok(());
+        }
+        let Some(x) = t.exchanges.get(exchange) else { return Err(self.no_exchange(exchange)) };
+        if x.internal {
+            return Err(AmqpError::access_refused(format!(
+                "cannot publish to internal exchange '{exchange}' in vhost '{}'",
+                self.name
+            )));
+        }
+        let mut visited: Vec<&str> = Vec::new();
+        route_from(&t, x, routing_key, headers, &mut visited, out);
+        if out.len() > 1 {
+            out.sort_by_key(|q| Arc::as_ptr(q) as usize);
+            out.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        }
+        Ok(())
+    }
+
+    /// Every binding, as (source, binding).
+    pub fn bindings(&self) -> Vec<(String, Binding)> {
+        let t = self.read();
+        t.exchanges.values().flat_map(|x| x.router.bindings().into_iter().map(|b| (x.name.clone(), b.clone()))).collect()
+    }
+
+    pub fn has_exchange(&self, name: &str) -> bool {
+        name.is_empty() || self.read().exchanges.contains_key(name)
+    }
+}
+
+fn route_from<'t>(
+    t: &'t Topology,
+    x: &'t Exchange,
+    routing_key: &str,
+    headers: Option<&FieldTable>,
+    visited: &mut Vec<&'t str>,
+    out: &mut Vec<Arc<Queue>>,
+) {
+    if visited.contains(&x.name.as_str()) || visited.len() >= MAX_EXCHANGE_HOPS {
+        return;
+    }
+    visited.push(&x.name);
+    let mut dests = Vec::new();
+    x.router.route(routing_key, headers, &mut dests);
+    if dests.is_empty() {
+        if let Some(ae) = x.alternate_exchange().and_then(|n| t.exchanges.get(n)) {
+            route_from(t, ae, routing_key, headers, visited, out);
+        }
+        return;
+    }
+    for d in dests {
+        match d {
+            Destination::Queue(n) => {
+                if let Some(q) = t.queues.get(n) {
+                    out.push(q.clone());
+                }
+            }
+            Destination::Exchange(n) => {
+                if let Some(next) = t.exchanges.get(n) {
+                    route_from(t, next, routing_key, headers, visited, out);
+                }
+            }
+        }
+    }
+}
+
+/// Drops every binding pointing at `dest`, and auto-delete exchanges left without bindings.
+fn remove_bindings_to(t: &mut Topology, dest: &Destination) {
+    let mut emptied = Vec::new();
+    for x in t.exchanges.values_mut() {
+        let had = !x.router.is_empty();
+        x.router.remove_destination(dest);
+        if had && x.auto_delete && x.router.is_empty() {
+            emptied.push(x.name.clone());
+        }
+    }
+    for name in emptied {
+        t.exchanges.remove(&name);
+        remove_bindings_to(t, &Destination::Exchange(name));
+    }
+}
+
+/// `amq.gen-` followed by 22 url-safe random characters, like RabbitMQ's server-named queues.
+fn generate_queue_name() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut rng = rand::thread_rng();
+    let suffix: String = (0..22).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+    format!("amq.gen-{suffix}")
+}
+
+/// Rejects queue arguments whose type or value is wrong, as RabbitMQ does at declare time.
+fn validate_queue_arguments(arguments: &FieldTable) -> AmqpResult<()> {
+    for (k, v) in arguments.inner() {
+        let key = k.as_str();
+        let int_arg = matches!(
+            key,
+            "x-max-priority" | "x-message-ttl" | "x-expires" | "x-max-length" | "x-max-length-bytes" | "x-delivery-limit"
+        );
+        if int_arg {
+            match args::as_i64(v) {
+                Some(n) if n >= 0 => {}
+                _ => {
+                    return Err(AmqpError::precondition(format!(
+                        "invalid arg '{key}' for queue: expected a non-negative integer, got {}",
+                        args::describe(Some(v))
+                    )))
+                }
+            }
+        }
+    }
+    Ok(())
+}
