@@ -3,6 +3,9 @@
 //! The broker runs on its own thread and runtime, so a test's runtime (and its `tokio::time::pause`) cannot
 //! starve or freeze it, and a test that panics still shuts the broker down cleanly.
 
+pub mod client;
+pub mod raw;
+
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 
@@ -59,7 +62,9 @@ impl TestBroker {
 }
 
 impl Drop for TestBroker {
+    /// Cancels without waiting: a test's clients may live on the (blocked) test runtime and could not answer the
+    /// broker's connection.close. Call `stop` to wait.
     fn drop(&mut self) {
-        self.stop();
+        self.shutdown.cancel();
     }
 }

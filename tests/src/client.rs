@@ -1,0 +1,52 @@
+//! Small helpers over lapin for the end-to-end tests.
+
+use std::time::Duration;
+
+use futures_lite::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::BasicAckOptions;
+use lapin::{Channel, Connection, ConnectionProperties, Consumer, ErrorKind};
+
+pub async fn connect(url: &str) -> Connection {
+    Connection::connect(url, ConnectionProperties::default()).await.expect("connect to the test broker")
+}
+
+pub async fn channel(conn: &Connection) -> Channel {
+    conn.create_channel().await.expect("open a channel")
+}
+
+/// The AMQP reply code in a lapin error, if the broker closed something.
+pub fn reply_code(e: &lapin::Error) -> Option<u16> {
+    match e.kind() {
+        ErrorKind::ProtocolError(a) => Some(a.get_id()),
+        _ => None,
+    }
+}
+
+/// The next delivery, or None after `wait`.
+pub async fn next(consumer: &mut Consumer, wait: Duration) -> Option<Delivery> {
+    match tokio::time::timeout(wait, consumer.next()).await {
+        Ok(Some(Ok(d))) => Some(d),
+        _ => None,
+    }
+}
+
+/// Collects deliveries until none arrives for `idle`, acking each through the channel (see README: lapin's
+/// `Delivery::acker` can reorder acks).
+pub async fn drain(channel: &Channel, consumer: &mut Consumer, idle: Duration, ack: bool) -> Vec<Delivery> {
+    let mut got = Vec::new();
+    while let Some(d) = next(consumer, idle).await {
+        if ack {
+            channel.basic_ack(d.delivery_tag, BasicAckOptions::default()).await.expect("ack");
+        }
+        got.push(d);
+    }
+    got
+}
+
+/// A fresh name for a test's queue or exchange.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
