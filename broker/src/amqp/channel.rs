@@ -358,7 +358,7 @@ impl Channel {
                     channel: target.channel,
                     consumer_tag: target.consumer_tag.clone(),
                     queue: None,
-                    entry: Entry { seq: 0, message: message.clone(), redelivered: false },
+                    entry: Entry { seq: 0, message: message.clone(), redelivered: false, expires_at: None },
                     credit: None,
                 }));
             }

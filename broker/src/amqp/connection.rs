@@ -171,6 +171,11 @@ impl Connection {
         loop {
             self.process_input(&mut inbuf);
             self.end_of_batch();
+            if self.state == State::Open && self.out.len() < OUT_HIGH_WATER {
+                // Deliveries queued while handling this batch go out in the same write, before the next command
+                // is read (a client that consumes and then cancels sees what was ready when it consumed).
+                self.drain_outbox();
+            }
             if hb.is_none() && self.heartbeat > 0 && self.state != State::AwaitTuneOk {
                 let period = Duration::from_millis(self.heartbeat as u64 * 500);
                 hb = Some(tokio::time::interval_at(Instant::now() + period, period));
@@ -187,7 +192,7 @@ impl Connection {
             let deadline = self.close_deadline;
             let event = tokio::select! {
                 biased;
-                _ = shutdown.cancelled(), if self.state == State::Open => Event::Shutdown,
+                _ = shutdown.cancelled(), if !matches!(self.state, State::Closing | State::Done) => Event::Shutdown,
                 r = wr.write(&self.out), if !self.out.is_empty() => Event::Wrote(r),
                 r = rd.read_buf(&mut inbuf), if can_take_more => Event::Read(r),
                 _ = outbox.notified(), if can_take_more && self.state == State::Open => Event::Outbox,
@@ -227,9 +232,11 @@ impl Connection {
                         self.wrote_since_tick = false;
                     }
                 }
-                Event::Shutdown => {
+                Event::Shutdown if self.state == State::Open => {
                     self.start_close(AmqpError::new(CONNECTION_FORCED, "broker shutdown"));
                 }
+                // Not yet open: nothing to hand back, just hang up.
+                Event::Shutdown => return Ok(()),
                 Event::CloseTimeout => {
                     if self.state != State::Open {
                         debug!(connection = self.id, state = ?self.state, "handshake or close timed out");
@@ -409,6 +416,10 @@ impl Connection {
             (_, C::Close(c)) => {
                 debug!(connection = self.id, code = c.reply_code, text = %c.reply_text, "client closed the connection");
                 self.close_all_channels();
+                // Exclusive queues are gone before close-ok, so the client may redeclare them at once.
+                if let Some(vhost) = &self.vhost {
+                    vhost.remove_exclusive_queues(self.id);
+                }
                 encode_method(&mut self.out, 0, AMQPClass::Connection(C::CloseOk(connection::CloseOk {})));
                 self.state = State::Done;
                 Ok(())

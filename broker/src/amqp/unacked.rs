@@ -121,7 +121,7 @@ mod tests {
 
     fn pending(q: &Arc<Queue>, tag: u64) -> Pending {
         let message = Arc::new(Message::with_properties("".into(), "k".into(), Default::default(), Default::default()));
-        Pending { tag, queue: q.clone(), entry: Entry { seq: tag, message, redelivered: false }, credit: None }
+        Pending { tag, queue: q.clone(), entry: Entry { seq: tag, message, redelivered: false, expires_at: None }, credit: None }
     }
 
     fn queue() -> Arc<Queue> {

@@ -56,9 +56,10 @@ pub struct Queue {
     me: Weak<Queue>,
 }
 
-#[derive(Default)]
 struct QueueState {
     store: MessageStore,
+    /// Messages dropped at the head because their TTL ran out.
+    expired: u64,
     consumers: Vec<QueueConsumer>,
     /// Where the next round-robin search starts.
     next_consumer: usize,
@@ -75,9 +76,20 @@ pub struct ConsumerRemoved {
 
 impl Queue {
     pub fn new(spec: QueueSpec) -> Arc<Self> {
+        let max_priority = crate::args::get_i64(&spec.arguments, "x-max-priority").unwrap_or(0).clamp(0, 255) as u8;
+        let ttl = crate::args::get_i64(&spec.arguments, "x-message-ttl")
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map(std::time::Duration::from_millis);
+        let state = QueueState {
+            store: MessageStore::new(max_priority, ttl),
+            expired: 0,
+            consumers: Vec::new(),
+            next_consumer: 0,
+            had_consumer: false,
+        };
         Arc::new_cyclic(|me| Queue {
             spec,
-            state: Mutex::new(QueueState::default()),
+            state: Mutex::new(state),
             deleted: AtomicBool::new(false),
             me: me.clone(),
         })
@@ -141,7 +153,10 @@ impl Queue {
                 // Lost a race for the channel's shared credit; its release will dispatch again.
                 return;
             }
-            let Some(entry) = st.store.pop() else { return };
+            let Some(entry) = st.store.pop(&mut st.expired) else {
+                consumer.credit.release();
+                return;
+            };
             consumer.outbox.push(OutboxItem::Deliver(Delivery {
                 channel: consumer.channel,
                 consumer_tag: consumer.tag.clone(),
@@ -203,7 +218,8 @@ impl Queue {
     /// basic.get: the next ready message and how many remain.
     pub fn get(&self) -> Option<(Entry, u32)> {
         let mut st = self.lock();
-        let e = st.store.pop()?;
+        let st = &mut *st;
+        let e = st.store.pop(&mut st.expired)?;
         Some((e, st.store.len() as u32))
     }
 
