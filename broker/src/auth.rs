@@ -51,18 +51,30 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 pub fn verify_password(hash: &str, password: &str) -> bool {
-    let Some((salt, _)) = hash.split_once(':') else { return false };
-    let Some(salt) = unhex(salt) else { return false };
+    let Some((salt, _)) = hash.split_once(':') else {
+        return false;
+    };
+    let Some(salt) = unhex(salt) else {
+        return false;
+    };
     // Compare without an early exit, so timing says nothing about where the hashes differ.
     let expected = hash_with_salt(&salt, password);
-    expected.len() == hash.len() && expected.bytes().zip(hash.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    expected.len() == hash.len()
+        && expected
+            .bytes()
+            .zip(hash.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 pub struct Users {
@@ -75,7 +87,11 @@ impl Users {
         let mut users = HashMap::new();
         users.insert(
             "guest".to_string(),
-            User { name: "guest".into(), password_hash: hash_password("guest"), tags: vec!["administrator".into()] },
+            User {
+                name: "guest".into(),
+                password_hash: hash_password("guest"),
+                tags: vec!["administrator".into()],
+            },
         );
         for u in &config.users {
             let password_hash = match (&u.password, &u.password_hash) {
@@ -83,9 +99,19 @@ impl Users {
                 (None, Some(h)) => h.clone(),
                 (None, None) => continue,
             };
-            users.insert(u.name.clone(), User { name: u.name.clone(), password_hash, tags: u.tags.clone() });
+            users.insert(
+                u.name.clone(),
+                User {
+                    name: u.name.clone(),
+                    password_hash,
+                    tags: u.tags.clone(),
+                },
+            );
         }
-        Users { users, loopback_only: config.loopback_users.clone() }
+        Users {
+            users,
+            loopback_only: config.loopback_users.clone(),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&User> {
@@ -93,13 +119,23 @@ impl Users {
     }
 
     /// Checks a connection.start-ok response; returns the user name.
-    pub fn login(&self, mechanism: &str, response: &[u8], peer: IpAddr) -> Result<String, AuthError> {
+    pub fn login(
+        &self,
+        mechanism: &str,
+        response: &[u8],
+        peer: IpAddr,
+    ) -> Result<String, AuthError> {
         let (user, pass) = match mechanism {
             "PLAIN" => parse_plain(response).ok_or_else(|| AuthError::Malformed("PLAIN".into()))?,
-            "AMQPLAIN" => parse_amqplain(response).ok_or_else(|| AuthError::Malformed("AMQPLAIN".into()))?,
+            "AMQPLAIN" => {
+                parse_amqplain(response).ok_or_else(|| AuthError::Malformed("AMQPLAIN".into()))?
+            }
             other => return Err(AuthError::UnknownMechanism(other.into())),
         };
-        let ok = self.users.get(&user).is_some_and(|u| verify_password(&u.password_hash, &pass));
+        let ok = self
+            .users
+            .get(&user)
+            .is_some_and(|u| verify_password(&u.password_hash, &pass));
         if !ok {
             return Err(AuthError::Refused(mechanism.into()));
         }
@@ -149,11 +185,23 @@ mod tests {
     fn plain_and_amqplain() {
         let users = Users::from_config(&Config::default());
         let lo: IpAddr = [127, 0, 0, 1].into();
-        assert_eq!(users.login("PLAIN", b"\0guest\0guest", lo), Ok("guest".into()));
-        assert!(matches!(users.login("PLAIN", b"\0guest\0nope", lo), Err(AuthError::Refused(_))));
-        assert!(matches!(users.login("PLAIN", b"garbage", lo), Err(AuthError::Malformed(_))));
+        assert_eq!(
+            users.login("PLAIN", b"\0guest\0guest", lo),
+            Ok("guest".into())
+        );
+        assert!(matches!(
+            users.login("PLAIN", b"\0guest\0nope", lo),
+            Err(AuthError::Refused(_))
+        ));
+        assert!(matches!(
+            users.login("PLAIN", b"garbage", lo),
+            Err(AuthError::Malformed(_))
+        ));
         let remote: IpAddr = [10, 0, 0, 1].into();
-        assert_eq!(users.login("PLAIN", b"\0guest\0guest", remote), Err(AuthError::LoopbackOnly("guest".into())));
+        assert_eq!(
+            users.login("PLAIN", b"\0guest\0guest", remote),
+            Err(AuthError::LoopbackOnly("guest".into()))
+        );
         // LOGIN (S) guest, PASSWORD (S) guest, as py-amqp writes it.
         let mut t = Vec::new();
         for (k, v) in [("LOGIN", "guest"), ("PASSWORD", "guest")] {
@@ -164,6 +212,9 @@ mod tests {
             t.extend_from_slice(v.as_bytes());
         }
         assert_eq!(users.login("AMQPLAIN", &t, lo), Ok("guest".into()));
-        assert!(matches!(users.login("EXTERNAL", b"", lo), Err(AuthError::UnknownMechanism(_))));
+        assert!(matches!(
+            users.login("EXTERNAL", b"", lo),
+            Err(AuthError::UnknownMechanism(_))
+        ));
     }
 }

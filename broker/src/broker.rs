@@ -57,14 +57,24 @@ impl Broker {
     }
 
     pub fn register_reply_to(&self, key: String, target: ReplyTarget) {
-        self.reply_to.lock().unwrap_or_else(|e| e.into_inner()).insert(key, target);
+        self.reply_to
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, target);
     }
 
     pub fn unregister_reply_to(&self, key: &str) {
-        self.reply_to.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.reply_to
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 
     pub fn reply_target(&self, key: &str) -> Option<ReplyTarget> {
-        self.reply_to.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+        self.reply_to
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
     }
 }

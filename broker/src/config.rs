@@ -14,7 +14,11 @@ pub const DEFAULT_DATA_DIR: &str = "./warren-data";
 
 /// Command-line flags; each can also come from its `WARREN_*` environment variable.
 #[derive(Debug, Parser, Default)]
-#[command(name = "warren-broker", version, about = "Warren: a lightweight, persistent AMQP 0-9-1 message broker")]
+#[command(
+    name = "warren-broker",
+    version,
+    about = "Warren: a lightweight, persistent AMQP 0-9-1 message broker"
+)]
 pub struct Cli {
     /// AMQP listen address [default: 127.0.0.1:5672]
     #[arg(long, env = "WARREN_LISTEN", value_name = "ADDR")]
@@ -77,9 +81,15 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("invalid default address: {0}")]
     Addr(#[from] std::net::AddrParseError),
     #[error("user '{0}' needs exactly one of password or password_hash")]
@@ -133,8 +143,14 @@ impl Config {
     }
 
     fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })
     }
 }
 
@@ -152,7 +168,11 @@ mod tests {
              [[users]]\nname = \"app\"\npassword = \"s3cret\"\ntags = [\"administrator\"]\n",
         )
         .expect("write");
-        let cli = Cli { config: Some(path.clone()), log: Some("warn".into()), ..Default::default() };
+        let cli = Cli {
+            config: Some(path.clone()),
+            log: Some("warn".into()),
+            ..Default::default()
+        };
         let c = Config::load(cli).expect("load");
         assert_eq!(c.listen.port(), 6000);
         assert_eq!(c.log, "warn");
@@ -162,11 +182,21 @@ mod tests {
     }
 
     #[test]
+    fn sample_config_in_assets_loads() {
+        let sample: FileConfig = toml::from_str(include_str!("../../assets/warren.toml")).expect("sample parses");
+        assert_eq!(sample.users[0].name, "app");
+    }
+
+    #[test]
     fn bad_file_is_a_clear_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("warren.toml");
         std::fs::write(&path, "listen = 5\n").expect("write");
-        let err = Config::load(Cli { config: Some(path), ..Default::default() }).expect_err("must fail");
+        let err = Config::load(Cli {
+            config: Some(path),
+            ..Default::default()
+        })
+        .expect_err("must fail");
         assert!(err.to_string().contains("invalid config file"));
     }
 }

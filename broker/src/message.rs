@@ -28,13 +28,30 @@ impl Message {
         raw_properties: Bytes,
         body: Bytes,
     ) -> Self {
-        Message { exchange, routing_key, properties, raw_properties, body }
+        Message {
+            exchange,
+            routing_key,
+            properties,
+            raw_properties,
+            body,
+        }
     }
 
     /// Builds a message whose properties are not yet encoded (for messages the broker makes or rewrites).
-    pub fn with_properties(exchange: ShortString, routing_key: ShortString, properties: AMQPProperties, body: Bytes) -> Self {
+    pub fn with_properties(
+        exchange: ShortString,
+        routing_key: ShortString,
+        properties: AMQPProperties,
+        body: Bytes,
+    ) -> Self {
         let raw_properties = encode_properties(&properties);
-        Message { exchange, routing_key, properties, raw_properties, body }
+        Message {
+            exchange,
+            routing_key,
+            properties,
+            raw_properties,
+            body,
+        }
     }
 
     /// delivery_mode 2 asks for the message to be written to disk on durable queues.

@@ -25,7 +25,10 @@ pub struct Delivery {
 pub enum OutboxItem {
     Deliver(Delivery),
     /// The queue behind this consumer is gone: tell the client with basic.cancel.
-    Cancel { channel: u16, consumer_tag: Arc<str> },
+    Cancel {
+        channel: u16,
+        consumer_tag: Arc<str>,
+    },
 }
 
 #[derive(Default)]

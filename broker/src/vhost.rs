@@ -67,9 +67,16 @@ impl VHost {
     pub fn new(name: &str) -> Self {
         let mut t = Topology::default();
         for (n, k) in PREDECLARED {
-            t.exchanges.insert((*n).to_string(), Exchange::new(n, *k, true, false, false, FieldTable::default()));
+            t.exchanges.insert(
+                (*n).to_string(),
+                Exchange::new(n, *k, true, false, false, FieldTable::default()),
+            );
         }
-        VHost { name: name.to_string(), topology: RwLock::new(t), generation: AtomicU64::new(1) }
+        VHost {
+            name: name.to_string(),
+            topology: RwLock::new(t),
+            generation: AtomicU64::new(1),
+        }
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Topology> {
@@ -103,7 +110,12 @@ impl VHost {
 
     /// Looks a queue up for an operation by `connection_id`, enforcing exclusivity first (405), then existence.
     pub fn queue_for(&self, name: &str, connection_id: u64) -> AmqpResult<Arc<Queue>> {
-        let q = self.read().queues.get(name).cloned().ok_or_else(|| self.no_queue(name))?;
+        let q = self
+            .read()
+            .queues
+            .get(name)
+            .cloned()
+            .ok_or_else(|| self.no_queue(name))?;
         match q.spec.exclusive_owner {
             Some(owner) if owner != connection_id => Err(self.locked(name)),
             _ => Ok(q),
@@ -122,7 +134,9 @@ impl VHost {
     pub fn declare_queue(&self, d: &QueueDeclare<'_>) -> AmqpResult<Arc<Queue>> {
         if d.passive {
             if d.name.is_empty() {
-                return Err(AmqpError::not_found("no queue name given for a passive declare"));
+                return Err(AmqpError::not_found(
+                    "no queue name given for a passive declare",
+                ));
             }
             return self.queue_for(d.name, d.connection_id);
         }
@@ -142,7 +156,11 @@ impl VHost {
             self.check_equivalent(q, d)?;
             return Ok(q.clone());
         }
-        let name = if d.name.is_empty() { generate_queue_name() } else { d.name.to_string() };
+        let name = if d.name.is_empty() {
+            generate_queue_name()
+        } else {
+            d.name.to_string()
+        };
         validate_queue_arguments(d.arguments)?;
         let q = Queue::new(QueueSpec {
             name: name.clone(),
@@ -160,7 +178,11 @@ impl VHost {
     fn check_equivalent(&self, q: &Queue, d: &QueueDeclare<'_>) -> AmqpResult<()> {
         let s = &q.spec;
         let checks = [
-            ("durable", s.durable || (s.exclusive_owner.is_some() && d.durable), d.durable),
+            (
+                "durable",
+                s.durable || (s.exclusive_owner.is_some() && d.durable),
+                d.durable,
+            ),
             ("exclusive", s.exclusive_owner.is_some(), d.exclusive),
             ("auto_delete", s.auto_delete, d.auto_delete),
         ];
@@ -185,7 +207,13 @@ impl VHost {
     }
 
     /// queue.delete. Returns the number of messages dropped.
-    pub fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool, connection_id: u64) -> AmqpResult<u32> {
+    pub fn delete_queue(
+        &self,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+        connection_id: u64,
+    ) -> AmqpResult<u32> {
         let q = match self.queue_for(name, connection_id) {
             Ok(q) => q,
             // Deleting a queue that does not exist succeeds, as in RabbitMQ.
@@ -194,10 +222,16 @@ impl VHost {
         };
         let (messages, consumers) = q.counts();
         if if_unused && consumers > 0 {
-            return Err(AmqpError::precondition(format!("queue '{name}' in vhost '{}' in use", self.name)));
+            return Err(AmqpError::precondition(format!(
+                "queue '{name}' in vhost '{}' in use",
+                self.name
+            )));
         }
         if if_empty && messages > 0 {
-            return Err(AmqpError::precondition(format!("queue '{name}' in vhost '{}' not empty", self.name)));
+            return Err(AmqpError::precondition(format!(
+                "queue '{name}' in vhost '{}' not empty",
+                self.name
+            )));
         }
         Ok(self.remove_queue(&q))
     }
@@ -220,8 +254,13 @@ impl VHost {
 
     /// Deletes every exclusive queue a closing connection owned.
     pub fn remove_exclusive_queues(&self, connection_id: u64) {
-        let owned: Vec<Arc<Queue>> =
-            self.read().queues.values().filter(|q| q.spec.exclusive_owner == Some(connection_id)).cloned().collect();
+        let owned: Vec<Arc<Queue>> = self
+            .read()
+            .queues
+            .values()
+            .filter(|q| q.spec.exclusive_owner == Some(connection_id))
+            .cloned()
+            .collect();
         for q in owned {
             self.remove_queue(&q);
         }
@@ -237,10 +276,15 @@ impl VHost {
             };
         }
         let Some(kind) = ExchangeKind::parse(d.kind) else {
-            return Err(AmqpError::command_invalid(format!("unknown exchange type '{}'", d.kind)));
+            return Err(AmqpError::command_invalid(format!(
+                "unknown exchange type '{}'",
+                d.kind
+            )));
         };
         if d.name.is_empty() {
-            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
         }
         if d.name.starts_with("amq.") {
             return Err(AmqpError::access_refused(format!(
@@ -251,9 +295,17 @@ impl VHost {
         let mut t = self.write();
         if let Some(x) = t.exchanges.get(d.name) {
             let checks = [
-                ("type", x.kind.as_str().to_string(), kind.as_str().to_string()),
+                (
+                    "type",
+                    x.kind.as_str().to_string(),
+                    kind.as_str().to_string(),
+                ),
                 ("durable", x.durable.to_string(), d.durable.to_string()),
-                ("auto_delete", x.auto_delete.to_string(), d.auto_delete.to_string()),
+                (
+                    "auto_delete",
+                    x.auto_delete.to_string(),
+                    d.auto_delete.to_string(),
+                ),
                 ("internal", x.internal.to_string(), d.internal.to_string()),
             ];
             for (field, current, received) in checks {
@@ -277,7 +329,14 @@ impl VHost {
         }
         t.exchanges.insert(
             d.name.to_string(),
-            Exchange::new(d.name, kind, d.durable, d.auto_delete, d.internal, d.arguments.clone()),
+            Exchange::new(
+                d.name,
+                kind,
+                d.durable,
+                d.auto_delete,
+                d.internal,
+                d.arguments.clone(),
+            ),
         );
         Ok(())
     }
@@ -287,13 +346,22 @@ impl VHost {
         if name.is_empty() || name.starts_with("amq.") {
             return Err(AmqpError::access_refused(format!(
                 "operation not permitted on the {}",
-                if name.is_empty() { "default exchange".to_string() } else { format!("exchange '{name}'") }
+                if name.is_empty() {
+                    "default exchange".to_string()
+                } else {
+                    format!("exchange '{name}'")
+                }
             )));
         }
         let mut t = self.write();
-        let Some(x) = t.exchanges.get(name) else { return Ok(()) };
+        let Some(x) = t.exchanges.get(name) else {
+            return Ok(());
+        };
         if if_unused && !x.router.is_empty() {
-            return Err(AmqpError::precondition(format!("exchange '{name}' in vhost '{}' in use", self.name)));
+            return Err(AmqpError::precondition(format!(
+                "exchange '{name}' in vhost '{}' in use",
+                self.name
+            )));
         }
         t.exchanges.remove(name);
         remove_bindings_to(&mut t, &Destination::Exchange(name.to_string()));
@@ -302,18 +370,28 @@ impl VHost {
 
     /// queue.bind and exchange.bind.
     pub fn bind(&self, source: &str, binding: Binding) -> AmqpResult<()> {
-        if source.is_empty() || matches!(&binding.destination, Destination::Exchange(n) if n.is_empty()) {
-            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+        if source.is_empty()
+            || matches!(&binding.destination, Destination::Exchange(n) if n.is_empty())
+        {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
         }
         let mut t = self.write();
         match &binding.destination {
             Destination::Queue(q) if !t.queues.contains_key(q) => return Err(self.no_queue(q)),
-            Destination::Exchange(x) if !t.exchanges.contains_key(x) => return Err(self.no_exchange(x)),
+            Destination::Exchange(x) if !t.exchanges.contains_key(x) => {
+                return Err(self.no_exchange(x))
+            }
             _ => {}
         }
-        let Some(x) = t.exchanges.get_mut(source) else { return Err(self.no_exchange(source)) };
+        let Some(x) = t.exchanges.get_mut(source) else {
+            return Err(self.no_exchange(source));
+        };
         if x.kind == ExchangeKind::Headers && !valid_x_match(&binding.arguments) {
-            return Err(AmqpError::precondition("Invalid x-match field value; expected one of all, any, all-with-x, any-with-x"));
+            return Err(AmqpError::precondition(
+                "Invalid x-match field value; expected one of all, any, all-with-x, any-with-x",
+            ));
         }
         x.router.bind(binding);
         Ok(())
@@ -322,15 +400,21 @@ impl VHost {
     /// queue.unbind and exchange.unbind: idempotent, as in RabbitMQ.
     pub fn unbind(&self, source: &str, binding: &Binding) -> AmqpResult<()> {
         if source.is_empty() {
-            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
         }
         let mut t = self.write();
         match &binding.destination {
             Destination::Queue(q) if !t.queues.contains_key(q) => return Err(self.no_queue(q)),
-            Destination::Exchange(x) if !t.exchanges.contains_key(x) => return Err(self.no_exchange(x)),
+            Destination::Exchange(x) if !t.exchanges.contains_key(x) => {
+                return Err(self.no_exchange(x))
+            }
             _ => {}
         }
-        let Some(x) = t.exchanges.get_mut(source) else { return Err(self.no_exchange(source)) };
+        let Some(x) = t.exchanges.get_mut(source) else {
+            return Err(self.no_exchange(source));
+        };
         if x.router.unbind(binding) && x.auto_delete && x.router.is_empty() {
             t.exchanges.remove(source);
             remove_bindings_to(&mut t, &Destination::Exchange(source.to_string()));
@@ -353,7 +437,9 @@ impl VHost {
             }
             return Ok(());
         }
-        let Some(x) = t.exchanges.get(exchange) else { return Err(self.no_exchange(exchange)) };
+        let Some(x) = t.exchanges.get(exchange) else {
+            return Err(self.no_exchange(exchange));
+        };
         if x.internal {
             return Err(AmqpError::access_refused(format!(
                 "cannot publish to internal exchange '{exchange}' in vhost '{}'",
@@ -372,7 +458,15 @@ impl VHost {
     /// Every binding, as (source, binding).
     pub fn bindings(&self) -> Vec<(String, Binding)> {
         let t = self.read();
-        t.exchanges.values().flat_map(|x| x.router.bindings().into_iter().map(|b| (x.name.clone(), b.clone()))).collect()
+        t.exchanges
+            .values()
+            .flat_map(|x| {
+                x.router
+                    .bindings()
+                    .into_iter()
+                    .map(|b| (x.name.clone(), b.clone()))
+            })
+            .collect()
     }
 
     pub fn has_exchange(&self, name: &str) -> bool {
@@ -436,7 +530,9 @@ fn remove_bindings_to(t: &mut Topology, dest: &Destination) {
 fn generate_queue_name() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut rng = rand::thread_rng();
-    let suffix: String = (0..22).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+    let suffix: String = (0..22)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
     format!("amq.gen-{suffix}")
 }
 
@@ -446,7 +542,12 @@ fn validate_queue_arguments(arguments: &FieldTable) -> AmqpResult<()> {
         let key = k.as_str();
         let int_arg = matches!(
             key,
-            "x-max-priority" | "x-message-ttl" | "x-expires" | "x-max-length" | "x-max-length-bytes" | "x-delivery-limit"
+            "x-max-priority"
+                | "x-message-ttl"
+                | "x-expires"
+                | "x-max-length"
+                | "x-max-length-bytes"
+                | "x-delivery-limit"
         );
         if int_arg {
             match args::as_i64(v) {

@@ -9,7 +9,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_warren-broker");
 
 #[test]
 fn help_lists_the_stable_flags() {
-    let out = Command::new(BIN).arg("--help").output().expect("run --help");
+    let out = Command::new(BIN)
+        .arg("--help")
+        .output()
+        .expect("run --help");
     let text = String::from_utf8_lossy(&out.stdout);
     for flag in ["--listen", "--data-dir", "--config", "--log"] {
         assert!(text.contains(flag), "--help mentions {flag}:\n{text}");
@@ -21,7 +24,11 @@ fn bad_config_file_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "no_such_setting = 1\n").expect("write");
-    let out = Command::new(BIN).arg("--config").arg(&cfg).output().expect("run");
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("invalid config file"), "{err}");
@@ -31,7 +38,11 @@ fn bad_config_file_is_a_clear_error() {
 fn starts_creates_its_data_dir_and_exits_0_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let mut child = Command::new(BIN)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--log", "warn"])
         .arg("--data-dir")
@@ -54,7 +65,10 @@ fn starts_creates_its_data_dir_and_exits_0_on_sigterm() {
     stream.read_exact(&mut start).expect("connection.start");
     assert_eq!(start[0], 1, "a method frame");
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -8,7 +8,9 @@ use lapin::options::BasicAckOptions;
 use lapin::{Channel, Connection, ConnectionProperties, Consumer, ErrorKind};
 
 pub async fn connect(url: &str) -> Connection {
-    Connection::connect(url, ConnectionProperties::default()).await.expect("connect to the test broker")
+    Connection::connect(url, ConnectionProperties::default())
+        .await
+        .expect("connect to the test broker")
 }
 
 pub async fn channel(conn: &Connection) -> Channel {
@@ -33,11 +35,19 @@ pub async fn next(consumer: &mut Consumer, wait: Duration) -> Option<Delivery> {
 
 /// Collects deliveries until none arrives for `idle`, acking each through the channel (see README: lapin's
 /// `Delivery::acker` can reorder acks).
-pub async fn drain(channel: &Channel, consumer: &mut Consumer, idle: Duration, ack: bool) -> Vec<Delivery> {
+pub async fn drain(
+    channel: &Channel,
+    consumer: &mut Consumer,
+    idle: Duration,
+    ack: bool,
+) -> Vec<Delivery> {
     let mut got = Vec::new();
     while let Some(d) = next(consumer, idle).await {
         if ack {
-            channel.basic_ack(d.delivery_tag, BasicAckOptions::default()).await.expect("ack");
+            channel
+                .basic_ack(d.delivery_tag, BasicAckOptions::default())
+                .await
+                .expect("ack");
         }
         got.push(d);
     }
@@ -48,5 +58,9 @@ pub async fn drain(channel: &Channel, consumer: &mut Consumer, idle: Duration, a
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -26,7 +26,10 @@ impl TestBroker {
     /// Starts a broker after letting the caller adjust the configuration.
     pub fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let data_dir = tempfile::tempdir().expect("temp data dir");
-        let mut config = Config { data_dir: data_dir.path().to_path_buf(), ..Config::default() };
+        let mut config = Config {
+            data_dir: data_dir.path().to_path_buf(),
+            ..Config::default()
+        };
         adjust(&mut config);
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
         std_listener.set_nonblocking(true).expect("nonblocking");
@@ -42,10 +45,17 @@ impl TestBroker {
                 .expect("runtime");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
-                warren_broker::run(listener, config, token).await.expect("broker run");
+                warren_broker::run(listener, config, token)
+                    .await
+                    .expect("broker run");
             });
         });
-        TestBroker { addr, shutdown, thread: Some(thread), _data_dir: data_dir }
+        TestBroker {
+            addr,
+            shutdown,
+            thread: Some(thread),
+            _data_dir: data_dir,
+        }
     }
 
     pub fn url(&self) -> String {

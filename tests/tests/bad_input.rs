@@ -13,7 +13,10 @@ fn still_serving(broker: &TestBroker) {
     let mut c = RawClient::handshake(broker.addr, 0);
     c.send_method(
         1,
-        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare { queue: "alive".into(), ..Default::default() })),
+        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+            queue: "alive".into(),
+            ..Default::default()
+        })),
     );
     match c.recv_method() {
         Some((1, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_)))) => {}
@@ -85,7 +88,10 @@ fn method_on_a_closed_channel_is_504() {
     let mut c = RawClient::handshake(broker.addr, 0);
     c.send_method(
         7,
-        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare { queue: "q".into(), ..Default::default() })),
+        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+            queue: "q".into(),
+            ..Default::default()
+        })),
     );
     assert!(matches!(c.expect_close(), Closed::Connection(504, _)));
     still_serving(&broker);
@@ -99,13 +105,39 @@ fn content_body_without_header_is_505() {
     assert!(matches!(c.expect_close(), Closed::Connection(505, _)));
     // And a header that follows no publish.
     let mut c = RawClient::handshake(broker.addr, 0);
-    c.send(AMQPFrame::Header(1, AMQPContentHeader { class_id: 60, body_size: 3, properties: BasicProperties::default() }));
+    c.send(AMQPFrame::Header(
+        1,
+        AMQPContentHeader {
+            class_id: 60,
+            body_size: 3,
+            properties: BasicProperties::default(),
+        },
+    ));
     assert!(matches!(c.expect_close(), Closed::Connection(505, _)));
     // And a method where the body should be.
     let mut c = RawClient::handshake(broker.addr, 0);
-    c.send_method(1, AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish { routing_key: "q".into(), ..Default::default() })));
-    c.send(AMQPFrame::Header(1, AMQPContentHeader { class_id: 60, body_size: 3, properties: BasicProperties::default() }));
-    c.send_method(1, AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos { prefetch_count: 1, global: false })));
+    c.send_method(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+            routing_key: "q".into(),
+            ..Default::default()
+        })),
+    );
+    c.send(AMQPFrame::Header(
+        1,
+        AMQPContentHeader {
+            class_id: 60,
+            body_size: 3,
+            properties: BasicProperties::default(),
+        },
+    ));
+    c.send_method(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
+            prefetch_count: 1,
+            global: false,
+        })),
+    );
     assert!(matches!(c.expect_close(), Closed::Connection(505, _)));
     still_serving(&broker);
 }
@@ -114,9 +146,17 @@ fn content_body_without_header_is_505() {
 fn ack_of_unknown_tag_is_406_on_the_channel() {
     let broker = TestBroker::start();
     let mut c = RawClient::handshake(broker.addr, 0);
-    c.send_method(1, AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack { delivery_tag: 42, multiple: false })));
+    c.send_method(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+            delivery_tag: 42,
+            multiple: false,
+        })),
+    );
     match c.expect_close() {
-        Closed::Channel(1, 406, text) => assert!(text.contains("unknown delivery tag 42"), "{text}"),
+        Closed::Channel(1, 406, text) => {
+            assert!(text.contains("unknown delivery tag 42"), "{text}")
+        }
         other => panic!("expected channel close 406, got {other:?}"),
     }
     still_serving(&broker);
@@ -127,10 +167,18 @@ fn unsupported_options_are_540() {
     let broker = TestBroker::start();
     let mut c = RawClient::handshake(broker.addr, 0);
     // basic.qos with prefetch_size = 1 (written by hand: amq-protocol has no field for it).
-    c.send_raw(&[1, 0, 1, 0, 0, 0, 11, 0, 60, 0, 10, 0, 0, 0, 1, 0, 0, 0, 0xCE]);
+    c.send_raw(&[
+        1, 0, 1, 0, 0, 0, 11, 0, 60, 0, 10, 0, 0, 0, 1, 0, 0, 0, 0xCE,
+    ]);
     assert!(matches!(c.expect_close(), Closed::Connection(540, _)));
     let mut c = RawClient::handshake(broker.addr, 0);
-    c.send_method(1, AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish { immediate: true, ..Default::default() })));
+    c.send_method(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+            immediate: true,
+            ..Default::default()
+        })),
+    );
     assert!(matches!(c.expect_close(), Closed::Connection(540, _)));
     still_serving(&broker);
 }
@@ -144,7 +192,10 @@ fn bad_login_is_403_when_the_client_asks_for_it() {
     c.send_raw(b"AMQP\x00\x00\x09\x01");
     c.recv_method().expect("start");
     let mut caps = FieldTable::default();
-    caps.insert("authentication_failure_close".into(), AMQPValue::Boolean(true));
+    caps.insert(
+        "authentication_failure_close".into(),
+        AMQPValue::Boolean(true),
+    );
     let mut props = FieldTable::default();
     props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
     c.send_method(
@@ -164,7 +215,9 @@ fn bad_login_is_403_when_the_client_asks_for_it() {
 fn silent_peer_is_dropped_after_two_heartbeat_intervals() {
     let broker = TestBroker::start();
     let mut c = RawClient::handshake(broker.addr, 1);
-    c.stream.set_read_timeout(Some(Duration::from_secs(8))).expect("timeout");
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(8)))
+        .expect("timeout");
     let started = std::time::Instant::now();
     // Read (heartbeats from the broker) but never write: the broker must hang up.
     let mut heartbeats = 0;
@@ -177,6 +230,9 @@ fn silent_peer_is_dropped_after_two_heartbeat_intervals() {
     }
     let elapsed = started.elapsed();
     assert!(heartbeats >= 1, "the broker sends heartbeats");
-    assert!(elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(7), "dropped after {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(7),
+        "dropped after {elapsed:?}"
+    );
     still_serving(&broker);
 }

@@ -12,9 +12,23 @@ use warren_tests::TestBroker;
 
 async fn queue_with(ch: &lapin::Channel, n: u8) -> String {
     let q = unique("q");
-    ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default()).await.expect("declare");
+    ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
     for i in 0..n {
-        ch.basic_publish("".into(), q.as_str().into(), BasicPublishOptions::default(), &[i], BasicProperties::default()).await.expect("publish");
+        ch.basic_publish(
+            "".into(),
+            q.as_str().into(),
+            BasicPublishOptions::default(),
+            &[i],
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish");
     }
     q
 }
@@ -25,19 +39,55 @@ async fn nack_and_reject_with_requeue_redeliver() {
     let conn = connect(&broker.url()).await;
     let ch = channel(&conn).await;
     let q = queue_with(&ch, 2).await;
-    let mut c = ch.basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("consume");
+    let mut c = ch
+        .basic_consume(
+            q.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
     let first = next(&mut c, Duration::from_secs(2)).await.expect("first");
     let second = next(&mut c, Duration::from_secs(2)).await.expect("second");
     assert!(!first.redelivered && !second.redelivered);
-    ch.basic_nack(first.delivery_tag, BasicNackOptions { requeue: true, multiple: false }).await.expect("nack");
-    ch.basic_reject(second.delivery_tag, BasicRejectOptions { requeue: true }).await.expect("reject");
+    ch.basic_nack(
+        first.delivery_tag,
+        BasicNackOptions {
+            requeue: true,
+            multiple: false,
+        },
+    )
+    .await
+    .expect("nack");
+    ch.basic_reject(second.delivery_tag, BasicRejectOptions { requeue: true })
+        .await
+        .expect("reject");
     let again: Vec<_> = drain(&ch, &mut c, Duration::from_millis(400), true).await;
-    assert_eq!(again.iter().map(|d| (d.data[0], d.redelivered)).collect::<Vec<_>>(), vec![(0, true), (1, true)]);
+    assert_eq!(
+        again
+            .iter()
+            .map(|d| (d.data[0], d.redelivered))
+            .collect::<Vec<_>>(),
+        vec![(0, true), (1, true)]
+    );
 
     // Without requeue the message is gone.
-    ch.basic_publish("".into(), q.as_str().into(), BasicPublishOptions::default(), b"x", BasicProperties::default()).await.expect("publish");
-    let d = next(&mut c, Duration::from_secs(2)).await.expect("delivery");
-    ch.basic_reject(d.delivery_tag, BasicRejectOptions { requeue: false }).await.expect("reject");
+    ch.basic_publish(
+        "".into(),
+        q.as_str().into(),
+        BasicPublishOptions::default(),
+        b"x",
+        BasicProperties::default(),
+    )
+    .await
+    .expect("publish");
+    let d = next(&mut c, Duration::from_secs(2))
+        .await
+        .expect("delivery");
+    ch.basic_reject(d.delivery_tag, BasicRejectOptions { requeue: false })
+        .await
+        .expect("reject");
     assert!(next(&mut c, Duration::from_millis(300)).await.is_none());
 }
 
@@ -48,23 +98,39 @@ async fn prefetch_caps_unacked_deliveries() {
     let ch = channel(&conn).await;
     let q = queue_with(&ch, 50).await;
     let ch2 = channel(&conn).await;
-    ch2.basic_qos(3, BasicQosOptions::default()).await.expect("qos");
-    let mut c = ch2.basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("consume");
+    ch2.basic_qos(3, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut c = ch2
+        .basic_consume(
+            q.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
     // Without acks, exactly 3 arrive.
     let held = drain(&ch2, &mut c, Duration::from_millis(400), false).await;
     assert_eq!(held.len(), 3);
     // Acking one lets exactly one more in.
-    ch2.basic_ack(held[0].delivery_tag, BasicAckOptions::default()).await.expect("ack");
+    ch2.basic_ack(held[0].delivery_tag, BasicAckOptions::default())
+        .await
+        .expect("ack");
     let more = drain(&ch2, &mut c, Duration::from_millis(400), false).await;
     assert_eq!(more.len(), 1);
     // Ack everything as it comes, while counting what is outstanding.
-    ch2.basic_ack(0, BasicAckOptions { multiple: true }).await.expect("ack all");
+    ch2.basic_ack(0, BasicAckOptions { multiple: true })
+        .await
+        .expect("ack all");
     let outstanding = Arc::new(AtomicUsize::new(0));
     let mut seen = 4;
     while let Some(d) = next(&mut c, Duration::from_millis(400)).await {
         let now = outstanding.fetch_add(1, Ordering::SeqCst) + 1;
         assert!(now <= 3, "never more than the prefetch outstanding");
-        ch2.basic_ack(d.delivery_tag, BasicAckOptions::default()).await.expect("ack");
+        ch2.basic_ack(d.delivery_tag, BasicAckOptions::default())
+            .await
+            .expect("ack");
         outstanding.fetch_sub(1, Ordering::SeqCst);
         seen += 1;
     }
@@ -77,13 +143,27 @@ async fn basic_get_and_get_empty() {
     let conn = connect(&broker.url()).await;
     let ch = channel(&conn).await;
     let q = queue_with(&ch, 2).await;
-    let m = ch.basic_get(q.as_str().into(), BasicGetOptions::default()).await.expect("get").expect("a message");
+    let m = ch
+        .basic_get(q.as_str().into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("a message");
     assert_eq!(m.delivery.data, vec![0]);
     assert_eq!(m.message_count, 1);
-    ch.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default()).await.expect("ack");
-    let m = ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }).await.expect("get").expect("a message");
+    ch.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())
+        .await
+        .expect("ack");
+    let m = ch
+        .basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")
+        .expect("a message");
     assert_eq!(m.delivery.data, vec![1]);
-    assert!(ch.basic_get(q.as_str().into(), BasicGetOptions::default()).await.expect("get").is_none());
+    assert!(ch
+        .basic_get(q.as_str().into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .is_none());
 }
 
 #[tokio::test]
@@ -91,10 +171,25 @@ async fn ack_of_unknown_tag_is_406() {
     let broker = TestBroker::start();
     let conn = connect(&broker.url()).await;
     let ch = channel(&conn).await;
-    ch.basic_ack(99, BasicAckOptions::default()).await.expect("ack is async");
-    let err = ch.queue_declare("x".into(), QueueDeclareOptions::default(), FieldTable::default()).await.expect_err("channel closed");
+    ch.basic_ack(99, BasicAckOptions::default())
+        .await
+        .expect("ack is async");
+    let err = ch
+        .queue_declare(
+            "x".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect_err("channel closed");
     assert_eq!(reply_code(&err), Some(406));
     // The connection survives a channel error.
     let ch2 = channel(&conn).await;
-    ch2.queue_declare("x".into(), QueueDeclareOptions::default(), FieldTable::default()).await.expect("other channel works");
+    ch2.queue_declare(
+        "x".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("other channel works");
 }

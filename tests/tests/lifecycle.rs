@@ -17,5 +17,8 @@ fn shutdown_closes_connections_with_320() {
             other => panic!("expected connection.close 320, got {other:?}"),
         }
     }
-    assert!(std::net::TcpStream::connect(broker.addr).is_err(), "no longer accepting");
+    assert!(
+        std::net::TcpStream::connect(broker.addr).is_err(),
+        "no longer accepting"
+    );
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use amq_protocol::protocol::{basic, AMQPClass};
 use rand::Rng;
 
-use crate::amqp::channel::{requeue_grouped, Channel, ChannelConsumer, Ctx, ReplyConsumer, TxAck, REPLY_TO};
+use crate::amqp::channel::{
+    requeue_grouped, Channel, ChannelConsumer, Ctx, ReplyConsumer, TxAck, REPLY_TO,
+};
 use crate::amqp::codec::{encode_content, encode_deliver, encode_get_ok, DeliverFields};
 use crate::amqp::error::{AmqpError, AmqpResult, NOT_ALLOWED};
 use crate::amqp::unacked::Pending;
@@ -25,7 +27,9 @@ const NO_ACK_WINDOW: u32 = 2000;
 fn random_tag(prefix: &str) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut rng = rand::thread_rng();
-    let s: String = (0..22).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+    let s: String = (0..22)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
     format!("{prefix}{s}")
 }
 
@@ -40,7 +44,11 @@ impl Channel {
             .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
     }
 
-    pub(crate) fn handle_basic(&mut self, ctx: &mut Ctx<'_>, m: &basic::AMQPMethod) -> AmqpResult<()> {
+    pub(crate) fn handle_basic(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        m: &basic::AMQPMethod,
+    ) -> AmqpResult<()> {
         use basic::AMQPMethod as B;
         match m {
             B::Qos(q) => self.qos(ctx, q),
@@ -50,7 +58,9 @@ impl Channel {
                 if !c.nowait {
                     ctx.send(
                         self.id,
-                        AMQPClass::Basic(B::CancelOk(basic::CancelOk { consumer_tag: c.consumer_tag.clone() })),
+                        AMQPClass::Basic(B::CancelOk(basic::CancelOk {
+                            consumer_tag: c.consumer_tag.clone(),
+                        })),
                     );
                 }
                 Ok(())
@@ -93,7 +103,10 @@ impl Channel {
         for c in self.consumers.values() {
             ctx.kick(&c.queue);
         }
-        ctx.send(self.id, AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})));
+        ctx.send(
+            self.id,
+            AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
+        );
         Ok(())
     }
 
@@ -103,8 +116,13 @@ impl Channel {
         } else {
             c.consumer_tag.as_str().into()
         };
-        if self.consumers.contains_key(&tag) || self.reply_consumer.as_ref().is_some_and(|r| r.tag == tag) {
-            return Err(AmqpError::new(NOT_ALLOWED, format!("attempt to reuse consumer tag '{tag}'")));
+        if self.consumers.contains_key(&tag)
+            || self.reply_consumer.as_ref().is_some_and(|r| r.tag == tag)
+        {
+            return Err(AmqpError::new(
+                NOT_ALLOWED,
+                format!("attempt to reuse consumer tag '{tag}'"),
+            ));
         }
         if c.queue.as_str() == REPLY_TO {
             return self.consume_reply_to(ctx, c, tag);
@@ -114,13 +132,18 @@ impl Channel {
         let credit = if c.no_ack {
             Arc::new(ConsumerCredit::new(NO_ACK_WINDOW, Arc::new(Credit::new(0))))
         } else {
-            Arc::new(ConsumerCredit::new(self.consumer_prefetch, self.credit.clone()))
+            Arc::new(ConsumerCredit::new(
+                self.consumer_prefetch,
+                self.credit.clone(),
+            ))
         };
         let priority = args::get_i64(&c.arguments, "x-priority").unwrap_or(0);
         if !c.nowait {
             ctx.send(
                 self.id,
-                AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk { consumer_tag: tag.as_ref().into() })),
+                AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                    consumer_tag: tag.as_ref().into(),
+                })),
             );
         }
         queue.add_consumer(QueueConsumer {
@@ -132,11 +155,23 @@ impl Channel {
             exclusive: c.exclusive,
             priority,
         })?;
-        self.consumers.insert(tag, ChannelConsumer { queue, no_ack: c.no_ack, credit });
+        self.consumers.insert(
+            tag,
+            ChannelConsumer {
+                queue,
+                no_ack: c.no_ack,
+                credit,
+            },
+        );
         Ok(())
     }
 
-    fn consume_reply_to(&mut self, ctx: &mut Ctx<'_>, c: &basic::Consume, tag: Arc<str>) -> AmqpResult<()> {
+    fn consume_reply_to(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        c: &basic::Consume,
+        tag: Arc<str>,
+    ) -> AmqpResult<()> {
         if !c.no_ack {
             return Err(AmqpError::precondition("reply consumer cannot acknowledge"));
         }
@@ -146,13 +181,22 @@ impl Channel {
         let key = random_tag(&format!("c{}.{}.", ctx.connection_id, self.id));
         ctx.broker.register_reply_to(
             key.clone(),
-            ReplyTarget { outbox: ctx.outbox.clone(), channel: self.id, consumer_tag: tag.clone() },
+            ReplyTarget {
+                outbox: ctx.outbox.clone(),
+                channel: self.id,
+                consumer_tag: tag.clone(),
+            },
         );
-        self.reply_consumer = Some(ReplyConsumer { key, tag: tag.clone() });
+        self.reply_consumer = Some(ReplyConsumer {
+            key,
+            tag: tag.clone(),
+        });
         if !c.nowait {
             ctx.send(
                 self.id,
-                AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk { consumer_tag: tag.as_ref().into() })),
+                AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                    consumer_tag: tag.as_ref().into(),
+                })),
             );
         }
         Ok(())
@@ -191,7 +235,10 @@ impl Channel {
         let name = self.queue_name(g.queue.as_str())?.to_string();
         let queue = ctx.vhost.queue_for(&name, ctx.connection_id)?;
         let Some((entry, remaining)) = queue.get() else {
-            ctx.send(self.id, AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})));
+            ctx.send(
+                self.id,
+                AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+            );
             return Ok(());
         };
         let tag = self.next_tag;
@@ -209,7 +256,12 @@ impl Channel {
         if g.no_ack {
             queue.settle(entry.seq);
         } else {
-            self.unacked.push(Pending { tag, queue, entry, credit: None });
+            self.unacked.push(Pending {
+                tag,
+                queue,
+                entry,
+                credit: None,
+            });
         }
         Ok(())
     }
@@ -246,7 +298,12 @@ impl Channel {
                     ctx.kick(&queue);
                 }
             }
-            Some(queue) => self.unacked.push(Pending { tag, queue, entry: d.entry, credit: d.credit }),
+            Some(queue) => self.unacked.push(Pending {
+                tag,
+                queue,
+                entry: d.entry,
+                credit: d.credit,
+            }),
             None => {}
         }
         Ok(())
@@ -278,7 +335,13 @@ impl Channel {
         }
     }
 
-    fn reject(&mut self, ctx: &mut Ctx<'_>, tag: u64, multiple: bool, requeue: bool) -> AmqpResult<()> {
+    fn reject(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        tag: u64,
+        multiple: bool,
+        requeue: bool,
+    ) -> AmqpResult<()> {
         let pending = self.take_unacked(tag, multiple)?;
         match &mut self.tx {
             Some(tx) => tx.acks.push(TxAck::Reject { pending, requeue }),
@@ -287,7 +350,12 @@ impl Channel {
         Ok(())
     }
 
-    pub(crate) fn reject_pending(&mut self, ctx: &mut Ctx<'_>, pending: Vec<Pending>, requeue: bool) {
+    pub(crate) fn reject_pending(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        pending: Vec<Pending>,
+        requeue: bool,
+    ) {
         if requeue {
             requeue_grouped(pending);
             self.kick_consumer_queues(ctx);

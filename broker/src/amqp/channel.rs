@@ -64,10 +64,15 @@ struct PendingPublish {
     mandatory: bool,
 }
 
+#[allow(clippy::large_enum_variant)] // one per channel, not per message
 enum Content {
     Idle,
     Header(PendingPublish),
-    Body { publish: PendingPublish, header: ContentHeader, body: BodyBuf },
+    Body {
+        publish: PendingPublish,
+        header: ContentHeader,
+        body: BodyBuf,
+    },
 }
 
 /// A body arriving in one frame stays one `Bytes`; only multi-frame bodies are joined.
@@ -127,7 +132,10 @@ pub struct ReplyConsumer {
 /// A settlement recorded inside a transaction, applied on commit.
 pub enum TxAck {
     Ack(Vec<Pending>),
-    Reject { pending: Vec<Pending>, requeue: bool },
+    Reject {
+        pending: Vec<Pending>,
+        requeue: bool,
+    },
 }
 
 #[derive(Default)]
@@ -194,13 +202,20 @@ impl Channel {
                     )));
                 }
                 let method = *method;
-                self.handle_method(ctx, &method).map_err(|e| if e.class_id == 0 { e.on(&method) } else { e })
+                self.handle_method(ctx, &method).map_err(|e| {
+                    if e.class_id == 0 {
+                        e.on(&method)
+                    } else {
+                        e
+                    }
+                })
             }
             Frame::Header(_, header) => self.on_header(ctx, header),
             Frame::Body(_, body) => self.on_body(ctx, body),
-            Frame::Heartbeat(ch) => {
-                Err(AmqpError::new(crate::amqp::error::FRAME_ERROR, format!("heartbeat frame on channel {ch}")))
-            }
+            Frame::Heartbeat(ch) => Err(AmqpError::new(
+                crate::amqp::error::FRAME_ERROR,
+                format!("heartbeat frame on channel {ch}"),
+            )),
         }
     }
 
@@ -225,19 +240,29 @@ impl Channel {
                 if !f.active {
                     return Err(AmqpError::not_implemented("active=false"));
                 }
-                ctx.send(self.id, C::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk { active: true })));
+                ctx.send(
+                    self.id,
+                    C::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk {
+                        active: true,
+                    })),
+                );
                 Ok(())
             }
             C::Channel(channel::AMQPMethod::FlowOk(_)) => Ok(()),
             C::Confirm(confirm::AMQPMethod::Select(s)) => {
                 if self.tx.is_some() {
-                    return Err(AmqpError::precondition("cannot switch from tx to confirm mode"));
+                    return Err(AmqpError::precondition(
+                        "cannot switch from tx to confirm mode",
+                    ));
                 }
                 if self.confirm.is_none() {
                     self.confirm = Some((0, 0));
                 }
                 if !s.nowait {
-                    ctx.send(self.id, C::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})));
+                    ctx.send(
+                        self.id,
+                        C::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})),
+                    );
                 }
                 Ok(())
             }
@@ -271,7 +296,10 @@ impl Channel {
             }
         };
         if header.class_id != 60 {
-            return Err(AmqpError::unexpected_frame(format!("content header for class {}", header.class_id)));
+            return Err(AmqpError::unexpected_frame(format!(
+                "content header for class {}",
+                header.class_id
+            )));
         }
         if header.body_size > MAX_MESSAGE_SIZE {
             return Err(AmqpError::precondition(format!(
@@ -282,7 +310,11 @@ impl Channel {
         if header.body_size == 0 {
             return self.publish(ctx, publish, header, Bytes::new());
         }
-        self.content = Content::Body { publish, header, body: BodyBuf::Empty };
+        self.content = Content::Body {
+            publish,
+            header,
+            body: BodyBuf::Empty,
+        };
         Ok(())
     }
 
@@ -301,7 +333,12 @@ impl Channel {
         }
         body.push(chunk);
         if body.len() as u64 == header.body_size {
-            if let Content::Body { publish, header, body } = std::mem::replace(&mut self.content, Content::Idle) {
+            if let Content::Body {
+                publish,
+                header,
+                body,
+            } = std::mem::replace(&mut self.content, Content::Idle)
+            {
                 return self.publish(ctx, publish, header, body.freeze());
             }
         }
@@ -309,16 +346,37 @@ impl Channel {
     }
 
     /// A complete message arrived: route it, or buffer it in a transaction.
-    fn publish(&mut self, ctx: &mut Ctx<'_>, p: PendingPublish, header: ContentHeader, body: Bytes) -> AmqpResult<()> {
-        let reply_to = header.properties.reply_to().as_ref().map(|r| r.as_str() == REPLY_TO).unwrap_or(false);
+    fn publish(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        p: PendingPublish,
+        header: ContentHeader,
+        body: Bytes,
+    ) -> AmqpResult<()> {
+        let reply_to = header
+            .properties
+            .reply_to()
+            .as_ref()
+            .map(|r| r.as_str() == REPLY_TO)
+            .unwrap_or(false);
         let message = if reply_to {
             let Some(rc) = &self.reply_consumer else {
-                return Err(AmqpError::precondition("fast reply consumer does not exist"));
+                return Err(AmqpError::precondition(
+                    "fast reply consumer does not exist",
+                ));
             };
-            let props = header.properties.with_reply_to(format!("{REPLY_TO_PREFIX}{}", rc.key).into());
+            let props = header
+                .properties
+                .with_reply_to(format!("{REPLY_TO_PREFIX}{}", rc.key).into());
             Message::with_properties(p.exchange.clone(), p.routing_key.clone(), props, body)
         } else {
-            Message::new(p.exchange.clone(), p.routing_key.clone(), header.properties, header.raw_properties, body)
+            Message::new(
+                p.exchange.clone(),
+                p.routing_key.clone(),
+                header.properties,
+                header.raw_properties,
+                body,
+            )
         };
         let message = Arc::new(message);
         if let Some(tx) = &mut self.tx {
@@ -328,7 +386,11 @@ impl Channel {
                     p.exchange, ctx.vhost.name
                 )));
             }
-            let owned = PendingPublishOwned { exchange: p.exchange, routing_key: p.routing_key, mandatory: p.mandatory };
+            let owned = PendingPublishOwned {
+                exchange: p.exchange,
+                routing_key: p.routing_key,
+                mandatory: p.mandatory,
+            };
             tx.publishes.push((owned, message));
             return Ok(());
         }
@@ -358,7 +420,12 @@ impl Channel {
                     channel: target.channel,
                     consumer_tag: target.consumer_tag.clone(),
                     queue: None,
-                    entry: Entry { seq: 0, message: message.clone(), redelivered: false, expires_at: None },
+                    entry: Entry {
+                        seq: 0,
+                        message: message.clone(),
+                        redelivered: false,
+                        expires_at: None,
+                    },
                     credit: None,
                 }));
             }
@@ -366,7 +433,12 @@ impl Channel {
             let headers = message.properties.headers().as_ref();
             let mut queues = std::mem::take(&mut self.route_buf);
             queues.clear();
-            let result = ctx.vhost.route(exchange.as_str(), routing_key.as_str(), headers, &mut queues);
+            let result = ctx.vhost.route(
+                exchange.as_str(),
+                routing_key.as_str(),
+                headers,
+                &mut queues,
+            );
             if let Err(e) = result {
                 self.route_buf = queues;
                 return Err(e);
@@ -386,7 +458,13 @@ impl Channel {
                     routing_key: routing_key.clone(),
                 })),
             );
-            encode_content(ctx.out, self.id, &message.raw_properties, &message.body, ctx.frame_max);
+            encode_content(
+                ctx.out,
+                self.id,
+                &message.raw_properties,
+                &message.body,
+                ctx.frame_max,
+            );
         }
         Ok(())
     }
@@ -399,7 +477,10 @@ impl Channel {
                 encode_method(
                     out,
                     self.id,
-                    AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack { delivery_tag: *seq, multiple })),
+                    AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+                        delivery_tag: *seq,
+                        multiple,
+                    })),
                 );
                 *confirmed = *seq;
             }
@@ -410,12 +491,17 @@ impl Channel {
         match m {
             tx::AMQPMethod::Select(_) => {
                 if self.confirm.is_some() {
-                    return Err(AmqpError::precondition("cannot switch from confirm to tx mode"));
+                    return Err(AmqpError::precondition(
+                        "cannot switch from confirm to tx mode",
+                    ));
                 }
                 if self.tx.is_none() {
                     self.tx = Some(TxState::default());
                 }
-                ctx.send(self.id, AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})));
+                ctx.send(
+                    self.id,
+                    AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})),
+                );
                 Ok(())
             }
             tx::AMQPMethod::Commit(_) => {
@@ -429,10 +515,15 @@ impl Channel {
                 for a in tx.acks {
                     match a {
                         TxAck::Ack(pending) => self.settle(ctx, pending),
-                        TxAck::Reject { pending, requeue } => self.reject_pending(ctx, pending, requeue),
+                        TxAck::Reject { pending, requeue } => {
+                            self.reject_pending(ctx, pending, requeue)
+                        }
                     }
                 }
-                ctx.send(self.id, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
+                ctx.send(
+                    self.id,
+                    AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
+                );
                 Ok(())
             }
             tx::AMQPMethod::Rollback(_) => {
@@ -447,10 +538,15 @@ impl Channel {
                     }
                 }
                 self.unacked.restore(back);
-                ctx.send(self.id, AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})));
+                ctx.send(
+                    self.id,
+                    AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})),
+                );
                 Ok(())
             }
-            other => Err(AmqpError::command_invalid(format!("tx method {other:?} is not valid from a client"))),
+            other => Err(AmqpError::command_invalid(format!(
+                "tx method {other:?} is not valid from a client"
+            ))),
         }
     }
 

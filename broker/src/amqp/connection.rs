@@ -29,7 +29,9 @@ use tracing::{debug, info, warn};
 
 use crate::amqp::channel::{requeue_grouped, Channel, Ctx};
 use crate::amqp::codec::{decode_frame, encode_heartbeat, encode_method, Frame, PROTOCOL_HEADER};
-use crate::amqp::error::{AmqpError, ACCESS_REFUSED, CHANNEL_ERROR, CONNECTION_FORCED, NOT_ALLOWED};
+use crate::amqp::error::{
+    AmqpError, ACCESS_REFUSED, CHANNEL_ERROR, CONNECTION_FORCED, NOT_ALLOWED,
+};
 use crate::amqp::unacked::Pending;
 use crate::broker::Broker;
 use crate::outbox::{Outbox, OutboxItem};
@@ -100,7 +102,12 @@ enum Event {
 }
 
 /// Serves one accepted socket until it closes.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: CancellationToken) {
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) {
     let _ = stream.set_nodelay(true);
     let id = broker.next_connection_id();
     let mut conn = Connection {
@@ -158,7 +165,10 @@ impl Connection {
             }
         }
         if inbuf.len() < 8 || &inbuf[..8] != PROTOCOL_HEADER {
-            debug!(connection = self.id, "wrong protocol header; answering with ours and closing");
+            debug!(
+                connection = self.id,
+                "wrong protocol header; answering with ours and closing"
+            );
             wr.write_all(PROTOCOL_HEADER).await?;
             let _ = wr.shutdown().await;
             return Ok(());
@@ -258,7 +268,10 @@ impl Connection {
                         self.state = State::Done;
                     } else {
                         let text = e.to_string();
-                        let text = text.split_once(" - ").map(|(_, t)| t.to_string()).unwrap_or(text);
+                        let text = text
+                            .split_once(" - ")
+                            .map(|(_, t)| t.to_string())
+                            .unwrap_or(text);
                         self.start_close(AmqpError::new(e.reply_code(), text));
                     }
                     inbuf.clear();
@@ -293,7 +306,10 @@ impl Connection {
 
     fn handle_frame(&mut self, frame: Frame) {
         let channel_id = match &frame {
-            Frame::Method(ch, _) | Frame::Header(ch, _) | Frame::Body(ch, _) | Frame::Heartbeat(ch) => *ch,
+            Frame::Method(ch, _)
+            | Frame::Header(ch, _)
+            | Frame::Body(ch, _)
+            | Frame::Heartbeat(ch) => *ch,
         };
         if self.state == State::Closing {
             if let Frame::Method(0, m) = &frame {
@@ -302,11 +318,15 @@ impl Connection {
                         encode_method(
                             &mut self.out,
                             0,
-                            AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+                            AMQPClass::Connection(connection::AMQPMethod::CloseOk(
+                                connection::CloseOk {},
+                            )),
                         );
                         self.state = State::Done;
                     }
-                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => self.state = State::Done,
+                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => {
+                        self.state = State::Done
+                    }
                     _ => {}
                 }
             }
@@ -351,13 +371,20 @@ impl Connection {
         match (self.state, method) {
             (State::AwaitStartOk, C::StartOk(s)) => {
                 self.read_client_caps(&s.client_properties);
-                match self.broker.users.login(s.mechanism.as_str(), s.response.as_bytes(), self.peer.ip()) {
+                match self.broker.users.login(
+                    s.mechanism.as_str(),
+                    s.response.as_bytes(),
+                    self.peer.ip(),
+                ) {
                     Ok(user) => self.user = user,
                     Err(e) => {
                         warn!(connection = self.id, peer = %self.peer, error = %e, "login refused");
                         if self.caps.auth_failure_close {
                             let text = e.to_string();
-                            let text = text.split_once(" - ").map(|(_, t)| t.to_string()).unwrap_or(text);
+                            let text = text
+                                .split_once(" - ")
+                                .map(|(_, t)| t.to_string())
+                                .unwrap_or(text);
                             return Err(AmqpError::new(ACCESS_REFUSED, text));
                         }
                         self.state = State::Done;
@@ -393,7 +420,11 @@ impl Connection {
                 }
                 self.frame_max = frame_max;
                 let cmax = self.broker.config.channel_max;
-                self.channel_max = if t.channel_max == 0 || t.channel_max > cmax { cmax } else { t.channel_max };
+                self.channel_max = if t.channel_max == 0 || t.channel_max > cmax {
+                    cmax
+                } else {
+                    t.channel_max
+                };
                 self.heartbeat = t.heartbeat;
                 self.state = State::AwaitOpen;
                 Ok(())
@@ -403,11 +434,18 @@ impl Connection {
                 let Some(vhost) = self.broker.vhost(name) else {
                     return Err(AmqpError::new(
                         NOT_ALLOWED,
-                        format!("access to vhost '{name}' refused for user '{}': vhost not found", self.user),
+                        format!(
+                            "access to vhost '{name}' refused for user '{}': vhost not found",
+                            self.user
+                        ),
                     ));
                 };
                 self.vhost = Some(vhost);
-                encode_method(&mut self.out, 0, AMQPClass::Connection(C::OpenOk(connection::OpenOk {})));
+                encode_method(
+                    &mut self.out,
+                    0,
+                    AMQPClass::Connection(C::OpenOk(connection::OpenOk {})),
+                );
                 self.state = State::Open;
                 self.close_deadline = None;
                 info!(connection = self.id, peer = %self.peer, user = %self.user, vhost = name, "connection opened");
@@ -420,13 +458,21 @@ impl Connection {
                 if let Some(vhost) = &self.vhost {
                     vhost.remove_exclusive_queues(self.id);
                 }
-                encode_method(&mut self.out, 0, AMQPClass::Connection(C::CloseOk(connection::CloseOk {})));
+                encode_method(
+                    &mut self.out,
+                    0,
+                    AMQPClass::Connection(C::CloseOk(connection::CloseOk {})),
+                );
                 self.state = State::Done;
                 Ok(())
             }
             (State::Open, C::CloseOk(_) | C::Blocked(_) | C::Unblocked(_)) => Ok(()),
             (State::Open, C::UpdateSecret(_)) => {
-                encode_method(&mut self.out, 0, AMQPClass::Connection(C::UpdateSecretOk(connection::UpdateSecretOk {})));
+                encode_method(
+                    &mut self.out,
+                    0,
+                    AMQPClass::Connection(C::UpdateSecretOk(connection::UpdateSecretOk {})),
+                );
                 Ok(())
             }
             (state, other) => Err(AmqpError::command_invalid(format!(
@@ -482,6 +528,8 @@ impl Connection {
         );
     }
 
+    /// Builds a channel context from the connection's fields (split borrows, so the channels map stays free).
+    #[allow(clippy::too_many_arguments)]
     fn ctx<'a>(
         broker: &'a Arc<Broker>,
         vhost: &'a Arc<VHost>,
@@ -492,7 +540,16 @@ impl Connection {
         cancel_notify: bool,
         kick: &'a mut Vec<Arc<Queue>>,
     ) -> Ctx<'a> {
-        Ctx { broker, vhost, connection_id: id, outbox, out, frame_max, cancel_notify, kick }
+        Ctx {
+            broker,
+            vhost,
+            connection_id: id,
+            outbox,
+            out,
+            frame_max,
+            cancel_notify,
+            kick,
+        }
     }
 
     fn handle_channel_frame(&mut self, id: u16, frame: Frame) -> Result<(), AmqpError> {
@@ -502,20 +559,32 @@ impl Connection {
         let open = matches!(&frame, Frame::Method(_, m) if matches!(**m, AMQPClass::Channel(channel::AMQPMethod::Open(_))));
         if open {
             if self.channels.contains_key(&id) {
-                return Err(AmqpError::channel_error(format!("second 'channel.open' seen on channel {id}")));
+                return Err(AmqpError::channel_error(format!(
+                    "second 'channel.open' seen on channel {id}"
+                )));
             }
             if id > self.channel_max {
                 return Err(AmqpError::new(
                     NOT_ALLOWED,
-                    format!("channel {id} is above the negotiated channel_max {}", self.channel_max),
+                    format!(
+                        "channel {id} is above the negotiated channel_max {}",
+                        self.channel_max
+                    ),
                 ));
             }
             self.channels.insert(id, Channel::new(id));
-            encode_method(&mut self.out, id, AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})));
+            encode_method(
+                &mut self.out,
+                id,
+                AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
+            );
             return Ok(());
         }
         let Some(ch) = self.channels.get_mut(&id) else {
-            return Err(AmqpError::new(CHANNEL_ERROR, format!("expected 'channel.open' for channel {id}")));
+            return Err(AmqpError::new(
+                CHANNEL_ERROR,
+                format!("expected 'channel.open' for channel {id}"),
+            ));
         };
         let mut ctx = Self::ctx(
             &self.broker,
@@ -531,7 +600,10 @@ impl Connection {
             match **m {
                 AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
                     ch.close_down(&mut ctx);
-                    ctx.send(id, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
+                    ctx.send(
+                        id,
+                        AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+                    );
                     self.channels.remove(&id);
                     return Ok(());
                 }
@@ -580,7 +652,9 @@ impl Connection {
 
     /// Encodes what queues handed this connection.
     fn drain_outbox(&mut self) {
-        let Some(vhost) = self.vhost.clone() else { return };
+        let Some(vhost) = self.vhost.clone() else {
+            return;
+        };
         let mut items = std::mem::take(&mut self.spare);
         self.outbox.take(&mut items);
         let mut orphans: Vec<Pending> = Vec::new();
@@ -605,11 +679,19 @@ impl Connection {
                         if let Err(d) = result {
                             // The consumer went away while this was in flight: back to its queue.
                             if let Some(queue) = d.queue {
-                                orphans.push(Pending { tag: 0, queue, entry: d.entry, credit: d.credit });
+                                orphans.push(Pending {
+                                    tag: 0,
+                                    queue,
+                                    entry: d.entry,
+                                    credit: d.credit,
+                                });
                             }
                         }
                     }
-                    OutboxItem::Cancel { channel, consumer_tag } => {
+                    OutboxItem::Cancel {
+                        channel,
+                        consumer_tag,
+                    } => {
                         if let Some(ch) = self.channels.get_mut(&channel) {
                             ch.server_cancel(&mut ctx, &consumer_tag);
                         }
@@ -629,7 +711,9 @@ impl Connection {
     }
 
     fn close_all_channels(&mut self) {
-        let Some(vhost) = self.vhost.clone() else { return };
+        let Some(vhost) = self.vhost.clone() else {
+            return;
+        };
         let mut scratch = BytesMut::new();
         let mut ctx = Self::ctx(
             &self.broker,
@@ -655,7 +739,12 @@ impl Connection {
         let orphans: Vec<Pending> = items
             .into_iter()
             .filter_map(|i| match i {
-                OutboxItem::Deliver(d) => d.queue.map(|queue| Pending { tag: 0, queue, entry: d.entry, credit: d.credit }),
+                OutboxItem::Deliver(d) => d.queue.map(|queue| Pending {
+                    tag: 0,
+                    queue,
+                    entry: d.entry,
+                    credit: d.credit,
+                }),
                 OutboxItem::Cancel { .. } => None,
             })
             .collect();

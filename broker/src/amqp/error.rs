@@ -58,7 +58,12 @@ impl AmqpError {
             }
             text.truncate(cut);
         }
-        AmqpError { code, text, class_id: 0, method_id: 0 }
+        AmqpError {
+            code,
+            text,
+            class_id: 0,
+            method_id: 0,
+        }
     }
 
     /// Records which method failed, for the close frame's class-id and method-id.
@@ -70,7 +75,10 @@ impl AmqpError {
 
     /// Hard errors close the connection: framing, sequencing, and the codes the spec lists as connection errors.
     pub fn is_hard(&self) -> bool {
-        matches!(self.code, CONNECTION_FORCED | 501..=505 | NOT_ALLOWED | NOT_IMPLEMENTED | INTERNAL_ERROR)
+        matches!(
+            self.code,
+            CONNECTION_FORCED | 501..=505 | NOT_ALLOWED | NOT_IMPLEMENTED | INTERNAL_ERROR
+        )
     }
 
     pub fn not_found(text: impl Into<String>) -> Self {
@@ -111,7 +119,10 @@ mod tests {
         assert!(!AmqpError::precondition("x").is_hard());
         assert!(AmqpError::unexpected_frame("x").is_hard());
         assert!(AmqpError::not_implemented("x").is_hard());
-        assert_eq!(AmqpError::not_found("no queue 'q'").text, "NOT_FOUND - no queue 'q'");
+        assert_eq!(
+            AmqpError::not_found("no queue 'q'").text,
+            "NOT_FOUND - no queue 'q'"
+        );
     }
 
     #[test]

@@ -77,11 +77,17 @@ impl Unacked {
             self.compact();
             return Ok(vec![p]);
         }
-        let last_live = self.items.iter().rposition(Option::is_some).map(|i| self.base + i as u64);
+        let last_live = self
+            .items
+            .iter()
+            .rposition(Option::is_some)
+            .map(|i| self.base + i as u64);
         if last_live.is_none_or(|t| t < tag) {
             return Err(UnknownTag(tag));
         }
-        let upto = usize::try_from(tag.saturating_sub(self.base)).unwrap_or(usize::MAX).min(self.items.len() - 1);
+        let upto = usize::try_from(tag.saturating_sub(self.base))
+            .unwrap_or(usize::MAX)
+            .min(self.items.len() - 1);
         let mut out = Vec::new();
         for slot in self.items.iter_mut().take(upto + 1) {
             if let Some(p) = slot.take() {
@@ -120,8 +126,23 @@ mod tests {
     use crate::queue::QueueSpec;
 
     fn pending(q: &Arc<Queue>, tag: u64) -> Pending {
-        let message = Arc::new(Message::with_properties("".into(), "k".into(), Default::default(), Default::default()));
-        Pending { tag, queue: q.clone(), entry: Entry { seq: tag, message, redelivered: false, expires_at: None }, credit: None }
+        let message = Arc::new(Message::with_properties(
+            "".into(),
+            "k".into(),
+            Default::default(),
+            Default::default(),
+        ));
+        Pending {
+            tag,
+            queue: q.clone(),
+            entry: Entry {
+                seq: tag,
+                message,
+                redelivered: false,
+                expires_at: None,
+            },
+            credit: None,
+        }
     }
 
     fn queue() -> Arc<Queue> {

@@ -17,7 +17,10 @@ pub struct Credit {
 
 impl Credit {
     pub fn new(limit: u32) -> Self {
-        Credit { limit: AtomicU32::new(limit), in_flight: AtomicU32::new(0) }
+        Credit {
+            limit: AtomicU32::new(limit),
+            in_flight: AtomicU32::new(0),
+        }
     }
 
     pub fn set_limit(&self, limit: u32) {
@@ -36,7 +39,9 @@ impl Credit {
             return true;
         }
         self.in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < limit).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < limit).then_some(n + 1)
+            })
             .is_ok()
     }
 
@@ -45,7 +50,9 @@ impl Credit {
         let limit = self.limit.load(Ordering::Relaxed);
         let before = self
             .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| Some(n.saturating_sub(1)))
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            })
             .unwrap_or(0);
         limit != 0 && before >= limit
     }
@@ -60,7 +67,10 @@ pub struct ConsumerCredit {
 
 impl ConsumerCredit {
     pub fn new(limit: u32, channel: Arc<Credit>) -> Self {
-        ConsumerCredit { own: Credit::new(limit), channel }
+        ConsumerCredit {
+            own: Credit::new(limit),
+            channel,
+        }
     }
 
     pub fn has_room(&self) -> bool {

@@ -76,7 +76,9 @@ pub struct ConsumerRemoved {
 
 impl Queue {
     pub fn new(spec: QueueSpec) -> Arc<Self> {
-        let max_priority = crate::args::get_i64(&spec.arguments, "x-max-priority").unwrap_or(0).clamp(0, 255) as u8;
+        let max_priority = crate::args::get_i64(&spec.arguments, "x-max-priority")
+            .unwrap_or(0)
+            .clamp(0, 255) as u8;
         let ttl = crate::args::get_i64(&spec.arguments, "x-message-ttl")
             .and_then(|ms| u64::try_from(ms).ok())
             .map(std::time::Duration::from_millis);
@@ -143,7 +145,8 @@ impl Queue {
             for k in 0..n {
                 let i = (st.next_consumer + k) % n;
                 let c = &st.consumers[i];
-                if c.credit.has_room() && best.is_none_or(|b| c.priority > st.consumers[b].priority) {
+                if c.credit.has_room() && best.is_none_or(|b| c.priority > st.consumers[b].priority)
+                {
                     best = Some(i);
                 }
             }
@@ -171,7 +174,9 @@ impl Queue {
     /// Adds a consumer, enforcing exclusive consumers, and dispatches to it.
     pub fn add_consumer(&self, consumer: QueueConsumer) -> AmqpResult<()> {
         let mut st = self.lock();
-        if st.consumers.iter().any(|c| c.exclusive) || (consumer.exclusive && !st.consumers.is_empty()) {
+        if st.consumers.iter().any(|c| c.exclusive)
+            || (consumer.exclusive && !st.consumers.is_empty())
+        {
             return Err(AmqpError::access_refused(format!(
                 "queue '{}' in vhost '{}' in exclusive use",
                 self.spec.name, self.spec.vhost
@@ -186,15 +191,19 @@ impl Queue {
     pub fn remove_consumer(&self, connection_id: u64, channel: u16, tag: &str) -> ConsumerRemoved {
         let mut st = self.lock();
         let before = st.consumers.len();
-        st.consumers
-            .retain(|c| !(c.connection_id == connection_id && c.channel == channel && &*c.tag == tag));
+        st.consumers.retain(|c| {
+            !(c.connection_id == connection_id && c.channel == channel && &*c.tag == tag)
+        });
         let found = st.consumers.len() != before;
         if st.next_consumer >= st.consumers.len() {
             st.next_consumer = 0;
         }
         ConsumerRemoved {
             found,
-            auto_delete_now: found && self.spec.auto_delete && st.had_consumer && st.consumers.is_empty(),
+            auto_delete_now: found
+                && self.spec.auto_delete
+                && st.had_consumer
+                && st.consumers.is_empty(),
         }
     }
 
@@ -246,7 +255,10 @@ impl Queue {
         self.deleted.store(true, Ordering::Release);
         let n = st.store.purge() as u32;
         for c in st.consumers.drain(..) {
-            c.outbox.push(OutboxItem::Cancel { channel: c.channel, consumer_tag: c.tag.clone() });
+            c.outbox.push(OutboxItem::Cancel {
+                channel: c.channel,
+                consumer_tag: c.tag.clone(),
+            });
         }
         n
     }

@@ -103,7 +103,12 @@ impl MessageStore {
         self.bytes += message.size();
         self.len += 1;
         let level = self.level_of(&message);
-        self.levels[level].ready.push_back(Entry { seq, message, redelivered: false, expires_at });
+        self.levels[level].ready.push_back(Entry {
+            seq,
+            message,
+            redelivered: false,
+            expires_at,
+        });
         seq
     }
 
@@ -163,12 +168,19 @@ mod tests {
     use bytes::Bytes;
 
     fn msg(b: &'static [u8], props: AMQPProperties) -> Arc<Message> {
-        Arc::new(Message::with_properties("".into(), "k".into(), props, Bytes::from_static(b)))
+        Arc::new(Message::with_properties(
+            "".into(),
+            "k".into(),
+            props,
+            Bytes::from_static(b),
+        ))
     }
 
     fn drain(s: &mut MessageStore) -> Vec<(u64, bool)> {
         let mut expired = 0;
-        std::iter::from_fn(|| s.pop(&mut expired)).map(|e| (e.seq, e.redelivered)).collect()
+        std::iter::from_fn(|| s.pop(&mut expired))
+            .map(|e| (e.seq, e.redelivered))
+            .collect()
     }
 
     #[test]
@@ -195,13 +207,22 @@ mod tests {
         }
         s.push(msg(b"x", AMQPProperties::default()));
         // 200 is capped to the max (10); no priority means 0.
-        assert_eq!(drain(&mut s).iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), vec![4, 2, 1, 3, 5]);
+        assert_eq!(
+            drain(&mut s)
+                .iter()
+                .map(|(seq, _)| *seq)
+                .collect::<Vec<_>>(),
+            vec![4, 2, 1, 3, 5]
+        );
     }
 
     #[test]
     fn expired_messages_are_skipped() {
         let mut s = MessageStore::new(0, None);
-        s.push(msg(b"old", AMQPProperties::default().with_expiration("0".into())));
+        s.push(msg(
+            b"old",
+            AMQPProperties::default().with_expiration("0".into()),
+        ));
         s.push(msg(b"new", AMQPProperties::default()));
         let mut expired = 0;
         assert_eq!(s.pop(&mut expired).map(|e| e.seq), Some(2));

@@ -23,7 +23,9 @@ impl Router for DirectBindings {
     }
 
     fn unbind(&mut self, binding: &Binding) -> bool {
-        let Some(list) = self.by_key.get_mut(&binding.routing_key) else { return false };
+        let Some(list) = self.by_key.get_mut(&binding.routing_key) else {
+            return false;
+        };
         let before = list.len();
         list.retain(|b| b != binding);
         let removed = list.len() != before;
@@ -33,7 +35,12 @@ impl Router for DirectBindings {
         removed
     }
 
-    fn route<'a>(&'a self, routing_key: &str, _headers: Option<&FieldTable>, out: &mut Vec<&'a Destination>) {
+    fn route<'a>(
+        &'a self,
+        routing_key: &str,
+        _headers: Option<&FieldTable>,
+        out: &mut Vec<&'a Destination>,
+    ) {
         if let Some(list) = self.by_key.get(routing_key) {
             out.extend(list.iter().map(|b| &b.destination));
         }
@@ -60,14 +67,21 @@ mod tests {
     use super::*;
 
     fn b(q: &str, k: &str) -> Binding {
-        Binding { destination: Destination::Queue(q.into()), routing_key: k.into(), arguments: FieldTable::default() }
+        Binding {
+            destination: Destination::Queue(q.into()),
+            routing_key: k.into(),
+            arguments: FieldTable::default(),
+        }
     }
 
     #[test]
     fn routes_by_exact_key() {
         let mut x = DirectBindings::default();
         assert!(x.bind(b("q1", "a")));
-        assert!(!x.bind(b("q1", "a")), "identical binding is not added twice");
+        assert!(
+            !x.bind(b("q1", "a")),
+            "identical binding is not added twice"
+        );
         x.bind(b("q2", "a"));
         x.bind(b("q3", "b"));
         let count = |x: &DirectBindings, k: &str| {

@@ -77,7 +77,12 @@ pub trait Router: Send + Sync {
     /// Removes a binding; false when there was none.
     fn unbind(&mut self, binding: &Binding) -> bool;
     /// Pushes the destinations matching a message onto `out` (duplicates allowed; the caller dedupes).
-    fn route<'a>(&'a self, routing_key: &str, headers: Option<&FieldTable>, out: &mut Vec<&'a Destination>);
+    fn route<'a>(
+        &'a self,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+        out: &mut Vec<&'a Destination>,
+    );
     /// Every binding, for listing.
     fn bindings(&self) -> Vec<&Binding>;
     /// Drops every binding to `destination` (when it is deleted).
@@ -97,14 +102,29 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn new(name: &str, kind: ExchangeKind, durable: bool, auto_delete: bool, internal: bool, arguments: FieldTable) -> Self {
+    pub fn new(
+        name: &str,
+        kind: ExchangeKind,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: FieldTable,
+    ) -> Self {
         let router: Box<dyn Router> = match kind {
             ExchangeKind::Direct => Box::<DirectBindings>::default(),
             ExchangeKind::Fanout => Box::<FanoutBindings>::default(),
             ExchangeKind::Topic => Box::<TopicBindings>::default(),
             ExchangeKind::Headers => Box::<HeadersBindings>::default(),
         };
-        Exchange { name: name.to_string(), kind, durable, auto_delete, internal, arguments, router }
+        Exchange {
+            name: name.to_string(),
+            kind,
+            durable,
+            auto_delete,
+            internal,
+            arguments,
+            router,
+        }
     }
 
     /// The `alternate-exchange` argument, where unroutable messages go.

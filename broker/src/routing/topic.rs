@@ -37,7 +37,8 @@ impl Router for TopicBindings {
         if self.bindings.iter().any(|(_, b)| b == &binding) {
             return false;
         }
-        self.bindings.push((split_pattern(&binding.routing_key), binding));
+        self.bindings
+            .push((split_pattern(&binding.routing_key), binding));
         true
     }
 
@@ -47,8 +48,17 @@ impl Router for TopicBindings {
         before != self.bindings.len()
     }
 
-    fn route<'a>(&'a self, routing_key: &str, _headers: Option<&FieldTable>, out: &mut Vec<&'a Destination>) {
-        let words: Vec<&str> = if routing_key.is_empty() { Vec::new() } else { routing_key.split('.').collect() };
+    fn route<'a>(
+        &'a self,
+        routing_key: &str,
+        _headers: Option<&FieldTable>,
+        out: &mut Vec<&'a Destination>,
+    ) {
+        let words: Vec<&str> = if routing_key.is_empty() {
+            Vec::new()
+        } else {
+            routing_key.split('.').collect()
+        };
         for (pattern, b) in &self.bindings {
             if matches_words(pattern, &words) {
                 out.push(&b.destination);
@@ -74,7 +84,11 @@ mod tests {
     use super::*;
 
     fn m(p: &str, k: &str) -> bool {
-        let words: Vec<&str> = if k.is_empty() { Vec::new() } else { k.split('.').collect() };
+        let words: Vec<&str> = if k.is_empty() {
+            Vec::new()
+        } else {
+            k.split('.').collect()
+        };
         matches_words(&split_pattern(p), &words)
     }
 
