@@ -183,7 +183,8 @@ mod tests {
 
     #[test]
     fn sample_config_in_assets_loads() {
-        let sample: FileConfig = toml::from_str(include_str!("../../assets/warren.toml")).expect("sample parses");
+        let sample: FileConfig =
+            toml::from_str(include_str!("../../assets/warren.toml")).expect("sample parses");
         assert_eq!(sample.users[0].name, "app");
     }
 

@@ -5,20 +5,41 @@ use lapin::{options::*, types::FieldTable, BasicProperties, Connection, Connecti
 pub async fn hello(url: &str) -> Result<String, lapin::Error> {
     let conn = Connection::connect(url, ConnectionProperties::default()).await?;
     let channel = conn.create_channel().await?;
-    channel.queue_declare("hello".into(), QueueDeclareOptions::default(), FieldTable::default()).await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
     channel
-        .basic_publish("".into(), "hello".into(), BasicPublishOptions::default(), b"hello, warren", BasicProperties::default())
+        .queue_declare(
+            "hello".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    channel
+        .basic_publish(
+            "".into(),
+            "hello".into(),
+            BasicPublishOptions::default(),
+            b"hello, warren",
+            BasicProperties::default(),
+        )
         .await?
         .await?; // wait for the publisher confirm
     let mut consumer = channel
-        .basic_consume("hello".into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            "hello".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
     let mut got = String::new();
     if let Some(delivery) = consumer.next().await {
         let delivery = delivery?;
         got = String::from_utf8_lossy(&delivery.data).into_owned();
-        channel.basic_ack(delivery.delivery_tag, BasicAckOptions::default()).await?;
+        channel
+            .basic_ack(delivery.delivery_tag, BasicAckOptions::default())
+            .await?;
     }
     conn.close(200, "bye".into()).await?;
     Ok(got)
@@ -26,7 +47,8 @@ pub async fn hello(url: &str) -> Result<String, lapin::Error> {
 
 #[tokio::main]
 async fn main() -> Result<(), lapin::Error> {
-    let url = std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@localhost:5672/%2f".into());
+    let url = std::env::var("AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@localhost:5672/%2f".into());
     println!("received: {}", hello(&url).await?);
     Ok(())
 }
