@@ -89,9 +89,6 @@ mod tests {
         assert_eq!(first_difference(&a, &b), None);
         b.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(9));
         assert_eq!(first_difference(&a, &b), Some("x-max-priority"));
-        assert_eq!(
-            first_difference(&FieldTable::default(), &b),
-            Some("x-max-priority")
-        );
+        assert_eq!(first_difference(&FieldTable::default(), &b), Some("x-max-priority"));
     }
 }

@@ -23,7 +23,9 @@ pub struct User {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
-    #[error("ACCESS_REFUSED - Login was refused using authentication mechanism {0}. For details see the broker logfile.")]
+    #[error(
+        "ACCESS_REFUSED - Login was refused using authentication mechanism {0}. For details see the broker logfile."
+    )]
     Refused(String),
     #[error("ACCESS_REFUSED - user '{0}' can only connect via localhost")]
     LoopbackOnly(String),
@@ -119,17 +121,10 @@ impl Users {
     }
 
     /// Checks a connection.start-ok response; returns the user name.
-    pub fn login(
-        &self,
-        mechanism: &str,
-        response: &[u8],
-        peer: IpAddr,
-    ) -> Result<String, AuthError> {
+    pub fn login(&self, mechanism: &str, response: &[u8], peer: IpAddr) -> Result<String, AuthError> {
         let (user, pass) = match mechanism {
             "PLAIN" => parse_plain(response).ok_or_else(|| AuthError::Malformed("PLAIN".into()))?,
-            "AMQPLAIN" => {
-                parse_amqplain(response).ok_or_else(|| AuthError::Malformed("AMQPLAIN".into()))?
-            }
+            "AMQPLAIN" => parse_amqplain(response).ok_or_else(|| AuthError::Malformed("AMQPLAIN".into()))?,
             other => return Err(AuthError::UnknownMechanism(other.into())),
         };
         let ok = self
@@ -185,10 +180,7 @@ mod tests {
     fn plain_and_amqplain() {
         let users = Users::from_config(&Config::default());
         let lo: IpAddr = [127, 0, 0, 1].into();
-        assert_eq!(
-            users.login("PLAIN", b"\0guest\0guest", lo),
-            Ok("guest".into())
-        );
+        assert_eq!(users.login("PLAIN", b"\0guest\0guest", lo), Ok("guest".into()));
         assert!(matches!(
             users.login("PLAIN", b"\0guest\0nope", lo),
             Err(AuthError::Refused(_))

@@ -64,10 +64,7 @@ impl Broker {
     }
 
     pub fn unregister_reply_to(&self, key: &str) {
-        self.reply_to
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+        self.reply_to.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
     pub fn reply_target(&self, key: &str) -> Option<ReplyTarget> {

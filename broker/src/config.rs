@@ -32,6 +32,9 @@ pub struct Cli {
     /// Log filter, e.g. info, debug, warren_broker=trace [default: info]
     #[arg(long, env = "WARREN_LOG", value_name = "LEVEL")]
     pub log: Option<String>,
+    /// Runtime worker threads: 0 = one per core, 1 = a single-threaded runtime [default: 0]
+    #[arg(long, env = "WARREN_THREADS", value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 /// A user as written in the config file. Give either `password` (hashed at load, never kept in clear) or
@@ -53,6 +56,7 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub log: Option<String>,
+    pub threads: Option<usize>,
     /// Extra vhosts besides `/`.
     #[serde(default)]
     pub vhosts: Vec<String>,
@@ -70,6 +74,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub log: String,
+    /// Runtime worker threads (0 = one per core, 1 = single-threaded runtime).
+    pub threads: usize,
     pub vhosts: Vec<String>,
     pub users: Vec<UserConfig>,
     pub loopback_users: Vec<String>,
@@ -81,15 +87,9 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("invalid config file {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: toml::de::Error,
-    },
+    Parse { path: PathBuf, source: toml::de::Error },
     #[error("invalid default address: {0}")]
     Addr(#[from] std::net::AddrParseError),
     #[error("user '{0}' needs exactly one of password or password_hash")]
@@ -102,6 +102,7 @@ impl Default for Config {
             listen: ([127, 0, 0, 1], 5672).into(),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             log: "info".to_string(),
+            threads: 0,
             vhosts: Vec::new(),
             users: Vec::new(),
             loopback_users: vec!["guest".to_string()],
@@ -126,6 +127,7 @@ impl Config {
         };
         c.data_dir = cli.data_dir.or(file.data_dir).unwrap_or(c.data_dir);
         c.log = cli.log.or(file.log).unwrap_or(c.log);
+        c.threads = cli.threads.or(file.threads).unwrap_or(c.threads);
         c.vhosts = file.vhosts;
         for u in &file.users {
             if u.password.is_some() == u.password_hash.is_some() {
@@ -183,8 +185,7 @@ mod tests {
 
     #[test]
     fn sample_config_in_assets_loads() {
-        let sample: FileConfig =
-            toml::from_str(include_str!("../../assets/warren.toml")).expect("sample parses");
+        let sample: FileConfig = toml::from_str(include_str!("../../assets/warren.toml")).expect("sample parses");
         assert_eq!(sample.users[0].name, "app");
     }
 

@@ -23,11 +23,7 @@ use tokio::net::TcpListener;
 pub use tokio_util::sync::CancellationToken;
 
 /// Runs the broker on an already-bound AMQP listener until `shutdown` is cancelled.
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
+pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> std::io::Result<()> {
     let broker = Broker::new(config);
     server::run(listener, broker, shutdown).await
 }

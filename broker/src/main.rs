@@ -11,26 +11,18 @@ fn main() -> Result<()> {
     color_eyre::install()?;
     let config = Config::load(Cli::parse())?;
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_new(&config.log)
-                .wrap_err_with(|| format!("invalid --log '{}'", config.log))?,
-        )
+        .with_env_filter(EnvFilter::try_new(&config.log).wrap_err_with(|| format!("invalid --log '{}'", config.log))?)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(serve(config))
 }
 
 async fn serve(config: Config) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .wrap_err_with(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let listener = TcpListener::bind(config.listen).await.wrap_err_with(|| {
-        format!(
-            "cannot listen on {} (is another broker running?)",
-            config.listen
-        )
-    })?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .wrap_err_with(|| format!("cannot listen on {} (is another broker running?)", config.listen))?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %config.data_dir.display(), "starting Warren");
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));

@@ -2,9 +2,11 @@
 //!
 //! One `Arc<Message>` is shared by every queue a publish routes to; its body is a `bytes::Bytes` cut from the
 //! connection's read buffer (or copied once, when small), so fan-out and delivery never copy the payload. The
-//! encoded property bytes are kept as received, so a delivery writes them out without re-encoding.
+//! properties are kept only in their encoded form, exactly as received, so a delivery writes them out without
+//! re-encoding and a queued message costs its bytes plus a small fixed header; the few fields the broker acts on
+//! (priority, expiration, delivery mode) are extracted once at publish.
 
-use amq_protocol::protocol::basic::AMQPProperties;
+use amq_protocol::protocol::basic::{parse_properties, AMQPProperties};
 use amq_protocol::types::ShortString;
 use bytes::Bytes;
 
@@ -14,52 +16,75 @@ use crate::amqp::codec::encode_properties;
 pub struct Message {
     pub exchange: ShortString,
     pub routing_key: ShortString,
-    pub properties: AMQPProperties,
-    /// `properties` as encoded on the wire (flags + fields).
+    /// The property flags and list as encoded on the wire.
     pub raw_properties: Bytes,
     pub body: Bytes,
+    /// `priority`, 0 when absent.
+    pub priority: u8,
+    /// `expiration` in milliseconds, when present and a valid number.
+    pub expiration_ms: Option<u64>,
+    /// `delivery_mode` 2: written to disk on durable queues.
+    pub persistent: bool,
 }
 
 impl Message {
+    /// A message whose properties arrived encoded as `raw_properties` (and were decoded into `properties`).
     pub fn new(
         exchange: ShortString,
         routing_key: ShortString,
-        properties: AMQPProperties,
+        properties: &AMQPProperties,
         raw_properties: Bytes,
         body: Bytes,
     ) -> Self {
         Message {
             exchange,
             routing_key,
-            properties,
             raw_properties,
             body,
+            priority: properties.priority().unwrap_or(0),
+            expiration_ms: properties.expiration().as_ref().and_then(|e| e.as_str().parse().ok()),
+            persistent: properties.delivery_mode() == &Some(2),
         }
     }
 
-    /// Builds a message whose properties are not yet encoded (for messages the broker makes or rewrites).
+    /// A message whose properties the broker made or rewrote.
     pub fn with_properties(
         exchange: ShortString,
         routing_key: ShortString,
         properties: AMQPProperties,
         body: Bytes,
     ) -> Self {
-        let raw_properties = encode_properties(&properties);
-        Message {
-            exchange,
-            routing_key,
-            properties,
-            raw_properties,
-            body,
-        }
+        let raw = encode_properties(&properties);
+        Self::new(exchange, routing_key, &properties, raw, body)
     }
 
-    /// delivery_mode 2 asks for the message to be written to disk on durable queues.
-    pub fn is_persistent(&self) -> bool {
-        self.properties.delivery_mode() == &Some(2)
+    /// Decodes the properties (for the rare paths that need more than the extracted fields).
+    pub fn properties(&self) -> AMQPProperties {
+        match parse_properties(&self.raw_properties[..]) {
+            Ok((_, p)) => p,
+            // The bytes were parsed successfully at publish, or encoded by us.
+            Err(_) => AMQPProperties::default(),
+        }
     }
 
     pub fn size(&self) -> usize {
         self.body.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_extracted_and_properties_kept() {
+        let props = AMQPProperties::default()
+            .with_priority(7)
+            .with_expiration("1500".into())
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into());
+        let m = Message::with_properties("x".into(), "k".into(), props.clone(), Bytes::from_static(b"{}"));
+        assert_eq!((m.priority, m.expiration_ms, m.persistent), (7, Some(1500), true));
+        assert_eq!(m.properties(), props);
     }
 }

@@ -22,11 +22,7 @@ const MAX_CONNECTIONS: usize = 10_000;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves AMQP on `listener` until `shutdown` is cancelled.
-pub async fn run(
-    listener: TcpListener,
-    broker: Arc<Broker>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
+pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) -> std::io::Result<()> {
     let tracker = TaskTracker::new();
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     info!(addr = %listener.local_addr()?, "AMQP listener ready");
@@ -59,10 +55,7 @@ pub async fn run(
     }
     drop(listener);
     tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
         warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
     }
     info!("AMQP listener stopped");

@@ -134,9 +134,7 @@ impl VHost {
     pub fn declare_queue(&self, d: &QueueDeclare<'_>) -> AmqpResult<Arc<Queue>> {
         if d.passive {
             if d.name.is_empty() {
-                return Err(AmqpError::not_found(
-                    "no queue name given for a passive declare",
-                ));
+                return Err(AmqpError::not_found("no queue name given for a passive declare"));
             }
             return self.queue_for(d.name, d.connection_id);
         }
@@ -207,13 +205,7 @@ impl VHost {
     }
 
     /// queue.delete. Returns the number of messages dropped.
-    pub fn delete_queue(
-        &self,
-        name: &str,
-        if_unused: bool,
-        if_empty: bool,
-        connection_id: u64,
-    ) -> AmqpResult<u32> {
+    pub fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool, connection_id: u64) -> AmqpResult<u32> {
         let q = match self.queue_for(name, connection_id) {
             Ok(q) => q,
             // Deleting a queue that does not exist succeeds, as in RabbitMQ.
@@ -295,17 +287,9 @@ impl VHost {
         let mut t = self.write();
         if let Some(x) = t.exchanges.get(d.name) {
             let checks = [
-                (
-                    "type",
-                    x.kind.as_str().to_string(),
-                    kind.as_str().to_string(),
-                ),
+                ("type", x.kind.as_str().to_string(), kind.as_str().to_string()),
                 ("durable", x.durable.to_string(), d.durable.to_string()),
-                (
-                    "auto_delete",
-                    x.auto_delete.to_string(),
-                    d.auto_delete.to_string(),
-                ),
+                ("auto_delete", x.auto_delete.to_string(), d.auto_delete.to_string()),
                 ("internal", x.internal.to_string(), d.internal.to_string()),
             ];
             for (field, current, received) in checks {
@@ -329,14 +313,7 @@ impl VHost {
         }
         t.exchanges.insert(
             d.name.to_string(),
-            Exchange::new(
-                d.name,
-                kind,
-                d.durable,
-                d.auto_delete,
-                d.internal,
-                d.arguments.clone(),
-            ),
+            Exchange::new(d.name, kind, d.durable, d.auto_delete, d.internal, d.arguments.clone()),
         );
         Ok(())
     }
@@ -370,9 +347,7 @@ impl VHost {
 
     /// queue.bind and exchange.bind.
     pub fn bind(&self, source: &str, binding: Binding) -> AmqpResult<()> {
-        if source.is_empty()
-            || matches!(&binding.destination, Destination::Exchange(n) if n.is_empty())
-        {
+        if source.is_empty() || matches!(&binding.destination, Destination::Exchange(n) if n.is_empty()) {
             return Err(AmqpError::access_refused(
                 "operation not permitted on the default exchange",
             ));
@@ -380,9 +355,7 @@ impl VHost {
         let mut t = self.write();
         match &binding.destination {
             Destination::Queue(q) if !t.queues.contains_key(q) => return Err(self.no_queue(q)),
-            Destination::Exchange(x) if !t.exchanges.contains_key(x) => {
-                return Err(self.no_exchange(x))
-            }
+            Destination::Exchange(x) if !t.exchanges.contains_key(x) => return Err(self.no_exchange(x)),
             _ => {}
         }
         let Some(x) = t.exchanges.get_mut(source) else {
@@ -407,9 +380,7 @@ impl VHost {
         let mut t = self.write();
         match &binding.destination {
             Destination::Queue(q) if !t.queues.contains_key(q) => return Err(self.no_queue(q)),
-            Destination::Exchange(x) if !t.exchanges.contains_key(x) => {
-                return Err(self.no_exchange(x))
-            }
+            Destination::Exchange(x) if !t.exchanges.contains_key(x) => return Err(self.no_exchange(x)),
             _ => {}
         }
         let Some(x) = t.exchanges.get_mut(source) else {
@@ -460,12 +431,7 @@ impl VHost {
         let t = self.read();
         t.exchanges
             .values()
-            .flat_map(|x| {
-                x.router
-                    .bindings()
-                    .into_iter()
-                    .map(|b| (x.name.clone(), b.clone()))
-            })
+            .flat_map(|x| x.router.bindings().into_iter().map(|b| (x.name.clone(), b.clone())))
             .collect()
     }
 

@@ -9,10 +9,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_warren-broker");
 
 #[test]
 fn help_lists_the_stable_flags() {
-    let out = Command::new(BIN)
-        .arg("--help")
-        .output()
-        .expect("run --help");
+    let out = Command::new(BIN).arg("--help").output().expect("run --help");
     let text = String::from_utf8_lossy(&out.stdout);
     for flag in ["--listen", "--data-dir", "--config", "--log"] {
         assert!(text.contains(flag), "--help mentions {flag}:\n{text}");
@@ -24,11 +21,7 @@ fn bad_config_file_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "no_such_setting = 1\n").expect("write");
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .expect("run");
+    let out = Command::new(BIN).arg("--config").arg(&cfg).output().expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("invalid config file"), "{err}");

@@ -6,15 +6,9 @@ pub async fn hello(url: &str) -> Result<String, lapin::Error> {
     let conn = Connection::connect(url, ConnectionProperties::default()).await?;
     let channel = conn.create_channel().await?;
     channel
-        .queue_declare(
-            "hello".into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
+        .queue_declare("hello".into(), QueueDeclareOptions::default(), FieldTable::default())
         .await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await?;
     channel
         .basic_publish(
             "".into(),
@@ -47,8 +41,7 @@ pub async fn hello(url: &str) -> Result<String, lapin::Error> {
 
 #[tokio::main]
 async fn main() -> Result<(), lapin::Error> {
-    let url = std::env::var("AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@localhost:5672/%2f".into());
+    let url = std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@localhost:5672/%2f".into());
     println!("received: {}", hello(&url).await?);
     Ok(())
 }

@@ -35,12 +35,7 @@ pub async fn next(consumer: &mut Consumer, wait: Duration) -> Option<Delivery> {
 
 /// Collects deliveries until none arrives for `idle`, acking each through the channel (see README: lapin's
 /// `Delivery::acker` can reorder acks).
-pub async fn drain(
-    channel: &Channel,
-    consumer: &mut Consumer,
-    idle: Duration,
-    ack: bool,
-) -> Vec<Delivery> {
+pub async fn drain(channel: &Channel, consumer: &mut Consumer, idle: Duration, ack: bool) -> Vec<Delivery> {
     let mut got = Vec::new();
     while let Some(d) = next(consumer, idle).await {
         if ack {
@@ -58,9 +53,5 @@ pub async fn drain(
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }

@@ -45,9 +45,7 @@ impl TestBroker {
                 .expect("runtime");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
-                warren_broker::run(listener, config, token)
-                    .await
-                    .expect("broker run");
+                warren_broker::run(listener, config, token).await.expect("broker run");
             });
         });
         TestBroker {

@@ -26,9 +26,7 @@ pub enum Closed {
 impl RawClient {
     pub fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
         RawClient {
             stream,
             buf: Vec::new(),
@@ -100,10 +98,7 @@ impl RawClient {
             other => panic!("expected connection.start, got {other:?}"),
         }
         let mut caps = FieldTable::default();
-        caps.insert(
-            "authentication_failure_close".into(),
-            AMQPValue::Boolean(true),
-        );
+        caps.insert("authentication_failure_close".into(), AMQPValue::Boolean(true));
         caps.insert("consumer_cancel_notify".into(), AMQPValue::Boolean(true));
         let mut props = FieldTable::default();
         props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
@@ -138,10 +133,7 @@ impl RawClient {
             Some((0, AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)))) => {}
             other => panic!("expected connection.open-ok, got {other:?}"),
         }
-        c.send_method(
-            1,
-            AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
-        );
+        c.send_method(1, AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})));
         match c.recv_method() {
             Some((1, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))) => {}
             other => panic!("expected channel.open-ok, got {other:?}"),
@@ -157,9 +149,7 @@ impl RawClient {
                 Some((0, AMQPClass::Connection(connection::AMQPMethod::Close(c)))) => {
                     self.send_method(
                         0,
-                        AMQPClass::Connection(connection::AMQPMethod::CloseOk(
-                            connection::CloseOk {},
-                        )),
+                        AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
                     );
                     return Closed::Connection(c.reply_code, c.reply_text.to_string());
                 }

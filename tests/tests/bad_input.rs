@@ -167,9 +167,7 @@ fn unsupported_options_are_540() {
     let broker = TestBroker::start();
     let mut c = RawClient::handshake(broker.addr, 0);
     // basic.qos with prefetch_size = 1 (written by hand: amq-protocol has no field for it).
-    c.send_raw(&[
-        1, 0, 1, 0, 0, 0, 11, 0, 60, 0, 10, 0, 0, 0, 1, 0, 0, 0, 0xCE,
-    ]);
+    c.send_raw(&[1, 0, 1, 0, 0, 0, 11, 0, 60, 0, 10, 0, 0, 0, 1, 0, 0, 0, 0xCE]);
     assert!(matches!(c.expect_close(), Closed::Connection(540, _)));
     let mut c = RawClient::handshake(broker.addr, 0);
     c.send_method(
@@ -192,10 +190,7 @@ fn bad_login_is_403_when_the_client_asks_for_it() {
     c.send_raw(b"AMQP\x00\x00\x09\x01");
     c.recv_method().expect("start");
     let mut caps = FieldTable::default();
-    caps.insert(
-        "authentication_failure_close".into(),
-        AMQPValue::Boolean(true),
-    );
+    caps.insert("authentication_failure_close".into(), AMQPValue::Boolean(true));
     let mut props = FieldTable::default();
     props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
     c.send_method(

@@ -12,13 +12,9 @@ use warren_tests::TestBroker;
 
 async fn queue_with(ch: &lapin::Channel, n: u8) -> String {
     let q = unique("q");
-    ch.queue_declare(
-        q.as_str().into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("declare");
+    ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .expect("declare");
     for i in 0..n {
         ch.basic_publish(
             "".into(),
@@ -65,10 +61,7 @@ async fn nack_and_reject_with_requeue_redeliver() {
         .expect("reject");
     let again: Vec<_> = drain(&ch, &mut c, Duration::from_millis(400), true).await;
     assert_eq!(
-        again
-            .iter()
-            .map(|d| (d.data[0], d.redelivered))
-            .collect::<Vec<_>>(),
+        again.iter().map(|d| (d.data[0], d.redelivered)).collect::<Vec<_>>(),
         vec![(0, true), (1, true)]
     );
 
@@ -82,9 +75,7 @@ async fn nack_and_reject_with_requeue_redeliver() {
     )
     .await
     .expect("publish");
-    let d = next(&mut c, Duration::from_secs(2))
-        .await
-        .expect("delivery");
+    let d = next(&mut c, Duration::from_secs(2)).await.expect("delivery");
     ch.basic_reject(d.delivery_tag, BasicRejectOptions { requeue: false })
         .await
         .expect("reject");
@@ -98,9 +89,7 @@ async fn prefetch_caps_unacked_deliveries() {
     let ch = channel(&conn).await;
     let q = queue_with(&ch, 50).await;
     let ch2 = channel(&conn).await;
-    ch2.basic_qos(3, BasicQosOptions::default())
-        .await
-        .expect("qos");
+    ch2.basic_qos(3, BasicQosOptions::default()).await.expect("qos");
     let mut c = ch2
         .basic_consume(
             q.as_str().into(),
@@ -175,21 +164,13 @@ async fn ack_of_unknown_tag_is_406() {
         .await
         .expect("ack is async");
     let err = ch
-        .queue_declare(
-            "x".into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
+        .queue_declare("x".into(), QueueDeclareOptions::default(), FieldTable::default())
         .await
         .expect_err("channel closed");
     assert_eq!(reply_code(&err), Some(406));
     // The connection survives a channel error.
     let ch2 = channel(&conn).await;
-    ch2.queue_declare(
-        "x".into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("other channel works");
+    ch2.queue_declare("x".into(), QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .expect("other channel works");
 }

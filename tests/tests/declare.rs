@@ -26,9 +26,7 @@ async fn exclusive_queue_is_locked_to_its_connection() {
     .await
     .expect("declare");
     let other = connect(&broker.url()).await;
-    for op in [
-        "declare", "passive", "consume", "get", "purge", "delete", "bind",
-    ] {
+    for op in ["declare", "passive", "consume", "get", "purge", "delete", "bind"] {
         let ch2 = channel(&other).await;
         let err = match op {
             "declare" => ch2
@@ -62,10 +60,7 @@ async fn exclusive_queue_is_locked_to_its_connection() {
                 )
                 .await
                 .err(),
-            "get" => ch2
-                .basic_get(q.as_str().into(), BasicGetOptions::default())
-                .await
-                .err(),
+            "get" => ch2.basic_get(q.as_str().into(), BasicGetOptions::default()).await.err(),
             "purge" => ch2
                 .queue_purge(q.as_str().into(), QueuePurgeOptions::default())
                 .await
@@ -124,19 +119,11 @@ async fn server_named_queues() {
     let conn = connect(&broker.url()).await;
     let ch = channel(&conn).await;
     let a = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
+        .queue_declare("".into(), QueueDeclareOptions::default(), FieldTable::default())
         .await
         .expect("a");
     let b = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
+        .queue_declare("".into(), QueueDeclareOptions::default(), FieldTable::default())
         .await
         .expect("b");
     assert!(a.name().as_str().starts_with("amq.gen-"), "{}", a.name());
@@ -193,11 +180,7 @@ async fn inequivalent_redeclare_is_406() {
     .await
     .expect("declare");
     let err = ch
-        .queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
+        .queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default())
         .await
         .expect_err("durable differs");
     assert_eq!(reply_code(&err), Some(406));
@@ -311,13 +294,9 @@ async fn deleting_a_queue_cancels_its_consumers() {
     let conn = connect(&broker.url()).await;
     let ch = channel(&conn).await;
     let q = unique("del");
-    ch.queue_declare(
-        q.as_str().into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("declare");
+    ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .expect("declare");
     let mut c = ch
         .basic_consume(
             q.as_str().into(),
@@ -336,12 +315,9 @@ async fn deleting_a_queue_cancels_its_consumers() {
         0
     );
     // lapin ends the consumer stream when the broker cancels it.
-    let ended = tokio::time::timeout(
-        Duration::from_secs(2),
-        futures_lite::StreamExt::next(&mut c),
-    )
-    .await
-    .expect("stream ends");
+    let ended = tokio::time::timeout(Duration::from_secs(2), futures_lite::StreamExt::next(&mut c))
+        .await
+        .expect("stream ends");
     assert!(ended.is_none());
 }
 
@@ -360,10 +336,7 @@ async fn exchange_to_exchange_and_alternate_exchange() {
     .await
     .expect("ae");
     let mut args = FieldTable::default();
-    args.insert(
-        "alternate-exchange".into(),
-        AMQPValue::LongString(ae.as_str().into()),
-    );
+    args.insert("alternate-exchange".into(), AMQPValue::LongString(ae.as_str().into()));
     ch.exchange_declare(
         front.as_str().into(),
         ExchangeKind::Direct,
@@ -391,13 +364,9 @@ async fn exchange_to_exchange_and_alternate_exchange() {
     .expect("e2e bind");
     let (qb, qa) = (unique("qb"), unique("qa"));
     for (q, x) in [(&qb, &back), (&qa, &ae)] {
-        ch.queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("queue");
+        ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default())
+            .await
+            .expect("queue");
         ch.queue_bind(
             q.as_str().into(),
             x.as_str().into(),

@@ -12,22 +12,10 @@ use warren_tests::TestBroker;
 
 const IDLE: Duration = Duration::from_millis(400);
 
-async fn publish(
-    ch: &lapin::Channel,
-    exchange: &str,
-    key: &str,
-    body: &[u8],
-    props: BasicProperties,
-) {
-    ch.basic_publish(
-        exchange.into(),
-        key.into(),
-        BasicPublishOptions::default(),
-        body,
-        props,
-    )
-    .await
-    .expect("publish");
+async fn publish(ch: &lapin::Channel, exchange: &str, key: &str, body: &[u8], props: BasicProperties) {
+    ch.basic_publish(exchange.into(), key.into(), BasicPublishOptions::default(), body, props)
+        .await
+        .expect("publish");
 }
 
 #[tokio::test]
@@ -36,21 +24,13 @@ async fn work_queue_competing_consumers_get_each_message_once() {
     let conn = connect(&broker.url()).await;
     let ch = channel(&conn).await;
     let q = unique("work");
-    ch.queue_declare(
-        q.as_str().into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("declare");
+    ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .expect("declare");
 
     let (ch_a, ch_b) = (channel(&conn).await, channel(&conn).await);
-    ch_a.basic_qos(10, BasicQosOptions::default())
-        .await
-        .expect("qos");
-    ch_b.basic_qos(10, BasicQosOptions::default())
-        .await
-        .expect("qos");
+    ch_a.basic_qos(10, BasicQosOptions::default()).await.expect("qos");
+    ch_b.basic_qos(10, BasicQosOptions::default()).await.expect("qos");
     let mut a = ch_a
         .basic_consume(
             q.as_str().into(),
@@ -72,14 +52,8 @@ async fn work_queue_competing_consumers_get_each_message_once() {
     for i in 0..200u32 {
         publish(&ch, "", &q, &i.to_be_bytes(), BasicProperties::default()).await;
     }
-    let (got_a, got_b) = tokio::join!(
-        drain(&ch_a, &mut a, IDLE, true),
-        drain(&ch_b, &mut b, IDLE, true)
-    );
-    assert!(
-        !got_a.is_empty() && !got_b.is_empty(),
-        "both consumers get work"
-    );
+    let (got_a, got_b) = tokio::join!(drain(&ch_a, &mut a, IDLE, true), drain(&ch_b, &mut b, IDLE, true));
+    assert!(!got_a.is_empty() && !got_b.is_empty(), "both consumers get work");
     let all: Vec<u32> = got_a
         .iter()
         .chain(&got_b)
@@ -95,13 +69,9 @@ async fn unacked_messages_of_a_closed_consumer_go_to_the_other() {
     let conn = connect(&broker.url()).await;
     let ch = channel(&conn).await;
     let q = unique("work");
-    ch.queue_declare(
-        q.as_str().into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("declare");
+    ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .expect("declare");
     for i in 0..5u8 {
         publish(&ch, "", &q, &[i], BasicProperties::default()).await;
     }
@@ -271,12 +241,7 @@ async fn topic_routing_with_star_and_hash() {
     assert_eq!(got[0], vec!["logs.web.error"]);
     assert_eq!(
         got[1],
-        vec![
-            "logs.web.error",
-            "logs.db.info",
-            "logs",
-            "logs.web.error.extra"
-        ]
+        vec!["logs.web.error", "logs.db.info", "logs", "logs.web.error.extra"]
     );
     assert_eq!(got[2], vec!["logs.web.error", "metrics.web.cpu"]);
 }
@@ -333,22 +298,8 @@ async fn headers_routing_all_and_any() {
         }
         BasicProperties::default().with_headers(t)
     };
-    publish(
-        &ch,
-        &x,
-        "",
-        b"both",
-        headers(&[("format", "pdf"), ("type", "report")]),
-    )
-    .await;
-    publish(
-        &ch,
-        &x,
-        "",
-        b"one",
-        headers(&[("format", "pdf"), ("type", "log")]),
-    )
-    .await;
+    publish(&ch, &x, "", b"both", headers(&[("format", "pdf"), ("type", "report")])).await;
+    publish(&ch, &x, "", b"one", headers(&[("format", "pdf"), ("type", "log")])).await;
     publish(&ch, &x, "", b"none", headers(&[("format", "zip")])).await;
     let mut got = Vec::new();
     for q in &names {
@@ -391,11 +342,7 @@ async fn run_server(url: String, queue: String) {
         .expect("consume");
     while let Some(d) = next(&mut c, Duration::from_secs(5)).await {
         let reply_to = d.properties.reply_to().clone().expect("reply_to");
-        let corr = d
-            .properties
-            .correlation_id()
-            .clone()
-            .expect("correlation_id");
+        let corr = d.properties.correlation_id().clone().expect("correlation_id");
         let body = String::from_utf8_lossy(&d.data).to_uppercase();
         ch.basic_publish(
             "".into(),
@@ -458,9 +405,7 @@ async fn request_reply_with_reply_queue_and_correlation_id() {
             .with_reply_to(reply.name().clone())
             .with_correlation_id(corr.clone());
         publish(&ch, "", &rpc, word.as_bytes(), props).await;
-        let d = next(&mut replies, Duration::from_secs(3))
-            .await
-            .expect("reply");
+        let d = next(&mut replies, Duration::from_secs(3)).await.expect("reply");
         assert_eq!(d.properties.correlation_id().as_ref(), Some(&corr));
         assert_eq!(String::from_utf8_lossy(&d.data), word.to_uppercase());
     }
@@ -497,14 +442,9 @@ async fn request_reply_with_direct_reply_to() {
         .with_reply_to("amq.rabbitmq.reply-to".into())
         .with_correlation_id("c1".into());
     publish(&ch, "", &rpc, b"direct", props).await;
-    let d = next(&mut replies, Duration::from_secs(3))
-        .await
-        .expect("direct reply");
+    let d = next(&mut replies, Duration::from_secs(3)).await.expect("direct reply");
     assert_eq!(&d.data[..], b"DIRECT");
-    assert_eq!(
-        d.properties.correlation_id().as_ref().map(|c| c.as_str()),
-        Some("c1")
-    );
+    assert_eq!(d.properties.correlation_id().as_ref().map(|c| c.as_str()), Some("c1"));
     server.abort();
 }
 
@@ -514,21 +454,11 @@ async fn direct_reply_to_without_consumer_is_406() {
     let conn = connect(&broker.url()).await;
     let ch = channel(&conn).await;
     let props = BasicProperties::default().with_reply_to("amq.rabbitmq.reply-to".into());
-    ch.basic_publish(
-        "".into(),
-        "nowhere".into(),
-        BasicPublishOptions::default(),
-        b"x",
-        props,
-    )
-    .await
-    .expect("publish is async");
+    ch.basic_publish("".into(), "nowhere".into(), BasicPublishOptions::default(), b"x", props)
+        .await
+        .expect("publish is async");
     let err = ch
-        .queue_declare(
-            "after".into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
+        .queue_declare("after".into(), QueueDeclareOptions::default(), FieldTable::default())
         .await
         .expect_err("channel closed");
     assert_eq!(reply_code(&err), Some(406));

@@ -63,13 +63,9 @@ async fn confirms_ack_every_publish() {
     let conn = connect(&broker.url()).await;
     let ch = channel(&conn).await;
     let q = unique("confirms");
-    ch.queue_declare(
-        q.as_str().into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("declare");
+    ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .expect("declare");
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirm mode");
@@ -110,13 +106,9 @@ async fn tx_commit_delivers_and_rollback_discards() {
     let conn = connect(&broker.url()).await;
     let ch = channel(&conn).await;
     let q = unique("tx");
-    ch.queue_declare(
-        q.as_str().into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("declare");
+    ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .expect("declare");
     ch.tx_select().await.expect("tx.select");
     let publish = |body: &'static [u8]| {
         let ch = ch.clone();
@@ -148,11 +140,7 @@ async fn tx_commit_delivers_and_rollback_discards() {
         )
         .await
         .expect("passive");
-    assert_eq!(
-        before.message_count(),
-        0,
-        "nothing is enqueued before commit"
-    );
+    assert_eq!(before.message_count(), 0, "nothing is enqueued before commit");
     ch.tx_commit().await.expect("commit");
 
     // Acks are transactional too: a rolled-back ack leaves the message unacked.
@@ -167,10 +155,7 @@ async fn tx_commit_delivers_and_rollback_discards() {
         .expect("consume");
     let d1 = next(&mut c, Duration::from_secs(2)).await.expect("first");
     let d2 = next(&mut c, Duration::from_secs(2)).await.expect("second");
-    assert_eq!(
-        (&d1.data[..], &d2.data[..]),
-        (&b"committed-1"[..], &b"committed-2"[..])
-    );
+    assert_eq!((&d1.data[..], &d2.data[..]), (&b"committed-1"[..], &b"committed-2"[..]));
     ch.basic_ack(d1.delivery_tag, BasicAckOptions::default())
         .await
         .expect("ack");

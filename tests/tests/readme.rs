@@ -7,9 +7,7 @@ mod hello_lapin;
 #[tokio::test]
 async fn readme_lapin_snippet_works() {
     let broker = warren_tests::TestBroker::start();
-    let got = hello_lapin::hello(&broker.url())
-        .await
-        .expect("snippet runs");
+    let got = hello_lapin::hello(&broker.url()).await.expect("snippet runs");
     assert_eq!(got, "hello, warren");
 }
 

@@ -9,9 +9,7 @@ use std::sync::Arc;
 use amq_protocol::protocol::{basic, AMQPClass};
 use rand::Rng;
 
-use crate::amqp::channel::{
-    requeue_grouped, Channel, ChannelConsumer, Ctx, ReplyConsumer, TxAck, REPLY_TO,
-};
+use crate::amqp::channel::{requeue_grouped, Channel, ChannelConsumer, Ctx, ReplyConsumer, TxAck, REPLY_TO};
 use crate::amqp::codec::{encode_content, encode_deliver, encode_get_ok, DeliverFields};
 use crate::amqp::error::{AmqpError, AmqpResult, NOT_ALLOWED};
 use crate::amqp::unacked::Pending;
@@ -44,11 +42,7 @@ impl Channel {
             .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
     }
 
-    pub(crate) fn handle_basic(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        m: &basic::AMQPMethod,
-    ) -> AmqpResult<()> {
+    pub(crate) fn handle_basic(&mut self, ctx: &mut Ctx<'_>, m: &basic::AMQPMethod) -> AmqpResult<()> {
         use basic::AMQPMethod as B;
         match m {
             B::Qos(q) => self.qos(ctx, q),
@@ -103,10 +97,7 @@ impl Channel {
         for c in self.consumers.values() {
             ctx.kick(&c.queue);
         }
-        ctx.send(
-            self.id,
-            AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
-        );
+        ctx.send(self.id, AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})));
         Ok(())
     }
 
@@ -116,9 +107,7 @@ impl Channel {
         } else {
             c.consumer_tag.as_str().into()
         };
-        if self.consumers.contains_key(&tag)
-            || self.reply_consumer.as_ref().is_some_and(|r| r.tag == tag)
-        {
+        if self.consumers.contains_key(&tag) || self.reply_consumer.as_ref().is_some_and(|r| r.tag == tag) {
             return Err(AmqpError::new(
                 NOT_ALLOWED,
                 format!("attempt to reuse consumer tag '{tag}'"),
@@ -132,10 +121,7 @@ impl Channel {
         let credit = if c.no_ack {
             Arc::new(ConsumerCredit::new(NO_ACK_WINDOW, Arc::new(Credit::new(0))))
         } else {
-            Arc::new(ConsumerCredit::new(
-                self.consumer_prefetch,
-                self.credit.clone(),
-            ))
+            Arc::new(ConsumerCredit::new(self.consumer_prefetch, self.credit.clone()))
         };
         let priority = args::get_i64(&c.arguments, "x-priority").unwrap_or(0);
         if !c.nowait {
@@ -166,12 +152,7 @@ impl Channel {
         Ok(())
     }
 
-    fn consume_reply_to(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        c: &basic::Consume,
-        tag: Arc<str>,
-    ) -> AmqpResult<()> {
+    fn consume_reply_to(&mut self, ctx: &mut Ctx<'_>, c: &basic::Consume, tag: Arc<str>) -> AmqpResult<()> {
         if !c.no_ack {
             return Err(AmqpError::precondition("reply consumer cannot acknowledge"));
         }
@@ -187,10 +168,7 @@ impl Channel {
                 consumer_tag: tag.clone(),
             },
         );
-        self.reply_consumer = Some(ReplyConsumer {
-            key,
-            tag: tag.clone(),
-        });
+        self.reply_consumer = Some(ReplyConsumer { key, tag: tag.clone() });
         if !c.nowait {
             ctx.send(
                 self.id,
@@ -335,13 +313,7 @@ impl Channel {
         }
     }
 
-    fn reject(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        tag: u64,
-        multiple: bool,
-        requeue: bool,
-    ) -> AmqpResult<()> {
+    fn reject(&mut self, ctx: &mut Ctx<'_>, tag: u64, multiple: bool, requeue: bool) -> AmqpResult<()> {
         let pending = self.take_unacked(tag, multiple)?;
         match &mut self.tx {
             Some(tx) => tx.acks.push(TxAck::Reject { pending, requeue }),
@@ -350,12 +322,7 @@ impl Channel {
         Ok(())
     }
 
-    pub(crate) fn reject_pending(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        pending: Vec<Pending>,
-        requeue: bool,
-    ) {
+    pub(crate) fn reject_pending(&mut self, ctx: &mut Ctx<'_>, pending: Vec<Pending>, requeue: bool) {
         if requeue {
             requeue_grouped(pending);
             self.kick_consumer_queues(ctx);

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use amq_protocol::protocol::{basic, channel, confirm, tx, AMQPClass};
-use amq_protocol::types::ShortString;
+use amq_protocol::types::{FieldTable, ShortString};
 use bytes::{Bytes, BytesMut};
 
 use crate::amqp::codec::{encode_content, encode_method, ContentHeader, Frame};
@@ -132,10 +132,7 @@ pub struct ReplyConsumer {
 /// A settlement recorded inside a transaction, applied on commit.
 pub enum TxAck {
     Ack(Vec<Pending>),
-    Reject {
-        pending: Vec<Pending>,
-        requeue: bool,
-    },
+    Reject { pending: Vec<Pending>, requeue: bool },
 }
 
 #[derive(Default)]
@@ -149,6 +146,8 @@ pub struct PendingPublishOwned {
     exchange: ShortString,
     routing_key: ShortString,
     mandatory: bool,
+    /// For headers-exchange routing at commit.
+    headers: Option<FieldTable>,
 }
 
 pub struct Channel {
@@ -202,13 +201,8 @@ impl Channel {
                     )));
                 }
                 let method = *method;
-                self.handle_method(ctx, &method).map_err(|e| {
-                    if e.class_id == 0 {
-                        e.on(&method)
-                    } else {
-                        e
-                    }
-                })
+                self.handle_method(ctx, &method)
+                    .map_err(|e| if e.class_id == 0 { e.on(&method) } else { e })
             }
             Frame::Header(_, header) => self.on_header(ctx, header),
             Frame::Body(_, body) => self.on_body(ctx, body),
@@ -242,27 +236,20 @@ impl Channel {
                 }
                 ctx.send(
                     self.id,
-                    C::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk {
-                        active: true,
-                    })),
+                    C::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk { active: true })),
                 );
                 Ok(())
             }
             C::Channel(channel::AMQPMethod::FlowOk(_)) => Ok(()),
             C::Confirm(confirm::AMQPMethod::Select(s)) => {
                 if self.tx.is_some() {
-                    return Err(AmqpError::precondition(
-                        "cannot switch from tx to confirm mode",
-                    ));
+                    return Err(AmqpError::precondition("cannot switch from tx to confirm mode"));
                 }
                 if self.confirm.is_none() {
                     self.confirm = Some((0, 0));
                 }
                 if !s.nowait {
-                    ctx.send(
-                        self.id,
-                        C::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})),
-                    );
+                    ctx.send(self.id, C::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})));
                 }
                 Ok(())
             }
@@ -333,12 +320,7 @@ impl Channel {
         }
         body.push(chunk);
         if body.len() as u64 == header.body_size {
-            if let Content::Body {
-                publish,
-                header,
-                body,
-            } = std::mem::replace(&mut self.content, Content::Idle)
-            {
+            if let Content::Body { publish, header, body } = std::mem::replace(&mut self.content, Content::Idle) {
                 return self.publish(ctx, publish, header, body.freeze());
             }
         }
@@ -346,13 +328,7 @@ impl Channel {
     }
 
     /// A complete message arrived: route it, or buffer it in a transaction.
-    fn publish(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        p: PendingPublish,
-        header: ContentHeader,
-        body: Bytes,
-    ) -> AmqpResult<()> {
+    fn publish(&mut self, ctx: &mut Ctx<'_>, p: PendingPublish, header: ContentHeader, body: Bytes) -> AmqpResult<()> {
         let reply_to = header
             .properties
             .reply_to()
@@ -361,23 +337,23 @@ impl Channel {
             .unwrap_or(false);
         let message = if reply_to {
             let Some(rc) = &self.reply_consumer else {
-                return Err(AmqpError::precondition(
-                    "fast reply consumer does not exist",
-                ));
+                return Err(AmqpError::precondition("fast reply consumer does not exist"));
             };
             let props = header
                 .properties
+                .clone()
                 .with_reply_to(format!("{REPLY_TO_PREFIX}{}", rc.key).into());
             Message::with_properties(p.exchange.clone(), p.routing_key.clone(), props, body)
         } else {
             Message::new(
                 p.exchange.clone(),
                 p.routing_key.clone(),
-                header.properties,
+                &header.properties,
                 header.raw_properties,
                 body,
             )
         };
+        let headers = header.properties.headers().clone();
         let message = Arc::new(message);
         if let Some(tx) = &mut self.tx {
             if !ctx.vhost.has_exchange(p.exchange.as_str()) {
@@ -390,11 +366,12 @@ impl Channel {
                 exchange: p.exchange,
                 routing_key: p.routing_key,
                 mandatory: p.mandatory,
+                headers,
             };
             tx.publishes.push((owned, message));
             return Ok(());
         }
-        self.route_and_enqueue(ctx, &p.exchange, &p.routing_key, p.mandatory, message)?;
+        self.route_and_enqueue(ctx, &p.exchange, &p.routing_key, p.mandatory, headers.as_ref(), message)?;
         if let Some((seq, _)) = &mut self.confirm {
             *seq += 1;
         }
@@ -407,6 +384,7 @@ impl Channel {
         exchange: &ShortString,
         routing_key: &ShortString,
         mandatory: bool,
+        headers: Option<&FieldTable>,
         message: Arc<Message>,
     ) -> AmqpResult<()> {
         let mut routed = false;
@@ -430,15 +408,11 @@ impl Channel {
                 }));
             }
         } else {
-            let headers = message.properties.headers().as_ref();
             let mut queues = std::mem::take(&mut self.route_buf);
             queues.clear();
-            let result = ctx.vhost.route(
-                exchange.as_str(),
-                routing_key.as_str(),
-                headers,
-                &mut queues,
-            );
+            let result = ctx
+                .vhost
+                .route(exchange.as_str(), routing_key.as_str(), headers, &mut queues);
             if let Err(e) = result {
                 self.route_buf = queues;
                 return Err(e);
@@ -458,13 +432,7 @@ impl Channel {
                     routing_key: routing_key.clone(),
                 })),
             );
-            encode_content(
-                ctx.out,
-                self.id,
-                &message.raw_properties,
-                &message.body,
-                ctx.frame_max,
-            );
+            encode_content(ctx.out, self.id, &message.raw_properties, &message.body, ctx.frame_max);
         }
         Ok(())
     }
@@ -491,17 +459,12 @@ impl Channel {
         match m {
             tx::AMQPMethod::Select(_) => {
                 if self.confirm.is_some() {
-                    return Err(AmqpError::precondition(
-                        "cannot switch from confirm to tx mode",
-                    ));
+                    return Err(AmqpError::precondition("cannot switch from confirm to tx mode"));
                 }
                 if self.tx.is_none() {
                     self.tx = Some(TxState::default());
                 }
-                ctx.send(
-                    self.id,
-                    AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})),
-                );
+                ctx.send(self.id, AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})));
                 Ok(())
             }
             tx::AMQPMethod::Commit(_) => {
@@ -510,20 +473,22 @@ impl Channel {
                 };
                 self.tx = Some(TxState::default());
                 for (p, message) in tx.publishes {
-                    self.route_and_enqueue(ctx, &p.exchange, &p.routing_key, p.mandatory, message)?;
+                    self.route_and_enqueue(
+                        ctx,
+                        &p.exchange,
+                        &p.routing_key,
+                        p.mandatory,
+                        p.headers.as_ref(),
+                        message,
+                    )?;
                 }
                 for a in tx.acks {
                     match a {
                         TxAck::Ack(pending) => self.settle(ctx, pending),
-                        TxAck::Reject { pending, requeue } => {
-                            self.reject_pending(ctx, pending, requeue)
-                        }
+                        TxAck::Reject { pending, requeue } => self.reject_pending(ctx, pending, requeue),
                     }
                 }
-                ctx.send(
-                    self.id,
-                    AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
-                );
+                ctx.send(self.id, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
                 Ok(())
             }
             tx::AMQPMethod::Rollback(_) => {
@@ -538,10 +503,7 @@ impl Channel {
                     }
                 }
                 self.unacked.restore(back);
-                ctx.send(
-                    self.id,
-                    AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})),
-                );
+                ctx.send(self.id, AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})));
                 Ok(())
             }
             other => Err(AmqpError::command_invalid(format!(

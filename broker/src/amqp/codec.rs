@@ -74,9 +74,7 @@ impl FrameError {
     /// The AMQP reply code for a connection.close caused by this error.
     pub fn reply_code(&self) -> u16 {
         match self {
-            FrameError::TooLarge { .. }
-            | FrameError::BadFrameEnd(_)
-            | FrameError::UnknownType(_) => 501,
+            FrameError::TooLarge { .. } | FrameError::BadFrameEnd(_) | FrameError::UnknownType(_) => 501,
             FrameError::UnknownMethod { .. } | FrameError::PrefetchSize(_) => 540,
             FrameError::Syntax { .. } => 502,
         }
@@ -96,23 +94,7 @@ fn is_known_method(class: u16, method: u16) -> bool {
         50 => matches!(method, 10 | 11 | 20 | 21 | 30 | 31 | 40 | 41 | 50 | 51),
         60 => matches!(
             method,
-            10 | 11
-                | 20
-                | 21
-                | 30
-                | 31
-                | 40
-                | 50
-                | 60
-                | 70
-                | 71
-                | 72
-                | 80
-                | 90
-                | 100
-                | 110
-                | 111
-                | 120
+            10 | 11 | 20 | 21 | 30 | 31 | 40 | 50 | 60 | 70 | 71 | 72 | 80 | 90 | 100 | 110 | 111 | 120
         ),
         85 => matches!(method, 10 | 11),
         90 => matches!(method, 10 | 11 | 20 | 21 | 30 | 31),
@@ -135,10 +117,7 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
             frame_max,
         });
     }
-    if !matches!(
-        frame_type,
-        FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
-    ) {
+    if !matches!(frame_type, FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT) {
         return Err(FrameError::UnknownType(frame_type));
     }
     if buf.len() < 7 + size + 1 {
@@ -307,13 +286,7 @@ pub fn encode_get_ok(out: &mut BytesMut, channel: u16, d: &DeliverFields<'_>, me
 }
 
 /// Appends a content header frame followed by the body, cut into frames of at most `frame_max - 8` bytes.
-pub fn encode_content(
-    out: &mut BytesMut,
-    channel: u16,
-    raw_properties: &[u8],
-    body: &[u8],
-    frame_max: u32,
-) {
+pub fn encode_content(out: &mut BytesMut, channel: u16, raw_properties: &[u8], body: &[u8], frame_max: u32) {
     let start = begin_frame(out, FRAME_HEADER, channel);
     out.put_u16(60);
     out.put_u16(0);
@@ -400,10 +373,7 @@ mod tests {
         );
         for cut in 0..full.len() {
             let mut part = BytesMut::from(&full[..cut]);
-            assert!(
-                matches!(decode_frame(&mut part, 131072), Ok(None)),
-                "cut at {cut}"
-            );
+            assert!(matches!(decode_frame(&mut part, 131072), Ok(None)), "cut at {cut}");
         }
     }
 
@@ -411,33 +381,21 @@ mod tests {
     fn oversized_frame_is_rejected_from_its_header() {
         // A header that claims 4 GiB: rejected before any payload is there.
         let mut buf = BytesMut::from(&[1u8, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF][..]);
-        assert_eq!(
-            decode_frame(&mut buf, 131072).err().map(|e| e.reply_code()),
-            Some(501)
-        );
+        assert_eq!(decode_frame(&mut buf, 131072).err().map(|e| e.reply_code()), Some(501));
     }
 
     #[test]
     fn bad_frame_end_and_type() {
         let mut buf = BytesMut::from(&[8u8, 0, 0, 0, 0, 0, 0, 0x00][..]);
-        assert_eq!(
-            decode_frame(&mut buf, 4096).err(),
-            Some(FrameError::BadFrameEnd(0))
-        );
+        assert_eq!(decode_frame(&mut buf, 4096).err(), Some(FrameError::BadFrameEnd(0)));
         let mut buf = BytesMut::from(&[9u8, 0, 0, 0, 0, 0, 0, 0xCE][..]);
-        assert_eq!(
-            decode_frame(&mut buf, 4096).err(),
-            Some(FrameError::UnknownType(9))
-        );
+        assert_eq!(decode_frame(&mut buf, 4096).err(), Some(FrameError::UnknownType(9)));
     }
 
     #[test]
     fn unknown_method_is_540() {
         let mut buf = BytesMut::from(&[1u8, 0, 1, 0, 0, 0, 4, 0, 99, 0, 10, 0xCE][..]);
-        assert_eq!(
-            decode_frame(&mut buf, 4096).err().map(|e| e.reply_code()),
-            Some(540)
-        );
+        assert_eq!(decode_frame(&mut buf, 4096).err().map(|e| e.reply_code()), Some(540));
     }
 
     #[test]

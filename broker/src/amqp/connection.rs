@@ -29,9 +29,7 @@ use tracing::{debug, info, warn};
 
 use crate::amqp::channel::{requeue_grouped, Channel, Ctx};
 use crate::amqp::codec::{decode_frame, encode_heartbeat, encode_method, Frame, PROTOCOL_HEADER};
-use crate::amqp::error::{
-    AmqpError, ACCESS_REFUSED, CHANNEL_ERROR, CONNECTION_FORCED, NOT_ALLOWED,
-};
+use crate::amqp::error::{AmqpError, ACCESS_REFUSED, CHANNEL_ERROR, CONNECTION_FORCED, NOT_ALLOWED};
 use crate::amqp::unacked::Pending;
 use crate::broker::Broker;
 use crate::outbox::{Outbox, OutboxItem};
@@ -102,12 +100,7 @@ enum Event {
 }
 
 /// Serves one accepted socket until it closes.
-pub async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    broker: Arc<Broker>,
-    shutdown: CancellationToken,
-) {
+pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
     let id = broker.next_connection_id();
     let mut conn = Connection {
@@ -268,10 +261,7 @@ impl Connection {
                         self.state = State::Done;
                     } else {
                         let text = e.to_string();
-                        let text = text
-                            .split_once(" - ")
-                            .map(|(_, t)| t.to_string())
-                            .unwrap_or(text);
+                        let text = text.split_once(" - ").map(|(_, t)| t.to_string()).unwrap_or(text);
                         self.start_close(AmqpError::new(e.reply_code(), text));
                     }
                     inbuf.clear();
@@ -306,10 +296,7 @@ impl Connection {
 
     fn handle_frame(&mut self, frame: Frame) {
         let channel_id = match &frame {
-            Frame::Method(ch, _)
-            | Frame::Header(ch, _)
-            | Frame::Body(ch, _)
-            | Frame::Heartbeat(ch) => *ch,
+            Frame::Method(ch, _) | Frame::Header(ch, _) | Frame::Body(ch, _) | Frame::Heartbeat(ch) => *ch,
         };
         if self.state == State::Closing {
             if let Frame::Method(0, m) = &frame {
@@ -318,15 +305,11 @@ impl Connection {
                         encode_method(
                             &mut self.out,
                             0,
-                            AMQPClass::Connection(connection::AMQPMethod::CloseOk(
-                                connection::CloseOk {},
-                            )),
+                            AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
                         );
                         self.state = State::Done;
                     }
-                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => {
-                        self.state = State::Done
-                    }
+                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => self.state = State::Done,
                     _ => {}
                 }
             }
@@ -371,20 +354,17 @@ impl Connection {
         match (self.state, method) {
             (State::AwaitStartOk, C::StartOk(s)) => {
                 self.read_client_caps(&s.client_properties);
-                match self.broker.users.login(
-                    s.mechanism.as_str(),
-                    s.response.as_bytes(),
-                    self.peer.ip(),
-                ) {
+                match self
+                    .broker
+                    .users
+                    .login(s.mechanism.as_str(), s.response.as_bytes(), self.peer.ip())
+                {
                     Ok(user) => self.user = user,
                     Err(e) => {
                         warn!(connection = self.id, peer = %self.peer, error = %e, "login refused");
                         if self.caps.auth_failure_close {
                             let text = e.to_string();
-                            let text = text
-                                .split_once(" - ")
-                                .map(|(_, t)| t.to_string())
-                                .unwrap_or(text);
+                            let text = text.split_once(" - ").map(|(_, t)| t.to_string()).unwrap_or(text);
                             return Err(AmqpError::new(ACCESS_REFUSED, text));
                         }
                         self.state = State::Done;
@@ -556,7 +536,8 @@ impl Connection {
         let Some(vhost) = self.vhost.clone() else {
             return Err(AmqpError::command_invalid("connection not open"));
         };
-        let open = matches!(&frame, Frame::Method(_, m) if matches!(**m, AMQPClass::Channel(channel::AMQPMethod::Open(_))));
+        let open =
+            matches!(&frame, Frame::Method(_, m) if matches!(**m, AMQPClass::Channel(channel::AMQPMethod::Open(_))));
         if open {
             if self.channels.contains_key(&id) {
                 return Err(AmqpError::channel_error(format!(
@@ -566,10 +547,7 @@ impl Connection {
             if id > self.channel_max {
                 return Err(AmqpError::new(
                     NOT_ALLOWED,
-                    format!(
-                        "channel {id} is above the negotiated channel_max {}",
-                        self.channel_max
-                    ),
+                    format!("channel {id} is above the negotiated channel_max {}", self.channel_max),
                 ));
             }
             self.channels.insert(id, Channel::new(id));
@@ -688,10 +666,7 @@ impl Connection {
                             }
                         }
                     }
-                    OutboxItem::Cancel {
-                        channel,
-                        consumer_tag,
-                    } => {
+                    OutboxItem::Cancel { channel, consumer_tag } => {
                         if let Some(ch) = self.channels.get_mut(&channel) {
                             ch.server_cancel(&mut ctx, &consumer_tag);
                         }

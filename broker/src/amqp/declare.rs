@@ -9,11 +9,7 @@ use crate::routing::{Binding, Destination};
 use crate::vhost::{ExchangeDeclare, QueueDeclare};
 
 impl Channel {
-    pub(crate) fn handle_exchange(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        m: &exchange::AMQPMethod,
-    ) -> AmqpResult<()> {
+    pub(crate) fn handle_exchange(&mut self, ctx: &mut Ctx<'_>, m: &exchange::AMQPMethod) -> AmqpResult<()> {
         use exchange::AMQPMethod as E;
         let (nowait, ok) = match m {
             E::Declare(d) => {
@@ -29,8 +25,7 @@ impl Channel {
                 (d.nowait, E::DeclareOk(exchange::DeclareOk {}))
             }
             E::Delete(d) => {
-                ctx.vhost
-                    .delete_exchange(d.exchange.as_str(), d.if_unused)?;
+                ctx.vhost.delete_exchange(d.exchange.as_str(), d.if_unused)?;
                 (d.nowait, E::DeleteOk(exchange::DeleteOk {}))
             }
             E::Bind(b) => {
@@ -51,11 +46,7 @@ impl Channel {
                 ctx.vhost.unbind(b.source.as_str(), &binding)?;
                 (b.nowait, E::UnbindOk(exchange::UnbindOk {}))
             }
-            _ => {
-                return Err(AmqpError::command_invalid(
-                    "exchange method is not valid from a client",
-                ))
-            }
+            _ => return Err(AmqpError::command_invalid("exchange method is not valid from a client")),
         };
         if !nowait {
             ctx.send(self.id, AMQPClass::Exchange(ok));
@@ -63,11 +54,7 @@ impl Channel {
         Ok(())
     }
 
-    pub(crate) fn handle_queue(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        m: &queue::AMQPMethod,
-    ) -> AmqpResult<()> {
+    pub(crate) fn handle_queue(&mut self, ctx: &mut Ctx<'_>, m: &queue::AMQPMethod) -> AmqpResult<()> {
         use queue::AMQPMethod as Q;
         let (nowait, ok) = match m {
             Q::Declare(d) => {
@@ -125,16 +112,12 @@ impl Channel {
             }
             Q::Delete(d) => {
                 let name = self.queue_name(d.queue.as_str())?.to_string();
-                let message_count =
-                    ctx.vhost
-                        .delete_queue(&name, d.if_unused, d.if_empty, ctx.connection_id)?;
+                let message_count = ctx
+                    .vhost
+                    .delete_queue(&name, d.if_unused, d.if_empty, ctx.connection_id)?;
                 (d.nowait, Q::DeleteOk(queue::DeleteOk { message_count }))
             }
-            _ => {
-                return Err(AmqpError::command_invalid(
-                    "queue method is not valid from a client",
-                ))
-            }
+            _ => return Err(AmqpError::command_invalid("queue method is not valid from a client")),
         };
         if !nowait {
             ctx.send(self.id, AMQPClass::Queue(ok));

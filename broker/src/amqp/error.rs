@@ -119,10 +119,7 @@ mod tests {
         assert!(!AmqpError::precondition("x").is_hard());
         assert!(AmqpError::unexpected_frame("x").is_hard());
         assert!(AmqpError::not_implemented("x").is_hard());
-        assert_eq!(
-            AmqpError::not_found("no queue 'q'").text,
-            "NOT_FOUND - no queue 'q'"
-        );
+        assert_eq!(AmqpError::not_found("no queue 'q'").text, "NOT_FOUND - no queue 'q'");
     }
 
     #[test]

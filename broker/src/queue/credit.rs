@@ -39,9 +39,7 @@ impl Credit {
             return true;
         }
         self.in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
-                (n < limit).then_some(n + 1)
-            })
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < limit).then_some(n + 1))
             .is_ok()
     }
 
@@ -50,9 +48,7 @@ impl Credit {
         let limit = self.limit.load(Ordering::Relaxed);
         let before = self
             .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(1))
-            })
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| Some(n.saturating_sub(1)))
             .unwrap_or(0);
         limit != 0 && before >= limit
     }

@@ -145,8 +145,7 @@ impl Queue {
             for k in 0..n {
                 let i = (st.next_consumer + k) % n;
                 let c = &st.consumers[i];
-                if c.credit.has_room() && best.is_none_or(|b| c.priority > st.consumers[b].priority)
-                {
+                if c.credit.has_room() && best.is_none_or(|b| c.priority > st.consumers[b].priority) {
                     best = Some(i);
                 }
             }
@@ -174,9 +173,7 @@ impl Queue {
     /// Adds a consumer, enforcing exclusive consumers, and dispatches to it.
     pub fn add_consumer(&self, consumer: QueueConsumer) -> AmqpResult<()> {
         let mut st = self.lock();
-        if st.consumers.iter().any(|c| c.exclusive)
-            || (consumer.exclusive && !st.consumers.is_empty())
-        {
+        if st.consumers.iter().any(|c| c.exclusive) || (consumer.exclusive && !st.consumers.is_empty()) {
             return Err(AmqpError::access_refused(format!(
                 "queue '{}' in vhost '{}' in exclusive use",
                 self.spec.name, self.spec.vhost
@@ -191,19 +188,15 @@ impl Queue {
     pub fn remove_consumer(&self, connection_id: u64, channel: u16, tag: &str) -> ConsumerRemoved {
         let mut st = self.lock();
         let before = st.consumers.len();
-        st.consumers.retain(|c| {
-            !(c.connection_id == connection_id && c.channel == channel && &*c.tag == tag)
-        });
+        st.consumers
+            .retain(|c| !(c.connection_id == connection_id && c.channel == channel && &*c.tag == tag));
         let found = st.consumers.len() != before;
         if st.next_consumer >= st.consumers.len() {
             st.next_consumer = 0;
         }
         ConsumerRemoved {
             found,
-            auto_delete_now: found
-                && self.spec.auto_delete
-                && st.had_consumer
-                && st.consumers.is_empty(),
+            auto_delete_now: found && self.spec.auto_delete && st.had_consumer && st.consumers.is_empty(),
         }
     }
 

@@ -77,18 +77,12 @@ impl MessageStore {
     }
 
     fn level_of(&self, message: &Message) -> usize {
-        let p = message.properties.priority().unwrap_or(0) as usize;
-        p.min(self.levels.len() - 1)
+        (message.priority as usize).min(self.levels.len() - 1)
     }
 
     /// The deadline for a message enqueued now.
     fn deadline(&self, message: &Message, now: Instant) -> Option<Instant> {
-        let per_message = message
-            .properties
-            .expiration()
-            .as_ref()
-            .and_then(|e| e.as_str().parse::<u64>().ok())
-            .map(Duration::from_millis);
+        let per_message = message.expiration_ms.map(Duration::from_millis);
         let ttl = match (per_message, self.ttl) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -208,10 +202,7 @@ mod tests {
         s.push(msg(b"x", AMQPProperties::default()));
         // 200 is capped to the max (10); no priority means 0.
         assert_eq!(
-            drain(&mut s)
-                .iter()
-                .map(|(seq, _)| *seq)
-                .collect::<Vec<_>>(),
+            drain(&mut s).iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
             vec![4, 2, 1, 3, 5]
         );
     }
@@ -219,10 +210,7 @@ mod tests {
     #[test]
     fn expired_messages_are_skipped() {
         let mut s = MessageStore::new(0, None);
-        s.push(msg(
-            b"old",
-            AMQPProperties::default().with_expiration("0".into()),
-        ));
+        s.push(msg(b"old", AMQPProperties::default().with_expiration("0".into())));
         s.push(msg(b"new", AMQPProperties::default()));
         let mut expired = 0;
         assert_eq!(s.pop(&mut expired).map(|e| e.seq), Some(2));

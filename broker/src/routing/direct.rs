@@ -35,12 +35,7 @@ impl Router for DirectBindings {
         removed
     }
 
-    fn route<'a>(
-        &'a self,
-        routing_key: &str,
-        _headers: Option<&FieldTable>,
-        out: &mut Vec<&'a Destination>,
-    ) {
+    fn route<'a>(&'a self, routing_key: &str, _headers: Option<&FieldTable>, out: &mut Vec<&'a Destination>) {
         if let Some(list) = self.by_key.get(routing_key) {
             out.extend(list.iter().map(|b| &b.destination));
         }
@@ -78,10 +73,7 @@ mod tests {
     fn routes_by_exact_key() {
         let mut x = DirectBindings::default();
         assert!(x.bind(b("q1", "a")));
-        assert!(
-            !x.bind(b("q1", "a")),
-            "identical binding is not added twice"
-        );
+        assert!(!x.bind(b("q1", "a")), "identical binding is not added twice");
         x.bind(b("q2", "a"));
         x.bind(b("q3", "b"));
         let count = |x: &DirectBindings, k: &str| {

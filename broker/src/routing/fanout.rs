@@ -24,12 +24,7 @@ impl Router for FanoutBindings {
         before != self.bindings.len()
     }
 
-    fn route<'a>(
-        &'a self,
-        _routing_key: &str,
-        _headers: Option<&FieldTable>,
-        out: &mut Vec<&'a Destination>,
-    ) {
+    fn route<'a>(&'a self, _routing_key: &str, _headers: Option<&FieldTable>, out: &mut Vec<&'a Destination>) {
         out.extend(self.bindings.iter().map(|b| &b.destination));
     }
 

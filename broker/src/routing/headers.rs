@@ -37,10 +37,7 @@ fn x_match(args: &FieldTable) -> XMatch {
 pub fn valid_x_match(args: &FieldTable) -> bool {
     match args.inner().get("x-match") {
         None => true,
-        Some(AMQPValue::LongString(s)) => matches!(
-            s.as_bytes(),
-            b"all" | b"any" | b"all-with-x" | b"any-with-x"
-        ),
+        Some(AMQPValue::LongString(s)) => matches!(s.as_bytes(), b"all" | b"any" | b"all-with-x" | b"any-with-x"),
         Some(AMQPValue::ShortString(s)) => {
             matches!(s.as_str(), "all" | "any" | "all-with-x" | "any-with-x")
         }
@@ -51,9 +48,7 @@ pub fn valid_x_match(args: &FieldTable) -> bool {
 fn same_value(a: &AMQPValue, b: &AMQPValue) -> bool {
     match (a, b) {
         (AMQPValue::LongString(x), AMQPValue::ShortString(y))
-        | (AMQPValue::ShortString(y), AMQPValue::LongString(x)) => {
-            x.as_bytes() == y.as_str().as_bytes()
-        }
+        | (AMQPValue::ShortString(y), AMQPValue::LongString(x)) => x.as_bytes() == y.as_str().as_bytes(),
         _ => a == b,
     }
 }
@@ -101,12 +96,7 @@ impl Router for HeadersBindings {
         before != self.bindings.len()
     }
 
-    fn route<'a>(
-        &'a self,
-        _routing_key: &str,
-        headers: Option<&FieldTable>,
-        out: &mut Vec<&'a Destination>,
-    ) {
+    fn route<'a>(&'a self, _routing_key: &str, headers: Option<&FieldTable>, out: &mut Vec<&'a Destination>) {
         for b in &self.bindings {
             if headers_match(&b.arguments, headers) {
                 out.push(&b.destination);
@@ -152,10 +142,7 @@ mod tests {
         assert!(!headers_match(&all, Some(&one)));
         assert!(headers_match(&any, Some(&one)));
         assert!(!headers_match(&any, None));
-        assert!(
-            headers_match(&table(&[]), None),
-            "no arguments: all matches vacuously"
-        );
+        assert!(headers_match(&table(&[]), None), "no arguments: all matches vacuously");
     }
 
     #[test]
@@ -163,10 +150,7 @@ mod tests {
         let plain = table(&[("x-match", s("all")), ("x-k", s("v"))]);
         let withx = table(&[("x-match", s("all-with-x")), ("x-k", s("v"))]);
         let h = table(&[("x-k", s("other"))]);
-        assert!(
-            headers_match(&plain, Some(&h)),
-            "x- arguments are ignored by plain all"
-        );
+        assert!(headers_match(&plain, Some(&h)), "x- arguments are ignored by plain all");
         assert!(!headers_match(&withx, Some(&h)));
         let anyx = table(&[("x-match", s("any-with-x")), ("x-k", s("v"))]);
         assert!(headers_match(&anyx, Some(&table(&[("x-k", s("v"))]))));

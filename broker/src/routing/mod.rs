@@ -77,12 +77,7 @@ pub trait Router: Send + Sync {
     /// Removes a binding; false when there was none.
     fn unbind(&mut self, binding: &Binding) -> bool;
     /// Pushes the destinations matching a message onto `out` (duplicates allowed; the caller dedupes).
-    fn route<'a>(
-        &'a self,
-        routing_key: &str,
-        headers: Option<&FieldTable>,
-        out: &mut Vec<&'a Destination>,
-    );
+    fn route<'a>(&'a self, routing_key: &str, headers: Option<&FieldTable>, out: &mut Vec<&'a Destination>);
     /// Every binding, for listing.
     fn bindings(&self) -> Vec<&Binding>;
     /// Drops every binding to `destination` (when it is deleted).

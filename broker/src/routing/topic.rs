@@ -37,8 +37,7 @@ impl Router for TopicBindings {
         if self.bindings.iter().any(|(_, b)| b == &binding) {
             return false;
         }
-        self.bindings
-            .push((split_pattern(&binding.routing_key), binding));
+        self.bindings.push((split_pattern(&binding.routing_key), binding));
         true
     }
 
@@ -48,12 +47,7 @@ impl Router for TopicBindings {
         before != self.bindings.len()
     }
 
-    fn route<'a>(
-        &'a self,
-        routing_key: &str,
-        _headers: Option<&FieldTable>,
-        out: &mut Vec<&'a Destination>,
-    ) {
+    fn route<'a>(&'a self, routing_key: &str, _headers: Option<&FieldTable>, out: &mut Vec<&'a Destination>) {
         let words: Vec<&str> = if routing_key.is_empty() {
             Vec::new()
         } else {
