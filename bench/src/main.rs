@@ -29,6 +29,9 @@ struct Args {
     /// Body size in bytes.
     #[arg(long, default_value_t = 16)]
     size: usize,
+    /// Publishes kept in flight in lapin at once (1 = await each publish before the next).
+    #[arg(long, default_value_t = 256)]
+    pipeline: usize,
     /// Workloads to run (publish, consume, e2e, confirm).
     #[arg(long, value_delimiter = ',', default_value = "publish,consume,e2e,confirm")]
     workloads: Vec<String>,
@@ -63,15 +66,13 @@ async fn depth(ch: &Channel, name: &str) -> Res<u32> {
     Ok(q.message_count())
 }
 
-/// Publishes `n` messages, keeping up to `PIPELINE` publishes in flight in lapin at once: awaiting each publish
+/// Publishes `n` messages, keeping up to `pipeline` publishes in flight in lapin at once: awaiting each publish
 /// alone makes every message a round trip between the caller and lapin's I/O thread, which measures lapin's
-/// hand-off rather than the broker (the same client pattern is used for every broker).
-const PIPELINE: usize = 256;
-
-async fn publish_n(ch: &Channel, queue: &str, n: u64, body: &[u8]) -> Res<()> {
+/// hand-off more than the broker (the same client pattern is used for every broker).
+async fn publish_n(ch: &Channel, queue: &str, n: u64, body: &[u8], pipeline: usize) -> Res<()> {
     let mut sent = 0;
     while sent < n {
-        let batch = PIPELINE.min((n - sent) as usize);
+        let batch = pipeline.max(1).min((n - sent) as usize);
         let publishes = (0..batch).map(|_| {
             ch.basic_publish(
                 "".into(),
@@ -100,12 +101,12 @@ async fn wait_depth(ch: &Channel, queue: &str, n: u64) -> Res<()> {
     Ok(())
 }
 
-async fn publish(url: &str, n: u64, body: &[u8]) -> Res<f64> {
+async fn publish(url: &str, n: u64, body: &[u8], pipeline: usize) -> Res<f64> {
     let (_c, ch) = open(url).await?;
     let (_c2, probe) = open(url).await?;
     fresh_queue(&ch, "bench-publish").await?;
     let t = Instant::now();
-    publish_n(&ch, "bench-publish", n, body).await?;
+    publish_n(&ch, "bench-publish", n, body, pipeline).await?;
     let sent = t.elapsed();
     wait_depth(&probe, "bench-publish", n).await?;
     if std::env::var_os("BENCH_DEBUG").is_some() {
@@ -126,7 +127,7 @@ const ACK_EVERY: u64 = 50;
 async fn consume(url: &str, n: u64, body: &[u8]) -> Res<f64> {
     let (_c, ch) = open(url).await?;
     fresh_queue(&ch, "bench-consume").await?;
-    publish_n(&ch, "bench-consume", n, body).await?;
+    publish_n(&ch, "bench-consume", n, body, 256).await?;
     wait_depth(&ch, "bench-consume", n).await?;
     let (_c2, cch) = open(url).await?;
     cch.basic_qos(1000, BasicQosOptions::default()).await?;
@@ -158,7 +159,7 @@ async fn consume(url: &str, n: u64, body: &[u8]) -> Res<f64> {
     Ok(rate)
 }
 
-async fn e2e(url: &str, n: u64, body: &[u8]) -> Res<f64> {
+async fn e2e(url: &str, n: u64, body: &[u8], pipeline: usize) -> Res<f64> {
     let (_c, ch) = open(url).await?;
     fresh_queue(&ch, "bench-e2e").await?;
     let (_c2, cch) = open(url).await?;
@@ -175,7 +176,7 @@ async fn e2e(url: &str, n: u64, body: &[u8]) -> Res<f64> {
         .await?;
     let t = Instant::now();
     let body = body.to_vec();
-    let producer = tokio::spawn(async move { publish_n(&ch, "bench-e2e", n, &body).await });
+    let producer = tokio::spawn(async move { publish_n(&ch, "bench-e2e", n, &body, pipeline).await });
     let mut got = 0;
     while got < n {
         match tokio::time::timeout(Duration::from_secs(30), consumer.next()).await {
@@ -188,14 +189,14 @@ async fn e2e(url: &str, n: u64, body: &[u8]) -> Res<f64> {
     Ok(rate)
 }
 
-async fn confirm(url: &str, n: u64, body: &[u8]) -> Res<f64> {
+async fn confirm(url: &str, n: u64, body: &[u8], pipeline: usize) -> Res<f64> {
     let (_c, ch) = open(url).await?;
     fresh_queue(&ch, "bench-confirm").await?;
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
     let t = Instant::now();
     let mut sent = 0;
     while sent < n {
-        let batch = 1000.min(n - sent);
+        let batch = (pipeline.max(1) as u64).min(1000).min(n - sent);
         let publishes = (0..batch).map(|_| {
             ch.basic_publish(
                 "".into(),
@@ -246,16 +247,16 @@ async fn main() -> Res<()> {
             "publish" => "publish-only (reaches the queue)",
             "consume" => "consume, prefetch 1000, acks",
             "e2e" => "end to end, no-ack",
-            "confirm" => "publish with confirms (window 1000)",
+            "confirm" => "publish with confirms",
             other => other,
         };
         print!("{label:<34}");
         for (_, url) in &targets {
             let r = match w.as_str() {
-                "publish" => publish(url, args.messages, &body).await,
+                "publish" => publish(url, args.messages, &body, args.pipeline).await,
                 "consume" => consume(url, args.messages, &body).await,
-                "e2e" => e2e(url, args.messages, &body).await,
-                "confirm" => confirm(url, args.messages, &body).await,
+                "e2e" => e2e(url, args.messages, &body, args.pipeline).await,
+                "confirm" => confirm(url, args.messages, &body, args.pipeline).await,
                 other => Err(format!("unknown workload {other}").into()),
             };
             match r {
