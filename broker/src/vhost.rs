@@ -63,6 +63,32 @@ pub struct ExchangeDeclare<'a> {
     pub arguments: &'a FieldTable,
 }
 
+/// The topology write lock; dropping it bumps the generation while the lock is still held, so a route computed
+/// under an older generation is never cached as current.
+struct TopologyWrite<'a> {
+    guard: RwLockWriteGuard<'a, Topology>,
+    generation: &'a AtomicU64,
+}
+
+impl std::ops::Deref for TopologyWrite<'_> {
+    type Target = Topology;
+    fn deref(&self) -> &Topology {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for TopologyWrite<'_> {
+    fn deref_mut(&mut self) -> &mut Topology {
+        &mut self.guard
+    }
+}
+
+impl Drop for TopologyWrite<'_> {
+    fn drop(&mut self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+}
+
 impl VHost {
     pub fn new(name: &str) -> Self {
         let mut t = Topology::default();
@@ -83,9 +109,11 @@ impl VHost {
         self.topology.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Topology> {
-        self.generation.fetch_add(1, Ordering::Release);
-        self.topology.write().unwrap_or_else(|e| e.into_inner())
+    fn write(&self) -> TopologyWrite<'_> {
+        TopologyWrite {
+            guard: self.topology.write().unwrap_or_else(|e| e.into_inner()),
+            generation: &self.generation,
+        }
     }
 
     pub fn generation(&self) -> u64 {
@@ -393,20 +421,21 @@ impl VHost {
         Ok(())
     }
 
-    /// Checks that a publish may go to `exchange`, and resolves the queues it reaches into `out`.
+    /// Checks that a publish may go to `exchange`, and resolves the queues it reaches into `out`. Returns whether
+    /// the result depends only on (exchange, routing key), so a channel may cache it for this `generation`.
     pub fn route(
         &self,
         exchange: &str,
         routing_key: &str,
         headers: Option<&FieldTable>,
         out: &mut Vec<Arc<Queue>>,
-    ) -> AmqpResult<()> {
+    ) -> AmqpResult<bool> {
         let t = self.read();
         if exchange.is_empty() {
             if let Some(q) = t.queues.get(routing_key) {
                 out.push(q.clone());
             }
-            return Ok(());
+            return Ok(true);
         }
         let Some(x) = t.exchanges.get(exchange) else {
             return Err(self.no_exchange(exchange));
@@ -423,7 +452,10 @@ impl VHost {
             out.sort_by_key(|q| Arc::as_ptr(q) as usize);
             out.dedup_by(|a, b| Arc::ptr_eq(a, b));
         }
-        Ok(())
+        let cacheable = visited
+            .iter()
+            .all(|n| t.exchanges.get(*n).is_none_or(|x| x.kind != ExchangeKind::Headers));
+        Ok(cacheable)
     }
 
     /// Every binding, as (source, binding).

@@ -169,7 +169,20 @@ pub struct Channel {
     /// The last queue declared here, which an empty queue name refers to.
     pub last_queue: Option<String>,
     route_buf: Vec<Arc<Queue>>,
+    routes: RouteCache,
 }
+
+/// Routes this channel resolved recently, valid while the vhost's topology generation is unchanged, so that a
+/// steady stream of publishes takes no shared lock. Headers-exchange routes depend on each message and are not kept.
+#[derive(Default)]
+struct RouteCache {
+    generation: u64,
+    by_exchange: HashMap<String, HashMap<String, Vec<Arc<Queue>>>>,
+    entries: usize,
+}
+
+/// A channel publishing to ever-new routing keys keeps at most this many routes.
+const ROUTE_CACHE_MAX: usize = 1024;
 
 impl Channel {
     pub fn new(id: u16) -> Self {
@@ -187,6 +200,7 @@ impl Channel {
             credit: Arc::new(Credit::new(0)),
             last_queue: None,
             route_buf: Vec::new(),
+            routes: RouteCache::default(),
         }
     }
 
@@ -408,19 +422,48 @@ impl Channel {
                 }));
             }
         } else {
-            let mut queues = std::mem::take(&mut self.route_buf);
-            queues.clear();
-            let result = ctx
-                .vhost
-                .route(exchange.as_str(), routing_key.as_str(), headers, &mut queues);
-            if let Err(e) = result {
+            let generation = ctx.vhost.generation();
+            if self.routes.generation != generation {
+                self.routes = RouteCache {
+                    generation,
+                    ..RouteCache::default()
+                };
+            }
+            let cached = self
+                .routes
+                .by_exchange
+                .get(exchange.as_str())
+                .and_then(|m| m.get(routing_key.as_str()));
+            if let Some(queues) = cached {
+                for q in queues {
+                    routed |= q.publish(message.clone());
+                }
+            } else {
+                let mut queues = std::mem::take(&mut self.route_buf);
+                queues.clear();
+                let cacheable = match ctx
+                    .vhost
+                    .route(exchange.as_str(), routing_key.as_str(), headers, &mut queues)
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.route_buf = queues;
+                        return Err(e);
+                    }
+                };
+                for q in &queues {
+                    routed |= q.publish(message.clone());
+                }
+                if cacheable && self.routes.entries < ROUTE_CACHE_MAX {
+                    self.routes.entries += 1;
+                    self.routes
+                        .by_exchange
+                        .entry(exchange.to_string())
+                        .or_default()
+                        .insert(routing_key.to_string(), queues.clone());
+                }
                 self.route_buf = queues;
-                return Err(e);
             }
-            for q in queues.drain(..) {
-                routed |= q.publish(message.clone());
-            }
-            self.route_buf = queues;
         }
         if !routed && mandatory {
             ctx.send(
