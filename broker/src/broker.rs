@@ -12,7 +12,9 @@ use std::time::Instant;
 use crate::auth::Users;
 use crate::config::Config;
 use crate::outbox::Outbox;
-use crate::vhost::VHost;
+use crate::store::definitions::DefinitionsFile;
+use crate::store::{DiskBudget, Store, StoreError};
+use crate::vhost::{Durability, VHost};
 
 /// Where replies to an `amq.rabbitmq.reply-to.<key>` address go: one channel's no-ack consumer.
 #[derive(Clone)]
@@ -24,6 +26,8 @@ pub struct ReplyTarget {
 
 pub struct Broker {
     pub config: Config,
+    /// The data directory: durable definitions and messages.
+    pub store: Arc<Store>,
     pub users: Users,
     vhosts: HashMap<String, Arc<VHost>>,
     next_connection_id: AtomicU64,
@@ -32,20 +36,59 @@ pub struct Broker {
 }
 
 impl Broker {
-    pub fn new(config: Config) -> Arc<Self> {
+    /// Opens (and locks) the data directory, recovers durable definitions and messages, and builds the vhosts.
+    pub fn new(config: Config) -> Result<Arc<Self>, StoreError> {
+        Self::with_budget(config, DiskBudget::default())
+    }
+
+    /// Like `new`, with a cap on the bytes the store may write (tests of a full disk).
+    pub fn with_budget(config: Config, budget: DiskBudget) -> Result<Arc<Self>, StoreError> {
+        let started = Instant::now();
+        let store = Arc::new(Store::open(&config.data_dir, config.fsync, budget)?);
+        let (definitions, saved) = DefinitionsFile::open(&store.root).map_err(|source| StoreError::Definitions {
+            path: store.root.join("definitions.json"),
+            source,
+        })?;
+        let durability = Durability {
+            store: store.clone(),
+            definitions: Arc::new(definitions),
+        };
+        let mut names: Vec<String> = vec!["/".to_string()];
+        names.extend(config.vhosts.iter().cloned());
+        names.extend(saved.vhosts.keys().cloned());
+        names.sort();
+        names.dedup();
         let mut vhosts = HashMap::new();
-        vhosts.insert("/".to_string(), Arc::new(VHost::new("/")));
-        for v in &config.vhosts {
-            vhosts.insert(v.clone(), Arc::new(VHost::new(v)));
+        for name in names {
+            let vhost = VHost::with_durability(&name, Some(durability.clone()));
+            if let Some(defs) = saved.vhosts.get(&name) {
+                vhost.restore(defs).map_err(|source| StoreError::Definitions {
+                    path: store.root.clone(),
+                    source,
+                })?;
+            }
+            vhosts.insert(name, Arc::new(vhost));
         }
-        Arc::new(Broker {
+        let (queues, messages) = vhosts
+            .values()
+            .flat_map(|v| v.queues())
+            .fold((0, 0u64), |(q, m), queue| (q + 1, m + queue.message_count() as u64));
+        tracing::info!(
+            data_dir = %store.root.display(),
+            queues,
+            messages,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "recovered durable state"
+        );
+        Ok(Arc::new(Broker {
             users: Users::from_config(&config),
             config,
+            store,
             vhosts,
             next_connection_id: AtomicU64::new(1),
             reply_to: Mutex::new(HashMap::new()),
-            started: Instant::now(),
-        })
+            started,
+        }))
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::store::FsyncMode;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5672";
 pub const DEFAULT_DATA_DIR: &str = "./warren-data";
 
@@ -32,6 +34,9 @@ pub struct Cli {
     /// Log filter, e.g. info, debug, warren_broker=trace [default: info]
     #[arg(long, env = "WARREN_LOG", value_name = "LEVEL")]
     pub log: Option<String>,
+    /// When confirms for persistent messages are sent: always, batch (group commit) or never [default: batch]
+    #[arg(long, env = "WARREN_FSYNC", value_name = "MODE")]
+    pub fsync: Option<FsyncMode>,
     /// Runtime worker threads: 0 = one per core, 1 = a single-threaded runtime [default: 0]
     #[arg(long, env = "WARREN_THREADS", value_name = "N")]
     pub threads: Option<usize>,
@@ -57,6 +62,7 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub log: Option<String>,
     pub threads: Option<usize>,
+    pub fsync: Option<FsyncMode>,
     /// Extra vhosts besides `/`.
     #[serde(default)]
     pub vhosts: Vec<String>,
@@ -76,6 +82,8 @@ pub struct Config {
     pub log: String,
     /// Runtime worker threads (0 = one per core, 1 = single-threaded runtime).
     pub threads: usize,
+    /// When persistent messages are synced before their confirm.
+    pub fsync: FsyncMode,
     pub vhosts: Vec<String>,
     pub users: Vec<UserConfig>,
     pub loopback_users: Vec<String>,
@@ -103,6 +111,7 @@ impl Default for Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             log: "info".to_string(),
             threads: 0,
+            fsync: FsyncMode::Batch,
             vhosts: Vec::new(),
             users: Vec::new(),
             loopback_users: vec!["guest".to_string()],
@@ -128,6 +137,7 @@ impl Config {
         c.data_dir = cli.data_dir.or(file.data_dir).unwrap_or(c.data_dir);
         c.log = cli.log.or(file.log).unwrap_or(c.log);
         c.threads = cli.threads.or(file.threads).unwrap_or(c.threads);
+        c.fsync = cli.fsync.or(file.fsync).unwrap_or(c.fsync);
         c.vhosts = file.vhosts;
         for u in &file.users {
             if u.password.is_some() == u.password_hash.is_some() {

@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod queue;
 pub mod routing;
 pub mod server;
+pub mod store;
 pub mod vhost;
 
 use std::sync::Arc;
@@ -22,13 +23,22 @@ pub use config::Config;
 use tokio::net::TcpListener;
 pub use tokio_util::sync::CancellationToken;
 
-/// Runs the broker on an already-bound AMQP listener until `shutdown` is cancelled.
-pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> std::io::Result<()> {
-    let broker = Broker::new(config);
-    server::run(listener, broker, shutdown).await
+/// Why the broker could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("listener failed: {0}")]
+    Io(#[from] std::io::Error),
 }
 
-/// Builds the broker state without serving, for callers that need a handle on it.
-pub fn broker(config: Config) -> Arc<Broker> {
-    Broker::new(config)
+/// Opens the data directory, recovers, and serves AMQP on an already-bound listener until `shutdown` is cancelled.
+pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    let broker = Broker::new(config)?;
+    serve(listener, broker, shutdown).await
+}
+
+/// Serves an already-built broker (tests keep a handle on it).
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) -> Result<(), RunError> {
+    Ok(server::run(listener, broker, shutdown).await?)
 }

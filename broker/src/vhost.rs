@@ -14,8 +14,11 @@ use rand::Rng;
 
 use crate::amqp::error::{AmqpError, AmqpResult};
 use crate::args;
-use crate::queue::{Queue, QueueSpec};
+use crate::queue::{keep_on_recovery, MessageStore, Queue, QueueSpec, SyncPolicy};
 use crate::routing::{headers::valid_x_match, Binding, Destination, Exchange, ExchangeKind};
+use crate::store::definitions::{BindingDef, DefinitionsFile, ExchangeDef, QueueDef, VHostDefinitions};
+use crate::store::queue_log::QueueLog;
+use crate::store::Store;
 
 /// Exchanges every vhost has from the start.
 const PREDECLARED: &[(&str, ExchangeKind)] = &[
@@ -33,6 +36,15 @@ pub struct VHost {
     pub name: String,
     topology: RwLock<Topology>,
     generation: AtomicU64,
+    /// Where durable queues keep their messages and durable definitions are saved (None: nothing persists).
+    durability: Option<Durability>,
+}
+
+/// The durable side of a vhost.
+#[derive(Clone)]
+pub struct Durability {
+    pub store: Arc<Store>,
+    pub definitions: Arc<DefinitionsFile>,
 }
 
 #[derive(Default)]
@@ -68,6 +80,8 @@ pub struct ExchangeDeclare<'a> {
 struct TopologyWrite<'a> {
     guard: RwLockWriteGuard<'a, Topology>,
     generation: &'a AtomicU64,
+    durability: Option<&'a Durability>,
+    vhost: &'a str,
 }
 
 impl std::ops::Deref for TopologyWrite<'_> {
@@ -86,11 +100,73 @@ impl std::ops::DerefMut for TopologyWrite<'_> {
 impl Drop for TopologyWrite<'_> {
     fn drop(&mut self) {
         self.generation.fetch_add(1, Ordering::Release);
+        // Save the durable part of the topology while still holding the lock, so saves happen in change order.
+        if let Some(d) = self.durability {
+            let defs = durable_definitions(&self.guard);
+            if let Err(e) = d.definitions.update(self.vhost, defs) {
+                tracing::error!(vhost = %self.vhost, error = %e, "could not save durable definitions");
+            }
+        }
     }
+}
+
+/// The part of a topology that survives a restart: durable exchanges (not `amq.*`), durable non-exclusive
+/// non-auto-delete queues, and bindings whose ends are both of those.
+fn durable_definitions(t: &Topology) -> VHostDefinitions {
+    let durable_x = |name: &str| name.starts_with("amq.") || t.exchanges.get(name).is_some_and(|x| x.durable);
+    let durable_q = |q: &Queue| q.spec.durable && !q.spec.auto_delete && q.spec.exclusive_owner.is_none();
+    let mut defs = VHostDefinitions::default();
+    let mut exchanges: Vec<&Exchange> = t
+        .exchanges
+        .values()
+        .filter(|x| x.durable && !x.name.starts_with("amq."))
+        .collect();
+    exchanges.sort_by(|a, b| a.name.cmp(&b.name));
+    for x in exchanges {
+        defs.exchanges.push(ExchangeDef {
+            name: x.name.clone(),
+            kind: x.kind.as_str().to_string(),
+            auto_delete: x.auto_delete,
+            internal: x.internal,
+            arguments: x.arguments.clone(),
+        });
+    }
+    let mut queues: Vec<&Arc<Queue>> = t.queues.values().filter(|q| durable_q(q)).collect();
+    queues.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    for q in queues {
+        defs.queues.push(QueueDef {
+            name: q.spec.name.clone(),
+            arguments: q.spec.arguments.clone(),
+        });
+    }
+    let mut sources: Vec<&Exchange> = t.exchanges.values().filter(|x| durable_x(&x.name)).collect();
+    sources.sort_by(|a, b| a.name.cmp(&b.name));
+    for x in sources {
+        for b in x.router.bindings() {
+            let (to_queue, ok) = match &b.destination {
+                Destination::Queue(n) => (true, t.queues.get(n).is_some_and(|q| durable_q(q))),
+                Destination::Exchange(n) => (false, durable_x(n)),
+            };
+            if ok {
+                defs.bindings.push(BindingDef {
+                    source: x.name.clone(),
+                    destination: b.destination.name().to_string(),
+                    to_queue,
+                    routing_key: b.routing_key.clone(),
+                    arguments: b.arguments.clone(),
+                });
+            }
+        }
+    }
+    defs
 }
 
 impl VHost {
     pub fn new(name: &str) -> Self {
+        Self::with_durability(name, None)
+    }
+
+    pub fn with_durability(name: &str, durability: Option<Durability>) -> Self {
         let mut t = Topology::default();
         for (n, k) in PREDECLARED {
             t.exchanges.insert(
@@ -102,6 +178,7 @@ impl VHost {
             name: name.to_string(),
             topology: RwLock::new(t),
             generation: AtomicU64::new(1),
+            durability,
         }
     }
 
@@ -113,6 +190,8 @@ impl VHost {
         TopologyWrite {
             guard: self.topology.write().unwrap_or_else(|e| e.into_inner()),
             generation: &self.generation,
+            durability: self.durability.as_ref(),
+            vhost: &self.name,
         }
     }
 
@@ -188,7 +267,7 @@ impl VHost {
             d.name.to_string()
         };
         validate_queue_arguments(d.arguments)?;
-        let q = Queue::new(QueueSpec {
+        let spec = QueueSpec {
             name: name.clone(),
             vhost: self.name.clone(),
             // A durable exclusive queue is treated as transient (errata).
@@ -196,9 +275,93 @@ impl VHost {
             exclusive_owner: d.exclusive.then_some(d.connection_id),
             auto_delete: d.auto_delete,
             arguments: d.arguments.clone(),
-        });
+        };
+        let q = self.make_queue(spec).map_err(|e| {
+            AmqpError::new(
+                crate::amqp::error::INTERNAL_ERROR,
+                format!(
+                    "cannot create the files of queue '{name}' in vhost '{}': {e}",
+                    self.name
+                ),
+            )
+        })?;
         t.queues.insert(name, q.clone());
         Ok(q)
+    }
+
+    /// Builds a queue: durable (and not auto-delete) queues get a disk-backed store, recovering what their
+    /// directory holds; the rest live in memory.
+    fn make_queue(&self, spec: QueueSpec) -> std::io::Result<Arc<Queue>> {
+        let persists = spec.durable && !spec.auto_delete && spec.exclusive_owner.is_none();
+        match &self.durability {
+            Some(d) if persists => {
+                let started = std::time::Instant::now();
+                let dir = d.store.queue_dir(&self.name, &spec.name);
+                let (log, rec) = QueueLog::open(&dir, d.store.budget.clone(), keep_on_recovery)?;
+                if !rec.live.is_empty() || rec.corrupt > 0 || rec.torn_bytes > 0 {
+                    tracing::info!(
+                        vhost = %self.name,
+                        queue = %spec.name,
+                        messages = rec.live.len(),
+                        redelivered = rec.delivered.len(),
+                        transient_dropped = rec.transient,
+                        corrupt_skipped = rec.corrupt,
+                        torn_bytes_truncated = rec.torn_bytes,
+                        segments_without_ack_file = rec.missing_ack_files,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "recovered queue"
+                    );
+                }
+                let (p, ttl) = Queue::store_settings(&spec);
+                let store = MessageStore::on_disk(p, ttl, log, rec);
+                let sync = SyncPolicy {
+                    mode: d.store.fsync,
+                    syncer: d.store.syncer.clone(),
+                };
+                Ok(Queue::new(spec, store, Some(sync)))
+            }
+            _ => Ok(Queue::new_in_memory(spec)),
+        }
+    }
+
+    /// Rebuilds the durable topology saved in `definitions.json` (at start, before any client connects).
+    pub fn restore(&self, defs: &VHostDefinitions) -> std::io::Result<()> {
+        let mut t = self.write();
+        for x in &defs.exchanges {
+            if let Some(kind) = ExchangeKind::parse(&x.kind) {
+                t.exchanges.insert(
+                    x.name.clone(),
+                    Exchange::new(&x.name, kind, true, x.auto_delete, x.internal, x.arguments.clone()),
+                );
+            }
+        }
+        for q in &defs.queues {
+            let spec = QueueSpec {
+                name: q.name.clone(),
+                vhost: self.name.clone(),
+                durable: true,
+                exclusive_owner: None,
+                auto_delete: false,
+                arguments: q.arguments.clone(),
+            };
+            let queue = self.make_queue(spec)?;
+            t.queues.insert(q.name.clone(), queue);
+        }
+        for b in &defs.bindings {
+            let destination = if b.to_queue {
+                Destination::Queue(b.destination.clone())
+            } else {
+                Destination::Exchange(b.destination.clone())
+            };
+            if let Some(x) = t.exchanges.get_mut(&b.source) {
+                x.router.bind(Binding {
+                    destination,
+                    routing_key: b.routing_key.clone(),
+                    arguments: b.arguments.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn check_equivalent(&self, q: &Queue, d: &QueueDeclare<'_>) -> AmqpResult<()> {

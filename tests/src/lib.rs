@@ -1,21 +1,28 @@
 //! Test harness: a real Warren broker on port 0 with a temporary data directory, stopped on `Drop`.
 //!
 //! The broker runs on its own thread and runtime, so a test's runtime (and its `tokio::time::pause`) cannot
-//! starve or freeze it, and a test that panics still shuts the broker down cleanly.
+//! starve or freeze it. `restart` stops it and starts a new one on the same data directory (and port).
 
 pub mod client;
 pub mod raw;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use warren_broker::{CancellationToken, Config};
+use warren_broker::store::DiskBudget;
+use warren_broker::{Broker, CancellationToken, Config};
 
 pub struct TestBroker {
     pub addr: SocketAddr,
+    pub broker: Option<Arc<Broker>>,
     shutdown: CancellationToken,
     thread: Option<JoinHandle<()>>,
-    _data_dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    adjust: Arc<dyn Fn(&mut Config) + Send + Sync>,
+    budget: DiskBudget,
+    _temp: Option<tempfile::TempDir>,
 }
 
 impl TestBroker {
@@ -23,21 +30,53 @@ impl TestBroker {
         Self::start_with(|_| {})
     }
 
-    /// Starts a broker after letting the caller adjust the configuration.
-    pub fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
-        let data_dir = tempfile::tempdir().expect("temp data dir");
+    /// Starts a broker after letting the caller adjust the configuration (kept for restarts).
+    pub fn start_with(adjust: impl Fn(&mut Config) + Send + Sync + 'static) -> Self {
+        Self::start_full(adjust, DiskBudget::default())
+    }
+
+    /// Starts a broker whose store may write at most what `budget` allows (a full disk on demand).
+    pub fn start_full(adjust: impl Fn(&mut Config) + Send + Sync + 'static, budget: DiskBudget) -> Self {
+        let temp = tempfile::tempdir().expect("temp data dir");
+        let data_dir = temp.path().to_path_buf();
+        let mut b = TestBroker {
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            broker: None,
+            shutdown: CancellationToken::new(),
+            thread: None,
+            data_dir,
+            adjust: Arc::new(adjust),
+            budget,
+            _temp: Some(temp),
+        };
+        b.launch();
+        b
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    fn launch(&mut self) {
         let mut config = Config {
-            data_dir: data_dir.path().to_path_buf(),
+            data_dir: self.data_dir.clone(),
             ..Config::default()
         };
-        adjust(&mut config);
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+        (self.adjust)(&mut config);
+        let bind = if self.addr.port() == 0 {
+            "127.0.0.1:0".to_string()
+        } else {
+            self.addr.to_string()
+        };
+        let std_listener = std::net::TcpListener::bind(bind).expect("bind");
         std_listener.set_nonblocking(true).expect("nonblocking");
-        let addr = std_listener.local_addr().expect("local addr");
-        config.listen = addr;
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let thread = std::thread::spawn(move || {
+        self.addr = std_listener.local_addr().expect("local addr");
+        config.listen = self.addr;
+        let broker = Broker::with_budget(config, self.budget.clone()).expect("open the data directory");
+        self.broker = Some(broker.clone());
+        self.shutdown = CancellationToken::new();
+        let token = self.shutdown.clone();
+        self.thread = Some(std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -45,27 +84,28 @@ impl TestBroker {
                 .expect("runtime");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
-                warren_broker::run(listener, config, token).await.expect("broker run");
+                warren_broker::serve(listener, broker, token).await.expect("broker run");
             });
-        });
-        TestBroker {
-            addr,
-            shutdown,
-            thread: Some(thread),
-            _data_dir: data_dir,
-        }
+        }));
     }
 
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@{}/%2f", self.addr)
     }
 
-    /// Stops the broker and waits for it (connections get connection.close 320).
+    /// Stops the broker and waits for it (connections get connection.close 320); the data directory stays.
     pub fn stop(&mut self) {
         self.shutdown.cancel();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.broker = None;
+    }
+
+    /// Stops, then starts a new broker on the same data directory and port, as after a clean restart.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
     }
 }
 

@@ -232,7 +232,7 @@ impl Channel {
         encode_get_ok(ctx.out, self.id, &fields, remaining);
         encode_content(ctx.out, self.id, &m.raw_properties, &m.body, ctx.frame_max);
         if g.no_ack {
-            queue.settle(entry.seq);
+            queue.settle([&entry]);
         } else {
             self.unacked.push(Pending {
                 tag,
@@ -271,7 +271,7 @@ impl Channel {
         encode_content(ctx.out, self.id, &m.raw_properties, &m.body, ctx.frame_max);
         match d.queue {
             Some(queue) if no_ack => {
-                queue.settle(d.entry.seq);
+                queue.settle([&d.entry]);
                 if d.credit.as_ref().is_some_and(|c| c.release()) {
                     ctx.kick(&queue);
                 }
@@ -296,11 +296,21 @@ impl Channel {
     /// Acked: the queue forgets the messages, and their credit comes back.
     pub(crate) fn settle(&mut self, ctx: &mut Ctx<'_>, pending: Vec<Pending>) {
         let mut unblocked = false;
-        for p in pending {
-            p.queue.settle(p.entry.seq);
+        for p in &pending {
             if let Some(c) = &p.credit {
                 unblocked |= c.release();
             }
+        }
+        // One lock and one ack write per queue.
+        let mut i = 0;
+        while i < pending.len() {
+            let q = &pending[i].queue;
+            let mut j = i;
+            while j < pending.len() && Arc::ptr_eq(&pending[j].queue, q) {
+                j += 1;
+            }
+            q.settle(pending[i..j].iter().map(|p| &p.entry));
+            i = j;
         }
         if unblocked {
             self.kick_consumer_queues(ctx);

@@ -8,7 +8,7 @@
 //!   batch (`flush_confirms`), after any `basic.return` written during that batch.
 //! - Consumer handling lives in `basic.rs`, declarations in `declare.rs`; both are `impl Channel` blocks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use amq_protocol::protocol::{basic, channel, confirm, tx, AMQPClass};
@@ -21,7 +21,8 @@ use crate::amqp::unacked::{Pending, Unacked};
 use crate::broker::Broker;
 use crate::message::Message;
 use crate::outbox::{Delivery, Outbox, OutboxItem};
-use crate::queue::{ConsumerCredit, Credit, Entry, Queue};
+use crate::queue::{ConsumerCredit, Credit, Entry, Published, Queue};
+use crate::store::SyncProgress;
 use crate::vhost::VHost;
 
 /// RabbitMQ's default largest message (128 MiB).
@@ -141,6 +142,23 @@ pub struct TxState {
     pub acks: Vec<TxAck>,
 }
 
+/// Publisher confirm state of a channel in confirm mode.
+#[derive(Default)]
+struct Confirms {
+    /// The sequence number of the last publish.
+    last_seq: u64,
+    /// Confirms not yet sent, in order.
+    pending: VecDeque<PendingConfirm>,
+}
+
+struct PendingConfirm {
+    seq: u64,
+    /// The group-commit round to wait for (0: none).
+    ticket: u64,
+    /// The message could not be stored: nack it.
+    nack: bool,
+}
+
 /// A publish buffered in a transaction.
 pub struct PendingPublishOwned {
     exchange: ShortString,
@@ -155,8 +173,8 @@ pub struct Channel {
     /// We sent channel.close and wait for close-ok; everything else is dropped.
     pub closing: bool,
     content: Content,
-    /// Confirm mode: the last publish sequence number, and the last one confirmed.
-    confirm: Option<(u64, u64)>,
+    /// Confirm mode: publish sequence numbers and the confirms still to send.
+    confirm: Option<Confirms>,
     pub tx: Option<TxState>,
     pub unacked: Unacked,
     pub next_tag: u64,
@@ -260,7 +278,7 @@ impl Channel {
                     return Err(AmqpError::precondition("cannot switch from tx to confirm mode"));
                 }
                 if self.confirm.is_none() {
-                    self.confirm = Some((0, 0));
+                    self.confirm = Some(Confirms::default());
                 }
                 if !s.nowait {
                     ctx.send(self.id, C::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})));
@@ -385,9 +403,15 @@ impl Channel {
             tx.publishes.push((owned, message));
             return Ok(());
         }
-        self.route_and_enqueue(ctx, &p.exchange, &p.routing_key, p.mandatory, headers.as_ref(), message)?;
-        if let Some((seq, _)) = &mut self.confirm {
-            *seq += 1;
+        let outcome =
+            self.route_and_enqueue(ctx, &p.exchange, &p.routing_key, p.mandatory, headers.as_ref(), message)?;
+        if let Some(c) = &mut self.confirm {
+            c.last_seq += 1;
+            c.pending.push_back(PendingConfirm {
+                seq: c.last_seq,
+                ticket: outcome.ticket,
+                nack: outcome.failed,
+            });
         }
         Ok(())
     }
@@ -400,8 +424,9 @@ impl Channel {
         mandatory: bool,
         headers: Option<&FieldTable>,
         message: Arc<Message>,
-    ) -> AmqpResult<()> {
+    ) -> AmqpResult<Published> {
         let mut routed = false;
+        let mut outcome = Published::default();
         if exchange.as_str().is_empty() && routing_key.as_str().starts_with(REPLY_TO_PREFIX) {
             // Direct reply-to: straight to the requester's channel, no queue involved. Counts as routed even when
             // the requester is gone, as in RabbitMQ.
@@ -417,6 +442,7 @@ impl Channel {
                         message: message.clone(),
                         redelivered: false,
                         expires_at: None,
+                        loc: None,
                     },
                     credit: None,
                 }));
@@ -436,7 +462,10 @@ impl Channel {
                 .and_then(|m| m.get(routing_key.as_str()));
             if let Some(queues) = cached {
                 for q in queues {
-                    routed |= q.publish(message.clone());
+                    let p = q.publish(message.clone());
+                    routed |= p.routed;
+                    outcome.ticket = outcome.ticket.max(p.ticket);
+                    outcome.failed |= p.failed;
                 }
             } else {
                 let mut queues = std::mem::take(&mut self.route_buf);
@@ -452,7 +481,10 @@ impl Channel {
                     }
                 };
                 for q in &queues {
-                    routed |= q.publish(message.clone());
+                    let p = q.publish(message.clone());
+                    routed |= p.routed;
+                    outcome.ticket = outcome.ticket.max(p.ticket);
+                    outcome.failed |= p.failed;
                 }
                 if cacheable && self.routes.entries < ROUTE_CACHE_MAX {
                     self.routes.entries += 1;
@@ -477,25 +509,60 @@ impl Channel {
             );
             encode_content(ctx.out, self.id, &message.raw_properties, &message.body, ctx.frame_max);
         }
-        Ok(())
+        outcome.routed = routed;
+        Ok(outcome)
     }
 
-    /// Sends one cumulative basic.ack for everything published since the last flush.
-    pub fn flush_confirms(&mut self, out: &mut BytesMut) {
-        if let Some((seq, confirmed)) = &mut self.confirm {
-            if *seq > *confirmed {
-                let multiple = *seq - *confirmed > 1;
-                encode_method(
-                    out,
-                    self.id,
-                    AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
-                        delivery_tag: *seq,
-                        multiple,
-                    })),
-                );
-                *confirmed = *seq;
+    /// Whether some confirm waits for a group-commit round.
+    pub fn awaits_sync(&self) -> bool {
+        self.confirm
+            .as_ref()
+            .is_some_and(|c| c.pending.iter().any(|p| p.ticket > 0))
+    }
+
+    /// Sends the confirms that are ready, in order: runs of acks as one cumulative `basic.ack`, nacks (storage
+    /// failures) one by one. A confirm waiting for its sync round holds back every later one.
+    pub fn flush_confirms(&mut self, out: &mut BytesMut, sync: Option<&SyncProgress>) {
+        let Some(c) = &mut self.confirm else { return };
+        let mut acked_run: Option<(u64, u64)> = None; // (first, last)
+        let flush_run = |out: &mut BytesMut, run: &mut Option<(u64, u64)>, channel: u16| {
+            if let Some((first, last)) = run.take() {
+                let m = basic::Ack {
+                    delivery_tag: last,
+                    multiple: last > first,
+                };
+                encode_method(out, channel, AMQPClass::Basic(basic::AMQPMethod::Ack(m)));
+            }
+        };
+        while let Some(p) = c.pending.front() {
+            let ok = if p.nack {
+                false
+            } else if p.ticket == 0 {
+                true
+            } else {
+                match sync.and_then(|s| s.outcome(p.ticket)) {
+                    Some(ok) => ok,
+                    None => break,
+                }
+            };
+            let seq = p.seq;
+            c.pending.pop_front();
+            if ok {
+                acked_run = Some(match acked_run {
+                    Some((first, _)) => (first, seq),
+                    None => (seq, seq),
+                });
+            } else {
+                flush_run(out, &mut acked_run, self.id);
+                let m = basic::Nack {
+                    delivery_tag: seq,
+                    multiple: false,
+                    requeue: false,
+                };
+                encode_method(out, self.id, AMQPClass::Basic(basic::AMQPMethod::Nack(m)));
             }
         }
+        flush_run(out, &mut acked_run, self.id);
     }
 
     fn handle_tx(&mut self, ctx: &mut Ctx<'_>, m: &tx::AMQPMethod) -> AmqpResult<()> {

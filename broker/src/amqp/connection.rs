@@ -23,6 +23,7 @@ use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::{Instant, Interval};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -34,6 +35,7 @@ use crate::amqp::unacked::Pending;
 use crate::broker::Broker;
 use crate::outbox::{Outbox, OutboxItem};
 use crate::queue::Queue;
+use crate::store::SyncProgress;
 use crate::vhost::VHost;
 
 /// frame_max before tune-ok, as RabbitMQ uses.
@@ -90,6 +92,8 @@ pub struct Connection {
     /// Reused between outbox drains.
     spare: Vec<OutboxItem>,
     close_deadline: Option<Instant>,
+    /// Group-commit progress, for confirms that wait for a sync.
+    sync_rx: watch::Receiver<SyncProgress>,
     last_read: Instant,
     wrote_since_tick: bool,
 }
@@ -99,6 +103,8 @@ enum Event {
     Wrote(std::io::Result<usize>),
     Outbox,
     Tick,
+    /// A group-commit round finished: confirms may be due.
+    Synced,
     Shutdown,
     CloseTimeout,
 }
@@ -107,6 +113,7 @@ enum Event {
 pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
     let id = broker.next_connection_id();
+    let sync_rx = broker.store.syncer.subscribe();
     let mut conn = Connection {
         id,
         peer,
@@ -124,6 +131,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
         kick: Vec::new(),
         spare: Vec::new(),
         close_deadline: None,
+        sync_rx,
         last_read: Instant::now(),
         wrote_since_tick: false,
     };
@@ -218,12 +226,15 @@ impl Connection {
             }
             let outbox = self.outbox.clone();
             let deadline = self.close_deadline;
+            let awaits_sync = self.channels.values().any(Channel::awaits_sync);
+            let mut sync_rx = self.sync_rx.clone();
             let event = tokio::select! {
                 biased;
                 _ = shutdown.cancelled(), if !matches!(self.state, State::Closing | State::Done) => Event::Shutdown,
                 r = wr.write(&self.out), if !self.out.is_empty() => Event::Wrote(r),
                 r = rd.read_buf(&mut inbuf), if can_take_more => Event::Read(r),
                 _ = outbox.notified(), if can_take_more && self.state == State::Open => Event::Outbox,
+                _ = sync_rx.changed(), if awaits_sync => Event::Synced,
                 _ = tick(&mut hb) => Event::Tick,
                 _ = async {
                     match deadline {
@@ -242,6 +253,7 @@ impl Connection {
                 }
                 Event::Wrote(Err(e)) => return Err(e),
                 Event::Outbox => self.drain_outbox(),
+                Event::Synced => {}
                 Event::Tick => {
                     if self.heartbeat > 0 {
                         let silent = self.last_read.elapsed();
@@ -645,8 +657,9 @@ impl Connection {
 
     /// End of a read batch: one cumulative confirm per channel, and one dispatch per queue whose credit came back.
     fn end_of_batch(&mut self) {
+        let progress = self.sync_rx.borrow_and_update().clone();
         for ch in self.channels.values_mut() {
-            ch.flush_confirms(&mut self.out);
+            ch.flush_confirms(&mut self.out, Some(&progress));
         }
         for q in self.kick.drain(..) {
             q.dispatch();

@@ -140,13 +140,14 @@ mod tests {
                 message,
                 redelivered: false,
                 expires_at: None,
+                loc: None,
             },
             credit: None,
         }
     }
 
     fn queue() -> Arc<Queue> {
-        Queue::new(QueueSpec {
+        Queue::new_in_memory(QueueSpec {
             name: "q".into(),
             vhost: "/".into(),
             durable: false,

@@ -18,11 +18,12 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use amq_protocol::types::FieldTable;
 
 pub use credit::{ConsumerCredit, Credit};
-pub use store::{Entry, MessageStore};
+pub use store::{keep_on_recovery, Entry, MessageStore};
 
 use crate::amqp::error::{AmqpError, AmqpResult};
 use crate::message::Message;
 use crate::outbox::{Delivery, Outbox, OutboxItem};
+use crate::store::{FsyncMode, Syncer};
 
 /// A consumer as its queue sees it.
 pub struct QueueConsumer {
@@ -48,8 +49,27 @@ pub struct QueueSpec {
     pub arguments: FieldTable,
 }
 
+/// How a durable queue makes persistent messages durable before they are confirmed.
+#[derive(Clone)]
+pub struct SyncPolicy {
+    pub mode: FsyncMode,
+    pub syncer: Arc<Syncer>,
+}
+
+/// What a publish into one queue did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Published {
+    /// The message was enqueued.
+    pub routed: bool,
+    /// The group-commit round that must complete before the message may be confirmed (0: none).
+    pub ticket: u64,
+    /// The message could not be stored (disk full, I/O error): nack it.
+    pub failed: bool,
+}
+
 pub struct Queue {
     pub spec: QueueSpec,
+    sync: Option<SyncPolicy>,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
     /// Ourselves, so deliveries can carry an `Arc<Queue>` back to the connection for acks.
@@ -58,6 +78,8 @@ pub struct Queue {
 
 struct QueueState {
     store: MessageStore,
+    /// Deliveries picked by a dispatch, handed to outboxes once the store has recorded them.
+    deliveries: Vec<(Arc<Outbox>, OutboxItem)>,
     /// Messages dropped at the head because their TTL ran out.
     expired: u64,
     consumers: Vec<QueueConsumer>,
@@ -75,26 +97,39 @@ pub struct ConsumerRemoved {
 }
 
 impl Queue {
-    pub fn new(spec: QueueSpec) -> Arc<Self> {
-        let max_priority = crate::args::get_i64(&spec.arguments, "x-max-priority")
-            .unwrap_or(0)
-            .clamp(0, 255) as u8;
-        let ttl = crate::args::get_i64(&spec.arguments, "x-message-ttl")
-            .and_then(|ms| u64::try_from(ms).ok())
-            .map(std::time::Duration::from_millis);
+    /// A queue over `store` (in-memory, or recovered from disk for durable queues); `sync` is how persistent
+    /// messages on a disk-backed store are made durable before their confirm.
+    pub fn new(spec: QueueSpec, store: MessageStore, sync: Option<SyncPolicy>) -> Arc<Self> {
         let state = QueueState {
-            store: MessageStore::new(max_priority, ttl),
+            store,
             expired: 0,
             consumers: Vec::new(),
             next_consumer: 0,
             had_consumer: false,
+            deliveries: Vec::new(),
         };
         Arc::new_cyclic(|me| Queue {
             spec,
+            sync,
             state: Mutex::new(state),
             deleted: AtomicBool::new(false),
             me: me.clone(),
         })
+    }
+
+    /// The `x-max-priority` and `x-message-ttl` a store for this spec needs.
+    pub fn store_settings(spec: &QueueSpec) -> (u8, Option<u64>) {
+        let max_priority = crate::args::get_i64(&spec.arguments, "x-max-priority")
+            .unwrap_or(0)
+            .clamp(0, 255) as u8;
+        let ttl = crate::args::get_i64(&spec.arguments, "x-message-ttl").and_then(|ms| u64::try_from(ms).ok());
+        (max_priority, ttl)
+    }
+
+    /// An in-memory queue.
+    pub fn new_in_memory(spec: QueueSpec) -> Arc<Self> {
+        let (p, ttl) = Self::store_settings(&spec);
+        Self::new(spec, MessageStore::new(p, ttl), None)
     }
 
     pub fn name(&self) -> &str {
@@ -111,17 +146,44 @@ impl Queue {
         self.deleted.load(Ordering::Acquire)
     }
 
-    /// Enqueues a message and dispatches. Returns false if the queue was deleted meanwhile.
-    pub fn publish(&self, message: Arc<Message>) -> bool {
+    /// Enqueues a message and dispatches.
+    pub fn publish(&self, message: Arc<Message>) -> Published {
         let mut st = self.lock();
         if self.is_deleted() {
-            return false;
+            return Published::default();
         }
-        st.store.push(message);
+        let pushed = match st.store.push(message) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(queue = %self.spec.name, vhost = %self.spec.vhost, error = %e, "could not store a message; it is nacked");
+                return Published {
+                    routed: true,
+                    ticket: 0,
+                    failed: true,
+                };
+            }
+        };
+        let mut out = Published {
+            routed: true,
+            ticket: 0,
+            failed: false,
+        };
+        if let (Some(file), Some(sync)) = (pushed.sync, &self.sync) {
+            match sync.mode {
+                FsyncMode::Batch => out.ticket = sync.syncer.mark_dirty(&file),
+                FsyncMode::Always => {
+                    if let Err(e) = file.sync_data() {
+                        tracing::error!(queue = %self.spec.name, error = %e, "fdatasync failed; the message is nacked");
+                        out.failed = true;
+                    }
+                }
+                FsyncMode::Never => {}
+            }
+        }
         if !st.consumers.is_empty() {
             Self::dispatch_locked(self, &mut st);
         }
-        true
+        out
     }
 
     /// Offers ready messages to consumers again (after credit came back).
@@ -138,7 +200,7 @@ impl Queue {
         while !st.store.is_empty() {
             let n = st.consumers.len();
             if n == 0 {
-                return;
+                break;
             }
             // Highest priority with room wins; ties go round-robin from `next_consumer`.
             let mut best: Option<usize> = None;
@@ -149,24 +211,31 @@ impl Queue {
                     best = Some(i);
                 }
             }
-            let Some(i) = best else { return };
+            let Some(i) = best else { break };
             let consumer = &st.consumers[i];
             if !consumer.credit.try_acquire() {
                 // Lost a race for the channel's shared credit; its release will dispatch again.
-                return;
+                break;
             }
             let Some(entry) = st.store.pop(&mut st.expired) else {
                 consumer.credit.release();
-                return;
+                break;
             };
-            consumer.outbox.push(OutboxItem::Deliver(Delivery {
+            let item = OutboxItem::Deliver(Delivery {
                 channel: consumer.channel,
                 consumer_tag: consumer.tag.clone(),
                 queue: Some(arc.clone()),
                 entry,
                 credit: Some(consumer.credit.clone()),
-            }));
+            });
+            let outbox = consumer.outbox.clone();
+            st.deliveries.push((outbox, item));
             st.next_consumer = (i + 1) % n;
+        }
+        // The store records the deliveries (for redelivered flags after a crash) before anyone can send them.
+        st.store.flush();
+        for (outbox, item) in st.deliveries.drain(..) {
+            outbox.push(item);
         }
     }
 
@@ -212,21 +281,34 @@ impl Queue {
         Self::dispatch_locked(self, &mut st);
     }
 
-    /// Records that a delivered message is done with (acked, or rejected without requeue).
-    pub fn settle(&self, _seq: u64) {
-        // The in-memory store dropped the message when it was delivered; the durable store records acks here.
+    /// Records that delivered messages are done with (acked, or rejected without requeue).
+    pub fn settle<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>) {
+        let mut st = self.lock();
+        if !st.store.is_durable() {
+            return;
+        }
+        for e in entries {
+            st.store.settle(e);
+        }
+        st.store.flush();
     }
 
     /// basic.get: the next ready message and how many remain.
     pub fn get(&self) -> Option<(Entry, u32)> {
         let mut st = self.lock();
         let st = &mut *st;
-        let e = st.store.pop(&mut st.expired)?;
+        let e = st.store.pop(&mut st.expired);
+        st.store.flush();
+        let e = e?;
         Some((e, st.store.len() as u32))
     }
 
     pub fn purge(&self) -> u32 {
         self.lock().store.purge() as u32
+    }
+
+    pub fn is_durable(&self) -> bool {
+        self.lock().store.is_durable()
     }
 
     pub fn message_count(&self) -> u32 {
@@ -246,7 +328,8 @@ impl Queue {
     pub fn mark_deleted(&self) -> u32 {
         let mut st = self.lock();
         self.deleted.store(true, Ordering::Release);
-        let n = st.store.purge() as u32;
+        let n = st.store.len() as u32;
+        st.store.destroy();
         for c in st.consumers.drain(..) {
             c.outbox.push(OutboxItem::Cancel {
                 channel: c.channel,

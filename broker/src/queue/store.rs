@@ -1,21 +1,36 @@
 //! The message store under one queue: what is ready, in order, with a stable id per message.
 //!
-//! This is the in-memory store. Every message gets a sequence number (`seq`) from the queue when it is enqueued;
-//! that number is its stable identity within the queue (the durable store keeps it on disk, and admin operations
-//! address messages by it).
+//! Every message gets a sequence number (`seq`) from the queue when it is enqueued; that number is its stable
+//! identity within the queue, written into its on-disk record, so it survives restarts (admin operations address
+//! messages by it).
+//!
+//! Two backings:
+//! - **Memory** (non-durable queues): each level holds `Entry`s with their `Arc<Message>`.
+//! - **Disk** (durable queues): every message is appended to the queue's log (`store::queue_log`), and a level holds
+//!   only its packed location (8 bytes), so a queue of tens of millions of messages costs tens of megabytes; the body
+//!   is read back when the message reaches the head. Transient messages are written too (without fsync) and dropped at
+//!   recovery, as RabbitMQ drops them.
 //!
 //! Ordering: a queue declared with `x-max-priority` keeps one level per priority and always serves the highest
 //! non-empty level; within a level, messages that were delivered and requeued come back first, in `seq` order
 //! (their original place), then never-delivered ones in arrival order, as RabbitMQ does.
 //!
-//! Expiry: a message's deadline (the smaller of its `expiration` property and the queue's `x-message-ttl`,
-//! counted from enqueue) is checked when it reaches the head; expired messages are dropped there.
+//! Expiry: a message's deadline (the smaller of its `expiration` property and the queue's `x-message-ttl`, counted
+//! from enqueue, in unix milliseconds so it holds across restarts) is checked when it reaches the head; expired
+//! messages are dropped there.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::fs::File;
+use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+
+use amq_protocol::protocol::basic::parse_properties;
+use bytes::Bytes;
+use tracing::warn;
 
 use crate::message::Message;
+use crate::store::now_ms;
+use crate::store::queue_log::{Loc, QueueLog, Recovered};
 
 /// One queued message.
 #[derive(Debug, Clone)]
@@ -23,37 +38,47 @@ pub struct Entry {
     pub seq: u64,
     pub message: Arc<Message>,
     pub redelivered: bool,
-    /// When the message expires (per-message `expiration` or the queue's `x-message-ttl`).
-    pub expires_at: Option<Instant>,
+    /// Unix ms when the message expires (per-message `expiration` or the queue's `x-message-ttl`).
+    pub expires_at: Option<u64>,
+    /// Where a durable queue keeps it on disk.
+    pub loc: Option<Loc>,
 }
 
 impl Entry {
-    pub fn is_expired(&self, now: Instant) -> bool {
-        self.expires_at.is_some_and(|t| t <= now)
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at.is_some_and(|t| t <= now_ms)
     }
 }
 
 #[derive(Default)]
 struct Level {
-    ready: VecDeque<Entry>,
-    /// Requeued messages, keyed by seq; all of them are older than anything in `ready`.
+    memory: VecDeque<Entry>,
+    /// Packed `Loc`s of messages on disk, in arrival order.
+    disk: VecDeque<u64>,
+    /// Requeued messages, keyed by seq; all of them are older than anything in `memory` / `disk`.
     requeued: BTreeMap<u64, Entry>,
 }
 
 impl Level {
-    fn pop(&mut self) -> Option<Entry> {
-        match self.requeued.pop_first() {
-            Some((_, e)) => Some(e),
-            None => self.ready.pop_front(),
-        }
+    fn is_empty(&self) -> bool {
+        self.memory.is_empty() && self.disk.is_empty() && self.requeued.is_empty()
     }
+}
+
+/// What a push did: the message's seq, and the file to sync before confirming it (persistent messages on disk).
+pub struct Pushed {
+    pub seq: u64,
+    pub sync: Option<Arc<File>>,
 }
 
 pub struct MessageStore {
     /// One level per priority 0..=max_priority (a single level without `x-max-priority`).
     levels: Vec<Level>,
-    /// The queue's `x-message-ttl`.
-    ttl: Option<Duration>,
+    /// The queue's `x-message-ttl`, in ms.
+    ttl_ms: Option<u64>,
+    log: Option<QueueLog>,
+    /// Recovered messages that had been delivered before the restart: redelivered when they next go out.
+    delivered_before: HashSet<u64>,
     next_seq: u64,
     len: usize,
     bytes: usize,
@@ -66,44 +91,85 @@ impl Default for MessageStore {
 }
 
 impl MessageStore {
-    pub fn new(max_priority: u8, ttl: Option<Duration>) -> Self {
+    /// An in-memory store.
+    pub fn new(max_priority: u8, ttl_ms: Option<u64>) -> Self {
         MessageStore {
             levels: (0..=max_priority).map(|_| Level::default()).collect(),
-            ttl,
+            ttl_ms,
+            log: None,
+            delivered_before: HashSet::new(),
             next_seq: 0,
             len: 0,
             bytes: 0,
         }
     }
 
-    fn level_of(&self, message: &Message) -> usize {
-        (message.priority as usize).min(self.levels.len() - 1)
+    /// A disk-backed store over a recovered queue log.
+    pub fn on_disk(max_priority: u8, ttl_ms: Option<u64>, log: QueueLog, recovered: Recovered) -> Self {
+        let mut s = Self::new(max_priority, ttl_ms);
+        for r in &recovered.live {
+            let level = (r.priority as usize).min(s.levels.len() - 1);
+            s.levels[level].disk.push_back(r.loc.pack());
+            s.len += 1;
+            s.bytes += r.size as usize;
+        }
+        s.next_seq = recovered.max_seq;
+        s.delivered_before = recovered.delivered;
+        s.log = Some(log);
+        s
     }
 
-    /// The deadline for a message enqueued now.
-    fn deadline(&self, message: &Message, now: Instant) -> Option<Instant> {
-        let per_message = message.expiration_ms.map(Duration::from_millis);
-        let ttl = match (per_message, self.ttl) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }?;
-        Some(now + ttl)
+    pub fn is_durable(&self) -> bool {
+        self.log.is_some()
     }
 
-    pub fn push(&mut self, message: Arc<Message>) -> u64 {
-        self.next_seq += 1;
-        let seq = self.next_seq;
-        let expires_at = self.deadline(&message, Instant::now());
+    fn level_of(&self, priority: u8) -> usize {
+        (priority as usize).min(self.levels.len() - 1)
+    }
+
+    fn deadline(&self, message: &Message, enqueued_ms: u64) -> Option<u64> {
+        let ttl = match (message.expiration_ms, self.ttl_ms) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(enqueued_ms.saturating_add(ttl))
+    }
+
+    /// Enqueues a message. On a disk-backed store the record is written first; if that fails (disk full, I/O
+    /// error) nothing is enqueued and the error is returned.
+    pub fn push(&mut self, message: Arc<Message>) -> io::Result<Pushed> {
+        let seq = self.next_seq + 1;
+        let level = self.level_of(message.priority);
+        let now = now_ms();
+        let mut sync = None;
+        if let Some(log) = &mut self.log {
+            let m = &message;
+            let loc = log.append(
+                seq,
+                now,
+                m.exchange.as_str().as_bytes(),
+                m.routing_key.as_str().as_bytes(),
+                &m.raw_properties,
+                &m.body,
+            )?;
+            if m.persistent {
+                sync = log.active_file();
+            }
+            self.levels[level].disk.push_back(loc.pack());
+        } else {
+            let expires_at = self.deadline(&message, now);
+            self.levels[level].memory.push_back(Entry {
+                seq,
+                message: message.clone(),
+                redelivered: false,
+                expires_at,
+                loc: None,
+            });
+        }
+        self.next_seq = seq;
         self.bytes += message.size();
         self.len += 1;
-        let level = self.level_of(&message);
-        self.levels[level].ready.push_back(Entry {
-            seq,
-            message,
-            redelivered: false,
-            expires_at,
-        });
-        seq
+        Ok(Pushed { seq, sync })
     }
 
     /// Puts a delivered message back, marked redelivered, at its original place.
@@ -111,22 +177,87 @@ impl MessageStore {
         entry.redelivered = true;
         self.bytes += entry.message.size();
         self.len += 1;
-        let level = self.level_of(&entry.message);
+        let level = self.level_of(entry.message.priority);
         self.levels[level].requeued.insert(entry.seq, entry);
     }
 
-    /// The next live message; expired ones met on the way are dropped and counted in `expired`.
+    /// Reads a message back from disk into an entry.
+    fn load(&mut self, packed: u64) -> Option<Entry> {
+        let log = self.log.as_mut()?;
+        let loc = Loc::unpack(packed);
+        match log.read(loc) {
+            Ok(r) => {
+                let props = parse_properties(&r.properties[..]).map(|(_, p)| p).unwrap_or_default();
+                let message = Message::new(
+                    String::from_utf8_lossy(&r.exchange).into_owned().into(),
+                    String::from_utf8_lossy(&r.routing_key).into_owned().into(),
+                    &props,
+                    r.properties.clone(),
+                    r.body.clone(),
+                );
+                let expires_at = self.deadline(&message, r.enqueued_ms);
+                let redelivered = self.delivered_before.remove(&r.seq);
+                Some(Entry {
+                    seq: r.seq,
+                    message: Arc::new(message),
+                    redelivered,
+                    expires_at,
+                    loc: Some(loc),
+                })
+            }
+            Err(e) => {
+                warn!(error = %e, ?loc, "dropping a message that cannot be read back");
+                log.ack(loc);
+                None
+            }
+        }
+    }
+
+    /// The next live message; expired ones met on the way are dropped and counted in `expired`. A message taken
+    /// from disk is noted as delivered (see `flush`).
     pub fn pop(&mut self, expired: &mut u64) -> Option<Entry> {
-        let now = Instant::now();
+        let now = now_ms();
         loop {
-            let entry = self.levels.iter_mut().rev().find_map(Level::pop)?;
-            self.bytes -= entry.message.size();
+            let i = self.levels.iter().rposition(|l| !l.is_empty())?;
+            let level = &mut self.levels[i];
+            let entry = if let Some((_, e)) = level.requeued.pop_first() {
+                Some(e)
+            } else if let Some(e) = level.memory.pop_front() {
+                Some(e)
+            } else {
+                let packed = level.disk.pop_front()?;
+                self.load(packed)
+            };
             self.len -= 1;
+            let Some(entry) = entry else { continue };
+            self.bytes = self.bytes.saturating_sub(entry.message.size());
             if entry.is_expired(now) {
                 *expired += 1;
+                self.settle(&entry);
                 continue;
             }
+            if let (Some(log), Some(_)) = (&mut self.log, entry.loc) {
+                log.note_delivered(entry.seq);
+            }
             return Some(entry);
+        }
+    }
+
+    /// A message is done with (acked, or dropped): a durable queue records it.
+    pub fn settle(&mut self, entry: &Entry) {
+        if let (Some(log), Some(loc)) = (&mut self.log, entry.loc) {
+            log.ack(loc);
+        }
+    }
+
+    /// Writes what the last operations buffered (acks, deliveries). Deliveries must be flushed before they are
+    /// handed to connections.
+    pub fn flush(&mut self) {
+        if let Some(log) = &mut self.log {
+            log.flush_delivered();
+            if let Err(e) = log.flush_acks() {
+                warn!(error = %e, "could not record acks; the messages may be delivered again after a restart");
+            }
         }
     }
 
@@ -145,21 +276,44 @@ impl MessageStore {
     /// Drops every ready message; returns how many.
     pub fn purge(&mut self) -> usize {
         let n = self.len;
+        let mut locs: Vec<Loc> = Vec::new();
         for l in &mut self.levels {
-            l.ready.clear();
+            locs.extend(l.disk.drain(..).map(Loc::unpack));
+            locs.extend(l.requeued.values().filter_map(|e| e.loc));
+            l.memory.clear();
             l.requeued.clear();
         }
+        if let Some(log) = &mut self.log {
+            for loc in locs {
+                log.ack(loc);
+            }
+        }
+        self.flush();
         self.len = 0;
         self.bytes = 0;
         n
     }
+
+    /// The queue was deleted: its files go too.
+    pub fn destroy(&mut self) {
+        self.purge();
+        if let Some(log) = self.log.take() {
+            log.destroy();
+        }
+    }
+}
+
+/// Whether a recovered record survives a restart, and at which priority (its properties, as encoded).
+pub fn keep_on_recovery(properties: &Bytes) -> Option<u8> {
+    let (_, p) = parse_properties(&properties[..]).ok()?;
+    (p.delivery_mode() == &Some(2)).then(|| p.priority().unwrap_or(0))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::DiskBudget;
     use amq_protocol::protocol::basic::AMQPProperties;
-    use bytes::Bytes;
 
     fn msg(b: &'static [u8], props: AMQPProperties) -> Arc<Message> {
         Arc::new(Message::with_properties(
@@ -177,11 +331,15 @@ mod tests {
             .collect()
     }
 
+    fn push(s: &mut MessageStore, m: Arc<Message>) {
+        s.push(m).expect("push");
+    }
+
     #[test]
     fn requeue_restores_order() {
         let mut s = MessageStore::default();
         for b in [&b"a"[..], b"b", b"c"] {
-            s.push(msg(b, AMQPProperties::default()));
+            push(&mut s, msg(b, AMQPProperties::default()));
         }
         let mut expired = 0;
         let a = s.pop(&mut expired).expect("a");
@@ -197,9 +355,9 @@ mod tests {
     fn priorities_then_fifo() {
         let mut s = MessageStore::new(10, None);
         for p in [3u8, 6, 3, 200] {
-            s.push(msg(b"x", AMQPProperties::default().with_priority(p)));
+            push(&mut s, msg(b"x", AMQPProperties::default().with_priority(p)));
         }
-        s.push(msg(b"x", AMQPProperties::default()));
+        push(&mut s, msg(b"x", AMQPProperties::default()));
         // 200 is capped to the max (10); no priority means 0.
         assert_eq!(
             drain(&mut s).iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
@@ -210,13 +368,63 @@ mod tests {
     #[test]
     fn expired_messages_are_skipped() {
         let mut s = MessageStore::new(0, None);
-        s.push(msg(b"old", AMQPProperties::default().with_expiration("0".into())));
-        s.push(msg(b"new", AMQPProperties::default()));
+        push(
+            &mut s,
+            msg(b"old", AMQPProperties::default().with_expiration("0".into())),
+        );
+        push(&mut s, msg(b"new", AMQPProperties::default()));
         let mut expired = 0;
         assert_eq!(s.pop(&mut expired).map(|e| e.seq), Some(2));
         assert_eq!(expired, 1);
-        let mut s = MessageStore::new(0, Some(Duration::ZERO));
-        s.push(msg(b"x", AMQPProperties::default()));
+        let mut s = MessageStore::new(0, Some(0));
+        push(&mut s, msg(b"x", AMQPProperties::default()));
         assert!(s.pop(&mut expired).is_none());
+    }
+
+    fn open(dir: &std::path::Path) -> MessageStore {
+        let (log, rec) = QueueLog::open(dir, DiskBudget::default(), keep_on_recovery).expect("open log");
+        MessageStore::on_disk(5, None, log, rec)
+    }
+
+    #[test]
+    fn disk_store_survives_reopen_with_flags_and_priorities() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let persistent = |p: u8| AMQPProperties::default().with_delivery_mode(2).with_priority(p);
+        {
+            let mut s = open(dir.path());
+            push(&mut s, msg(b"low", persistent(1)));
+            push(&mut s, msg(b"high", persistent(4)));
+            push(&mut s, msg(b"transient", AMQPProperties::default()));
+            push(&mut s, msg(b"acked", persistent(0)));
+            let mut expired = 0;
+            let high = s.pop(&mut expired).expect("high first");
+            assert_eq!(&high.message.body[..], b"high");
+            // "high" was delivered and not acked; "low" is next; ack "acked" only.
+            let low = s.pop(&mut expired).expect("low");
+            s.requeue(low);
+            let t = s.pop(&mut expired).expect("low again");
+            assert!(t.redelivered);
+            s.requeue(t);
+            let _ = s.pop(&mut expired); // low
+            let tr = s.pop(&mut expired).expect("transient");
+            assert_eq!(&tr.message.body[..], b"transient");
+            let acked = s.pop(&mut expired).expect("acked");
+            s.settle(&acked);
+            s.flush();
+        }
+        let mut s = open(dir.path());
+        let got: Vec<(Vec<u8>, bool, u64)> = {
+            let mut expired = 0;
+            std::iter::from_fn(|| s.pop(&mut expired))
+                .map(|e| (e.message.body.to_vec(), e.redelivered, e.seq))
+                .collect()
+        };
+        assert_eq!(
+            got,
+            vec![(b"high".to_vec(), true, 2), (b"low".to_vec(), true, 1)],
+            "transient and acked are gone"
+        );
+        // Seqs continue after the highest seen.
+        assert_eq!(s.push(msg(b"next", persistent(0))).expect("push").seq, 5);
     }
 }

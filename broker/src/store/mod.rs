@@ -1,0 +1,267 @@
+//! Durable storage: the data directory, its lock, group commit, and the per-queue message logs.
+//!
+//! Data directory layout (see also the README):
+//! ```text
+//! <data-dir>/
+//!   .lock                      held (flock) by the running broker; a second broker on the same dir is refused
+//!   definitions.json           durable exchanges, queues and bindings per vhost (rewritten atomically)
+//!   queues/<vhost-hex>/<queue-hex>/
+//!     NNNNNNNN.seg             message records (length + CRC32C + seq + message)
+//!     NNNNNNNN.ack             offsets of records in that segment that are done with
+//!     delivered.log            seqs handed to consumers (for redelivered flags after a crash)
+//! ```
+//!
+//! Group commit (`fsync = batch`, the default): an append makes its segment file dirty and gets a ticket; one
+//! syncer thread runs `fdatasync` over every file dirtied since its last round and then announces the round, so
+//! every publish that arrived while a sync ran is covered by the next one. Channels hold a publisher confirm until
+//! its ticket's round is announced, then send one cumulative `basic.ack`.
+
+pub mod definitions;
+pub mod queue_log;
+pub mod record;
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use serde::Deserialize;
+use tokio::sync::watch;
+use tracing::error;
+
+/// When a publisher confirm for a persistent message is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    /// fdatasync before every confirm, one message at a time: survives power loss, slowest.
+    Always,
+    /// Group commit: one fdatasync covers every message written while the previous one ran; confirms wait for it.
+    /// Survives power loss.
+    #[default]
+    Batch,
+    /// No fdatasync: confirmed once written to the OS. Survives a broker crash (kill -9), not a power loss.
+    Never,
+}
+
+/// A cap on bytes the store may write, for tests of a full disk and for operators who want a quota. `None` means
+/// only the filesystem limits it.
+#[derive(Clone, Default)]
+pub struct DiskBudget(Option<Arc<AtomicU64>>);
+
+impl DiskBudget {
+    pub fn limited(bytes: u64) -> Self {
+        DiskBudget(Some(Arc::new(AtomicU64::new(bytes))))
+    }
+
+    /// Raises (or lowers) what is left, e.g. when space returns.
+    pub fn set_remaining(&self, bytes: u64) {
+        if let Some(b) = &self.0 {
+            b.store(bytes, Ordering::SeqCst);
+        }
+    }
+
+    /// Takes `n` bytes from the budget, or fails as a full disk would.
+    pub fn charge(&self, n: u64) -> io::Result<()> {
+        let Some(b) = &self.0 else { return Ok(()) };
+        b.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(n))
+            .map(|_| ())
+            .map_err(|_| io::Error::from_raw_os_error(28)) // ENOSPC
+    }
+}
+
+/// Sync rounds completed so far, and recent rounds whose sync failed.
+#[derive(Debug, Clone, Default)]
+pub struct SyncProgress {
+    pub completed: u64,
+    pub failed: Vec<u64>,
+}
+
+impl SyncProgress {
+    /// None while the round is pending, Some(true) when synced, Some(false) when the sync failed.
+    pub fn outcome(&self, ticket: u64) -> Option<bool> {
+        (ticket <= self.completed).then(|| !self.failed.contains(&ticket))
+    }
+}
+
+struct SyncState {
+    /// The round that new appends join.
+    round: u64,
+    dirty: Vec<Arc<File>>,
+    stop: bool,
+}
+
+/// The group-commit thread's handle.
+pub struct Syncer {
+    state: Mutex<SyncState>,
+    wake: Condvar,
+    progress: watch::Sender<SyncProgress>,
+}
+
+impl Syncer {
+    fn start() -> Arc<Self> {
+        let (tx, _) = watch::channel(SyncProgress::default());
+        let s = Arc::new(Syncer {
+            state: Mutex::new(SyncState {
+                round: 1,
+                dirty: Vec::new(),
+                stop: false,
+            }),
+            wake: Condvar::new(),
+            progress: tx,
+        });
+        let worker = s.clone();
+        let spawned = std::thread::Builder::new()
+            .name("warren-sync".into())
+            .spawn(move || worker.run());
+        if let Err(e) = spawned {
+            error!(error = %e, "could not start the sync thread");
+        }
+        s
+    }
+
+    /// Marks a file as needing a sync; returns the round that will cover it.
+    pub fn mark_dirty(&self, file: &Arc<File>) -> u64 {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !st.dirty.iter().any(|f| Arc::ptr_eq(f, file)) {
+            st.dirty.push(file.clone());
+        }
+        let round = st.round;
+        drop(st);
+        self.wake.notify_one();
+        round
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<SyncProgress> {
+        self.progress.subscribe()
+    }
+
+    fn run(&self) {
+        loop {
+            let (round, files) = {
+                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                while st.dirty.is_empty() && !st.stop {
+                    st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
+                if st.stop && st.dirty.is_empty() {
+                    return;
+                }
+                let round = st.round;
+                st.round += 1;
+                (round, std::mem::take(&mut st.dirty))
+            };
+            let mut ok = true;
+            for f in &files {
+                if let Err(e) = f.sync_data() {
+                    error!(error = %e, "fdatasync failed; the publishes it covered are nacked");
+                    ok = false;
+                }
+            }
+            self.progress.send_modify(|p| {
+                p.completed = round;
+                if !ok {
+                    p.failed.push(round);
+                    if p.failed.len() > 64 {
+                        p.failed.remove(0);
+                    }
+                }
+            });
+        }
+    }
+
+    fn stop(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        self.wake.notify_one();
+    }
+}
+
+/// The data directory, locked for this broker's lifetime.
+pub struct Store {
+    pub root: PathBuf,
+    pub fsync: FsyncMode,
+    pub budget: DiskBudget,
+    pub syncer: Arc<Syncer>,
+    _lock: File,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {path}: {source}")]
+    Create { path: PathBuf, source: io::Error },
+    #[error("data directory {path} is in use by another broker (lock file {lock} is held); stop it or pick another --data-dir")]
+    Locked { path: PathBuf, lock: PathBuf },
+    #[error("cannot lock {lock}: {source}")]
+    Lock { lock: PathBuf, source: io::Error },
+    #[error("cannot read definitions from {path}: {source}")]
+    Definitions { path: PathBuf, source: io::Error },
+}
+
+impl Store {
+    pub fn open(root: &Path, fsync: FsyncMode, budget: DiskBudget) -> Result<Self, StoreError> {
+        fs::create_dir_all(root.join("queues")).map_err(|source| StoreError::Create {
+            path: root.into(),
+            source,
+        })?;
+        let lock_path = root.join(".lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| StoreError::Lock {
+                lock: lock_path.clone(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked {
+                    path: root.into(),
+                    lock: lock_path,
+                });
+            }
+            Err(fs::TryLockError::Error(source)) => {
+                return Err(StoreError::Lock {
+                    lock: lock_path,
+                    source,
+                })
+            }
+        }
+        Ok(Store {
+            root: root.to_path_buf(),
+            fsync,
+            budget,
+            syncer: Syncer::start(),
+            _lock: lock,
+        })
+    }
+
+    /// The directory of one durable queue.
+    pub fn queue_dir(&self, vhost: &str, queue: &str) -> PathBuf {
+        self.root
+            .join("queues")
+            .join(hex(vhost.as_bytes()))
+            .join(hex(queue.as_bytes()))
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.syncer.stop();
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    if b.is_empty() {
+        return "_".to_string();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
