@@ -38,6 +38,50 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     serve(listener, broker, shutdown).await
 }
 
+/// Runs the broker as the binary does: builds the runtime `config.threads` asks for, opens and recovers the data
+/// directory, listens on `config.listen`, and serves until SIGINT or SIGTERM. Blocks until shut down.
+pub fn launch(config: Config) -> Result<(), RunError> {
+    let runtime = match config.threads {
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        0 => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+    };
+    runtime.block_on(async move {
+        let broker = Broker::new(config)?;
+        let listener = TcpListener::bind(broker.config.listen).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {} (is another broker running?): {e}", broker.config.listen))
+        })?;
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %broker.config.data_dir.display(), "starting Warren");
+        let shutdown = CancellationToken::new();
+        tokio::spawn(signal_shutdown(shutdown.clone()));
+        serve(listener, broker, shutdown).await?;
+        tracing::info!("Warren stopped");
+        Ok(())
+    })
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn signal_shutdown(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let ctrl_c = tokio::signal::ctrl_c();
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+    tracing::info!("shutdown requested");
+    shutdown.cancel();
+}
+
 /// Serves an already-built broker (tests keep a handle on it).
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) -> Result<(), RunError> {
     Ok(server::run(listener, broker, shutdown).await?)

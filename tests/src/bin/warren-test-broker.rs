@@ -1,0 +1,14 @@
+//! The broker binary, built inside the tests crate so that crash tests can spawn (and SIGKILL) it as a child
+//! process through `CARGO_BIN_EXE_warren-test-broker`. Same flags as `warren-broker`.
+
+use clap::Parser;
+use warren_broker::config::{Cli, Config};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let config = Config::load(Cli::parse())?;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log)?)
+        .init();
+    warren_broker::launch(config)?;
+    Ok(())
+}
