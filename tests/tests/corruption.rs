@@ -1,0 +1,275 @@
+//! Damaged data directories and a full disk: the broker starts, skips what it cannot trust (and logs it), and
+//! serves the rest; a full disk nacks publishes without damaging what is stored, and service resumes by itself.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::BasicProperties;
+use warren_broker::store::DiskBudget;
+use warren_tests::client::*;
+use warren_tests::TestBroker;
+
+fn persistent() -> BasicProperties {
+    BasicProperties::default().with_delivery_mode(2)
+}
+
+/// Files of the one durable queue in the data directory with the given extension, sorted.
+fn queue_files(data: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for vhost in std::fs::read_dir(data.join("queues")).expect("queues dir") {
+        for q in std::fs::read_dir(vhost.expect("entry").path()).expect("vhost dir") {
+            for f in std::fs::read_dir(q.expect("entry").path()).expect("queue dir") {
+                let p = f.expect("entry").path();
+                if p.extension().is_some_and(|e| e == ext)
+                    && std::fs::metadata(&p).map(|m| m.len() > 0).unwrap_or(false)
+                {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A broker with a durable queue "q" holding ten persistent messages "m0".."m9", the first `ack` of them acked.
+async fn broker_with_ten(ack: usize) -> TestBroker {
+    let mut broker = TestBroker::start();
+    {
+        let conn = connect(&broker.url()).await;
+        let ch = channel(&conn).await;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirms");
+        ch.queue_declare(
+            "q".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare");
+        for i in 0..10 {
+            ch.basic_publish(
+                "".into(),
+                "q".into(),
+                BasicPublishOptions::default(),
+                format!("m{i}").as_bytes(),
+                persistent(),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        }
+        for _ in 0..ack {
+            let m = ch
+                .basic_get("q".into(), BasicGetOptions::default())
+                .await
+                .expect("get")
+                .expect("message");
+            ch.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())
+                .await
+                .expect("ack");
+        }
+        ch.queue_declare(
+            "q".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("sync");
+        conn.close(200, "bye".into()).await.ok();
+    }
+    broker.stop();
+    broker
+}
+
+/// Restarts and returns the bodies and redelivered flags of everything in "q", acking them.
+async fn restart_and_drain(broker: &mut TestBroker) -> Vec<(String, bool)> {
+    broker.restart();
+    let conn = connect(&broker.url()).await;
+    let ch = channel(&conn).await;
+    let mut c = ch
+        .basic_consume(
+            "q".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    drain(&ch, &mut c, Duration::from_millis(400), true)
+        .await
+        .iter()
+        .map(|d| (String::from_utf8_lossy(&d.data).into_owned(), d.redelivered))
+        .collect()
+}
+
+fn bodies(v: &[(String, bool)]) -> Vec<&str> {
+    v.iter().map(|(b, _)| b.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_truncated_mid_record() {
+    let mut broker = broker_with_ten(0).await;
+    let seg = queue_files(broker.data_dir(), "seg").pop().expect("a segment");
+    let len = std::fs::metadata(&seg).expect("meta").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .expect("open")
+        .set_len(len - 3)
+        .expect("truncate");
+    let got = restart_and_drain(&mut broker).await;
+    assert_eq!(
+        bodies(&got),
+        vec!["m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8"],
+        "the torn last record is dropped"
+    );
+    // The queue keeps working after the repair.
+    let conn = connect(&broker.url()).await;
+    let ch = channel(&conn).await;
+    ch.basic_publish(
+        "".into(),
+        "q".into(),
+        BasicPublishOptions::default(),
+        b"after",
+        persistent(),
+    )
+    .await
+    .expect("publish");
+    let m = ch
+        .basic_get("q".into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")
+        .expect("message");
+    assert_eq!(&m.delivery.data[..], b"after");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_flipped_inside_a_record() {
+    let mut broker = broker_with_ten(0).await;
+    let seg = queue_files(broker.data_dir(), "seg").pop().expect("a segment");
+    let mut bytes = std::fs::read(&seg).expect("read");
+    // Flip the body of "m5": find it and corrupt one byte.
+    let at = bytes.windows(2).position(|w| w == b"m5").expect("m5 on disk");
+    bytes[at + 1] ^= 0xFF;
+    std::fs::write(&seg, &bytes).expect("write");
+    let got = restart_and_drain(&mut broker).await;
+    assert_eq!(
+        bodies(&got),
+        vec!["m0", "m1", "m2", "m3", "m4", "m6", "m7", "m8", "m9"],
+        "only the damaged record is skipped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_ack_file() {
+    let mut broker = broker_with_ten(4).await;
+    let acks = queue_files(broker.data_dir(), "ack");
+    assert!(!acks.is_empty(), "acks were recorded");
+    for a in acks {
+        std::fs::remove_file(a).expect("delete the ack file");
+    }
+    let got = restart_and_drain(&mut broker).await;
+    // Without the ack file nothing is known to be acked: every message comes back (at-least-once), and the ones
+    // that had been delivered are flagged.
+    assert_eq!(
+        bodies(&got),
+        vec!["m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "m9"]
+    );
+    assert!(
+        got[..4].iter().all(|(_, r)| *r),
+        "the four delivered ones are flagged redelivered"
+    );
+    assert!(got[4..].iter().all(|(_, r)| !*r));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_nacks_then_recovers_without_damage() {
+    let budget = DiskBudget::limited(4_000);
+    let mut broker = TestBroker::start_full(|_| {}, budget.clone());
+    let conn = connect(&broker.url()).await;
+    let ch = channel(&conn).await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    ch.queue_declare(
+        "q".into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
+    let body = [b'x'; 100];
+    let (mut acked, mut nacked) = (Vec::new(), 0);
+    for i in 0..100u32 {
+        let mut payload = i.to_be_bytes().to_vec();
+        payload.extend_from_slice(&body);
+        let c = ch
+            .basic_publish(
+                "".into(),
+                "q".into(),
+                BasicPublishOptions::default(),
+                &payload,
+                persistent(),
+            )
+            .await
+            .expect("publish");
+        if c.await.expect("confirm").is_ack() {
+            acked.push(i);
+        } else {
+            nacked += 1;
+        }
+    }
+    assert!(
+        !acked.is_empty() && nacked > 0,
+        "some publishes fit, then the disk was full: {} acked, {nacked} nacked",
+        acked.len()
+    );
+    // Space returns: publishing works again without a restart.
+    budget.set_remaining(u64::MAX / 2);
+    let c = ch
+        .basic_publish(
+            "".into(),
+            "q".into(),
+            BasicPublishOptions::default(),
+            &1000u32.to_be_bytes(),
+            persistent(),
+        )
+        .await
+        .expect("publish");
+    assert!(c.await.expect("confirm").is_ack(), "service resumes by itself");
+    acked.push(1000);
+    conn.close(200, "bye".into()).await.ok();
+    // Nothing stored was damaged: after a restart exactly the acked messages are there, in order.
+    broker.restart();
+    let conn = connect(&broker.url()).await;
+    let ch = channel(&conn).await;
+    let mut c = ch
+        .basic_consume(
+            "q".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let ids: Vec<u32> = drain(&ch, &mut c, Duration::from_millis(400), true)
+        .await
+        .iter()
+        .map(|d| u32::from_be_bytes(d.data[..4].try_into().expect("id")))
+        .collect();
+    assert_eq!(ids, acked);
+}
