@@ -14,10 +14,9 @@ use rand::Rng;
 
 use crate::amqp::error::{AmqpError, AmqpResult};
 use crate::args;
-use crate::queue::{keep_on_recovery, MessageStore, Queue, QueueSpec, SyncPolicy};
+use crate::queue::{MessageStore, Queue, QueueSpec, SyncPolicy};
 use crate::routing::{headers::valid_x_match, Binding, Destination, Exchange, ExchangeKind};
 use crate::store::definitions::{BindingDef, DefinitionsFile, ExchangeDef, QueueDef, VHostDefinitions};
-use crate::store::queue_log::QueueLog;
 use crate::store::Store;
 
 /// Exchanges every vhost has from the start.
@@ -297,13 +296,14 @@ impl VHost {
             Some(d) if persists => {
                 let started = std::time::Instant::now();
                 let dir = d.store.queue_dir(&self.name, &spec.name);
-                let (log, rec) = QueueLog::open(&dir, d.store.budget.clone(), keep_on_recovery)?;
-                if !rec.live.is_empty() || rec.corrupt > 0 || rec.torn_bytes > 0 {
+                let (p, ttl) = Queue::store_settings(&spec);
+                let (store, rec) = MessageStore::open_on_disk(&dir, d.store.budget.clone(), p, ttl)?;
+                if rec.live > 0 || rec.corrupt > 0 || rec.torn_bytes > 0 {
                     tracing::info!(
                         vhost = %self.name,
                         queue = %spec.name,
-                        messages = rec.live.len(),
-                        redelivered = rec.delivered.len(),
+                        messages = rec.live,
+                        redelivered = rec.redelivered,
                         transient_dropped = rec.transient,
                         corrupt_skipped = rec.corrupt,
                         torn_bytes_truncated = rec.torn_bytes,
@@ -312,8 +312,6 @@ impl VHost {
                         "recovered queue"
                     );
                 }
-                let (p, ttl) = Queue::store_settings(&spec);
-                let store = MessageStore::on_disk(p, ttl, log, rec);
                 let sync = SyncPolicy {
                     mode: d.store.fsync,
                     syncer: d.store.syncer.clone(),

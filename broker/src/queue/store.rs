@@ -104,19 +104,26 @@ impl MessageStore {
         }
     }
 
-    /// A disk-backed store over a recovered queue log.
-    pub fn on_disk(max_priority: u8, ttl_ms: Option<u64>, log: QueueLog, recovered: Recovered) -> Self {
+    /// Opens a durable queue's directory and recovers its messages into a disk-backed store.
+    pub fn open_on_disk(
+        dir: &std::path::Path,
+        budget: crate::store::DiskBudget,
+        max_priority: u8,
+        ttl_ms: Option<u64>,
+    ) -> io::Result<(Self, Recovered)> {
         let mut s = Self::new(max_priority, ttl_ms);
-        for r in &recovered.live {
+        let (log, recovered) = QueueLog::open(dir, budget, keep_on_recovery, |r, delivered| {
             let level = (r.priority as usize).min(s.levels.len() - 1);
             s.levels[level].disk.push_back(r.loc.pack());
             s.len += 1;
             s.bytes += r.size as usize;
-        }
+            if delivered {
+                s.delivered_before.insert(r.seq);
+            }
+        })?;
         s.next_seq = recovered.max_seq;
-        s.delivered_before = recovered.delivered;
         s.log = Some(log);
-        s
+        Ok((s, recovered))
     }
 
     pub fn is_durable(&self) -> bool {
@@ -236,8 +243,8 @@ impl MessageStore {
                 self.settle(&entry);
                 continue;
             }
-            if let (Some(log), Some(_)) = (&mut self.log, entry.loc) {
-                log.note_delivered(entry.seq);
+            if let (Some(log), Some(loc)) = (&mut self.log, entry.loc) {
+                log.note_delivered(loc);
             }
             return Some(entry);
         }
@@ -254,7 +261,6 @@ impl MessageStore {
     /// handed to connections.
     pub fn flush(&mut self) {
         if let Some(log) = &mut self.log {
-            log.flush_delivered();
             if let Err(e) = log.flush_acks() {
                 warn!(error = %e, "could not record acks; the messages may be delivered again after a restart");
             }
@@ -382,8 +388,9 @@ mod tests {
     }
 
     fn open(dir: &std::path::Path) -> MessageStore {
-        let (log, rec) = QueueLog::open(dir, DiskBudget::default(), keep_on_recovery).expect("open log");
-        MessageStore::on_disk(5, None, log, rec)
+        MessageStore::open_on_disk(dir, DiskBudget::default(), 5, None)
+            .expect("open log")
+            .0
     }
 
     #[test]

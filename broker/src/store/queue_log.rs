@@ -1,11 +1,10 @@
-//! One durable queue's persistent messages on disk: segment files of records, one ack file per segment, and a
-//! delivered log.
+//! One durable queue's messages on disk: segment files of records, and one ack file per segment.
 //!
 //! Files in the queue's directory:
 //! - `NNNNNNNN.seg`: records (see `record.rs`), appended; a new segment starts past `SEGMENT_SIZE`.
-//! - `NNNNNNNN.ack`: the offsets (u32, big-endian) of records in that segment that were acked or dropped.
-//! - `delivered.log`: seqs (u64) of messages handed to a consumer, so that after a crash they come back with
-//!   redelivered=true. It is written before the delivery reaches the socket.
+//! - `NNNNNNNN.ack`: u32 (big-endian) entries about records of that segment: the record's offset when it was acked
+//!   or dropped, or the offset with the top bit set when it was handed to a consumer (so that after a crash it
+//!   comes back with redelivered=true). Deliveries are written before they reach the socket.
 //!
 //! Invariants:
 //! - A record is live until its offset is in its segment's ack file; a segment whose records are all acked (and
@@ -28,7 +27,10 @@ use tracing::warn;
 use super::record::{self, Decoded, Record};
 use super::DiskBudget;
 
-/// Start a new segment once the current one is past this size.
+/// The top bit of an ack-file entry: "delivered", not "acked".
+const DELIVERED: u32 = 0x8000_0000;
+
+/// Start a new segment once the current one is past this size (offsets stay below `DELIVERED`).
 pub const SEGMENT_SIZE: u64 = 8 * 1024 * 1024;
 
 /// Where a record lives: segment id and byte offset, packed into a u64 for the queue's compact index.
@@ -65,8 +67,6 @@ pub struct QueueLog {
     segments: BTreeMap<u32, Segment>,
     /// The segment being appended to.
     active: u32,
-    delivered: File,
-    delivered_buf: Vec<u8>,
     budget: DiskBudget,
     scratch: BytesMut,
 }
@@ -80,14 +80,15 @@ pub struct LiveRecord {
     pub size: u32,
 }
 
-/// What recovery found: live records in file order, and counts for the log line.
+/// What recovery found: counts for the log line, and the highest seq.
 #[derive(Default)]
 pub struct Recovered {
-    pub live: Vec<LiveRecord>,
+    /// Live messages.
+    pub live: u64,
+    /// Live messages that had been delivered before the stop (they come back redelivered).
+    pub redelivered: u64,
     /// Transient messages found on disk and dropped (they do not survive a restart).
     pub transient: u64,
-    /// Seqs that had been delivered when the broker stopped.
-    pub delivered: HashSet<u64>,
     pub max_seq: u64,
     /// Records skipped because they failed their checksum.
     pub corrupt: u64,
@@ -112,7 +113,13 @@ impl QueueLog {
     /// Opens (creating if needed) a queue's directory and recovers what it holds.
     /// `keep` looks at a record's encoded properties and says whether it survives a restart (and at which
     /// priority): transient messages are written to disk like the rest but dropped here.
-    pub fn open(dir: &Path, budget: DiskBudget, keep: impl Fn(&Bytes) -> Option<u8>) -> io::Result<(Self, Recovered)> {
+    /// Every live record is handed to `on_live` in seq order, with whether it had been delivered.
+    pub fn open(
+        dir: &Path,
+        budget: DiskBudget,
+        keep: impl Fn(&Bytes) -> Option<u8>,
+        mut on_live: impl FnMut(LiveRecord, bool),
+    ) -> io::Result<(Self, Recovered)> {
         fs::create_dir_all(dir)?;
         let mut rec = Recovered::default();
         let mut ids: Vec<u32> = Vec::new();
@@ -127,41 +134,14 @@ impl QueueLog {
         let mut segments = BTreeMap::new();
         let mut drop_now: Vec<Loc> = Vec::new();
         for id in ids {
-            let (seg, live) = recover_segment(dir, id, &mut rec, &keep, &mut drop_now)?;
-            rec.live.extend(live);
+            let seg = recover_segment(dir, id, &mut rec, &keep, &mut drop_now, &mut on_live)?;
             segments.insert(id, seg);
         }
-        let delivered_path = dir.join("delivered.log");
-        let mut all = Vec::new();
-        if let Ok(mut f) = File::open(&delivered_path) {
-            f.read_to_end(&mut all)?;
-        }
-        let live_seqs: HashSet<u64> = rec.live.iter().map(|r| r.seq).collect();
-        rec.delivered = all
-            .chunks_exact(8)
-            .filter_map(|c| c.try_into().ok().map(u64::from_be_bytes))
-            .filter(|s| live_seqs.contains(s))
-            .collect();
-        // Rewrite the delivered log with only what is still live.
-        let tmp = dir.join("delivered.log.tmp");
-        {
-            let mut f = File::create(&tmp)?;
-            let mut buf = Vec::with_capacity(rec.delivered.len() * 8);
-            for s in &rec.delivered {
-                buf.extend_from_slice(&s.to_be_bytes());
-            }
-            f.write_all(&buf)?;
-            f.sync_data()?;
-        }
-        fs::rename(&tmp, &delivered_path)?;
-        let delivered = open_append(&delivered_path)?;
         let active = segments.keys().next_back().copied().unwrap_or(0);
         let mut log = QueueLog {
             dir: dir.to_path_buf(),
             segments,
             active,
-            delivered,
-            delivered_buf: Vec::new(),
             budget,
             scratch: BytesMut::new(),
         };
@@ -187,6 +167,8 @@ impl QueueLog {
 
     fn start_segment(&mut self, id: u32) -> io::Result<()> {
         let file = open_append(&seg_path(&self.dir, id))?;
+        // The ack file exists from the start, so a missing one always means it was lost.
+        let ack_file = open_append(&ack_path(&self.dir, id))?;
         self.segments.insert(
             id,
             Segment {
@@ -194,7 +176,7 @@ impl QueueLog {
                 size: 0,
                 records: 0,
                 acked: 0,
-                ack_file: None,
+                ack_file: Some(ack_file),
                 ack_buf: Vec::new(),
             },
         );
@@ -322,20 +304,12 @@ impl QueueLog {
         let _ = fs::remove_file(ack_path(&self.dir, id));
     }
 
-    /// Notes a delivery (buffered until `flush_delivered`).
-    pub fn note_delivered(&mut self, seq: u64) {
-        self.delivered_buf.extend_from_slice(&seq.to_be_bytes());
-    }
-
-    /// Writes the noted deliveries; called before they are handed to connections.
-    pub fn flush_delivered(&mut self) {
-        if self.delivered_buf.is_empty() {
-            return;
+    /// Notes that a record was handed to a consumer; written by the next `flush_acks`, which must run before the
+    /// delivery reaches the socket.
+    pub fn note_delivered(&mut self, loc: Loc) {
+        if let Some(seg) = self.segments.get_mut(&loc.segment) {
+            seg.ack_buf.extend_from_slice(&(loc.offset | DELIVERED).to_be_bytes());
         }
-        if let Err(e) = self.delivered.write_all(&self.delivered_buf) {
-            warn!(dir = %self.dir.display(), error = %e, "could not record deliveries; a crash now may redeliver without the redelivered flag");
-        }
-        self.delivered_buf.clear();
     }
 
     /// Deletes the queue's files (queue deleted).
@@ -354,23 +328,34 @@ fn recover_segment(
     rec: &mut Recovered,
     keep: &impl Fn(&Bytes) -> Option<u8>,
     drop_now: &mut Vec<Loc>,
-) -> io::Result<(Segment, Vec<LiveRecord>)> {
+    on_live: &mut impl FnMut(LiveRecord, bool),
+) -> io::Result<Segment> {
     let path = seg_path(dir, id);
     let mut data = Vec::new();
     File::open(&path)?.read_to_end(&mut data)?;
     let data = Bytes::from(data);
-    let acked: HashSet<u32> = match File::open(ack_path(dir, id)) {
+    let mut acked: HashSet<u32> = HashSet::new();
+    let mut delivered: HashSet<u32> = HashSet::new();
+    let mut ack_missing = false;
+    match File::open(ack_path(dir, id)) {
         Ok(mut f) => {
             let mut b = Vec::new();
             f.read_to_end(&mut b)?;
-            b.chunks_exact(4)
+            for v in b
+                .chunks_exact(4)
                 .filter_map(|c| c.try_into().ok().map(u32::from_be_bytes))
-                .collect()
+            {
+                if v & DELIVERED != 0 {
+                    delivered.insert(v & !DELIVERED);
+                } else {
+                    acked.insert(v);
+                }
+            }
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => HashSet::new(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => ack_missing = true,
         Err(e) => return Err(e),
-    };
-    let mut live = Vec::new();
+    }
+    let mut live = 0u64;
     let mut at = 0usize;
     let mut records = 0u32;
     let mut acked_count = 0u32;
@@ -386,12 +371,20 @@ fn recover_segment(
                 if acked.contains(&(at as u32)) {
                     acked_count += 1;
                 } else if let Some(priority) = keep(&r.properties) {
-                    live.push(LiveRecord {
-                        seq: r.seq,
-                        loc,
-                        priority,
-                        size: r.body.len() as u32,
-                    });
+                    // Without its ack file nothing is known about a record: it may have been delivered.
+                    let was_delivered = ack_missing || delivered.contains(&(at as u32));
+                    live += 1;
+                    rec.live += 1;
+                    rec.redelivered += u64::from(was_delivered);
+                    on_live(
+                        LiveRecord {
+                            seq: r.seq,
+                            loc,
+                            priority,
+                            size: r.body.len() as u32,
+                        },
+                        was_delivered,
+                    );
                 } else {
                     rec.transient += 1;
                     drop_now.push(loc);
@@ -422,29 +415,24 @@ fn recover_segment(
             }
         }
     }
-    let has_ack_file = ack_path(dir, id).exists();
-    if !has_ack_file && records > 0 {
-        // Nothing acked yet, or the ack file was lost: either way every record counts as unacked (at-least-once).
+    if ack_missing && records > 0 {
         rec.missing_ack_files += 1;
-        tracing::debug!(segment = %path.display(), records, "no ack file: every record counts as unacked");
+        warn!(
+            segment = %path.display(),
+            records,
+            "ack file missing: every record counts as unacked and comes back flagged redelivered"
+        );
     }
     let file = open_append(&path)?;
     let size = at as u64;
-    tracing::debug!(segment = %path.display(), records, live = live.len(), "recovered segment");
-    let ack_file = if has_ack_file {
-        Some(open_append(&ack_path(dir, id))?)
-    } else {
-        None
-    };
-    Ok((
-        Segment {
-            file: Arc::new(file),
-            size,
-            records,
-            acked: acked_count,
-            ack_file,
-            ack_buf: Vec::new(),
-        },
-        live,
-    ))
+    tracing::debug!(segment = %path.display(), records, live, "recovered segment");
+    let ack_file = Some(open_append(&ack_path(dir, id))?);
+    Ok(Segment {
+        file: Arc::new(file),
+        size,
+        records,
+        acked: acked_count,
+        ack_file,
+        ack_buf: Vec::new(),
+    })
 }
