@@ -29,10 +29,13 @@ struct Args {
     /// Body size in bytes.
     #[arg(long, default_value_t = 16)]
     size: usize,
+    /// Producers for the `persistent` workload, each on its own connection.
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
     /// Publishes kept in flight in lapin at once (1 = await each publish before the next).
     #[arg(long, default_value_t = 256)]
     pipeline: usize,
-    /// Workloads to run (publish, consume, e2e, confirm).
+    /// Workloads to run (publish, consume, e2e, confirm, persistent, fill).
     #[arg(long, value_delimiter = ',', default_value = "publish,consume,e2e,confirm")]
     workloads: Vec<String>,
 }
@@ -221,6 +224,54 @@ async fn confirm(url: &str, n: u64, body: &[u8], pipeline: usize) -> Res<f64> {
     Ok(rate)
 }
 
+/// `persistent`: durable queue, delivery_mode 2, confirms (up to 1000 outstanding per producer), `producers`
+/// connections publishing `n` messages in all; the figure is n / time until the last confirm.
+async fn persistent(url: &str, n: u64, body: &[u8], producers: usize, keep: bool) -> Res<f64> {
+    let queue = if keep { "bench-fill" } else { "bench-persistent" };
+    let (_c, ch) = open(url).await?;
+    if !keep {
+        ch.queue_delete(queue.into(), QueueDeleteOptions::default()).await?;
+    }
+    ch.queue_declare(queue.into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
+        .await?;
+    let producers = producers.max(1);
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for p in 0..producers {
+        let share = n / producers as u64 + u64::from((p as u64) < n % producers as u64);
+        let url = url.to_string();
+        let body = body.to_vec();
+        tasks.push(tokio::spawn(async move {
+            let (_c, ch) = open(&url).await?;
+            ch.confirm_select(ConfirmSelectOptions::default()).await?;
+            let props = BasicProperties::default().with_delivery_mode(2);
+            let mut sent = 0;
+            while sent < share {
+                let batch = 1000.min(share - sent);
+                let publishes = (0..batch).map(|_| {
+                    ch.basic_publish("".into(), queue.into(), BasicPublishOptions::default(), &body, props.clone())
+                });
+                let confirms: Vec<_> = futures::future::join_all(publishes).await.into_iter().collect::<Result<_, _>>()?;
+                for c in futures::future::join_all(confirms).await {
+                    if !c?.is_ack() {
+                        return Err::<(), Box<dyn std::error::Error + Send + Sync>>("a publish was nacked".into());
+                    }
+                }
+                sent += batch;
+            }
+            Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    if !keep {
+        ch.queue_delete(queue.into(), QueueDeleteOptions::default()).await?;
+    }
+    Ok(rate)
+}
+
 #[tokio::main]
 async fn main() -> Res<()> {
     let args = Args::parse();
@@ -248,6 +299,8 @@ async fn main() -> Res<()> {
             "consume" => "consume, prefetch 1000, acks",
             "e2e" => "end to end, no-ack",
             "confirm" => "publish with confirms",
+            "persistent" => "persistent + confirms, durable queue",
+            "fill" => "fill durable queue (kept)",
             other => other,
         };
         print!("{label:<34}");
@@ -257,6 +310,8 @@ async fn main() -> Res<()> {
                 "consume" => consume(url, args.messages, &body).await,
                 "e2e" => e2e(url, args.messages, &body, args.pipeline).await,
                 "confirm" => confirm(url, args.messages, &body, args.pipeline).await,
+                "persistent" => persistent(url, args.messages, &body, args.producers, false).await,
+                "fill" => persistent(url, args.messages, &body, args.producers, true).await,
                 other => Err(format!("unknown workload {other}").into()),
             };
             match r {
