@@ -232,8 +232,15 @@ async fn persistent(url: &str, n: u64, body: &[u8], producers: usize, keep: bool
     if !keep {
         ch.queue_delete(queue.into(), QueueDeleteOptions::default()).await?;
     }
-    ch.queue_declare(queue.into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
-        .await?;
+    ch.queue_declare(
+        queue.into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await?;
     let producers = producers.max(1);
     let t = Instant::now();
     let mut tasks = Vec::new();
@@ -249,9 +256,18 @@ async fn persistent(url: &str, n: u64, body: &[u8], producers: usize, keep: bool
             while sent < share {
                 let batch = 1000.min(share - sent);
                 let publishes = (0..batch).map(|_| {
-                    ch.basic_publish("".into(), queue.into(), BasicPublishOptions::default(), &body, props.clone())
+                    ch.basic_publish(
+                        "".into(),
+                        queue.into(),
+                        BasicPublishOptions::default(),
+                        &body,
+                        props.clone(),
+                    )
                 });
-                let confirms: Vec<_> = futures::future::join_all(publishes).await.into_iter().collect::<Result<_, _>>()?;
+                let confirms: Vec<_> = futures::future::join_all(publishes)
+                    .await
+                    .into_iter()
+                    .collect::<Result<_, _>>()?;
                 for c in futures::future::join_all(confirms).await {
                     if !c?.is_ack() {
                         return Err::<(), Box<dyn std::error::Error + Send + Sync>>("a publish was nacked".into());

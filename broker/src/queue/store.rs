@@ -6,10 +6,10 @@
 //!
 //! Two backings:
 //! - **Memory** (non-durable queues): each level holds `Entry`s with their `Arc<Message>`.
-//! - **Disk** (durable queues): every message is appended to the queue's log (`store::queue_log`), and a level holds
-//!   only its packed location (8 bytes), so a queue of tens of millions of messages costs tens of megabytes; the body
-//!   is read back when the message reaches the head. Transient messages are written too (without fsync) and dropped at
-//!   recovery, as RabbitMQ drops them.
+//! - **Disk** (durable queues): every persistent message is appended to the queue's log (`store::queue_log`), and a
+//!   level holds only its packed location (8 bytes), so a queue of tens of millions of messages costs tens of
+//!   megabytes; the body is read back when the message reaches the head. Transient messages stay in memory, as in
+//!   RabbitMQ, with a marker in the level's order so FIFO holds across both kinds.
 //!
 //! Ordering: a queue declared with `x-max-priority` keeps one level per priority and always serves the highest
 //! non-empty level; within a level, messages that were delivered and requeued come back first, in `seq` order
@@ -50,18 +50,22 @@ impl Entry {
     }
 }
 
+/// In a disk-backed level's `order`, "the next message is the front of `memory`".
+const IN_MEMORY: u64 = u64::MAX;
+
 #[derive(Default)]
 struct Level {
+    /// Messages held in memory: all of them on an in-memory store; the transient ones on a disk-backed store.
     memory: VecDeque<Entry>,
-    /// Packed `Loc`s of messages on disk, in arrival order.
-    disk: VecDeque<u64>,
+    /// Disk-backed stores only: arrival order, as packed `Loc`s of records on disk or `IN_MEMORY`.
+    order: VecDeque<u64>,
     /// Requeued messages, keyed by seq; all of them are older than anything in `memory` / `disk`.
     requeued: BTreeMap<u64, Entry>,
 }
 
 impl Level {
     fn is_empty(&self) -> bool {
-        self.memory.is_empty() && self.disk.is_empty() && self.requeued.is_empty()
+        self.memory.is_empty() && self.order.is_empty() && self.requeued.is_empty()
     }
 }
 
@@ -114,7 +118,7 @@ impl MessageStore {
         let mut s = Self::new(max_priority, ttl_ms);
         let (log, recovered) = QueueLog::open(dir, budget, keep_on_recovery, |r, delivered| {
             let level = (r.priority as usize).min(s.levels.len() - 1);
-            s.levels[level].disk.push_back(r.loc.pack());
+            s.levels[level].order.push_back(r.loc.pack());
             s.len += 1;
             s.bytes += r.size as usize;
             if delivered {
@@ -149,7 +153,8 @@ impl MessageStore {
         let level = self.level_of(message.priority);
         let now = now_ms();
         let mut sync = None;
-        if let Some(log) = &mut self.log {
+        let on_disk = self.log.is_some() && message.persistent;
+        if let (Some(log), true) = (&mut self.log, on_disk) {
             let m = &message;
             let loc = log.append(
                 seq,
@@ -159,19 +164,22 @@ impl MessageStore {
                 &m.raw_properties,
                 &m.body,
             )?;
-            if m.persistent {
-                sync = log.active_file();
-            }
-            self.levels[level].disk.push_back(loc.pack());
+            sync = log.active_file();
+            self.levels[level].order.push_back(loc.pack());
         } else {
+            // Transient messages stay in memory, as in RabbitMQ (on a durable queue too: they don't survive a restart).
             let expires_at = self.deadline(&message, now);
-            self.levels[level].memory.push_back(Entry {
+            let entry = Entry {
                 seq,
                 message: message.clone(),
                 redelivered: false,
                 expires_at,
                 loc: None,
-            });
+            };
+            self.levels[level].memory.push_back(entry);
+            if self.log.is_some() {
+                self.levels[level].order.push_back(IN_MEMORY);
+            }
         }
         self.next_seq = seq;
         self.bytes += message.size();
@@ -229,11 +237,13 @@ impl MessageStore {
             let level = &mut self.levels[i];
             let entry = if let Some((_, e)) = level.requeued.pop_first() {
                 Some(e)
-            } else if let Some(e) = level.memory.pop_front() {
-                Some(e)
+            } else if self.log.is_none() {
+                level.memory.pop_front()
             } else {
-                let packed = level.disk.pop_front()?;
-                self.load(packed)
+                match level.order.pop_front()? {
+                    IN_MEMORY => level.memory.pop_front(),
+                    packed => self.load(packed),
+                }
             };
             self.len -= 1;
             let Some(entry) = entry else { continue };
@@ -284,7 +294,7 @@ impl MessageStore {
         let n = self.len;
         let mut locs: Vec<Loc> = Vec::new();
         for l in &mut self.levels {
-            locs.extend(l.disk.drain(..).map(Loc::unpack));
+            locs.extend(l.order.drain(..).filter(|p| *p != IN_MEMORY).map(Loc::unpack));
             locs.extend(l.requeued.values().filter_map(|e| e.loc));
             l.memory.clear();
             l.requeued.clear();
