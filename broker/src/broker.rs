@@ -60,14 +60,14 @@ impl Broker {
         names.dedup();
         let mut vhosts = HashMap::new();
         for name in names {
-            let vhost = VHost::with_durability(&name, Some(durability.clone()));
+            let vhost = Arc::new_cyclic(|me| VHost::with_durability(&name, Some(durability.clone()), me.clone()));
             if let Some(defs) = saved.vhosts.get(&name) {
                 vhost.restore(defs).map_err(|source| StoreError::Definitions {
                     path: store.root.clone(),
                     source,
                 })?;
             }
-            vhosts.insert(name, Arc::new(vhost));
+            vhosts.insert(name, vhost);
         }
         let (queues, messages) = vhosts
             .values()
@@ -89,6 +89,10 @@ impl Broker {
             reply_to: Mutex::new(HashMap::new()),
             started,
         }))
+    }
+
+    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
+        self.vhosts.values().cloned().collect()
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {

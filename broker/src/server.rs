@@ -21,10 +21,34 @@ const MAX_CONNECTIONS: usize = 10_000;
 /// How long shutdown waits for connections to finish their close handshakes.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// How often queues drop expired messages at their head and check `x-expires`.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+
+/// Queue upkeep: message TTL applies even with no consumer attached, and unused `x-expires` queues go.
+async fn sweep_queues(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for vhost in broker.vhosts() {
+            for q in vhost.queues() {
+                if q.sweep() {
+                    info!(vhost = %vhost.name, queue = %q.name(), "queue expired (x-expires)");
+                    vhost.remove_queue(&q);
+                }
+            }
+        }
+    }
+}
+
 /// Serves AMQP on `listener` until `shutdown` is cancelled.
 pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) -> std::io::Result<()> {
     let tracker = TaskTracker::new();
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tracker.spawn(sweep_queues(broker.clone(), shutdown.clone()));
     info!(addr = %listener.local_addr()?, "AMQP listener ready");
     loop {
         let permit = tokio::select! {

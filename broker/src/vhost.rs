@@ -37,6 +37,8 @@ pub struct VHost {
     generation: AtomicU64,
     /// Where durable queues keep their messages and durable definitions are saved (None: nothing persists).
     durability: Option<Durability>,
+    /// Ourselves, handed to queues so they can route dead letters.
+    me: std::sync::Weak<VHost>,
 }
 
 /// The durable side of a vhost.
@@ -161,11 +163,12 @@ fn durable_definitions(t: &Topology) -> VHostDefinitions {
 }
 
 impl VHost {
-    pub fn new(name: &str) -> Self {
-        Self::with_durability(name, None)
+    pub fn new(name: &str) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self::with_durability(name, None, me.clone()))
     }
 
-    pub fn with_durability(name: &str, durability: Option<Durability>) -> Self {
+    /// Built inside `Arc::new_cyclic`, so queues can hold `me`.
+    pub fn with_durability(name: &str, durability: Option<Durability>, me: std::sync::Weak<VHost>) -> Self {
         let mut t = Topology::default();
         for (n, k) in PREDECLARED {
             t.exchanges.insert(
@@ -178,6 +181,7 @@ impl VHost {
             topology: RwLock::new(t),
             generation: AtomicU64::new(1),
             durability,
+            me,
         }
     }
 
@@ -258,6 +262,7 @@ impl VHost {
                 }
             }
             self.check_equivalent(q, d)?;
+            q.touch();
             return Ok(q.clone());
         }
         let name = if d.name.is_empty() {
@@ -266,6 +271,7 @@ impl VHost {
             d.name.to_string()
         };
         validate_queue_arguments(d.arguments)?;
+        crate::queue::dead_letter::validate(d.arguments).map_err(AmqpError::precondition)?;
         let spec = QueueSpec {
             name: name.clone(),
             vhost: self.name.clone(),
@@ -316,9 +322,9 @@ impl VHost {
                     mode: d.store.fsync,
                     syncer: d.store.syncer.clone(),
                 };
-                Ok(Queue::new(spec, store, Some(sync)))
+                Ok(Queue::new(spec, store, Some(sync), self.me.clone()))
             }
-            _ => Ok(Queue::new_in_memory(spec)),
+            _ => Ok(Queue::new_in_memory(spec, self.me.clone())),
         }
     }
 

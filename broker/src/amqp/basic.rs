@@ -337,8 +337,24 @@ impl Channel {
             requeue_grouped(pending);
             self.kick_consumer_queues(ctx);
         } else {
-            // Dead-lettering comes with the queue-semantics work; until then a rejected message is dropped.
-            self.settle(ctx, pending);
+            // Credit comes back as for an ack; each queue settles the messages and dead-letters them if it can.
+            let mut unblocked = false;
+            let mut by_queue: Vec<(Arc<crate::queue::Queue>, Vec<crate::queue::Entry>)> = Vec::new();
+            for p in pending {
+                if let Some(c) = &p.credit {
+                    unblocked |= c.release();
+                }
+                match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &p.queue)) {
+                    Some((_, v)) => v.push(p.entry),
+                    None => by_queue.push((p.queue, vec![p.entry])),
+                }
+            }
+            for (q, entries) in by_queue {
+                q.reject(entries);
+            }
+            if unblocked {
+                self.kick_consumer_queues(ctx);
+            }
         }
     }
 

@@ -443,6 +443,7 @@ impl Channel {
                         redelivered: false,
                         expires_at: None,
                         loc: None,
+                        delivery_count: 0,
                     },
                     credit: None,
                 }));

@@ -141,20 +141,24 @@ mod tests {
                 redelivered: false,
                 expires_at: None,
                 loc: None,
+                delivery_count: 0,
             },
             credit: None,
         }
     }
 
     fn queue() -> Arc<Queue> {
-        Queue::new_in_memory(QueueSpec {
-            name: "q".into(),
-            vhost: "/".into(),
-            durable: false,
-            exclusive_owner: None,
-            auto_delete: false,
-            arguments: Default::default(),
-        })
+        Queue::new_in_memory(
+            QueueSpec {
+                name: "q".into(),
+                vhost: "/".into(),
+                durable: false,
+                exclusive_owner: None,
+                auto_delete: false,
+                arguments: Default::default(),
+            },
+            std::sync::Weak::new(),
+        )
     }
 
     fn tags(v: &[Pending]) -> Vec<u64> {

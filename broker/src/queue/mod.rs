@@ -10,9 +10,10 @@
 //!   queue keeps no copy (the durable store will keep the on-disk record until the ack).
 
 mod credit;
+pub mod dead_letter;
 mod store;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use amq_protocol::types::FieldTable;
@@ -23,7 +24,9 @@ pub use store::{keep_on_recovery, Entry, MessageStore};
 use crate::amqp::error::{AmqpError, AmqpResult};
 use crate::message::Message;
 use crate::outbox::{Delivery, Outbox, OutboxItem};
-use crate::store::{FsyncMode, Syncer};
+use crate::store::{now_ms, FsyncMode, Syncer};
+use crate::vhost::VHost;
+use dead_letter::{dead_letter_properties, deaths, with_delivery_count, Overflow, QueueLimits, Reason};
 
 /// A consumer as its queue sees it.
 pub struct QueueConsumer {
@@ -69,6 +72,12 @@ pub struct Published {
 
 pub struct Queue {
     pub spec: QueueSpec,
+    /// Length limits, overflow, dead-lettering, delivery limit and expiry, from the arguments.
+    pub limits: QueueLimits,
+    /// The vhost, for routing dead letters.
+    vhost: Weak<VHost>,
+    /// Unix ms of the last use (consume, get, declare), for `x-expires`.
+    last_used: AtomicU64,
     sync: Option<SyncPolicy>,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
@@ -78,6 +87,10 @@ pub struct Queue {
 
 struct QueueState {
     store: MessageStore,
+    /// Expired messages taken out by the store, to settle and dead-letter.
+    expired_buf: Vec<Entry>,
+    /// Messages to dead-letter once the lock is released.
+    dead: Vec<(Arc<Message>, Reason)>,
     /// Deliveries picked by a dispatch, handed to outboxes once the store has recorded them.
     deliveries: Vec<(Arc<Outbox>, OutboxItem)>,
     /// Messages dropped at the head because their TTL ran out.
@@ -99,9 +112,11 @@ pub struct ConsumerRemoved {
 impl Queue {
     /// A queue over `store` (in-memory, or recovered from disk for durable queues); `sync` is how persistent
     /// messages on a disk-backed store are made durable before their confirm.
-    pub fn new(spec: QueueSpec, store: MessageStore, sync: Option<SyncPolicy>) -> Arc<Self> {
+    pub fn new(spec: QueueSpec, store: MessageStore, sync: Option<SyncPolicy>, vhost: Weak<VHost>) -> Arc<Self> {
         let state = QueueState {
             store,
+            expired_buf: Vec::new(),
+            dead: Vec::new(),
             expired: 0,
             consumers: Vec::new(),
             next_consumer: 0,
@@ -109,7 +124,10 @@ impl Queue {
             deliveries: Vec::new(),
         };
         Arc::new_cyclic(|me| Queue {
+            limits: QueueLimits::from_arguments(&spec.arguments),
             spec,
+            vhost,
+            last_used: AtomicU64::new(now_ms()),
             sync,
             state: Mutex::new(state),
             deleted: AtomicBool::new(false),
@@ -127,9 +145,82 @@ impl Queue {
     }
 
     /// An in-memory queue.
-    pub fn new_in_memory(spec: QueueSpec) -> Arc<Self> {
+    pub fn new_in_memory(spec: QueueSpec, vhost: Weak<VHost>) -> Arc<Self> {
         let (p, ttl) = Self::store_settings(&spec);
-        Self::new(spec, MessageStore::new(p, ttl), None)
+        Self::new(spec, MessageStore::new(p, ttl), None, vhost)
+    }
+
+    /// Notes a use (consume, get, redeclare) for `x-expires`.
+    pub fn touch(&self) {
+        self.last_used.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Moves what the store expired into the dead-letter list (or just settles it), under the lock.
+    fn collect_expired(&self, st: &mut QueueState) {
+        if st.expired_buf.is_empty() {
+            return;
+        }
+        let dlx = self.limits.dead_letter_exchange.is_some();
+        st.expired += st.expired_buf.len() as u64;
+        let QueueState {
+            store,
+            expired_buf,
+            dead,
+            ..
+        } = st;
+        for e in expired_buf.drain(..) {
+            store.settle(&e);
+            if dlx {
+                dead.push((e.message, Reason::Expired));
+            }
+        }
+    }
+
+    /// Settles an entry this queue gives up on, dead-lettering it when the queue has a dead-letter exchange.
+    fn drop_entry(&self, st: &mut QueueState, e: Entry, reason: Reason) {
+        st.store.settle(&e);
+        if self.limits.dead_letter_exchange.is_some() {
+            st.dead.push((e.message, reason));
+        }
+    }
+
+    /// Republishes dead letters through the dead-letter exchange; runs with no queue lock held.
+    fn route_dead_letters(&self, dead: Vec<(Arc<Message>, Reason)>) {
+        if dead.is_empty() {
+            return;
+        }
+        let (Some(vhost), Some(dlx)) = (self.vhost.upgrade(), self.limits.dead_letter_exchange.as_deref()) else {
+            return;
+        };
+        let now_s = now_ms() / 1000;
+        let mut targets = Vec::new();
+        for (message, reason) in dead {
+            let props = dead_letter_properties(&message, &self.spec.name, reason, now_s);
+            let routing_key = match &self.limits.dead_letter_routing_key {
+                Some(k) => k.clone().into(),
+                None => message.routing_key.clone(),
+            };
+            let history = deaths(props.headers().as_ref());
+            let rejected = history.iter().any(|(_, r)| r == "rejected");
+            targets.clear();
+            // A missing dead-letter exchange drops the message, as in RabbitMQ.
+            if vhost
+                .route(dlx, routing_key.as_str(), props.headers().as_ref(), &mut targets)
+                .is_err()
+            {
+                continue;
+            }
+            let raw = dead_letter::encode_properties(&props);
+            let letter = Arc::new(Message::new(dlx.into(), routing_key, &props, raw, message.body.clone()));
+            for q in &targets {
+                // A cycle (the message already died in the target queue) is dropped unless a consumer rejected it
+                // somewhere along the way, as RabbitMQ does.
+                if !rejected && history.iter().any(|(name, _)| name == q.name()) {
+                    continue;
+                }
+                q.publish(letter.clone());
+            }
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -151,6 +242,26 @@ impl Queue {
         let mut st = self.lock();
         if self.is_deleted() {
             return Published::default();
+        }
+        let limits = &self.limits;
+        if limits.has_limits() && limits.overflow != Overflow::DropHead {
+            let full = limits.max_length.is_some_and(|m| st.store.len() as u64 >= m)
+                || limits
+                    .max_length_bytes
+                    .is_some_and(|m| (st.store.bytes() + message.size()) as u64 > m);
+            if full {
+                if limits.overflow == Overflow::RejectPublishDlx && limits.dead_letter_exchange.is_some() {
+                    st.dead.push((message, Reason::Maxlen));
+                }
+                let dead = std::mem::take(&mut st.dead);
+                drop(st);
+                self.route_dead_letters(dead);
+                return Published {
+                    routed: true,
+                    ticket: 0,
+                    failed: true,
+                };
+            }
         }
         let pushed = match st.store.push(message) {
             Ok(p) => p,
@@ -180,9 +291,25 @@ impl Queue {
                 FsyncMode::Never => {}
             }
         }
+        if limits.has_limits() && limits.overflow == Overflow::DropHead {
+            let st = &mut *st;
+            while limits.max_length.is_some_and(|m| st.store.len() as u64 > m)
+                || limits.max_length_bytes.is_some_and(|m| st.store.bytes() as u64 > m)
+            {
+                match st.store.drop_head(&mut st.expired_buf) {
+                    Some(e) => self.drop_entry(st, e, Reason::Maxlen),
+                    None => break,
+                }
+            }
+            st.store.flush();
+        }
         if !st.consumers.is_empty() {
             Self::dispatch_locked(self, &mut st);
         }
+        self.collect_expired(&mut st);
+        let dead = std::mem::take(&mut st.dead);
+        drop(st);
+        self.route_dead_letters(dead);
         out
     }
 
@@ -190,6 +317,18 @@ impl Queue {
     pub fn dispatch(&self) {
         let mut st = self.lock();
         Self::dispatch_locked(self, &mut st);
+        self.finish(st);
+    }
+
+    /// Settles expired messages and routes dead letters after an operation, releasing the lock first.
+    fn finish(&self, mut st: MutexGuard<'_, QueueState>) {
+        self.collect_expired(&mut st);
+        if !st.dead.is_empty() {
+            st.store.flush();
+        }
+        let dead = std::mem::take(&mut st.dead);
+        drop(st);
+        self.route_dead_letters(dead);
     }
 
     fn dispatch_locked(this: &Queue, st: &mut QueueState) {
@@ -217,7 +356,7 @@ impl Queue {
                 // Lost a race for the channel's shared credit; its release will dispatch again.
                 break;
             }
-            let Some(entry) = st.store.pop(&mut st.expired) else {
+            let Some(entry) = st.store.pop(&mut st.expired_buf) else {
                 consumer.credit.release();
                 break;
             };
@@ -250,7 +389,9 @@ impl Queue {
         }
         st.consumers.push(consumer);
         st.had_consumer = true;
+        self.touch();
         Self::dispatch_locked(self, &mut st);
+        self.finish(st);
         Ok(())
     }
 
@@ -270,15 +411,58 @@ impl Queue {
     }
 
     /// Puts delivered messages back (redelivered) and dispatches them again.
+    /// With `x-delivery-limit`, each return counts: past the limit the message is dead-lettered (reason
+    /// `delivery_limit`) or dropped, and below it the message goes back carrying `x-delivery-count`.
     pub fn requeue(&self, entries: impl IntoIterator<Item = Entry>) {
         let mut st = self.lock();
         if self.is_deleted() {
             return;
         }
-        for e in entries {
+        for mut e in entries {
+            if let Some(limit) = self.limits.delivery_limit {
+                e.delivery_count += 1;
+                if e.delivery_count > limit {
+                    self.drop_entry(&mut st, e, Reason::DeliveryLimit);
+                    continue;
+                }
+                e.message = Arc::new(with_delivery_count(&e.message, e.delivery_count));
+            }
             st.store.requeue(e);
         }
         Self::dispatch_locked(self, &mut st);
+        self.finish(st);
+    }
+
+    /// Rejected without requeue: settled, and dead-lettered when the queue has a dead-letter exchange.
+    pub fn reject(&self, entries: impl IntoIterator<Item = Entry>) {
+        let mut st = self.lock();
+        for e in entries {
+            self.drop_entry(&mut st, e, Reason::Rejected);
+        }
+        st.store.flush();
+        self.finish(st);
+    }
+
+    /// Periodic upkeep: drops (or dead-letters) expired messages at the head even with no consumer attached.
+    /// Returns true when the queue has been unused for its `x-expires` and should be deleted.
+    pub fn sweep(&self) -> bool {
+        let mut st = self.lock();
+        {
+            let st = &mut *st;
+            st.store.expire_heads(&mut st.expired_buf);
+        }
+        let expire = self.limits.expires_ms.is_some_and(|ms| {
+            st.consumers.is_empty() && now_ms().saturating_sub(self.last_used.load(Ordering::Relaxed)) >= ms
+        });
+        if !st.expired_buf.is_empty() && !st.consumers.is_empty() {
+            Self::dispatch_locked(self, &mut st);
+        }
+        if !st.expired_buf.is_empty() {
+            self.collect_expired(&mut st);
+            st.store.flush();
+        }
+        self.finish(st);
+        expire
     }
 
     /// Records that delivered messages are done with (acked, or rejected without requeue).
@@ -295,12 +479,16 @@ impl Queue {
 
     /// basic.get: the next ready message and how many remain.
     pub fn get(&self) -> Option<(Entry, u32)> {
+        self.touch();
         let mut st = self.lock();
-        let st = &mut *st;
-        let e = st.store.pop(&mut st.expired);
+        let e = {
+            let st = &mut *st;
+            st.store.pop(&mut st.expired_buf)
+        };
         st.store.flush();
-        let e = e?;
-        Some((e, st.store.len() as u32))
+        let remaining = st.store.len() as u32;
+        self.finish(st);
+        Some((e?, remaining))
     }
 
     pub fn purge(&self) -> u32 {

@@ -42,6 +42,8 @@ pub struct Entry {
     pub expires_at: Option<u64>,
     /// Where a durable queue keeps it on disk.
     pub loc: Option<Loc>,
+    /// How many times it was delivered and returned (for `x-delivery-limit`).
+    pub delivery_count: u32,
 }
 
 impl Entry {
@@ -80,6 +82,8 @@ pub struct MessageStore {
     levels: Vec<Level>,
     /// The queue's `x-message-ttl`, in ms.
     ttl_ms: Option<u64>,
+    /// Some message may carry a deadline (a queue TTL, or a message with `expiration` was pushed or recovered).
+    may_expire: bool,
     log: Option<QueueLog>,
     /// Recovered messages that had been delivered before the restart: redelivered when they next go out.
     delivered_before: HashSet<u64>,
@@ -100,6 +104,7 @@ impl MessageStore {
         MessageStore {
             levels: (0..=max_priority).map(|_| Level::default()).collect(),
             ttl_ms,
+            may_expire: ttl_ms.is_some(),
             log: None,
             delivered_before: HashSet::new(),
             next_seq: 0,
@@ -127,6 +132,8 @@ impl MessageStore {
         })?;
         s.next_seq = recovered.max_seq;
         s.log = Some(log);
+        // Recovered messages may carry an expiration: let the sweeper look at the heads once.
+        s.may_expire = true;
         Ok((s, recovered))
     }
 
@@ -153,6 +160,7 @@ impl MessageStore {
         let level = self.level_of(message.priority);
         let now = now_ms();
         let mut sync = None;
+        self.may_expire |= message.expiration_ms.is_some();
         let on_disk = self.log.is_some() && message.persistent;
         if let (Some(log), true) = (&mut self.log, on_disk) {
             let m = &message;
@@ -175,6 +183,7 @@ impl MessageStore {
                 redelivered: false,
                 expires_at,
                 loc: None,
+                delivery_count: 0,
             };
             self.levels[level].memory.push_back(entry);
             if self.log.is_some() {
@@ -218,6 +227,7 @@ impl MessageStore {
                     redelivered,
                     expires_at,
                     loc: Some(loc),
+                    delivery_count: 0,
                 })
             }
             Err(e) => {
@@ -228,9 +238,9 @@ impl MessageStore {
         }
     }
 
-    /// The next live message; expired ones met on the way are dropped and counted in `expired`. A message taken
-    /// from disk is noted as delivered (see `flush`).
-    pub fn pop(&mut self, expired: &mut u64) -> Option<Entry> {
+    /// The next live message; expired ones met on the way are taken out into `expired` (for the queue to
+    /// dead-letter or settle). A message taken from disk is noted as delivered (see `flush`).
+    pub fn pop(&mut self, expired: &mut Vec<Entry>) -> Option<Entry> {
         let now = now_ms();
         loop {
             let i = self.levels.iter().rposition(|l| !l.is_empty())?;
@@ -249,8 +259,7 @@ impl MessageStore {
             let Some(entry) = entry else { continue };
             self.bytes = self.bytes.saturating_sub(entry.message.size());
             if entry.is_expired(now) {
-                *expired += 1;
-                self.settle(&entry);
+                expired.push(entry);
                 continue;
             }
             if let (Some(log), Some(loc)) = (&mut self.log, entry.loc) {
@@ -258,6 +267,55 @@ impl MessageStore {
             }
             return Some(entry);
         }
+    }
+
+    /// Takes out expired messages at the head of every level, so TTL applies even with no consumer attached. A
+    /// live head read from disk on the way is kept in memory, ready for the next pop.
+    pub fn expire_heads(&mut self, expired: &mut Vec<Entry>) {
+        if !self.may_expire {
+            return;
+        }
+        let now = now_ms();
+        for i in 0..self.levels.len() {
+            loop {
+                let level = &mut self.levels[i];
+                let head = if let Some((_, e)) = level.requeued.pop_first() {
+                    Some(e)
+                } else if self.log.is_none() {
+                    level.memory.pop_front()
+                } else {
+                    match level.order.pop_front() {
+                        None => None,
+                        Some(IN_MEMORY) => level.memory.pop_front(),
+                        Some(packed) => {
+                            let e = self.load(packed);
+                            if e.is_none() {
+                                self.len -= 1;
+                                continue;
+                            }
+                            e
+                        }
+                    }
+                };
+                let Some(head) = head else { break };
+                if head.is_expired(now) {
+                    self.len -= 1;
+                    self.bytes = self.bytes.saturating_sub(head.message.size());
+                    expired.push(head);
+                } else {
+                    // Back at the front: requeued entries are served first, in seq order, and this is the oldest.
+                    self.levels[i].requeued.insert(head.seq, head);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Removes and returns the oldest ready message (for `x-overflow = drop-head`), whatever its priority.
+    pub fn drop_head(&mut self, expired: &mut Vec<Entry>) -> Option<Entry> {
+        // RabbitMQ drops from the head of the queue; with priorities, the lowest level's head is the one that
+        // would be delivered last, but the head in RabbitMQ terms is the next to deliver.
+        self.pop(expired)
     }
 
     /// A message is done with (acked, or dropped): a durable queue records it.
@@ -341,7 +399,7 @@ mod tests {
     }
 
     fn drain(s: &mut MessageStore) -> Vec<(u64, bool)> {
-        let mut expired = 0;
+        let mut expired = Vec::new();
         std::iter::from_fn(|| s.pop(&mut expired))
             .map(|e| (e.seq, e.redelivered))
             .collect()
@@ -357,7 +415,7 @@ mod tests {
         for b in [&b"a"[..], b"b", b"c"] {
             push(&mut s, msg(b, AMQPProperties::default()));
         }
-        let mut expired = 0;
+        let mut expired = Vec::new();
         let a = s.pop(&mut expired).expect("a");
         let b = s.pop(&mut expired).expect("b");
         s.requeue(b);
@@ -389,9 +447,9 @@ mod tests {
             msg(b"old", AMQPProperties::default().with_expiration("0".into())),
         );
         push(&mut s, msg(b"new", AMQPProperties::default()));
-        let mut expired = 0;
+        let mut expired = Vec::new();
         assert_eq!(s.pop(&mut expired).map(|e| e.seq), Some(2));
-        assert_eq!(expired, 1);
+        assert_eq!(expired.len(), 1);
         let mut s = MessageStore::new(0, Some(0));
         push(&mut s, msg(b"x", AMQPProperties::default()));
         assert!(s.pop(&mut expired).is_none());
@@ -413,7 +471,7 @@ mod tests {
             push(&mut s, msg(b"high", persistent(4)));
             push(&mut s, msg(b"transient", AMQPProperties::default()));
             push(&mut s, msg(b"acked", persistent(0)));
-            let mut expired = 0;
+            let mut expired = Vec::new();
             let high = s.pop(&mut expired).expect("high first");
             assert_eq!(&high.message.body[..], b"high");
             // "high" was delivered and not acked; "low" is next; ack "acked" only.
@@ -431,7 +489,7 @@ mod tests {
         }
         let mut s = open(dir.path());
         let got: Vec<(Vec<u8>, bool, u64)> = {
-            let mut expired = 0;
+            let mut expired = Vec::new();
             std::iter::from_fn(|| s.pop(&mut expired))
                 .map(|e| (e.message.body.to_vec(), e.redelivered, e.seq))
                 .collect()
