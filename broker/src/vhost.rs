@@ -54,6 +54,15 @@ pub struct Topology {
     pub queues: HashMap<String, Arc<Queue>>,
 }
 
+/// What routing a publish found out besides the queues.
+#[derive(Debug, Clone, Copy)]
+pub struct Routed {
+    /// The result depends only on (exchange, routing key): a channel may cache it for this generation.
+    pub cacheable: bool,
+    /// The exchange de-duplicates and has seen this message: it is confirmed but goes nowhere.
+    pub duplicate: bool,
+}
+
 /// The arguments of a queue.declare, as the vhost needs them.
 pub struct QueueDeclare<'a> {
     pub name: &'a str,
@@ -595,14 +604,18 @@ impl VHost {
         exchange: &str,
         routing_key: &str,
         headers: Option<&FieldTable>,
+        message: Option<&crate::message::Message>,
         out: &mut Vec<Arc<Queue>>,
-    ) -> AmqpResult<bool> {
+    ) -> AmqpResult<Routed> {
         let t = self.read();
         if exchange.is_empty() {
             if let Some(q) = t.queues.get(routing_key) {
                 out.push(q.clone());
             }
-            return Ok(true);
+            return Ok(Routed {
+                cacheable: true,
+                duplicate: false,
+            });
         }
         let Some(x) = t.exchanges.get(exchange) else {
             return Err(self.no_exchange(exchange));
@@ -613,16 +626,31 @@ impl VHost {
                 self.name
             )));
         }
+        if let Some(cache) = &x.dedup {
+            let key = message.and_then(crate::queue::dedup::dedup_key);
+            if let Some(key) = key {
+                if cache.lock().unwrap_or_else(|e| e.into_inner()).check_and_insert(key) {
+                    return Ok(Routed {
+                        cacheable: false,
+                        duplicate: true,
+                    });
+                }
+            }
+        }
         let mut visited: Vec<&str> = Vec::new();
         route_from(&t, x, routing_key, headers, &mut visited, out);
         if out.len() > 1 {
             out.sort_by_key(|q| Arc::as_ptr(q) as usize);
             out.dedup_by(|a, b| Arc::ptr_eq(a, b));
         }
-        let cacheable = visited
-            .iter()
-            .all(|n| t.exchanges.get(*n).is_none_or(|x| x.kind != ExchangeKind::Headers));
-        Ok(cacheable)
+        let cacheable = x.dedup.is_none()
+            && visited
+                .iter()
+                .all(|n| t.exchanges.get(*n).is_none_or(|x| x.kind != ExchangeKind::Headers));
+        Ok(Routed {
+            cacheable,
+            duplicate: false,
+        })
     }
 
     /// Every binding, as (source, binding).

@@ -471,11 +471,19 @@ impl Channel {
             } else {
                 let mut queues = std::mem::take(&mut self.route_buf);
                 queues.clear();
-                let cacheable = match ctx
-                    .vhost
-                    .route(exchange.as_str(), routing_key.as_str(), headers, &mut queues)
-                {
-                    Ok(c) => c,
+                let routing = ctx.vhost.route(
+                    exchange.as_str(),
+                    routing_key.as_str(),
+                    headers,
+                    Some(&message),
+                    &mut queues,
+                );
+                let cacheable = match routing {
+                    Ok(r) => {
+                        // A duplicate counts as routed: confirmed, never returned.
+                        routed |= r.duplicate;
+                        r.cacheable
+                    }
                     Err(e) => {
                         self.route_buf = queues;
                         return Err(e);

@@ -55,6 +55,8 @@ pub struct QueueLimits {
     pub delivery_limit: Option<u32>,
     /// `x-expires`: delete the queue after this many ms unused.
     pub expires_ms: Option<u64>,
+    /// `x-single-active-consumer`.
+    pub single_active_consumer: bool,
 }
 
 impl QueueLimits {
@@ -72,6 +74,10 @@ impl QueueLimits {
             },
             delivery_limit: non_neg("x-delivery-limit").map(|n| n.min(u32::MAX as u64) as u32),
             expires_ms: non_neg("x-expires").filter(|n| *n > 0),
+            single_active_consumer: matches!(
+                a.inner().get("x-single-active-consumer"),
+                Some(AMQPValue::Boolean(true))
+            ),
         }
     }
 

@@ -11,6 +11,7 @@
 
 mod credit;
 pub mod dead_letter;
+pub mod dedup;
 mod store;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -87,6 +88,8 @@ pub struct Queue {
 
 struct QueueState {
     store: MessageStore,
+    /// `x-message-deduplication`: keys seen recently.
+    dedup: Option<dedup::DedupCache>,
     /// Expired messages taken out by the store, to settle and dead-letter.
     expired_buf: Vec<Entry>,
     /// Messages to dead-letter once the lock is released.
@@ -113,8 +116,16 @@ impl Queue {
     /// A queue over `store` (in-memory, or recovered from disk for durable queues); `sync` is how persistent
     /// messages on a disk-backed store are made durable before their confirm.
     pub fn new(spec: QueueSpec, store: MessageStore, sync: Option<SyncPolicy>, vhost: Weak<VHost>) -> Arc<Self> {
+        let dedup = dedup::DedupSettings::from_arguments(&spec.arguments).map(|settings| match store.dir() {
+            Some(dir) => dedup::DedupCache::persistent(settings, dir).unwrap_or_else(|e| {
+                tracing::warn!(queue = %spec.name, error = %e, "could not load the de-duplication cache; starting empty");
+                dedup::DedupCache::new(settings)
+            }),
+            None => dedup::DedupCache::new(settings),
+        });
         let state = QueueState {
             store,
+            dedup,
             expired_buf: Vec::new(),
             dead: Vec::new(),
             expired: 0,
@@ -205,7 +216,7 @@ impl Queue {
             targets.clear();
             // A missing dead-letter exchange drops the message, as in RabbitMQ.
             if vhost
-                .route(dlx, routing_key.as_str(), props.headers().as_ref(), &mut targets)
+                .route(dlx, routing_key.as_str(), props.headers().as_ref(), None, &mut targets)
                 .is_err()
             {
                 continue;
@@ -242,6 +253,18 @@ impl Queue {
         let mut st = self.lock();
         if self.is_deleted() {
             return Published::default();
+        }
+        if let Some(cache) = &mut st.dedup {
+            if let Some(key) = dedup::dedup_key(&message) {
+                if cache.check_and_insert(key) {
+                    // A duplicate: confirmed, not enqueued.
+                    return Published {
+                        routed: true,
+                        ticket: 0,
+                        failed: false,
+                    };
+                }
+            }
         }
         let limits = &self.limits;
         if limits.has_limits() && limits.overflow != Overflow::DropHead {
@@ -341,6 +364,9 @@ impl Queue {
             if n == 0 {
                 break;
             }
+            // Single active consumer: only the earliest registered consumer receives; when it goes, the next one
+            // takes over, starting with whatever it left unacked (requeued at the original positions).
+            let n = if this.limits.single_active_consumer { 1 } else { n };
             // Highest priority with room wins; ties go round-robin from `next_consumer`.
             let mut best: Option<usize> = None;
             for k in 0..n {

@@ -137,6 +137,11 @@ impl MessageStore {
         Ok((s, recovered))
     }
 
+    /// The directory of a disk-backed store.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.log.as_ref().map(|l| l.dir())
+    }
+
     pub fn is_durable(&self) -> bool {
         self.log.is_some()
     }

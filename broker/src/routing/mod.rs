@@ -94,6 +94,8 @@ pub struct Exchange {
     pub internal: bool,
     pub arguments: FieldTable,
     pub router: Box<dyn Router>,
+    /// `x-message-deduplication` on the exchange: duplicates are dropped before routing.
+    pub dedup: Option<std::sync::Mutex<crate::queue::dedup::DedupCache>>,
 }
 
 impl Exchange {
@@ -111,6 +113,8 @@ impl Exchange {
             ExchangeKind::Topic => Box::<TopicBindings>::default(),
             ExchangeKind::Headers => Box::<HeadersBindings>::default(),
         };
+        let dedup = crate::queue::dedup::DedupSettings::from_arguments(&arguments)
+            .map(|s| std::sync::Mutex::new(crate::queue::dedup::DedupCache::new(s)));
         Exchange {
             name: name.to_string(),
             kind,
@@ -119,6 +123,7 @@ impl Exchange {
             internal,
             arguments,
             router,
+            dedup,
         }
     }
 

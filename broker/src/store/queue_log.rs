@@ -184,6 +184,10 @@ impl QueueLog {
         Ok(())
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The file a sync must cover after an append.
     pub fn active_file(&self) -> Option<Arc<File>> {
         self.segments.get(&self.active).map(|s| s.file.clone())
