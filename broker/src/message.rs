@@ -67,6 +67,19 @@ impl Message {
         }
     }
 
+    /// A copy sharing the body and encoded properties (both reference-counted).
+    pub fn clone_shallow(&self) -> Message {
+        Message {
+            exchange: self.exchange.clone(),
+            routing_key: self.routing_key.clone(),
+            raw_properties: self.raw_properties.clone(),
+            body: self.body.clone(),
+            priority: self.priority,
+            expiration_ms: self.expiration_ms,
+            persistent: self.persistent,
+        }
+    }
+
     pub fn size(&self) -> usize {
         self.body.len()
     }

@@ -24,7 +24,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How often queues drop expired messages at their head and check `x-expires`.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
-/// Queue upkeep: message TTL applies even with no consumer attached, and unused `x-expires` queues go.
+/// Upkeep: delayed messages are released, message TTL applies even with no consumer attached, and unused
+/// `x-expires` queues go.
 async fn sweep_queues(broker: Arc<Broker>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -34,6 +35,7 @@ async fn sweep_queues(broker: Arc<Broker>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         for vhost in broker.vhosts() {
+            vhost.release_delayed();
             for q in vhost.queues() {
                 if q.sweep() {
                     info!(vhost = %vhost.name, queue = %q.name(), "queue expired (x-expires)");

@@ -15,9 +15,18 @@ use rand::Rng;
 use crate::amqp::error::{AmqpError, AmqpResult};
 use crate::args;
 use crate::queue::{MessageStore, Queue, QueueSpec, SyncPolicy};
+use crate::routing::delayed::DelayedMessages;
+use crate::routing::DELAYED_TYPE;
 use crate::routing::{headers::valid_x_match, Binding, Destination, Exchange, ExchangeKind};
 use crate::store::definitions::{BindingDef, DefinitionsFile, ExchangeDef, QueueDef, VHostDefinitions};
 use crate::store::Store;
+
+fn hex(b: &[u8]) -> String {
+    if b.is_empty() {
+        return "_".to_string();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
 
 /// Exchanges every vhost has from the start.
 const PREDECLARED: &[(&str, ExchangeKind)] = &[
@@ -135,7 +144,7 @@ fn durable_definitions(t: &Topology) -> VHostDefinitions {
     for x in exchanges {
         defs.exchanges.push(ExchangeDef {
             name: x.name.clone(),
-            kind: x.kind.as_str().to_string(),
+            kind: x.type_name().to_string(),
             auto_delete: x.auto_delete,
             internal: x.internal,
             arguments: x.arguments.clone(),
@@ -341,11 +350,13 @@ impl VHost {
     pub fn restore(&self, defs: &VHostDefinitions) -> std::io::Result<()> {
         let mut t = self.write();
         for x in &defs.exchanges {
-            if let Some(kind) = ExchangeKind::parse(&x.kind) {
-                t.exchanges.insert(
-                    x.name.clone(),
-                    Exchange::new(&x.name, kind, true, x.auto_delete, x.internal, x.arguments.clone()),
-                );
+            match self.make_exchange(&x.name, &x.kind, true, x.auto_delete, x.internal, &x.arguments) {
+                Ok(ex) => {
+                    t.exchanges.insert(x.name.clone(), ex);
+                }
+                Err(e) => {
+                    tracing::error!(vhost = %self.name, exchange = %x.name, error = %e, "cannot restore exchange")
+                }
             }
         }
         for q in &defs.queues {
@@ -471,12 +482,12 @@ impl VHost {
                 Err(self.no_exchange(d.name))
             };
         }
-        let Some(kind) = ExchangeKind::parse(d.kind) else {
+        if ExchangeKind::parse(d.kind).is_none() && d.kind != DELAYED_TYPE {
             return Err(AmqpError::command_invalid(format!(
                 "unknown exchange type '{}'",
                 d.kind
             )));
-        };
+        }
         if d.name.is_empty() {
             return Err(AmqpError::access_refused(
                 "operation not permitted on the default exchange",
@@ -491,7 +502,7 @@ impl VHost {
         let mut t = self.write();
         if let Some(x) = t.exchanges.get(d.name) {
             let checks = [
-                ("type", x.kind.as_str().to_string(), kind.as_str().to_string()),
+                ("type", x.type_name().to_string(), d.kind.to_string()),
                 ("durable", x.durable.to_string(), d.durable.to_string()),
                 ("auto_delete", x.auto_delete.to_string(), d.auto_delete.to_string()),
                 ("internal", x.internal.to_string(), d.internal.to_string()),
@@ -515,11 +526,115 @@ impl VHost {
             }
             return Ok(());
         }
-        t.exchanges.insert(
-            d.name.to_string(),
-            Exchange::new(d.name, kind, d.durable, d.auto_delete, d.internal, d.arguments.clone()),
-        );
+        let x = self.make_exchange(d.name, d.kind, d.durable, d.auto_delete, d.internal, d.arguments)?;
+        t.exchanges.insert(d.name.to_string(), x);
         Ok(())
+    }
+
+    /// Builds an exchange of a declared type; an `x-delayed-message` exchange routes by its `x-delayed-type` and,
+    /// when durable, keeps held persistent messages on disk.
+    fn make_exchange(
+        &self,
+        name: &str,
+        kind: &str,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: &FieldTable,
+    ) -> AmqpResult<Exchange> {
+        if kind != DELAYED_TYPE {
+            let Some(k) = ExchangeKind::parse(kind) else {
+                return Err(AmqpError::command_invalid(format!("unknown exchange type '{kind}'")));
+            };
+            return Ok(Exchange::new(
+                name,
+                k,
+                durable,
+                auto_delete,
+                internal,
+                arguments.clone(),
+            ));
+        }
+        let Some(inner) = args::get_str(arguments, "x-delayed-type").and_then(ExchangeKind::parse) else {
+            return Err(AmqpError::precondition(
+                "Invalid argument, 'x-delayed-type' must be an existing exchange type",
+            ));
+        };
+        let mut x = Exchange::new(name, inner, durable, auto_delete, internal, arguments.clone());
+        let held = match &self.durability {
+            Some(d) if durable => {
+                let dir = d
+                    .store
+                    .root
+                    .join("delayed")
+                    .join(hex(self.name.as_bytes()))
+                    .join(hex(name.as_bytes()));
+                DelayedMessages::open(&dir, d.store.budget.clone()).map_err(|e| {
+                    AmqpError::new(
+                        crate::amqp::error::INTERNAL_ERROR,
+                        format!("cannot open delayed messages: {e}"),
+                    )
+                })?
+            }
+            _ => DelayedMessages::default(),
+        };
+        x.delayed = Some(std::sync::Mutex::new(held));
+        Ok(x)
+    }
+
+    /// Routes the held messages of delayed exchanges whose delay has passed (called by the sweeper).
+    pub fn release_delayed(&self) {
+        let now = crate::store::now_ms();
+        let mut due: Vec<(
+            String,
+            Vec<(Arc<crate::message::Message>, Option<crate::store::queue_log::Loc>)>,
+        )> = Vec::new();
+        {
+            let t = self.read();
+            for x in t.exchanges.values() {
+                if let Some(d) = &x.delayed {
+                    let mut d = d.lock().unwrap_or_else(|e| e.into_inner());
+                    if !d.is_empty() {
+                        let ready = d.take_due(now);
+                        if !ready.is_empty() {
+                            due.push((x.name.clone(), ready));
+                        }
+                    }
+                }
+            }
+        }
+        for (exchange, messages) in due {
+            let mut locs = Vec::new();
+            let mut queues = Vec::new();
+            for (m, loc) in messages {
+                queues.clear();
+                let headers = m.properties().headers().clone();
+                {
+                    let t = self.read();
+                    if let Some(x) = t.exchanges.get(&exchange) {
+                        let mut visited = Vec::new();
+                        route_from(
+                            &t,
+                            x,
+                            m.routing_key.as_str(),
+                            headers.as_ref(),
+                            &mut visited,
+                            &mut queues,
+                        );
+                    }
+                }
+                queues.sort_by_key(|q| Arc::as_ptr(q) as usize);
+                queues.dedup_by(|a, b| Arc::ptr_eq(a, b));
+                for q in &queues {
+                    q.publish(m.clone());
+                }
+                locs.extend(loc);
+            }
+            let t = self.read();
+            if let Some(d) = t.exchanges.get(&exchange).and_then(|x| x.delayed.as_ref()) {
+                d.lock().unwrap_or_else(|e| e.into_inner()).released(locs);
+            }
+        }
     }
 
     /// exchange.delete.
@@ -544,7 +659,9 @@ impl VHost {
                 self.name
             )));
         }
-        t.exchanges.remove(name);
+        if let Some(d) = t.exchanges.remove(name).and_then(|x| x.delayed) {
+            d.lock().unwrap_or_else(|e| e.into_inner()).destroy();
+        }
         remove_bindings_to(&mut t, &Destination::Exchange(name.to_string()));
         Ok(())
     }
@@ -637,6 +754,21 @@ impl VHost {
                 }
             }
         }
+        if let (Some(held), Some(m)) = (&x.delayed, message) {
+            if let Some(delay) = crate::routing::delayed::delay_of(m) {
+                let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
+                return match held.hold(Arc::new(m.clone_shallow()), delay) {
+                    Ok(()) => Ok(Routed {
+                        cacheable: false,
+                        duplicate: true,
+                    }),
+                    Err(e) => Err(AmqpError::new(
+                        crate::amqp::error::INTERNAL_ERROR,
+                        format!("cannot hold a delayed message: {e}"),
+                    )),
+                };
+            }
+        }
         let mut visited: Vec<&str> = Vec::new();
         route_from(&t, x, routing_key, headers, &mut visited, out);
         if out.len() > 1 {
@@ -644,6 +776,7 @@ impl VHost {
             out.dedup_by(|a, b| Arc::ptr_eq(a, b));
         }
         let cacheable = x.dedup.is_none()
+            && x.delayed.is_none()
             && visited
                 .iter()
                 .all(|n| t.exchanges.get(*n).is_none_or(|x| x.kind != ExchangeKind::Headers));

@@ -5,6 +5,7 @@
 //! following exchange-to-exchange bindings and alternate exchanges, is the vhost topology's job
 //! (`crate::vhost::Topology::route`).
 
+pub mod delayed;
 mod direct;
 mod fanout;
 pub mod headers;
@@ -70,6 +71,9 @@ impl ExchangeKind {
     }
 }
 
+/// The delayed-message exchange type's name.
+pub const DELAYED_TYPE: &str = "x-delayed-message";
+
 /// What every exchange type does with its bindings.
 pub trait Router: Send + Sync {
     /// Adds a binding; false when an identical one exists.
@@ -96,6 +100,8 @@ pub struct Exchange {
     pub router: Box<dyn Router>,
     /// `x-message-deduplication` on the exchange: duplicates are dropped before routing.
     pub dedup: Option<std::sync::Mutex<crate::queue::dedup::DedupCache>>,
+    /// An `x-delayed-message` exchange holds messages with `x-delay`; `kind` is then its `x-delayed-type`.
+    pub delayed: Option<std::sync::Mutex<delayed::DelayedMessages>>,
 }
 
 impl Exchange {
@@ -124,6 +130,16 @@ impl Exchange {
             arguments,
             router,
             dedup,
+            delayed: None,
+        }
+    }
+
+    /// The type as declared: `x-delayed-message` for delayed exchanges.
+    pub fn type_name(&self) -> &'static str {
+        if self.delayed.is_some() {
+            DELAYED_TYPE
+        } else {
+            self.kind.as_str()
         }
     }
 

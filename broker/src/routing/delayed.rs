@@ -1,0 +1,116 @@
+//! The `x-delayed-message` exchange type (as RabbitMQ's delayed-message plugin does it): a message published with
+//! an `x-delay` header (milliseconds) is held by the exchange and routed, by the type named in the exchange's
+//! `x-delayed-type` argument, once the delay has passed. The broker's sweeper releases due messages (every 100 ms).
+//!
+//! A durable exchange writes held persistent messages to a message log of its own
+//! (`<data-dir>/delayed/<vhost hex>/<exchange hex>/`), so they survive a restart and are released on time after it;
+//! a released message's record is acked once it has been routed.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use amq_protocol::protocol::basic::parse_properties;
+use bytes::Bytes;
+
+use crate::args;
+use crate::message::Message;
+use crate::store::queue_log::{Loc, QueueLog};
+use crate::store::{now_ms, DiskBudget};
+
+/// The `x-delay` of a message, when positive.
+pub fn delay_of(message: &Message) -> Option<u64> {
+    let props = message.properties();
+    let d = args::get_i64(props.headers().as_ref()?, "x-delay")?;
+    u64::try_from(d).ok().filter(|d| *d > 0)
+}
+
+#[derive(Default)]
+pub struct DelayedMessages {
+    /// (due unix ms, seq) -> the message and, for a held persistent message on a durable exchange, its record.
+    pending: BTreeMap<(u64, u64), (Arc<Message>, Option<Loc>)>,
+    log: Option<QueueLog>,
+    next_seq: u64,
+}
+
+impl DelayedMessages {
+    /// Held messages of a durable exchange, recovered from `dir`.
+    pub fn open(dir: &Path, budget: DiskBudget) -> io::Result<Self> {
+        let mut live = Vec::new();
+        let (log, rec) = QueueLog::open(dir, budget, |_| Some(0), |r, _| live.push(r.loc))?;
+        let mut d = DelayedMessages {
+            pending: BTreeMap::new(),
+            log: None,
+            next_seq: rec.max_seq,
+        };
+        for loc in live {
+            let Ok(r) = log.read(loc) else { continue };
+            let props = parse_properties(&r.properties[..]).map(|(_, p)| p).unwrap_or_default();
+            let m = Message::new(
+                String::from_utf8_lossy(&r.exchange).into_owned().into(),
+                String::from_utf8_lossy(&r.routing_key).into_owned().into(),
+                &props,
+                Bytes::copy_from_slice(&r.properties),
+                r.body.clone(),
+            );
+            let due = r.enqueued_ms.saturating_add(delay_of(&m).unwrap_or(0));
+            d.pending.insert((due, r.seq), (Arc::new(m), Some(loc)));
+        }
+        d.log = Some(log);
+        Ok(d)
+    }
+
+    /// Holds a message until `delay_ms` from now.
+    pub fn hold(&mut self, message: Arc<Message>, delay_ms: u64) -> io::Result<()> {
+        self.next_seq += 1;
+        let now = now_ms();
+        let loc = match (&mut self.log, message.persistent) {
+            (Some(log), true) => Some(log.append(
+                self.next_seq,
+                now,
+                message.exchange.as_str().as_bytes(),
+                message.routing_key.as_str().as_bytes(),
+                &message.raw_properties,
+                &message.body,
+            )?),
+            _ => None,
+        };
+        self.pending
+            .insert((now.saturating_add(delay_ms), self.next_seq), (message, loc));
+        Ok(())
+    }
+
+    /// Takes the messages whose delay has passed, in due order.
+    pub fn take_due(&mut self, now: u64) -> Vec<(Arc<Message>, Option<Loc>)> {
+        let later = self.pending.split_off(&(now.saturating_add(1), 0));
+        let due = std::mem::replace(&mut self.pending, later);
+        due.into_values().collect()
+    }
+
+    /// Released messages were routed: their records are done with.
+    pub fn released(&mut self, locs: impl IntoIterator<Item = Loc>) {
+        if let Some(log) = &mut self.log {
+            for loc in locs {
+                log.ack(loc);
+            }
+            let _ = log.flush_acks();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// The exchange was deleted: its held messages go too.
+    pub fn destroy(&mut self) {
+        self.pending.clear();
+        if let Some(log) = self.log.take() {
+            log.destroy();
+        }
+    }
+}
