@@ -585,10 +585,7 @@ impl VHost {
     /// Routes the held messages of delayed exchanges whose delay has passed (called by the sweeper).
     pub fn release_delayed(&self) {
         let now = crate::store::now_ms();
-        let mut due: Vec<(
-            String,
-            Vec<(Arc<crate::message::Message>, Option<crate::store::queue_log::Loc>)>,
-        )> = Vec::new();
+        let mut due: Vec<(String, Vec<crate::routing::delayed::Released>)> = Vec::new();
         {
             let t = self.read();
             for x in t.exchanges.values() {

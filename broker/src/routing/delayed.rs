@@ -26,6 +26,9 @@ pub fn delay_of(message: &Message) -> Option<u64> {
     u64::try_from(d).ok().filter(|d| *d > 0)
 }
 
+/// A released message and, when it was kept on disk, its record.
+pub type Released = (Arc<Message>, Option<Loc>);
+
 #[derive(Default)]
 pub struct DelayedMessages {
     /// (due unix ms, seq) -> the message and, for a held persistent message on a durable exchange, its record.
@@ -82,7 +85,7 @@ impl DelayedMessages {
     }
 
     /// Takes the messages whose delay has passed, in due order.
-    pub fn take_due(&mut self, now: u64) -> Vec<(Arc<Message>, Option<Loc>)> {
+    pub fn take_due(&mut self, now: u64) -> Vec<Released> {
         let later = self.pending.split_off(&(now.saturating_add(1), 0));
         let due = std::mem::replace(&mut self.pending, later);
         due.into_values().collect()
