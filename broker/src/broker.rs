@@ -60,7 +60,10 @@ impl Broker {
         names.dedup();
         let mut vhosts = HashMap::new();
         for name in names {
-            let vhost = Arc::new_cyclic(|me| VHost::with_durability(&name, Some(durability.clone()), me.clone()));
+            let policies: Vec<_> = config.policies.iter().filter(|p| p.vhost == name).cloned().collect();
+            let vhost = Arc::new_cyclic(|me| {
+                VHost::with_durability(&name, Some(durability.clone()), me.clone()).with_policies(policies)
+            });
             if let Some(defs) = saved.vhosts.get(&name) {
                 vhost.restore(defs).map_err(|source| StoreError::Definitions {
                     path: store.root.clone(),

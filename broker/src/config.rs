@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::policy::{Policy, PolicyConfig};
 use crate::store::FsyncMode;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5672";
@@ -72,6 +73,9 @@ pub struct FileConfig {
     pub loopback_users: Option<Vec<String>>,
     /// Heartbeat offered to clients, in seconds [default: 60].
     pub heartbeat: Option<u16>,
+    /// Queue policies (see docs/queues.md).
+    #[serde(default)]
+    pub policies: Vec<PolicyConfig>,
 }
 
 /// The resolved configuration the broker runs with.
@@ -88,6 +92,7 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     pub loopback_users: Vec<String>,
     pub heartbeat: u16,
+    pub policies: Vec<Policy>,
     pub frame_max: u32,
     pub channel_max: u16,
 }
@@ -102,6 +107,8 @@ pub enum ConfigError {
     Addr(#[from] std::net::AddrParseError),
     #[error("user '{0}' needs exactly one of password or password_hash")]
     UserPassword(String),
+    #[error("invalid policy: {0}")]
+    Policy(String),
 }
 
 impl Default for Config {
@@ -116,6 +123,7 @@ impl Default for Config {
             users: Vec::new(),
             loopback_users: vec!["guest".to_string()],
             heartbeat: 60,
+            policies: Vec::new(),
             frame_max: 131_072,
             channel_max: 2047,
         }
@@ -151,6 +159,12 @@ impl Config {
         if let Some(h) = file.heartbeat {
             c.heartbeat = h;
         }
+        c.policies = file
+            .policies
+            .iter()
+            .map(Policy::from_config)
+            .collect::<Result<_, _>>()
+            .map_err(ConfigError::Policy)?;
         Ok(c)
     }
 

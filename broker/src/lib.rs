@@ -10,6 +10,7 @@ pub mod broker;
 pub mod config;
 pub mod message;
 pub mod outbox;
+pub mod policy;
 pub mod queue;
 pub mod routing;
 pub mod server;

@@ -48,6 +48,8 @@ pub struct VHost {
     durability: Option<Durability>,
     /// Ourselves, handed to queues so they can route dead letters.
     me: std::sync::Weak<VHost>,
+    /// Operator policies for this vhost's queues.
+    policies: Vec<crate::policy::Policy>,
 }
 
 /// The durable side of a vhost.
@@ -200,7 +202,14 @@ impl VHost {
             generation: AtomicU64::new(1),
             durability,
             me,
+            policies: Vec::new(),
         }
+    }
+
+    /// Sets the policies (at start, before queues are restored or declared).
+    pub fn with_policies(mut self, policies: Vec<crate::policy::Policy>) -> Self {
+        self.policies = policies;
+        self
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Topology> {
@@ -298,6 +307,7 @@ impl VHost {
             exclusive_owner: d.exclusive.then_some(d.connection_id),
             auto_delete: d.auto_delete,
             arguments: d.arguments.clone(),
+            policy: None,
         };
         let q = self.make_queue(spec).map_err(|e| {
             AmqpError::new(
@@ -314,7 +324,10 @@ impl VHost {
 
     /// Builds a queue: durable (and not auto-delete) queues get a disk-backed store, recovering what their
     /// directory holds; the rest live in memory.
-    fn make_queue(&self, spec: QueueSpec) -> std::io::Result<Arc<Queue>> {
+    fn make_queue(&self, mut spec: QueueSpec) -> std::io::Result<Arc<Queue>> {
+        spec.policy = crate::policy::select(&self.policies, &self.name, &spec.name)
+            .cloned()
+            .map(Arc::new);
         let persists = spec.durable && !spec.auto_delete && spec.exclusive_owner.is_none();
         match &self.durability {
             Some(d) if persists => {
@@ -367,6 +380,7 @@ impl VHost {
                 exclusive_owner: None,
                 auto_delete: false,
                 arguments: q.arguments.clone(),
+                policy: None,
             };
             let queue = self.make_queue(spec)?;
             t.queues.insert(q.name.clone(), queue);

@@ -156,6 +156,7 @@ mod tests {
                 exclusive_owner: None,
                 auto_delete: false,
                 arguments: Default::default(),
+                policy: None,
             },
             std::sync::Weak::new(),
         )

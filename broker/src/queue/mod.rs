@@ -51,6 +51,15 @@ pub struct QueueSpec {
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    /// The operator policy that applies, if any.
+    pub policy: Option<Arc<crate::policy::Policy>>,
+}
+
+impl QueueSpec {
+    /// The arguments with the policy applied (RabbitMQ's precedence).
+    pub fn effective_arguments(&self) -> FieldTable {
+        crate::policy::effective_arguments(&self.arguments, self.policy.as_deref())
+    }
 }
 
 /// How a durable queue makes persistent messages durable before they are confirmed.
@@ -135,7 +144,7 @@ impl Queue {
             deliveries: Vec::new(),
         };
         Arc::new_cyclic(|me| Queue {
-            limits: QueueLimits::from_arguments(&spec.arguments),
+            limits: QueueLimits::from_arguments(&spec.effective_arguments()),
             spec,
             vhost,
             last_used: AtomicU64::new(now_ms()),

@@ -1,0 +1,181 @@
+//! Operator policies: queue settings applied by queue-name pattern without redeclaring queues, as in RabbitMQ.
+//!
+//! Policies come from the config file (`[[policies]]`); the admin API will manage them later. Of the policies whose
+//! vhost and pattern match a queue, the one with the highest priority applies. Against the queue's own arguments
+//! RabbitMQ's precedence holds: for `max-length`, `max-length-bytes`, `message-ttl`, `expires` and `delivery-limit`
+//! the lower value wins; for `overflow`, `dead-letter-exchange` and `dead-letter-routing-key` the argument wins.
+
+use amq_protocol::types::{AMQPValue, FieldTable, LongString};
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::args;
+
+/// The keys a policy may set, and the queue argument each stands for.
+const KEYS: &[(&str, &str)] = &[
+    ("max-length", "x-max-length"),
+    ("max-length-bytes", "x-max-length-bytes"),
+    ("overflow", "x-overflow"),
+    ("message-ttl", "x-message-ttl"),
+    ("expires", "x-expires"),
+    ("dead-letter-exchange", "x-dead-letter-exchange"),
+    ("dead-letter-routing-key", "x-dead-letter-routing-key"),
+    ("delivery-limit", "x-delivery-limit"),
+];
+
+/// Where the lower of policy and argument applies.
+const LOWER_WINS: &[&str] = &[
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-message-ttl",
+    "x-expires",
+    "x-delivery-limit",
+];
+
+/// A policy as written in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub name: String,
+    #[serde(default = "default_vhost")]
+    pub vhost: String,
+    /// A regular expression matched against queue names.
+    pub pattern: String,
+    /// `queues` (the default) or `all`.
+    #[serde(default = "default_apply_to", rename = "apply-to", alias = "apply_to")]
+    pub apply_to: String,
+    #[serde(default)]
+    pub priority: i64,
+    pub definition: toml::Table,
+}
+
+fn default_vhost() -> String {
+    "/".to_string()
+}
+fn default_apply_to() -> String {
+    "queues".to_string()
+}
+
+/// A checked policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub vhost: String,
+    pub pattern: Regex,
+    pub priority: i64,
+    /// The definition as queue arguments (`x-max-length`, ...).
+    pub arguments: FieldTable,
+}
+
+impl Policy {
+    pub fn from_config(c: &PolicyConfig) -> Result<Self, String> {
+        let pattern = Regex::new(&c.pattern).map_err(|e| format!("policy '{}': invalid pattern: {e}", c.name))?;
+        if !matches!(c.apply_to.as_str(), "queues" | "all") {
+            return Err(format!("policy '{}': apply-to must be 'queues' or 'all'", c.name));
+        }
+        let mut arguments = FieldTable::default();
+        for (k, v) in &c.definition {
+            let Some((_, arg)) = KEYS.iter().find(|(key, _)| key == k) else {
+                let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+                return Err(format!(
+                    "policy '{}': unknown key '{k}' (known: {})",
+                    c.name,
+                    known.join(", ")
+                ));
+            };
+            let value = match v {
+                toml::Value::Integer(n) if *n >= 0 => AMQPValue::LongLongInt(*n),
+                toml::Value::String(s) => AMQPValue::LongString(LongString::from(s.as_str())),
+                other => return Err(format!("policy '{}': invalid value for '{k}': {other}", c.name)),
+            };
+            arguments.insert((*arg).into(), value);
+        }
+        Ok(Policy {
+            name: c.name.clone(),
+            vhost: c.vhost.clone(),
+            pattern,
+            priority: c.priority,
+            arguments,
+        })
+    }
+
+    pub fn matches(&self, vhost: &str, queue: &str) -> bool {
+        self.vhost == vhost && self.pattern.is_match(queue)
+    }
+}
+
+/// The policy that applies to a queue: the highest priority among those that match.
+pub fn select<'a>(policies: &'a [Policy], vhost: &str, queue: &str) -> Option<&'a Policy> {
+    policies
+        .iter()
+        .filter(|p| p.matches(vhost, queue))
+        .max_by_key(|p| p.priority)
+}
+
+/// A queue's arguments with a policy applied, by RabbitMQ's precedence.
+pub fn effective_arguments(arguments: &FieldTable, policy: Option<&Policy>) -> FieldTable {
+    let mut out = arguments.clone();
+    let Some(p) = policy else { return out };
+    for (k, v) in p.arguments.inner() {
+        let key = k.as_str();
+        match arguments.inner().get(key) {
+            None => {
+                out.insert(k.clone(), v.clone());
+            }
+            Some(arg) if LOWER_WINS.contains(&key) => {
+                if let (Some(a), Some(b)) = (args::as_i64(arg), args::as_i64(v)) {
+                    out.insert(k.clone(), AMQPValue::LongLongInt(a.min(b)));
+                }
+            }
+            Some(_) => {} // the argument wins
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(def: &str, priority: i64) -> Policy {
+        let c: PolicyConfig = toml::from_str(&format!(
+            "name = \"p{priority}\"\npattern = \"^orders\\\\.\"\npriority = {priority}\n[definition]\n{def}"
+        ))
+        .expect("parses");
+        Policy::from_config(&c).expect("valid")
+    }
+
+    #[test]
+    fn precedence_follows_rabbitmq() {
+        let p = policy(
+            "max-length = 10\ndead-letter-exchange = \"pol-dlx\"\nmessage-ttl = 5000",
+            0,
+        );
+        let mut a = FieldTable::default();
+        a.insert("x-max-length".into(), AMQPValue::LongInt(100));
+        a.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("arg-dlx".into()));
+        let e = effective_arguments(&a, Some(&p));
+        assert_eq!(args::get_i64(&e, "x-max-length"), Some(10), "lower wins");
+        assert_eq!(
+            args::get_str(&e, "x-dead-letter-exchange"),
+            Some("arg-dlx"),
+            "argument wins"
+        );
+        assert_eq!(args::get_i64(&e, "x-message-ttl"), Some(5000), "policy fills in");
+    }
+
+    #[test]
+    fn highest_priority_match_and_bad_policies() {
+        let ps = vec![policy("max-length = 1", 1), policy("max-length = 2", 5)];
+        assert_eq!(select(&ps, "/", "orders.eu").map(|p| p.priority), Some(5));
+        assert!(select(&ps, "/", "billing").is_none());
+        assert!(select(&ps, "other", "orders.eu").is_none());
+        let bad: PolicyConfig =
+            toml::from_str("name = \"x\"\npattern = \"(\"\n[definition]\nmax-length = 1").expect("toml");
+        assert!(Policy::from_config(&bad).is_err());
+        let bad: PolicyConfig = toml::from_str("name = \"x\"\npattern = \"a\"\n[definition]\nspeed = 1").expect("toml");
+        assert!(Policy::from_config(&bad)
+            .expect_err("unknown key")
+            .contains("unknown key"));
+    }
+}
