@@ -176,6 +176,8 @@ pub struct Channel {
     /// Confirm mode: publish sequence numbers and the confirms still to send.
     confirm: Option<Confirms>,
     pub tx: Option<TxState>,
+    /// tx.commit-ok waits for this group-commit round (the commit wrote persistent messages).
+    commit_ok_after: Option<u64>,
     pub unacked: Unacked,
     pub next_tag: u64,
     pub consumers: HashMap<Arc<str>, ChannelConsumer>,
@@ -210,6 +212,7 @@ impl Channel {
             content: Content::Idle,
             confirm: None,
             tx: None,
+            commit_ok_after: None,
             unacked: Unacked::default(),
             next_tag: 1,
             consumers: HashMap::new(),
@@ -524,14 +527,28 @@ impl Channel {
 
     /// Whether some confirm waits for a group-commit round.
     pub fn awaits_sync(&self) -> bool {
-        self.confirm
-            .as_ref()
-            .is_some_and(|c| c.pending.iter().any(|p| p.ticket > 0))
+        self.commit_ok_after.is_some()
+            || self
+                .confirm
+                .as_ref()
+                .is_some_and(|c| c.pending.iter().any(|p| p.ticket > 0))
     }
 
     /// Sends the confirms that are ready, in order: runs of acks as one cumulative `basic.ack`, nacks (storage
     /// failures) one by one. A confirm waiting for its sync round holds back every later one.
     pub fn flush_confirms(&mut self, out: &mut BytesMut, sync: Option<&SyncProgress>) {
+        if let Some(ticket) = self.commit_ok_after {
+            if let Some(ok) = sync.and_then(|s| s.outcome(ticket)) {
+                if !ok {
+                    tracing::error!(
+                        channel = self.id,
+                        "a committed transaction's messages could not be synced to disk"
+                    );
+                }
+                self.commit_ok_after = None;
+                encode_method(out, self.id, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
+            }
+        }
         let Some(c) = &mut self.confirm else { return };
         let mut acked_run: Option<(u64, u64)> = None; // (first, last)
         let flush_run = |out: &mut BytesMut, run: &mut Option<(u64, u64)>, channel: u16| {
@@ -591,8 +608,9 @@ impl Channel {
                     return Err(AmqpError::precondition("channel is not transactional"));
                 };
                 self.tx = Some(TxState::default());
+                let mut ticket = 0;
                 for (p, message) in tx.publishes {
-                    self.route_and_enqueue(
+                    let outcome = self.route_and_enqueue(
                         ctx,
                         &p.exchange,
                         &p.routing_key,
@@ -600,6 +618,7 @@ impl Channel {
                         p.headers.as_ref(),
                         message,
                     )?;
+                    ticket = ticket.max(outcome.ticket);
                 }
                 for a in tx.acks {
                     match a {
@@ -607,7 +626,12 @@ impl Channel {
                         TxAck::Reject { pending, requeue } => self.reject_pending(ctx, pending, requeue),
                     }
                 }
-                ctx.send(self.id, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
+                if ticket > 0 {
+                    // Persistent messages were committed: commit-ok waits for their group commit.
+                    self.commit_ok_after = Some(ticket);
+                } else {
+                    ctx.send(self.id, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
+                }
                 Ok(())
             }
             tx::AMQPMethod::Rollback(_) => {
