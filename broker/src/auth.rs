@@ -120,6 +120,19 @@ impl Users {
         self.users.get(name)
     }
 
+    /// Checks a user's password (the admin API's basic auth); returns the user's tags.
+    pub fn check(&self, name: &str, password: &str) -> Option<&[String]> {
+        let u = self.users.get(name)?;
+        verify_password(&u.password_hash, password).then_some(u.tags.as_slice())
+    }
+
+    /// Every user, by name.
+    pub fn list(&self) -> Vec<&User> {
+        let mut v: Vec<&User> = self.users.values().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
     /// Checks a connection.start-ok response; returns the user name.
     pub fn login(&self, mechanism: &str, response: &[u8], peer: IpAddr) -> Result<String, AuthError> {
         let (user, pass) = match mechanism {

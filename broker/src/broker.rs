@@ -31,6 +31,8 @@ pub struct Broker {
     pub users: Users,
     vhosts: HashMap<String, Arc<VHost>>,
     next_connection_id: AtomicU64,
+    /// Open client connections.
+    pub connections: AtomicU64,
     reply_to: Mutex<HashMap<String, ReplyTarget>>,
     pub started: Instant,
 }
@@ -89,6 +91,7 @@ impl Broker {
             store,
             vhosts,
             next_connection_id: AtomicU64::new(1),
+            connections: AtomicU64::new(0),
             reply_to: Mutex::new(HashMap::new()),
             started,
         }))

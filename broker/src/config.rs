@@ -26,6 +26,9 @@ pub struct Cli {
     /// AMQP listen address [default: 127.0.0.1:5672]
     #[arg(long, env = "WARREN_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Admin HTTP API listen address [default: 127.0.0.1:15672]
+    #[arg(long, env = "WARREN_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
     /// Data directory, created if missing [default: ./warren-data]
     #[arg(long, env = "WARREN_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -60,6 +63,7 @@ pub struct UserConfig {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub log: Option<String>,
     pub threads: Option<usize>,
@@ -82,6 +86,8 @@ pub struct FileConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The admin HTTP API.
+    pub admin_listen: SocketAddr,
     pub data_dir: PathBuf,
     pub log: String,
     /// Runtime worker threads (0 = one per core, 1 = single-threaded runtime).
@@ -115,6 +121,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: ([127, 0, 0, 1], 5672).into(),
+            admin_listen: ([127, 0, 0, 1], 15672).into(),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             log: "info".to_string(),
             threads: 0,
@@ -142,6 +149,7 @@ impl Config {
             Some(a) => a,
             None => DEFAULT_LISTEN.parse()?,
         };
+        c.admin_listen = cli.admin_listen.or(file.admin_listen).unwrap_or(c.admin_listen);
         c.data_dir = cli.data_dir.or(file.data_dir).unwrap_or(c.data_dir);
         c.log = cli.log.or(file.log).unwrap_or(c.log);
         c.threads = cli.threads.or(file.threads).unwrap_or(c.threads);

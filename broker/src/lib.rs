@@ -3,6 +3,7 @@
 //! The binary (`main.rs`) only parses configuration and calls [`run`]; tests and benchmarks call [`run`] on a
 //! listener bound to port 0. See `ARCHITECTURE.md` for the path of a message through these modules.
 
+pub mod admin;
 pub mod amqp;
 pub mod args;
 pub mod auth;
@@ -55,10 +56,13 @@ pub fn launch(config: Config) -> Result<(), RunError> {
         let listener = TcpListener::bind(broker.config.listen).await.map_err(|e| {
             std::io::Error::new(e.kind(), format!("cannot listen on {} (is another broker running?): {e}", broker.config.listen))
         })?;
+        let admin = TcpListener::bind(broker.config.admin_listen).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {} for the admin API: {e}", broker.config.admin_listen))
+        })?;
         tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %broker.config.data_dir.display(), "starting Warren");
         let shutdown = CancellationToken::new();
         tokio::spawn(signal_shutdown(shutdown.clone()));
-        serve(listener, broker, shutdown).await?;
+        serve_all(listener, Some(admin), broker, shutdown).await?;
         tracing::info!("Warren stopped");
         Ok(())
     })
@@ -83,7 +87,26 @@ async fn signal_shutdown(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-/// Serves an already-built broker (tests keep a handle on it).
+/// Serves an already-built broker's AMQP listener (tests keep a handle on the broker).
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) -> Result<(), RunError> {
     Ok(server::run(listener, broker, shutdown).await?)
+}
+
+/// Serves AMQP and, when given, the admin API, until `shutdown` is cancelled.
+pub async fn serve_all(
+    amqp: TcpListener,
+    admin: Option<TcpListener>,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, broker.clone(), shutdown.clone())));
+    let result = server::run(amqp, broker, shutdown).await;
+    if let Some(t) = admin_task {
+        match t.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "admin API failed"),
+            Err(e) => tracing::error!(error = %e, "admin API task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    Ok(result?)
 }

@@ -806,6 +806,23 @@ impl VHost {
             .collect()
     }
 
+    /// Every exchange, for the admin API.
+    pub fn exchange_infos(&self) -> Vec<warren_shared::ExchangeInfo> {
+        self.read()
+            .exchanges
+            .values()
+            .map(|x| warren_shared::ExchangeInfo {
+                vhost: self.name.clone(),
+                name: x.name.clone(),
+                kind: x.type_name().to_string(),
+                durable: x.durable,
+                auto_delete: x.auto_delete,
+                internal: x.internal,
+                arguments: crate::admin::table_json(&x.arguments),
+            })
+            .collect()
+    }
+
     pub fn has_exchange(&self, name: &str) -> bool {
         name.is_empty() || self.read().exchanges.contains_key(name)
     }

@@ -11,7 +11,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_warren-broker");
 fn help_lists_the_stable_flags() {
     let out = Command::new(BIN).arg("--help").output().expect("run --help");
     let text = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--listen", "--data-dir", "--config", "--log"] {
+    for flag in [
+        "--listen",
+        "--admin-listen",
+        "--data-dir",
+        "--config",
+        "--log",
+        "--fsync",
+    ] {
         assert!(text.contains(flag), "--help mentions {flag}:\n{text}");
     }
 }
@@ -37,7 +44,14 @@ fn starts_creates_its_data_dir_and_exits_0_on_sigterm() {
         .expect("addr")
         .port();
     let mut child = Command::new(BIN)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--log", "warn"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--log",
+            "warn",
+        ])
         .arg("--data-dir")
         .arg(&data)
         .stdout(Stdio::null())

@@ -1,1 +1,141 @@
-pub fn x() {}
+//! The admin API contract shared by the broker (which serves it) and the console (which reads it): the JSON bodies
+//! of every endpoint. Field names are the wire names; changing one is a breaking change for both sides.
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /api/overview`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Overview {
+    pub product: String,
+    pub version: String,
+    pub uptime_ms: u64,
+    pub totals: Totals,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    pub connections: u64,
+    pub queues: u64,
+    pub consumers: u64,
+    pub messages_ready: u64,
+    pub messages_unacked: u64,
+    pub published: u64,
+    pub delivered: u64,
+    pub acked: u64,
+    pub dead_lettered: u64,
+    pub expired: u64,
+}
+
+/// One queue, in `GET /api/queues[/{vhost}[/{name}]]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueInfo {
+    pub vhost: String,
+    pub name: String,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: serde_json::Map<String, serde_json::Value>,
+    /// The name of the operator policy that applies, if any.
+    pub policy: Option<String>,
+    pub messages_ready: u64,
+    pub messages_unacked: u64,
+    pub messages: u64,
+    pub message_bytes: u64,
+    pub consumers: u64,
+    pub counters: QueueCounters,
+    /// Where this queue's dead letters go (exchange, routing key).
+    pub dead_letter_exchange: Option<String>,
+    pub dead_letter_routing_key: Option<String>,
+}
+
+/// Monotonic per-queue counters since the broker started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueCounters {
+    pub published: u64,
+    pub delivered: u64,
+    pub acked: u64,
+    pub redelivered: u64,
+    pub rejected: u64,
+    pub dead_lettered: u64,
+    pub expired: u64,
+    pub dropped: u64,
+}
+
+/// `GET /api/exchanges[/{vhost}]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExchangeInfo {
+    pub vhost: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `GET /api/bindings[/{vhost}]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BindingInfo {
+    pub vhost: String,
+    pub source: String,
+    pub destination: String,
+    /// "queue" or "exchange".
+    pub destination_type: String,
+    pub routing_key: String,
+    pub arguments: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `GET /api/vhosts`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VhostInfo {
+    pub name: String,
+}
+
+/// `GET /api/users` (never with password hashes).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub name: String,
+    pub tags: Vec<String>,
+}
+
+/// `POST /api/queues/{vhost}/{name}/peek` body.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeekRequest {
+    /// Skip this many messages from the head.
+    #[serde(default)]
+    pub from: u64,
+    /// At most this many (default 50, at most 1000).
+    pub count: Option<u64>,
+}
+
+/// One message seen by peek: nothing about it changes by being looked at.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeekedMessage {
+    /// The message's stable id within its queue.
+    pub id: u64,
+    pub exchange: String,
+    pub routing_key: String,
+    pub redelivered: bool,
+    pub priority: u8,
+    pub size: u64,
+    pub persistent: bool,
+    /// Properties and headers as JSON (x-death decoded into arrays of objects).
+    pub properties: serde_json::Map<String, serde_json::Value>,
+    /// "utf8" or "base64".
+    pub body_encoding: String,
+    pub body: String,
+}
+
+/// `DELETE /api/queues/{vhost}/{name}/contents`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PurgeResult {
+    pub purged: u64,
+}
+
+/// Every error: `{ "error": "...", "reason": "..." }`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+    pub reason: String,
+}

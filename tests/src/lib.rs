@@ -4,6 +4,7 @@
 //! starve or freeze it. `restart` stops it and starts a new one on the same data directory (and port).
 
 pub mod client;
+pub mod http;
 pub mod raw;
 
 use std::net::SocketAddr;
@@ -16,6 +17,8 @@ use warren_broker::{Broker, CancellationToken, Config};
 
 pub struct TestBroker {
     pub addr: SocketAddr,
+    /// The admin HTTP API.
+    pub admin_addr: SocketAddr,
     pub broker: Option<Arc<Broker>>,
     shutdown: CancellationToken,
     thread: Option<JoinHandle<()>>,
@@ -41,6 +44,7 @@ impl TestBroker {
         let data_dir = temp.path().to_path_buf();
         let mut b = TestBroker {
             addr: "127.0.0.1:0".parse().expect("addr"),
+            admin_addr: "127.0.0.1:0".parse().expect("addr"),
             broker: None,
             shutdown: CancellationToken::new(),
             thread: None,
@@ -72,6 +76,15 @@ impl TestBroker {
         std_listener.set_nonblocking(true).expect("nonblocking");
         self.addr = std_listener.local_addr().expect("local addr");
         config.listen = self.addr;
+        let admin_bind = if self.admin_addr.port() == 0 {
+            "127.0.0.1:0".to_string()
+        } else {
+            self.admin_addr.to_string()
+        };
+        let admin_listener = std::net::TcpListener::bind(admin_bind).expect("bind admin");
+        admin_listener.set_nonblocking(true).expect("nonblocking");
+        self.admin_addr = admin_listener.local_addr().expect("admin addr");
+        config.admin_listen = self.admin_addr;
         let broker = Broker::with_budget(config, self.budget.clone()).expect("open the data directory");
         self.broker = Some(broker.clone());
         self.shutdown = CancellationToken::new();
@@ -84,9 +97,17 @@ impl TestBroker {
                 .expect("runtime");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
-                warren_broker::serve(listener, broker, token).await.expect("broker run");
+                let admin = tokio::net::TcpListener::from_std(admin_listener).expect("admin listener");
+                warren_broker::serve_all(listener, Some(admin), broker, token)
+                    .await
+                    .expect("broker run");
             });
         }));
+    }
+
+    /// The admin API's base URL.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr)
     }
 
     pub fn url(&self) -> String {

@@ -36,7 +36,14 @@ impl Drop for BrokerProcess {
 
 fn spawn_broker(port: u16, data: &Path) -> BrokerProcess {
     let child = Command::new(env!("CARGO_BIN_EXE_warren-test-broker"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--log", "warn"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--log",
+            "warn",
+        ])
         .arg("--data-dir")
         .arg(data)
         .stdout(Stdio::null())

@@ -136,10 +136,16 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
         wrote_since_tick: false,
     };
     debug!(connection = id, %peer, "accepted");
+    conn.broker
+        .connections
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if let Err(e) = conn.run(stream, shutdown).await {
         debug!(connection = id, %peer, error = %e, "connection ended with an I/O error");
     }
     conn.cleanup();
+    conn.broker
+        .connections
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     debug!(connection = id, %peer, "closed");
 }
 

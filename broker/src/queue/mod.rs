@@ -62,6 +62,34 @@ impl QueueSpec {
     }
 }
 
+/// Per-queue counters for the admin API and Prometheus: relaxed atomics owned by this queue alone (no counter is
+/// shared across queues), bumped on paths that already hold the queue's lock or touch only this queue.
+#[derive(Debug, Default)]
+pub struct QueueStats {
+    pub published: AtomicU64,
+    pub delivered: AtomicU64,
+    pub acked: AtomicU64,
+    pub redelivered: AtomicU64,
+    pub rejected: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub expired: AtomicU64,
+    pub dropped: AtomicU64,
+    /// Delivered (with acks) and not yet settled.
+    pub unacked: AtomicU64,
+}
+
+impl QueueStats {
+    fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+    fn sub(c: &AtomicU64, n: u64) {
+        let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(n)));
+    }
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
 /// How a durable queue makes persistent messages durable before they are confirmed.
 #[derive(Clone)]
 pub struct SyncPolicy {
@@ -88,6 +116,7 @@ pub struct Queue {
     vhost: Weak<VHost>,
     /// Unix ms of the last use (consume, get, declare), for `x-expires`.
     last_used: AtomicU64,
+    pub stats: QueueStats,
     sync: Option<SyncPolicy>,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
@@ -148,6 +177,7 @@ impl Queue {
             spec,
             vhost,
             last_used: AtomicU64::new(now_ms()),
+            stats: QueueStats::default(),
             sync,
             state: Mutex::new(state),
             deleted: AtomicBool::new(false),
@@ -182,6 +212,10 @@ impl Queue {
         }
         let dlx = self.limits.dead_letter_exchange.is_some();
         st.expired += st.expired_buf.len() as u64;
+        QueueStats::add(&self.stats.expired, st.expired_buf.len() as u64);
+        if dlx {
+            QueueStats::add(&self.stats.dead_lettered, st.expired_buf.len() as u64);
+        }
         let QueueState {
             store,
             expired_buf,
@@ -200,7 +234,10 @@ impl Queue {
     fn drop_entry(&self, st: &mut QueueState, e: Entry, reason: Reason) {
         st.store.settle(&e);
         if self.limits.dead_letter_exchange.is_some() {
+            QueueStats::add(&self.stats.dead_lettered, 1);
             st.dead.push((e.message, reason));
+        } else {
+            QueueStats::add(&self.stats.dropped, 1);
         }
     }
 
@@ -311,6 +348,7 @@ impl Queue {
             ticket: 0,
             failed: false,
         };
+        QueueStats::add(&self.stats.published, 1);
         if let (Some(file), Some(sync)) = (pushed.sync, &self.sync) {
             match sync.mode {
                 FsyncMode::Batch => out.ticket = sync.syncer.mark_dirty(&file),
@@ -408,6 +446,10 @@ impl Queue {
         }
         // The store records the deliveries (for redelivered flags after a crash) before anyone can send them.
         st.store.flush();
+        if !st.deliveries.is_empty() {
+            QueueStats::add(&this.stats.delivered, st.deliveries.len() as u64);
+            QueueStats::add(&this.stats.unacked, st.deliveries.len() as u64);
+        }
         for (outbox, item) in st.deliveries.drain(..) {
             outbox.push(item);
         }
@@ -454,6 +496,8 @@ impl Queue {
             return;
         }
         for mut e in entries {
+            QueueStats::add(&self.stats.redelivered, 1);
+            QueueStats::sub(&self.stats.unacked, 1);
             if let Some(limit) = self.limits.delivery_limit {
                 e.delivery_count += 1;
                 if e.delivery_count > limit {
@@ -472,6 +516,8 @@ impl Queue {
     pub fn reject(&self, entries: impl IntoIterator<Item = Entry>) {
         let mut st = self.lock();
         for e in entries {
+            QueueStats::add(&self.stats.rejected, 1);
+            QueueStats::sub(&self.stats.unacked, 1);
             self.drop_entry(&mut st, e, Reason::Rejected);
         }
         st.store.flush();
@@ -502,10 +548,13 @@ impl Queue {
 
     /// Records that delivered messages are done with (acked, or rejected without requeue).
     pub fn settle<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>) {
-        let mut st = self.lock();
-        if !st.store.is_durable() {
+        let entries: Vec<&Entry> = entries.into_iter().collect();
+        QueueStats::add(&self.stats.acked, entries.len() as u64);
+        QueueStats::sub(&self.stats.unacked, entries.len() as u64);
+        if entries.iter().all(|e| e.loc.is_none()) {
             return;
         }
+        let mut st = self.lock();
         for e in entries {
             st.store.settle(e);
         }
@@ -523,7 +572,10 @@ impl Queue {
         st.store.flush();
         let remaining = st.store.len() as u32;
         self.finish(st);
-        Some((e?, remaining))
+        let e = e?;
+        QueueStats::add(&self.stats.delivered, 1);
+        QueueStats::add(&self.stats.unacked, 1);
+        Some((e, remaining))
     }
 
     pub fn purge(&self) -> u32 {
@@ -532,6 +584,18 @@ impl Queue {
 
     pub fn is_durable(&self) -> bool {
         self.lock().store.is_durable()
+    }
+
+    /// Ready messages and their body bytes.
+    pub fn depth(&self) -> (u64, u64) {
+        let st = self.lock();
+        (st.store.len() as u64, st.store.bytes() as u64)
+    }
+
+    /// Looks at ready messages without taking them: `count` messages after skipping `from`, in delivery order.
+    /// Nothing about them changes.
+    pub fn peek(&self, from: usize, count: usize) -> Vec<Entry> {
+        self.lock().store.peek(from, count)
     }
 
     pub fn message_count(&self) -> u32 {

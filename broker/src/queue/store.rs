@@ -210,6 +210,58 @@ impl MessageStore {
         self.levels[level].requeued.insert(entry.seq, entry);
     }
 
+    /// Ready messages in delivery order, without taking them (for the admin API's peek).
+    pub fn peek(&self, from: usize, count: usize) -> Vec<Entry> {
+        let mut out = Vec::new();
+        let mut skipped = 0;
+        for level in self.levels.iter().rev() {
+            let mut memory = level.memory.iter();
+            let requeued = level.requeued.values().cloned().map(Some);
+            let rest: Box<dyn Iterator<Item = Option<Entry>>> = if self.log.is_none() {
+                Box::new(level.memory.iter().cloned().map(Some))
+            } else {
+                Box::new(level.order.iter().map(|p| match *p {
+                    IN_MEMORY => memory.next().cloned(),
+                    packed => self.read_entry(packed),
+                }))
+            };
+            for e in requeued.chain(rest).flatten() {
+                if skipped < from {
+                    skipped += 1;
+                    continue;
+                }
+                if out.len() >= count {
+                    return out;
+                }
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    /// Reads a message from disk without changing anything.
+    fn read_entry(&self, packed: u64) -> Option<Entry> {
+        let log = self.log.as_ref()?;
+        let loc = Loc::unpack(packed);
+        let r = log.read(loc).ok()?;
+        let props = parse_properties(&r.properties[..]).map(|(_, p)| p).unwrap_or_default();
+        let message = Message::new(
+            String::from_utf8_lossy(&r.exchange).into_owned().into(),
+            String::from_utf8_lossy(&r.routing_key).into_owned().into(),
+            &props,
+            r.properties.clone(),
+            r.body.clone(),
+        );
+        Some(Entry {
+            seq: r.seq,
+            expires_at: self.deadline(&message, r.enqueued_ms),
+            message: Arc::new(message),
+            redelivered: self.delivered_before.contains(&r.seq),
+            loc: Some(loc),
+            delivery_count: 0,
+        })
+    }
+
     /// Reads a message back from disk into an entry.
     fn load(&mut self, packed: u64) -> Option<Entry> {
         let log = self.log.as_mut()?;

@@ -1,0 +1,78 @@
+//! `GET /metrics`: Prometheus text format, per-queue gauges and counters.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use crate::broker::Broker;
+use crate::queue::QueueStats;
+
+pub fn router() -> Router<Arc<Broker>> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
+    let mut out = String::new();
+    let gauges = [
+        "warren_queue_messages_ready",
+        "warren_queue_messages_unacked",
+        "warren_queue_consumers",
+    ];
+    let counters = [
+        "warren_queue_published_total",
+        "warren_queue_delivered_total",
+        "warren_queue_acked_total",
+        "warren_queue_redelivered_total",
+        "warren_queue_rejected_total",
+        "warren_queue_dead_lettered_total",
+        "warren_queue_expired_total",
+        "warren_queue_dropped_total",
+    ];
+    let mut rows: Vec<(String, [u64; 11])> = Vec::new();
+    for v in b.vhosts() {
+        for q in v.queues() {
+            let s = &q.stats;
+            let (ready, _) = q.depth();
+            let labels = format!("vhost=\"{}\",queue=\"{}\"", label(&v.name), label(q.name()));
+            rows.push((
+                labels,
+                [
+                    ready,
+                    QueueStats::get(&s.unacked),
+                    q.consumer_count() as u64,
+                    QueueStats::get(&s.published),
+                    QueueStats::get(&s.delivered),
+                    QueueStats::get(&s.acked),
+                    QueueStats::get(&s.redelivered),
+                    QueueStats::get(&s.rejected),
+                    QueueStats::get(&s.dead_lettered),
+                    QueueStats::get(&s.expired),
+                    QueueStats::get(&s.dropped),
+                ],
+            ));
+        }
+    }
+    for (i, name) in gauges.iter().chain(counters.iter()).enumerate() {
+        let kind = if i < gauges.len() { "gauge" } else { "counter" };
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, values) in &rows {
+            let _ = writeln!(out, "{name}{{{labels}}} {}", values[i]);
+        }
+    }
+    let _ = writeln!(out, "# TYPE warren_connections gauge");
+    let _ = writeln!(
+        out,
+        "warren_connections {}",
+        b.connections.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

@@ -1,0 +1,67 @@
+//! `GET /api/overview`, `/api/vhosts`, `/api/users`: the broker at a glance.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use warren_shared::{Overview, Totals, UserInfo, VhostInfo};
+
+use super::ApiResult;
+use crate::broker::Broker;
+use crate::queue::QueueStats;
+
+pub fn router() -> Router<Arc<Broker>> {
+    Router::new()
+        .route("/api/overview", get(overview))
+        .route("/api/vhosts", get(vhosts))
+        .route("/api/users", get(users))
+}
+
+async fn overview(State(b): State<Arc<Broker>>) -> ApiResult<Overview> {
+    let mut t = Totals {
+        connections: b.connections.load(Ordering::Relaxed),
+        ..Totals::default()
+    };
+    for v in b.vhosts() {
+        for q in v.queues() {
+            let (ready, _) = q.depth();
+            let s = &q.stats;
+            t.queues += 1;
+            t.consumers += q.consumer_count() as u64;
+            t.messages_ready += ready;
+            t.messages_unacked += QueueStats::get(&s.unacked);
+            t.published += QueueStats::get(&s.published);
+            t.delivered += QueueStats::get(&s.delivered);
+            t.acked += QueueStats::get(&s.acked);
+            t.dead_lettered += QueueStats::get(&s.dead_lettered);
+            t.expired += QueueStats::get(&s.expired);
+        }
+    }
+    Ok(Json(Overview {
+        product: "Warren".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_ms: b.started.elapsed().as_millis() as u64,
+        totals: t,
+    }))
+}
+
+async fn vhosts(State(b): State<Arc<Broker>>) -> ApiResult<Vec<VhostInfo>> {
+    let mut v: Vec<VhostInfo> = b.vhosts().iter().map(|v| VhostInfo { name: v.name.clone() }).collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(v))
+}
+
+async fn users(State(b): State<Arc<Broker>>) -> ApiResult<Vec<UserInfo>> {
+    Ok(Json(
+        b.users
+            .list()
+            .into_iter()
+            .map(|u| UserInfo {
+                name: u.name.clone(),
+                tags: u.tags.clone(),
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,130 @@
+//! Queues: list and detail, peek (look without consuming), purge.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use warren_shared::{PeekRequest, PeekedMessage, PurgeResult, QueueCounters, QueueInfo};
+
+use super::{json, ApiResult, Error};
+use crate::broker::Broker;
+use crate::queue::{Queue, QueueStats};
+use crate::vhost::VHost;
+
+pub fn router() -> Router<Arc<Broker>> {
+    Router::new()
+        .route("/api/queues", get(all))
+        .route("/api/queues/{vhost}", get(in_vhost))
+        .route("/api/queues/{vhost}/{name}", get(one))
+        .route("/api/queues/{vhost}/{name}/peek", post(peek))
+        .route("/api/queues/{vhost}/{name}/contents", delete(purge))
+}
+
+pub fn info(q: &Queue) -> QueueInfo {
+    let (ready, bytes) = q.depth();
+    let s = &q.stats;
+    let unacked = QueueStats::get(&s.unacked);
+    QueueInfo {
+        vhost: q.spec.vhost.clone(),
+        name: q.spec.name.clone(),
+        durable: q.spec.durable,
+        exclusive: q.spec.exclusive_owner.is_some(),
+        auto_delete: q.spec.auto_delete,
+        arguments: json::table(&q.spec.arguments),
+        policy: q.spec.policy.as_ref().map(|p| p.name.clone()),
+        messages_ready: ready,
+        messages_unacked: unacked,
+        messages: ready + unacked,
+        message_bytes: bytes,
+        consumers: q.consumer_count() as u64,
+        counters: QueueCounters {
+            published: QueueStats::get(&s.published),
+            delivered: QueueStats::get(&s.delivered),
+            acked: QueueStats::get(&s.acked),
+            redelivered: QueueStats::get(&s.redelivered),
+            rejected: QueueStats::get(&s.rejected),
+            dead_lettered: QueueStats::get(&s.dead_lettered),
+            expired: QueueStats::get(&s.expired),
+            dropped: QueueStats::get(&s.dropped),
+        },
+        dead_letter_exchange: q.limits.dead_letter_exchange.clone(),
+        dead_letter_routing_key: q.limits.dead_letter_routing_key.clone(),
+    }
+}
+
+fn sorted(mut v: Vec<QueueInfo>) -> Vec<QueueInfo> {
+    v.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
+    v
+}
+
+pub fn vhost(b: &Broker, name: &str) -> Result<Arc<VHost>, Error> {
+    b.vhost(name)
+        .ok_or_else(|| Error::not_found(format!("no vhost '{name}'")))
+}
+
+fn queue(b: &Broker, vhost_name: &str, name: &str) -> Result<Arc<Queue>, Error> {
+    vhost(b, vhost_name)?
+        .queue(name)
+        .ok_or_else(|| Error::not_found(format!("no queue '{name}' in vhost '{vhost_name}'")))
+}
+
+async fn all(State(b): State<Arc<Broker>>) -> ApiResult<Vec<QueueInfo>> {
+    Ok(Json(sorted(
+        b.vhosts().iter().flat_map(|v| v.queues()).map(|q| info(&q)).collect(),
+    )))
+}
+
+async fn in_vhost(State(b): State<Arc<Broker>>, Path(v): Path<String>) -> ApiResult<Vec<QueueInfo>> {
+    Ok(Json(sorted(vhost(&b, &v)?.queues().iter().map(|q| info(q)).collect())))
+}
+
+async fn one(State(b): State<Arc<Broker>>, Path((v, name)): Path<(String, String)>) -> ApiResult<QueueInfo> {
+    let q = queue(&b, &v, &name)?;
+    Ok(Json(info(&q)))
+}
+
+async fn peek(
+    State(b): State<Arc<Broker>>,
+    Path((v, name)): Path<(String, String)>,
+    body: Option<Json<PeekRequest>>,
+) -> ApiResult<Vec<PeekedMessage>> {
+    let req = body.map(|Json(r)| r).unwrap_or_default();
+    let count = req.count.unwrap_or(50);
+    if count == 0 || count > 1000 {
+        return Err(Error::bad_request("count must be between 1 and 1000"));
+    }
+    let q = queue(&b, &v, &name)?;
+    let entries = q.peek(req.from as usize, count as usize);
+    Ok(Json(
+        entries
+            .into_iter()
+            .map(|e| {
+                let m = &e.message;
+                let (body_encoding, body) = match std::str::from_utf8(&m.body) {
+                    Ok(t) => ("utf8", t.to_string()),
+                    Err(_) => ("base64", base64::engine::general_purpose::STANDARD.encode(&m.body)),
+                };
+                PeekedMessage {
+                    id: e.seq,
+                    exchange: m.exchange.to_string(),
+                    routing_key: m.routing_key.to_string(),
+                    redelivered: e.redelivered,
+                    priority: m.priority,
+                    size: m.size() as u64,
+                    persistent: m.persistent,
+                    properties: json::properties(&m.properties()),
+                    body_encoding: body_encoding.into(),
+                    body,
+                }
+            })
+            .collect(),
+    ))
+}
+
+async fn purge(State(b): State<Arc<Broker>>, Path((v, name)): Path<(String, String)>) -> ApiResult<PurgeResult> {
+    Ok(Json(PurgeResult {
+        purged: queue(&b, &v, &name)?.purge() as u64,
+    }))
+}

@@ -1,0 +1,141 @@
+//! The admin API against a running broker carrying real AMQP traffic.
+
+use std::time::Duration;
+
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::BasicProperties;
+use warren_tests::client::*;
+use warren_tests::http::request;
+use warren_tests::TestBroker;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_move_with_traffic_peek_changes_nothing_and_purge_counts() {
+    let broker = TestBroker::start();
+    let admin = broker.admin_addr;
+    let conn = connect(&broker.url()).await;
+    let ch = channel(&conn).await;
+    let mut a = FieldTable::default();
+    a.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+    a.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString("work.dlq".into()),
+    );
+    ch.queue_declare("work.dlq".into(), QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .expect("dlq");
+    ch.queue_declare("work".into(), QueueDeclareOptions::default(), a)
+        .await
+        .expect("declare");
+    for i in 0..6u8 {
+        ch.basic_publish(
+            "".into(),
+            "work".into(),
+            BasicPublishOptions::default(),
+            &[b'a' + i],
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish");
+    }
+    // A round trip on the same channel: the publishes before it have been handled.
+    ch.queue_declare(
+        "work".into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("sync");
+    let (s, q) = request(admin, "GET", "/api/queues/%2F/work", "guest:guest", "");
+    assert_eq!(s, 200);
+    assert_eq!(q["messages_ready"], 6, "{q}");
+    assert_eq!(q["counters"]["published"], 6);
+    assert_eq!(q["dead_letter_routing_key"], "work.dlq");
+
+    // Peek twice at the same page: same ids, nothing consumed.
+    let (_, p1) = request(
+        admin,
+        "POST",
+        "/api/queues/%2F/work/peek",
+        "guest:guest",
+        r#"{"count":3}"#,
+    );
+    let (_, p2) = request(
+        admin,
+        "POST",
+        "/api/queues/%2F/work/peek",
+        "guest:guest",
+        r#"{"count":3}"#,
+    );
+    assert_eq!(p1, p2);
+    assert_eq!(p1.as_array().map(|a| a.len()), Some(3));
+
+    // A consumer takes two, acks one and rejects one (dead-lettered).
+    let ch2 = channel(&conn).await;
+    ch2.basic_qos(2, BasicQosOptions::default()).await.expect("qos");
+    let mut c = ch2
+        .basic_consume(
+            "work".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let d1 = next(&mut c, Duration::from_secs(2)).await.expect("first");
+    let d2 = next(&mut c, Duration::from_secs(2)).await.expect("second");
+    assert_eq!(
+        (d1.data[0], d1.redelivered),
+        (b'a', false),
+        "peek did not change what the consumer sees"
+    );
+    ch2.basic_cancel(c.tag(), BasicCancelOptions::default())
+        .await
+        .expect("cancel");
+    ch2.basic_ack(d1.delivery_tag, BasicAckOptions::default())
+        .await
+        .expect("ack");
+    ch2.basic_reject(d2.delivery_tag, BasicRejectOptions { requeue: false })
+        .await
+        .expect("reject");
+    ch2.queue_declare(
+        "work".into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("sync");
+    let (_, q) = request(admin, "GET", "/api/queues/%2F/work", "guest:guest", "");
+    assert_eq!(q["counters"]["delivered"], 2);
+    assert_eq!(q["counters"]["acked"], 1);
+    assert_eq!(q["counters"]["rejected"], 1);
+    assert_eq!(q["counters"]["dead_lettered"], 1);
+    assert_eq!(q["messages_ready"], 4);
+    let (_, dlq) = request(admin, "POST", "/api/queues/%2F/work.dlq/peek", "guest:guest", "{}");
+    assert_eq!(
+        dlq[0]["properties"]["headers"]["x-death"][0]["reason"], "rejected",
+        "x-death decoded: {dlq}"
+    );
+
+    let (s, r) = request(admin, "DELETE", "/api/queues/%2F/work/contents", "guest:guest", "");
+    assert_eq!((s, r["purged"].clone()), (200, serde_json::json!(4)));
+    let (_, o) = request(admin, "GET", "/api/overview", "guest:guest", "");
+    assert!(o["totals"]["connections"].as_u64().is_some_and(|n| n >= 1));
+    let (s, m) = request(admin, "GET", "/metrics", "guest:guest", "");
+    assert_eq!(s, 200);
+    let text = m.as_str().unwrap_or_default().to_string();
+    assert!(
+        text.contains("warren_queue_published_total{vhost=\"/\",queue=\"work\"} 6"),
+        "{text}"
+    );
+    let (s, e) = request(admin, "GET", "/api/queues/%2F/nope", "guest:guest", "");
+    assert_eq!((s, e["error"].clone()), (404, serde_json::json!("not_found")));
+    let (s, _) = request(admin, "GET", "/api/overview", "guest:nope", "");
+    assert_eq!(s, 401);
+}
