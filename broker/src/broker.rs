@@ -74,6 +74,9 @@ impl Broker {
             }
             vhosts.insert(name, vhost);
         }
+        if let Err(e) = store.txlog.compact() {
+            tracing::warn!(error = %e, "could not compact the transaction log");
+        }
         let (queues, messages) = vhosts
             .values()
             .flat_map(|v| v.queues())

@@ -19,6 +19,7 @@ use crate::routing::delayed::DelayedMessages;
 use crate::routing::DELAYED_TYPE;
 use crate::routing::{headers::valid_x_match, Binding, Destination, Exchange, ExchangeKind};
 use crate::store::definitions::{BindingDef, DefinitionsFile, ExchangeDef, QueueDef, VHostDefinitions};
+use crate::store::txlog::TxView;
 use crate::store::Store;
 
 fn hex(b: &[u8]) -> String {
@@ -334,7 +335,8 @@ impl VHost {
                 let started = std::time::Instant::now();
                 let dir = d.store.queue_dir(&self.name, &spec.name);
                 let (p, ttl) = Queue::store_settings(&spec);
-                let (store, rec) = MessageStore::open_on_disk(&dir, d.store.budget.clone(), p, ttl)?;
+                let (store, rec) =
+                    MessageStore::open_on_disk(&dir, d.store.budget.clone(), &TxView(Some(&d.store.txlog)), p, ttl)?;
                 if rec.live > 0 || rec.corrupt > 0 || rec.torn_bytes > 0 {
                     tracing::info!(
                         vhost = %self.name,

@@ -35,12 +35,16 @@ impl Drop for BrokerProcess {
 }
 
 fn spawn_broker(port: u16, data: &Path) -> BrokerProcess {
+    spawn_broker_with_admin(port, 0, data)
+}
+
+fn spawn_broker_with_admin(port: u16, admin_port: u16, data: &Path) -> BrokerProcess {
     let child = Command::new(env!("CARGO_BIN_EXE_warren-test-broker"))
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--admin-listen",
-            "127.0.0.1:0",
+            &format!("127.0.0.1:{admin_port}"),
             "--log",
             "warn",
         ])
@@ -250,4 +254,135 @@ async fn confirmed_messages_survive_repeated_kill_9() {
         l.confirmed.len()
     );
     assert!(l.confirmed.len() > 100, "the load actually ran");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Ids in a queue, read with the admin API's peek (which changes nothing).
+fn ids_in(admin: std::net::SocketAddr, queue: &str) -> Vec<u64> {
+    let (status, page) = warren_tests::http::request(
+        admin,
+        "POST",
+        &format!("/api/queues/%2F/{queue}/peek"),
+        "guest:guest",
+        r#"{"count":1000}"#,
+    );
+    assert_eq!(status, 200, "peek {queue}: {page}");
+    page.as_array()
+        .expect("array")
+        .iter()
+        .map(|m| m["body"].as_str().and_then(|b| b.parse().ok()).expect("numeric body"))
+        .collect()
+}
+
+/// A worker that, in one transaction each, takes a job from "jobs", publishes its result to "results" and acks the
+/// job, is killed with SIGKILL at random points. After every restart each job is either still queued (not done) or
+/// has exactly one result (done): never both, never neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_are_atomic_across_kill_9() {
+    const JOBS: u64 = 1000;
+    let data = tempfile::tempdir().expect("data dir");
+    let (port, admin_port) = (free_port(), free_port());
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{admin_port}").parse().expect("addr");
+    {
+        let _b = spawn_broker_with_admin(port, admin_port, data.path());
+        let conn = connect(port).await;
+        let ch = conn.create_channel().await.expect("channel");
+        for q in ["jobs", "results"] {
+            ch.queue_declare(
+                q.into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare");
+        }
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirms");
+        for id in 0..JOBS {
+            let props = BasicProperties::default().with_delivery_mode(2);
+            ch.basic_publish(
+                "".into(),
+                "jobs".into(),
+                BasicPublishOptions::default(),
+                id.to_string().as_bytes(),
+                props,
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        }
+    }
+    let mut done_total = 0;
+    for cycle in 0..12u64 {
+        let mut b = spawn_broker_with_admin(port, admin_port, data.path());
+        let jobs = ids_in(admin, "jobs");
+        let results = ids_in(admin, "results");
+        let job_set: HashSet<u64> = jobs.iter().copied().collect();
+        let result_set: HashSet<u64> = results.iter().copied().collect();
+        assert_eq!(results.len(), result_set.len(), "cycle {cycle}: a job has two results");
+        assert_eq!(jobs.len(), job_set.len(), "cycle {cycle}: a job is queued twice");
+        for id in 0..JOBS {
+            assert!(
+                job_set.contains(&id) != result_set.contains(&id),
+                "cycle {cycle}: job {id} is {} (a transaction was applied in part)",
+                if job_set.contains(&id) {
+                    "both queued and done"
+                } else {
+                    "neither queued nor done"
+                }
+            );
+        }
+        done_total = result_set.len();
+        if job_set.is_empty() {
+            break;
+        }
+        let worker = tokio::spawn(async move {
+            let conn = connect(port).await;
+            let Ok(ch) = conn.create_channel().await else { return };
+            if ch.tx_select().await.is_err() {
+                return;
+            }
+            loop {
+                let Ok(Some(m)) = ch.basic_get("jobs".into(), BasicGetOptions::default()).await else {
+                    return;
+                };
+                let props = BasicProperties::default().with_delivery_mode(2);
+                let publish = ch.basic_publish(
+                    "".into(),
+                    "results".into(),
+                    BasicPublishOptions::default(),
+                    &m.delivery.data,
+                    props,
+                );
+                if publish.await.is_err()
+                    || ch
+                        .basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
+                if ch.tx_commit().await.is_err() {
+                    return;
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(30 + cycle * 17 % 60)).await;
+        b.kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
+    }
+    println!("transactions survived 12 kill -9 cycles; {done_total} of {JOBS} jobs done, none half-applied");
+    assert!(done_total > 0, "the worker made progress");
 }

@@ -16,12 +16,12 @@ use amq_protocol::types::{FieldTable, ShortString};
 use bytes::{Bytes, BytesMut};
 
 use crate::amqp::codec::{encode_content, encode_method, ContentHeader, Frame};
-use crate::amqp::error::{AmqpError, AmqpResult, NO_ROUTE};
+use crate::amqp::error::{AmqpError, AmqpResult, INTERNAL_ERROR, NO_ROUTE};
 use crate::amqp::unacked::{Pending, Unacked};
 use crate::broker::Broker;
 use crate::message::Message;
 use crate::outbox::{Delivery, Outbox, OutboxItem};
-use crate::queue::{ConsumerCredit, Credit, Entry, Published, Queue};
+use crate::queue::{ConsumerCredit, Credit, Entry, Published, Queue, Staged};
 use crate::store::SyncProgress;
 use crate::vhost::VHost;
 
@@ -176,8 +176,6 @@ pub struct Channel {
     /// Confirm mode: publish sequence numbers and the confirms still to send.
     confirm: Option<Confirms>,
     pub tx: Option<TxState>,
-    /// tx.commit-ok waits for this group-commit round (the commit wrote persistent messages).
-    commit_ok_after: Option<u64>,
     pub unacked: Unacked,
     pub next_tag: u64,
     pub consumers: HashMap<Arc<str>, ChannelConsumer>,
@@ -212,7 +210,6 @@ impl Channel {
             content: Content::Idle,
             confirm: None,
             tx: None,
-            commit_ok_after: None,
             unacked: Unacked::default(),
             next_tag: 1,
             consumers: HashMap::new(),
@@ -510,16 +507,7 @@ impl Channel {
             }
         }
         if !routed && mandatory {
-            ctx.send(
-                self.id,
-                AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
-                    reply_code: NO_ROUTE,
-                    reply_text: "NO_ROUTE".into(),
-                    exchange: exchange.clone(),
-                    routing_key: routing_key.clone(),
-                })),
-            );
-            encode_content(ctx.out, self.id, &message.raw_properties, &message.body, ctx.frame_max);
+            self.send_return(ctx, exchange, routing_key, &message);
         }
         outcome.routed = routed;
         Ok(outcome)
@@ -527,28 +515,14 @@ impl Channel {
 
     /// Whether some confirm waits for a group-commit round.
     pub fn awaits_sync(&self) -> bool {
-        self.commit_ok_after.is_some()
-            || self
-                .confirm
-                .as_ref()
-                .is_some_and(|c| c.pending.iter().any(|p| p.ticket > 0))
+        self.confirm
+            .as_ref()
+            .is_some_and(|c| c.pending.iter().any(|p| p.ticket > 0))
     }
 
     /// Sends the confirms that are ready, in order: runs of acks as one cumulative `basic.ack`, nacks (storage
     /// failures) one by one. A confirm waiting for its sync round holds back every later one.
     pub fn flush_confirms(&mut self, out: &mut BytesMut, sync: Option<&SyncProgress>) {
-        if let Some(ticket) = self.commit_ok_after {
-            if let Some(ok) = sync.and_then(|s| s.outcome(ticket)) {
-                if !ok {
-                    tracing::error!(
-                        channel = self.id,
-                        "a committed transaction's messages could not be synced to disk"
-                    );
-                }
-                self.commit_ok_after = None;
-                encode_method(out, self.id, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
-            }
-        }
         let Some(c) = &mut self.confirm else { return };
         let mut acked_run: Option<(u64, u64)> = None; // (first, last)
         let flush_run = |out: &mut BytesMut, run: &mut Option<(u64, u64)>, channel: u16| {
@@ -591,6 +565,109 @@ impl Channel {
         flush_run(out, &mut acked_run, self.id);
     }
 
+    /// Applies a transaction atomically with respect to a crash (see `store::txlog`): persistent messages for
+    /// durable queues are written but kept invisible, then one commit record (with the on-disk acks) is written and
+    /// synced, then the messages become visible and the acks are applied.
+    fn commit(&mut self, ctx: &mut Ctx<'_>, tx: TxState) -> AmqpResult<()> {
+        let store = &ctx.broker.store;
+        let txid = store.txlog.next_id();
+        let mut staged: Vec<(Arc<Queue>, Staged, Arc<Message>)> = Vec::new();
+        let mut later: Vec<(PendingPublishOwned, Arc<Message>)> = Vec::new();
+        let failed = |e: std::io::Error| AmqpError::new(INTERNAL_ERROR, format!("cannot commit the transaction: {e}"));
+        for (p, message) in tx.publishes {
+            let reply = p.exchange.as_str().is_empty() && p.routing_key.as_str().starts_with(REPLY_TO_PREFIX);
+            if !message.persistent || reply {
+                later.push((p, message));
+                continue;
+            }
+            let mut queues = Vec::new();
+            let r = ctx.vhost.route(
+                p.exchange.as_str(),
+                p.routing_key.as_str(),
+                p.headers.as_ref(),
+                Some(&message),
+                &mut queues,
+            )?;
+            if queues.is_empty() && !r.duplicate && p.mandatory {
+                self.send_return(ctx, &p.exchange, &p.routing_key, &message);
+            }
+            for q in queues {
+                if q.is_durable() {
+                    let s = q.stage(&message, txid).map_err(failed)?;
+                    staged.push((q, s, message.clone()));
+                } else {
+                    q.publish(message.clone());
+                }
+            }
+        }
+        let mut acks = Vec::new();
+        for a in &tx.acks {
+            let (TxAck::Ack(pending)
+            | TxAck::Reject {
+                pending,
+                requeue: false,
+            }) = a
+            else {
+                continue;
+            };
+            for p in pending {
+                if let (Some(loc), Some(dir)) = (p.entry.loc, p.queue.dir()) {
+                    acks.push((dir, loc));
+                }
+            }
+        }
+        if !staged.is_empty() || !acks.is_empty() {
+            let sync = store.fsync != crate::store::FsyncMode::Never;
+            if sync {
+                let mut files: Vec<Arc<std::fs::File>> = Vec::new();
+                for (_, s, _) in &staged {
+                    if let Some(f) = &s.file {
+                        if !files.iter().any(|x| Arc::ptr_eq(x, f)) {
+                            files.push(f.clone());
+                        }
+                    }
+                }
+                for f in files {
+                    f.sync_data().map_err(failed)?;
+                }
+            }
+            store.txlog.commit(txid, &acks, sync).map_err(failed)?;
+        }
+        for (q, s, m) in staged {
+            q.expose(&s, m);
+        }
+        for (p, message) in later {
+            self.route_and_enqueue(
+                ctx,
+                &p.exchange,
+                &p.routing_key,
+                p.mandatory,
+                p.headers.as_ref(),
+                message,
+            )?;
+        }
+        for a in tx.acks {
+            match a {
+                TxAck::Ack(pending) => self.settle(ctx, pending),
+                TxAck::Reject { pending, requeue } => self.reject_pending(ctx, pending, requeue),
+            }
+        }
+        Ok(())
+    }
+
+    fn send_return(&self, ctx: &mut Ctx<'_>, exchange: &ShortString, routing_key: &ShortString, message: &Message) {
+        ctx.send(
+            self.id,
+            AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+                reply_code: NO_ROUTE,
+                reply_text: "NO_ROUTE".into(),
+                exchange: exchange.clone(),
+                routing_key: routing_key.clone(),
+            })),
+        );
+        encode_content(ctx.out, self.id, &message.raw_properties, &message.body, ctx.frame_max);
+    }
+
     fn handle_tx(&mut self, ctx: &mut Ctx<'_>, m: &tx::AMQPMethod) -> AmqpResult<()> {
         match m {
             tx::AMQPMethod::Select(_) => {
@@ -608,30 +685,8 @@ impl Channel {
                     return Err(AmqpError::precondition("channel is not transactional"));
                 };
                 self.tx = Some(TxState::default());
-                let mut ticket = 0;
-                for (p, message) in tx.publishes {
-                    let outcome = self.route_and_enqueue(
-                        ctx,
-                        &p.exchange,
-                        &p.routing_key,
-                        p.mandatory,
-                        p.headers.as_ref(),
-                        message,
-                    )?;
-                    ticket = ticket.max(outcome.ticket);
-                }
-                for a in tx.acks {
-                    match a {
-                        TxAck::Ack(pending) => self.settle(ctx, pending),
-                        TxAck::Reject { pending, requeue } => self.reject_pending(ctx, pending, requeue),
-                    }
-                }
-                if ticket > 0 {
-                    // Persistent messages were committed: commit-ok waits for their group commit.
-                    self.commit_ok_after = Some(ticket);
-                } else {
-                    ctx.send(self.id, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
-                }
+                self.commit(ctx, tx)?;
+                ctx.send(self.id, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
                 Ok(())
             }
             tx::AMQPMethod::Rollback(_) => {

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use amq_protocol::types::FieldTable;
 
 pub use credit::{ConsumerCredit, Credit};
-pub use store::{keep_on_recovery, Entry, MessageStore};
+pub use store::{keep_on_recovery, Entry, MessageStore, Staged};
 
 use crate::amqp::error::{AmqpError, AmqpResult};
 use crate::message::Message;
@@ -510,6 +510,30 @@ impl Queue {
         }
         Self::dispatch_locked(self, &mut st);
         self.finish(st);
+    }
+
+    /// Transaction commit, phase 1: writes a persistent message without making it visible (see `store::txlog`).
+    pub fn stage(&self, message: &Message, tx: u64) -> std::io::Result<Staged> {
+        self.lock().store.stage(message, tx)
+    }
+
+    /// Transaction commit, phase 3: a staged message joins the queue and is dispatched.
+    pub fn expose(&self, staged: &Staged, message: Arc<Message>) {
+        let mut st = self.lock();
+        if self.is_deleted() {
+            return;
+        }
+        QueueStats::add(&self.stats.published, 1);
+        st.store.expose(staged, &message);
+        if !st.consumers.is_empty() {
+            Self::dispatch_locked(self, &mut st);
+        }
+        self.finish(st);
+    }
+
+    /// The directory of a durable queue's files.
+    pub fn dir(&self) -> Option<std::path::PathBuf> {
+        self.lock().store.dir().map(|d| d.to_path_buf())
     }
 
     /// Rejected without requeue: settled, and dead-lettered when the queue has a dead-letter exchange.

@@ -71,6 +71,13 @@ impl Level {
     }
 }
 
+/// A message written by a transaction commit but not yet visible.
+pub struct Staged {
+    pub loc: Loc,
+    /// The segment to sync before the commit record.
+    pub file: Option<Arc<File>>,
+}
+
 /// What a push did: the message's seq, and the file to sync before confirming it (persistent messages on disk).
 pub struct Pushed {
     pub seq: u64,
@@ -117,11 +124,12 @@ impl MessageStore {
     pub fn open_on_disk(
         dir: &std::path::Path,
         budget: crate::store::DiskBudget,
+        txs: &crate::store::txlog::TxView<'_>,
         max_priority: u8,
         ttl_ms: Option<u64>,
     ) -> io::Result<(Self, Recovered)> {
         let mut s = Self::new(max_priority, ttl_ms);
-        let (log, recovered) = QueueLog::open(dir, budget, keep_on_recovery, |r, delivered| {
+        let (log, recovered) = QueueLog::open(dir, budget, txs, keep_on_recovery, |r, delivered| {
             let level = (r.priority as usize).min(s.levels.len() - 1);
             s.levels[level].order.push_back(r.loc.pack());
             s.len += 1;
@@ -170,8 +178,11 @@ impl MessageStore {
         if let (Some(log), true) = (&mut self.log, on_disk) {
             let m = &message;
             let loc = log.append(
-                seq,
-                now,
+                crate::store::record::Meta {
+                    seq,
+                    enqueued_ms: now,
+                    tx: 0,
+                },
                 m.exchange.as_str().as_bytes(),
                 m.routing_key.as_str().as_bytes(),
                 &m.raw_properties,
@@ -199,6 +210,40 @@ impl MessageStore {
         self.bytes += message.size();
         self.len += 1;
         Ok(Pushed { seq, sync })
+    }
+
+    /// Transaction commit, phase 1: writes a persistent message's record marked with `tx`, without making it
+    /// visible. It counts after a crash only if the transaction's commit record was written.
+    pub fn stage(&mut self, message: &Message, tx: u64) -> io::Result<Staged> {
+        let Some(log) = &mut self.log else {
+            return Err(io::Error::other("only a disk-backed store stages messages"));
+        };
+        let seq = self.next_seq + 1;
+        let loc = log.append(
+            crate::store::record::Meta {
+                seq,
+                enqueued_ms: now_ms(),
+                tx,
+            },
+            message.exchange.as_str().as_bytes(),
+            message.routing_key.as_str().as_bytes(),
+            &message.raw_properties,
+            &message.body,
+        )?;
+        self.next_seq = seq;
+        Ok(Staged {
+            loc,
+            file: log.active_file(),
+        })
+    }
+
+    /// Transaction commit, phase 3 (after the commit record): the staged message joins the queue.
+    pub fn expose(&mut self, staged: &Staged, message: &Message) {
+        let level = self.level_of(message.priority);
+        self.may_expire |= message.expiration_ms.is_some();
+        self.levels[level].order.push_back(staged.loc.pack());
+        self.len += 1;
+        self.bytes += message.size();
     }
 
     /// Puts a delivered message back, marked redelivered, at its original place.
@@ -513,7 +558,7 @@ mod tests {
     }
 
     fn open(dir: &std::path::Path) -> MessageStore {
-        MessageStore::open_on_disk(dir, DiskBudget::default(), 5, None)
+        MessageStore::open_on_disk(dir, DiskBudget::default(), &crate::store::txlog::TxView(None), 5, None)
             .expect("open log")
             .0
     }

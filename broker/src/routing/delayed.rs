@@ -17,6 +17,7 @@ use bytes::Bytes;
 use crate::args;
 use crate::message::Message;
 use crate::store::queue_log::{Loc, QueueLog};
+use crate::store::txlog::TxView;
 use crate::store::{now_ms, DiskBudget};
 
 /// The `x-delay` of a message, when positive.
@@ -41,7 +42,7 @@ impl DelayedMessages {
     /// Held messages of a durable exchange, recovered from `dir`.
     pub fn open(dir: &Path, budget: DiskBudget) -> io::Result<Self> {
         let mut live = Vec::new();
-        let (log, rec) = QueueLog::open(dir, budget, |_| Some(0), |r, _| live.push(r.loc))?;
+        let (log, rec) = QueueLog::open(dir, budget, &TxView(None), |_| Some(0), |r, _| live.push(r.loc))?;
         let mut d = DelayedMessages {
             pending: BTreeMap::new(),
             log: None,
@@ -70,8 +71,11 @@ impl DelayedMessages {
         let now = now_ms();
         let loc = match (&mut self.log, message.persistent) {
             (Some(log), true) => Some(log.append(
-                self.next_seq,
-                now,
+                crate::store::record::Meta {
+                    seq: self.next_seq,
+                    enqueued_ms: now,
+                    tx: 0,
+                },
                 message.exchange.as_str().as_bytes(),
                 message.routing_key.as_str().as_bytes(),
                 &message.raw_properties,

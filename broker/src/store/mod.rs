@@ -19,6 +19,7 @@
 pub mod definitions;
 pub mod queue_log;
 pub mod record;
+pub mod txlog;
 
 use std::fs::{self, File};
 use std::io;
@@ -178,6 +179,8 @@ impl Syncer {
 /// The data directory, locked for this broker's lifetime.
 pub struct Store {
     pub root: PathBuf,
+    /// Commit records of transactions (see `txlog.rs`).
+    pub txlog: txlog::TxLog,
     pub fsync: FsyncMode,
     pub budget: DiskBudget,
     pub syncer: Arc<Syncer>,
@@ -227,8 +230,13 @@ impl Store {
                 })
             }
         }
+        let txlog = txlog::TxLog::open(root).map_err(|source| StoreError::Definitions {
+            path: root.join("transactions.log"),
+            source,
+        })?;
         Ok(Store {
             root: root.to_path_buf(),
+            txlog,
             fsync,
             budget,
             syncer: Syncer::start(),

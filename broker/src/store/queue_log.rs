@@ -25,6 +25,7 @@ use bytes::{Bytes, BytesMut};
 use tracing::warn;
 
 use super::record::{self, Decoded, Record};
+use super::txlog::TxView;
 use super::DiskBudget;
 
 /// The top bit of an ack-file entry: "delivered", not "acked".
@@ -89,6 +90,8 @@ pub struct Recovered {
     pub redelivered: u64,
     /// Transient messages found on disk and dropped (they do not survive a restart).
     pub transient: u64,
+    /// Records of transactions that never committed, dropped.
+    pub uncommitted: u64,
     pub max_seq: u64,
     /// Records skipped because they failed their checksum.
     pub corrupt: u64,
@@ -117,6 +120,7 @@ impl QueueLog {
     pub fn open(
         dir: &Path,
         budget: DiskBudget,
+        txs: &TxView<'_>,
         keep: impl Fn(&Bytes) -> Option<u8>,
         mut on_live: impl FnMut(LiveRecord, bool),
     ) -> io::Result<(Self, Recovered)> {
@@ -134,7 +138,7 @@ impl QueueLog {
         let mut segments = BTreeMap::new();
         let mut drop_now: Vec<Loc> = Vec::new();
         for id in ids {
-            let seg = recover_segment(dir, id, &mut rec, &keep, &mut drop_now, &mut on_live)?;
+            let seg = recover_segment(dir, id, &mut rec, txs, &keep, &mut drop_now, &mut on_live)?;
             segments.insert(id, seg);
         }
         let active = segments.keys().next_back().copied().unwrap_or(0);
@@ -196,8 +200,7 @@ impl QueueLog {
     /// Appends one message record; on any error the segment is cut back so no partial record remains.
     pub fn append(
         &mut self,
-        seq: u64,
-        enqueued_ms: u64,
+        meta: record::Meta,
         exchange: &[u8],
         routing_key: &[u8],
         properties: &[u8],
@@ -208,15 +211,7 @@ impl QueueLog {
             self.start_segment(next)?;
         }
         self.scratch.clear();
-        let n = record::encode(
-            &mut self.scratch,
-            seq,
-            enqueued_ms,
-            exchange,
-            routing_key,
-            properties,
-            body,
-        );
+        let n = record::encode(&mut self.scratch, meta, exchange, routing_key, properties, body);
         let Some(seg) = self.segments.get_mut(&self.active) else {
             return Err(io::Error::other("no active segment"));
         };
@@ -330,6 +325,7 @@ fn recover_segment(
     dir: &Path,
     id: u32,
     rec: &mut Recovered,
+    txs: &TxView<'_>,
     keep: &impl Fn(&Bytes) -> Option<u8>,
     drop_now: &mut Vec<Loc>,
     on_live: &mut impl FnMut(LiveRecord, bool),
@@ -374,7 +370,14 @@ fn recover_segment(
                 };
                 if acked.contains(&(at as u32)) {
                     acked_count += 1;
+                } else if r.tx != 0 && !txs.committed(r.tx) {
+                    // Written by a transaction that never committed: it never happened.
+                    rec.uncommitted += 1;
+                    drop_now.push(loc);
                 } else if let Some(priority) = keep(&r.properties) {
+                    if r.tx != 0 {
+                        txs.still_referenced(r.tx);
+                    }
                     // Without its ack file nothing is known about a record: it may have been delivered.
                     let was_delivered = ack_missing || delivered.contains(&(at as u32));
                     live += 1;

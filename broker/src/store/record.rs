@@ -6,6 +6,8 @@
 //! u32 crc32c         of those `len` bytes
 //! u64 seq            the message's stable id within its queue
 //! u64 enqueued_ms    unix time when the queue accepted it (for TTL across restarts)
+//! u64 tx             the transaction that published it (0: none); such a record counts only once its transaction's
+//!                    commit record is in the transaction log
 //! u8  exchange_len, exchange
 //! u8  routing_key_len, routing_key
 //! u32 properties_len, properties (as encoded on the wire)
@@ -18,8 +20,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// Bytes before the checksummed part.
 pub const PREFIX: usize = 8;
-/// The smallest possible checksummed part: seq, time, two empty strings, empty properties.
-const MIN_BODY: usize = 8 + 8 + 1 + 1 + 4;
+/// The smallest possible checksummed part: seq, time, tx, two empty strings, empty properties.
+const MIN_BODY: usize = 8 + 8 + 8 + 1 + 1 + 4;
 /// Records larger than this are not believed (a corrupted length field).
 pub const MAX_RECORD: usize = 256 * 1024 * 1024;
 
@@ -28,6 +30,7 @@ pub const MAX_RECORD: usize = 256 * 1024 * 1024;
 pub struct Record {
     pub seq: u64,
     pub enqueued_ms: u64,
+    pub tx: u64,
     pub exchange: Bytes,
     pub routing_key: Bytes,
     pub properties: Bytes,
@@ -44,11 +47,19 @@ pub enum Decoded {
     Corrupt(usize),
 }
 
+/// The fixed fields of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub seq: u64,
+    pub enqueued_ms: u64,
+    /// The transaction that wrote it (0: none).
+    pub tx: u64,
+}
+
 /// Appends one record to `out`; returns its total size.
 pub fn encode(
     out: &mut BytesMut,
-    seq: u64,
-    enqueued_ms: u64,
+    meta: Meta,
     exchange: &[u8],
     routing_key: &[u8],
     properties: &[u8],
@@ -61,8 +72,9 @@ pub fn encode(
     out.reserve(PREFIX + len);
     out.put_u32(len as u32);
     out.put_u32(0);
-    out.put_u64(seq);
-    out.put_u64(enqueued_ms);
+    out.put_u64(meta.seq);
+    out.put_u64(meta.enqueued_ms);
+    out.put_u64(meta.tx);
     out.put_u8(exchange.len() as u8);
     out.put_slice(exchange);
     out.put_u8(routing_key.len() as u8);
@@ -109,7 +121,8 @@ fn parse(b: Bytes) -> Option<Record> {
     let u64_at = |at: usize| -> Option<u64> { Some(u64::from_be_bytes(b.get(at..at + 8)?.try_into().ok()?)) };
     let seq = u64_at(at)?;
     let enqueued_ms = u64_at(at + 8)?;
-    at += 16;
+    let tx = u64_at(at + 16)?;
+    at += 24;
     let xl = *b.get(at)? as usize;
     let exchange = b.slice(at + 1..(at + 1 + xl).min(b.len()));
     at += 1 + xl;
@@ -126,6 +139,7 @@ fn parse(b: Bytes) -> Option<Record> {
     Some(Record {
         seq,
         enqueued_ms,
+        tx,
         exchange,
         routing_key,
         properties,
@@ -141,8 +155,11 @@ mod tests {
         let mut out = BytesMut::new();
         let n = encode(
             &mut out,
-            42,
-            1_700_000_000_000,
+            Meta {
+                seq: 42,
+                enqueued_ms: 1_700_000_000_000,
+                tx: 7,
+            },
             b"amq.direct",
             b"key",
             &[0x80, 0x00, 4, b't', b'e', b'x', b't'],
@@ -158,7 +175,7 @@ mod tests {
         match decode(&out.freeze()) {
             Decoded::Ok(r, size) => {
                 assert_eq!(size, n);
-                assert_eq!((r.seq, r.enqueued_ms), (42, 1_700_000_000_000));
+                assert_eq!((r.seq, r.enqueued_ms, r.tx), (42, 1_700_000_000_000, 7));
                 assert_eq!(&r.exchange[..], b"amq.direct");
                 assert_eq!(&r.routing_key[..], b"key");
                 assert_eq!(&r.body[..], b"hello");
