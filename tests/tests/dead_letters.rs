@@ -419,3 +419,86 @@ async fn persistent_dead_letters_survive_a_restart() {
     assert_eq!(text(&first_death(&d.delivery.properties).0, "queue"), "dur");
     assert!(get(&ch, "dur").await.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_count_survives_a_restart() {
+    let mut broker = TestBroker::start();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    {
+        let conn = connect(&broker.url()).await;
+        let ch = channel(&conn).await;
+        ch.queue_declare("lim.dlq".into(), durable, FieldTable::default())
+            .await
+            .expect("dlq");
+        let a = args(&[
+            ("x-dead-letter-exchange", s("")),
+            ("x-dead-letter-routing-key", s("lim.dlq")),
+            ("x-delivery-limit", AMQPValue::LongInt(2)),
+        ]);
+        ch.queue_declare("lim".into(), durable, a).await.expect("declare");
+        publish(&ch, "lim", b"poison", BasicProperties::default().with_delivery_mode(2)).await;
+        for _ in 0..2 {
+            let m = ch
+                .basic_get("lim".into(), BasicGetOptions::default())
+                .await
+                .expect("get")
+                .expect("message");
+            ch.basic_nack(
+                m.delivery.delivery_tag,
+                BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                },
+            )
+            .await
+            .expect("nack");
+        }
+        ch.queue_declare(
+            "lim".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("sync");
+        conn.close(200, "bye".into()).await.ok();
+    }
+    broker.restart();
+    let conn = connect(&broker.url()).await;
+    let ch = channel(&conn).await;
+    let m = ch
+        .basic_get("lim".into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("still there");
+    assert!(m.delivery.redelivered);
+    let count = m
+        .delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-delivery-count").cloned());
+    assert_eq!(count, Some(AMQPValue::LongLongInt(2)), "the count came back from disk");
+    ch.basic_nack(
+        m.delivery.delivery_tag,
+        BasicNackOptions {
+            requeue: true,
+            multiple: false,
+        },
+    )
+    .await
+    .expect("nack");
+    assert!(get(&ch, "lim").await.is_none(), "a third return is past the limit");
+    assert_eq!(
+        text(
+            &first_death(&get(&ch, "lim.dlq").await.expect("dead letter").delivery.properties).0,
+            "reason"
+        ),
+        "delivery_limit"
+    );
+}

@@ -433,6 +433,11 @@ impl Queue {
                 consumer.credit.release();
                 break;
             };
+            let Some(entry) = this.returned_before_restart(st, entry) else {
+                st.consumers[i].credit.release();
+                continue;
+            };
+            let consumer = &st.consumers[i];
             let item = OutboxItem::Deliver(Delivery {
                 channel: consumer.channel,
                 consumer_tag: consumer.tag.clone(),
@@ -536,6 +541,32 @@ impl Queue {
         self.lock().store.dir().map(|d| d.to_path_buf())
     }
 
+    /// A message read back from disk after a restart carries how often it had been returned before; under
+    /// `x-delivery-limit` that counts: past the limit it is dead-lettered now, else it gets its `x-delivery-count`.
+    fn returned_before_restart(&self, st: &mut QueueState, mut e: Entry) -> Option<Entry> {
+        let Some(limit) = self.limits.delivery_limit else {
+            return Some(e);
+        };
+        if e.delivery_count == 0 || e.loc.is_none() {
+            return Some(e);
+        }
+        let has_header = e
+            .message
+            .properties()
+            .headers()
+            .as_ref()
+            .is_some_and(|h| h.contains_key("x-delivery-count"));
+        if has_header {
+            return Some(e);
+        }
+        if e.delivery_count > limit {
+            self.drop_entry(st, e, Reason::DeliveryLimit);
+            return None;
+        }
+        e.message = Arc::new(with_delivery_count(&e.message, e.delivery_count));
+        Some(e)
+    }
+
     /// Rejected without requeue: settled, and dead-lettered when the queue has a dead-letter exchange.
     pub fn reject(&self, entries: impl IntoIterator<Item = Entry>) {
         let mut st = self.lock();
@@ -589,9 +620,18 @@ impl Queue {
     pub fn get(&self) -> Option<(Entry, u32)> {
         self.touch();
         let mut st = self.lock();
-        let e = {
-            let st = &mut *st;
-            st.store.pop(&mut st.expired_buf)
+        let e = loop {
+            let popped = {
+                let st = &mut *st;
+                st.store.pop(&mut st.expired_buf)
+            };
+            match popped {
+                Some(e) => match self.returned_before_restart(&mut st, e) {
+                    Some(e) => break Some(e),
+                    None => continue,
+                },
+                None => break None,
+            }
         };
         st.store.flush();
         let remaining = st.store.len() as u32;

@@ -19,7 +19,7 @@
 //! from enqueue, in unix milliseconds so it holds across restarts) is checked when it reaches the head; expired
 //! messages are dropped there.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io;
 use std::sync::Arc;
@@ -93,7 +93,8 @@ pub struct MessageStore {
     may_expire: bool,
     log: Option<QueueLog>,
     /// Recovered messages that had been delivered before the restart: redelivered when they next go out.
-    delivered_before: HashSet<u64>,
+    /// (seq -> how many times it was delivered before the restart).
+    delivered_before: std::collections::HashMap<u64, u32>,
     next_seq: u64,
     len: usize,
     bytes: usize,
@@ -113,7 +114,7 @@ impl MessageStore {
             ttl_ms,
             may_expire: ttl_ms.is_some(),
             log: None,
-            delivered_before: HashSet::new(),
+            delivered_before: std::collections::HashMap::new(),
             next_seq: 0,
             len: 0,
             bytes: 0,
@@ -134,8 +135,8 @@ impl MessageStore {
             s.levels[level].order.push_back(r.loc.pack());
             s.len += 1;
             s.bytes += r.size as usize;
-            if delivered {
-                s.delivered_before.insert(r.seq);
+            if delivered > 0 {
+                s.delivered_before.insert(r.seq, delivered);
             }
         })?;
         s.next_seq = recovered.max_seq;
@@ -301,7 +302,7 @@ impl MessageStore {
             seq: r.seq,
             expires_at: self.deadline(&message, r.enqueued_ms),
             message: Arc::new(message),
-            redelivered: self.delivered_before.contains(&r.seq),
+            redelivered: self.delivered_before.contains_key(&r.seq),
             loc: Some(loc),
             delivery_count: 0,
         })
@@ -322,14 +323,15 @@ impl MessageStore {
                     r.body.clone(),
                 );
                 let expires_at = self.deadline(&message, r.enqueued_ms);
-                let redelivered = self.delivered_before.remove(&r.seq);
+                // Each delivery before the restart came back (acked ones are gone), so each counts as a return.
+                let returns = self.delivered_before.remove(&r.seq).unwrap_or(0);
                 Some(Entry {
                     seq: r.seq,
                     message: Arc::new(message),
-                    redelivered,
+                    redelivered: returns > 0,
                     expires_at,
                     loc: Some(loc),
-                    delivery_count: 0,
+                    delivery_count: returns,
                 })
             }
             Err(e) => {

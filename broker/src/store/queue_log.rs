@@ -116,13 +116,14 @@ impl QueueLog {
     /// Opens (creating if needed) a queue's directory and recovers what it holds.
     /// `keep` looks at a record's encoded properties and says whether it survives a restart (and at which
     /// priority): transient messages are written to disk like the rest but dropped here.
-    /// Every live record is handed to `on_live` in seq order, with whether it had been delivered.
+    /// Every live record is handed to `on_live` in seq order, with how many times it had been delivered (each
+    /// delivery wrote a mark; a missing ack file counts as one).
     pub fn open(
         dir: &Path,
         budget: DiskBudget,
         txs: &TxView<'_>,
         keep: impl Fn(&Bytes) -> Option<u8>,
-        mut on_live: impl FnMut(LiveRecord, bool),
+        mut on_live: impl FnMut(LiveRecord, u32),
     ) -> io::Result<(Self, Recovered)> {
         fs::create_dir_all(dir)?;
         let mut rec = Recovered::default();
@@ -328,14 +329,14 @@ fn recover_segment(
     txs: &TxView<'_>,
     keep: &impl Fn(&Bytes) -> Option<u8>,
     drop_now: &mut Vec<Loc>,
-    on_live: &mut impl FnMut(LiveRecord, bool),
+    on_live: &mut impl FnMut(LiveRecord, u32),
 ) -> io::Result<Segment> {
     let path = seg_path(dir, id);
     let mut data = Vec::new();
     File::open(&path)?.read_to_end(&mut data)?;
     let data = Bytes::from(data);
     let mut acked: HashSet<u32> = HashSet::new();
-    let mut delivered: HashSet<u32> = HashSet::new();
+    let mut delivered: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
     let mut ack_missing = false;
     match File::open(ack_path(dir, id)) {
         Ok(mut f) => {
@@ -346,7 +347,7 @@ fn recover_segment(
                 .filter_map(|c| c.try_into().ok().map(u32::from_be_bytes))
             {
                 if v & DELIVERED != 0 {
-                    delivered.insert(v & !DELIVERED);
+                    *delivered.entry(v & !DELIVERED).or_default() += 1;
                 } else {
                     acked.insert(v);
                 }
@@ -379,7 +380,8 @@ fn recover_segment(
                         txs.still_referenced(r.tx);
                     }
                     // Without its ack file nothing is known about a record: it may have been delivered.
-                    let was_delivered = ack_missing || delivered.contains(&(at as u32));
+                    let times = delivered.get(&(at as u32)).copied().unwrap_or(u32::from(ack_missing));
+                    let was_delivered = times > 0;
                     live += 1;
                     rec.live += 1;
                     rec.redelivered += u64::from(was_delivered);
@@ -390,7 +392,7 @@ fn recover_segment(
                             priority,
                             size: r.body.len() as u32,
                         },
-                        was_delivered,
+                        times,
                     );
                 } else {
                     rec.transient += 1;
