@@ -502,3 +502,53 @@ async fn delivery_count_survives_a_restart() {
         "delivery_limit"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_ttl_counts_from_the_original_enqueue_across_a_restart() {
+    let mut broker = TestBroker::start();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    {
+        let conn = connect(&broker.url()).await;
+        let ch = channel(&conn).await;
+        ch.queue_declare("ttl.dlq".into(), durable, FieldTable::default())
+            .await
+            .expect("dlq");
+        let a = args(&[
+            ("x-dead-letter-exchange", s("")),
+            ("x-dead-letter-routing-key", s("ttl.dlq")),
+            ("x-message-ttl", AMQPValue::LongInt(600)),
+        ]);
+        ch.queue_declare("ttl.d".into(), durable, a).await.expect("declare");
+        publish(
+            &ch,
+            "ttl.d",
+            b"short-lived",
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await;
+        ch.queue_declare(
+            "ttl.d".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("sync");
+        conn.close(200, "bye".into()).await.ok();
+    }
+    broker.restart();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let conn = connect(&broker.url()).await;
+    let ch = channel(&conn).await;
+    assert!(
+        get(&ch, "ttl.d").await.is_none(),
+        "expired, although the broker restarted in between"
+    );
+    let d = get(&ch, "ttl.dlq").await.expect("dead-lettered after the restart");
+    assert_eq!(text(&first_death(&d.delivery.properties).0, "reason"), "expired");
+}
