@@ -139,3 +139,59 @@ pub struct ApiError {
     pub error: String,
     pub reason: String,
 }
+
+/// `POST /api/queues/{vhost}/{name}/move`: move (redrive) ready messages elsewhere.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MoveRequest {
+    /// "source" (back where each message was dead-lettered from, by its x-death), "queue" or "exchange".
+    pub to: String,
+    /// With `to = "queue"`.
+    pub queue: Option<String>,
+    /// With `to = "exchange"`.
+    pub exchange: Option<String>,
+    /// With `to = "exchange"`; default: each message's own routing key.
+    pub routing_key: Option<String>,
+    /// Only these message ids; default: every ready message.
+    pub ids: Option<Vec<u64>>,
+}
+
+/// The outcome of a move. Messages are written at the destination (and synced, for persistent messages on durable
+/// queues) before they leave the source, so a crash mid-move may duplicate a message but never loses one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MoveResult {
+    pub moved: u64,
+    /// Left in the source queue: no destination could be worked out, or it does not exist.
+    pub not_moved: u64,
+}
+
+/// `POST /api/queues/{vhost}/{name}/delete`: delete ready messages by id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeleteMessages {
+    pub ids: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeleteResult {
+    pub deleted: u64,
+}
+
+/// `POST /api/exchanges/{vhost}/{name}/publish` (the default exchange is `amq.default`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PublishRequest {
+    pub routing_key: String,
+    pub payload: String,
+    /// "utf8" (default) or "base64".
+    pub payload_encoding: Option<String>,
+    #[serde(default)]
+    pub persistent: bool,
+    pub priority: Option<u8>,
+    pub message_id: Option<String>,
+    /// String-valued headers.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PublishResult {
+    pub routed: bool,
+}

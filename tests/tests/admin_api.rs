@@ -139,3 +139,124 @@ async fn counters_move_with_traffic_peek_changes_nothing_and_purge_counts() {
     let (s, _) = request(admin, "GET", "/api/overview", "guest:nope", "");
     assert_eq!(s, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_puts_rejected_messages_back_on_their_source() {
+    let broker = TestBroker::start();
+    let admin = broker.admin_addr;
+    let conn = connect(&broker.url()).await;
+    let ch = channel(&conn).await;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let mut a = FieldTable::default();
+    a.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+    a.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString("orders.dlq".into()),
+    );
+    ch.queue_declare("orders.dlq".into(), durable, FieldTable::default())
+        .await
+        .expect("dlq");
+    ch.queue_declare("orders".into(), durable, a).await.expect("orders");
+    for i in 0..5u8 {
+        let props = BasicProperties::default().with_delivery_mode(2);
+        ch.basic_publish(
+            "".into(),
+            "orders".into(),
+            BasicPublishOptions::default(),
+            format!("o{i}").as_bytes(),
+            props,
+        )
+        .await
+        .expect("publish");
+    }
+    // A consumer rejects o1 and o3, acks the rest.
+    for _ in 0..5 {
+        let m = ch
+            .basic_get("orders".into(), BasicGetOptions::default())
+            .await
+            .expect("get")
+            .expect("order");
+        if matches!(&m.delivery.data[..], b"o1" | b"o3") {
+            ch.basic_reject(m.delivery.delivery_tag, BasicRejectOptions { requeue: false })
+                .await
+                .expect("reject");
+        } else {
+            ch.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())
+                .await
+                .expect("ack");
+        }
+    }
+    ch.queue_declare(
+        "orders".into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("sync");
+    let (_, dlq) = request(admin, "POST", "/api/queues/%2F/orders.dlq/peek", "guest:guest", "{}");
+    assert_eq!(dlq.as_array().map(|a| a.len()), Some(2), "{dlq}");
+
+    let (s, r) = request(
+        admin,
+        "POST",
+        "/api/queues/%2F/orders.dlq/move",
+        "guest:guest",
+        r#"{"to":"source"}"#,
+    );
+    assert_eq!(
+        (s, r["moved"].clone(), r["not_moved"].clone()),
+        (200, serde_json::json!(2), serde_json::json!(0)),
+        "{r}"
+    );
+    let (_, back) = request(admin, "POST", "/api/queues/%2F/orders/peek", "guest:guest", "{}");
+    let bodies: Vec<&str> = back
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|m| m["body"].as_str())
+        .collect();
+    assert_eq!(bodies, vec!["o1", "o3"], "exactly the rejected ones are back");
+    assert_eq!(back[0]["properties"]["headers"]["x-redriven"], 1);
+    assert_eq!(
+        back[0]["properties"]["headers"]["x-death"][0]["reason"], "rejected",
+        "x-death is kept"
+    );
+    let (_, dlq) = request(admin, "GET", "/api/queues/%2F/orders.dlq", "guest:guest", "");
+    assert_eq!(dlq["messages_ready"], 0);
+
+    // Delete one by id; a second delete of the same id is a conflict.
+    let id = back[0]["id"].as_u64().expect("id");
+    let body = format!(r#"{{"ids":[{id}]}}"#);
+    let (s, r) = request(admin, "POST", "/api/queues/%2F/orders/delete", "guest:guest", &body);
+    assert_eq!((s, r["deleted"].clone()), (200, serde_json::json!(1)));
+    let (s, _) = request(admin, "POST", "/api/queues/%2F/orders/delete", "guest:guest", &body);
+    assert_eq!(s, 409);
+
+    // Publish through the API; bad input is a 400 with a reason.
+    let (s, r) = request(
+        admin,
+        "POST",
+        "/api/exchanges/%2F/amq.default/publish",
+        "guest:guest",
+        r#"{"routing_key":"orders","payload":"from-api"}"#,
+    );
+    assert_eq!((s, r["routed"].clone()), (200, serde_json::json!(true)));
+    let (s, r) = request(
+        admin,
+        "POST",
+        "/api/queues/%2F/orders/move",
+        "guest:guest",
+        r#"{"to":"sideways"}"#,
+    );
+    assert_eq!(s, 400, "{r}");
+    let (s, r) = request(admin, "POST", "/api/queues/%2F/orders/move", "guest:guest", "not json");
+    assert_eq!((s, r["error"].clone()), (400, serde_json::json!("bad_request")), "{r}");
+    let (_, q) = request(admin, "GET", "/api/queues/%2F/orders", "guest:guest", "");
+    assert_eq!(q["messages_ready"], 2, "o3 and from-api");
+}

@@ -8,6 +8,7 @@
 //! Handlers read broker state through short, non-async lock sections (queue and topology locks); none is held
 //! across an `.await`.
 
+mod actions;
 mod exchanges;
 mod json;
 mod metrics;
@@ -64,6 +65,20 @@ impl IntoResponse for Error {
 
 pub type ApiResult<T> = Result<Json<T>, Error>;
 
+/// A JSON request body whose rejections (bad JSON, wrong content type) are JSON `{error, reason}` 400s too.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) => Err(Error::bad_request(e.body_text())),
+        }
+    }
+}
+
 /// An argument table as JSON.
 pub fn table_json(t: &amq_protocol::types::FieldTable) -> serde_json::Map<String, serde_json::Value> {
     json::table(t)
@@ -76,6 +91,7 @@ pub fn app(broker: Arc<Broker>) -> Router {
         .merge(queues::router())
         .merge(exchanges::router())
         .merge(metrics::router())
+        .merge(actions::router())
         .fallback(|| async { Error::not_found("no such endpoint") })
         .layer(middleware::from_fn_with_state(broker.clone(), authenticate))
         .with_state(broker)

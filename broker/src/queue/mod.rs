@@ -536,6 +536,26 @@ impl Queue {
         self.finish(st);
     }
 
+    /// Takes ready messages out for an admin move or delete: all, or those with the given ids.
+    pub fn take(&self, ids: Option<&std::collections::HashSet<u64>>) -> Vec<Entry> {
+        let mut st = self.lock();
+        let out = st.store.take(ids);
+        st.store.flush();
+        QueueStats::add(&self.stats.unacked, out.len() as u64);
+        out
+    }
+
+    /// Puts back messages taken by `take` that could not be moved, unchanged (not flagged redelivered).
+    pub fn put_back(&self, entries: Vec<Entry>) {
+        let mut st = self.lock();
+        QueueStats::sub(&self.stats.unacked, entries.len() as u64);
+        for e in entries {
+            st.store.restore(e);
+        }
+        Self::dispatch_locked(self, &mut st);
+        self.finish(st);
+    }
+
     /// The directory of a durable queue's files.
     pub fn dir(&self) -> Option<std::path::PathBuf> {
         self.lock().store.dir().map(|d| d.to_path_buf())

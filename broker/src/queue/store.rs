@@ -247,6 +247,14 @@ impl MessageStore {
         self.bytes += message.size();
     }
 
+    /// Puts a message taken out (not delivered) back at its original place, its flags unchanged.
+    pub fn restore(&mut self, entry: Entry) {
+        self.bytes += entry.message.size();
+        self.len += 1;
+        let level = self.level_of(entry.message.priority);
+        self.levels[level].requeued.insert(entry.seq, entry);
+    }
+
     /// Puts a delivered message back, marked redelivered, at its original place.
     pub fn requeue(&mut self, mut entry: Entry) {
         entry.redelivered = true;
@@ -449,6 +457,69 @@ impl MessageStore {
 
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Takes ready messages out of the queue, in delivery order: all of them, or those whose ids are in `ids`
+    /// (for the admin API's move and delete). The caller settles or requeues what it took.
+    pub fn take(&mut self, ids: Option<&std::collections::HashSet<u64>>) -> Vec<Entry> {
+        let mut out = Vec::new();
+        let mut expired = Vec::new();
+        match ids {
+            None => {
+                while let Some(e) = self.pop(&mut expired) {
+                    out.push(e);
+                }
+                out.extend(expired);
+            }
+            Some(ids) => {
+                for i in (0..self.levels.len()).rev() {
+                    let wanted: Vec<u64> = self.levels[i]
+                        .requeued
+                        .keys()
+                        .filter(|k| ids.contains(k))
+                        .copied()
+                        .collect();
+                    for k in wanted {
+                        if let Some(e) = self.levels[i].requeued.remove(&k) {
+                            out.push(e);
+                        }
+                    }
+                    let memory = std::mem::take(&mut self.levels[i].memory);
+                    let order = std::mem::take(&mut self.levels[i].order);
+                    let mut memory = memory.into_iter();
+                    if self.log.is_none() {
+                        for e in memory {
+                            if ids.contains(&e.seq) {
+                                out.push(e);
+                            } else {
+                                self.levels[i].memory.push_back(e);
+                            }
+                        }
+                        continue;
+                    }
+                    for packed in order {
+                        let e = if packed == IN_MEMORY {
+                            memory.next()
+                        } else {
+                            self.read_entry(packed)
+                        };
+                        match e {
+                            Some(e) if ids.contains(&e.seq) => out.push(e),
+                            Some(e) if packed == IN_MEMORY => {
+                                self.levels[i].memory.push_back(e);
+                                self.levels[i].order.push_back(packed);
+                            }
+                            _ => self.levels[i].order.push_back(packed),
+                        }
+                    }
+                }
+                for e in &out {
+                    self.len -= 1;
+                    self.bytes = self.bytes.saturating_sub(e.message.size());
+                }
+            }
+        }
+        out
     }
 
     /// Drops every ready message; returns how many.
