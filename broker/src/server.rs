@@ -29,14 +29,24 @@ const SWEEP_EVERY: Duration = Duration::from_millis(100);
 async fn sweep_queues(broker: Arc<Broker>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sample = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        // Once a second, a sample of every queue's counters for rates.
+        let sample = last_sample.elapsed() >= Duration::from_secs(1);
+        if sample {
+            last_sample = std::time::Instant::now();
+        }
         for vhost in broker.vhosts() {
             vhost.release_delayed();
             for q in vhost.queues() {
+                if sample {
+                    let c = q.stats.counters();
+                    q.rates.lock().unwrap_or_else(|e| e.into_inner()).sample(c);
+                }
                 if q.sweep() {
                     info!(vhost = %vhost.name, queue = %q.name(), "queue expired (x-expires)");
                     vhost.remove_queue(&q);

@@ -43,6 +43,8 @@ pub struct QueueInfo {
     pub message_bytes: u64,
     pub consumers: u64,
     pub counters: QueueCounters,
+    /// Per-second rates of the counters over the last 1, 10 and 60 seconds.
+    pub rates: QueueRates,
     /// Where this queue's dead letters go (exchange, routing key).
     pub dead_letter_exchange: Option<String>,
     pub dead_letter_routing_key: Option<String>,
@@ -59,6 +61,33 @@ pub struct QueueCounters {
     pub dead_lettered: u64,
     pub expired: u64,
     pub dropped: u64,
+}
+
+/// Rates in messages per second over three windows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rate {
+    pub last_1s: f64,
+    pub last_10s: f64,
+    pub last_60s: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueRates {
+    pub publish: Rate,
+    pub deliver: Rate,
+    pub ack: Rate,
+    pub redeliver: Rate,
+    pub reject: Rate,
+    pub dead_lettered: Rate,
+    pub expired: Rate,
+    pub dropped: Rate,
+}
+
+/// One `GET /api/stream` event (Server-Sent Events): the whole picture, sent on connect and then every interval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamSnapshot {
+    pub overview: Overview,
+    pub queues: Vec<QueueInfo>,
 }
 
 /// `GET /api/exchanges[/{vhost}]`.

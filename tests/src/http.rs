@@ -54,3 +54,42 @@ fn base64_encode(b: &[u8]) -> String {
     }
     out
 }
+
+/// Opens an SSE stream and returns the `data` of events as they come, until `want` events were read or `wait` passed.
+pub fn sse_events(
+    addr: SocketAddr,
+    path: &str,
+    auth: &str,
+    want: usize,
+    wait: std::time::Duration,
+) -> Vec<(String, serde_json::Value)> {
+    use std::io::BufRead;
+    let token = base64_encode(auth.as_bytes());
+    let mut s = TcpStream::connect(addr).expect("connect to the admin API");
+    s.set_read_timeout(Some(wait)).expect("timeout");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {token}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).expect("write");
+    let deadline = std::time::Instant::now() + wait;
+    let mut reader = std::io::BufReader::new(s);
+    let mut events = Vec::new();
+    let mut name = String::new();
+    let mut line = String::new();
+    while events.len() < want && std::time::Instant::now() < deadline {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let l = line.trim_end();
+        if let Some(n) = l.strip_prefix("event: ") {
+            name = n.to_string();
+        } else if let Some(d) = l.strip_prefix("data: ") {
+            if let Ok(v) = serde_json::from_str(d) {
+                events.push((std::mem::take(&mut name), v));
+            }
+        }
+    }
+    events
+}

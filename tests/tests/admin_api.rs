@@ -260,3 +260,62 @@ async fn redrive_puts_rejected_messages_back_on_their_source() {
     let (_, q) = request(admin, "GET", "/api/queues/%2F/orders", "guest:guest", "");
     assert_eq!(q["messages_ready"], 2, "o3 and from-api");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_sends_a_snapshot_then_updates_and_rates_follow_traffic() {
+    let broker = TestBroker::start();
+    let admin = broker.admin_addr;
+    let conn = connect(&broker.url()).await;
+    let ch = channel(&conn).await;
+    ch.queue_declare("busy".into(), QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .expect("declare");
+    // Traffic for a while, so that the once-a-second sampler sees it.
+    let publisher = {
+        let ch = ch.clone();
+        tokio::spawn(async move {
+            for _ in 0..250 {
+                let _ = ch
+                    .basic_publish(
+                        "".into(),
+                        "busy".into(),
+                        BasicPublishOptions::default(),
+                        b"x",
+                        BasicProperties::default(),
+                    )
+                    .await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let events = tokio::task::spawn_blocking(move || {
+        warren_tests::http::sse_events(
+            admin,
+            "/api/stream?interval_ms=500",
+            "guest:guest",
+            6,
+            Duration::from_secs(8),
+        )
+    })
+    .await
+    .expect("reader");
+    publisher.abort();
+    assert!(events.len() >= 3, "got {} events", events.len());
+    assert_eq!(events[0].0, "snapshot");
+    assert!(events[1..].iter().all(|(n, _)| n == "update"));
+    let busy = |v: &serde_json::Value| {
+        v["queues"]
+            .as_array()
+            .and_then(|qs| qs.iter().find(|q| q["name"] == "busy").cloned())
+    };
+    let last = busy(&events[events.len() - 1].1).expect("the queue is in the stream");
+    assert!(last["counters"]["published"].as_u64().is_some_and(|n| n > 0));
+    assert!(
+        last["rates"]["publish"]["last_1s"].as_f64().is_some_and(|r| r > 0.0),
+        "the publish rate moves: {last}"
+    );
+    let (_, m) = request(admin, "GET", "/metrics", "guest:guest", "");
+    assert!(m
+        .as_str()
+        .is_some_and(|t| t.contains("warren_queue_published_total{vhost=\"/\",queue=\"busy\"}")));
+}

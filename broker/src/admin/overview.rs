@@ -20,6 +20,11 @@ pub fn router() -> Router<Arc<Broker>> {
 }
 
 async fn overview(State(b): State<Arc<Broker>>) -> ApiResult<Overview> {
+    Ok(Json(build(&b)))
+}
+
+/// The overview as of now.
+pub fn build(b: &Broker) -> Overview {
     let mut t = Totals {
         connections: b.connections.load(Ordering::Relaxed),
         ..Totals::default()
@@ -39,12 +44,12 @@ async fn overview(State(b): State<Arc<Broker>>) -> ApiResult<Overview> {
             t.expired += QueueStats::get(&s.expired);
         }
     }
-    Ok(Json(Overview {
+    Overview {
         product: "Warren".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         uptime_ms: b.started.elapsed().as_millis() as u64,
         totals: t,
-    }))
+    }
 }
 
 async fn vhosts(State(b): State<Arc<Broker>>) -> ApiResult<Vec<VhostInfo>> {

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use warren_shared::{PeekRequest, PeekedMessage, PurgeResult, QueueCounters, QueueInfo};
+use warren_shared::{PeekRequest, PeekedMessage, PurgeResult, QueueCounters, QueueInfo, QueueRates, Rate};
 
 use super::{json, ApiResult, Error};
 use crate::broker::Broker;
@@ -49,6 +49,24 @@ pub fn info(q: &Queue) -> QueueInfo {
             expired: QueueStats::get(&s.expired),
             dropped: QueueStats::get(&s.dropped),
         },
+        rates: {
+            let w = q.rates.lock().unwrap_or_else(|e| e.into_inner());
+            let r = |i| Rate {
+                last_1s: w.rate(i, 1),
+                last_10s: w.rate(i, 10),
+                last_60s: w.rate(i, 60),
+            };
+            QueueRates {
+                publish: r(0),
+                deliver: r(1),
+                ack: r(2),
+                redeliver: r(3),
+                reject: r(4),
+                dead_lettered: r(5),
+                expired: r(6),
+                dropped: r(7),
+            }
+        },
         dead_letter_exchange: q.limits.dead_letter_exchange.clone(),
         dead_letter_routing_key: q.limits.dead_letter_routing_key.clone(),
     }
@@ -70,10 +88,13 @@ fn queue(b: &Broker, vhost_name: &str, name: &str) -> Result<Arc<Queue>, Error> 
         .ok_or_else(|| Error::not_found(format!("no queue '{name}' in vhost '{vhost_name}'")))
 }
 
+/// Every queue of every vhost, sorted.
+pub fn all_infos(b: &Broker) -> Vec<QueueInfo> {
+    sorted(b.vhosts().iter().flat_map(|v| v.queues()).map(|q| info(&q)).collect())
+}
+
 async fn all(State(b): State<Arc<Broker>>) -> ApiResult<Vec<QueueInfo>> {
-    Ok(Json(sorted(
-        b.vhosts().iter().flat_map(|v| v.queues()).map(|q| info(&q)).collect(),
-    )))
+    Ok(Json(all_infos(&b)))
 }
 
 async fn in_vhost(State(b): State<Arc<Broker>>, Path(v): Path<String>) -> ApiResult<Vec<QueueInfo>> {

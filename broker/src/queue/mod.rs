@@ -78,7 +78,50 @@ pub struct QueueStats {
     pub unacked: AtomicU64,
 }
 
+/// The last 61 one-second samples of a queue's counters, for rates over 1, 10 and 60 seconds.
+#[derive(Debug, Default)]
+pub struct RateWindow {
+    samples: std::collections::VecDeque<[u64; 8]>,
+}
+
+impl RateWindow {
+    const KEEP: usize = 61;
+
+    pub fn sample(&mut self, now: [u64; 8]) {
+        if self.samples.len() == Self::KEEP {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(now);
+    }
+
+    /// Per-second rate of counter `i` over the last `secs` seconds (fewer while the history is shorter).
+    pub fn rate(&self, i: usize, secs: usize) -> f64 {
+        let n = self.samples.len();
+        if n < 2 {
+            return 0.0;
+        }
+        let span = secs.min(n - 1);
+        let (new, old) = (self.samples[n - 1][i], self.samples[n - 1 - span][i]);
+        new.saturating_sub(old) as f64 / span as f64
+    }
+}
+
 impl QueueStats {
+    /// The counters in a fixed order: published, delivered, acked, redelivered, rejected, dead-lettered,
+    /// expired, dropped.
+    pub fn counters(&self) -> [u64; 8] {
+        [
+            Self::get(&self.published),
+            Self::get(&self.delivered),
+            Self::get(&self.acked),
+            Self::get(&self.redelivered),
+            Self::get(&self.rejected),
+            Self::get(&self.dead_lettered),
+            Self::get(&self.expired),
+            Self::get(&self.dropped),
+        ]
+    }
+
     fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
     }
@@ -117,6 +160,8 @@ pub struct Queue {
     /// Unix ms of the last use (consume, get, declare), for `x-expires`.
     last_used: AtomicU64,
     pub stats: QueueStats,
+    /// One-second samples of `stats`, taken by the broker's sampler, for rates.
+    pub rates: Mutex<RateWindow>,
     sync: Option<SyncPolicy>,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
@@ -178,6 +223,7 @@ impl Queue {
             vhost,
             last_used: AtomicU64::new(now_ms()),
             stats: QueueStats::default(),
+            rates: Mutex::new(RateWindow::default()),
             sync,
             state: Mutex::new(state),
             deleted: AtomicBool::new(false),
