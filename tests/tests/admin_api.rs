@@ -319,3 +319,100 @@ async fn stream_sends_a_snapshot_then_updates_and_rates_follow_traffic() {
         .as_str()
         .is_some_and(|t| t.contains("warren_queue_published_total{vhost=\"/\",queue=\"busy\"}")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_and_priority_changes_through_the_api() {
+    let broker = TestBroker::start();
+    let admin = broker.admin_addr;
+    let (s, q) = request(
+        admin,
+        "PUT",
+        "/api/queues/%2F/jobs",
+        "guest:guest",
+        r#"{"durable":true,"arguments":{"x-max-priority":9}}"#,
+    );
+    assert_eq!(s, 200, "{q}");
+    assert_eq!(q["arguments"]["x-max-priority"], 9);
+    let (s, _) = request(
+        admin,
+        "PUT",
+        "/api/exchanges/%2F/jobs.in",
+        "guest:guest",
+        r#"{"type":"direct"}"#,
+    );
+    assert_eq!(s, 200);
+    let (s, _) = request(
+        admin,
+        "POST",
+        "/api/bindings/%2F",
+        "guest:guest",
+        r#"{"source":"jobs.in","destination":"jobs","routing_key":"j"}"#,
+    );
+    assert_eq!(s, 200);
+    let (s, e) = request(
+        admin,
+        "PUT",
+        "/api/exchanges/%2F/amq.nope",
+        "guest:guest",
+        r#"{"type":"direct"}"#,
+    );
+    assert_eq!(s, 403, "reserved names are refused: {e}");
+    let (s, _) = request(
+        admin,
+        "PUT",
+        "/api/queues/%2F/jobs",
+        "guest:guest",
+        r#"{"durable":false}"#,
+    );
+    assert_eq!(s, 409, "an inequivalent redeclare is a conflict");
+
+    for body in ["a", "b", "c"] {
+        let req = format!(r#"{{"routing_key":"j","payload":"{body}","priority":1,"persistent":true}}"#);
+        let (s, r) = request(admin, "POST", "/api/exchanges/%2F/jobs.in/publish", "guest:guest", &req);
+        assert_eq!((s, r["routed"].clone()), (200, serde_json::json!(true)));
+    }
+    let (_, page) = request(admin, "POST", "/api/queues/%2F/jobs/peek", "guest:guest", "{}");
+    let b_id = page
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|m| m["body"] == "b")
+        .and_then(|m| m["id"].as_u64())
+        .expect("b");
+    let (s, r) = request(
+        admin,
+        "POST",
+        "/api/queues/%2F/jobs/priority",
+        "guest:guest",
+        &format!(r#"{{"ids":[{b_id}],"set":9}}"#),
+    );
+    assert_eq!((s, r["changed"].clone()), (200, serde_json::json!(1)), "{r}");
+
+    let conn = connect(&broker.url()).await;
+    let ch = channel(&conn).await;
+    let mut c = ch
+        .basic_consume(
+            "jobs".into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let order: Vec<u8> = drain(&ch, &mut c, Duration::from_millis(400), false)
+        .await
+        .iter()
+        .map(|d| d.data[0])
+        .collect();
+    assert_eq!(order, b"bac".to_vec(), "the changed priority reorders delivery");
+
+    let (s, r) = request(admin, "DELETE", "/api/queues/%2F/jobs", "guest:guest", "");
+    assert_eq!((s, r["deleted"].clone()), (200, serde_json::json!(true)));
+    let (s, _) = request(admin, "DELETE", "/api/queues/%2F/jobs", "guest:guest", "");
+    assert_eq!(s, 404);
+    let (s, _) = request(admin, "DELETE", "/api/exchanges/%2F/jobs.in", "guest:guest", "");
+    assert_eq!(s, 200);
+}

@@ -14,6 +14,7 @@ mod json;
 mod metrics;
 mod overview;
 mod queues;
+mod resources;
 mod stream;
 
 use std::sync::Arc;
@@ -94,6 +95,7 @@ pub fn app(broker: Arc<Broker>) -> Router {
         .merge(metrics::router())
         .merge(actions::router())
         .merge(stream::router())
+        .merge(resources::router())
         .fallback(|| async { Error::not_found("no such endpoint") })
         .layer(middleware::from_fn_with_state(broker.clone(), authenticate))
         .with_state(broker)

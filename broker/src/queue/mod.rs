@@ -140,6 +140,13 @@ pub struct SyncPolicy {
     pub syncer: Arc<Syncer>,
 }
 
+/// An operator's priority change.
+#[derive(Debug, Clone, Copy)]
+pub enum PriorityChange {
+    Set(u8),
+    Step(i16),
+}
+
 /// What a publish into one queue did.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Published {
@@ -600,6 +607,49 @@ impl Queue {
         }
         Self::dispatch_locked(self, &mut st);
         self.finish(st);
+    }
+
+    /// Changes the priority of ready messages by id; they take their new place in delivery order at once (and, on
+    /// a durable queue, on disk: the record is rewritten with the same id). Returns how many changed.
+    pub fn change_priority(
+        &self,
+        ids: &std::collections::HashSet<u64>,
+        change: PriorityChange,
+        max: u8,
+    ) -> std::io::Result<usize> {
+        let mut st = self.lock();
+        let taken = st.store.take(Some(ids));
+        let n = taken.len();
+        let mut result = Ok(n);
+        for mut e in taken {
+            let props = e.message.properties();
+            let current = props.priority().unwrap_or(0);
+            let new = match change {
+                PriorityChange::Set(p) => p,
+                PriorityChange::Step(s) => (current as i16 + s).clamp(0, max as i16) as u8,
+            };
+            let props = props.with_priority(new);
+            let raw = dead_letter::encode_properties(&props);
+            let message = Message::new(
+                e.message.exchange.clone(),
+                e.message.routing_key.clone(),
+                &props,
+                raw,
+                e.message.body.clone(),
+            );
+            match st.store.rewrite(&e, &message) {
+                Ok(loc) => {
+                    e.loc = loc;
+                    e.message = Arc::new(message);
+                }
+                Err(err) => result = Err(err),
+            }
+            st.store.restore(e);
+        }
+        st.store.flush();
+        Self::dispatch_locked(self, &mut st);
+        self.finish(st);
+        result
     }
 
     /// The directory of a durable queue's files.

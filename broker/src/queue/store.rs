@@ -247,6 +247,27 @@ impl MessageStore {
         self.bytes += message.size();
     }
 
+    /// Writes a changed message for an entry of a disk-backed store (same id), retiring the old record; returns the
+    /// new location (None for memory entries, which need nothing).
+    pub fn rewrite(&mut self, entry: &Entry, message: &Message) -> io::Result<Option<Loc>> {
+        let (Some(log), Some(old)) = (&mut self.log, entry.loc) else {
+            return Ok(None);
+        };
+        let loc = log.append(
+            crate::store::record::Meta {
+                seq: entry.seq,
+                enqueued_ms: now_ms(),
+                tx: 0,
+            },
+            message.exchange.as_str().as_bytes(),
+            message.routing_key.as_str().as_bytes(),
+            &message.raw_properties,
+            &message.body,
+        )?;
+        log.ack(old);
+        Ok(Some(loc))
+    }
+
     /// Puts a message taken out (not delivered) back at its original place, its flags unchanged.
     pub fn restore(&mut self, entry: Entry) {
         self.bytes += entry.message.size();

@@ -1,0 +1,253 @@
+//! Creating and deleting queues, exchanges and bindings through the API (the same rules as over AMQP: reserved
+//! names, equivalence, exclusivity), and changing message priorities.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use amq_protocol::types::{AMQPValue, FieldTable, LongString};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::queues::vhost;
+use super::{ApiResult, Body, Error};
+use crate::amqp::error::AmqpError;
+use crate::broker::Broker;
+use crate::routing::{Binding, Destination};
+use crate::vhost::{ExchangeDeclare, QueueDeclare};
+
+pub fn router() -> Router<Arc<Broker>> {
+    Router::new()
+        .route("/api/queues/{vhost}/{name}", put(put_queue).delete(delete_queue))
+        .route(
+            "/api/exchanges/{vhost}/{name}",
+            put(put_exchange).delete(delete_exchange),
+        )
+        .route("/api/bindings/{vhost}", post(bind).delete(unbind))
+        .route("/api/queues/{vhost}/{name}/priority", post(set_priority))
+}
+
+/// The connection id the API acts as (no AMQP connection has it).
+const API_CONNECTION: u64 = 0;
+
+fn amqp(e: AmqpError) -> Error {
+    let status = match e.code {
+        404 => StatusCode::NOT_FOUND,
+        403 | 405 => StatusCode::FORBIDDEN,
+        406 => StatusCode::CONFLICT,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    Error::new(status, "rejected", e.text)
+}
+
+fn arguments(json: &serde_json::Map<String, serde_json::Value>) -> Result<FieldTable, Error> {
+    let mut t = FieldTable::default();
+    for (k, v) in json {
+        let value = match v {
+            serde_json::Value::Bool(b) => AMQPValue::Boolean(*b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => AMQPValue::LongLongInt(i),
+                None => return Err(Error::bad_request(format!("argument '{k}' must be an integer"))),
+            },
+            serde_json::Value::String(s) => AMQPValue::LongString(LongString::from(s.as_str())),
+            _ => {
+                return Err(Error::bad_request(format!(
+                    "argument '{k}' must be a string, integer or boolean"
+                )))
+            }
+        };
+        t.insert(k.as_str().into(), value);
+    }
+    Ok(t)
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+struct QueueBody {
+    #[serde(default = "yes")]
+    durable: bool,
+    #[serde(default)]
+    auto_delete: bool,
+    #[serde(default)]
+    arguments: serde_json::Map<String, serde_json::Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Serialize)]
+struct Done {
+    ok: bool,
+}
+
+async fn put_queue(
+    State(b): State<Arc<Broker>>,
+    Path((v, name)): Path<(String, String)>,
+    Body(body): Body<QueueBody>,
+) -> ApiResult<serde_json::Value> {
+    let args = arguments(&body.arguments)?;
+    let q = vhost(&b, &v)?
+        .declare_queue(&QueueDeclare {
+            name: &name,
+            passive: false,
+            durable: body.durable,
+            exclusive: false,
+            auto_delete: body.auto_delete,
+            arguments: &args,
+            connection_id: API_CONNECTION,
+        })
+        .map_err(amqp)?;
+    Ok(Json(serde_json::to_value(super::queues::info(&q)).unwrap_or_default()))
+}
+
+async fn delete_queue(
+    State(b): State<Arc<Broker>>,
+    Path((v, name)): Path<(String, String)>,
+) -> ApiResult<serde_json::Value> {
+    let vh = vhost(&b, &v)?;
+    if vh.queue(&name).is_none() {
+        return Err(Error::not_found(format!("no queue '{name}' in vhost '{v}'")));
+    }
+    let dropped = vh.delete_queue(&name, false, false, API_CONNECTION).map_err(amqp)?;
+    Ok(Json(serde_json::json!({ "deleted": true, "messages": dropped })))
+}
+
+#[derive(Debug, Deserialize)]
+struct ExchangeBody {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default = "yes")]
+    durable: bool,
+    #[serde(default)]
+    auto_delete: bool,
+    #[serde(default)]
+    internal: bool,
+    #[serde(default)]
+    arguments: serde_json::Map<String, serde_json::Value>,
+}
+
+async fn put_exchange(
+    State(b): State<Arc<Broker>>,
+    Path((v, name)): Path<(String, String)>,
+    Body(body): Body<ExchangeBody>,
+) -> ApiResult<serde_json::Value> {
+    let args = arguments(&body.arguments)?;
+    vhost(&b, &v)?
+        .declare_exchange(&ExchangeDeclare {
+            name: &name,
+            kind: &body.kind,
+            passive: false,
+            durable: body.durable,
+            auto_delete: body.auto_delete,
+            internal: body.internal,
+            arguments: &args,
+        })
+        .map_err(amqp)?;
+    Ok(Json(serde_json::to_value(Done { ok: true }).unwrap_or_default()))
+}
+
+async fn delete_exchange(
+    State(b): State<Arc<Broker>>,
+    Path((v, name)): Path<(String, String)>,
+) -> ApiResult<serde_json::Value> {
+    let vh = vhost(&b, &v)?;
+    if !vh.has_exchange(&name) {
+        return Err(Error::not_found(format!("no exchange '{name}' in vhost '{v}'")));
+    }
+    vh.delete_exchange(&name, false).map_err(amqp)?;
+    Ok(Json(serde_json::to_value(Done { ok: true }).unwrap_or_default()))
+}
+
+#[derive(Debug, Deserialize)]
+struct BindingBody {
+    source: String,
+    destination: String,
+    /// "queue" (default) or "exchange".
+    #[serde(default = "queue_type")]
+    destination_type: String,
+    #[serde(default)]
+    routing_key: String,
+    #[serde(default)]
+    arguments: serde_json::Map<String, serde_json::Value>,
+}
+
+fn queue_type() -> String {
+    "queue".to_string()
+}
+
+fn binding(body: &BindingBody) -> Result<Binding, Error> {
+    let destination = match body.destination_type.as_str() {
+        "queue" => Destination::Queue(body.destination.clone()),
+        "exchange" => Destination::Exchange(body.destination.clone()),
+        other => {
+            return Err(Error::bad_request(format!(
+                "destination_type must be queue or exchange, not '{other}'"
+            )))
+        }
+    };
+    Ok(Binding {
+        destination,
+        routing_key: body.routing_key.clone(),
+        arguments: arguments(&body.arguments)?,
+    })
+}
+
+async fn bind(
+    State(b): State<Arc<Broker>>,
+    Path(v): Path<String>,
+    Body(body): Body<BindingBody>,
+) -> ApiResult<serde_json::Value> {
+    vhost(&b, &v)?.bind(&body.source, binding(&body)?).map_err(amqp)?;
+    Ok(Json(serde_json::to_value(Done { ok: true }).unwrap_or_default()))
+}
+
+async fn unbind(
+    State(b): State<Arc<Broker>>,
+    Path(v): Path<String>,
+    Body(body): Body<BindingBody>,
+) -> ApiResult<serde_json::Value> {
+    vhost(&b, &v)?.unbind(&body.source, &binding(&body)?).map_err(amqp)?;
+    Ok(Json(serde_json::to_value(Done { ok: true }).unwrap_or_default()))
+}
+
+#[derive(Debug, Deserialize)]
+struct PriorityBody {
+    ids: Vec<u64>,
+    /// Set to this priority...
+    set: Option<u8>,
+    /// ...or move by this many levels (clamped to 0..=x-max-priority).
+    step: Option<i16>,
+}
+
+async fn set_priority(
+    State(b): State<Arc<Broker>>,
+    Path((v, name)): Path<(String, String)>,
+    Body(body): Body<PriorityBody>,
+) -> ApiResult<serde_json::Value> {
+    let q = vhost(&b, &v)?
+        .queue(&name)
+        .ok_or_else(|| Error::not_found(format!("no queue '{name}' in vhost '{v}'")))?;
+    let (max, _) = crate::queue::Queue::store_settings(&q.spec);
+    if max == 0 {
+        return Err(Error::bad_request(format!("queue '{name}' has no x-max-priority")));
+    }
+    let change = match (body.set, body.step) {
+        (Some(p), None) => crate::queue::PriorityChange::Set(p.min(max)),
+        (None, Some(s)) => crate::queue::PriorityChange::Step(s),
+        _ => return Err(Error::bad_request("give exactly one of 'set' or 'step'")),
+    };
+    let ids: HashSet<u64> = body.ids.iter().copied().collect();
+    let changed = q
+        .change_priority(&ids, change, max)
+        .map_err(|e| Error::new(StatusCode::INTERNAL_SERVER_ERROR, "store_failed", e.to_string()))?;
+    if changed == 0 && !ids.is_empty() {
+        return Err(Error::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "none of these messages is ready in the queue (already consumed?)",
+        ));
+    }
+    Ok(Json(serde_json::json!({ "changed": changed })))
+}
