@@ -16,6 +16,19 @@ use crate::store::definitions::DefinitionsFile;
 use crate::store::{DiskBudget, Store, StoreError};
 use crate::vhost::{Durability, VHost};
 
+/// A live client connection, as the admin API sees it; the connection task keeps it current.
+pub struct ConnectionEntry {
+    pub id: u64,
+    pub peer: std::net::SocketAddr,
+    pub user: Mutex<String>,
+    pub vhost: Mutex<String>,
+    pub connected_at_ms: u64,
+    pub channels: Mutex<std::collections::BTreeSet<u16>>,
+    /// Cancelled when an operator closes the connection; `close_reason` says why.
+    pub close: tokio_util::sync::CancellationToken,
+    pub close_reason: Mutex<String>,
+}
+
 /// Where replies to an `amq.rabbitmq.reply-to.<key>` address go: one channel's no-ack consumer.
 #[derive(Clone)]
 pub struct ReplyTarget {
@@ -34,6 +47,8 @@ pub struct Broker {
     /// Open client connections.
     pub connections: AtomicU64,
     reply_to: Mutex<HashMap<String, ReplyTarget>>,
+    /// Live connections, for the admin API.
+    registry: Mutex<HashMap<u64, Arc<ConnectionEntry>>>,
     pub started: Instant,
 }
 
@@ -96,6 +111,7 @@ impl Broker {
             next_connection_id: AtomicU64::new(1),
             connections: AtomicU64::new(0),
             reply_to: Mutex::new(HashMap::new()),
+            registry: Mutex::new(HashMap::new()),
             started,
         }))
     }
@@ -110,6 +126,29 @@ impl Broker {
 
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn register_connection(&self, entry: Arc<ConnectionEntry>) {
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(entry.id, entry);
+    }
+
+    pub fn unregister_connection(&self, id: u64) {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+
+    pub fn connection_entries(&self) -> Vec<Arc<ConnectionEntry>> {
+        let mut v: Vec<_> = self
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by_key(|c| c.id);
+        v
     }
 
     pub fn register_reply_to(&self, key: String, target: ReplyTarget) {

@@ -224,3 +224,41 @@ pub struct PublishRequest {
 pub struct PublishResult {
     pub routed: bool,
 }
+
+/// `GET /api/connections`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    pub id: u64,
+    pub peer: String,
+    pub user: String,
+    pub vhost: String,
+    pub channels: u64,
+    pub connected_at_ms: u64,
+}
+
+/// `GET /api/channels`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelInfo {
+    pub connection: u64,
+    pub channel: u16,
+    pub user: String,
+    pub vhost: String,
+}
+
+/// `GET /api/consumers`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerInfo {
+    pub vhost: String,
+    pub queue: String,
+    pub consumer_tag: String,
+    pub connection: u64,
+    pub channel: u16,
+    pub exclusive: bool,
+    pub priority: i64,
+}
+
+/// `DELETE /api/connections/{id}` body (optional).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CloseRequest {
+    pub reason: Option<String>,
+}

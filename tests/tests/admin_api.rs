@@ -416,3 +416,56 @@ async fn resources_and_priority_changes_through_the_api() {
     let (s, _) = request(admin, "DELETE", "/api/exchanges/%2F/jobs.in", "guest:guest", "");
     assert_eq!(s, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_channels_consumers_and_closing_a_connection() {
+    let broker = TestBroker::start();
+    let admin = broker.admin_addr;
+    let conn = connect(&broker.url()).await;
+    let ch = channel(&conn).await;
+    ch.queue_declare("watched".into(), QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .expect("declare");
+    let _c = ch
+        .basic_consume(
+            "watched".into(),
+            "watcher".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let (_, conns) = request(admin, "GET", "/api/connections", "guest:guest", "");
+    let first = &conns[0];
+    assert_eq!(
+        (first["user"].clone(), first["vhost"].clone(), first["channels"].clone()),
+        (serde_json::json!("guest"), serde_json::json!("/"), serde_json::json!(1)),
+        "{conns}"
+    );
+    let (_, chans) = request(admin, "GET", "/api/channels", "guest:guest", "");
+    assert_eq!(chans.as_array().map(|a| a.len()), Some(1));
+    let (_, consumers) = request(admin, "GET", "/api/consumers", "guest:guest", "");
+    assert_eq!(consumers[0]["consumer_tag"], "watcher");
+    assert_eq!(consumers[0]["queue"], "watched");
+    let id = first["id"].as_u64().expect("id");
+    let (s, _) = request(
+        admin,
+        "DELETE",
+        &format!("/api/connections/{id}"),
+        "guest:guest",
+        r#"{"reason":"maintenance"}"#,
+    );
+    assert_eq!(s, 200);
+    // The client sees connection.close 320 with the reason, and the broker forgets it.
+    let err = ch
+        .queue_declare("after".into(), QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .expect_err("closed");
+    assert_eq!(reply_code(&err), Some(320), "{err:?}");
+    assert!(format!("{err:?}").contains("maintenance"), "{err:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, conns) = request(admin, "GET", "/api/connections", "guest:guest", "");
+    assert_eq!(conns.as_array().map(|a| a.len()), Some(0));
+    let (s, _) = request(admin, "DELETE", &format!("/api/connections/{id}"), "guest:guest", "");
+    assert_eq!(s, 404);
+}

@@ -9,6 +9,7 @@
 //! across an `.await`.
 
 mod actions;
+mod connections;
 mod exchanges;
 mod json;
 mod metrics;
@@ -96,6 +97,7 @@ pub fn app(broker: Arc<Broker>) -> Router {
         .merge(actions::router())
         .merge(stream::router())
         .merge(resources::router())
+        .merge(connections::router())
         .fallback(|| async { Error::not_found("no such endpoint") })
         .layer(middleware::from_fn_with_state(broker.clone(), authenticate))
         .with_state(broker)

@@ -73,6 +73,8 @@ struct ClientCaps {
 }
 
 pub struct Connection {
+    /// What the admin API sees of this connection, and its close handle.
+    entry: Arc<crate::broker::ConnectionEntry>,
     id: u64,
     peer: SocketAddr,
     broker: Arc<Broker>,
@@ -106,6 +108,8 @@ enum Event {
     /// A group-commit round finished: confirms may be due.
     Synced,
     Shutdown,
+    /// An operator closed this connection through the admin API.
+    ClosedByOperator,
     CloseTimeout,
 }
 
@@ -114,7 +118,18 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
     let _ = stream.set_nodelay(true);
     let id = broker.next_connection_id();
     let sync_rx = broker.store.syncer.subscribe();
+    let entry = Arc::new(crate::broker::ConnectionEntry {
+        id,
+        peer,
+        user: std::sync::Mutex::new(String::new()),
+        vhost: std::sync::Mutex::new(String::new()),
+        connected_at_ms: crate::store::now_ms(),
+        channels: std::sync::Mutex::new(Default::default()),
+        close: CancellationToken::new(),
+        close_reason: std::sync::Mutex::new(String::new()),
+    });
     let mut conn = Connection {
+        entry,
         id,
         peer,
         broker,
@@ -139,10 +154,12 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
     conn.broker
         .connections
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    conn.broker.register_connection(conn.entry.clone());
     if let Err(e) = conn.run(stream, shutdown).await {
         debug!(connection = id, %peer, error = %e, "connection ended with an I/O error");
     }
     conn.cleanup();
+    conn.broker.unregister_connection(id);
     conn.broker
         .connections
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -233,10 +250,12 @@ impl Connection {
             let outbox = self.outbox.clone();
             let deadline = self.close_deadline;
             let awaits_sync = self.channels.values().any(Channel::awaits_sync);
+            let closed_by_operator = self.entry.close.clone();
             let mut sync_rx = self.sync_rx.clone();
             let event = tokio::select! {
                 biased;
                 _ = shutdown.cancelled(), if !matches!(self.state, State::Closing | State::Done) => Event::Shutdown,
+                _ = closed_by_operator.cancelled(), if self.state == State::Open => Event::ClosedByOperator,
                 r = wr.write(&self.out), if !self.out.is_empty() => Event::Wrote(r),
                 r = rd.read_buf(&mut inbuf), if can_take_more => Event::Read(r),
                 _ = outbox.notified(), if can_take_more && self.state == State::Open => Event::Outbox,
@@ -277,6 +296,15 @@ impl Connection {
                         }
                         self.wrote_since_tick = false;
                     }
+                }
+                Event::ClosedByOperator => {
+                    let reason = self
+                        .entry
+                        .close_reason
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone();
+                    self.start_close(AmqpError::new(CONNECTION_FORCED, reason));
                 }
                 Event::Shutdown if self.state == State::Open => {
                     self.start_close(AmqpError::new(CONNECTION_FORCED, "broker shutdown"));
@@ -472,6 +500,8 @@ impl Connection {
                 self.state = State::Open;
                 self.close_deadline = None;
                 info!(connection = self.id, peer = %self.peer, user = %self.user, vhost = name, "connection opened");
+                *self.entry.user.lock().unwrap_or_else(|e| e.into_inner()) = self.user.clone();
+                *self.entry.vhost.lock().unwrap_or_else(|e| e.into_inner()) = name.to_string();
                 Ok(())
             }
             (_, C::Close(c)) => {
@@ -594,6 +624,7 @@ impl Connection {
                 ));
             }
             self.channels.insert(id, Channel::new(id));
+            self.entry.channels.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
             encode_method(
                 &mut self.out,
                 id,
@@ -626,11 +657,21 @@ impl Connection {
                         AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
                     );
                     self.channels.remove(&id);
+                    self.entry
+                        .channels
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&id);
                     return Ok(());
                 }
                 AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
                     if ch.closing {
                         self.channels.remove(&id);
+                        self.entry
+                            .channels
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&id);
                     }
                     return Ok(());
                 }

@@ -782,6 +782,15 @@ impl Queue {
         self.lock().store.len() as u32
     }
 
+    /// (tag, connection, channel, exclusive, priority) of every consumer, for the admin API.
+    pub fn consumer_infos(&self) -> Vec<(String, u64, u16, bool, i64)> {
+        self.lock()
+            .consumers
+            .iter()
+            .map(|c| (c.tag.to_string(), c.connection_id, c.channel, c.exclusive, c.priority))
+            .collect()
+    }
+
     pub fn consumer_count(&self) -> u32 {
         self.lock().consumers.len() as u32
     }

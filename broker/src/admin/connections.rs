@@ -1,0 +1,104 @@
+//! Connections, channels and consumers; closing a connection with a reason.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use warren_shared::{ChannelInfo, CloseRequest, ConnectionInfo, ConsumerInfo};
+
+use super::{ApiResult, Error};
+use crate::broker::Broker;
+
+pub fn router() -> Router<Arc<Broker>> {
+    Router::new()
+        .route("/api/connections", get(connections))
+        .route("/api/connections/{id}", get(connection).delete(close))
+        .route("/api/channels", get(channels))
+        .route("/api/consumers", get(consumers))
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn info(c: &crate::broker::ConnectionEntry) -> ConnectionInfo {
+    ConnectionInfo {
+        id: c.id,
+        peer: c.peer.to_string(),
+        user: lock(&c.user).clone(),
+        vhost: lock(&c.vhost).clone(),
+        channels: lock(&c.channels).len() as u64,
+        connected_at_ms: c.connected_at_ms,
+    }
+}
+
+async fn connections(State(b): State<Arc<Broker>>) -> ApiResult<Vec<ConnectionInfo>> {
+    Ok(Json(b.connection_entries().iter().map(|c| info(c)).collect()))
+}
+
+async fn connection(State(b): State<Arc<Broker>>, Path(id): Path<u64>) -> ApiResult<ConnectionInfo> {
+    let c = b.connection_entries().into_iter().find(|c| c.id == id);
+    c.map(|c| Json(info(&c)))
+        .ok_or_else(|| Error::not_found(format!("no connection {id}")))
+}
+
+/// Closes a connection with `connection.close` 320 and the given reason.
+async fn close(
+    State(b): State<Arc<Broker>>,
+    Path(id): Path<u64>,
+    body: axum::body::Bytes,
+) -> ApiResult<serde_json::Value> {
+    // The body is optional: empty means no reason given.
+    let request: CloseRequest = if body.is_empty() {
+        CloseRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| Error::bad_request(format!("invalid body: {e}")))?
+    };
+    let c = b
+        .connection_entries()
+        .into_iter()
+        .find(|c| c.id == id)
+        .ok_or_else(|| Error::not_found(format!("no connection {id}")))?;
+    let reason = request.reason.unwrap_or_else(|| "closed by an operator".to_string());
+    *lock(&c.close_reason) = reason;
+    c.close.cancel();
+    Ok(Json(serde_json::json!({ "closed": id })))
+}
+
+async fn channels(State(b): State<Arc<Broker>>) -> ApiResult<Vec<ChannelInfo>> {
+    let mut out = Vec::new();
+    for c in b.connection_entries() {
+        let (user, vhost) = (lock(&c.user).clone(), lock(&c.vhost).clone());
+        for ch in lock(&c.channels).iter() {
+            out.push(ChannelInfo {
+                connection: c.id,
+                channel: *ch,
+                user: user.clone(),
+                vhost: vhost.clone(),
+            });
+        }
+    }
+    Ok(Json(out))
+}
+
+async fn consumers(State(b): State<Arc<Broker>>) -> ApiResult<Vec<ConsumerInfo>> {
+    let mut out = Vec::new();
+    for v in b.vhosts() {
+        for q in v.queues() {
+            for (tag, connection, channel, exclusive, priority) in q.consumer_infos() {
+                out.push(ConsumerInfo {
+                    vhost: v.name.clone(),
+                    queue: q.name().to_string(),
+                    consumer_tag: tag,
+                    connection,
+                    channel,
+                    exclusive,
+                    priority,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.vhost, &a.queue, &a.consumer_tag).cmp(&(&b.vhost, &b.queue, &b.consumer_tag)));
+    Ok(Json(out))
+}
