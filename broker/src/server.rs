@@ -30,6 +30,7 @@ async fn sweep_queues(broker: Arc<Broker>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_sample = std::time::Instant::now();
+    let mut last_rotate = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -40,12 +41,22 @@ async fn sweep_queues(broker: Arc<Broker>, shutdown: CancellationToken) {
         if sample {
             last_sample = std::time::Instant::now();
         }
+        // Every minute, latency windows move on.
+        let rotate = last_rotate.elapsed() >= Duration::from_secs(60);
+        if rotate {
+            last_rotate = std::time::Instant::now();
+        }
         for vhost in broker.vhosts() {
             vhost.release_delayed();
             for q in vhost.queues() {
                 if sample {
                     let c = q.stats.counters();
                     q.rates.lock().unwrap_or_else(|e| e.into_inner()).sample(c);
+                }
+                if rotate {
+                    let mut l = q.latency.lock().unwrap_or_else(|e| e.into_inner());
+                    l.deliver.rotate();
+                    l.ack.rotate();
                 }
                 if q.sweep() {
                     info!(vhost = %vhost.name, queue = %q.name(), "queue expired (x-expires)");

@@ -45,6 +45,12 @@ pub struct QueueInfo {
     pub counters: QueueCounters,
     /// Per-second rates of the counters over the last 1, 10 and 60 seconds.
     pub rates: QueueRates,
+    /// How long the oldest ready message has waited (consumer lag in time; the count behind is messages_ready).
+    pub time_behind_ms: u64,
+    /// Publish -> deliver latency over the last one to two minutes.
+    pub latency_deliver: LatencySummary,
+    /// Publish -> ack latency over the last one to two minutes.
+    pub latency_ack: LatencySummary,
     /// Where this queue's dead letters go (exchange, routing key).
     pub dead_letter_exchange: Option<String>,
     pub dead_letter_routing_key: Option<String>,
@@ -61,6 +67,18 @@ pub struct QueueCounters {
     pub dead_lettered: u64,
     pub expired: u64,
     pub dropped: u64,
+}
+
+/// Latency percentiles in ms, and a histogram as (upper bound ms, count) buckets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    pub buckets: Vec<(u64, u64)>,
 }
 
 /// Rates in messages per second over three windows.

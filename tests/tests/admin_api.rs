@@ -112,6 +112,9 @@ async fn counters_move_with_traffic_peek_changes_nothing_and_purge_counts() {
     .await
     .expect("sync");
     let (_, q) = request(admin, "GET", "/api/queues/%2F/work", "guest:guest", "");
+    assert_eq!(q["latency_deliver"]["count"], 2, "latency moves with deliveries: {q}");
+    assert_eq!(q["latency_ack"]["count"], 1);
+    assert!(q["time_behind_ms"].as_u64().is_some(), "lag in time is reported");
     assert_eq!(q["counters"]["delivered"], 2);
     assert_eq!(q["counters"]["acked"], 1);
     assert_eq!(q["counters"]["rejected"], 1);

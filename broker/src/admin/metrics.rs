@@ -68,6 +68,29 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             let _ = writeln!(out, "{name}{{{labels}}} {}", values[i]);
         }
     }
+    for (name, pick) in [
+        ("warren_queue_deliver_latency_ms", 0),
+        ("warren_queue_ack_latency_ms", 1),
+    ] {
+        let _ = writeln!(out, "# TYPE {name} summary");
+        for v in b.vhosts() {
+            for q in v.queues() {
+                let s = {
+                    let l = q.latency.lock().unwrap_or_else(|e| e.into_inner());
+                    if pick == 0 {
+                        l.deliver.summary()
+                    } else {
+                        l.ack.summary()
+                    }
+                };
+                let labels = format!("vhost=\"{}\",queue=\"{}\"", label(&v.name), label(q.name()));
+                for (quantile, value) in [("0.5", s.p50), ("0.9", s.p90), ("0.99", s.p99), ("0.999", s.p999)] {
+                    let _ = writeln!(out, "{name}{{{labels},quantile=\"{quantile}\"}} {value}");
+                }
+                let _ = writeln!(out, "{name}_count{{{labels}}} {}", s.count);
+            }
+        }
+    }
     let _ = writeln!(out, "# TYPE warren_connections gauge");
     let _ = writeln!(
         out,

@@ -6,7 +6,9 @@ use axum::extract::{Path, State};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use warren_shared::{PeekRequest, PeekedMessage, PurgeResult, QueueCounters, QueueInfo, QueueRates, Rate};
+use warren_shared::{
+    LatencySummary, PeekRequest, PeekedMessage, PurgeResult, QueueCounters, QueueInfo, QueueRates, Rate,
+};
 
 use super::{json, ApiResult, Error};
 use crate::broker::Broker;
@@ -26,6 +28,11 @@ pub fn info(q: &Queue) -> QueueInfo {
     let (ready, bytes) = q.depth();
     let s = &q.stats;
     let unacked = QueueStats::get(&s.unacked);
+    // One lock for both summaries (a second lock taken in the same expression would deadlock).
+    let (latency_deliver, latency_ack) = {
+        let l = q.latency.lock().unwrap_or_else(|e| e.into_inner());
+        (latency(&l.deliver), latency(&l.ack))
+    };
     QueueInfo {
         vhost: q.spec.vhost.clone(),
         name: q.spec.name.clone(),
@@ -67,8 +74,24 @@ pub fn info(q: &Queue) -> QueueInfo {
                 dropped: r(7),
             }
         },
+        time_behind_ms: q.time_behind_ms(),
+        latency_deliver,
+        latency_ack,
         dead_letter_exchange: q.limits.dead_letter_exchange.clone(),
         dead_letter_routing_key: q.limits.dead_letter_routing_key.clone(),
+    }
+}
+
+fn latency(w: &crate::queue::latency::Window) -> LatencySummary {
+    let s = w.summary();
+    LatencySummary {
+        count: s.count,
+        p50: s.p50,
+        p90: s.p90,
+        p99: s.p99,
+        p999: s.p999,
+        max: s.max,
+        buckets: s.buckets,
     }
 }
 

@@ -444,6 +444,7 @@ impl Channel {
                         expires_at: None,
                         loc: None,
                         delivery_count: 0,
+                        enqueued_ms: 0,
                     },
                     credit: None,
                 }));

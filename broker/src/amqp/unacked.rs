@@ -142,6 +142,7 @@ mod tests {
                 expires_at: None,
                 loc: None,
                 delivery_count: 0,
+                enqueued_ms: 0,
             },
             credit: None,
         }

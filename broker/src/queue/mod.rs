@@ -12,6 +12,7 @@
 mod credit;
 pub mod dead_letter;
 pub mod dedup;
+pub mod latency;
 mod store;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -169,6 +170,8 @@ pub struct Queue {
     pub stats: QueueStats,
     /// One-second samples of `stats`, taken by the broker's sampler, for rates.
     pub rates: Mutex<RateWindow>,
+    /// Publish -> deliver and publish -> ack latency (its own lock: acks of memory queues take no queue lock).
+    pub latency: Mutex<latency::Latency>,
     sync: Option<SyncPolicy>,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
@@ -231,6 +234,7 @@ impl Queue {
             last_used: AtomicU64::new(now_ms()),
             stats: QueueStats::default(),
             rates: Mutex::new(RateWindow::default()),
+            latency: Mutex::new(latency::Latency::default()),
             sync,
             state: Mutex::new(state),
             deleted: AtomicBool::new(false),
@@ -507,6 +511,13 @@ impl Queue {
         if !st.deliveries.is_empty() {
             QueueStats::add(&this.stats.delivered, st.deliveries.len() as u64);
             QueueStats::add(&this.stats.unacked, st.deliveries.len() as u64);
+            let now = now_ms();
+            let mut lat = this.latency.lock().unwrap_or_else(|e| e.into_inner());
+            for (_, item) in &st.deliveries {
+                if let OutboxItem::Deliver(d) = item {
+                    lat.deliver.record(now.saturating_sub(d.entry.enqueued_ms));
+                }
+            }
         }
         for (outbox, item) in st.deliveries.drain(..) {
             outbox.push(item);
@@ -721,6 +732,13 @@ impl Queue {
     pub fn settle<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>) {
         let entries: Vec<&Entry> = entries.into_iter().collect();
         QueueStats::add(&self.stats.acked, entries.len() as u64);
+        {
+            let now = now_ms();
+            let mut lat = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+            for e in &entries {
+                lat.ack.record(now.saturating_sub(e.enqueued_ms));
+            }
+        }
         QueueStats::sub(&self.stats.unacked, entries.len() as u64);
         if entries.iter().all(|e| e.loc.is_none()) {
             return;
@@ -754,6 +772,11 @@ impl Queue {
         self.finish(st);
         let e = e?;
         QueueStats::add(&self.stats.delivered, 1);
+        self.latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .deliver
+            .record(now_ms().saturating_sub(e.enqueued_ms));
         QueueStats::add(&self.stats.unacked, 1);
         Some((e, remaining))
     }
@@ -764,6 +787,14 @@ impl Queue {
 
     pub fn is_durable(&self) -> bool {
         self.lock().store.is_durable()
+    }
+
+    /// How long the oldest ready message has waited, in ms (0 when empty): the time consumers are behind.
+    pub fn time_behind_ms(&self) -> u64 {
+        self.peek(0, 1)
+            .first()
+            .map(|e| now_ms().saturating_sub(e.enqueued_ms))
+            .unwrap_or(0)
     }
 
     /// Ready messages and their body bytes.

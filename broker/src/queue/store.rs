@@ -44,6 +44,8 @@ pub struct Entry {
     pub loc: Option<Loc>,
     /// How many times it was delivered and returned (for `x-delivery-limit`).
     pub delivery_count: u32,
+    /// Unix ms when the queue accepted it (for lag and latency figures).
+    pub enqueued_ms: u64,
 }
 
 impl Entry {
@@ -201,6 +203,7 @@ impl MessageStore {
                 expires_at,
                 loc: None,
                 delivery_count: 0,
+                enqueued_ms: now,
             };
             self.levels[level].memory.push_back(entry);
             if self.log.is_some() {
@@ -334,6 +337,7 @@ impl MessageStore {
             redelivered: self.delivered_before.contains_key(&r.seq),
             loc: Some(loc),
             delivery_count: 0,
+            enqueued_ms: r.enqueued_ms,
         })
     }
 
@@ -361,6 +365,7 @@ impl MessageStore {
                     expires_at,
                     loc: Some(loc),
                     delivery_count: returns,
+                    enqueued_ms: r.enqueued_ms,
                 })
             }
             Err(e) => {

@@ -1,0 +1,103 @@
+//! End-to-end latency of a queue: publish -> deliver and publish -> ack, in milliseconds, in HDR histograms over a
+//! sliding window (the current minute plus the previous one; the sampler rotates them every 60 s).
+
+use hdrhistogram::Histogram;
+
+/// The upper bounds (ms) of the buckets the admin API reports.
+pub const BUCKETS_MS: &[u64] = &[
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+];
+
+pub struct Window {
+    current: Histogram<u64>,
+    previous: Histogram<u64>,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        // 1 ms .. 1 hour at 3 significant digits; values outside are clamped. Constant, valid bounds.
+        let h = || Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid histogram bounds");
+        Window {
+            current: h(),
+            previous: h(),
+        }
+    }
+}
+
+/// Percentiles and buckets of one window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    pub count: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    /// (upper bound in ms, how many at or below it and above the previous bound).
+    pub buckets: Vec<(u64, u64)>,
+}
+
+impl Window {
+    pub fn record(&mut self, ms: u64) {
+        let v = ms.clamp(1, 3_600_000);
+        let _ = self.current.record(v);
+    }
+
+    /// Starts a new minute: the current one becomes the previous.
+    pub fn rotate(&mut self) {
+        std::mem::swap(&mut self.current, &mut self.previous);
+        self.current.reset();
+    }
+
+    pub fn summary(&self) -> Summary {
+        let mut h = self.current.clone();
+        let _ = h.add(&self.previous);
+        if h.is_empty() {
+            return Summary::default();
+        }
+        let mut buckets = Vec::with_capacity(BUCKETS_MS.len());
+        let mut below = 0;
+        for &b in BUCKETS_MS {
+            let upto = h.count_between(1, b);
+            buckets.push((b, upto.saturating_sub(below)));
+            below = upto;
+        }
+        Summary {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+            buckets,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Latency {
+    pub deliver: Window,
+    pub ack: Window,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_window() {
+        let mut w = Window::default();
+        for ms in 1..=100 {
+            w.record(ms);
+        }
+        let s = w.summary();
+        assert_eq!(s.count, 100);
+        assert!((49..=51).contains(&s.p50), "{s:?}");
+        assert_eq!(s.max, 100);
+        assert_eq!(s.buckets.iter().map(|(_, n)| n).sum::<u64>(), 100);
+        w.rotate();
+        assert_eq!(w.summary().count, 100, "the previous minute still counts");
+        w.rotate();
+        assert_eq!(w.summary().count, 0);
+    }
+}
