@@ -415,21 +415,34 @@ impl VHost {
             ("exclusive", s.exclusive_owner.is_some(), d.exclusive),
             ("auto_delete", s.auto_delete, d.auto_delete),
         ];
+        let checks = checks.map(|(f, c, r)| (f, c.to_string(), r.to_string()));
+        self.equivalent("queue", &s.name, &checks, &s.arguments, d.arguments)?;
+        Ok(())
+    }
+
+    /// A redeclare must match: each (field, current, received) and the arguments, or it is a 406 that says which.
+    fn equivalent(
+        &self,
+        what: &str,
+        name: &str,
+        checks: &[(&str, String, String)],
+        current: &FieldTable,
+        received: &FieldTable,
+    ) -> AmqpResult<()> {
         for (field, current, received) in checks {
             if current != received {
                 return Err(AmqpError::precondition(format!(
-                    "inequivalent arg '{field}' for queue '{}' in vhost '{}': received '{received}' but current is '{current}'",
-                    s.name, self.name
+                    "inequivalent arg '{field}' for {what} '{name}' in vhost '{}': received '{received}' but current is '{current}'",
+                    self.name
                 )));
             }
         }
-        if let Some(k) = args::first_difference(&s.arguments, d.arguments) {
+        if let Some(k) = args::first_difference(current, received) {
             return Err(AmqpError::precondition(format!(
-                "inequivalent arg '{k}' for queue '{}' in vhost '{}': received {} but current is {}",
-                s.name,
+                "inequivalent arg '{k}' for {what} '{name}' in vhost '{}': received {} but current is {}",
                 self.name,
-                args::describe(d.arguments.inner().get(k)),
-                args::describe(s.arguments.inner().get(k)),
+                args::describe(received.inner().get(k)),
+                args::describe(current.inner().get(k)),
             )));
         }
         Ok(())
@@ -523,23 +536,7 @@ impl VHost {
                 ("auto_delete", x.auto_delete.to_string(), d.auto_delete.to_string()),
                 ("internal", x.internal.to_string(), d.internal.to_string()),
             ];
-            for (field, current, received) in checks {
-                if current != received {
-                    return Err(AmqpError::precondition(format!(
-                        "inequivalent arg '{field}' for exchange '{}' in vhost '{}': received '{received}' but current is '{current}'",
-                        d.name, self.name
-                    )));
-                }
-            }
-            if let Some(k) = args::first_difference(&x.arguments, d.arguments) {
-                return Err(AmqpError::precondition(format!(
-                    "inequivalent arg '{k}' for exchange '{}' in vhost '{}': received {} but current is {}",
-                    d.name,
-                    self.name,
-                    args::describe(d.arguments.inner().get(k)),
-                    args::describe(x.arguments.inner().get(k)),
-                )));
-            }
+            self.equivalent("exchange", d.name, &checks, &x.arguments, d.arguments)?;
             return Ok(());
         }
         let x = self.make_exchange(d.name, d.kind, d.durable, d.auto_delete, d.internal, d.arguments)?;
