@@ -154,6 +154,15 @@ pub struct PeekRequest {
     pub from: u64,
     /// At most this many (default 50, at most 1000).
     pub count: Option<u64>,
+    /// Only messages with this header (and, if given, `header_value`, compared as text).
+    pub header: Option<String>,
+    pub header_value: Option<String>,
+    /// Only messages with this property (content_type, message_id, correlation_id, reply_to, type, app_id,
+    /// user_id, priority, delivery_mode) equal to `property_value`.
+    pub property: Option<String>,
+    pub property_value: Option<String>,
+    /// Only messages whose body contains this text.
+    pub body_contains: Option<String>,
 }
 
 /// One message seen by peek: nothing about it changes by being looked at.

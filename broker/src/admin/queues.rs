@@ -140,7 +140,46 @@ async fn peek(
         return Err(Error::bad_request("count must be between 1 and 1000"));
     }
     let q = queue(&b, &v, &name)?;
-    let entries = q.peek(req.from as usize, count as usize);
+    let filtered = req.header.is_some() || req.property.is_some() || req.body_contains.is_some();
+    let entries = if filtered {
+        let props_json = |e: &crate::queue::Entry| json::properties(&e.message.properties());
+        let matches = |e: &crate::queue::Entry| {
+            if let Some(needle) = &req.body_contains {
+                if !e
+                    .message
+                    .body
+                    .windows(needle.len().max(1))
+                    .any(|w| w == needle.as_bytes())
+                {
+                    return false;
+                }
+            }
+            if req.header.is_none() && req.property.is_none() {
+                return true;
+            }
+            let p = props_json(e);
+            let text = |v: &serde_json::Value| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if let Some(h) = &req.header {
+                match p.get("headers").and_then(|hs| hs.get(h)) {
+                    Some(v) if req.header_value.as_ref().is_none_or(|want| &text(v) == want) => {}
+                    _ => return false,
+                }
+            }
+            if let Some(name) = &req.property {
+                match p.get(name) {
+                    Some(v) if req.property_value.as_ref().is_none_or(|want| &text(v) == want) => {}
+                    _ => return false,
+                }
+            }
+            true
+        };
+        q.peek_matching(req.from as usize, count as usize, &matches)
+    } else {
+        q.peek(req.from as usize, count as usize)
+    };
     Ok(Json(
         entries
             .into_iter()

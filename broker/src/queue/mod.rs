@@ -806,7 +806,12 @@ impl Queue {
     /// Looks at ready messages without taking them: `count` messages after skipping `from`, in delivery order.
     /// Nothing about them changes.
     pub fn peek(&self, from: usize, count: usize) -> Vec<Entry> {
-        self.lock().store.peek(from, count)
+        self.lock().store.peek(from, count, &|_| true)
+    }
+
+    /// Like `peek`, counting only messages that `matches` accepts (`from` skips matching ones).
+    pub fn peek_matching(&self, from: usize, count: usize, matches: &dyn Fn(&Entry) -> bool) -> Vec<Entry> {
+        self.lock().store.peek(from, count, matches)
     }
 
     pub fn message_count(&self) -> u32 {

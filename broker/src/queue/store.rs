@@ -289,7 +289,7 @@ impl MessageStore {
     }
 
     /// Ready messages in delivery order, without taking them (for the admin API's peek).
-    pub fn peek(&self, from: usize, count: usize) -> Vec<Entry> {
+    pub fn peek(&self, from: usize, count: usize, matches: &dyn Fn(&Entry) -> bool) -> Vec<Entry> {
         let mut out = Vec::new();
         let mut skipped = 0;
         for level in self.levels.iter().rev() {
@@ -304,6 +304,9 @@ impl MessageStore {
                 }))
             };
             for e in requeued.chain(rest).flatten() {
+                if !matches(&e) {
+                    continue;
+                }
                 if skipped < from {
                     skipped += 1;
                     continue;
