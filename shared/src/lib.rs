@@ -10,6 +10,8 @@ pub struct Overview {
     pub version: String,
     pub uptime_ms: u64,
     pub totals: Totals,
+    /// Every queue's rates added up.
+    pub rates: QueueRates,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -24,6 +26,9 @@ pub struct Totals {
     pub acked: u64,
     pub dead_lettered: u64,
     pub expired: u64,
+    pub redelivered: u64,
+    pub rejected: u64,
+    pub dropped: u64,
 }
 
 /// One queue, in `GET /api/queues[/{vhost}[/{name}]]`.

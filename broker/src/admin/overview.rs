@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use warren_shared::{Overview, Totals, UserInfo, VhostInfo};
+use warren_shared::{Overview, QueueRates, Totals, UserInfo, VhostInfo};
 
 use super::ApiResult;
 use crate::broker::Broker;
@@ -25,6 +25,7 @@ async fn overview(State(b): State<Arc<Broker>>) -> ApiResult<Overview> {
 
 /// The overview as of now.
 pub fn build(b: &Broker) -> Overview {
+    let mut rates = QueueRates::default();
     let mut t = Totals {
         connections: b.connections.load(Ordering::Relaxed),
         ..Totals::default()
@@ -42,6 +43,24 @@ pub fn build(b: &Broker) -> Overview {
             t.acked += QueueStats::get(&s.acked);
             t.dead_lettered += QueueStats::get(&s.dead_lettered);
             t.expired += QueueStats::get(&s.expired);
+            t.redelivered += QueueStats::get(&s.redelivered);
+            t.rejected += QueueStats::get(&s.rejected);
+            t.dropped += QueueStats::get(&s.dropped);
+            let r = super::queues::rates(&q);
+            for (sum, add) in [
+                (&mut rates.publish, r.publish),
+                (&mut rates.deliver, r.deliver),
+                (&mut rates.ack, r.ack),
+                (&mut rates.redeliver, r.redeliver),
+                (&mut rates.reject, r.reject),
+                (&mut rates.dead_lettered, r.dead_lettered),
+                (&mut rates.expired, r.expired),
+                (&mut rates.dropped, r.dropped),
+            ] {
+                sum.last_1s += add.last_1s;
+                sum.last_10s += add.last_10s;
+                sum.last_60s += add.last_60s;
+            }
         }
     }
     Overview {
@@ -49,6 +68,7 @@ pub fn build(b: &Broker) -> Overview {
         version: env!("CARGO_PKG_VERSION").into(),
         uptime_ms: b.started.elapsed().as_millis() as u64,
         totals: t,
+        rates,
     }
 }
 

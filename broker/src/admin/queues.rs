@@ -56,29 +56,32 @@ pub fn info(q: &Queue) -> QueueInfo {
             expired: QueueStats::get(&s.expired),
             dropped: QueueStats::get(&s.dropped),
         },
-        rates: {
-            let w = q.rates.lock().unwrap_or_else(|e| e.into_inner());
-            let r = |i| Rate {
-                last_1s: w.rate(i, 1),
-                last_10s: w.rate(i, 10),
-                last_60s: w.rate(i, 60),
-            };
-            QueueRates {
-                publish: r(0),
-                deliver: r(1),
-                ack: r(2),
-                redeliver: r(3),
-                reject: r(4),
-                dead_lettered: r(5),
-                expired: r(6),
-                dropped: r(7),
-            }
-        },
+        rates: rates(q),
         time_behind_ms: q.time_behind_ms(),
         latency_deliver,
         latency_ack,
         dead_letter_exchange: q.limits.dead_letter_exchange.clone(),
         dead_letter_routing_key: q.limits.dead_letter_routing_key.clone(),
+    }
+}
+
+/// A queue's rates over 1, 10 and 60 s.
+pub fn rates(q: &Queue) -> QueueRates {
+    let w = q.rates.lock().unwrap_or_else(|e| e.into_inner());
+    let r = |i| Rate {
+        last_1s: w.rate(i, 1),
+        last_10s: w.rate(i, 10),
+        last_60s: w.rate(i, 60),
+    };
+    QueueRates {
+        publish: r(0),
+        deliver: r(1),
+        ack: r(2),
+        redeliver: r(3),
+        reject: r(4),
+        dead_lettered: r(5),
+        expired: r(6),
+        dropped: r(7),
     }
 }
 
