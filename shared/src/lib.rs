@@ -294,3 +294,13 @@ pub struct ConsumerInfo {
 pub struct CloseRequest {
     pub reason: Option<String>,
 }
+
+/// `GET /api/policies`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PolicyInfo {
+    pub name: String,
+    pub vhost: String,
+    pub pattern: String,
+    pub priority: i64,
+    pub definition: serde_json::Map<String, serde_json::Value>,
+}

@@ -226,6 +226,10 @@ mod tests {
             "/api/exchanges/%2F",
             "/api/bindings",
             "/api/bindings/%2F",
+            "/api/policies",
+            "/api/connections",
+            "/api/channels",
+            "/api/consumers",
         ] {
             let (s, _) = call(&b, Method::GET, path, Some("guest:guest"), "").await;
             assert_eq!(s, StatusCode::OK, "{path}");
