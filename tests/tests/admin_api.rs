@@ -291,17 +291,40 @@ async fn stream_sends_a_snapshot_then_updates_and_rates_follow_traffic() {
             }
         })
     };
-    let events = tokio::task::spawn_blocking(move || {
-        warren_tests::http::sse_events(
-            admin,
-            "/api/stream?interval_ms=500",
-            "guest:guest",
-            6,
-            Duration::from_secs(8),
-        )
-    })
-    .await
-    .expect("reader");
+    // Read the stream with reqwest, as the console will.
+    let resp = reqwest::Client::new()
+        .get(format!("http://{admin}/api/stream?interval_ms=500"))
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await
+        .expect("stream request");
+    assert_eq!(
+        resp.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    let mut events: Vec<(String, serde_json::Value)> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    while events.len() < 6 && tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(3), futures::StreamExt::next(&mut body)).await {
+            Ok(Some(Ok(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => break,
+        }
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let name = block
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or_default()
+                .to_string();
+            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                if let Ok(v) = serde_json::from_str(data) {
+                    events.push((name, v));
+                }
+            }
+        }
+    }
     publisher.abort();
     assert!(events.len() >= 3, "got {} events", events.len());
     assert_eq!(events[0].0, "snapshot");
