@@ -46,6 +46,8 @@ pub struct Broker {
     next_connection_id: AtomicU64,
     /// Open client connections.
     pub connections: AtomicU64,
+    /// Unroutable mandatory messages returned to publishers (an error counter for the overview).
+    pub returned: AtomicU64,
     reply_to: Mutex<HashMap<String, ReplyTarget>>,
     /// Live connections, for the admin API.
     registry: Mutex<HashMap<u64, Arc<ConnectionEntry>>>,
@@ -110,6 +112,7 @@ impl Broker {
             vhosts,
             next_connection_id: AtomicU64::new(1),
             connections: AtomicU64::new(0),
+            returned: AtomicU64::new(0),
             reply_to: Mutex::new(HashMap::new()),
             registry: Mutex::new(HashMap::new()),
             started,

@@ -49,6 +49,7 @@ async fn sweep_queues(broker: Arc<Broker>, shutdown: CancellationToken) {
         for vhost in broker.vhosts() {
             vhost.release_delayed();
             for q in vhost.queues() {
+                q.sample_utilisation();
                 if sample {
                     let c = q.stats.counters();
                     q.rates.lock().unwrap_or_else(|e| e.into_inner()).sample(c);

@@ -28,7 +28,10 @@ pub struct Totals {
     pub expired: u64,
     pub redelivered: u64,
     pub rejected: u64,
+    pub nacked: u64,
     pub dropped: u64,
+    /// Unroutable messages returned to a publisher (mandatory flag).
+    pub returned: u64,
 }
 
 /// One queue, in `GET /api/queues[/{vhost}[/{name}]]`.
@@ -47,6 +50,9 @@ pub struct QueueInfo {
     pub messages: u64,
     pub message_bytes: u64,
     pub consumers: u64,
+    /// The share of the last ten seconds in which the queue's consumers could take a message at once (RabbitMQ's
+    /// consumer utilisation), 0.0..=1.0; `None` without consumers.
+    pub consumer_utilisation: Option<f64>,
     pub counters: QueueCounters,
     /// Per-second rates of the counters over the last 1, 10 and 60 seconds.
     pub rates: QueueRates,
@@ -59,6 +65,9 @@ pub struct QueueInfo {
     /// Where this queue's dead letters go (exchange, routing key).
     pub dead_letter_exchange: Option<String>,
     pub dead_letter_routing_key: Option<String>,
+    /// Queues (in this vhost) whose dead letters are routed into this queue.
+    #[serde(default)]
+    pub dead_letter_sources: Vec<String>,
 }
 
 /// Monotonic per-queue counters since the broker started.
@@ -69,6 +78,7 @@ pub struct QueueCounters {
     pub acked: u64,
     pub redelivered: u64,
     pub rejected: u64,
+    pub nacked: u64,
     pub dead_lettered: u64,
     pub expired: u64,
     pub dropped: u64,
@@ -101,6 +111,7 @@ pub struct QueueRates {
     pub ack: Rate,
     pub redeliver: Rate,
     pub reject: Rate,
+    pub nack: Rate,
     pub dead_lettered: Rate,
     pub expired: Rate,
     pub dropped: Rate,
@@ -151,14 +162,9 @@ pub struct UserInfo {
     pub tags: Vec<String>,
 }
 
-/// `POST /api/queues/{vhost}/{name}/peek` body.
+/// Which messages an operation applies to; every field given must match (none given: every message).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PeekRequest {
-    /// Skip this many messages from the head.
-    #[serde(default)]
-    pub from: u64,
-    /// At most this many (default 50, at most 1000).
-    pub count: Option<u64>,
+pub struct MessageFilter {
     /// Only messages with this header (and, if given, `header_value`, compared as text).
     pub header: Option<String>,
     pub header_value: Option<String>,
@@ -170,6 +176,24 @@ pub struct PeekRequest {
     pub body_contains: Option<String>,
 }
 
+impl MessageFilter {
+    pub fn is_empty(&self) -> bool {
+        self.header.is_none() && self.property.is_none() && self.body_contains.is_none()
+    }
+}
+
+/// `POST /api/queues/{vhost}/{name}/peek` body.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeekRequest {
+    /// Skip this many (matching) messages from the head.
+    #[serde(default)]
+    pub from: u64,
+    /// At most this many (default 50, at most 1000).
+    pub count: Option<u64>,
+    #[serde(flatten)]
+    pub filter: MessageFilter,
+}
+
 /// One message seen by peek: nothing about it changes by being looked at.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PeekedMessage {
@@ -178,6 +202,10 @@ pub struct PeekedMessage {
     pub exchange: String,
     pub routing_key: String,
     pub redelivered: bool,
+    /// How many times it was delivered and came back (requeued).
+    pub delivery_count: u32,
+    /// Unix ms when the queue accepted it.
+    pub enqueued_ms: u64,
     pub priority: u8,
     pub size: u64,
     pub persistent: bool,
@@ -212,8 +240,41 @@ pub struct MoveRequest {
     pub exchange: Option<String>,
     /// With `to = "exchange"`; default: each message's own routing key.
     pub routing_key: Option<String>,
-    /// Only these message ids; default: every ready message.
+    /// Only these message ids; default: every ready message (that matches the filter).
     pub ids: Option<Vec<u64>>,
+    #[serde(flatten)]
+    pub filter: MessageFilter,
+    /// At most this many messages per second; default: as fast as the destination syncs.
+    pub rate: Option<u32>,
+    /// Answer when the move has finished (200) instead of at once (202).
+    #[serde(default)]
+    pub wait: bool,
+}
+
+/// A move running in the background: `POST .../move` starts one, `GET /api/moves` lists them,
+/// `DELETE /api/moves/{id}` cancels one (messages not yet moved stay in the source).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MoveTask {
+    pub id: u64,
+    pub vhost: String,
+    /// The source queue.
+    pub queue: String,
+    /// "source", "queue" or "exchange", as requested.
+    pub to: String,
+    /// The named destination queue or exchange, if any.
+    pub destination: Option<String>,
+    /// "running", "done", "cancelled" or "failed".
+    pub state: String,
+    /// Messages selected when the move started.
+    pub total: u64,
+    pub moved: u64,
+    /// Left in the source: no destination could be worked out, or it does not exist.
+    pub not_moved: u64,
+    pub rate: Option<u32>,
+    pub started_ms: u64,
+    pub finished_ms: Option<u64>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
 }
 
 /// The outcome of a move. Messages are written at the destination (and synced, for persistent messages on durable
@@ -223,6 +284,30 @@ pub struct MoveResult {
     pub moved: u64,
     /// Left in the source queue: no destination could be worked out, or it does not exist.
     pub not_moved: u64,
+}
+
+/// `POST /api/queues/{vhost}/{name}/priority`: change the priority of ready messages in a priority queue.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PriorityRequest {
+    /// These ids; default: every ready message that matches the filter (a filter or ids must be given).
+    pub ids: Option<Vec<u64>>,
+    #[serde(flatten)]
+    pub filter: MessageFilter,
+    /// Set to this priority (capped at the queue's x-max-priority)...
+    pub set: Option<u8>,
+    /// ...or move by this many levels (clamped to 0..=x-max-priority).
+    pub step: Option<i16>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PriorityResult {
+    pub changed: u64,
+}
+
+/// The body of actions that answer with nothing more than success.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Done {
+    pub ok: bool,
 }
 
 /// `POST /api/queues/{vhost}/{name}/delete`: delete ready messages by id.
@@ -287,6 +372,9 @@ pub struct ConsumerInfo {
     pub channel: u16,
     pub exclusive: bool,
     pub priority: i64,
+    /// Whether the consumer acknowledges (false: no-ack).
+    #[serde(default)]
+    pub ack_required: bool,
 }
 
 /// `DELETE /api/connections/{id}` body (optional).
@@ -303,4 +391,18 @@ pub struct PolicyInfo {
     pub pattern: String,
     pub priority: i64,
     pub definition: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `PUT /api/policies/{vhost}/{name}` body.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PolicyRequest {
+    /// A regular expression matched against queue names.
+    pub pattern: String,
+    /// Queue arguments without the `x-` prefix, as in RabbitMQ: `max-length`, `message-ttl`,
+    /// `dead-letter-exchange`, `dead-letter-routing-key`, `overflow`, `expires`, `max-length-bytes`,
+    /// `delivery-limit`.
+    pub definition: serde_json::Map<String, serde_json::Value>,
+    /// The highest priority wins when several policies match.
+    #[serde(default)]
+    pub priority: i64,
 }

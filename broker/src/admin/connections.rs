@@ -86,7 +86,7 @@ async fn consumers(State(b): State<Arc<Broker>>) -> ApiResult<Vec<ConsumerInfo>>
     let mut out = Vec::new();
     for v in b.vhosts() {
         for q in v.queues() {
-            for (tag, connection, channel, exclusive, priority) in q.consumer_infos() {
+            for (tag, connection, channel, exclusive, priority, ack_required) in q.consumer_infos() {
                 out.push(ConsumerInfo {
                     vhost: v.name.clone(),
                     queue: q.name().to_string(),
@@ -95,6 +95,7 @@ async fn consumers(State(b): State<Arc<Broker>>) -> ApiResult<Vec<ConsumerInfo>>
                     channel,
                     exclusive,
                     priority,
+                    ack_required,
                 });
             }
         }

@@ -11,6 +11,7 @@
 mod actions;
 mod connections;
 mod exchanges;
+mod filter;
 mod json;
 mod metrics;
 mod overview;

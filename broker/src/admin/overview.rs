@@ -29,6 +29,7 @@ pub fn build(b: &Broker) -> Overview {
     let mut rates = QueueRates::default();
     let mut t = Totals {
         connections: b.connections.load(Ordering::Relaxed),
+        returned: b.returned.load(Ordering::Relaxed),
         ..Totals::default()
     };
     for v in b.vhosts() {
@@ -46,6 +47,7 @@ pub fn build(b: &Broker) -> Overview {
             t.expired += QueueStats::get(&s.expired);
             t.redelivered += QueueStats::get(&s.redelivered);
             t.rejected += QueueStats::get(&s.rejected);
+            t.nacked += QueueStats::get(&s.nacked);
             t.dropped += QueueStats::get(&s.dropped);
             let r = super::queues::rates(&q);
             for (sum, add) in [
@@ -53,6 +55,7 @@ pub fn build(b: &Broker) -> Overview {
                 (&mut rates.deliver, r.deliver),
                 (&mut rates.ack, r.ack),
                 (&mut rates.redeliver, r.redeliver),
+                (&mut rates.nack, r.nack),
                 (&mut rates.reject, r.reject),
                 (&mut rates.dead_lettered, r.dead_lettered),
                 (&mut rates.expired, r.expired),

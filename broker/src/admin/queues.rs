@@ -1,5 +1,6 @@
 //! Queues: list and detail, peek (look without consuming), purge.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -13,6 +14,7 @@ use warren_shared::{
 use super::{json, ApiResult, Error};
 use crate::broker::Broker;
 use crate::queue::{Queue, QueueStats};
+use crate::routing::Destination;
 use crate::vhost::VHost;
 
 pub fn router() -> Router<Arc<Broker>> {
@@ -24,7 +26,8 @@ pub fn router() -> Router<Arc<Broker>> {
         .route("/api/queues/{vhost}/{name}/contents", delete(purge))
 }
 
-pub fn info(q: &Queue) -> QueueInfo {
+/// A queue as the API shows it; `dead_letter_sources` comes from [`dead_letter_feeders`].
+pub fn info(q: &Queue, dead_letter_sources: Vec<String>) -> QueueInfo {
     let (ready, bytes) = q.depth();
     let s = &q.stats;
     let unacked = QueueStats::get(&s.unacked);
@@ -46,12 +49,14 @@ pub fn info(q: &Queue) -> QueueInfo {
         messages: ready + unacked,
         message_bytes: bytes,
         consumers: q.consumer_count() as u64,
+        consumer_utilisation: q.consumer_utilisation(),
         counters: QueueCounters {
             published: QueueStats::get(&s.published),
             delivered: QueueStats::get(&s.delivered),
             acked: QueueStats::get(&s.acked),
             redelivered: QueueStats::get(&s.redelivered),
             rejected: QueueStats::get(&s.rejected),
+            nacked: QueueStats::get(&s.nacked),
             dead_lettered: QueueStats::get(&s.dead_lettered),
             expired: QueueStats::get(&s.expired),
             dropped: QueueStats::get(&s.dropped),
@@ -62,6 +67,7 @@ pub fn info(q: &Queue) -> QueueInfo {
         latency_ack,
         dead_letter_exchange: q.limits.dead_letter_exchange.clone(),
         dead_letter_routing_key: q.limits.dead_letter_routing_key.clone(),
+        dead_letter_sources,
     }
 }
 
@@ -82,6 +88,7 @@ pub fn rates(q: &Queue) -> QueueRates {
         dead_lettered: r(5),
         expired: r(6),
         dropped: r(7),
+        nack: r(8),
     }
 }
 
@@ -114,9 +121,62 @@ fn queue(b: &Broker, vhost_name: &str, name: &str) -> Result<Arc<Queue>, Error> 
         .ok_or_else(|| Error::not_found(format!("no queue '{name}' in vhost '{vhost_name}'")))
 }
 
+/// For each queue of `v`, the queues whose dead letters reach it. A dead-letter exchange with a dead-letter
+/// routing key is routed like a message; without one (each message keeps its own key) every queue bound to the
+/// exchange counts.
+fn dead_letter_feeders(v: &VHost) -> HashMap<String, Vec<String>> {
+    let bindings = v.bindings();
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for q in v.queues() {
+        let Some(dlx) = &q.limits.dead_letter_exchange else {
+            continue;
+        };
+        let mut targets: Vec<String> = Vec::new();
+        match (&q.limits.dead_letter_routing_key, dlx.is_empty()) {
+            (Some(key), true) => targets.push(key.clone()),
+            (None, true) => {}
+            (Some(key), false) => {
+                let mut routed = Vec::new();
+                if v.route(dlx, key, None, None, &mut routed).is_ok() {
+                    targets.extend(routed.iter().map(|t| t.name().to_string()));
+                }
+            }
+            (None, false) => targets.extend(
+                bindings
+                    .iter()
+                    .filter(|(source, b)| source == dlx && matches!(b.destination, Destination::Queue(_)))
+                    .map(|(_, b)| b.destination.name().to_string()),
+            ),
+        }
+        targets.sort();
+        targets.dedup();
+        for t in targets {
+            out.entry(t).or_default().push(q.name().to_string());
+        }
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
+}
+
+/// Every queue of `v`, with its dead-letter links.
+fn vhost_infos(v: &VHost) -> Vec<QueueInfo> {
+    let mut feeders = dead_letter_feeders(v);
+    v.queues()
+        .iter()
+        .map(|q| info(q, feeders.remove(q.name()).unwrap_or_default()))
+        .collect()
+}
+
+/// One queue, with its dead-letter links.
+pub fn one_info(v: &VHost, q: &Queue) -> QueueInfo {
+    info(q, dead_letter_feeders(v).remove(q.name()).unwrap_or_default())
+}
+
 /// Every queue of every vhost, sorted.
 pub fn all_infos(b: &Broker) -> Vec<QueueInfo> {
-    sorted(b.vhosts().iter().flat_map(|v| v.queues()).map(|q| info(&q)).collect())
+    sorted(b.vhosts().iter().flat_map(|v| vhost_infos(v)).collect())
 }
 
 async fn all(State(b): State<Arc<Broker>>) -> ApiResult<Vec<QueueInfo>> {
@@ -124,12 +184,14 @@ async fn all(State(b): State<Arc<Broker>>) -> ApiResult<Vec<QueueInfo>> {
 }
 
 async fn in_vhost(State(b): State<Arc<Broker>>, Path(v): Path<String>) -> ApiResult<Vec<QueueInfo>> {
-    Ok(Json(sorted(vhost(&b, &v)?.queues().iter().map(|q| info(q)).collect())))
+    let vh = vhost(&b, &v)?;
+    Ok(Json(sorted(vhost_infos(&vh))))
 }
 
 async fn one(State(b): State<Arc<Broker>>, Path((v, name)): Path<(String, String)>) -> ApiResult<QueueInfo> {
     let q = queue(&b, &v, &name)?;
-    Ok(Json(info(&q)))
+    let vh = vhost(&b, &v)?;
+    Ok(Json(one_info(&vh, &q)))
 }
 
 async fn peek(
@@ -143,45 +205,10 @@ async fn peek(
         return Err(Error::bad_request("count must be between 1 and 1000"));
     }
     let q = queue(&b, &v, &name)?;
-    let filtered = req.header.is_some() || req.property.is_some() || req.body_contains.is_some();
-    let entries = if filtered {
-        let props_json = |e: &crate::queue::Entry| json::properties(&e.message.properties());
-        let matches = |e: &crate::queue::Entry| {
-            if let Some(needle) = &req.body_contains {
-                if !e
-                    .message
-                    .body
-                    .windows(needle.len().max(1))
-                    .any(|w| w == needle.as_bytes())
-                {
-                    return false;
-                }
-            }
-            if req.header.is_none() && req.property.is_none() {
-                return true;
-            }
-            let p = props_json(e);
-            let text = |v: &serde_json::Value| match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            if let Some(h) = &req.header {
-                match p.get("headers").and_then(|hs| hs.get(h)) {
-                    Some(v) if req.header_value.as_ref().is_none_or(|want| &text(v) == want) => {}
-                    _ => return false,
-                }
-            }
-            if let Some(name) = &req.property {
-                match p.get(name) {
-                    Some(v) if req.property_value.as_ref().is_none_or(|want| &text(v) == want) => {}
-                    _ => return false,
-                }
-            }
-            true
-        };
-        q.peek_matching(req.from as usize, count as usize, &matches)
-    } else {
+    let entries = if req.filter.is_empty() {
         q.peek(req.from as usize, count as usize)
+    } else {
+        q.peek_matching(req.from as usize, count as usize, &super::filter::matcher(&req.filter))
     };
     Ok(Json(
         entries
@@ -197,6 +224,8 @@ async fn peek(
                     exchange: m.exchange.to_string(),
                     routing_key: m.routing_key.to_string(),
                     redelivered: e.redelivered,
+                    delivery_count: e.delivery_count,
+                    enqueued_ms: e.enqueued_ms,
                     priority: m.priority,
                     size: m.size() as u64,
                     persistent: m.persistent,

@@ -99,7 +99,9 @@ async fn put_queue(
             connection_id: API_CONNECTION,
         })
         .map_err(amqp)?;
-    Ok(Json(serde_json::to_value(super::queues::info(&q)).unwrap_or_default()))
+    Ok(Json(
+        serde_json::to_value(super::queues::info(&q, Vec::new())).unwrap_or_default(),
+    ))
 }
 
 async fn delete_queue(

@@ -68,8 +68,8 @@ impl Channel {
                 }
                 Ok(())
             }
-            B::Reject(r) => self.reject(ctx, r.delivery_tag, false, r.requeue),
-            B::Nack(n) => self.reject(ctx, n.delivery_tag, n.multiple, n.requeue),
+            B::Reject(r) => self.reject(ctx, r.delivery_tag, false, r.requeue, false),
+            B::Nack(n) => self.reject(ctx, n.delivery_tag, n.multiple, n.requeue, true),
             B::Recover(r) => {
                 self.recover(ctx, r.requeue);
                 ctx.send(self.id, AMQPClass::Basic(B::RecoverOk(basic::RecoverOk {})));
@@ -140,6 +140,7 @@ impl Channel {
             credit: credit.clone(),
             exclusive: c.exclusive,
             priority,
+            ack_required: !c.no_ack,
         })?;
         self.consumers.insert(
             tag,
@@ -323,16 +324,17 @@ impl Channel {
         }
     }
 
-    fn reject(&mut self, ctx: &mut Ctx<'_>, tag: u64, multiple: bool, requeue: bool) -> AmqpResult<()> {
+    fn reject(&mut self, ctx: &mut Ctx<'_>, tag: u64, multiple: bool, requeue: bool, nack: bool) -> AmqpResult<()> {
         let pending = self.take_unacked(tag, multiple)?;
         match &mut self.tx {
-            Some(tx) => tx.acks.push(TxAck::Reject { pending, requeue }),
-            None => self.reject_pending(ctx, pending, requeue),
+            Some(tx) => tx.acks.push(TxAck::Reject { pending, requeue, nack }),
+            None => self.reject_pending(ctx, pending, requeue, nack),
         }
         Ok(())
     }
 
-    pub(crate) fn reject_pending(&mut self, ctx: &mut Ctx<'_>, pending: Vec<Pending>, requeue: bool) {
+    /// Settles rejected (or, with `nack`, nacked) deliveries: back to their queues, or dropped / dead-lettered.
+    pub(crate) fn reject_pending(&mut self, ctx: &mut Ctx<'_>, pending: Vec<Pending>, requeue: bool, nack: bool) {
         if requeue {
             requeue_grouped(pending);
             self.kick_consumer_queues(ctx);
@@ -350,7 +352,7 @@ impl Channel {
                 }
             }
             for (q, entries) in by_queue {
-                q.reject(entries);
+                q.reject(entries, nack);
             }
             if unblocked {
                 self.kick_consumer_queues(ctx);

@@ -133,7 +133,11 @@ pub struct ReplyConsumer {
 /// A settlement recorded inside a transaction, applied on commit.
 pub enum TxAck {
     Ack(Vec<Pending>),
-    Reject { pending: Vec<Pending>, requeue: bool },
+    Reject {
+        pending: Vec<Pending>,
+        requeue: bool,
+        nack: bool,
+    },
 }
 
 #[derive(Default)]
@@ -607,6 +611,7 @@ impl Channel {
             | TxAck::Reject {
                 pending,
                 requeue: false,
+                ..
             }) = a
             else {
                 continue;
@@ -650,13 +655,14 @@ impl Channel {
         for a in tx.acks {
             match a {
                 TxAck::Ack(pending) => self.settle(ctx, pending),
-                TxAck::Reject { pending, requeue } => self.reject_pending(ctx, pending, requeue),
+                TxAck::Reject { pending, requeue, nack } => self.reject_pending(ctx, pending, requeue, nack),
             }
         }
         Ok(())
     }
 
     fn send_return(&self, ctx: &mut Ctx<'_>, exchange: &ShortString, routing_key: &ShortString, message: &Message) {
+        ctx.broker.returned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ctx.send(
             self.id,
             AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {

@@ -40,7 +40,12 @@ pub struct QueueConsumer {
     pub exclusive: bool,
     /// `x-priority` from basic.consume: higher gets messages first while it has prefetch room.
     pub priority: i64,
+    /// False for a no-ack consumer.
+    pub ack_required: bool,
 }
+
+/// Consumer-utilisation samples kept: ten seconds at the sweeper's 100 ms.
+const UTILISATION_SAMPLES: usize = 100;
 
 /// What a queue is, fixed at declare time.
 #[derive(Debug, Clone)]
@@ -72,6 +77,8 @@ pub struct QueueStats {
     pub acked: AtomicU64,
     pub redelivered: AtomicU64,
     pub rejected: AtomicU64,
+    /// Rejected with basic.nack (counted here, not in `rejected`).
+    pub nacked: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub expired: AtomicU64,
     pub dropped: AtomicU64,
@@ -82,13 +89,13 @@ pub struct QueueStats {
 /// The last 61 one-second samples of a queue's counters, for rates over 1, 10 and 60 seconds.
 #[derive(Debug, Default)]
 pub struct RateWindow {
-    samples: std::collections::VecDeque<[u64; 8]>,
+    samples: std::collections::VecDeque<[u64; 9]>,
 }
 
 impl RateWindow {
     const KEEP: usize = 61;
 
-    pub fn sample(&mut self, now: [u64; 8]) {
+    pub fn sample(&mut self, now: [u64; 9]) {
         if self.samples.len() == Self::KEEP {
             self.samples.pop_front();
         }
@@ -109,8 +116,8 @@ impl RateWindow {
 
 impl QueueStats {
     /// The counters in a fixed order: published, delivered, acked, redelivered, rejected, dead-lettered,
-    /// expired, dropped.
-    pub fn counters(&self) -> [u64; 8] {
+    /// expired, dropped, nacked.
+    pub fn counters(&self) -> [u64; 9] {
         [
             Self::get(&self.published),
             Self::get(&self.delivered),
@@ -120,6 +127,7 @@ impl QueueStats {
             Self::get(&self.dead_lettered),
             Self::get(&self.expired),
             Self::get(&self.dropped),
+            Self::get(&self.nacked),
         ]
     }
 
@@ -172,6 +180,8 @@ pub struct Queue {
     pub rates: Mutex<RateWindow>,
     /// Publish -> deliver and publish -> ack latency (its own lock: acks of memory queues take no queue lock).
     pub latency: Mutex<latency::Latency>,
+    /// The last ten seconds of consumer-utilisation samples (see `sample_utilisation`).
+    utilisation: Mutex<std::collections::VecDeque<bool>>,
     sync: Option<SyncPolicy>,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
@@ -235,6 +245,7 @@ impl Queue {
             stats: QueueStats::default(),
             rates: Mutex::new(RateWindow::default()),
             latency: Mutex::new(latency::Latency::default()),
+            utilisation: Mutex::new(std::collections::VecDeque::new()),
             sync,
             state: Mutex::new(state),
             deleted: AtomicBool::new(false),
@@ -694,11 +705,12 @@ impl Queue {
         Some(e)
     }
 
-    /// Rejected without requeue: settled, and dead-lettered when the queue has a dead-letter exchange.
-    pub fn reject(&self, entries: impl IntoIterator<Item = Entry>) {
+    /// Rejected (or, with `nack`, nacked) without requeue: settled, and dead-lettered when the queue has a
+    /// dead-letter exchange.
+    pub fn reject(&self, entries: impl IntoIterator<Item = Entry>, nack: bool) {
         let mut st = self.lock();
         for e in entries {
-            QueueStats::add(&self.stats.rejected, 1);
+            QueueStats::add(if nack { &self.stats.nacked } else { &self.stats.rejected }, 1);
             QueueStats::sub(&self.stats.unacked, 1);
             self.drop_entry(&mut st, e, Reason::Rejected);
         }
@@ -819,12 +831,51 @@ impl Queue {
     }
 
     /// (tag, connection, channel, exclusive, priority) of every consumer, for the admin API.
-    pub fn consumer_infos(&self) -> Vec<(String, u64, u16, bool, i64)> {
+    /// (tag, connection, channel, exclusive, priority, ack_required) of every consumer, for the admin API.
+    pub fn consumer_infos(&self) -> Vec<(String, u64, u16, bool, i64, bool)> {
         self.lock()
             .consumers
             .iter()
-            .map(|c| (c.tag.to_string(), c.connection_id, c.channel, c.exclusive, c.priority))
+            .map(|c| {
+                let t = (c.tag.to_string(), c.connection_id, c.channel, c.exclusive, c.priority);
+                (t.0, t.1, t.2, t.3, t.4, c.ack_required)
+            })
             .collect()
+    }
+
+    /// Takes one consumer-utilisation sample (the sweeper calls this every 100 ms): could any consumer take a
+    /// message right now, or are all of them at their prefetch limit? No sample without consumers.
+    pub fn sample_utilisation(&self) {
+        let able = {
+            let st = self.lock();
+            if st.consumers.is_empty() {
+                None
+            } else {
+                Some(st.consumers.iter().any(|c| c.credit.has_room()))
+            }
+        };
+        let mut u = self.utilisation.lock().unwrap_or_else(|e| e.into_inner());
+        match able {
+            None => u.clear(),
+            Some(able) => {
+                if u.len() == UTILISATION_SAMPLES {
+                    u.pop_front();
+                }
+                u.push_back(able);
+            }
+        }
+    }
+
+    /// The share of recent samples in which a consumer could take a message; `None` without consumers.
+    pub fn consumer_utilisation(&self) -> Option<f64> {
+        let (able, samples) = {
+            let u = self.utilisation.lock().unwrap_or_else(|e| e.into_inner());
+            (u.iter().filter(|a| **a).count(), u.len())
+        };
+        if samples == 0 {
+            return (self.consumer_count() > 0).then_some(1.0);
+        }
+        Some(able as f64 / samples as f64)
     }
 
     pub fn consumer_count(&self) -> u32 {
