@@ -48,6 +48,8 @@ pub struct Broker {
     pub connections: AtomicU64,
     /// Unroutable mandatory messages returned to publishers (an error counter for the overview).
     pub returned: AtomicU64,
+    /// Admin move (redrive) tasks, running and recently finished.
+    pub moves: crate::admin::moves::Moves,
     reply_to: Mutex<HashMap<String, ReplyTarget>>,
     /// Live connections, for the admin API.
     registry: Mutex<HashMap<u64, Arc<ConnectionEntry>>>,
@@ -113,6 +115,7 @@ impl Broker {
             next_connection_id: AtomicU64::new(1),
             connections: AtomicU64::new(0),
             returned: AtomicU64::new(0),
+            moves: Default::default(),
             reply_to: Mutex::new(HashMap::new()),
             registry: Mutex::new(HashMap::new()),
             started,

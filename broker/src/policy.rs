@@ -1,6 +1,8 @@
 //! Operator policies: queue settings applied by queue-name pattern without redeclaring queues, as in RabbitMQ.
 //!
-//! Policies come from the config file (`[[policies]]`); the admin API will manage them later. Of the policies whose
+//! Policies come from the config file (`[[policies]]`) and from the admin API (`PUT /api/policies/{vhost}/{name}`,
+//! kept in `definitions.json`; an API policy replaces a config policy of the same name). A change applies to live
+//! queues at once. Of the policies whose
 //! vhost and pattern match a queue, the one with the highest priority applies. Against the queue's own arguments
 //! RabbitMQ's precedence holds: for `max-length`, `max-length-bytes`, `message-ttl`, `expires` and `delivery-limit`
 //! the lower value wins; for `overflow`, `dead-letter-exchange` and `dead-letter-routing-key` the argument wins.
@@ -65,6 +67,10 @@ pub struct Policy {
     pub priority: i64,
     /// The definition as queue arguments (`x-max-length`, ...).
     pub arguments: FieldTable,
+    /// The definition as written (`max-length`, ...), for the API and `definitions.json`.
+    pub definition: serde_json::Map<String, serde_json::Value>,
+    /// Set through the admin API (saved in `definitions.json`), rather than read from the config file.
+    pub from_api: bool,
 }
 
 impl Policy {
@@ -74,6 +80,7 @@ impl Policy {
             return Err(format!("policy '{}': apply-to must be 'queues' or 'all'", c.name));
         }
         let mut arguments = FieldTable::default();
+        let mut definition = serde_json::Map::new();
         for (k, v) in &c.definition {
             let Some((_, arg)) = KEYS.iter().find(|(key, _)| key == k) else {
                 let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
@@ -83,9 +90,32 @@ impl Policy {
                     known.join(", ")
                 ));
             };
+            let numeric = LOWER_WINS.contains(arg);
+            match (k.as_str(), v) {
+                (_, toml::Value::Integer(_)) if numeric => {}
+                (_, _) if numeric => {
+                    return Err(format!("policy '{}': '{k}' must be a whole number", c.name));
+                }
+                ("overflow", toml::Value::String(s))
+                    if !matches!(s.as_str(), "drop-head" | "reject-publish" | "reject-publish-dlx") =>
+                {
+                    return Err(format!(
+                        "policy '{}': overflow must be drop-head, reject-publish or reject-publish-dlx",
+                        c.name
+                    ));
+                }
+                (_, toml::Value::String(_)) => {}
+                (_, _) => return Err(format!("policy '{}': '{k}' must be a string", c.name)),
+            }
             let value = match v {
-                toml::Value::Integer(n) if *n >= 0 => AMQPValue::LongLongInt(*n),
-                toml::Value::String(s) => AMQPValue::LongString(LongString::from(s.as_str())),
+                toml::Value::Integer(n) if *n >= 0 => {
+                    definition.insert(k.clone(), (*n).into());
+                    AMQPValue::LongLongInt(*n)
+                }
+                toml::Value::String(s) => {
+                    definition.insert(k.clone(), s.as_str().into());
+                    AMQPValue::LongString(LongString::from(s.as_str()))
+                }
                 other => return Err(format!("policy '{}': invalid value for '{k}': {other}", c.name)),
             };
             arguments.insert((*arg).into(), value);
@@ -96,7 +126,44 @@ impl Policy {
             pattern,
             priority: c.priority,
             arguments,
+            definition,
+            from_api: false,
         })
+    }
+
+    /// A policy from the admin API (or `definitions.json`): the definition is JSON, values integers or strings.
+    pub fn from_json(
+        name: &str,
+        vhost: &str,
+        pattern: &str,
+        priority: i64,
+        definition: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, String> {
+        let mut table = toml::Table::new();
+        for (k, v) in definition {
+            let value = match v {
+                serde_json::Value::Number(n) => match n.as_i64() {
+                    Some(i) => toml::Value::Integer(i),
+                    None => return Err(format!("policy '{name}': '{k}' must be a whole number, not {n}")),
+                },
+                serde_json::Value::String(s) => toml::Value::String(s.clone()),
+                other => return Err(format!("policy '{name}': invalid value for '{k}': {other}")),
+            };
+            table.insert(k.clone(), value);
+        }
+        if table.is_empty() {
+            return Err(format!("policy '{name}': the definition is empty"));
+        }
+        let mut p = Self::from_config(&PolicyConfig {
+            name: name.to_string(),
+            vhost: vhost.to_string(),
+            pattern: pattern.to_string(),
+            apply_to: default_apply_to(),
+            priority,
+            definition: table,
+        })?;
+        p.from_api = true;
+        Ok(p)
     }
 
     pub fn matches(&self, vhost: &str, queue: &str) -> bool {

@@ -14,11 +14,12 @@ use rand::Rng;
 
 use crate::amqp::error::{AmqpError, AmqpResult};
 use crate::args;
+use crate::policy::Policy;
 use crate::queue::{MessageStore, Queue, QueueSpec, SyncPolicy};
 use crate::routing::delayed::DelayedMessages;
 use crate::routing::DELAYED_TYPE;
 use crate::routing::{headers::valid_x_match, Binding, Destination, Exchange, ExchangeKind};
-use crate::store::definitions::{BindingDef, DefinitionsFile, ExchangeDef, QueueDef, VHostDefinitions};
+use crate::store::definitions::{BindingDef, DefinitionsFile, ExchangeDef, PolicyDef, QueueDef, VHostDefinitions};
 use crate::store::txlog::TxView;
 use crate::store::Store;
 
@@ -49,8 +50,8 @@ pub struct VHost {
     durability: Option<Durability>,
     /// Ourselves, handed to queues so they can route dead letters.
     me: std::sync::Weak<VHost>,
-    /// Operator policies for this vhost's queues.
-    policies: Vec<crate::policy::Policy>,
+    /// Operator policies for this vhost's queues. Lock order: topology, then policies.
+    policies: RwLock<Vec<Policy>>,
 }
 
 /// The durable side of a vhost.
@@ -104,6 +105,7 @@ struct TopologyWrite<'a> {
     generation: &'a AtomicU64,
     durability: Option<&'a Durability>,
     vhost: &'a str,
+    policies: &'a RwLock<Vec<Policy>>,
 }
 
 impl std::ops::Deref for TopologyWrite<'_> {
@@ -124,7 +126,19 @@ impl Drop for TopologyWrite<'_> {
         self.generation.fetch_add(1, Ordering::Release);
         // Save the durable part of the topology while still holding the lock, so saves happen in change order.
         if let Some(d) = self.durability {
-            let defs = durable_definitions(&self.guard);
+            let mut defs = durable_definitions(&self.guard);
+            let ps = self.policies.read().unwrap_or_else(|e| e.into_inner());
+            defs.policies = ps
+                .iter()
+                .filter(|p| p.from_api)
+                .map(|p| PolicyDef {
+                    name: p.name.clone(),
+                    pattern: p.pattern.as_str().to_string(),
+                    priority: p.priority,
+                    definition: p.definition.clone(),
+                })
+                .collect();
+            defs.policies.sort_by(|a, b| a.name.cmp(&b.name));
             if let Err(e) = d.definitions.update(self.vhost, defs) {
                 tracing::error!(vhost = %self.vhost, error = %e, "could not save durable definitions");
             }
@@ -203,14 +217,67 @@ impl VHost {
             generation: AtomicU64::new(1),
             durability,
             me,
-            policies: Vec::new(),
+            policies: RwLock::new(Vec::new()),
         }
     }
 
     /// Sets the policies (at start, before queues are restored or declared).
-    pub fn with_policies(mut self, policies: Vec<crate::policy::Policy>) -> Self {
-        self.policies = policies;
+    pub fn with_policies(self, policies: Vec<Policy>) -> Self {
+        *self.policies.write().unwrap_or_else(|e| e.into_inner()) = policies;
         self
+    }
+
+    /// The policies of this vhost, by name.
+    pub fn policies(&self) -> Vec<Policy> {
+        let mut v = self.policies.read().unwrap_or_else(|e| e.into_inner()).clone();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Adds or replaces a policy (by name) and applies the policies again to every live queue. Returns true when
+    /// it replaced one.
+    pub fn set_policy(&self, policy: Policy) -> bool {
+        let t = self.write();
+        let replaced = {
+            let mut ps = self.policies.write().unwrap_or_else(|e| e.into_inner());
+            let before = ps.len();
+            ps.retain(|p| p.name != policy.name);
+            let replaced = ps.len() != before;
+            ps.push(policy);
+            replaced
+        };
+        let queues: Vec<Arc<Queue>> = t.queues.values().cloned().collect();
+        drop(t); // saves the definitions; queues declared from here on see the new policies
+        self.reapply_policies(&queues);
+        replaced
+    }
+
+    /// Removes a policy; false when there is none by that name.
+    pub fn delete_policy(&self, name: &str) -> bool {
+        let t = self.write();
+        let found = {
+            let mut ps = self.policies.write().unwrap_or_else(|e| e.into_inner());
+            let before = ps.len();
+            ps.retain(|p| p.name != name);
+            ps.len() != before
+        };
+        let queues: Vec<Arc<Queue>> = t.queues.values().cloned().collect();
+        drop(t);
+        if found {
+            self.reapply_policies(&queues);
+        }
+        found
+    }
+
+    /// Applies the current policies to `queues` (with no topology lock held: a queue may route dead letters).
+    fn reapply_policies(&self, queues: &[Arc<Queue>]) {
+        for q in queues {
+            let p = {
+                let ps = self.policies.read().unwrap_or_else(|e| e.into_inner());
+                crate::policy::select(&ps, &self.name, q.name()).cloned().map(Arc::new)
+            };
+            q.apply_policy(p);
+        }
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Topology> {
@@ -223,6 +290,7 @@ impl VHost {
             generation: &self.generation,
             durability: self.durability.as_ref(),
             vhost: &self.name,
+            policies: &self.policies,
         }
     }
 
@@ -326,9 +394,13 @@ impl VHost {
     /// Builds a queue: durable (and not auto-delete) queues get a disk-backed store, recovering what their
     /// directory holds; the rest live in memory.
     fn make_queue(&self, mut spec: QueueSpec) -> std::io::Result<Arc<Queue>> {
-        spec.policy = crate::policy::select(&self.policies, &self.name, &spec.name)
-            .cloned()
-            .map(Arc::new);
+        spec.policy = crate::policy::select(
+            &self.policies.read().unwrap_or_else(|e| e.into_inner()),
+            &self.name,
+            &spec.name,
+        )
+        .cloned()
+        .map(Arc::new);
         let persists = spec.durable && !spec.auto_delete && spec.exclusive_owner.is_none();
         match &self.durability {
             Some(d) if persists => {
@@ -364,6 +436,18 @@ impl VHost {
     /// Rebuilds the durable topology saved in `definitions.json` (at start, before any client connects).
     pub fn restore(&self, defs: &VHostDefinitions) -> std::io::Result<()> {
         let mut t = self.write();
+        {
+            let mut ps = self.policies.write().unwrap_or_else(|e| e.into_inner());
+            for d in &defs.policies {
+                match Policy::from_json(&d.name, &self.name, &d.pattern, d.priority, &d.definition) {
+                    Ok(p) => {
+                        ps.retain(|old| old.name != p.name);
+                        ps.push(p);
+                    }
+                    Err(e) => tracing::error!(vhost = %self.name, error = %e, "cannot restore policy"),
+                }
+            }
+        }
         for x in &defs.exchanges {
             match self.make_exchange(&x.name, &x.kind, true, x.auto_delete, x.internal, &x.arguments) {
                 Ok(ex) => {

@@ -277,15 +277,6 @@ pub struct MoveTask {
     pub error: Option<String>,
 }
 
-/// The outcome of a move. Messages are written at the destination (and synced, for persistent messages on durable
-/// queues) before they leave the source, so a crash mid-move may duplicate a message but never loses one.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct MoveResult {
-    pub moved: u64,
-    /// Left in the source queue: no destination could be worked out, or it does not exist.
-    pub not_moved: u64,
-}
-
 /// `POST /api/queues/{vhost}/{name}/priority`: change the priority of ready messages in a priority queue.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PriorityRequest {
@@ -391,6 +382,9 @@ pub struct PolicyInfo {
     pub pattern: String,
     pub priority: i64,
     pub definition: serde_json::Map<String, serde_json::Value>,
+    /// "config" (the config file; change it there) or "api" (set through this API, kept in the data directory).
+    #[serde(default)]
+    pub source: String,
 }
 
 /// `PUT /api/policies/{vhost}/{name}` body.
@@ -405,4 +399,72 @@ pub struct PolicyRequest {
     /// The highest priority wins when several policies match.
     #[serde(default)]
     pub priority: i64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn queue_destination() -> String {
+    "queue".to_string()
+}
+
+/// `PUT /api/queues/{vhost}/{name}` body: declare a queue (the same rules as queue.declare over AMQP).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueRequest {
+    #[serde(default = "yes")]
+    pub durable: bool,
+    #[serde(default)]
+    pub auto_delete: bool,
+    /// Queue arguments (`x-max-priority`, `x-dead-letter-exchange`, ...): strings, integers or booleans.
+    #[serde(default)]
+    pub arguments: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Default for QueueRequest {
+    fn default() -> Self {
+        QueueRequest {
+            durable: true,
+            auto_delete: false,
+            arguments: serde_json::Map::new(),
+        }
+    }
+}
+
+/// `DELETE /api/queues/{vhost}/{name}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueDeleted {
+    pub deleted: bool,
+    /// Messages dropped with it.
+    pub messages: u64,
+}
+
+/// `PUT /api/exchanges/{vhost}/{name}` body.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExchangeRequest {
+    /// direct, fanout, topic, headers or x-delayed-message.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default = "yes")]
+    pub durable: bool,
+    #[serde(default)]
+    pub auto_delete: bool,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub arguments: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `POST` (bind) and `DELETE` (unbind) `/api/bindings/{vhost}` body.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BindingRequest {
+    pub source: String,
+    pub destination: String,
+    /// "queue" (the default) or "exchange".
+    #[serde(default = "queue_destination")]
+    pub destination_type: String,
+    #[serde(default)]
+    pub routing_key: String,
+    #[serde(default)]
+    pub arguments: serde_json::Map<String, serde_json::Value>,
 }

@@ -126,8 +126,65 @@ async fn counters_move_with_traffic_peek_changes_nothing_and_purge_counts() {
         "x-death decoded: {dlq}"
     );
 
+    assert_eq!(
+        (q["consumers"].clone(), q["consumer_utilisation"].clone()),
+        (0.into(), serde_json::Value::Null)
+    );
+    let (_, dlq_info) = request(admin, "GET", "/api/queues/%2F/work.dlq", "guest:guest", "");
+    assert_eq!(
+        dlq_info["dead_letter_sources"],
+        serde_json::json!(["work"]),
+        "{dlq_info}"
+    );
+
+    // A nack and an unroutable mandatory publish count as errors too.
+    let m = ch
+        .basic_get("work".into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("a message");
+    ch.basic_nack(
+        m.delivery.delivery_tag,
+        BasicNackOptions {
+            requeue: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("nack");
+    ch.basic_publish(
+        "".into(),
+        "no-such-queue".into(),
+        BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        },
+        b"lost",
+        BasicProperties::default(),
+    )
+    .await
+    .expect("publish");
+    ch.queue_declare(
+        "work".into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("sync");
+    let (_, q) = request(admin, "GET", "/api/queues/%2F/work", "guest:guest", "");
+    assert_eq!(
+        (q["counters"]["nacked"].clone(), q["counters"]["rejected"].clone()),
+        (1.into(), 1.into())
+    );
+    let (_, o) = request(admin, "GET", "/api/overview", "guest:guest", "");
+    assert_eq!(o["totals"]["returned"], 1, "{o}");
+    assert_eq!(o["totals"]["nacked"], 1);
+
     let (s, r) = request(admin, "DELETE", "/api/queues/%2F/work/contents", "guest:guest", "");
-    assert_eq!((s, r["purged"].clone()), (200, serde_json::json!(4)));
+    assert_eq!((s, r["purged"].clone()), (200, serde_json::json!(3)));
     let (_, o) = request(admin, "GET", "/api/overview", "guest:guest", "");
     assert!(o["totals"]["connections"].as_u64().is_some_and(|n| n >= 1));
     let (s, m) = request(admin, "GET", "/metrics", "guest:guest", "");
@@ -210,11 +267,16 @@ async fn redrive_puts_rejected_messages_back_on_their_source() {
         "POST",
         "/api/queues/%2F/orders.dlq/move",
         "guest:guest",
-        r#"{"to":"source"}"#,
+        r#"{"to":"source","wait":true}"#,
     );
     assert_eq!(
-        (s, r["moved"].clone(), r["not_moved"].clone()),
-        (200, serde_json::json!(2), serde_json::json!(0)),
+        (s, r["state"].clone(), r["moved"].clone(), r["not_moved"].clone()),
+        (
+            200,
+            serde_json::json!("done"),
+            serde_json::json!(2),
+            serde_json::json!(0)
+        ),
         "{r}"
     );
     let (_, back) = request(admin, "POST", "/api/queues/%2F/orders/peek", "guest:guest", "{}");
@@ -262,6 +324,120 @@ async fn redrive_puts_rejected_messages_back_on_their_source() {
     assert_eq!((s, r["error"].clone()), (400, serde_json::json!("bad_request")), "{r}");
     let (_, q) = request(admin, "GET", "/api/queues/%2F/orders", "guest:guest", "");
     assert_eq!(q["messages_ready"], 2, "o3 and from-api");
+}
+
+/// Polls `GET /api/moves/{id}` until `done(task)` holds (at most ~20 s).
+fn wait_for_move(admin: std::net::SocketAddr, id: u64, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    for _ in 0..400 {
+        let (_, t) = request(admin, "GET", &format!("/api/moves/{id}"), "guest:guest", "");
+        if done(&t) {
+            return t;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("move {id} never got there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_run_in_the_background_with_progress_rate_limit_cancel_and_filters() {
+    let broker = TestBroker::start();
+    let admin = broker.admin_addr;
+    for q in ["parked", "target"] {
+        let (s, r) = request(
+            admin,
+            "PUT",
+            &format!("/api/queues/%2F/{q}"),
+            "guest:guest",
+            r#"{"durable":true}"#,
+        );
+        assert!(s == 200 || s == 201, "{s} {r}");
+    }
+    for i in 0..200 {
+        let body = format!(r#"{{"routing_key":"parked","payload":"m{i}","persistent":true}}"#);
+        let (s, _) = request(
+            admin,
+            "POST",
+            "/api/exchanges/%2F/amq.default/publish",
+            "guest:guest",
+            &body,
+        );
+        assert_eq!(s, 200);
+    }
+
+    // A rate-limited move answers at once (202) and makes progress in the background.
+    let (s, t) = request(
+        admin,
+        "POST",
+        "/api/queues/%2F/parked/move",
+        "guest:guest",
+        r#"{"to":"queue","queue":"target","rate":20}"#,
+    );
+    assert_eq!(
+        (s, t["state"].clone(), t["total"].clone()),
+        (202, "running".into(), 200.into()),
+        "{t}"
+    );
+    let id = t["id"].as_u64().expect("id");
+    let t = wait_for_move(admin, id, |t| t["moved"].as_u64() > Some(0));
+    assert_eq!(t["state"], "running", "20/s cannot have moved 200 yet: {t}");
+    let (_, list) = request(admin, "GET", "/api/moves", "guest:guest", "");
+    assert!(list.as_array().expect("list").iter().any(|m| m["id"] == id), "{list}");
+
+    // Cancel: it stops, and every message is in exactly one of the two queues.
+    let (s, _) = request(admin, "DELETE", &format!("/api/moves/{id}"), "guest:guest", "");
+    assert_eq!(s, 200);
+    let t = wait_for_move(admin, id, |t| t["state"] != "running");
+    assert_eq!(t["state"], "cancelled", "{t}");
+    let moved = t["moved"].as_u64().expect("moved");
+    assert!(moved > 0 && moved < 200, "{t}");
+    let (_, parked) = request(admin, "GET", "/api/queues/%2F/parked", "guest:guest", "");
+    let (_, target) = request(admin, "GET", "/api/queues/%2F/target", "guest:guest", "");
+    assert_eq!(target["messages_ready"].as_u64(), Some(moved));
+    assert_eq!(
+        parked["messages_ready"].as_u64(),
+        Some(200 - moved),
+        "the rest went back"
+    );
+    assert_eq!(parked["messages_unacked"], 0);
+
+    // A filtered move takes exactly the matching messages.
+    let (s, t) = request(
+        admin,
+        "POST",
+        "/api/queues/%2F/target/move",
+        "guest:guest",
+        r#"{"to":"queue","queue":"parked","body_contains":"m1","wait":true}"#,
+    );
+    let matching = (0..moved).filter(|i| format!("m{i}").contains("m1")).count() as u64;
+    assert_eq!(
+        (s, t["state"].clone(), t["moved"].clone()),
+        (200, "done".into(), matching.into()),
+        "{t}"
+    );
+    let (_, left) = request(
+        admin,
+        "POST",
+        "/api/queues/%2F/target/peek",
+        "guest:guest",
+        r#"{"count":1000}"#,
+    );
+    assert!(left
+        .as_array()
+        .expect("array")
+        .iter()
+        .all(|m| !m["body"].as_str().unwrap_or_default().contains("m1")));
+
+    // Unknown tasks are 404s; a zero rate is a 400.
+    let (s, _) = request(admin, "GET", "/api/moves/99999", "guest:guest", "");
+    assert_eq!(s, 404);
+    let (s, r) = request(
+        admin,
+        "POST",
+        "/api/queues/%2F/parked/move",
+        "guest:guest",
+        r#"{"to":"source","rate":0}"#,
+    );
+    assert_eq!(s, 400, "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -473,6 +649,12 @@ async fn connections_channels_consumers_and_closing_a_connection() {
     let (_, consumers) = request(admin, "GET", "/api/consumers", "guest:guest", "");
     assert_eq!(consumers[0]["consumer_tag"], "watcher");
     assert_eq!(consumers[0]["queue"], "watched");
+    assert_eq!(consumers[0]["ack_required"], true);
+    let (_, q) = request(admin, "GET", "/api/queues/%2F/watched", "guest:guest", "");
+    assert_eq!(
+        q["consumer_utilisation"], 1.0,
+        "an idle consumer with room could take a message at any time"
+    );
     let id = first["id"].as_u64().expect("id");
     let (s, _) = request(
         admin,

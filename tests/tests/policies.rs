@@ -80,3 +80,96 @@ async fn policy_limits_and_dead_letters_queues_by_pattern() {
         "the policy's dead-letter exchange got the overflow of both"
     );
 }
+
+/// The depth of `q` through the admin API.
+fn ready(admin: std::net::SocketAddr, q: &str) -> serde_json::Value {
+    let (_, info) = warren_tests::http::request(admin, "GET", &format!("/api/queues/%2F/{q}"), "guest:guest", "");
+    info["messages_ready"].clone()
+}
+
+fn publish(admin: std::net::SocketAddr, q: &str, n: usize) {
+    for i in 0..n {
+        let body = format!(r#"{{"routing_key":"{q}","payload":"{i}","persistent":true}}"#);
+        let (s, _) = warren_tests::http::request(
+            admin,
+            "POST",
+            "/api/exchanges/%2F/amq.default/publish",
+            "guest:guest",
+            &body,
+        );
+        assert_eq!(s, 200);
+    }
+}
+
+#[test]
+fn policies_set_through_the_api_apply_to_live_queues_and_survive_a_restart() {
+    use warren_tests::http::request;
+    let mut broker = TestBroker::start();
+    let admin = broker.admin_addr;
+    let (s, _) = request(
+        admin,
+        "PUT",
+        "/api/queues/%2F/capped.a",
+        "guest:guest",
+        r#"{"durable":true}"#,
+    );
+    assert!(s == 200 || s == 201);
+    publish(admin, "capped.a", 3);
+
+    // A policy on an existing queue: the limit applies to the next publish.
+    let body = r#"{"pattern":"^capped\\.","definition":{"max-length":2,"overflow":"reject-publish"},"priority":1}"#;
+    let (s, p) = request(admin, "PUT", "/api/policies/%2F/cap", "guest:guest", body);
+    assert_eq!((s, p["source"].as_str()), (201, Some("api")), "{p}");
+    let (_, q) = request(admin, "GET", "/api/queues/%2F/capped.a", "guest:guest", "");
+    assert_eq!(q["policy"], "cap");
+    publish(admin, "capped.a", 2);
+    assert_eq!(ready(admin, "capped.a"), 3, "full: new messages are refused");
+
+    // It is kept in the data directory, and matches queues declared later.
+    broker.restart();
+    let admin = broker.admin_addr;
+    let (_, list) = request(admin, "GET", "/api/policies", "guest:guest", "");
+    assert!(
+        list.as_array().expect("list").iter().any(|p| p["name"] == "cap"),
+        "{list}"
+    );
+    let (s, _) = request(admin, "PUT", "/api/queues/%2F/capped.b", "guest:guest", "{}");
+    assert!(s == 200 || s == 201);
+    publish(admin, "capped.b", 5);
+    assert_eq!(ready(admin, "capped.b"), 2);
+
+    // A message TTL from a policy.
+    let body = r#"{"pattern":"^short$","definition":{"message-ttl":1}}"#;
+    assert_eq!(
+        request(admin, "PUT", "/api/policies/%2F/ttl", "guest:guest", body).0,
+        201
+    );
+    assert!(request(admin, "PUT", "/api/queues/%2F/short", "guest:guest", "{}").0 < 300);
+    publish(admin, "short", 3);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(ready(admin, "short"), 0, "expired by the policy's TTL");
+
+    // Deleting it lifts the limit; bad definitions are 400s; unknown policies 404s.
+    let (s, _) = request(admin, "DELETE", "/api/policies/%2F/cap", "guest:guest", "");
+    assert_eq!(s, 200);
+    publish(admin, "capped.b", 2);
+    assert_eq!(ready(admin, "capped.b"), 4);
+    for bad in [
+        r#"{"pattern":"(","definition":{"max-length":1}}"#,
+        r#"{"pattern":"x","definition":{"max-length":"ten"}}"#,
+        r#"{"pattern":"x","definition":{"no-such-key":1}}"#,
+        r#"{"pattern":"x","definition":{}}"#,
+        r#"{"definition":{"max-length":1}}"#,
+    ] {
+        let (s, r) = request(admin, "PUT", "/api/policies/%2F/bad", "guest:guest", bad);
+        assert_eq!((s, r["error"].as_str()), (400, Some("bad_request")), "{bad}: {r}");
+    }
+    assert_eq!(
+        request(admin, "DELETE", "/api/policies/%2F/cap", "guest:guest", "").0,
+        404
+    );
+    assert_eq!(
+        request(admin, "PUT", "/api/policies/nope/x", "guest:guest", body).0,
+        404
+    );
+}

@@ -14,7 +14,9 @@ mod exchanges;
 mod filter;
 mod json;
 mod metrics;
+pub mod moves;
 mod overview;
+mod policies;
 mod queues;
 mod resources;
 mod stream;
@@ -96,6 +98,8 @@ pub fn app(broker: Arc<Broker>) -> Router {
         .merge(exchanges::router())
         .merge(metrics::router())
         .merge(actions::router())
+        .merge(moves::router())
+        .merge(policies::router())
         .merge(stream::router())
         .merge(resources::router())
         .merge(connections::router())

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use warren_shared::{Overview, PolicyInfo, QueueRates, Totals, UserInfo, VhostInfo};
+use warren_shared::{Overview, QueueRates, Totals, UserInfo, VhostInfo};
 
 use super::ApiResult;
 use crate::broker::Broker;
@@ -17,7 +17,6 @@ pub fn router() -> Router<Arc<Broker>> {
         .route("/api/overview", get(overview))
         .route("/api/vhosts", get(vhosts))
         .route("/api/users", get(users))
-        .route("/api/policies", get(policies))
 }
 
 async fn overview(State(b): State<Arc<Broker>>) -> ApiResult<Overview> {
@@ -80,23 +79,6 @@ async fn vhosts(State(b): State<Arc<Broker>>) -> ApiResult<Vec<VhostInfo>> {
     let mut v: Vec<VhostInfo> = b.vhosts().iter().map(|v| VhostInfo { name: v.name.clone() }).collect();
     v.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Json(v))
-}
-
-/// Policies come from the config file for now (read-only here).
-async fn policies(State(b): State<Arc<Broker>>) -> ApiResult<Vec<PolicyInfo>> {
-    Ok(Json(
-        b.config
-            .policies
-            .iter()
-            .map(|p| PolicyInfo {
-                name: p.name.clone(),
-                vhost: p.vhost.clone(),
-                pattern: p.pattern.as_str().to_string(),
-                priority: p.priority,
-                definition: super::json::table(&p.arguments),
-            })
-            .collect(),
-    ))
 }
 
 async fn users(State(b): State<Arc<Broker>>) -> ApiResult<Vec<UserInfo>> {

@@ -43,7 +43,7 @@ pub fn info(q: &Queue, dead_letter_sources: Vec<String>) -> QueueInfo {
         exclusive: q.spec.exclusive_owner.is_some(),
         auto_delete: q.spec.auto_delete,
         arguments: json::table(&q.spec.arguments),
-        policy: q.spec.policy.as_ref().map(|p| p.name.clone()),
+        policy: q.policy_name(),
         messages_ready: ready,
         messages_unacked: unacked,
         messages: ready + unacked,
@@ -65,8 +65,8 @@ pub fn info(q: &Queue, dead_letter_sources: Vec<String>) -> QueueInfo {
         time_behind_ms: q.time_behind_ms(),
         latency_deliver,
         latency_ack,
-        dead_letter_exchange: q.limits.dead_letter_exchange.clone(),
-        dead_letter_routing_key: q.limits.dead_letter_routing_key.clone(),
+        dead_letter_exchange: q.limits().dead_letter_exchange.clone(),
+        dead_letter_routing_key: q.limits().dead_letter_routing_key.clone(),
         dead_letter_sources,
     }
 }
@@ -128,11 +128,11 @@ fn dead_letter_feeders(v: &VHost) -> HashMap<String, Vec<String>> {
     let bindings = v.bindings();
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for q in v.queues() {
-        let Some(dlx) = &q.limits.dead_letter_exchange else {
+        let Some(dlx) = &q.limits().dead_letter_exchange else {
             continue;
         };
         let mut targets: Vec<String> = Vec::new();
-        match (&q.limits.dead_letter_routing_key, dlx.is_empty()) {
+        match (&q.limits().dead_letter_routing_key, dlx.is_empty()) {
             (Some(key), true) => targets.push(key.clone()),
             (None, true) => {}
             (Some(key), false) => {

@@ -9,7 +9,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{post, put};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use warren_shared::{
+    BindingRequest, Done, ExchangeRequest, PriorityRequest, PriorityResult, QueueDeleted, QueueInfo, QueueRequest,
+};
 
 use super::queues::vhost;
 use super::{ApiResult, Body, Error};
@@ -63,30 +65,11 @@ fn arguments(json: &serde_json::Map<String, serde_json::Value>) -> Result<FieldT
     Ok(t)
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
-struct QueueBody {
-    #[serde(default = "yes")]
-    durable: bool,
-    #[serde(default)]
-    auto_delete: bool,
-    #[serde(default)]
-    arguments: serde_json::Map<String, serde_json::Value>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Debug, Serialize)]
-struct Done {
-    ok: bool,
-}
-
 async fn put_queue(
     State(b): State<Arc<Broker>>,
     Path((v, name)): Path<(String, String)>,
-    Body(body): Body<QueueBody>,
-) -> ApiResult<serde_json::Value> {
+    Body(body): Body<QueueRequest>,
+) -> ApiResult<QueueInfo> {
     let args = arguments(&body.arguments)?;
     let q = vhost(&b, &v)?
         .declare_queue(&QueueDeclare {
@@ -99,42 +82,29 @@ async fn put_queue(
             connection_id: API_CONNECTION,
         })
         .map_err(amqp)?;
-    Ok(Json(
-        serde_json::to_value(super::queues::info(&q, Vec::new())).unwrap_or_default(),
-    ))
+    Ok(Json(super::queues::info(&q, Vec::new())))
 }
 
 async fn delete_queue(
     State(b): State<Arc<Broker>>,
     Path((v, name)): Path<(String, String)>,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<QueueDeleted> {
     let vh = vhost(&b, &v)?;
     if vh.queue(&name).is_none() {
         return Err(Error::not_found(format!("no queue '{name}' in vhost '{v}'")));
     }
     let dropped = vh.delete_queue(&name, false, false, API_CONNECTION).map_err(amqp)?;
-    Ok(Json(serde_json::json!({ "deleted": true, "messages": dropped })))
-}
-
-#[derive(Debug, Deserialize)]
-struct ExchangeBody {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default = "yes")]
-    durable: bool,
-    #[serde(default)]
-    auto_delete: bool,
-    #[serde(default)]
-    internal: bool,
-    #[serde(default)]
-    arguments: serde_json::Map<String, serde_json::Value>,
+    Ok(Json(QueueDeleted {
+        deleted: true,
+        messages: dropped as u64,
+    }))
 }
 
 async fn put_exchange(
     State(b): State<Arc<Broker>>,
     Path((v, name)): Path<(String, String)>,
-    Body(body): Body<ExchangeBody>,
-) -> ApiResult<serde_json::Value> {
+    Body(body): Body<ExchangeRequest>,
+) -> ApiResult<Done> {
     let args = arguments(&body.arguments)?;
     vhost(&b, &v)?
         .declare_exchange(&ExchangeDeclare {
@@ -147,39 +117,19 @@ async fn put_exchange(
             arguments: &args,
         })
         .map_err(amqp)?;
-    Ok(Json(serde_json::to_value(Done { ok: true }).unwrap_or_default()))
+    Ok(Json(Done { ok: true }))
 }
 
-async fn delete_exchange(
-    State(b): State<Arc<Broker>>,
-    Path((v, name)): Path<(String, String)>,
-) -> ApiResult<serde_json::Value> {
+async fn delete_exchange(State(b): State<Arc<Broker>>, Path((v, name)): Path<(String, String)>) -> ApiResult<Done> {
     let vh = vhost(&b, &v)?;
     if !vh.has_exchange(&name) {
         return Err(Error::not_found(format!("no exchange '{name}' in vhost '{v}'")));
     }
     vh.delete_exchange(&name, false).map_err(amqp)?;
-    Ok(Json(serde_json::to_value(Done { ok: true }).unwrap_or_default()))
+    Ok(Json(Done { ok: true }))
 }
 
-#[derive(Debug, Deserialize)]
-struct BindingBody {
-    source: String,
-    destination: String,
-    /// "queue" (default) or "exchange".
-    #[serde(default = "queue_type")]
-    destination_type: String,
-    #[serde(default)]
-    routing_key: String,
-    #[serde(default)]
-    arguments: serde_json::Map<String, serde_json::Value>,
-}
-
-fn queue_type() -> String {
-    "queue".to_string()
-}
-
-fn binding(body: &BindingBody) -> Result<Binding, Error> {
+fn binding(body: &BindingRequest) -> Result<Binding, Error> {
     let destination = match body.destination_type.as_str() {
         "queue" => Destination::Queue(body.destination.clone()),
         "exchange" => Destination::Exchange(body.destination.clone()),
@@ -199,35 +149,26 @@ fn binding(body: &BindingBody) -> Result<Binding, Error> {
 async fn bind(
     State(b): State<Arc<Broker>>,
     Path(v): Path<String>,
-    Body(body): Body<BindingBody>,
-) -> ApiResult<serde_json::Value> {
+    Body(body): Body<BindingRequest>,
+) -> ApiResult<Done> {
     vhost(&b, &v)?.bind(&body.source, binding(&body)?).map_err(amqp)?;
-    Ok(Json(serde_json::to_value(Done { ok: true }).unwrap_or_default()))
+    Ok(Json(Done { ok: true }))
 }
 
 async fn unbind(
     State(b): State<Arc<Broker>>,
     Path(v): Path<String>,
-    Body(body): Body<BindingBody>,
-) -> ApiResult<serde_json::Value> {
+    Body(body): Body<BindingRequest>,
+) -> ApiResult<Done> {
     vhost(&b, &v)?.unbind(&body.source, &binding(&body)?).map_err(amqp)?;
-    Ok(Json(serde_json::to_value(Done { ok: true }).unwrap_or_default()))
-}
-
-#[derive(Debug, Deserialize)]
-struct PriorityBody {
-    ids: Vec<u64>,
-    /// Set to this priority...
-    set: Option<u8>,
-    /// ...or move by this many levels (clamped to 0..=x-max-priority).
-    step: Option<i16>,
+    Ok(Json(Done { ok: true }))
 }
 
 async fn set_priority(
     State(b): State<Arc<Broker>>,
     Path((v, name)): Path<(String, String)>,
-    Body(body): Body<PriorityBody>,
-) -> ApiResult<serde_json::Value> {
+    Body(body): Body<PriorityRequest>,
+) -> ApiResult<PriorityResult> {
     let q = vhost(&b, &v)?
         .queue(&name)
         .ok_or_else(|| Error::not_found(format!("no queue '{name}' in vhost '{v}'")))?;
@@ -240,16 +181,25 @@ async fn set_priority(
         (None, Some(s)) => crate::queue::PriorityChange::Step(s),
         _ => return Err(Error::bad_request("give exactly one of 'set' or 'step'")),
     };
-    let ids: HashSet<u64> = body.ids.iter().copied().collect();
+    let ids: HashSet<u64> = match (&body.ids, body.filter.is_empty()) {
+        (Some(ids), _) => ids.iter().copied().collect(),
+        (None, false) => q
+            .matching_ids(&super::filter::matcher(&body.filter))
+            .into_iter()
+            .collect(),
+        (None, true) => return Err(Error::bad_request("give the message 'ids' or a filter")),
+    };
     let changed = q
         .change_priority(&ids, change, max)
         .map_err(|e| Error::new(StatusCode::INTERNAL_SERVER_ERROR, "store_failed", e.to_string()))?;
-    if changed == 0 && !ids.is_empty() {
+    if changed == 0 && body.ids.as_ref().is_some_and(|ids| !ids.is_empty()) {
         return Err(Error::new(
             StatusCode::CONFLICT,
             "conflict",
             "none of these messages is ready in the queue (already consumed?)",
         ));
     }
-    Ok(Json(serde_json::json!({ "changed": changed })))
+    Ok(Json(PriorityResult {
+        changed: changed as u64,
+    }))
 }

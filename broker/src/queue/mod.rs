@@ -16,7 +16,7 @@ pub mod latency;
 mod store;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use amq_protocol::types::FieldTable;
 
@@ -42,6 +42,11 @@ pub struct QueueConsumer {
     pub priority: i64,
     /// False for a no-ack consumer.
     pub ack_required: bool,
+}
+
+/// `x-message-ttl` in ms, if set and not negative.
+fn message_ttl(arguments: &FieldTable) -> Option<u64> {
+    crate::args::get_i64(arguments, "x-message-ttl").and_then(|ms| u64::try_from(ms).ok())
 }
 
 /// Consumer-utilisation samples kept: ten seconds at the sweeper's 100 ms.
@@ -169,8 +174,11 @@ pub struct Published {
 
 pub struct Queue {
     pub spec: QueueSpec,
-    /// Length limits, overflow, dead-lettering, delivery limit and expiry, from the arguments.
-    pub limits: QueueLimits,
+    /// Length limits, overflow, dead-lettering, delivery limit and expiry, from the arguments and the policy
+    /// that applies (replaced whole when an operator policy changes).
+    limits: RwLock<Arc<QueueLimits>>,
+    /// The operator policy that applies now (`spec.policy` is the one at declare time).
+    policy: RwLock<Option<Arc<crate::policy::Policy>>>,
     /// The vhost, for routing dead letters.
     vhost: Weak<VHost>,
     /// Unix ms of the last use (consume, get, declare), for `x-expires`.
@@ -238,7 +246,8 @@ impl Queue {
             deliveries: Vec::new(),
         };
         Arc::new_cyclic(|me| Queue {
-            limits: QueueLimits::from_arguments(&spec.effective_arguments()),
+            limits: RwLock::new(Arc::new(QueueLimits::from_arguments(&spec.effective_arguments()))),
+            policy: RwLock::new(spec.policy.clone()),
             spec,
             vhost,
             last_used: AtomicU64::new(now_ms()),
@@ -253,13 +262,35 @@ impl Queue {
         })
     }
 
-    /// The `x-max-priority` and `x-message-ttl` a store for this spec needs.
+    /// The `x-max-priority` and `x-message-ttl` (from the arguments and the policy) a store for this spec needs.
     pub fn store_settings(spec: &QueueSpec) -> (u8, Option<u64>) {
         let max_priority = crate::args::get_i64(&spec.arguments, "x-max-priority")
             .unwrap_or(0)
             .clamp(0, 255) as u8;
-        let ttl = crate::args::get_i64(&spec.arguments, "x-message-ttl").and_then(|ms| u64::try_from(ms).ok());
-        (max_priority, ttl)
+        (max_priority, message_ttl(&spec.effective_arguments()))
+    }
+
+    /// The limits in force now.
+    pub fn limits(&self) -> Arc<QueueLimits> {
+        self.limits.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The name of the operator policy that applies now.
+    pub fn policy_name(&self) -> Option<String> {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|p| p.name.clone())
+    }
+
+    /// Applies a changed operator policy (or none) to this live queue: limits, dead-lettering and expiry change at
+    /// once; a changed message TTL applies to messages published from now on.
+    pub fn apply_policy(&self, policy: Option<Arc<crate::policy::Policy>>) {
+        let effective = crate::policy::effective_arguments(&self.spec.arguments, policy.as_deref());
+        *self.limits.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(QueueLimits::from_arguments(&effective));
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = policy;
+        self.lock().store.set_ttl(message_ttl(&effective));
     }
 
     /// An in-memory queue.
@@ -278,7 +309,7 @@ impl Queue {
         if st.expired_buf.is_empty() {
             return;
         }
-        let dlx = self.limits.dead_letter_exchange.is_some();
+        let dlx = self.limits().dead_letter_exchange.is_some();
         st.expired += st.expired_buf.len() as u64;
         QueueStats::add(&self.stats.expired, st.expired_buf.len() as u64);
         if dlx {
@@ -301,7 +332,7 @@ impl Queue {
     /// Settles an entry this queue gives up on, dead-lettering it when the queue has a dead-letter exchange.
     fn drop_entry(&self, st: &mut QueueState, e: Entry, reason: Reason) {
         st.store.settle(&e);
-        if self.limits.dead_letter_exchange.is_some() {
+        if self.limits().dead_letter_exchange.is_some() {
             QueueStats::add(&self.stats.dead_lettered, 1);
             st.dead.push((e.message, reason));
         } else {
@@ -314,14 +345,15 @@ impl Queue {
         if dead.is_empty() {
             return;
         }
-        let (Some(vhost), Some(dlx)) = (self.vhost.upgrade(), self.limits.dead_letter_exchange.as_deref()) else {
+        let limits = self.limits();
+        let (Some(vhost), Some(dlx)) = (self.vhost.upgrade(), limits.dead_letter_exchange.as_deref()) else {
             return;
         };
         let now_s = now_ms() / 1000;
         let mut targets = Vec::new();
         for (message, reason) in dead {
             let props = dead_letter_properties(&message, &self.spec.name, reason, now_s);
-            let routing_key = match &self.limits.dead_letter_routing_key {
+            let routing_key = match &limits.dead_letter_routing_key {
                 Some(k) => k.clone().into(),
                 None => message.routing_key.clone(),
             };
@@ -380,7 +412,7 @@ impl Queue {
                 }
             }
         }
-        let limits = &self.limits;
+        let limits = self.limits();
         if limits.has_limits() && limits.overflow != Overflow::DropHead {
             let full = limits.max_length.is_some_and(|m| st.store.len() as u64 >= m)
                 || limits
@@ -481,7 +513,7 @@ impl Queue {
             }
             // Single active consumer: only the earliest registered consumer receives; when it goes, the next one
             // takes over, starting with whatever it left unacked (requeued at the original positions).
-            let n = if this.limits.single_active_consumer { 1 } else { n };
+            let n = if this.limits().single_active_consumer { 1 } else { n };
             // Highest priority with room wins; ties go round-robin from `next_consumer`.
             let mut best: Option<usize> = None;
             for k in 0..n {
@@ -578,7 +610,7 @@ impl Queue {
         for mut e in entries {
             QueueStats::add(&self.stats.redelivered, 1);
             QueueStats::sub(&self.stats.unacked, 1);
-            if let Some(limit) = self.limits.delivery_limit {
+            if let Some(limit) = self.limits().delivery_limit {
                 e.delivery_count += 1;
                 if e.delivery_count > limit {
                     self.drop_entry(&mut st, e, Reason::DeliveryLimit);
@@ -618,6 +650,29 @@ impl Queue {
         st.store.flush();
         QueueStats::add(&self.stats.unacked, out.len() as u64);
         out
+    }
+
+    /// Like `take`, the first `n` ready messages.
+    pub fn take_up_to(&self, n: usize) -> Vec<Entry> {
+        let mut st = self.lock();
+        let out = st.store.take_up_to(n);
+        st.store.flush();
+        QueueStats::add(&self.stats.unacked, out.len() as u64);
+        out
+    }
+
+    /// The ids of the ready messages `matches` accepts, in delivery order (nothing is collected but ids).
+    pub fn matching_ids(&self, matches: &dyn Fn(&Entry) -> bool) -> Vec<u64> {
+        let ids = std::cell::RefCell::new(Vec::new());
+        let st = self.lock();
+        st.store.peek(0, 0, &|e| {
+            if matches(e) {
+                ids.borrow_mut().push(e.seq);
+            }
+            false
+        });
+        drop(st);
+        ids.into_inner()
     }
 
     /// Puts back messages taken by `take` that could not be moved, unchanged (not flagged redelivered).
@@ -682,7 +737,7 @@ impl Queue {
     /// A message read back from disk after a restart carries how often it had been returned before; under
     /// `x-delivery-limit` that counts: past the limit it is dead-lettered now, else it gets its `x-delivery-count`.
     fn returned_before_restart(&self, st: &mut QueueState, mut e: Entry) -> Option<Entry> {
-        let Some(limit) = self.limits.delivery_limit else {
+        let Some(limit) = self.limits().delivery_limit else {
             return Some(e);
         };
         if e.delivery_count == 0 || e.loc.is_none() {
@@ -726,7 +781,7 @@ impl Queue {
             let st = &mut *st;
             st.store.expire_heads(&mut st.expired_buf);
         }
-        let expire = self.limits.expires_ms.is_some_and(|ms| {
+        let expire = self.limits().expires_ms.is_some_and(|ms| {
             st.consumers.is_empty() && now_ms().saturating_sub(self.last_used.load(Ordering::Relaxed)) >= ms
         });
         if !st.expired_buf.is_empty() && !st.consumers.is_empty() {

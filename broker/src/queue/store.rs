@@ -110,6 +110,12 @@ impl Default for MessageStore {
 
 impl MessageStore {
     /// An in-memory store.
+    /// Changes the queue's message TTL (a policy changed); messages already queued keep their deadlines.
+    pub fn set_ttl(&mut self, ttl_ms: Option<u64>) {
+        self.ttl_ms = ttl_ms;
+        self.may_expire |= ttl_ms.is_some();
+    }
+
     pub fn new(max_priority: u8, ttl_ms: Option<u64>) -> Self {
         MessageStore {
             levels: (0..=max_priority).map(|_| Level::default()).collect(),
@@ -490,6 +496,20 @@ impl MessageStore {
 
     /// Takes ready messages out of the queue, in delivery order: all of them, or those whose ids are in `ids`
     /// (for the admin API's move and delete). The caller settles or requeues what it took.
+    /// Takes up to `n` messages from the head (expired ones met on the way come along and count).
+    pub fn take_up_to(&mut self, n: usize) -> Vec<Entry> {
+        let mut out = Vec::new();
+        let mut expired = Vec::new();
+        while out.len() + expired.len() < n {
+            match self.pop(&mut expired) {
+                Some(e) => out.push(e),
+                None => break,
+            }
+        }
+        out.extend(expired);
+        out
+    }
+
     pub fn take(&mut self, ids: Option<&std::collections::HashSet<u64>>) -> Vec<Entry> {
         let mut out = Vec::new();
         let mut expired = Vec::new();

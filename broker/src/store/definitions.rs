@@ -23,6 +23,17 @@ pub struct VHostDefinitions {
     pub exchanges: Vec<ExchangeDef>,
     pub queues: Vec<QueueDef>,
     pub bindings: Vec<BindingDef>,
+    /// Policies set through the admin API.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<PolicyDef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyDef {
+    pub name: String,
+    pub pattern: String,
+    pub priority: i64,
+    pub definition: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,6 +148,15 @@ mod tests {
                 to_queue: true,
                 routing_key: "a.#".into(),
                 arguments: FieldTable::default(),
+            }],
+            policies: vec![PolicyDef {
+                name: "cap".into(),
+                pattern: "^orders".into(),
+                priority: 1,
+                definition: serde_json::json!({"max-length": 10})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
             }],
         };
         file.update("/", v.clone()).expect("update");

@@ -1,0 +1,402 @@
+//! Moves and redrives as background tasks: `POST /api/queues/{vhost}/{name}/move` starts one, `GET /api/moves`
+//! lists them, `GET /api/moves/{id}` follows one, `DELETE /api/moves/{id}` cancels one.
+//!
+//! A move works in batches. Each batch is written at its destination first — and, for persistent messages on durable
+//! queues, the task waits for the group commit that makes it durable — and only then settled (removed) at the source.
+//! A crash in between leaves a message in both places: **a message may be duplicated, never lost**. Every moved
+//! message carries an `x-redriven` count header so a duplicate can be recognised.
+//!
+//! What moves is fixed when the task starts: the given ids, the ids matching the filter, or (with neither) as many
+//! messages from the head as were ready then. Messages taken out count as unacked in the source until they are
+//! settled or put back; those that cannot be moved (no destination) go back when the task ends, as does the rest of
+//! the selection when it is cancelled or fails.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use amq_protocol::protocol::basic::AMQPProperties;
+use amq_protocol::types::AMQPValue;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio_util::sync::CancellationToken;
+use warren_shared::{MoveRequest, MoveTask};
+
+use super::queues::vhost;
+use super::{filter, ApiResult, Body, Error};
+use crate::args;
+use crate::broker::Broker;
+use crate::message::Message;
+use crate::queue::dead_letter::encode_properties;
+use crate::queue::{Entry, Queue};
+use crate::store::now_ms;
+use crate::vhost::VHost;
+
+/// Finished tasks kept for `GET /api/moves`.
+const KEEP_FINISHED: usize = 100;
+/// Messages per batch when no rate limit asks for smaller ones.
+const BATCH: usize = 256;
+
+pub fn router() -> Router<Arc<Broker>> {
+    Router::new()
+        .route("/api/queues/{vhost}/{name}/move", post(start))
+        .route("/api/moves", get(list))
+        .route("/api/moves/{id}", get(one).delete(cancel))
+}
+
+/// The broker's move tasks, running and recently finished.
+#[derive(Debug, Default)]
+pub struct Moves {
+    next_id: AtomicU64,
+    tasks: Mutex<Vec<Tracked>>,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    task: MoveTask,
+    cancel: CancellationToken,
+}
+
+impl Moves {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Tracked>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn register(&self, mut task: MoveTask) -> (MoveTask, CancellationToken) {
+        task.id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let cancel = CancellationToken::new();
+        let mut tasks = self.lock();
+        while tasks.iter().filter(|t| t.task.state != "running").count() >= KEEP_FINISHED {
+            match tasks.iter().position(|t| t.task.state != "running") {
+                Some(i) => tasks.remove(i),
+                None => break,
+            };
+        }
+        tasks.push(Tracked {
+            task: task.clone(),
+            cancel: cancel.clone(),
+        });
+        (task, cancel)
+    }
+
+    fn update(&self, id: u64, f: impl FnOnce(&mut MoveTask)) -> Option<MoveTask> {
+        let mut tasks = self.lock();
+        let t = tasks.iter_mut().find(|t| t.task.id == id)?;
+        f(&mut t.task);
+        Some(t.task.clone())
+    }
+
+    pub fn list(&self) -> Vec<MoveTask> {
+        self.lock().iter().map(|t| t.task.clone()).collect()
+    }
+
+    pub fn get(&self, id: u64) -> Option<MoveTask> {
+        self.lock().iter().find(|t| t.task.id == id).map(|t| t.task.clone())
+    }
+
+    fn cancel(&self, id: u64) -> Option<MoveTask> {
+        let tasks = self.lock();
+        let t = tasks.iter().find(|t| t.task.id == id)?;
+        t.cancel.cancel();
+        Some(t.task.clone())
+    }
+}
+
+/// Where a dead letter came from: the queue of its newest `x-death` entry.
+fn source_queue(props: &AMQPProperties) -> Option<String> {
+    let headers = props.headers().as_ref()?;
+    if let Some(AMQPValue::FieldArray(a)) = headers.inner().get("x-death") {
+        if let Some(AMQPValue::FieldTable(t)) = a.as_slice().first() {
+            if let Some(q) = args::get_str(t, "queue") {
+                return Some(q.to_string());
+            }
+        }
+    }
+    args::get_str(headers, "x-first-death-queue").map(str::to_string)
+}
+
+/// The message as it will be republished: same body and properties (x-death kept), `x-redriven` counted up.
+fn redriven(m: &Message, exchange: &str, routing_key: &str) -> (Message, AMQPProperties) {
+    let props = m.properties();
+    let mut headers = props.headers().clone().unwrap_or_default();
+    let n = args::get_i64(&headers, "x-redriven").unwrap_or(0) + 1;
+    headers.insert("x-redriven".into(), AMQPValue::LongLongInt(n));
+    let props = props.with_headers(headers);
+    let raw = encode_properties(&props);
+    (
+        Message::new(exchange.into(), routing_key.into(), &props, raw, m.body.clone()),
+        props,
+    )
+}
+
+/// What a task moves, fixed at its start.
+enum Selection {
+    /// These messages, taken out of the source at the start.
+    Taken(Vec<Entry>),
+    /// This many more from the head.
+    Head(u64),
+}
+
+async fn start(
+    State(b): State<Arc<Broker>>,
+    Path((v, name)): Path<(String, String)>,
+    Body(req): Body<MoveRequest>,
+) -> Result<(StatusCode, Json<MoveTask>), Error> {
+    let vh = vhost(&b, &v)?;
+    let source = vh
+        .queue(&name)
+        .ok_or_else(|| Error::not_found(format!("no queue '{name}' in vhost '{v}'")))?;
+    let destination = match req.to.as_str() {
+        "source" => None,
+        "queue" if req.queue.is_some() => req.queue.clone(),
+        "exchange" if req.exchange.is_some() => req.exchange.clone(),
+        _ => {
+            return Err(Error::bad_request(
+                "'to' must be \"source\", \"queue\" (with \"queue\") or \"exchange\" (with \"exchange\")",
+            ))
+        }
+    };
+    if req.rate == Some(0) {
+        return Err(Error::bad_request("'rate' must be at least 1 message per second"));
+    }
+    if let Some(x) = &req.exchange {
+        if !vh.has_exchange(x) {
+            return Err(Error::not_found(format!("no exchange '{x}' in vhost '{v}'")));
+        }
+    }
+    if let Some(q) = &req.queue {
+        if vh.queue(q).is_none() {
+            return Err(Error::not_found(format!("no queue '{q}' in vhost '{v}'")));
+        }
+    }
+    let matches = filter::matcher(&req.filter);
+    let selection = match &req.ids {
+        Some(ids) => {
+            let ids: HashSet<u64> = ids.iter().copied().collect();
+            let mut taken = source.take(Some(&ids));
+            if !req.filter.is_empty() {
+                let (keep, back): (Vec<Entry>, Vec<Entry>) = taken.into_iter().partition(|e| matches(e));
+                source.put_back(back);
+                taken = keep;
+            }
+            Selection::Taken(taken)
+        }
+        None if !req.filter.is_empty() => {
+            let ids: HashSet<u64> = source.matching_ids(&matches).into_iter().collect();
+            Selection::Taken(source.take(Some(&ids)))
+        }
+        None => Selection::Head(source.depth().0),
+    };
+    drop(matches);
+    let total = match &selection {
+        Selection::Taken(t) => t.len() as u64,
+        Selection::Head(n) => *n,
+    };
+    let (task, cancel) = b.moves.register(MoveTask {
+        id: 0,
+        vhost: v,
+        queue: name,
+        to: req.to.clone(),
+        destination,
+        state: "running".into(),
+        total,
+        moved: 0,
+        not_moved: 0,
+        rate: req.rate,
+        started_ms: now_ms(),
+        finished_ms: None,
+        error: None,
+    });
+    let job = Job {
+        broker: b.clone(),
+        vhost: vh,
+        source,
+        req,
+        id: task.id,
+        cancel,
+    };
+    let wait = job.req.wait;
+    let handle = tokio::spawn(job.run(selection));
+    if !wait {
+        return Ok((StatusCode::ACCEPTED, Json(task)));
+    }
+    let _ = handle.await;
+    let done = b
+        .moves
+        .get(task.id)
+        .ok_or_else(|| Error::not_found(format!("no move task {}", task.id)))?;
+    Ok((StatusCode::OK, Json(done)))
+}
+
+struct Job {
+    broker: Arc<Broker>,
+    vhost: Arc<VHost>,
+    source: Arc<Queue>,
+    req: MoveRequest,
+    id: u64,
+    cancel: CancellationToken,
+}
+
+impl Job {
+    async fn run(self, selection: Selection) {
+        let batch_size = match self.req.rate {
+            Some(r) => (r as usize / 10).clamp(1, BATCH),
+            None => BATCH,
+        };
+        let started = Instant::now();
+        let (mut taken, mut head) = match selection {
+            Selection::Taken(t) => (t, 0),
+            Selection::Head(n) => (Vec::new(), n),
+        };
+        taken.reverse(); // batches pop from the back, in delivery order
+        let mut kept: Vec<Entry> = Vec::new();
+        let (mut moved_total, mut state, mut error) = (0u64, "done", None);
+        loop {
+            if self.cancel.is_cancelled() {
+                state = "cancelled";
+                break;
+            }
+            let batch: Vec<Entry> = if head > 0 {
+                let b = self.source.take_up_to((head as usize).min(batch_size));
+                head = head.saturating_sub(b.len() as u64);
+                if b.is_empty() {
+                    head = 0;
+                }
+                b
+            } else {
+                let n = taken.len().saturating_sub(batch_size);
+                let mut b = taken.split_off(n);
+                b.reverse();
+                b
+            };
+            if batch.is_empty() {
+                break;
+            }
+            let (moved, not_moved, ok) = self.move_batch(batch).await;
+            if !ok {
+                // Not known to be stored at the destination: they stay in the source (copies may exist there).
+                self.source.put_back(moved);
+                kept.extend(not_moved);
+                state = "failed";
+                error = Some("the destination could not store the messages; they stay in the source".to_string());
+                break;
+            }
+            self.source.settle(moved.iter());
+            moved_total += moved.len() as u64;
+            let (m, n) = (moved.len() as u64, not_moved.len() as u64);
+            kept.extend(not_moved);
+            self.broker.moves.update(self.id, |t| {
+                t.moved += m;
+                t.not_moved += n;
+            });
+            if let Some(rate) = self.req.rate {
+                let due = Duration::from_secs_f64(moved_total as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+        taken.reverse();
+        self.source.put_back(taken);
+        self.source.put_back(kept);
+        self.broker.moves.update(self.id, |t| {
+            t.state = state.into();
+            t.error = error;
+            t.finished_ms = Some(now_ms());
+        });
+    }
+
+    /// Publishes `batch` at its destinations and waits until it is durable there. Returns (moved, not moved, ok).
+    async fn move_batch(&self, batch: Vec<Entry>) -> (Vec<Entry>, Vec<Entry>, bool) {
+        let (mut moved, mut kept) = (Vec::new(), Vec::new());
+        let mut ticket = 0;
+        let mut failed = false;
+        let req = &self.req;
+        for e in batch {
+            let props = e.message.properties();
+            let target: Option<(String, String)> = match req.to.as_str() {
+                "source" => source_queue(&props).map(|q| (String::new(), q)),
+                "queue" => req.queue.clone().map(|q| (String::new(), q)),
+                _ => req.exchange.clone().map(|x| {
+                    let key = req
+                        .routing_key
+                        .clone()
+                        .unwrap_or_else(|| e.message.routing_key.to_string());
+                    (x, key)
+                }),
+            };
+            let Some((exchange, routing_key)) = target else {
+                kept.push(e);
+                continue;
+            };
+            let (message, props) = redriven(&e.message, &exchange, &routing_key);
+            let message = Arc::new(message);
+            let mut queues = Vec::new();
+            if exchange.is_empty() {
+                queues.extend(self.vhost.queue(&routing_key));
+            } else if self
+                .vhost
+                .route(&exchange, &routing_key, props.headers().as_ref(), None, &mut queues)
+                .is_err()
+            {
+                kept.push(e);
+                continue;
+            }
+            if queues.is_empty() {
+                kept.push(e);
+                continue;
+            }
+            for q in &queues {
+                let p = q.publish(message.clone());
+                ticket = p.ticket.max(ticket);
+                failed |= p.failed;
+            }
+            moved.push(e);
+        }
+        if ticket > 0 {
+            let mut rx = self.broker.store.syncer.subscribe();
+            loop {
+                if let Some(ok) = rx.borrow_and_update().outcome(ticket) {
+                    failed |= !ok;
+                    break;
+                }
+                if rx.changed().await.is_err() {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        (moved, kept, !failed)
+    }
+}
+
+async fn list(State(b): State<Arc<Broker>>) -> ApiResult<Vec<MoveTask>> {
+    Ok(Json(b.moves.list()))
+}
+
+fn parse_id(id: &str) -> Result<u64, Error> {
+    id.parse().map_err(|_| Error::not_found(format!("no move task '{id}'")))
+}
+
+async fn one(State(b): State<Arc<Broker>>, Path(id): Path<String>) -> ApiResult<MoveTask> {
+    let n = parse_id(&id)?;
+    b.moves
+        .get(n)
+        .map(Json)
+        .ok_or_else(|| Error::not_found(format!("no move task {n}")))
+}
+
+/// Cancels a running task (it stops after its current batch); a finished one is returned as it is.
+async fn cancel(State(b): State<Arc<Broker>>, Path(id): Path<String>) -> ApiResult<MoveTask> {
+    let n = parse_id(&id)?;
+    b.moves
+        .cancel(n)
+        .map(Json)
+        .ok_or_else(|| Error::not_found(format!("no move task {n}")))
+}

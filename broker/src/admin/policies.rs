@@ -1,0 +1,77 @@
+//! Operator policies: `GET /api/policies[/{vhost}]`, `PUT` and `DELETE /api/policies/{vhost}/{name}`.
+//!
+//! A policy set here is kept in `definitions.json` and applies to live queues at once; it replaces a config-file
+//! policy of the same name. Config-file policies cannot be deleted here (they would come back at the next start).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use warren_shared::{Done, PolicyInfo, PolicyRequest};
+
+use super::queues::vhost;
+use super::{ApiResult, Body, Error};
+use crate::broker::Broker;
+use crate::policy::Policy;
+
+pub fn router() -> Router<Arc<Broker>> {
+    Router::new()
+        .route("/api/policies", get(all))
+        .route("/api/policies/{vhost}", get(in_vhost))
+        .route("/api/policies/{vhost}/{name}", put(set).delete(remove))
+}
+
+fn info(p: &Policy) -> PolicyInfo {
+    PolicyInfo {
+        name: p.name.clone(),
+        vhost: p.vhost.clone(),
+        pattern: p.pattern.as_str().to_string(),
+        priority: p.priority,
+        definition: p.definition.clone(),
+        source: if p.from_api { "api" } else { "config" }.into(),
+    }
+}
+
+async fn all(State(b): State<Arc<Broker>>) -> ApiResult<Vec<PolicyInfo>> {
+    Ok(Json(
+        b.vhosts().iter().flat_map(|v| v.policies()).map(|p| info(&p)).collect(),
+    ))
+}
+
+async fn in_vhost(State(b): State<Arc<Broker>>, Path(v): Path<String>) -> ApiResult<Vec<PolicyInfo>> {
+    Ok(Json(vhost(&b, &v)?.policies().iter().map(info).collect()))
+}
+
+async fn set(
+    State(b): State<Arc<Broker>>,
+    Path((v, name)): Path<(String, String)>,
+    Body(req): Body<PolicyRequest>,
+) -> Result<(StatusCode, Json<PolicyInfo>), Error> {
+    let vh = vhost(&b, &v)?;
+    if name.is_empty() || name.len() > 255 {
+        return Err(Error::bad_request("a policy name is 1 to 255 bytes"));
+    }
+    let policy =
+        Policy::from_json(&name, &v, &req.pattern, req.priority, &req.definition).map_err(Error::bad_request)?;
+    let shown = info(&policy);
+    let replaced = vh.set_policy(policy);
+    Ok((if replaced { StatusCode::OK } else { StatusCode::CREATED }, Json(shown)))
+}
+
+async fn remove(State(b): State<Arc<Broker>>, Path((v, name)): Path<(String, String)>) -> ApiResult<Done> {
+    let vh = vhost(&b, &v)?;
+    match vh.policies().iter().find(|p| p.name == name) {
+        None => Err(Error::not_found(format!("no policy '{name}' in vhost '{v}'"))),
+        Some(p) if !p.from_api => Err(Error::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("policy '{name}' comes from the config file; remove it there"),
+        )),
+        Some(_) => {
+            vh.delete_policy(&name);
+            Ok(Json(Done { ok: true }))
+        }
+    }
+}
