@@ -1,5 +1,63 @@
-//! `warren-console`: placeholder while the console is built.
+//! `warren-console`: the command line (clap) and error reports (color-eyre); everything else is in the library.
 
-fn main() {
-    println!("warren-console: not yet built");
+use std::time::Duration;
+
+use clap::Parser;
+
+/// A k9s-style terminal console for the Warren broker: watch queues live, redrive dead letters, change priorities.
+#[derive(Parser, Debug)]
+#[command(name = "warren-console", version)]
+struct Args {
+    /// The broker's admin API.
+    #[arg(long, default_value = "http://127.0.0.1:15672")]
+    url: String,
+    /// Admin API user.
+    #[arg(long, env = "WARREN_USER", default_value = "guest")]
+    user: String,
+    /// Admin API password.
+    #[arg(long, env = "WARREN_PASSWORD", default_value = "guest", hide_env_values = true)]
+    password: String,
+    /// Hide and disable every action (purge, redrive, delete, priority, publish, close).
+    #[arg(long)]
+    read_only: bool,
+    /// How often the broker sends a snapshot, e.g. 1s or 500ms.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    refresh: Duration,
+    /// Frames drawn per second.
+    #[arg(long, default_value_t = 15)]
+    fps: u32,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration like 1s or 500ms"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n * 1000.0,
+        "m" => n * 60_000.0,
+        _ => return Err(format!("unknown unit '{unit}' (use ms, s or m)")),
+    };
+    if !(100.0..=3_600_000.0).contains(&ms) {
+        return Err("refresh must be between 100ms and 1h".into());
+    }
+    Ok(Duration::from_millis(ms as u64))
+}
+
+fn main() -> color_eyre::Result<()> {
+    color_eyre::install()?;
+    let args = Args::parse();
+    warren_console::run(warren_console::Options {
+        url: args.url,
+        user: args.user,
+        password: args.password,
+        read_only: args.read_only,
+        refresh: args.refresh,
+        fps: args.fps,
+    })
 }

@@ -1,0 +1,532 @@
+//! The console's whole state and the one function that changes it.
+//!
+//! [`update`] takes an [`Event`] and returns the [`Command`]s for the client to run; it never does I/O and never
+//! reads a clock (time comes in with `Event::Tick`), so every state change is a plain function call in the tests.
+//! Views only read an `App`.
+//!
+//! Invariants: `views` is never empty and starts with `View::Queues`; at most one dialog is open; the app never
+//! issues a second fetch of a listing while one is in flight, and none while the broker is unreachable.
+
+pub mod dialog;
+pub mod history;
+pub mod keys;
+pub mod messages;
+pub mod queues;
+
+use warren_shared::{BindingInfo, ConnectionInfo, ConsumerInfo, ExchangeInfo, Overview, QueueInfo};
+
+use crate::event::{ApiEvent, Command, Event, QueueKey, Resource};
+use dialog::{Action, Dialog, Phase};
+use history::History;
+use messages::MessagesState;
+use queues::QueueTable;
+
+/// How long a flash message stays.
+pub const FLASH_MS: u64 = 6_000;
+/// Zoom levels of the detail view's rate charts, in seconds.
+pub const WINDOWS_S: [u64; 5] = [30, 60, 120, 300, 600];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub url: String,
+    pub read_only: bool,
+    /// The local clock's offset from UTC, for "stale since HH:MM:SS".
+    pub utc_offset_s: i32,
+    /// How often listings and message pages are re-read while shown.
+    pub refresh_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            url: "http://127.0.0.1:15672".into(),
+            read_only: false,
+            utc_offset_s: 0,
+            refresh_ms: 2_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum View {
+    Queues,
+    Detail(QueueKey),
+    Messages(QueueKey),
+    Exchanges,
+    Bindings,
+    Connections,
+    Consumers,
+}
+
+impl View {
+    pub fn name(&self) -> &'static str {
+        match self {
+            View::Queues => "queues",
+            View::Detail(_) => "queue",
+            View::Messages(_) => "messages",
+            View::Exchanges => "exchanges",
+            View::Bindings => "bindings",
+            View::Connections => "connections",
+            View::Consumers => "consumers",
+        }
+    }
+}
+
+/// The state of the live feed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Link {
+    Connecting,
+    Live,
+    /// No data since `since_ms` (the last good snapshot, or when we first failed); retrying at `retry_at_ms`.
+    Stale {
+        since_ms: u64,
+        retry_at_ms: u64,
+        error: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flash {
+    pub text: String,
+    pub level: Level,
+    pub at_ms: u64,
+}
+
+/// A line of text being typed at the bottom of the screen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    pub kind: PromptKind,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptKind {
+    /// `:` — a view to go to.
+    Command,
+    /// `/` — filter the current table (live as you type).
+    Filter,
+    /// `/` in the messages view — a server-side message filter, applied on enter.
+    MessageFilter,
+}
+
+/// A listing read on demand (exchanges, bindings, connections, consumers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    pub selected: usize,
+    pub filter: String,
+    pub fetched_ms: Option<u64>,
+    pub pending: bool,
+}
+
+impl<T> Default for Listing<T> {
+    fn default() -> Self {
+        Listing {
+            items: Vec::new(),
+            selected: 0,
+            filter: String::new(),
+            fetched_ms: None,
+            pending: false,
+        }
+    }
+}
+
+impl<T> Listing<T> {
+    fn load(&mut self, items: Vec<T>, now_ms: u64) {
+        self.items = items;
+        self.selected = self.selected.min(self.items.len().saturating_sub(1));
+        self.fetched_ms = Some(now_ms);
+        self.pending = false;
+    }
+}
+
+/// The detail view's chart settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DetailState {
+    /// Index into [`WINDOWS_S`].
+    pub zoom: usize,
+    /// The charts stop at this instant while frozen.
+    pub frozen_at: Option<u64>,
+}
+
+impl Default for DetailState {
+    fn default() -> Self {
+        DetailState {
+            zoom: 1,
+            frozen_at: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct App {
+    pub settings: Settings,
+    pub now_ms: u64,
+    pub link: Link,
+    /// When the last snapshot arrived.
+    pub last_data_ms: Option<u64>,
+    pub overview: Option<Overview>,
+    pub queues: Vec<QueueInfo>,
+    pub history: History,
+    pub views: Vec<View>,
+    pub queue_table: QueueTable,
+    pub detail: DetailState,
+    pub messages: Option<MessagesState>,
+    pub exchanges: Listing<ExchangeInfo>,
+    pub bindings: Listing<BindingInfo>,
+    pub connections: Listing<ConnectionInfo>,
+    pub consumers: Listing<ConsumerInfo>,
+    pub prompt: Option<Prompt>,
+    pub dialog: Option<Dialog>,
+    pub flash: Option<Flash>,
+    pub help: bool,
+    /// The terminal's size, as last reported.
+    pub size: (u16, u16),
+    pub quit: bool,
+}
+
+impl App {
+    pub fn new(settings: Settings, now_ms: u64) -> Self {
+        App {
+            settings,
+            now_ms,
+            link: Link::Connecting,
+            last_data_ms: None,
+            overview: None,
+            queues: Vec::new(),
+            history: History::default(),
+            views: vec![View::Queues],
+            queue_table: QueueTable::default(),
+            detail: DetailState::default(),
+            messages: None,
+            exchanges: Listing::default(),
+            bindings: Listing::default(),
+            connections: Listing::default(),
+            consumers: Listing::default(),
+            prompt: None,
+            dialog: None,
+            flash: None,
+            help: false,
+            size: (80, 24),
+            quit: false,
+        }
+    }
+
+    pub fn view(&self) -> &View {
+        self.views.last().unwrap_or(&View::Queues)
+    }
+
+    pub fn is_stale(&self) -> bool {
+        matches!(self.link, Link::Stale { .. })
+    }
+
+    pub fn queue(&self, key: &QueueKey) -> Option<&QueueInfo> {
+        self.queues.iter().find(|q| q.vhost == key.vhost && q.name == key.name)
+    }
+
+    /// The queue the cursor is on in the queue table.
+    pub fn selected_queue(&self) -> Option<&QueueInfo> {
+        let rows = queues::rows(&self.queues, &self.queue_table, &self.history);
+        queues::selected_index(&rows, &self.queue_table).map(|i| rows[i])
+    }
+
+    /// The queue the current view is about (detail and messages), or the selected one in the table.
+    pub fn current_queue(&self) -> Option<QueueKey> {
+        match self.view() {
+            View::Detail(k) | View::Messages(k) => Some(k.clone()),
+            View::Queues => self.selected_queue().map(queues::key),
+            _ => None,
+        }
+    }
+
+    pub fn flash(&mut self, level: Level, text: impl Into<String>) {
+        self.flash = Some(Flash {
+            text: text.into(),
+            level,
+            at_ms: self.now_ms,
+        });
+    }
+
+    /// Opens a view on top of the current one, with the reads it needs.
+    pub fn push(&mut self, view: View) -> Vec<Command> {
+        let mut commands = Vec::new();
+        match &view {
+            View::Messages(q) => {
+                let mut state = MessagesState::new(q.clone());
+                state.loading = true;
+                commands.push(peek(&state, 0));
+                self.messages = Some(state);
+            }
+            View::Detail(_) => {
+                self.detail.frozen_at = None;
+                commands.extend(self.fetch(Resource::Consumers));
+            }
+            View::Exchanges => commands.extend(self.fetch(Resource::Exchanges)),
+            View::Bindings => commands.extend(self.fetch(Resource::Bindings)),
+            View::Connections => commands.extend(self.fetch(Resource::Connections)),
+            View::Consumers => commands.extend(self.fetch(Resource::Consumers)),
+            View::Queues => {}
+        }
+        if self.views.last() != Some(&view) {
+            self.views.push(view);
+        }
+        commands
+    }
+
+    /// Goes to a top-level view: the queue table stays at the bottom of the stack so `esc` returns to it.
+    pub fn goto(&mut self, view: View) -> Vec<Command> {
+        self.views.truncate(1);
+        if view == View::Queues {
+            return Vec::new();
+        }
+        self.push(view)
+    }
+
+    pub fn back(&mut self) {
+        if self.views.len() > 1 {
+            self.views.pop();
+        }
+    }
+
+    fn listing_state(&mut self, r: Resource) -> (&mut bool, Option<u64>) {
+        match r {
+            Resource::Exchanges => (&mut self.exchanges.pending, self.exchanges.fetched_ms),
+            Resource::Bindings => (&mut self.bindings.pending, self.bindings.fetched_ms),
+            Resource::Connections => (&mut self.connections.pending, self.connections.fetched_ms),
+            Resource::Consumers => (&mut self.consumers.pending, self.consumers.fetched_ms),
+        }
+    }
+
+    /// A read of `r`, unless one is in flight or the broker is unreachable.
+    pub fn fetch(&mut self, r: Resource) -> Option<Command> {
+        if self.is_stale() {
+            return None;
+        }
+        let (pending, _) = self.listing_state(r);
+        if *pending {
+            return None;
+        }
+        *pending = true;
+        Some(Command::Fetch(r))
+    }
+
+    /// Re-reads what the current view shows when it is older than the refresh interval.
+    fn refresh(&mut self) -> Vec<Command> {
+        let now = self.now_ms;
+        let every = self.settings.refresh_ms;
+        let due = |fetched: Option<u64>| fetched.is_none_or(|t| now.saturating_sub(t) >= every);
+        let resource = match self.view() {
+            View::Exchanges => Some(Resource::Exchanges),
+            View::Bindings => Some(Resource::Bindings),
+            View::Connections => Some(Resource::Connections),
+            View::Consumers | View::Detail(_) => Some(Resource::Consumers),
+            View::Messages(_) => {
+                let stale = self.is_stale();
+                return match &mut self.messages {
+                    Some(m) if !m.loading && !stale && due(m.loaded_ms) && self.dialog.is_none() => {
+                        m.loading = true;
+                        vec![peek(m, m.from)]
+                    }
+                    _ => Vec::new(),
+                };
+            }
+            View::Queues => None,
+        };
+        match resource {
+            Some(r) if due(self.listing_state(r).1) => self.fetch(r).into_iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The peek that reads the page at `from` with the state's filter.
+pub fn peek(m: &MessagesState, from: u64) -> Command {
+    Command::Peek {
+        queue: m.queue.clone(),
+        from,
+        count: messages::PAGE,
+        filter: m.filter.clone(),
+    }
+}
+
+/// The one way state changes.
+pub fn update(app: &mut App, event: Event) -> Vec<Command> {
+    match event {
+        Event::Tick { now_ms } => {
+            app.now_ms = now_ms;
+            if app
+                .flash
+                .as_ref()
+                .is_some_and(|f| now_ms.saturating_sub(f.at_ms) > FLASH_MS)
+            {
+                app.flash = None;
+            }
+            app.refresh()
+        }
+        Event::Resize(w, h) => {
+            app.size = (w, h);
+            Vec::new()
+        }
+        Event::Key(key) => keys::on_key(app, key),
+        Event::Api(api) => on_api(app, api),
+    }
+}
+
+fn on_api(app: &mut App, event: ApiEvent) -> Vec<Command> {
+    let now = app.now_ms;
+    let mut commands = Vec::new();
+    match event {
+        ApiEvent::StreamUp => {
+            if let Link::Stale { since_ms, .. } = app.link {
+                let since = crate::format::clock(since_ms, app.settings.utc_offset_s);
+                app.flash(
+                    Level::Info,
+                    format!("reconnected to {} (stale since {since})", app.settings.url),
+                );
+            }
+            app.link = Link::Live;
+        }
+        ApiEvent::Snapshot(s) => {
+            app.link = Link::Live;
+            app.last_data_ms = Some(now);
+            app.history.record(&s.overview, &s.queues, now);
+            app.overview = Some(s.overview);
+            app.queues = s.queues;
+        }
+        ApiEvent::StreamDown { error, retry_in_ms } => {
+            let since_ms = match &app.link {
+                Link::Stale { since_ms, .. } => *since_ms,
+                _ => app.last_data_ms.unwrap_or(now),
+            };
+            if !app.is_stale() {
+                app.flash(Level::Warn, format!("lost the broker: {error}"));
+            }
+            app.link = Link::Stale {
+                since_ms,
+                retry_at_ms: now + retry_in_ms,
+                error,
+            };
+            // Reads in flight will fail; let them be asked again after reconnecting.
+            app.exchanges.pending = false;
+            app.bindings.pending = false;
+            app.connections.pending = false;
+            app.consumers.pending = false;
+            if let Some(m) = &mut app.messages {
+                m.loading = false;
+            }
+        }
+        ApiEvent::Exchanges(v) => app.exchanges.load(v, now),
+        ApiEvent::Bindings(v) => app.bindings.load(v, now),
+        ApiEvent::Connections(v) => app.connections.load(v, now),
+        ApiEvent::Consumers(v) => app.consumers.load(v, now),
+        ApiEvent::Peeked { queue, from, messages } => {
+            if let Some(m) = app.messages.as_mut().filter(|m| m.queue == queue) {
+                m.load(from, messages, now);
+            }
+        }
+        ApiEvent::Purged { queue, purged } => {
+            match app.dialog.as_mut() {
+                Some(
+                    d @ Dialog {
+                        phase: Phase::Running, ..
+                    },
+                ) => d.on_purged(&queue, purged),
+                _ => app.flash(Level::Info, format!("purged {purged} from {}", queue.name)),
+            }
+            commands.extend(reload_messages(app, &queue));
+        }
+        ApiEvent::Move(task) => {
+            let finished = task.state != "running";
+            let queue = QueueKey::new(&task.vhost, &task.queue);
+            match app.dialog.as_mut() {
+                Some(d) if matches!(d.action, Action::Redrive { .. }) && d.phase != Phase::Confirm => d.on_move(task),
+                _ if finished => app.flash(
+                    Level::Info,
+                    format!("move from {} {}: {} moved", task.queue, task.state, task.moved),
+                ),
+                _ => {}
+            }
+            if finished {
+                if let Some(m) = &mut app.messages {
+                    m.marked.clear();
+                }
+                commands.extend(reload_messages(app, &queue));
+            }
+        }
+        ApiEvent::Deleted { queue, deleted } => {
+            finish(
+                app,
+                format!("Deleted {deleted} message{}.", if deleted == 1 { "" } else { "s" }),
+            );
+            if let Some(m) = &mut app.messages {
+                m.marked.clear();
+            }
+            commands.extend(reload_messages(app, &queue));
+        }
+        ApiEvent::PriorityChanged { queue, changed } => {
+            finish(
+                app,
+                format!(
+                    "Changed the priority of {changed} message{}.",
+                    if changed == 1 { "" } else { "s" }
+                ),
+            );
+            commands.extend(reload_messages(app, &queue));
+        }
+        ApiEvent::Published { queue, routed } => {
+            let text = if routed {
+                format!("Published to {}.", queue.name)
+            } else {
+                format!("Published, but no queue took it (is {} still there?).", queue.name)
+            };
+            finish(app, text);
+            commands.extend(reload_messages(app, &queue));
+        }
+        ApiEvent::ConnectionClosed { id } => {
+            finish(app, format!("Closed connection {id}."));
+            commands.extend(app.fetch(Resource::Connections));
+        }
+        ApiEvent::ActionFailed { error } => match app.dialog.as_mut() {
+            Some(d) if d.phase != Phase::Confirm => d.finish(false, vec![error]),
+            _ => app.flash(Level::Error, error),
+        },
+        ApiEvent::FetchFailed { what, error } => {
+            match what.as_str() {
+                "exchanges" => app.exchanges.pending = false,
+                "bindings" => app.bindings.pending = false,
+                "connections" => app.connections.pending = false,
+                "consumers" => app.consumers.pending = false,
+                _ => {
+                    if let Some(m) = &mut app.messages {
+                        m.loading = false;
+                        m.loaded_ms = Some(now);
+                    }
+                }
+            }
+            app.flash(Level::Error, format!("reading {what}: {error}"));
+        }
+    }
+    commands
+}
+
+/// An action succeeded: show it in its dialog, or in the flash line if the dialog was closed.
+fn finish(app: &mut App, text: String) {
+    match app.dialog.as_mut() {
+        Some(d) if d.phase == Phase::Running => d.finish(true, vec![text]),
+        _ => app.flash(Level::Info, text),
+    }
+}
+
+/// After an action on `queue`, the messages view (if it shows that queue) reads its page again.
+fn reload_messages(app: &mut App, queue: &QueueKey) -> Option<Command> {
+    let m = app.messages.as_mut().filter(|m| &m.queue == queue)?;
+    m.loading = true;
+    Some(peek(m, m.from))
+}

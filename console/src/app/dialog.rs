@@ -1,0 +1,401 @@
+//! Action dialogs: every destructive or writing action opens one that states its blast radius (which queue, how many
+//! messages) before anything is sent, then shows the action running (with a progress bar for moves) and its result.
+//!
+//! Life of a dialog: `Confirm` (the operator may type into `input` where the action takes a value) -> `Running`
+//! (the command was sent) -> `Progress` (moves only, while the broker's task runs) -> `Done` (result or error; any
+//! key closes). Nothing here does I/O: [`Dialog::confirm`] returns the commands to send.
+
+use warren_shared::{ConnectionInfo, MessageFilter, MoveRequest, MoveTask, PriorityRequest, PublishRequest};
+
+use crate::event::{Command, QueueKey};
+use crate::format::count;
+
+/// Which messages a message action applies to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scope {
+    /// Every ready message in the queue (`count` as the last snapshot saw it).
+    All {
+        count: u64,
+    },
+    Marked(Vec<u64>),
+    /// Those that match the filter (`shown` of them are on the current page).
+    Filtered {
+        filter: MessageFilter,
+        text: String,
+        shown: u64,
+    },
+}
+
+impl Scope {
+    fn describe(&self) -> String {
+        match self {
+            Scope::All { count: n } => format!("all {} ready messages", count(*n)),
+            Scope::Marked(ids) => format!("{} marked message{}", count(ids.len() as u64), plural(ids.len())),
+            Scope::Filtered { text, shown, .. } => {
+                format!("every message matching “{text}” ({} on this page)", count(*shown))
+            }
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Purge these queues (with their ready counts).
+    Purge {
+        queues: Vec<(QueueKey, u64)>,
+    },
+    /// Move messages back to the queue each died in (`input` empty), or to the queue named in `input`.
+    Redrive {
+        queue: QueueKey,
+        scope: Scope,
+    },
+    Delete {
+        queue: QueueKey,
+        ids: Vec<u64>,
+    },
+    /// `input`: `+N` / `-N` to step, `N` to set.
+    Priority {
+        queue: QueueKey,
+        ids: Vec<u64>,
+    },
+    /// `input`: the payload, published to the queue through the default exchange.
+    Publish {
+        queue: QueueKey,
+    },
+    Close {
+        connection: ConnectionInfo,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    Confirm,
+    Running,
+    Progress(MoveTask),
+    Done { ok: bool, lines: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dialog {
+    pub action: Action,
+    pub phase: Phase,
+    /// Text typed into the dialog (see [`Action`] for what it means).
+    pub input: String,
+    /// Redrive only: the operator is typing a destination queue instead of using x-death's source.
+    pub choosing_queue: bool,
+    /// Why the last confirm was refused (bad input), shown under the input.
+    pub error: Option<String>,
+    /// Purge of several queues: answers still expected, and what came back.
+    pub pending: usize,
+    pub results: Vec<String>,
+}
+
+impl Dialog {
+    pub fn new(action: Action) -> Self {
+        Dialog {
+            action,
+            phase: Phase::Confirm,
+            input: String::new(),
+            choosing_queue: false,
+            error: None,
+            pending: 0,
+            results: Vec::new(),
+        }
+    }
+
+    /// Whether the dialog takes typed text in its current phase.
+    pub fn takes_input(&self) -> bool {
+        self.phase == Phase::Confirm
+            && match self.action {
+                Action::Priority { .. } | Action::Publish { .. } => true,
+                Action::Redrive { .. } => self.choosing_queue,
+                _ => false,
+            }
+    }
+
+    pub fn title(&self) -> &'static str {
+        match self.action {
+            Action::Purge { .. } => "Purge",
+            Action::Redrive { .. } => "Redrive",
+            Action::Delete { .. } => "Delete messages",
+            Action::Priority { .. } => "Change priority",
+            Action::Publish { .. } => "Publish a test message",
+            Action::Close { .. } => "Close connection",
+        }
+    }
+
+    /// The blast radius, in words: what will change, where, and how much.
+    pub fn describe(&self) -> Vec<String> {
+        match &self.action {
+            Action::Purge { queues } => {
+                let total: u64 = queues.iter().map(|(_, n)| n).sum();
+                let mut lines = match queues.as_slice() {
+                    [(q, n)] => vec![format!(
+                        "Purge queue {} on {} — {} message{} will be deleted.",
+                        q.name,
+                        q.vhost,
+                        count(*n),
+                        plural(*n as usize)
+                    )],
+                    _ => {
+                        let mut v = vec![format!(
+                            "Purge {} queues — {} messages will be deleted:",
+                            queues.len(),
+                            count(total)
+                        )];
+                        v.extend(
+                            queues
+                                .iter()
+                                .map(|(q, n)| format!("  {} on {} ({})", q.name, q.vhost, count(*n))),
+                        );
+                        v
+                    }
+                };
+                lines.push("This cannot be undone.".into());
+                lines
+            }
+            Action::Redrive { queue, scope } => {
+                let to = if self.choosing_queue {
+                    format!("to queue: {}", if self.input.is_empty() { "…" } else { &self.input })
+                } else {
+                    "back to the queue each one died in (from x-death)".to_string()
+                };
+                vec![
+                    format!("Redrive {} from {} on {}", scope.describe(), queue.name, queue.vhost),
+                    to,
+                ]
+            }
+            Action::Delete { queue, ids } => vec![format!(
+                "Delete {} message{} from {} on {}. This cannot be undone.",
+                count(ids.len() as u64),
+                plural(ids.len()),
+                queue.name,
+                queue.vhost
+            )],
+            Action::Priority { queue, ids } => vec![
+                format!(
+                    "Change the priority of {} message{} in {} on {}.",
+                    count(ids.len() as u64),
+                    plural(ids.len()),
+                    queue.name,
+                    queue.vhost
+                ),
+                "Type +N or -N to step, or N to set (capped at x-max-priority).".into(),
+            ],
+            Action::Publish { queue } => vec![
+                format!(
+                    "Publish one message to {} on {} (default exchange, routing key “{}”).",
+                    queue.name, queue.vhost, queue.name
+                ),
+                "Type the payload:".into(),
+            ],
+            Action::Close { connection: c } => vec![format!(
+                "Close connection {} ({}, user {}, vhost {}) and its {} channel{}?",
+                c.id,
+                c.peer,
+                c.user,
+                c.vhost,
+                c.channels,
+                plural(c.channels as usize)
+            )],
+        }
+    }
+
+    /// The operator confirmed: the commands to send, or `None` when the input is not valid (the dialog then says
+    /// why and stays open).
+    pub fn confirm(&mut self) -> Option<Vec<Command>> {
+        if self.phase != Phase::Confirm {
+            return None;
+        }
+        self.error = None;
+        let commands = match &self.action {
+            Action::Purge { queues } => {
+                self.pending = queues.len();
+                queues.iter().map(|(q, _)| Command::Purge(q.clone())).collect()
+            }
+            Action::Redrive { queue, scope } => {
+                let mut request = MoveRequest {
+                    to: "source".into(),
+                    ..MoveRequest::default()
+                };
+                if self.choosing_queue {
+                    let name = self.input.trim();
+                    if name.is_empty() {
+                        self.error = Some("type the destination queue's name (tab: back to x-death's source)".into());
+                        return None;
+                    }
+                    request.to = "queue".into();
+                    request.queue = Some(name.to_string());
+                }
+                match scope {
+                    Scope::All { .. } => {}
+                    Scope::Marked(ids) => request.ids = Some(ids.clone()),
+                    Scope::Filtered { filter, .. } => request.filter = filter.clone(),
+                }
+                vec![Command::Move {
+                    queue: queue.clone(),
+                    request,
+                }]
+            }
+            Action::Delete { queue, ids } => vec![Command::Delete {
+                queue: queue.clone(),
+                ids: ids.clone(),
+            }],
+            Action::Priority { queue, ids } => {
+                let text = self.input.trim();
+                let mut request = PriorityRequest {
+                    ids: Some(ids.clone()),
+                    ..PriorityRequest::default()
+                };
+                if let Some(step) = text.strip_prefix('+').or_else(|| text.strip_prefix('-').map(|_| text)) {
+                    match step.parse::<i16>() {
+                        Ok(s) if s != 0 => request.step = Some(s),
+                        _ => {
+                            self.error = Some(format!("“{text}” is not a step like +1 or -2"));
+                            return None;
+                        }
+                    }
+                } else {
+                    match text.parse::<u8>() {
+                        Ok(p) => request.set = Some(p),
+                        Err(_) => {
+                            self.error = Some(format!("“{text}” is not a priority (0-255) or a step (+N/-N)"));
+                            return None;
+                        }
+                    }
+                }
+                vec![Command::Priority {
+                    queue: queue.clone(),
+                    request,
+                }]
+            }
+            Action::Publish { queue } => vec![Command::Publish {
+                queue: queue.clone(),
+                exchange: "amq.default".into(),
+                request: PublishRequest {
+                    routing_key: queue.name.clone(),
+                    payload: self.input.clone(),
+                    ..PublishRequest::default()
+                },
+            }],
+            Action::Close { connection } => vec![Command::CloseConnection {
+                id: connection.id,
+                reason: "closed from warren-console".into(),
+            }],
+        };
+        self.phase = Phase::Running;
+        Some(commands)
+    }
+
+    pub fn finish(&mut self, ok: bool, lines: Vec<String>) {
+        self.phase = Phase::Done { ok, lines };
+    }
+
+    /// A move task arrived (accepted, progressed or ended).
+    pub fn on_move(&mut self, task: MoveTask) {
+        if task.state == "running" {
+            self.phase = Phase::Progress(task);
+            return;
+        }
+        let mut lines = vec![format!(
+            "{}: moved {} of {}, not moved {}.",
+            task.state,
+            count(task.moved),
+            count(task.total),
+            count(task.not_moved)
+        )];
+        if task.not_moved > 0 {
+            lines.push("Messages not moved stay in the queue (no x-death source, or the destination is gone).".into());
+        }
+        if let Some(e) = &task.error {
+            lines.push(format!("error: {e}"));
+        }
+        let ok = task.state == "done" || task.state == "cancelled";
+        self.finish(ok, lines);
+    }
+
+    /// A purge answered (several may be expected).
+    pub fn on_purged(&mut self, queue: &QueueKey, purged: u64) {
+        self.results.push(format!(
+            "Purged {} message{} from {}.",
+            count(purged),
+            plural(purged as usize),
+            queue.name
+        ));
+        self.pending = self.pending.saturating_sub(1);
+        if self.pending == 0 {
+            let lines = std::mem::take(&mut self.results);
+            self.finish(true, lines);
+        }
+    }
+
+    /// The running move's id, when the dialog shows one.
+    pub fn move_id(&self) -> Option<u64> {
+        match &self.phase {
+            Phase::Progress(t) => Some(t.id),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(name: &str) -> QueueKey {
+        QueueKey::new("/", name)
+    }
+
+    #[test]
+    fn purge_states_its_blast_radius() {
+        let d = Dialog::new(Action::Purge {
+            queues: vec![(q("orders.dlq"), 1234)],
+        });
+        assert_eq!(
+            d.describe()[0],
+            "Purge queue orders.dlq on / — 1,234 messages will be deleted."
+        );
+    }
+
+    #[test]
+    fn priority_input_is_parsed() {
+        let mut d = Dialog::new(Action::Priority {
+            queue: q("emails"),
+            ids: vec![1, 2],
+        });
+        d.input = "x".into();
+        assert_eq!(d.confirm(), None);
+        assert!(d.error.is_some());
+        d.input = "-2".into();
+        let Some(cmds) = d.confirm() else {
+            panic!("a step is valid")
+        };
+        assert!(
+            matches!(&cmds[0], Command::Priority { request, .. } if request.step == Some(-2) && request.set.is_none())
+        );
+        let mut d = Dialog::new(Action::Priority {
+            queue: q("emails"),
+            ids: vec![1],
+        });
+        d.input = "+3".into();
+        assert!(
+            matches!(&d.confirm().unwrap_or_default()[0], Command::Priority { request, .. } if request.step == Some(3))
+        );
+        let mut d = Dialog::new(Action::Priority {
+            queue: q("emails"),
+            ids: vec![1],
+        });
+        d.input = "7".into();
+        assert!(
+            matches!(&d.confirm().unwrap_or_default()[0], Command::Priority { request, .. } if request.set == Some(7))
+        );
+    }
+}

@@ -1,0 +1,664 @@
+//! Keys: the one table of every key binding (the help overlay and the hint bar are drawn from it), and the handlers
+//! that turn a key press into state changes and commands.
+//!
+//! Order of precedence: the help overlay, then an open dialog, then the prompt line, then keys that work everywhere,
+//! then the current view's keys. With `--read-only`, action keys do nothing and are neither hinted nor listed.
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use super::dialog::{Action, Dialog, Phase, Scope};
+use super::messages::parse_filter;
+use super::queues::{self, Column};
+use super::{peek, App, Level, Prompt, PromptKind, View, WINDOWS_S};
+use crate::event::{Command, QueueKey};
+
+/// Where a binding applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    Global,
+    Queues,
+    Detail,
+    Messages,
+    Connections,
+    Dialog,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Binding {
+    pub keys: &'static str,
+    pub what: &'static str,
+    pub context: Context,
+    /// An action (hidden with --read-only).
+    pub action: bool,
+    /// Shown in the hint bar.
+    pub hint: bool,
+}
+
+const fn b(keys: &'static str, what: &'static str, context: Context, action: bool, hint: bool) -> Binding {
+    Binding {
+        keys,
+        what,
+        context,
+        action,
+        hint,
+    }
+}
+
+/// Every key the console knows.
+pub const BINDINGS: &[Binding] = &[
+    b("?", "help", Context::Global, false, true),
+    b(
+        ":",
+        "command: queues, exchanges, bindings, connections, consumers, messages <queue>, quit",
+        Context::Global,
+        false,
+        true,
+    ),
+    b("esc", "back / close", Context::Global, false, true),
+    b("q", "quit", Context::Global, false, true),
+    b("j k ↓ ↑", "move", Context::Global, false, false),
+    b("g G home end", "first / last row", Context::Global, false, false),
+    b("pgup pgdn ^b ^f", "page up / down", Context::Global, false, false),
+    b("/", "filter", Context::Global, false, true),
+    b("enter", "open queue detail", Context::Queues, false, true),
+    b("m", "messages (peek)", Context::Queues, false, true),
+    b("space", "mark / unmark", Context::Queues, false, true),
+    b("s S", "sort: next column / reverse", Context::Queues, false, true),
+    b(
+        "1..9 0",
+        "sort by column 1..10 (again: reverse)",
+        Context::Queues,
+        false,
+        false,
+    ),
+    b("P", "purge (marked or selected queues)", Context::Queues, true, true),
+    b("N", "publish a test message", Context::Queues, true, false),
+    b("+ -", "zoom the rate charts", Context::Detail, false, true),
+    b("f", "freeze / unfreeze the charts", Context::Detail, false, true),
+    b("m", "messages (peek)", Context::Detail, false, true),
+    b("P", "purge", Context::Detail, true, true),
+    b("N", "publish a test message", Context::Detail, true, true),
+    b("enter", "show / hide the message pane", Context::Messages, false, true),
+    b("space", "mark / unmark", Context::Messages, false, true),
+    b("A", "mark all on the page / none", Context::Messages, false, false),
+    b("[ ]", "previous / next page", Context::Messages, false, true),
+    b("r", "refresh", Context::Messages, false, false),
+    b(
+        "R",
+        "redrive (marked, filtered or all) to source or a queue",
+        Context::Messages,
+        true,
+        true,
+    ),
+    b(
+        "D",
+        "delete marked (or selected) messages",
+        Context::Messages,
+        true,
+        true,
+    ),
+    b(
+        "p",
+        "change priority of marked (or selected)",
+        Context::Messages,
+        true,
+        true,
+    ),
+    b("P", "purge the queue", Context::Messages, true, false),
+    b("N", "publish a test message", Context::Messages, true, false),
+    b(
+        "x ^k",
+        "close the selected connection",
+        Context::Connections,
+        true,
+        true,
+    ),
+    b("y / enter", "confirm", Context::Dialog, false, true),
+    b("n / esc", "cancel", Context::Dialog, false, true),
+    b(
+        "tab",
+        "redrive: source queue ↔ a queue you type",
+        Context::Dialog,
+        false,
+        false,
+    ),
+    b("c", "cancel a running move", Context::Dialog, false, false),
+];
+
+pub fn context_of(view: &View) -> Context {
+    match view {
+        View::Queues => Context::Queues,
+        View::Detail(_) => Context::Detail,
+        View::Messages(_) => Context::Messages,
+        View::Connections => Context::Connections,
+        _ => Context::Global,
+    }
+}
+
+/// The bindings to hint at right now.
+pub fn hints(app: &App) -> Vec<&'static Binding> {
+    let context = if app.dialog.is_some() {
+        Context::Dialog
+    } else {
+        context_of(app.view())
+    };
+    let view_keys = BINDINGS
+        .iter()
+        .filter(|k| k.context == context && k.hint && !(k.action && app.settings.read_only));
+    let global = BINDINGS
+        .iter()
+        .filter(|k| context != Context::Dialog && k.context == Context::Global && k.hint);
+    view_keys.chain(global).collect()
+}
+
+fn is(key: &KeyEvent, c: char) -> bool {
+    key.code == KeyCode::Char(c) && !key.modifiers.contains(KeyModifiers::CONTROL)
+}
+
+fn ctrl(key: &KeyEvent, c: char) -> bool {
+    key.code == KeyCode::Char(c) && key.modifiers.contains(KeyModifiers::CONTROL)
+}
+
+/// Cursor movement common to every table: the new index for `len` rows, or `None` when the key is not a move.
+fn movement(key: &KeyEvent, current: usize, len: usize, page: usize) -> Option<usize> {
+    let last = len.saturating_sub(1);
+    let next = match key.code {
+        KeyCode::Down => current + 1,
+        KeyCode::Up => current.saturating_sub(1),
+        KeyCode::Home => 0,
+        KeyCode::End => last,
+        KeyCode::PageDown => current + page,
+        KeyCode::PageUp => current.saturating_sub(page),
+        _ if ctrl(key, 'f') || ctrl(key, 'd') => current + page,
+        _ if ctrl(key, 'b') || ctrl(key, 'u') => current.saturating_sub(page),
+        _ if is(key, 'j') => current + 1,
+        _ if is(key, 'k') => current.saturating_sub(1),
+        _ if is(key, 'g') => 0,
+        _ if is(key, 'G') => last,
+        _ => return None,
+    };
+    Some(next.min(last))
+}
+
+/// Rows a page-up/down moves: the table's visible height, roughly.
+fn page(app: &App) -> usize {
+    (app.size.1 as usize).saturating_sub(8).max(1)
+}
+
+pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
+    if key.kind == KeyEventKind::Release {
+        return Vec::new();
+    }
+    if ctrl(&key, 'c') {
+        app.quit = true;
+        return vec![Command::Quit];
+    }
+    if app.help {
+        app.help = false;
+        return Vec::new();
+    }
+    if app.dialog.is_some() {
+        return on_dialog_key(app, key);
+    }
+    if app.prompt.is_some() {
+        return on_prompt_key(app, key);
+    }
+    match key.code {
+        KeyCode::Char('q') => {
+            app.quit = true;
+            return vec![Command::Quit];
+        }
+        KeyCode::Char('?') => {
+            app.help = true;
+            return Vec::new();
+        }
+        KeyCode::Char(':') => {
+            app.prompt = Some(Prompt {
+                kind: PromptKind::Command,
+                text: String::new(),
+            });
+            return Vec::new();
+        }
+        KeyCode::Char('/') => {
+            let (kind, text) = match app.view() {
+                View::Messages(_) => (
+                    PromptKind::MessageFilter,
+                    app.messages.as_ref().map(|m| m.filter_text.clone()).unwrap_or_default(),
+                ),
+                View::Queues => (PromptKind::Filter, app.queue_table.filter.clone()),
+                View::Detail(_) => return Vec::new(),
+                _ => (PromptKind::Filter, list_filter(app).cloned().unwrap_or_default()),
+            };
+            app.prompt = Some(Prompt { kind, text });
+            return Vec::new();
+        }
+        KeyCode::Esc => {
+            if *app.view() == View::Queues && !app.queue_table.filter.is_empty() {
+                app.queue_table.filter.clear();
+            } else {
+                app.back();
+            }
+            return Vec::new();
+        }
+        _ => {}
+    }
+    match app.view().clone() {
+        View::Queues => on_queues_key(app, key),
+        View::Detail(q) => on_detail_key(app, key, q),
+        View::Messages(q) => on_messages_key(app, key, q),
+        View::Connections => on_connections_key(app, key),
+        View::Exchanges | View::Bindings | View::Consumers => {
+            on_list_key(app, key);
+            Vec::new()
+        }
+    }
+}
+
+fn list_filter(app: &mut App) -> Option<&mut String> {
+    match app.view() {
+        View::Exchanges => Some(&mut app.exchanges.filter),
+        View::Bindings => Some(&mut app.bindings.filter),
+        View::Connections => Some(&mut app.connections.filter),
+        View::Consumers => Some(&mut app.consumers.filter),
+        _ => None,
+    }
+}
+
+fn on_list_key(app: &mut App, key: KeyEvent) {
+    let page = page(app);
+    let (selected, len) = match app.view() {
+        View::Exchanges => (&mut app.exchanges.selected, app.exchanges.items.len()),
+        View::Bindings => (&mut app.bindings.selected, app.bindings.items.len()),
+        View::Connections => (&mut app.connections.selected, app.connections.items.len()),
+        View::Consumers => (&mut app.consumers.selected, app.consumers.items.len()),
+        _ => return,
+    };
+    if let Some(i) = movement(&key, *selected, len, page) {
+        *selected = i;
+    }
+}
+
+/// Action keys do nothing in read-only mode (and say so).
+fn allowed(app: &mut App) -> bool {
+    if app.settings.read_only {
+        app.flash(Level::Warn, "read-only mode: actions are disabled");
+        return false;
+    }
+    true
+}
+
+fn open(app: &mut App, action: Action) -> Vec<Command> {
+    if allowed(app) {
+        app.dialog = Some(Dialog::new(action));
+    }
+    Vec::new()
+}
+
+fn on_queues_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
+    let rows = queues::rows(&app.queues, &app.queue_table, &app.history);
+    let keys: Vec<QueueKey> = rows.iter().map(|q| queues::key(q)).collect();
+    let current = queues::selected_index(&rows, &app.queue_table).unwrap_or(0);
+    drop(rows);
+    if let Some(i) = movement(&key, current, keys.len(), page(app)) {
+        app.queue_table.selected = keys.get(i).cloned();
+        return Vec::new();
+    }
+    let selected = keys.get(current).cloned();
+    match key.code {
+        KeyCode::Enter => selected.map(|q| app.push(View::Detail(q))).unwrap_or_default(),
+        KeyCode::Char('m') => selected.map(|q| app.push(View::Messages(q))).unwrap_or_default(),
+        KeyCode::Char(' ') => {
+            if let Some(q) = selected {
+                if !app.queue_table.marked.remove(&q) {
+                    app.queue_table.marked.insert(q);
+                }
+                app.queue_table.selected = keys.get((current + 1).min(keys.len().saturating_sub(1))).cloned();
+            }
+            Vec::new()
+        }
+        KeyCode::Char('s') => {
+            app.queue_table.sort = app.queue_table.sort.next();
+            app.queue_table.descending = false;
+            Vec::new()
+        }
+        KeyCode::Char('S') => {
+            app.queue_table.descending = !app.queue_table.descending;
+            Vec::new()
+        }
+        KeyCode::Char(c @ '0'..='9') => {
+            let i = if c == '0' { 9 } else { c as usize - '1' as usize };
+            let column = Column::ALL[i];
+            if app.queue_table.sort == column {
+                app.queue_table.descending = !app.queue_table.descending;
+            } else {
+                app.queue_table.sort = column;
+                app.queue_table.descending = false;
+            }
+            Vec::new()
+        }
+        KeyCode::Char('P') => {
+            let targets: Vec<QueueKey> = if app.queue_table.marked.is_empty() {
+                selected.into_iter().collect()
+            } else {
+                app.queue_table.marked.iter().cloned().collect()
+            };
+            purge(app, targets)
+        }
+        KeyCode::Char('N') => match selected {
+            Some(queue) => open(app, Action::Publish { queue }),
+            None => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+fn purge(app: &mut App, targets: Vec<QueueKey>) -> Vec<Command> {
+    if targets.is_empty() {
+        return Vec::new();
+    }
+    let queues = targets
+        .into_iter()
+        .map(|k| {
+            let n = app.queue(&k).map_or(0, |q| q.messages_ready);
+            (k, n)
+        })
+        .collect();
+    open(app, Action::Purge { queues })
+}
+
+fn on_detail_key(app: &mut App, key: KeyEvent, queue: QueueKey) -> Vec<Command> {
+    match key.code {
+        KeyCode::Char('+') | KeyCode::Char('=') => app.detail.zoom = app.detail.zoom.saturating_sub(1),
+        KeyCode::Char('-') | KeyCode::Char('_') => app.detail.zoom = (app.detail.zoom + 1).min(WINDOWS_S.len() - 1),
+        KeyCode::Char('f') => {
+            app.detail.frozen_at = match app.detail.frozen_at {
+                Some(_) => None,
+                None => Some(app.now_ms),
+            }
+        }
+        KeyCode::Char('m') => return app.push(View::Messages(queue)),
+        KeyCode::Char('P') => return purge(app, vec![queue]),
+        KeyCode::Char('N') => return open(app, Action::Publish { queue }),
+        _ => {}
+    }
+    Vec::new()
+}
+
+fn on_messages_key(app: &mut App, key: KeyEvent, queue: QueueKey) -> Vec<Command> {
+    let page_rows = page(app);
+    let ready = app.queue(&queue).map_or(0, |q| q.messages_ready);
+    let Some(m) = app.messages.as_mut() else {
+        return Vec::new();
+    };
+    if let Some(i) = movement(&key, m.selected, m.items.len(), page_rows) {
+        m.selected = i;
+        return Vec::new();
+    }
+    let selected_id = m.selected_message().map(|x| x.id);
+    // Marked messages, else the one under the cursor.
+    let targets: Vec<u64> = if m.marked.is_empty() {
+        selected_id.into_iter().collect()
+    } else {
+        m.marked.iter().copied().collect()
+    };
+    match key.code {
+        KeyCode::Enter => m.show_detail = !m.show_detail,
+        KeyCode::Char(' ') => {
+            if let Some(id) = selected_id {
+                if !m.marked.remove(&id) {
+                    m.marked.insert(id);
+                }
+                m.selected = (m.selected + 1).min(m.items.len().saturating_sub(1));
+            }
+        }
+        KeyCode::Char('A') => {
+            let page_ids: Vec<u64> = m.items.iter().map(|x| x.id).collect();
+            if page_ids.iter().all(|id| m.marked.contains(id)) {
+                m.marked.clear();
+            } else {
+                m.marked.extend(page_ids);
+            }
+        }
+        KeyCode::Char(']') if m.items.len() as u64 == super::messages::PAGE => {
+            m.loading = true;
+            return vec![peek(m, m.from + super::messages::PAGE)];
+        }
+        KeyCode::Char('[') if m.from > 0 => {
+            m.loading = true;
+            return vec![peek(m, m.from.saturating_sub(super::messages::PAGE))];
+        }
+        KeyCode::Char('r') => {
+            m.loading = true;
+            return vec![peek(m, m.from)];
+        }
+        KeyCode::Char('R') => {
+            let scope = if !m.marked.is_empty() {
+                Scope::Marked(m.marked.iter().copied().collect())
+            } else if !m.filter.is_empty() {
+                Scope::Filtered {
+                    filter: m.filter.clone(),
+                    text: m.filter_text.clone(),
+                    shown: m.items.len() as u64,
+                }
+            } else {
+                Scope::All { count: ready }
+            };
+            return open(app, Action::Redrive { queue, scope });
+        }
+        KeyCode::Char('D') if !targets.is_empty() => return open(app, Action::Delete { queue, ids: targets }),
+        KeyCode::Char('p') if !targets.is_empty() => return open(app, Action::Priority { queue, ids: targets }),
+        KeyCode::Char('P') => return purge(app, vec![queue]),
+        KeyCode::Char('N') => return open(app, Action::Publish { queue }),
+        _ => {}
+    }
+    Vec::new()
+}
+
+fn on_connections_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
+    if is(&key, 'x') || ctrl(&key, 'k') {
+        let rows = crate::views::connections::rows(app);
+        if let Some(c) = rows.get(app.connections.selected).map(|c| (*c).clone()) {
+            return open(app, Action::Close { connection: c });
+        }
+        return Vec::new();
+    }
+    on_list_key(app, key);
+    Vec::new()
+}
+
+fn on_dialog_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
+    let Some(d) = app.dialog.as_mut() else {
+        return Vec::new();
+    };
+    match &d.phase {
+        Phase::Done { .. } => {
+            app.dialog = None;
+            Vec::new()
+        }
+        Phase::Running => {
+            if key.code == KeyCode::Esc {
+                // Hide it; the result will show in the flash line.
+                app.dialog = None;
+            }
+            Vec::new()
+        }
+        Phase::Progress(_) => {
+            if is(&key, 'c') || key.code == KeyCode::Esc {
+                if let Some(id) = d.move_id() {
+                    return vec![Command::CancelMove { id }];
+                }
+            }
+            Vec::new()
+        }
+        Phase::Confirm => {
+            if key.code == KeyCode::Esc {
+                app.dialog = None;
+                return Vec::new();
+            }
+            if key.code == KeyCode::Tab && matches!(d.action, Action::Redrive { .. }) {
+                d.choosing_queue = !d.choosing_queue;
+                d.error = None;
+                return Vec::new();
+            }
+            if d.takes_input() {
+                match key.code {
+                    KeyCode::Enter => return d.confirm().unwrap_or_default(),
+                    KeyCode::Backspace => {
+                        d.input.pop();
+                    }
+                    KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => d.input.push(c),
+                    _ => {}
+                }
+                return Vec::new();
+            }
+            let confirm = is(&key, 'y') || is(&key, 'Y') || (key.code == KeyCode::Enter && is_redrive(d));
+            if confirm {
+                return d.confirm().unwrap_or_default();
+            }
+            if is(&key, 'n') || is(&key, 'N') || key.code == KeyCode::Enter {
+                app.dialog = None;
+            }
+            Vec::new()
+        }
+    }
+}
+
+fn is_redrive(d: &Dialog) -> bool {
+    matches!(d.action, Action::Redrive { .. })
+}
+
+fn on_prompt_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
+    let Some(prompt) = app.prompt.as_mut() else {
+        return Vec::new();
+    };
+    let kind = prompt.kind;
+    match key.code {
+        KeyCode::Esc => {
+            app.prompt = None;
+            if kind == PromptKind::Filter {
+                set_filter(app, String::new());
+            }
+            Vec::new()
+        }
+        KeyCode::Enter => {
+            let text = prompt.text.trim().to_string();
+            app.prompt = None;
+            match kind {
+                PromptKind::Command => run_command(app, &text),
+                PromptKind::Filter => Vec::new(),
+                PromptKind::MessageFilter => match app.messages.as_mut() {
+                    Some(m) => {
+                        m.filter = parse_filter(&text);
+                        m.filter_text = text;
+                        m.marked.clear();
+                        m.selected = 0;
+                        m.loading = true;
+                        vec![peek(m, 0)]
+                    }
+                    None => Vec::new(),
+                },
+            }
+        }
+        KeyCode::Backspace => {
+            prompt.text.pop();
+            let text = prompt.text.clone();
+            if kind == PromptKind::Filter {
+                set_filter(app, text);
+            }
+            Vec::new()
+        }
+        KeyCode::Tab if kind == PromptKind::Command => {
+            if let Some(done) = complete(&prompt.text) {
+                prompt.text = done;
+            }
+            Vec::new()
+        }
+        KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+            prompt.text.push(c);
+            let text = prompt.text.clone();
+            if kind == PromptKind::Filter {
+                set_filter(app, text);
+            }
+            Vec::new()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The live table filter of the current view.
+fn set_filter(app: &mut App, text: String) {
+    if *app.view() == View::Queues {
+        app.queue_table.filter = text;
+    } else if let Some(f) = list_filter(app) {
+        *f = text;
+        match app.view() {
+            View::Exchanges => app.exchanges.selected = 0,
+            View::Bindings => app.bindings.selected = 0,
+            View::Connections => app.connections.selected = 0,
+            View::Consumers => app.consumers.selected = 0,
+            _ => {}
+        }
+    }
+}
+
+const COMMANDS: [&str; 8] = [
+    "queues",
+    "exchanges",
+    "bindings",
+    "connections",
+    "consumers",
+    "messages",
+    "detail",
+    "quit",
+];
+
+fn complete(text: &str) -> Option<String> {
+    let mut matches = COMMANDS.iter().filter(|c| c.starts_with(text) && !text.is_empty());
+    let first = matches.next()?;
+    matches.next().is_none().then(|| first.to_string())
+}
+
+/// `:` commands: a view by (a prefix of) its name, `messages <queue>` / `detail <queue>`, or `quit`.
+pub fn run_command(app: &mut App, text: &str) -> Vec<Command> {
+    let mut words = text.split_whitespace();
+    let Some(word) = words.next() else {
+        return Vec::new();
+    };
+    let arg = words.next();
+    let view = match word {
+        "q" | "q!" | "quit" | "exit" => {
+            app.quit = true;
+            return vec![Command::Quit];
+        }
+        "qu" | "queue" | "queues" => View::Queues,
+        "x" | "ex" | "exchange" | "exchanges" => View::Exchanges,
+        "b" | "bi" | "binding" | "bindings" => View::Bindings,
+        "co" | "conn" | "conns" | "connection" | "connections" => View::Connections,
+        "cs" | "cons" | "consumer" | "consumers" => View::Consumers,
+        "m" | "msg" | "messages" | "peek" | "d" | "detail" => {
+            let Some(name) = arg else {
+                app.flash(Level::Warn, format!("usage: :{word} <queue>"));
+                return Vec::new();
+            };
+            let Some(q) = app.queues.iter().find(|q| q.name == name).map(queues::key) else {
+                app.flash(Level::Warn, format!("no queue named '{name}'"));
+                return Vec::new();
+            };
+            app.queue_table.selected = Some(q.clone());
+            let view = if word.starts_with('d') {
+                View::Detail(q)
+            } else {
+                View::Messages(q)
+            };
+            return app.goto(view);
+        }
+        other => {
+            app.flash(
+                Level::Warn,
+                format!("unknown command ':{other}' (try :queues, :exchanges, :bindings, :connections, :consumers)"),
+            );
+            return Vec::new();
+        }
+    };
+    app.goto(view)
+}

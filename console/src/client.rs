@@ -1,0 +1,413 @@
+//! The broker side: an HTTP client for the admin API (basic auth, JSON bodies from `warren-shared`), the live feed
+//! (`GET /api/stream`, Server-Sent Events) in a background task that reconnects with backoff, and the executor that
+//! runs each [`Command`] from `update` in a task of its own and reports back as an [`ApiEvent`].
+//!
+//! Invariants: nothing here touches the terminal or the `App`; results only travel through the event channel, so a
+//! slow or dead broker never blocks drawing. Errors become events with a message that says what happened.
+
+use std::time::Duration;
+
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::mpsc::UnboundedSender;
+use warren_shared::{
+    ApiError, BindingInfo, CloseRequest, ConnectionInfo, ConsumerInfo, DeleteMessages, DeleteResult, ExchangeInfo,
+    MoveTask, PeekRequest, PeekedMessage, PriorityResult, PublishResult, PurgeResult, StreamSnapshot,
+};
+
+use crate::event::{ApiEvent, Command, Event, QueueKey, Resource};
+use crate::format::path_segment;
+
+/// First and longest wait between reconnection attempts.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How often a running move is polled for the progress bar.
+const MOVE_POLL: Duration = Duration::from_millis(300);
+
+/// What a broker that moved synchronously (before moves became tasks) answered.
+#[derive(serde::Deserialize)]
+struct LegacyMoveResult {
+    moved: u64,
+    not_moved: u64,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    user: String,
+    password: String,
+    events: UnboundedSender<Event>,
+}
+
+fn send(tx: &UnboundedSender<Event>, e: ApiEvent) {
+    // The receiver is gone only when the console is quitting.
+    let _ = tx.send(Event::Api(e));
+}
+
+fn queue_path(q: &QueueKey, rest: &str) -> String {
+    format!("/api/queues/{}/{}{rest}", path_segment(&q.vhost), path_segment(&q.name))
+}
+
+impl Client {
+    pub fn new(url: &str, user: &str, password: &str, events: UnboundedSender<Event>) -> reqwest::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .build()?;
+        Ok(Client {
+            http,
+            base: url.trim_end_matches('/').to_string(),
+            user: user.to_string(),
+            password: password.to_string(),
+            events,
+        })
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .basic_auth(&self.user, Some(&self.password))
+    }
+
+    /// Sends a request and decodes the answer; an error answer becomes its `reason`.
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(StatusCode, T), String> {
+        let mut req = self.request(method, path).timeout(Duration::from_secs(15));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(describe)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(describe)?;
+        if !status.is_success() {
+            return Err(match serde_json::from_slice::<ApiError>(&bytes) {
+                Ok(e) => format!("{} ({})", e.reason, status.as_u16()),
+                Err(_) => format!("HTTP {status}"),
+            });
+        }
+        serde_json::from_slice(&bytes)
+            .map(|v| (status, v))
+            .map_err(|e| format!("unexpected answer from {path}: {e}"))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        self.call::<(), T>(Method::GET, path, None).await.map(|(_, v)| v)
+    }
+
+    /// Runs the live feed until the channel closes: connect, forward snapshots, and on failure report the stale
+    /// state and retry with exponential backoff.
+    pub async fn stream(self, interval_ms: u64) {
+        let mut backoff = BACKOFF_MIN;
+        // The feed counts as dead when nothing (not even a keep-alive) arrives for this long.
+        let idle = Duration::from_millis((interval_ms * 5).max(5_000));
+        loop {
+            let error = match self.stream_once(interval_ms, idle, &mut backoff).await {
+                Ok(()) => "the broker closed the stream".to_string(),
+                Err(e) => e,
+            };
+            if self.events.is_closed() {
+                return;
+            }
+            send(
+                &self.events,
+                ApiEvent::StreamDown {
+                    error,
+                    retry_in_ms: backoff.as_millis() as u64,
+                },
+            );
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    async fn stream_once(&self, interval_ms: u64, idle: Duration, backoff: &mut Duration) -> Result<(), String> {
+        let resp = self
+            .request(Method::GET, &format!("/api/stream?interval_ms={interval_ms}"))
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(describe)?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let reason = resp
+                .json::<ApiError>()
+                .await
+                .map(|e| e.reason)
+                .unwrap_or_else(|_| status.to_string());
+            return Err(format!("{reason} ({})", status.as_u16()));
+        }
+        send(&self.events, ApiEvent::StreamUp);
+        let mut events = resp.bytes_stream().eventsource();
+        loop {
+            let next = tokio::time::timeout(idle, events.next())
+                .await
+                .map_err(|_| format!("no data for {} s", idle.as_secs()))?;
+            let Some(event) = next else {
+                return Ok(());
+            };
+            let event = event.map_err(|e| format!("stream broken: {e}"))?;
+            if event.data.is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<StreamSnapshot>(&event.data) {
+                Ok(s) => {
+                    *backoff = BACKOFF_MIN;
+                    send(&self.events, ApiEvent::Snapshot(Box::new(s)));
+                }
+                Err(e) => return Err(format!("unreadable snapshot: {e}")),
+            }
+            if self.events.is_closed() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs one command in the background.
+    pub fn execute(&self, command: Command) {
+        let client = self.clone();
+        tokio::spawn(async move {
+            let tx = client.events.clone();
+            if let Err(e) = client.run(command).await {
+                send(&tx, e);
+            }
+        });
+    }
+
+    async fn run(&self, command: Command) -> Result<(), ApiEvent> {
+        let tx = &self.events;
+        let failed = |error: String| ApiEvent::ActionFailed { error };
+        match command {
+            Command::Quit => {}
+            Command::Fetch(r) => {
+                let (what, result) = match r {
+                    Resource::Exchanges => (
+                        "exchanges",
+                        self.get::<Vec<ExchangeInfo>>("/api/exchanges")
+                            .await
+                            .map(ApiEvent::Exchanges),
+                    ),
+                    Resource::Bindings => (
+                        "bindings",
+                        self.get::<Vec<BindingInfo>>("/api/bindings")
+                            .await
+                            .map(ApiEvent::Bindings),
+                    ),
+                    Resource::Connections => (
+                        "connections",
+                        self.get::<Vec<ConnectionInfo>>("/api/connections")
+                            .await
+                            .map(ApiEvent::Connections),
+                    ),
+                    Resource::Consumers => (
+                        "consumers",
+                        self.get::<Vec<ConsumerInfo>>("/api/consumers")
+                            .await
+                            .map(ApiEvent::Consumers),
+                    ),
+                };
+                let e = result.map_err(|error| ApiEvent::FetchFailed {
+                    what: what.into(),
+                    error,
+                })?;
+                send(tx, e);
+            }
+            Command::Peek {
+                queue,
+                from,
+                count,
+                filter,
+            } => {
+                let body = PeekRequest {
+                    from,
+                    count: Some(count),
+                    filter,
+                };
+                let (_, messages) = self
+                    .call::<_, Vec<PeekedMessage>>(Method::POST, &queue_path(&queue, "/peek"), Some(&body))
+                    .await
+                    .map_err(|error| ApiEvent::FetchFailed {
+                        what: format!("messages of {}", queue.name),
+                        error,
+                    })?;
+                send(tx, ApiEvent::Peeked { queue, from, messages });
+            }
+            Command::Purge(queue) => {
+                let (_, r) = self
+                    .call::<(), PurgeResult>(Method::DELETE, &queue_path(&queue, "/contents"), None)
+                    .await
+                    .map_err(|e| failed(format!("purge {}: {e}", queue.name)))?;
+                send(
+                    tx,
+                    ApiEvent::Purged {
+                        queue,
+                        purged: r.purged,
+                    },
+                );
+            }
+            Command::Move { queue, request } => {
+                let (status, value) = self
+                    .call::<_, serde_json::Value>(Method::POST, &queue_path(&queue, "/move"), Some(&request))
+                    .await
+                    .map_err(|e| failed(format!("redrive from {}: {e}", queue.name)))?;
+                let task = match serde_json::from_value::<MoveTask>(value.clone()) {
+                    Ok(t) => t,
+                    // A broker that moves synchronously answers with the result at once.
+                    Err(_) => {
+                        let r: LegacyMoveResult = serde_json::from_value(value)
+                            .map_err(|e| failed(format!("unexpected answer to move ({status}): {e}")))?;
+                        MoveTask {
+                            vhost: queue.vhost.clone(),
+                            queue: queue.name.clone(),
+                            to: request.to.clone(),
+                            destination: request.queue.clone(),
+                            state: "done".into(),
+                            total: r.moved + r.not_moved,
+                            moved: r.moved,
+                            not_moved: r.not_moved,
+                            ..MoveTask::default()
+                        }
+                    }
+                };
+                let running = task.state == "running";
+                let id = task.id;
+                send(tx, ApiEvent::Move(task));
+                if running {
+                    self.follow_move(id).await?;
+                }
+            }
+            Command::CancelMove { id } => {
+                let (_, task) = self
+                    .call::<(), MoveTask>(Method::DELETE, &format!("/api/moves/{id}"), None)
+                    .await
+                    .map_err(|e| failed(format!("cancel move {id}: {e}")))?;
+                send(tx, ApiEvent::Move(task));
+            }
+            Command::Delete { queue, ids } => {
+                let (_, r) = self
+                    .call::<_, DeleteResult>(
+                        Method::POST,
+                        &queue_path(&queue, "/delete"),
+                        Some(&DeleteMessages { ids }),
+                    )
+                    .await
+                    .map_err(|e| failed(format!("delete from {}: {e}", queue.name)))?;
+                send(
+                    tx,
+                    ApiEvent::Deleted {
+                        queue,
+                        deleted: r.deleted,
+                    },
+                );
+            }
+            Command::Priority { queue, request } => {
+                let (_, r) = self
+                    .call::<_, PriorityResult>(Method::POST, &queue_path(&queue, "/priority"), Some(&request))
+                    .await
+                    .map_err(|e| failed(format!("priority in {}: {e}", queue.name)))?;
+                send(
+                    tx,
+                    ApiEvent::PriorityChanged {
+                        queue,
+                        changed: r.changed,
+                    },
+                );
+            }
+            Command::Publish {
+                queue,
+                exchange,
+                request,
+            } => {
+                let path = format!(
+                    "/api/exchanges/{}/{}/publish",
+                    path_segment(&queue.vhost),
+                    path_segment(&exchange)
+                );
+                let (_, r) = self
+                    .call::<_, PublishResult>(Method::POST, &path, Some(&request))
+                    .await
+                    .map_err(|e| failed(format!("publish to {}: {e}", queue.name)))?;
+                send(
+                    tx,
+                    ApiEvent::Published {
+                        queue,
+                        routed: r.routed,
+                    },
+                );
+            }
+            Command::CloseConnection { id, reason } => {
+                let body = CloseRequest { reason: Some(reason) };
+                self.call::<_, serde_json::Value>(Method::DELETE, &format!("/api/connections/{id}"), Some(&body))
+                    .await
+                    .map_err(|e| failed(format!("close connection {id}: {e}")))?;
+                send(tx, ApiEvent::ConnectionClosed { id });
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls a running move until it ends, reporting each state (the progress bar).
+    async fn follow_move(&self, id: u64) -> Result<(), ApiEvent> {
+        let mut errors = 0;
+        loop {
+            tokio::time::sleep(MOVE_POLL).await;
+            match self.get::<MoveTask>(&format!("/api/moves/{id}")).await {
+                Ok(task) => {
+                    errors = 0;
+                    let running = task.state == "running";
+                    send(&self.events, ApiEvent::Move(task));
+                    if !running {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    errors += 1;
+                    if errors >= 10 {
+                        return Err(ApiEvent::ActionFailed {
+                            error: format!("lost track of move {id}: {e}"),
+                        });
+                    }
+                }
+            }
+            if self.events.is_closed() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A transport error in words an operator can act on.
+fn describe(e: reqwest::Error) -> String {
+    if e.is_connect() {
+        "cannot connect (is the broker running, and is --url right?)".into()
+    } else if e.is_timeout() {
+        "timed out".into()
+    } else {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text = format!("{text}: {s}");
+            source = s.source();
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_vhost_is_percent_encoded() {
+        assert_eq!(
+            queue_path(&QueueKey::new("/", "orders.dlq"), "/move"),
+            "/api/queues/%2F/orders.dlq/move"
+        );
+    }
+}

@@ -1,0 +1,53 @@
+//! `:connections` — every client connection (peer, user, vhost, channels, connected for how long); `x` closes one.
+
+use ratatui::layout::{Constraint, Rect};
+use ratatui::Frame;
+use warren_shared::ConnectionInfo;
+
+use crate::app::App;
+use crate::format;
+
+/// The connections shown (after the filter), in order; the key handler closes `rows[selected]`.
+pub fn rows(app: &App) -> Vec<&ConnectionInfo> {
+    let l = &app.connections;
+    l.items
+        .iter()
+        .filter(|c| super::matches(&l.filter, &[&c.peer, &c.user, &c.vhost, &c.id.to_string()]))
+        .collect()
+}
+
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    let l = &app.connections;
+    let rows: Vec<Vec<String>> = rows(app)
+        .into_iter()
+        .map(|c| {
+            vec![
+                c.id.to_string(),
+                c.peer.clone(),
+                c.user.clone(),
+                c.vhost.clone(),
+                c.channels.to_string(),
+                format::age_ms(app.now_ms.saturating_sub(c.connected_at_ms)),
+            ]
+        })
+        .collect();
+    super::list_table(
+        frame,
+        area,
+        super::ListSpec {
+            name: "connections",
+            filter: &l.filter,
+            head: &["ID", "PEER", "USER", "VHOST", "CHANNELS", "AGE"],
+            widths: &[
+                Constraint::Length(5),
+                Constraint::Min(21),
+                Constraint::Length(10),
+                Constraint::Length(6),
+                Constraint::Length(8),
+                Constraint::Length(7),
+            ],
+        },
+        rows,
+        l.selected,
+    );
+}
