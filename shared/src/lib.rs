@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// `GET /api/overview`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Overview {
     pub product: String,
     pub version: String,
@@ -15,6 +16,7 @@ pub struct Overview {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Totals {
     pub connections: u64,
     pub queues: u64,
@@ -36,6 +38,7 @@ pub struct Totals {
 
 /// One queue, in `GET /api/queues[/{vhost}[/{name}]]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct QueueInfo {
     pub vhost: String,
     pub name: String,
@@ -72,6 +75,7 @@ pub struct QueueInfo {
 
 /// Monotonic per-queue counters since the broker started.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct QueueCounters {
     pub published: u64,
     pub delivered: u64,
@@ -86,6 +90,7 @@ pub struct QueueCounters {
 
 /// Latency percentiles in ms, and a histogram as (upper bound ms, count) buckets.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct LatencySummary {
     pub count: u64,
     pub p50: u64,
@@ -93,11 +98,13 @@ pub struct LatencySummary {
     pub p99: u64,
     pub p999: u64,
     pub max: u64,
+    #[cfg_attr(feature = "openapi", schemars(with = "Vec<[u64; 2]>"))]
     pub buckets: Vec<(u64, u64)>,
 }
 
 /// Rates in messages per second over three windows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Rate {
     pub last_1s: f64,
     pub last_10s: f64,
@@ -105,6 +112,7 @@ pub struct Rate {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct QueueRates {
     pub publish: Rate,
     pub deliver: Rate,
@@ -119,6 +127,7 @@ pub struct QueueRates {
 
 /// One `GET /api/stream` event (Server-Sent Events): the whole picture, sent on connect and then every interval.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct StreamSnapshot {
     pub overview: Overview,
     pub queues: Vec<QueueInfo>,
@@ -126,6 +135,7 @@ pub struct StreamSnapshot {
 
 /// `GET /api/exchanges[/{vhost}]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ExchangeInfo {
     pub vhost: String,
     pub name: String,
@@ -139,6 +149,7 @@ pub struct ExchangeInfo {
 
 /// `GET /api/bindings[/{vhost}]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct BindingInfo {
     pub vhost: String,
     pub source: String,
@@ -151,12 +162,14 @@ pub struct BindingInfo {
 
 /// `GET /api/vhosts`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct VhostInfo {
     pub name: String,
 }
 
 /// `GET /api/users` (never with password hashes).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct UserInfo {
     pub name: String,
     pub tags: Vec<String>,
@@ -164,6 +177,7 @@ pub struct UserInfo {
 
 /// Which messages an operation applies to; every field given must match (none given: every message).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct MessageFilter {
     /// Only messages with this header (and, if given, `header_value`, compared as text).
     pub header: Option<String>,
@@ -184,6 +198,7 @@ impl MessageFilter {
 
 /// `POST /api/queues/{vhost}/{name}/peek` body.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PeekRequest {
     /// Skip this many (matching) messages from the head.
     #[serde(default)]
@@ -196,6 +211,7 @@ pub struct PeekRequest {
 
 /// One message seen by peek: nothing about it changes by being looked at.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PeekedMessage {
     /// The message's stable id within its queue.
     pub id: u64,
@@ -218,12 +234,14 @@ pub struct PeekedMessage {
 
 /// `DELETE /api/queues/{vhost}/{name}/contents`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PurgeResult {
     pub purged: u64,
 }
 
 /// Every error: `{ "error": "...", "reason": "..." }`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ApiError {
     pub error: String,
     pub reason: String,
@@ -231,6 +249,7 @@ pub struct ApiError {
 
 /// `POST /api/queues/{vhost}/{name}/move`: move (redrive) ready messages elsewhere.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct MoveRequest {
     /// "source" (back where each message was dead-lettered from, by its x-death), "queue" or "exchange".
     pub to: String,
@@ -254,6 +273,7 @@ pub struct MoveRequest {
 /// A move running in the background: `POST .../move` starts one, `GET /api/moves` lists them,
 /// `DELETE /api/moves/{id}` cancels one (messages not yet moved stay in the source).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct MoveTask {
     pub id: u64,
     pub vhost: String,
@@ -279,6 +299,7 @@ pub struct MoveTask {
 
 /// `POST /api/queues/{vhost}/{name}/priority`: change the priority of ready messages in a priority queue.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PriorityRequest {
     /// These ids; default: every ready message that matches the filter (a filter or ids must be given).
     pub ids: Option<Vec<u64>>,
@@ -291,29 +312,34 @@ pub struct PriorityRequest {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PriorityResult {
     pub changed: u64,
 }
 
 /// The body of actions that answer with nothing more than success.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Done {
     pub ok: bool,
 }
 
 /// `POST /api/queues/{vhost}/{name}/delete`: delete ready messages by id.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct DeleteMessages {
     pub ids: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct DeleteResult {
     pub deleted: u64,
 }
 
 /// `POST /api/exchanges/{vhost}/{name}/publish` (the default exchange is `amq.default`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PublishRequest {
     pub routing_key: String,
     pub payload: String,
@@ -329,12 +355,14 @@ pub struct PublishRequest {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PublishResult {
     pub routed: bool,
 }
 
 /// `GET /api/connections`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ConnectionInfo {
     pub id: u64,
     pub peer: String,
@@ -346,6 +374,7 @@ pub struct ConnectionInfo {
 
 /// `GET /api/channels`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ChannelInfo {
     pub connection: u64,
     pub channel: u16,
@@ -355,6 +384,7 @@ pub struct ChannelInfo {
 
 /// `GET /api/consumers`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ConsumerInfo {
     pub vhost: String,
     pub queue: String,
@@ -370,12 +400,14 @@ pub struct ConsumerInfo {
 
 /// `DELETE /api/connections/{id}` body (optional).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct CloseRequest {
     pub reason: Option<String>,
 }
 
 /// `GET /api/policies`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PolicyInfo {
     pub name: String,
     pub vhost: String,
@@ -389,6 +421,7 @@ pub struct PolicyInfo {
 
 /// `PUT /api/policies/{vhost}/{name}` body.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PolicyRequest {
     /// A regular expression matched against queue names.
     pub pattern: String,
@@ -411,6 +444,7 @@ fn queue_destination() -> String {
 
 /// `PUT /api/queues/{vhost}/{name}` body: declare a queue (the same rules as queue.declare over AMQP).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct QueueRequest {
     #[serde(default = "yes")]
     pub durable: bool,
@@ -433,6 +467,7 @@ impl Default for QueueRequest {
 
 /// `DELETE /api/queues/{vhost}/{name}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct QueueDeleted {
     pub deleted: bool,
     /// Messages dropped with it.
@@ -441,6 +476,7 @@ pub struct QueueDeleted {
 
 /// `PUT /api/exchanges/{vhost}/{name}` body.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ExchangeRequest {
     /// direct, fanout, topic, headers or x-delayed-message.
     #[serde(rename = "type")]
@@ -457,6 +493,7 @@ pub struct ExchangeRequest {
 
 /// `POST` (bind) and `DELETE` (unbind) `/api/bindings/{vhost}` body.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct BindingRequest {
     pub source: String,
     pub destination: String,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use warren_shared::{ChannelInfo, CloseRequest, ConnectionInfo, ConsumerInfo};
+use warren_shared::{ChannelInfo, CloseRequest, ConnectionInfo, ConsumerInfo, Done};
 
 use super::{ApiResult, Error};
 use crate::broker::Broker;
@@ -37,18 +37,22 @@ async fn connections(State(b): State<Arc<Broker>>) -> ApiResult<Vec<ConnectionIn
     Ok(Json(b.connection_entries().iter().map(|c| info(c)).collect()))
 }
 
-async fn connection(State(b): State<Arc<Broker>>, Path(id): Path<u64>) -> ApiResult<ConnectionInfo> {
+/// A connection id from the path (anything else names no connection: 404).
+fn parse_id(id: &str) -> Result<u64, Error> {
+    id.parse()
+        .map_err(|_| Error::not_found(format!("no connection '{id}'")))
+}
+
+async fn connection(State(b): State<Arc<Broker>>, Path(id): Path<String>) -> ApiResult<ConnectionInfo> {
+    let id = parse_id(&id)?;
     let c = b.connection_entries().into_iter().find(|c| c.id == id);
     c.map(|c| Json(info(&c)))
         .ok_or_else(|| Error::not_found(format!("no connection {id}")))
 }
 
 /// Closes a connection with `connection.close` 320 and the given reason.
-async fn close(
-    State(b): State<Arc<Broker>>,
-    Path(id): Path<u64>,
-    body: axum::body::Bytes,
-) -> ApiResult<serde_json::Value> {
+async fn close(State(b): State<Arc<Broker>>, Path(id): Path<String>, body: axum::body::Bytes) -> ApiResult<Done> {
+    let id = parse_id(&id)?;
     // The body is optional: empty means no reason given.
     let request: CloseRequest = if body.is_empty() {
         CloseRequest::default()
@@ -63,7 +67,7 @@ async fn close(
     let reason = request.reason.unwrap_or_else(|| "closed by an operator".to_string());
     *lock(&c.close_reason) = reason;
     c.close.cancel();
-    Ok(Json(serde_json::json!({ "closed": id })))
+    Ok(Json(Done { ok: true }))
 }
 
 async fn channels(State(b): State<Arc<Broker>>) -> ApiResult<Vec<ChannelInfo>> {

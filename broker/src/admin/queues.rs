@@ -197,9 +197,14 @@ async fn one(State(b): State<Arc<Broker>>, Path((v, name)): Path<(String, String
 async fn peek(
     State(b): State<Arc<Broker>>,
     Path((v, name)): Path<(String, String)>,
-    body: Option<Json<PeekRequest>>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Vec<PeekedMessage>> {
-    let req = body.map(|Json(r)| r).unwrap_or_default();
+    // The body is optional: none means the first page, unfiltered.
+    let req: PeekRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        PeekRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| Error::bad_request(format!("invalid body: {e}")))?
+    };
     let count = req.count.unwrap_or(50);
     if count == 0 || count > 1000 {
         return Err(Error::bad_request("count must be between 1 and 1000"));
