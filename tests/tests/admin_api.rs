@@ -589,6 +589,17 @@ async fn resources_and_priority_changes_through_the_api() {
         &format!(r#"{{"ids":[{b_id}],"set":9}}"#),
     );
     assert_eq!((s, r["changed"].clone()), (200, serde_json::json!(1)), "{r}");
+    // By filter, a step: c goes up one level (to 2), above a but below b.
+    let (s, r) = request(
+        admin,
+        "POST",
+        "/api/queues/%2F/jobs/priority",
+        "guest:guest",
+        r#"{"body_contains":"c","step":1}"#,
+    );
+    assert_eq!((s, r["changed"].clone()), (200, serde_json::json!(1)), "{r}");
+    let (s, _) = request(admin, "POST", "/api/queues/%2F/jobs/priority", "guest:guest", r#"{"set":1}"#);
+    assert_eq!(s, 400, "ids or a filter are required");
 
     let conn = connect(&broker.url()).await;
     let ch = channel(&conn).await;
@@ -609,7 +620,7 @@ async fn resources_and_priority_changes_through_the_api() {
         .iter()
         .map(|d| d.data[0])
         .collect();
-    assert_eq!(order, b"bac".to_vec(), "the changed priority reorders delivery");
+    assert_eq!(order, b"bca".to_vec(), "the changed priorities reorder delivery");
 
     let (s, r) = request(admin, "DELETE", "/api/queues/%2F/jobs", "guest:guest", "");
     assert_eq!((s, r["deleted"].clone()), (200, serde_json::json!(true)));

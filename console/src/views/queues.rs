@@ -182,10 +182,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         .filter(|c| **c != Col::Data(Column::Name))
         .map(|c| width(*c) + 1)
         .sum();
-    let name_width = inner.saturating_sub(fixed + 3).max(6);
+    // The name column takes what the longest name needs, up to what is left; spare room stays on the right.
+    let longest = rows.iter().map(|q| q.name.chars().count() + 1).max().unwrap_or(8) as u16;
+    let name_width = inner.saturating_sub(fixed + 3).min(longest.max(12)).max(6);
     let header_cells = cols.iter().map(|c| {
         let text = match c {
-            Col::Spark => "IN TREND".to_string(),
+            Col::Spark => "IN HISTORY".to_string(),
             Col::Data(col) => {
                 let arrow = if *col == table.sort {
                     if table.descending {
@@ -217,7 +219,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     });
     let mut widths = vec![Constraint::Length(1)];
     widths.extend(cols.iter().map(|c| match c {
-        Col::Data(Column::Name) => Constraint::Min(name_width),
+        Col::Data(Column::Name) => Constraint::Length(name_width),
         c => Constraint::Length(width(*c)),
     }));
     let t = Table::new(body, widths)
