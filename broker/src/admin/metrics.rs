@@ -33,11 +33,12 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
         "warren_queue_acked_total",
         "warren_queue_redelivered_total",
         "warren_queue_rejected_total",
+        "warren_queue_nacked_total",
         "warren_queue_dead_lettered_total",
         "warren_queue_expired_total",
         "warren_queue_dropped_total",
     ];
-    let mut rows: Vec<(String, [u64; 11])> = Vec::new();
+    let mut rows: Vec<(String, [u64; 12])> = Vec::new();
     for v in b.vhosts() {
         for q in v.queues() {
             let s = &q.stats;
@@ -54,6 +55,7 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
                     QueueStats::get(&s.acked),
                     QueueStats::get(&s.redelivered),
                     QueueStats::get(&s.rejected),
+                    QueueStats::get(&s.nacked),
                     QueueStats::get(&s.dead_lettered),
                     QueueStats::get(&s.expired),
                     QueueStats::get(&s.dropped),
@@ -96,6 +98,12 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
         out,
         "warren_connections {}",
         b.connections.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    let _ = writeln!(out, "# TYPE warren_returned_total counter");
+    let _ = writeln!(
+        out,
+        "warren_returned_total {}",
+        b.returned.load(std::sync::atomic::Ordering::Relaxed)
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
