@@ -42,6 +42,10 @@ pub struct Totals {
 pub struct QueueInfo {
     pub vhost: String,
     pub name: String,
+    /// The queue type, as in RabbitMQ: always "classic" here (priority queues are classic queues with
+    /// `x-max-priority`).
+    #[serde(rename = "type", default)]
+    pub kind: String,
     pub durable: bool,
     pub exclusive: bool,
     pub auto_delete: bool,

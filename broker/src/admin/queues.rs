@@ -39,6 +39,7 @@ pub fn info(q: &Queue, dead_letter_sources: Vec<String>) -> QueueInfo {
     QueueInfo {
         vhost: q.spec.vhost.clone(),
         name: q.spec.name.clone(),
+        kind: "classic".into(),
         durable: q.spec.durable,
         exclusive: q.spec.exclusive_owner.is_some(),
         auto_delete: q.spec.auto_delete,
