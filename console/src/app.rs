@@ -12,6 +12,8 @@ pub mod history;
 pub mod keys;
 pub mod messages;
 pub mod queues;
+#[cfg(test)]
+mod tests;
 
 use warren_shared::{BindingInfo, ConnectionInfo, ConsumerInfo, ExchangeInfo, Overview, QueueInfo};
 

@@ -9,6 +9,8 @@
 pub mod app;
 pub mod client;
 pub mod event;
+#[cfg(test)]
+mod fixtures;
 pub mod format;
 pub mod views;
 

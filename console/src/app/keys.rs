@@ -30,11 +30,11 @@ pub struct Binding {
     pub context: Context,
     /// An action (hidden with --read-only).
     pub action: bool,
-    /// Shown in the hint bar.
-    pub hint: bool,
+    /// Its label in the hint bar ("" = not hinted).
+    pub hint: &'static str,
 }
 
-const fn b(keys: &'static str, what: &'static str, context: Context, action: bool, hint: bool) -> Binding {
+const fn b(keys: &'static str, what: &'static str, context: Context, action: bool, hint: &'static str) -> Binding {
     Binding {
         keys,
         what,
@@ -44,85 +44,75 @@ const fn b(keys: &'static str, what: &'static str, context: Context, action: boo
     }
 }
 
+use Context::{Connections as Conns, Detail as Det, Dialog as Dlg, Global as Glob, Messages as Msgs, Queues as Qs};
+
 /// Every key the console knows.
 pub const BINDINGS: &[Binding] = &[
-    b("?", "help", Context::Global, false, true),
+    b("?", "help: every key", Glob, false, "help"),
     b(
         ":",
-        "command: queues, exchanges, bindings, connections, consumers, messages <queue>, quit",
-        Context::Global,
+        "command: queues, exchanges, bindings, connections, consumers, messages <queue>, detail <queue>, quit",
+        Glob,
         false,
-        true,
+        "views",
     ),
-    b("esc", "back / close", Context::Global, false, true),
-    b("q", "quit", Context::Global, false, true),
-    b("j k ↓ ↑", "move", Context::Global, false, false),
-    b("g G home end", "first / last row", Context::Global, false, false),
-    b("pgup pgdn ^b ^f", "page up / down", Context::Global, false, false),
-    b("/", "filter", Context::Global, false, true),
-    b("enter", "open queue detail", Context::Queues, false, true),
-    b("m", "messages (peek)", Context::Queues, false, true),
-    b("space", "mark / unmark", Context::Queues, false, true),
-    b("s S", "sort: next column / reverse", Context::Queues, false, true),
+    b("esc", "back / close / clear the filter", Glob, false, "back"),
+    b("q ^c", "quit", Glob, false, "quit"),
+    b("j k ↓ ↑", "move", Glob, false, ""),
+    b("g G home end", "first / last row", Glob, false, ""),
+    b("pgup pgdn ^b ^f", "page up / down", Glob, false, ""),
+    b("/", "filter the table", Glob, false, "filter"),
+    b("enter", "open the queue's detail", Qs, false, "detail"),
+    b("m", "messages (peek, nothing is consumed)", Qs, false, "messages"),
+    b("space", "mark / unmark", Qs, false, "mark"),
+    b("s S", "sort: next column / reverse", Qs, false, "sort"),
+    b("1..9 0", "sort by column 1..10 (again: reverse)", Qs, false, ""),
+    b("P", "purge the marked (or selected) queues", Qs, true, "purge"),
+    b("N", "publish a test message", Qs, true, ""),
+    b("+ -", "zoom the rate charts in / out", Det, false, "zoom"),
+    b("f", "freeze / unfreeze the charts", Det, false, "freeze"),
+    b("m", "messages (peek)", Det, false, "messages"),
+    b("P", "purge the queue", Det, true, "purge"),
+    b("N", "publish a test message", Det, true, "publish"),
     b(
-        "1..9 0",
-        "sort by column 1..10 (again: reverse)",
-        Context::Queues,
+        "enter",
+        "show / hide the message pane (headers, body)",
+        Msgs,
         false,
-        false,
+        "pane",
     ),
-    b("P", "purge (marked or selected queues)", Context::Queues, true, true),
-    b("N", "publish a test message", Context::Queues, true, false),
-    b("+ -", "zoom the rate charts", Context::Detail, false, true),
-    b("f", "freeze / unfreeze the charts", Context::Detail, false, true),
-    b("m", "messages (peek)", Context::Detail, false, true),
-    b("P", "purge", Context::Detail, true, true),
-    b("N", "publish a test message", Context::Detail, true, true),
-    b("enter", "show / hide the message pane", Context::Messages, false, true),
-    b("space", "mark / unmark", Context::Messages, false, true),
-    b("A", "mark all on the page / none", Context::Messages, false, false),
-    b("[ ]", "previous / next page", Context::Messages, false, true),
-    b("r", "refresh", Context::Messages, false, false),
+    b("space", "mark / unmark", Msgs, false, "mark"),
+    b("A", "mark every message on the page / none", Msgs, false, ""),
+    b("[ ]", "previous / next page", Msgs, false, "page"),
+    b("r", "read the page again", Msgs, false, ""),
     b(
         "R",
-        "redrive (marked, filtered or all) to source or a queue",
-        Context::Messages,
+        "redrive marked, filtered or all messages, to their source queue or one you name",
+        Msgs,
         true,
-        true,
+        "redrive",
     ),
-    b(
-        "D",
-        "delete marked (or selected) messages",
-        Context::Messages,
-        true,
-        true,
-    ),
+    b("D", "delete the marked (or selected) messages", Msgs, true, "delete"),
     b(
         "p",
-        "change priority of marked (or selected)",
-        Context::Messages,
+        "change the priority of marked (or selected) messages",
+        Msgs,
         true,
-        true,
+        "priority",
     ),
-    b("P", "purge the queue", Context::Messages, true, false),
-    b("N", "publish a test message", Context::Messages, true, false),
-    b(
-        "x ^k",
-        "close the selected connection",
-        Context::Connections,
-        true,
-        true,
-    ),
-    b("y / enter", "confirm", Context::Dialog, false, true),
-    b("n / esc", "cancel", Context::Dialog, false, true),
+    b("P", "purge the queue", Msgs, true, ""),
+    b("N", "publish a test message", Msgs, true, ""),
+    b("x ^k", "close the selected connection", Conns, true, "close"),
+    b("y / enter", "confirm", Dlg, false, "confirm"),
+    b("n / esc", "cancel", Dlg, false, "cancel"),
     b(
         "tab",
-        "redrive: source queue ↔ a queue you type",
-        Context::Dialog,
+        "redrive: to the x-death source ↔ to a queue you type",
+        Dlg,
         false,
-        false,
+        "",
     ),
-    b("c", "cancel a running move", Context::Dialog, false, false),
+    b("c", "cancel a running move", Dlg, false, ""),
 ];
 
 pub fn context_of(view: &View) -> Context {
@@ -144,10 +134,10 @@ pub fn hints(app: &App) -> Vec<&'static Binding> {
     };
     let view_keys = BINDINGS
         .iter()
-        .filter(|k| k.context == context && k.hint && !(k.action && app.settings.read_only));
+        .filter(|k| k.context == context && !k.hint.is_empty() && !(k.action && app.settings.read_only));
     let global = BINDINGS
         .iter()
-        .filter(|k| context != Context::Dialog && k.context == Context::Global && k.hint);
+        .filter(|k| context != Context::Dialog && k.context == Context::Global && !k.hint.is_empty());
     view_keys.chain(global).collect()
 }
 

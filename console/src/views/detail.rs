@@ -218,6 +218,15 @@ fn short_ms(ms: u64) -> String {
     }
 }
 
+/// A bar's value in at most four characters.
+fn compact(n: u64) -> String {
+    match n {
+        0..=9_999 => n.to_string(),
+        10_000..=999_999 => format!("{}k", n / 1000),
+        _ => format!("{}M", n / 1_000_000),
+    }
+}
+
 fn histogram(frame: &mut Frame, area: Rect, l: &LatencySummary) {
     let title = Line::from(vec![
         Span::styled(" publish→deliver ms ", Style::default().fg(TITLE)),
@@ -256,7 +265,7 @@ fn histogram(frame: &mut Frame, area: Rect, l: &LatencySummary) {
         return;
     }
     let inner = area.width.saturating_sub(2) as usize;
-    let bar_width = 4usize;
+    let bar_width = 5usize;
     let buckets = fit_buckets(&l.buckets, (inner / (bar_width + 1)).max(1));
     let bars: Vec<Bar> = buckets
         .iter()
@@ -271,7 +280,7 @@ fn histogram(frame: &mut Frame, area: Rect, l: &LatencySummary) {
             Bar::default()
                 .value(*n)
                 .label(Line::from(short_ms(*upper)))
-                .text_value(format::count(*n))
+                .text_value(compact(*n))
                 .style(style)
         })
         .collect();
@@ -356,6 +365,7 @@ fn arguments(q: &QueueInfo) -> Vec<Line<'static>> {
         .iter()
         .map(|(k, v)| {
             let v = match v {
+                serde_json::Value::String(s) if s.is_empty() => "\"\"".to_string(),
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };

@@ -50,8 +50,7 @@ pub fn render_hints(frame: &mut Frame, area: Rect, app: &App) {
             format!("<{}>", b.keys),
             Style::default().fg(ACCENT).add_modifier(Modifier::BOLD),
         ));
-        let what = b.what.split([':', '(']).next().unwrap_or(b.what).trim();
-        spans.push(Span::styled(format!(" {what}  "), Style::default().fg(DIM)));
+        spans.push(Span::styled(format!(" {}  ", b.hint), Style::default().fg(DIM)));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }

@@ -64,7 +64,7 @@ fn detail_lines(m: &PeekedMessage) -> Vec<Line<'static>> {
 }
 
 fn table(frame: &mut Frame, area: Rect, app: &App, state: &MessagesState, block: Block) {
-    let wide = area.width >= 90;
+    let wide = area.width >= 80;
     let mut head = vec!["", "ID", "AGE", "PRI", "DLV"];
     if wide {
         head.push("DEATH ← SOURCE");
@@ -154,7 +154,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, key: &QueueKey) {
         table(frame, area, app, state, block);
         return;
     }
-    let (list, detail) = if area.width >= 140 {
+    let (list, detail) = if area.width >= 200 {
         let [a, b] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area);
         (a, b)
     } else {

@@ -1,0 +1,569 @@
+//! The state update of every action, driven through `update` with the fixtures' events.
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use warren_shared::MoveTask;
+
+use super::dialog::{Action, Phase, Scope};
+use super::queues::Column;
+use super::{update, App, Level, Link, View};
+use crate::event::{ApiEvent, Command, Event, Resource};
+use crate::fixtures::*;
+
+fn api(app: &mut App, e: ApiEvent) -> Vec<Command> {
+    update(app, Event::Api(e))
+}
+
+fn press(app: &mut App, c: char) -> Vec<Command> {
+    update(app, key(c))
+}
+
+/// The app on the messages view of `orders.dlq` with a page of 5 dead letters.
+fn on_dlq() -> App {
+    let mut app = app();
+    let cmds = type_text(&mut app, ":messages orders.dlq");
+    assert!(cmds.is_empty());
+    let cmds = update(&mut app, code(KeyCode::Enter));
+    assert!(matches!(&cmds[..], [Command::Peek { queue, from: 0, .. }] if queue.name == "orders.dlq"));
+    api(
+        &mut app,
+        ApiEvent::Peeked {
+            queue: q("orders.dlq"),
+            from: 0,
+            messages: messages(5, Some("orders")),
+        },
+    );
+    app
+}
+
+fn task(state: &str, moved: u64) -> MoveTask {
+    MoveTask {
+        id: 7,
+        vhost: "/".into(),
+        queue: "orders.dlq".into(),
+        to: "source".into(),
+        state: state.into(),
+        total: 5,
+        moved,
+        ..MoveTask::default()
+    }
+}
+
+#[test]
+fn navigation_enter_m_esc_and_command_mode() {
+    let mut app = app();
+    assert_eq!(app.selected_queue().map(|q| q.name.as_str()), Some("analytics"));
+    press(&mut app, 'j');
+    update(&mut app, code(KeyCode::Down));
+    assert_eq!(app.selected_queue().map(|q| q.name.as_str()), Some("emails"));
+    update(&mut app, code(KeyCode::Up));
+    press(&mut app, 'G');
+    assert_eq!(app.selected_queue().map(|q| q.name.as_str()), Some("payments"));
+    press(&mut app, 'g');
+    press(&mut app, 'j');
+    press(&mut app, 'j');
+    let cmds = update(&mut app, code(KeyCode::Enter));
+    assert_eq!(app.view(), &View::Detail(q("emails")));
+    assert_eq!(cmds, vec![Command::Fetch(Resource::Consumers)]);
+    let cmds = press(&mut app, 'm');
+    assert_eq!(app.view(), &View::Messages(q("emails")));
+    assert!(matches!(&cmds[..], [Command::Peek { from: 0, count: 50, .. }]));
+    update(&mut app, code(KeyCode::Esc));
+    assert_eq!(app.view(), &View::Detail(q("emails")));
+    update(&mut app, code(KeyCode::Esc));
+    update(&mut app, code(KeyCode::Esc));
+    assert_eq!(app.views, vec![View::Queues], "esc never leaves the root");
+
+    type_text(&mut app, ":exch");
+    update(&mut app, code(KeyCode::Tab));
+    assert_eq!(app.prompt.as_ref().map(|p| p.text.as_str()), Some("exchanges"));
+    let cmds = update(&mut app, code(KeyCode::Enter));
+    assert_eq!(app.view(), &View::Exchanges);
+    assert_eq!(cmds, vec![Command::Fetch(Resource::Exchanges)]);
+    for (cmd, view) in [
+        ("bindings", View::Bindings),
+        ("co", View::Connections),
+        ("consumers", View::Consumers),
+        ("detail orders", View::Detail(q("orders"))),
+    ] {
+        type_text(&mut app, &format!(":{cmd}"));
+        update(&mut app, code(KeyCode::Enter));
+        assert_eq!(app.view(), &view);
+        assert_eq!(
+            app.views.len(),
+            2,
+            "command mode goes to a top-level view over the queues"
+        );
+    }
+    type_text(&mut app, ":nope");
+    update(&mut app, code(KeyCode::Enter));
+    assert_eq!(app.flash.as_ref().map(|f| f.level), Some(Level::Warn));
+
+    press(&mut app, '?');
+    assert!(app.help);
+    press(&mut app, 'q');
+    assert!(!app.help && !app.quit, "a key closes the help first");
+    let cmds = press(&mut app, 'q');
+    assert!(app.quit);
+    assert_eq!(cmds, vec![Command::Quit]);
+    let mut app2 = crate::fixtures::app();
+    update(
+        &mut app2,
+        Event::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+    );
+    assert!(app2.quit);
+}
+
+#[test]
+fn sort_on_any_column() {
+    let mut app = app();
+    let names = |app: &App| -> Vec<String> {
+        super::queues::rows(&app.queues, &app.queue_table, &app.history)
+            .iter()
+            .map(|q| q.name.clone())
+            .collect()
+    };
+    press(&mut app, '3');
+    assert_eq!(app.queue_table.sort, Column::Ready);
+    assert_eq!(names(&app)[0], "analytics"); // 0 ready
+    press(&mut app, '3');
+    assert!(app.queue_table.descending);
+    assert_eq!(names(&app)[0], "orders.dlq"); // 1,234 ready
+    press(&mut app, 's');
+    assert_eq!(app.queue_table.sort, Column::Unacked);
+    assert!(!app.queue_table.descending);
+    press(&mut app, 'S');
+    assert!(app.queue_table.descending);
+    press(&mut app, '9');
+    press(&mut app, '9');
+    assert_eq!(
+        names(&app)[0],
+        "emails",
+        "trend: growing first when reversed? emails drains"
+    );
+    press(&mut app, '0');
+    assert_eq!(app.queue_table.sort, Column::P99);
+}
+
+#[test]
+fn filter_is_live_and_esc_clears_it() {
+    let mut app = app();
+    press(&mut app, '/');
+    type_text(&mut app, "dlq");
+    assert_eq!(app.queue_table.filter, "dlq");
+    assert_eq!(app.selected_queue().map(|q| q.name.as_str()), Some("orders.dlq"));
+    update(&mut app, code(KeyCode::Enter));
+    assert!(app.prompt.is_none());
+    assert_eq!(app.queue_table.filter, "dlq", "enter keeps the filter");
+    update(&mut app, code(KeyCode::Esc));
+    assert!(app.queue_table.filter.is_empty(), "esc clears it");
+    assert_eq!(app.views.len(), 1);
+}
+
+#[test]
+fn space_marks_rows_and_purge_covers_the_marked_queues() {
+    let mut app = app();
+    press(&mut app, 'j');
+    press(&mut app, ' ');
+    press(&mut app, ' ');
+    assert_eq!(
+        app.queue_table
+            .marked
+            .iter()
+            .map(|k| k.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["audit", "emails"]
+    );
+    assert_eq!(app.selected_queue().map(|q| q.name.as_str()), Some("orders"));
+    press(&mut app, 'P');
+    let d = app.dialog.clone().expect("a purge dialog");
+    assert!(d.describe()[0].starts_with("Purge 2 queues — 320 messages will be deleted"));
+    let cmds = press(&mut app, 'y');
+    assert_eq!(cmds, vec![Command::Purge(q("audit")), Command::Purge(q("emails"))]);
+    api(
+        &mut app,
+        ApiEvent::Purged {
+            queue: q("audit"),
+            purged: 0,
+        },
+    );
+    assert_eq!(app.dialog.as_ref().map(|d| &d.phase), Some(&Phase::Running));
+    api(
+        &mut app,
+        ApiEvent::Purged {
+            queue: q("emails"),
+            purged: 320,
+        },
+    );
+    assert!(matches!(&app.dialog.as_ref().expect("dialog").phase, Phase::Done { ok: true, lines } if lines.len() == 2));
+    press(&mut app, 'x');
+    assert!(app.dialog.is_none(), "any key closes a finished dialog");
+}
+
+#[test]
+fn purge_states_the_count_and_can_be_declined() {
+    let mut app = app();
+    type_text(&mut app, "/dlq");
+    update(&mut app, code(KeyCode::Enter));
+    press(&mut app, 'P');
+    let d = app.dialog.clone().expect("dialog");
+    assert_eq!(
+        d.describe()[0],
+        "Purge queue orders.dlq on / — 1,234 messages will be deleted."
+    );
+    assert!(
+        update(&mut app, code(KeyCode::Enter)).is_empty(),
+        "enter is the default: no"
+    );
+    assert!(app.dialog.is_none());
+    press(&mut app, 'P');
+    assert!(press(&mut app, 'n').is_empty());
+    assert!(app.dialog.is_none());
+    press(&mut app, 'P');
+    assert_eq!(press(&mut app, 'y'), vec![Command::Purge(q("orders.dlq"))]);
+    api(
+        &mut app,
+        ApiEvent::Purged {
+            queue: q("orders.dlq"),
+            purged: 1234,
+        },
+    );
+    assert!(
+        matches!(&app.dialog.as_ref().expect("dialog").phase, Phase::Done { ok: true, lines } if lines[0] == "Purged 1,234 messages from orders.dlq.")
+    );
+}
+
+#[test]
+fn redrive_all_with_progress_and_cancel() {
+    let mut app = on_dlq();
+    press(&mut app, 'R');
+    let d = app.dialog.clone().expect("dialog");
+    assert_eq!(
+        d.action,
+        Action::Redrive {
+            queue: q("orders.dlq"),
+            scope: Scope::All { count: 1234 }
+        }
+    );
+    assert_eq!(d.describe()[0], "Redrive all 1,234 ready messages from orders.dlq on /");
+    let cmds = update(&mut app, code(KeyCode::Enter));
+    let [Command::Move { queue, request }] = &cmds[..] else {
+        panic!("a move: {cmds:?}")
+    };
+    assert_eq!(queue, &q("orders.dlq"));
+    assert_eq!(
+        (request.to.as_str(), request.ids.as_ref(), request.queue.as_ref()),
+        ("source", None, None)
+    );
+    assert!(request.filter.is_empty());
+    api(&mut app, ApiEvent::Move(task("running", 0)));
+    api(&mut app, ApiEvent::Move(task("running", 2)));
+    assert!(matches!(&app.dialog.as_ref().expect("dialog").phase, Phase::Progress(t) if t.moved == 2));
+    assert_eq!(press(&mut app, 'c'), vec![Command::CancelMove { id: 7 }]);
+    let cmds = api(&mut app, ApiEvent::Move(task("cancelled", 3)));
+    assert!(
+        matches!(&app.dialog.as_ref().expect("dialog").phase, Phase::Done { ok: true, lines } if lines[0] == "cancelled: moved 3 of 5, not moved 0.")
+    );
+    assert!(matches!(&cmds[..], [Command::Peek { .. }]), "the page is read again");
+}
+
+#[test]
+fn redrive_marked_filtered_or_to_a_named_queue() {
+    let mut app = on_dlq();
+    press(&mut app, ' ');
+    press(&mut app, ' ');
+    assert_eq!(app.messages.as_ref().map(|m| m.marked.len()), Some(2));
+    press(&mut app, 'R');
+    let cmds = press(&mut app, 'y');
+    assert!(matches!(&cmds[..], [Command::Move { request, .. }] if request.ids == Some(vec![1, 2])));
+    api(&mut app, ApiEvent::Move(task("done", 2)));
+    assert!(
+        app.messages.as_ref().is_some_and(|m| m.marked.is_empty()),
+        "marks are cleared after a move"
+    );
+    press(&mut app, 'x');
+
+    // Filtered, to a queue typed in the dialog.
+    press(&mut app, '/');
+    type_text(&mut app, "h:x-tenant=t1 amount");
+    let cmds = update(&mut app, code(KeyCode::Enter));
+    assert!(
+        matches!(&cmds[..], [Command::Peek { filter, from: 0, .. }] if filter.header.as_deref() == Some("x-tenant") && filter.body_contains.as_deref() == Some("amount"))
+    );
+    press(&mut app, 'R');
+    update(&mut app, code(KeyCode::Tab));
+    assert!(
+        update(&mut app, code(KeyCode::Enter)).is_empty(),
+        "a destination must be typed"
+    );
+    assert!(app.dialog.as_ref().is_some_and(|d| d.error.is_some()));
+    type_text(&mut app, "orders-retry");
+    let cmds = update(&mut app, code(KeyCode::Enter));
+    let [Command::Move { request, .. }] = &cmds[..] else {
+        panic!("a move: {cmds:?}")
+    };
+    assert_eq!(request.to, "queue");
+    assert_eq!(request.queue.as_deref(), Some("orders-retry"));
+    assert_eq!(request.filter.header_value.as_deref(), Some("t1"));
+    api(
+        &mut app,
+        ApiEvent::ActionFailed {
+            error: "no queue 'orders-retry' in vhost '/' (404)".into(),
+        },
+    );
+    assert!(matches!(
+        &app.dialog.as_ref().expect("dialog").phase,
+        Phase::Done { ok: false, .. }
+    ));
+}
+
+#[test]
+fn delete_marked_messages() {
+    let mut app = on_dlq();
+    press(&mut app, 'j');
+    press(&mut app, ' ');
+    press(&mut app, ' ');
+    press(&mut app, 'D');
+    assert_eq!(
+        app.dialog.as_ref().map(|d| d.describe()[0].clone()),
+        Some("Delete 2 messages from orders.dlq on /. This cannot be undone.".into())
+    );
+    let cmds = press(&mut app, 'y');
+    assert_eq!(
+        cmds,
+        vec![Command::Delete {
+            queue: q("orders.dlq"),
+            ids: vec![2, 3]
+        }]
+    );
+    let cmds = api(
+        &mut app,
+        ApiEvent::Deleted {
+            queue: q("orders.dlq"),
+            deleted: 2,
+        },
+    );
+    assert!(matches!(&cmds[..], [Command::Peek { .. }]));
+    assert!(app.messages.as_ref().is_some_and(|m| m.marked.is_empty()));
+    assert!(
+        matches!(&app.dialog.as_ref().expect("dialog").phase, Phase::Done { ok: true, lines } if lines[0] == "Deleted 2 messages.")
+    );
+}
+
+#[test]
+fn change_priority_by_step_or_to_a_value() {
+    let mut app = on_dlq();
+    press(&mut app, ' ');
+    press(&mut app, 'p');
+    type_text(&mut app, "+2");
+    let cmds = update(&mut app, code(KeyCode::Enter));
+    assert!(
+        matches!(&cmds[..], [Command::Priority { request, .. }] if request.step == Some(2) && request.ids == Some(vec![1]))
+    );
+    api(
+        &mut app,
+        ApiEvent::PriorityChanged {
+            queue: q("orders.dlq"),
+            changed: 1,
+        },
+    );
+    press(&mut app, 'x');
+    press(&mut app, 'p');
+    type_text(&mut app, "9");
+    let cmds = update(&mut app, code(KeyCode::Enter));
+    assert!(
+        matches!(&cmds[..], [Command::Priority { request, .. }] if request.set == Some(9) && request.step.is_none())
+    );
+    press(&mut app, 'x'); // running: only esc hides
+    update(&mut app, code(KeyCode::Esc));
+    assert!(app.dialog.is_none());
+    api(
+        &mut app,
+        ApiEvent::PriorityChanged {
+            queue: q("orders.dlq"),
+            changed: 1,
+        },
+    );
+    assert_eq!(
+        app.flash.as_ref().map(|f| f.text.as_str()),
+        Some("Changed the priority of 1 message."),
+        "a result after the dialog was hidden goes to the flash line"
+    );
+}
+
+#[test]
+fn publish_a_test_message() {
+    let mut app = app();
+    type_text(&mut app, "jjj");
+    press(&mut app, 'N');
+    type_text(&mut app, "hello");
+    update(&mut app, code(KeyCode::Backspace));
+    let cmds = update(&mut app, code(KeyCode::Enter));
+    let [Command::Publish {
+        queue,
+        exchange,
+        request,
+    }] = &cmds[..]
+    else {
+        panic!("a publish: {cmds:?}")
+    };
+    assert_eq!((queue.name.as_str(), exchange.as_str()), ("orders", "amq.default"));
+    assert_eq!(
+        (request.routing_key.as_str(), request.payload.as_str()),
+        ("orders", "hell")
+    );
+    api(
+        &mut app,
+        ApiEvent::Published {
+            queue: q("orders"),
+            routed: true,
+        },
+    );
+    assert!(matches!(
+        &app.dialog.as_ref().expect("dialog").phase,
+        Phase::Done { ok: true, .. }
+    ));
+}
+
+#[test]
+fn close_a_connection() {
+    let mut app = app();
+    type_text(&mut app, ":connections");
+    update(&mut app, code(KeyCode::Enter));
+    api(&mut app, ApiEvent::Connections(connections()));
+    press(&mut app, 'j');
+    press(&mut app, 'x');
+    let d = app.dialog.clone().expect("dialog");
+    assert_eq!(
+        d.describe()[0],
+        "Close connection 2 (127.0.0.1:50002, user guest, vhost /) and its 2 channels?"
+    );
+    let cmds = press(&mut app, 'y');
+    assert!(matches!(&cmds[..], [Command::CloseConnection { id: 2, .. }]));
+    let cmds = api(&mut app, ApiEvent::ConnectionClosed { id: 2 });
+    assert_eq!(cmds, vec![Command::Fetch(Resource::Connections)]);
+}
+
+#[test]
+fn read_only_hides_and_disables_every_action() {
+    let mut app = app();
+    app.settings.read_only = true;
+    for k in ['P', 'N'] {
+        press(&mut app, k);
+        assert!(app.dialog.is_none());
+    }
+    assert_eq!(app.flash.as_ref().map(|f| f.level), Some(Level::Warn));
+    assert!(super::keys::hints(&app).iter().all(|b| !b.action));
+    let mut app = on_dlq();
+    app.settings.read_only = true;
+    for k in ['R', 'D', 'p', 'P'] {
+        press(&mut app, k);
+        assert!(app.dialog.is_none(), "{k}");
+    }
+}
+
+#[test]
+fn stale_and_reconnect() {
+    let mut app = app();
+    update(&mut app, Event::Tick { now_ms: T0 + 500 });
+    api(
+        &mut app,
+        ApiEvent::StreamDown {
+            error: "cannot connect".into(),
+            retry_in_ms: 2000,
+        },
+    );
+    assert_eq!(
+        app.link,
+        Link::Stale {
+            since_ms: T0,
+            retry_at_ms: T0 + 2500,
+            error: "cannot connect".into()
+        },
+        "stale since the last snapshot"
+    );
+    assert_eq!(app.flash.as_ref().map(|f| f.level), Some(Level::Warn));
+    // No reads while stale.
+    type_text(&mut app, ":connections");
+    assert!(update(&mut app, code(KeyCode::Enter)).is_empty());
+    api(
+        &mut app,
+        ApiEvent::StreamDown {
+            error: "cannot connect".into(),
+            retry_in_ms: 4000,
+        },
+    );
+    assert!(
+        matches!(app.link, Link::Stale { since_ms: T0, .. }),
+        "the first failure's time is kept"
+    );
+    api(&mut app, ApiEvent::StreamUp);
+    assert_eq!(app.link, Link::Live);
+    assert!(app.flash.as_ref().is_some_and(|f| f.text.contains("reconnected")));
+    let cmds = update(&mut app, Event::Tick { now_ms: T0 + 3000 });
+    assert_eq!(cmds, vec![Command::Fetch(Resource::Connections)], "reads resume");
+    assert!(
+        update(&mut app, Event::Tick { now_ms: T0 + 6000 }).is_empty(),
+        "one read at a time"
+    );
+    api(&mut app, ApiEvent::Connections(connections()));
+    assert!(
+        update(&mut app, Event::Tick { now_ms: T0 + 7000 }).is_empty(),
+        "fresh enough"
+    );
+    assert_eq!(
+        update(&mut app, Event::Tick { now_ms: T0 + 8100 }),
+        vec![Command::Fetch(Resource::Connections)]
+    );
+    update(&mut app, Event::Tick { now_ms: T0 + 20_000 });
+    assert!(app.flash.is_none(), "flash messages expire");
+}
+
+#[test]
+fn messages_paging_and_detail_pane() {
+    let mut app = on_dlq();
+    assert!(press(&mut app, ']').is_empty(), "a short page has no next page");
+    api(
+        &mut app,
+        ApiEvent::Peeked {
+            queue: q("orders.dlq"),
+            from: 0,
+            messages: messages(50, Some("orders")),
+        },
+    );
+    let cmds = press(&mut app, ']');
+    assert!(matches!(&cmds[..], [Command::Peek { from: 50, .. }]));
+    api(
+        &mut app,
+        ApiEvent::Peeked {
+            queue: q("orders.dlq"),
+            from: 50,
+            messages: messages(3, None),
+        },
+    );
+    let cmds = press(&mut app, '[');
+    assert!(matches!(&cmds[..], [Command::Peek { from: 0, .. }]));
+    update(&mut app, code(KeyCode::Enter));
+    assert!(app.messages.as_ref().is_some_and(|m| m.show_detail));
+    press(&mut app, 'A');
+    assert_eq!(app.messages.as_ref().map(|m| m.marked.len()), Some(3));
+    press(&mut app, 'A');
+    assert_eq!(app.messages.as_ref().map(|m| m.marked.len()), Some(0));
+}
+
+#[test]
+fn detail_zoom_and_freeze() {
+    let mut app = app();
+    update(&mut app, code(KeyCode::Enter));
+    assert_eq!(app.detail.zoom, 1);
+    press(&mut app, '+');
+    press(&mut app, '+');
+    assert_eq!(app.detail.zoom, 0);
+    for _ in 0..9 {
+        press(&mut app, '-');
+    }
+    assert_eq!(app.detail.zoom, super::WINDOWS_S.len() - 1);
+    press(&mut app, 'f');
+    assert_eq!(app.detail.frozen_at, Some(T0));
+    press(&mut app, 'f');
+    assert_eq!(app.detail.frozen_at, None);
+}

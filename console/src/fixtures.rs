@@ -1,0 +1,272 @@
+//! Test fixtures: a broker's worth of made-up but plausible data (queues with rates, latency histograms and
+//! dead-letter links; messages with x-death; connections, consumers, exchanges, bindings) fed through `update`
+//! exactly as the client would, at fixed instants, so unit and snapshot tests are deterministic.
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use serde_json::json;
+use warren_shared::{
+    BindingInfo, ConnectionInfo, ConsumerInfo, ExchangeInfo, LatencySummary, Overview, PeekedMessage, QueueInfo,
+    StreamSnapshot, Totals,
+};
+
+use crate::app::{update, App, Settings};
+use crate::event::{ApiEvent, Command, Event, QueueKey};
+
+/// 2023-11-14 22:13:20 UTC.
+pub const T0: u64 = 1_700_000_000_000;
+
+pub fn key(c: char) -> Event {
+    Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+}
+
+pub fn code(c: KeyCode) -> Event {
+    Event::Key(KeyEvent::new(c, KeyModifiers::NONE))
+}
+
+/// Types each character of `text`.
+pub fn type_text(app: &mut App, text: &str) -> Vec<Command> {
+    text.chars().flat_map(|c| update(app, key(c))).collect()
+}
+
+pub fn q(name: &str) -> QueueKey {
+    QueueKey::new("/", name)
+}
+
+fn latency(scale: u64) -> LatencySummary {
+    let buckets: Vec<(u64, u64)> = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000]
+        .iter()
+        .zip([3, 40, 180, 260, 120, 60, 22, 9, 3, 1])
+        .map(|(b, n)| (*b * scale, n * scale))
+        .collect();
+    LatencySummary {
+        count: buckets.iter().map(|b| b.1).sum(),
+        p50: 8 * scale,
+        p90: 40 * scale,
+        p99: 180 * scale,
+        p999: 600 * scale,
+        max: 950 * scale,
+        buckets,
+    }
+}
+
+/// One queue at step `i` of the fixture's timeline.
+fn queue(name: &str, i: u64) -> QueueInfo {
+    let mut q = QueueInfo {
+        vhost: "/".into(),
+        name: name.into(),
+        durable: true,
+        ..QueueInfo::default()
+    };
+    let wave = (i % 7) as f64;
+    match name {
+        "orders" => {
+            q.arguments = json!({"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "orders.dlq"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            q.dead_letter_exchange = Some(String::new());
+            q.dead_letter_routing_key = Some("orders.dlq".into());
+            q.messages_ready = 120 + i * 8;
+            q.messages_unacked = 10;
+            q.consumers = 1;
+            q.consumer_utilisation = Some(0.82);
+            q.rates.publish.last_1s = 24.0 + wave;
+            q.rates.deliver.last_1s = 19.0;
+            q.rates.ack.last_1s = 17.0;
+            q.rates.reject.last_1s = 2.0;
+            q.rates.reject.last_10s = 2.1;
+            q.rates.dead_lettered.last_10s = 2.1;
+            q.counters.rejected = 420;
+            q.counters.dead_lettered = 420;
+            q.counters.redelivered = 3;
+            q.time_behind_ms = 6_400;
+            q.latency_deliver = latency(1);
+            q.policy = Some("ha-orders".into());
+        }
+        "orders.dlq" => {
+            q.dead_letter_sources = vec!["orders".into(), "payments".into()];
+            q.messages_ready = 1234;
+            q.rates.publish.last_1s = 2.0 + (i % 2) as f64;
+            q.time_behind_ms = 184_000;
+        }
+        "emails" => {
+            q.arguments = json!({"x-max-priority": 10}).as_object().cloned().unwrap_or_default();
+            q.messages_ready = 900 - i * 20;
+            q.messages_unacked = 10;
+            q.consumers = 2;
+            q.rates.publish.last_1s = 8.0;
+            q.rates.deliver.last_1s = 28.0;
+            q.rates.ack.last_1s = 28.0;
+            q.time_behind_ms = 42_000;
+            q.latency_deliver = latency(10);
+        }
+        "payments" => {
+            q.arguments = json!({"x-message-ttl": 15000, "x-dead-letter-exchange": ""})
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            q.dead_letter_exchange = Some(String::new());
+            q.messages_ready = 30;
+            q.rates.publish.last_1s = 2.0;
+            q.rates.expired.last_10s = 2.0;
+            q.counters.expired = 97;
+            q.time_behind_ms = 14_800;
+        }
+        _ => {
+            q.consumers = 1;
+            q.rates.publish.last_1s = 16.0;
+            q.rates.deliver.last_1s = 16.0;
+            q.rates.ack.last_1s = 16.0;
+            q.latency_deliver = latency(1);
+        }
+    }
+    q.messages = q.messages_ready + q.messages_unacked;
+    q.message_bytes = q.messages * 60;
+    q
+}
+
+pub fn snapshot(i: u64) -> StreamSnapshot {
+    let queues: Vec<QueueInfo> = ["analytics", "audit", "emails", "orders", "orders.dlq", "payments"]
+        .iter()
+        .map(|n| queue(n, i))
+        .collect();
+    let mut overview = Overview {
+        product: "Warren".into(),
+        version: "0.1.0".into(),
+        uptime_ms: 3_723_000 + i * 1000,
+        totals: Totals {
+            connections: 5,
+            queues: queues.len() as u64,
+            consumers: 5,
+            messages_ready: queues.iter().map(|q| q.messages_ready).sum(),
+            messages_unacked: queues.iter().map(|q| q.messages_unacked).sum(),
+            dead_lettered: 517,
+            returned: 4,
+            ..Totals::default()
+        },
+        ..Overview::default()
+    };
+    overview.rates.publish.last_1s = queues.iter().map(|q| q.rates.publish.last_1s).sum();
+    overview.rates.deliver.last_1s = queues.iter().map(|q| q.rates.deliver.last_1s).sum();
+    overview.rates.ack.last_1s = queues.iter().map(|q| q.rates.ack.last_1s).sum();
+    StreamSnapshot { overview, queues }
+}
+
+pub fn message(id: u64, source: Option<&str>) -> PeekedMessage {
+    let mut headers = json!({"x-tenant": format!("t{}", id % 4)});
+    if let Some(s) = source {
+        headers["x-death"] = json!([{"queue": s, "reason": "rejected", "count": 1, "exchange": ""}]);
+        headers["x-first-death-queue"] = json!(s);
+        headers["x-first-death-reason"] = json!("rejected");
+    }
+    PeekedMessage {
+        id,
+        exchange: String::new(),
+        routing_key: source.unwrap_or("orders").to_string(),
+        redelivered: false,
+        delivery_count: (id % 3) as u32,
+        enqueued_ms: T0 - 1000 * (60 - id),
+        priority: (id % 5) as u8,
+        size: 60,
+        persistent: true,
+        properties: json!({"content_type": "application/json", "delivery_mode": 2, "message_id": format!("order-{id}"), "headers": headers})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        body_encoding: "utf8".into(),
+        body: format!(r#"{{"order_id":{id},"customer":"c-{}","amount":{}.50}}"#, id * 7 % 500, id * 3),
+    }
+}
+
+pub fn messages(n: u64, source: Option<&str>) -> Vec<PeekedMessage> {
+    (1..=n).map(|i| message(i, source)).collect()
+}
+
+/// An app that has seen 30 snapshots, one a second, ending at [`T0`].
+pub fn app() -> App {
+    let settings = Settings {
+        url: "http://127.0.0.1:15672".into(),
+        read_only: false,
+        utc_offset_s: 0,
+        refresh_ms: 2000,
+    };
+    let mut app = App::new(settings, T0 - 30_000);
+    app.size = (120, 40);
+    update(&mut app, Event::Api(ApiEvent::StreamUp));
+    for i in 0..30 {
+        update(
+            &mut app,
+            Event::Tick {
+                now_ms: T0 - 29_000 + i * 1000,
+            },
+        );
+        update(&mut app, Event::Api(ApiEvent::Snapshot(Box::new(snapshot(i)))));
+    }
+    app
+}
+
+pub fn connections() -> Vec<ConnectionInfo> {
+    (1..=3)
+        .map(|i| ConnectionInfo {
+            id: i,
+            peer: format!("127.0.0.1:{}", 50_000 + i),
+            user: "guest".into(),
+            vhost: "/".into(),
+            channels: i,
+            connected_at_ms: T0 - i * 95_000,
+        })
+        .collect()
+}
+
+pub fn consumers() -> Vec<ConsumerInfo> {
+    ["orders", "emails", "emails", "audit"]
+        .iter()
+        .enumerate()
+        .map(|(i, q)| ConsumerInfo {
+            vhost: "/".into(),
+            queue: q.to_string(),
+            consumer_tag: format!("amq.ctag-{i}"),
+            connection: i as u64 + 1,
+            channel: 1,
+            exclusive: i == 3,
+            priority: 0,
+            ack_required: i != 3,
+        })
+        .collect()
+}
+
+pub fn exchanges() -> Vec<ExchangeInfo> {
+    [
+        ("", "direct"),
+        ("amq.direct", "direct"),
+        ("amq.topic", "topic"),
+        ("events", "fanout"),
+    ]
+    .iter()
+    .map(|(n, k)| ExchangeInfo {
+        vhost: "/".into(),
+        name: n.to_string(),
+        kind: k.to_string(),
+        durable: true,
+        ..ExchangeInfo::default()
+    })
+    .collect()
+}
+
+pub fn bindings() -> Vec<BindingInfo> {
+    [
+        ("", "orders", "orders"),
+        ("events", "audit", ""),
+        ("events", "analytics", ""),
+    ]
+    .iter()
+    .map(|(s, d, k)| BindingInfo {
+        vhost: "/".into(),
+        source: s.to_string(),
+        destination: d.to_string(),
+        destination_type: "queue".into(),
+        routing_key: k.to_string(),
+        ..BindingInfo::default()
+    })
+    .collect()
+}
