@@ -125,7 +125,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, key: &QueueKey) {
     };
     let ready = app.queue(key).map_or(0, |q| q.messages_ready);
     let page = state.from / PAGE + 1;
-    let scope = if state.marked.is_empty() {
+    let scope = if area.width < 60 {
+        key.name.clone()
+    } else if state.marked.is_empty() {
         format!("{} · page {page} · {} ready", key.name, format::count(ready))
     } else {
         format!("{} · page {page} · {} marked", key.name, state.marked.len())

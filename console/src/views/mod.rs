@@ -16,6 +16,8 @@ pub mod help;
 pub mod hints;
 pub mod messages;
 pub mod queues;
+#[cfg(test)]
+mod tests;
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};

@@ -32,7 +32,7 @@ fn width(c: Col) -> u16 {
         Col::Data(Column::In) | Col::Data(Column::Out) => 6,
         Col::Spark => 12,
         Col::Data(Column::Behind) => 8,
-        Col::Data(Column::Trend) => 8,
+        Col::Data(Column::Trend) => 9,
         Col::Data(Column::P99) => 7,
         Col::Data(Column::Errors) => 6,
     }

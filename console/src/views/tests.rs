@@ -1,0 +1,214 @@
+//! Snapshot tests of every view (ratatui's `TestBackend` + insta), including the stale state, dialogs, the help
+//! overlay and a 40x12 terminal. The app is built from the fixtures at fixed instants, so frames are deterministic.
+
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::KeyCode;
+use ratatui::Terminal;
+
+use crate::app::{update, App};
+use crate::event::{ApiEvent, Event};
+use crate::fixtures::*;
+
+fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
+    t.draw(|f| super::render(f, app)).expect("draw");
+    t
+}
+
+fn api(app: &mut App, e: ApiEvent) {
+    update(app, Event::Api(e));
+}
+
+fn go(app: &mut App, command: &str) {
+    type_text(app, &format!(":{command}"));
+    update(app, code(KeyCode::Enter));
+}
+
+fn dlq_messages() -> App {
+    let mut app = app();
+    go(&mut app, "messages orders.dlq");
+    api(
+        &mut app,
+        ApiEvent::Peeked {
+            queue: q("orders.dlq"),
+            from: 0,
+            messages: messages(12, Some("orders")),
+        },
+    );
+    app
+}
+
+#[test]
+fn queues() {
+    let mut app = app();
+    type_text(&mut app, "jj ");
+    insta::assert_snapshot!("queues_120x30", draw(&app, 120, 30).backend());
+    insta::assert_snapshot!("queues_160x24", draw(&app, 160, 24).backend());
+}
+
+#[test]
+fn queues_filtered_and_sorted() {
+    let mut app = app();
+    type_text(&mut app, "33/ord");
+    insta::assert_snapshot!(draw(&app, 100, 20).backend());
+}
+
+#[test]
+fn queues_stale() {
+    let mut app = app();
+    update(&mut app, Event::Tick { now_ms: T0 + 1000 });
+    api(
+        &mut app,
+        ApiEvent::StreamDown {
+            error: "cannot connect (is the broker running, and is --url right?)".into(),
+            retry_in_ms: 4000,
+        },
+    );
+    update(&mut app, Event::Tick { now_ms: T0 + 2000 });
+    insta::assert_snapshot!(draw(&app, 120, 30).backend());
+}
+
+#[test]
+fn connecting_before_the_first_snapshot() {
+    let app = App::new(crate::app::Settings::default(), T0);
+    insta::assert_snapshot!(draw(&app, 80, 12).backend());
+}
+
+#[test]
+fn tiny_terminal() {
+    let mut app = app();
+    insta::assert_snapshot!("tiny_queues", draw(&app, 40, 12).backend());
+    update(&mut app, code(KeyCode::Enter));
+    insta::assert_snapshot!("tiny_detail", draw(&app, 40, 12).backend());
+    let mut app = dlq_messages();
+    insta::assert_snapshot!("tiny_messages", draw(&app, 40, 12).backend());
+    update(&mut app, key('R'));
+    insta::assert_snapshot!("tiny_dialog", draw(&app, 40, 12).backend());
+    update(&mut app, Event::Tick { now_ms: T0 + 1000 });
+    api(
+        &mut app,
+        ApiEvent::StreamDown {
+            error: "down".into(),
+            retry_in_ms: 8000,
+        },
+    );
+    update(&mut app, code(KeyCode::Esc));
+    insta::assert_snapshot!("tiny_stale", draw(&app, 40, 12).backend());
+}
+
+#[test]
+fn detail() {
+    let mut app = app();
+    type_text(&mut app, "jjj");
+    update(&mut app, code(KeyCode::Enter));
+    api(&mut app, ApiEvent::Consumers(consumers()));
+    insta::assert_snapshot!("detail_140x44", draw(&app, 140, 44).backend());
+    type_text(&mut app, "+f");
+    insta::assert_snapshot!("detail_zoomed_frozen_100x30", draw(&app, 100, 30).backend());
+}
+
+#[test]
+fn messages_view() {
+    let mut app = dlq_messages();
+    type_text(&mut app, "j  ");
+    insta::assert_snapshot!("messages_120x30", draw(&app, 120, 30).backend());
+    update(&mut app, code(KeyCode::Enter));
+    insta::assert_snapshot!("messages_pane_120x40", draw(&app, 120, 40).backend());
+}
+
+#[test]
+fn messages_binary_body_as_hex() {
+    let mut app = app();
+    go(&mut app, "messages orders");
+    let mut m = message(9, None);
+    m.body_encoding = "base64".into();
+    m.body = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gQUJD".into();
+    api(
+        &mut app,
+        ApiEvent::Peeked {
+            queue: q("orders"),
+            from: 0,
+            messages: vec![m],
+        },
+    );
+    update(&mut app, code(KeyCode::Enter));
+    insta::assert_snapshot!(draw(&app, 100, 30).backend());
+}
+
+#[test]
+fn listings() {
+    let mut app = app();
+    go(&mut app, "exchanges");
+    api(&mut app, ApiEvent::Exchanges(exchanges()));
+    insta::assert_snapshot!("exchanges", draw(&app, 100, 14).backend());
+    go(&mut app, "bindings");
+    api(&mut app, ApiEvent::Bindings(bindings()));
+    insta::assert_snapshot!("bindings", draw(&app, 100, 14).backend());
+    go(&mut app, "connections");
+    api(&mut app, ApiEvent::Connections(connections()));
+    insta::assert_snapshot!("connections", draw(&app, 100, 14).backend());
+    go(&mut app, "consumers");
+    api(&mut app, ApiEvent::Consumers(consumers()));
+    insta::assert_snapshot!("consumers", draw(&app, 100, 14).backend());
+}
+
+#[test]
+fn dialogs() {
+    let mut app = app();
+    type_text(&mut app, "/dlq");
+    update(&mut app, code(KeyCode::Enter));
+    update(&mut app, key('P'));
+    insta::assert_snapshot!("dialog_purge", draw(&app, 100, 24).backend());
+
+    let mut app = dlq_messages();
+    update(&mut app, key('R'));
+    insta::assert_snapshot!("dialog_redrive_confirm", draw(&app, 100, 24).backend());
+    update(&mut app, key('y'));
+    api(
+        &mut app,
+        ApiEvent::Move(warren_shared::MoveTask {
+            id: 3,
+            vhost: "/".into(),
+            queue: "orders.dlq".into(),
+            to: "source".into(),
+            state: "running".into(),
+            total: 1234,
+            moved: 617,
+            ..Default::default()
+        }),
+    );
+    insta::assert_snapshot!("dialog_redrive_progress", draw(&app, 100, 24).backend());
+    api(
+        &mut app,
+        ApiEvent::Move(warren_shared::MoveTask {
+            id: 3,
+            vhost: "/".into(),
+            queue: "orders.dlq".into(),
+            state: "done".into(),
+            total: 1234,
+            moved: 1230,
+            not_moved: 4,
+            ..Default::default()
+        }),
+    );
+    insta::assert_snapshot!("dialog_redrive_done", draw(&app, 100, 24).backend());
+
+    let mut app = dlq_messages();
+    update(&mut app, key(' '));
+    update(&mut app, key('p'));
+    type_text(&mut app, "+x");
+    update(&mut app, code(KeyCode::Enter));
+    insta::assert_snapshot!("dialog_priority_invalid", draw(&app, 100, 24).backend());
+}
+
+#[test]
+fn help_and_prompt() {
+    let mut app = app();
+    update(&mut app, key('?'));
+    insta::assert_snapshot!("help", draw(&app, 100, 60).backend());
+    app.settings.read_only = true;
+    insta::assert_snapshot!("help_read_only", draw(&app, 100, 50).backend());
+    update(&mut app, key('x'));
+    type_text(&mut app, ":conn");
+    insta::assert_snapshot!("command_prompt_read_only", draw(&app, 100, 16).backend());
+}
