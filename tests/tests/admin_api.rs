@@ -598,7 +598,13 @@ async fn resources_and_priority_changes_through_the_api() {
         r#"{"body_contains":"c","step":1}"#,
     );
     assert_eq!((s, r["changed"].clone()), (200, serde_json::json!(1)), "{r}");
-    let (s, _) = request(admin, "POST", "/api/queues/%2F/jobs/priority", "guest:guest", r#"{"set":1}"#);
+    let (s, _) = request(
+        admin,
+        "POST",
+        "/api/queues/%2F/jobs/priority",
+        "guest:guest",
+        r#"{"set":1}"#,
+    );
     assert_eq!(s, 400, "ids or a filter are required");
 
     let conn = connect(&broker.url()).await;

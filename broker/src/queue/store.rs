@@ -265,7 +265,7 @@ impl MessageStore {
         let loc = log.append(
             crate::store::record::Meta {
                 seq: entry.seq,
-                enqueued_ms: now_ms(),
+                enqueued_ms: entry.enqueued_ms, // a priority change keeps its TTL start and its age
                 tx: 0,
             },
             message.exchange.as_str().as_bytes(),
