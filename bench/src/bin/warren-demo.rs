@@ -68,7 +68,8 @@ async fn declare(ch: &Channel) -> Res<()> {
         ..Default::default()
     };
     let s = |v: &str| AMQPValue::LongString(v.into());
-    ch.queue_declare("orders.dlq".into(), durable, FieldTable::default()).await?;
+    ch.queue_declare("orders.dlq".into(), durable, FieldTable::default())
+        .await?;
     let dead_letter = [
         ("x-dead-letter-exchange", s("")),
         ("x-dead-letter-routing-key", s("orders.dlq")),
@@ -145,7 +146,10 @@ async fn producer(url: String, rate: f64) -> Res<()> {
                 1 + dice.next() % 6
             );
             let mut headers = FieldTable::default();
-            headers.insert("x-tenant".into(), AMQPValue::LongString(format!("t{}", dice.next() % 4).into()));
+            headers.insert(
+                "x-tenant".into(),
+                AMQPValue::LongString(format!("t{}", dice.next() % 4).into()),
+            );
             let props = BasicProperties::default()
                 .with_message_id(format!("order-{n}").into())
                 .with_headers(headers);
@@ -154,15 +158,28 @@ async fn producer(url: String, rate: f64) -> Res<()> {
         while payments >= 1.0 {
             payments -= 1.0;
             n += 1;
-            let body = format!(r#"{{"payment_id":{n},"order_id":{},"status":"pending"}}"#, n.saturating_sub(3));
+            let body = format!(
+                r#"{{"payment_id":{n},"order_id":{},"status":"pending"}}"#,
+                n.saturating_sub(3)
+            );
             publish(&ch, "", "payments", body, BasicProperties::default()).await?;
         }
         while emails >= 1.0 {
             emails -= 1.0;
             n += 1;
             let priority = (dice.next() % 10) as u8;
-            let body = format!(r#"{{"to":"user{}@example.com","template":"receipt","n":{n}}}"#, dice.next() % 900);
-            publish(&ch, "", "emails", body, BasicProperties::default().with_priority(priority)).await?;
+            let body = format!(
+                r#"{{"to":"user{}@example.com","template":"receipt","n":{n}}}"#,
+                dice.next() % 900
+            );
+            publish(
+                &ch,
+                "",
+                "emails",
+                body,
+                BasicProperties::default().with_priority(priority),
+            )
+            .await?;
         }
         while events >= 1.0 {
             events -= 1.0;
@@ -214,14 +231,35 @@ async fn main() -> Res<()> {
         "warren-demo: publishing to orders, payments, emails and events (fan-out to audit and analytics) at ~{}/s;",
         args.rate
     );
-    println!("             rejecting {:.0}% of orders into orders.dlq. Ctrl-C stops.", args.reject * 100.0);
+    println!(
+        "             rejecting {:.0}% of orders into orders.dlq. Ctrl-C stops.",
+        args.reject * 100.0
+    );
     println!("             watch it with: cargo run -p warren-console");
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(producer(args.url.clone(), args.rate));
-    tasks.spawn(worker(args.url.clone(), "orders", Duration::from_millis(45), args.reject, false));
-    tasks.spawn(worker(args.url.clone(), "emails", Duration::from_millis(120), 0.0, false));
+    tasks.spawn(worker(
+        args.url.clone(),
+        "orders",
+        Duration::from_millis(45),
+        args.reject,
+        false,
+    ));
+    tasks.spawn(worker(
+        args.url.clone(),
+        "emails",
+        Duration::from_millis(120),
+        0.0,
+        false,
+    ));
     tasks.spawn(worker(args.url.clone(), "audit", Duration::from_millis(5), 0.0, false));
-    tasks.spawn(worker(args.url.clone(), "analytics", Duration::from_millis(40), 0.02, true));
+    tasks.spawn(worker(
+        args.url.clone(),
+        "analytics",
+        Duration::from_millis(40),
+        0.02,
+        true,
+    ));
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {
             println!("warren-demo: stopped");
