@@ -127,6 +127,18 @@ pub fn context_of(view: &View) -> Context {
 
 /// The bindings to hint at right now.
 pub fn hints(app: &App) -> Vec<&'static Binding> {
+    if let Some(d) = &app.dialog {
+        let keys: &[&str] = match d.phase {
+            Phase::Confirm if matches!(d.action, Action::Redrive { .. }) => &["y / enter", "n / esc", "tab"],
+            Phase::Confirm => &["y / enter", "n / esc"],
+            Phase::Progress(_) => &["c"],
+            _ => &[],
+        };
+        return BINDINGS
+            .iter()
+            .filter(|b| b.context == Context::Dialog && keys.contains(&b.keys))
+            .collect();
+    }
     let context = if app.dialog.is_some() {
         Context::Dialog
     } else {
