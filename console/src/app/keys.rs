@@ -110,9 +110,9 @@ pub const BINDINGS: &[Binding] = &[
         "redrive: to the x-death source ↔ to a queue you type",
         Dlg,
         false,
-        "",
+        "destination",
     ),
-    b("c", "cancel a running move", Dlg, false, ""),
+    b("c", "cancel a running move", Dlg, false, "cancel move"),
 ];
 
 pub fn context_of(view: &View) -> Context {
