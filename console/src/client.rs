@@ -27,13 +27,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How often a running move is polled for the progress bar.
 const MOVE_POLL: Duration = Duration::from_millis(300);
 
-/// What a broker that moved synchronously (before moves became tasks) answered.
-#[derive(serde::Deserialize)]
-struct LegacyMoveResult {
-    moved: u64,
-    not_moved: u64,
-}
-
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -252,29 +245,10 @@ impl Client {
                 );
             }
             Command::Move { queue, request } => {
-                let (status, value) = self
-                    .call::<_, serde_json::Value>(Method::POST, &queue_path(&queue, "/move"), Some(&request))
+                let (_, task) = self
+                    .call::<_, MoveTask>(Method::POST, &queue_path(&queue, "/move"), Some(&request))
                     .await
                     .map_err(|e| failed(format!("redrive from {}: {e}", queue.name)))?;
-                let task = match serde_json::from_value::<MoveTask>(value.clone()) {
-                    Ok(t) => t,
-                    // A broker that moves synchronously answers with the result at once.
-                    Err(_) => {
-                        let r: LegacyMoveResult = serde_json::from_value(value)
-                            .map_err(|e| failed(format!("unexpected answer to move ({status}): {e}")))?;
-                        MoveTask {
-                            vhost: queue.vhost.clone(),
-                            queue: queue.name.clone(),
-                            to: request.to.clone(),
-                            destination: request.queue.clone(),
-                            state: "done".into(),
-                            total: r.moved + r.not_moved,
-                            moved: r.moved,
-                            not_moved: r.not_moved,
-                            ..MoveTask::default()
-                        }
-                    }
-                };
                 let running = task.state == "running";
                 let id = task.id;
                 send(tx, ApiEvent::Move(task));

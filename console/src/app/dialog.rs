@@ -91,6 +91,8 @@ pub struct Dialog {
     pub input: String,
     /// Redrive only: the operator is typing a destination queue instead of using x-death's source.
     pub choosing_queue: bool,
+    /// Redrive only: a rate limit in messages per second (`None`: as fast as the destination syncs).
+    pub rate: Option<u32>,
     /// Why the last confirm was refused (bad input), shown under the input.
     pub error: Option<String>,
     /// Purge of several queues: answers still expected, and what came back.
@@ -105,6 +107,7 @@ impl Dialog {
             phase: Phase::Confirm,
             input: String::new(),
             choosing_queue: false,
+            rate: None,
             error: None,
             pending: 0,
             results: Vec::new(),
@@ -168,9 +171,14 @@ impl Dialog {
                 } else {
                     "back to the queue each one died in (from x-death)".to_string()
                 };
+                let rate = match self.rate {
+                    None => "at full speed".to_string(),
+                    Some(r) => format!("at most {} messages/s", count(r as u64)),
+                };
                 vec![
                     format!("Redrive {} from {} on {}", scope.describe(), queue.name, queue.vhost),
                     to,
+                    rate,
                 ]
             }
             Action::Delete { queue, ids } => vec![format!(
@@ -224,6 +232,7 @@ impl Dialog {
             Action::Redrive { queue, scope } => {
                 let mut request = MoveRequest {
                     to: "source".into(),
+                    rate: self.rate,
                     ..MoveRequest::default()
                 };
                 if self.choosing_queue {
@@ -293,6 +302,16 @@ impl Dialog {
         };
         self.phase = Phase::Running;
         Some(commands)
+    }
+
+    /// Redrive: the next rate limit in the cycle full speed → 10 → 100 → 1,000 messages/s → full speed.
+    pub fn cycle_rate(&mut self) {
+        self.rate = match self.rate {
+            None => Some(10),
+            Some(10) => Some(100),
+            Some(100) => Some(1000),
+            _ => None,
+        };
     }
 
     pub fn finish(&mut self, ok: bool, lines: Vec<String>) {

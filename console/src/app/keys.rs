@@ -112,6 +112,13 @@ pub const BINDINGS: &[Binding] = &[
         false,
         "destination",
     ),
+    b(
+        "r",
+        "redrive: rate limit (full speed, 10, 100, 1000 msg/s)",
+        Dlg,
+        false,
+        "rate",
+    ),
     b("c", "cancel a running move", Dlg, false, "cancel move"),
 ];
 
@@ -129,7 +136,7 @@ pub fn context_of(view: &View) -> Context {
 pub fn hints(app: &App) -> Vec<&'static Binding> {
     if let Some(d) = &app.dialog {
         let keys: &[&str] = match d.phase {
-            Phase::Confirm if matches!(d.action, Action::Redrive { .. }) => &["y / enter", "n / esc", "tab"],
+            Phase::Confirm if matches!(d.action, Action::Redrive { .. }) => &["y / enter", "n / esc", "tab", "r"],
             Phase::Confirm => &["y / enter", "n / esc"],
             Phase::Progress(_) => &["c"],
             _ => &[],
@@ -500,6 +507,10 @@ fn on_dialog_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
             if key.code == KeyCode::Tab && matches!(d.action, Action::Redrive { .. }) {
                 d.choosing_queue = !d.choosing_queue;
                 d.error = None;
+                return Vec::new();
+            }
+            if is(&key, 'r') && is_redrive(d) && !d.takes_input() {
+                d.cycle_rate();
                 return Vec::new();
             }
             if d.takes_input() {

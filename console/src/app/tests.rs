@@ -243,14 +243,27 @@ fn redrive_all_with_progress_and_cancel() {
         }
     );
     assert_eq!(d.describe()[0], "Redrive all 1,234 ready messages from orders.dlq on /");
+    assert_eq!(d.describe()[2], "at full speed");
+    // `r` cycles the rate limit: 10, 100 messages/s.
+    press(&mut app, 'r');
+    press(&mut app, 'r');
+    assert_eq!(
+        app.dialog.as_ref().map(|d| d.describe()[2].clone()).as_deref(),
+        Some("at most 100 messages/s")
+    );
     let cmds = update(&mut app, code(KeyCode::Enter));
     let [Command::Move { queue, request }] = &cmds[..] else {
         panic!("a move: {cmds:?}")
     };
     assert_eq!(queue, &q("orders.dlq"));
     assert_eq!(
-        (request.to.as_str(), request.ids.as_ref(), request.queue.as_ref()),
-        ("source", None, None)
+        (
+            request.to.as_str(),
+            request.ids.as_ref(),
+            request.queue.as_ref(),
+            request.rate
+        ),
+        ("source", None, None, Some(100))
     );
     assert!(request.filter.is_empty());
     api(&mut app, ApiEvent::Move(task("running", 0)));

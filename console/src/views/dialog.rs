@@ -69,6 +69,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                         "to a queue…"
                     },
                 ));
+                if !d.choosing_queue {
+                    keys.extend(key("r", "rate"));
+                }
             }
             lines.push(Line::from(keys));
         }
