@@ -442,7 +442,7 @@ async fn moves_run_in_the_background_with_progress_rate_limit_cancel_and_filters
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_sends_a_snapshot_then_updates_and_rates_follow_traffic() {
-    let broker = TestBroker::start();
+    let mut broker = TestBroker::start();
     let admin = broker.admin_addr;
     let conn = connect(&broker.url()).await;
     let ch = channel(&conn).await;
@@ -520,6 +520,20 @@ async fn stream_sends_a_snapshot_then_updates_and_rates_follow_traffic() {
     assert!(m
         .as_str()
         .is_some_and(|t| t.contains("warren_queue_published_total{vhost=\"/\",queue=\"busy\"}")));
+    let (s, e) = request(admin, "GET", "/api/stream?interval_ms=soon", "guest:guest", "");
+    assert_eq!((s, e["error"].as_str()), (400, Some("bad_request")), "{e}");
+
+    // An open stream does not hold up shutdown: the broker stops, and the stream ends.
+    let stopping = tokio::task::spawn_blocking(move || broker.stop());
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("the broker stops with a stream open")
+        .expect("stop");
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = futures::StreamExt::next(&mut body).await {}
+    })
+    .await;
+    assert!(end.is_ok(), "the stream ended");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

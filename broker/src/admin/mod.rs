@@ -147,7 +147,8 @@ async fn authenticate(State(broker): State<Arc<Broker>>, req: Request, next: Nex
 /// Serves the admin API until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "admin API ready");
-    axum::serve(listener, app(broker))
+    let app = app(broker).layer(axum::Extension(stream::Shutdown(shutdown.clone())));
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }

@@ -1,6 +1,7 @@
 //! `GET /api/stream`: Server-Sent Events with the whole picture (overview and every queue): one `snapshot` event
 //! on connect, then an `update` event every `interval_ms` (default 1000, at least 100), with keep-alive comments. A
-//! client that reconnects starts again with a snapshot.
+//! client that reconnects starts again with a snapshot. Streams end when the broker shuts down (an endless response
+//! would otherwise hold graceful shutdown open forever).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,20 +9,22 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use futures::stream::{self, Stream};
-use serde::Deserialize;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
 use warren_shared::StreamSnapshot;
 
+use super::Error;
 use crate::broker::Broker;
+
+/// The admin server's shutdown signal, handed to long-lived responses.
+#[derive(Clone)]
+pub struct Shutdown(pub CancellationToken);
 
 pub fn router() -> Router<Arc<Broker>> {
     Router::new().route("/api/stream", get(stream_handler))
-}
-
-#[derive(Deserialize)]
-struct Params {
-    interval_ms: Option<u64>,
 }
 
 fn snapshot(b: &Broker) -> StreamSnapshot {
@@ -33,9 +36,17 @@ fn snapshot(b: &Broker) -> StreamSnapshot {
 
 async fn stream_handler(
     State(b): State<Arc<Broker>>,
-    Query(p): Query<Params>,
-) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>> {
-    let every = Duration::from_millis(p.interval_ms.unwrap_or(1000).max(100));
+    Query(p): Query<std::collections::HashMap<String, String>>,
+    shutdown: Option<Extension<Shutdown>>,
+) -> Result<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>, Error> {
+    let interval_ms = match p.get("interval_ms") {
+        None => 1000,
+        Some(v) => v.parse::<u64>().map_err(|_| {
+            Error::bad_request(format!("interval_ms must be a whole number of milliseconds, not '{v}'"))
+        })?,
+    };
+    let every = Duration::from_millis(interval_ms.clamp(100, 3_600_000));
+    let stop = shutdown.map(|Extension(Shutdown(t))| t).unwrap_or_default();
     let events = stream::unfold((b, true), move |(b, first)| async move {
         if !first {
             tokio::time::sleep(every).await;
@@ -45,6 +56,7 @@ async fn stream_handler(
             .event(if first { "snapshot" } else { "update" })
             .data(data);
         Some((Ok(event), (b, false)))
-    });
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    })
+    .take_until(stop.cancelled_owned());
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
