@@ -39,16 +39,7 @@ async fn counters_move_with_traffic_peek_changes_nothing_and_purge_counts() {
         .expect("publish");
     }
     // A round trip on the same channel: the publishes before it have been handled.
-    ch.queue_declare(
-        "work".into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("sync");
+    depth(&ch, "work").await;
     let (s, q) = request(admin, "GET", "/api/queues/%2F/work", "guest:guest", "");
     assert_eq!(s, 200);
     assert_eq!(q["messages_ready"], 6, "{q}");
@@ -101,16 +92,7 @@ async fn counters_move_with_traffic_peek_changes_nothing_and_purge_counts() {
     ch2.basic_reject(d2.delivery_tag, BasicRejectOptions { requeue: false })
         .await
         .expect("reject");
-    ch2.queue_declare(
-        "work".into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("sync");
+    depth(&ch2, "work").await;
     let (_, q) = request(admin, "GET", "/api/queues/%2F/work", "guest:guest", "");
     assert_eq!(q["latency_deliver"]["count"], 2, "latency moves with deliveries: {q}");
     assert_eq!(q["latency_ack"]["count"], 1);
@@ -164,16 +146,7 @@ async fn counters_move_with_traffic_peek_changes_nothing_and_purge_counts() {
     )
     .await
     .expect("publish");
-    ch.queue_declare(
-        "work".into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("sync");
+    depth(&ch, "work").await;
     let (_, q) = request(admin, "GET", "/api/queues/%2F/work", "guest:guest", "");
     assert_eq!(
         (q["counters"]["nacked"].clone(), q["counters"]["rejected"].clone()),
@@ -249,16 +222,7 @@ async fn redrive_puts_rejected_messages_back_on_their_source() {
                 .expect("ack");
         }
     }
-    ch.queue_declare(
-        "orders".into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("sync");
+    depth(&ch, "orders").await;
     let (_, dlq) = request(admin, "POST", "/api/queues/%2F/orders.dlq/peek", "guest:guest", "{}");
     assert_eq!(dlq.as_array().map(|a| a.len()), Some(2), "{dlq}");
 

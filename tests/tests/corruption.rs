@@ -76,16 +76,7 @@ async fn broker_with_ten(ack: usize) -> TestBroker {
                 .await
                 .expect("ack");
         }
-        ch.queue_declare(
-            "q".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("sync");
+        depth(&ch, "q").await;
         conn.close(200, "bye".into()).await.ok();
     }
     broker.stop();

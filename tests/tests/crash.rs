@@ -444,16 +444,7 @@ async fn a_redrive_killed_midway_loses_nothing() {
                 .expect("reject");
         }
         // The dead letters are on disk before the broker goes.
-        ch.queue_declare(
-            "work.dlq".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("sync");
+        warren_tests::client::depth(&ch, "work.dlq").await;
     }
     let mut duplicated = 0;
     for cycle in 0..8u64 {

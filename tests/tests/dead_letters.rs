@@ -399,16 +399,7 @@ async fn persistent_dead_letters_survive_a_restart() {
         ch.basic_reject(m.delivery.delivery_tag, BasicRejectOptions { requeue: false })
             .await
             .expect("reject");
-        ch.queue_declare(
-            "dur.dlq".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("sync");
+        depth(&ch, "dur.dlq").await;
         conn.close(200, "bye".into()).await.ok();
     }
     broker.restart();
@@ -456,16 +447,7 @@ async fn delivery_count_survives_a_restart() {
             .await
             .expect("nack");
         }
-        ch.queue_declare(
-            "lim".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("sync");
+        depth(&ch, "lim").await;
         conn.close(200, "bye".into()).await.ok();
     }
     broker.restart();
@@ -529,16 +511,7 @@ async fn message_ttl_counts_from_the_original_enqueue_across_a_restart() {
             BasicProperties::default().with_delivery_mode(2),
         )
         .await;
-        ch.queue_declare(
-            "ttl.d".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("sync");
+        depth(&ch, "ttl.d").await;
         conn.close(200, "bye".into()).await.ok();
     }
     broker.restart();
