@@ -7,6 +7,9 @@
 //!   `multiple` every 50 deliveries, as batching consumers do); the figure is N / time to drain.
 //! - `e2e`: producer and no-ack consumer at once; N / time until the consumer has all N.
 //! - `confirm`: the producer publishes in confirm mode, waiting for confirms in windows of 1000.
+//! - `rpc`: request-reply, one request in flight: a client publishes a request with `reply_to` set to direct
+//!   reply-to (`amq.rabbitmq.reply-to`) and waits for the answer, which a server on another connection sends back
+//!   through the default exchange; the figure is round trips per second (capped at 20,000 round trips).
 //!
 //! Usage: `warren-bench --target warren=amqp://... --target rabbitmq=amqp://...` (see `scripts/bench`).
 
@@ -35,7 +38,7 @@ struct Args {
     /// Publishes kept in flight in lapin at once (1 = await each publish before the next).
     #[arg(long, default_value_t = 256)]
     pipeline: usize,
-    /// Workloads to run (publish, consume, e2e, confirm, persistent, fill).
+    /// Workloads to run (publish, consume, e2e, confirm, rpc, persistent, fill).
     #[arg(long, value_delimiter = ',', default_value = "publish,consume,e2e,confirm")]
     workloads: Vec<String>,
 }
@@ -192,6 +195,78 @@ async fn e2e(url: &str, n: u64, body: &[u8], pipeline: usize) -> Res<f64> {
     Ok(rate)
 }
 
+async fn rpc(url: &str, n: u64, body: &[u8]) -> Res<f64> {
+    let n = n.min(20_000);
+    let (_s, server) = open(url).await?;
+    fresh_queue(&server, "bench-rpc").await?;
+    let mut requests = server
+        .basic_consume(
+            "bench-rpc".into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let responder = tokio::spawn(async move {
+        while let Some(Ok(d)) = requests.next().await {
+            let Some(reply_to) = d.properties.reply_to().clone() else {
+                continue;
+            };
+            let props = BasicProperties::default()
+                .with_correlation_id(d.properties.correlation_id().clone().unwrap_or_else(|| "".into()));
+            let sent = server
+                .basic_publish(
+                    "".into(),
+                    reply_to.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &d.data,
+                    props,
+                )
+                .await;
+            if sent.is_err() {
+                return;
+            }
+        }
+    });
+    let (_c, client) = open(url).await?;
+    let mut replies = client
+        .basic_consume(
+            "amq.rabbitmq.reply-to".into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let t = Instant::now();
+    for i in 0..n {
+        let props = BasicProperties::default()
+            .with_reply_to("amq.rabbitmq.reply-to".into())
+            .with_correlation_id(i.to_string().into());
+        client
+            .basic_publish(
+                "".into(),
+                "bench-rpc".into(),
+                BasicPublishOptions::default(),
+                body,
+                props,
+            )
+            .await?;
+        match tokio::time::timeout(Duration::from_secs(10), replies.next()).await {
+            Ok(Some(Ok(_))) => {}
+            _ => return Err(format!("no reply to request {i}").into()),
+        }
+    }
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    responder.abort();
+    Ok(rate)
+}
+
 async fn confirm(url: &str, n: u64, body: &[u8], pipeline: usize) -> Res<f64> {
     let (_c, ch) = open(url).await?;
     fresh_queue(&ch, "bench-confirm").await?;
@@ -315,6 +390,7 @@ async fn main() -> Res<()> {
             "consume" => "consume, prefetch 1000, acks",
             "e2e" => "end to end, no-ack",
             "confirm" => "publish with confirms",
+            "rpc" => "request-reply round trips",
             "persistent" => "persistent + confirms, durable queue",
             "fill" => "fill durable queue (kept)",
             other => other,
@@ -326,6 +402,7 @@ async fn main() -> Res<()> {
                 "consume" => consume(url, args.messages, &body).await,
                 "e2e" => e2e(url, args.messages, &body, args.pipeline).await,
                 "confirm" => confirm(url, args.messages, &body, args.pipeline).await,
+                "rpc" => rpc(url, args.messages, &body).await,
                 "persistent" => persistent(url, args.messages, &body, args.producers, false).await,
                 "fill" => persistent(url, args.messages, &body, args.producers, true).await,
                 other => Err(format!("unknown workload {other}").into()),

@@ -5,6 +5,7 @@
 //! of deliveries costs one wakeup. The connection drains the whole batch at once, encodes it into its output
 //! buffer, and writes it with one syscall.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -35,6 +36,8 @@ pub enum OutboxItem {
 pub struct Outbox {
     items: Mutex<Vec<OutboxItem>>,
     notify: Notify,
+    /// Something was pushed since the last `take`: readable without the lock (a busy-polling reader checks it).
+    pending: AtomicBool,
 }
 
 impl Outbox {
@@ -43,6 +46,7 @@ impl Outbox {
             let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
             let was_empty = items.is_empty();
             items.push(item);
+            self.pending.store(true, Ordering::Release);
             was_empty
         };
         if was_empty {
@@ -54,6 +58,12 @@ impl Outbox {
     pub fn take(&self, spare: &mut Vec<OutboxItem>) {
         let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::swap(&mut *items, spare);
+        self.pending.store(false, Ordering::Release);
+    }
+
+    /// Whether something waits to be taken (without taking the lock).
+    pub fn has_items(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
     }
 
     /// Resolves when something was pushed since the last `take` (a stored permit makes this edge-safe).

@@ -97,6 +97,8 @@ pub struct Connection {
     /// Group-commit progress, for confirms that wait for a sync.
     sync_rx: watch::Receiver<SyncProgress>,
     last_read: Instant,
+    /// When deliveries last came through the outbox (a streaming consumer is polled for like a streaming publisher).
+    last_delivery: Instant,
     wrote_since_tick: bool,
 }
 
@@ -148,6 +150,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
         close_deadline: None,
         sync_rx,
         last_read: Instant::now(),
+        last_delivery: Instant::now(),
         wrote_since_tick: false,
     };
     debug!(connection = id, %peer, "accepted");
@@ -226,9 +229,13 @@ impl Connection {
             if can_take_more && self.out.is_empty() && self.state == State::Open {
                 // Busy-poll briefly while a client is streaming: a client that sends one message per write (most
                 // clients, awaiting each publish) otherwise costs a sleep and a wakeup per message. Only while data
-                // arrived in the last SPIN_WINDOW, and by yielding to the runtime, so other tasks still run.
+                // arrived in the last SPIN_WINDOW, and by yielding to the runtime, so other tasks still run. Stops
+                // at once when a delivery for this connection comes in (a client that publishes and consumes on one
+                // connection, as in request-reply, must not wait out the window for its reply).
                 let mut got = false;
-                while self.last_read.elapsed() < SPIN_WINDOW {
+                while (self.last_read.elapsed() < SPIN_WINDOW || self.last_delivery.elapsed() < SPIN_WINDOW)
+                    && !self.outbox.has_items()
+                {
                     match rd.try_read_buf(&mut inbuf) {
                         Ok(0) => return Ok(()),
                         Ok(_) => {
@@ -241,6 +248,9 @@ impl Connection {
                 }
                 if got {
                     self.last_read = Instant::now();
+                    continue;
+                }
+                if self.outbox.has_items() {
                     continue;
                 }
             }
@@ -720,6 +730,9 @@ impl Connection {
         };
         let mut items = std::mem::take(&mut self.spare);
         self.outbox.take(&mut items);
+        if !items.is_empty() {
+            self.last_delivery = Instant::now();
+        }
         let mut orphans: Vec<Pending> = Vec::new();
         {
             let mut ctx = Self::ctx(
