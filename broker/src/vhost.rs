@@ -21,14 +21,7 @@ use crate::routing::DELAYED_TYPE;
 use crate::routing::{headers::valid_x_match, Binding, Destination, Exchange, ExchangeKind};
 use crate::store::definitions::{BindingDef, DefinitionsFile, ExchangeDef, PolicyDef, QueueDef, VHostDefinitions};
 use crate::store::txlog::TxView;
-use crate::store::Store;
-
-fn hex(b: &[u8]) -> String {
-    if b.is_empty() {
-        return "_".to_string();
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+use crate::store::{hex, Store};
 
 /// Exchanges every vhost has from the start.
 const PREDECLARED: &[(&str, ExchangeKind)] = &[
@@ -639,6 +632,46 @@ impl VHost {
         internal: bool,
         arguments: &FieldTable,
     ) -> AmqpResult<Exchange> {
+        let mut x = self.build_exchange(name, kind, durable, auto_delete, internal, arguments)?;
+        // A durable exchange's de-duplication cache lives in its directory, so it survives a restart.
+        if let (Some(dir), Some(settings)) = (
+            self.exchange_dir(&x),
+            crate::queue::dedup::DedupSettings::from_arguments(arguments),
+        ) {
+            let cache = std::fs::create_dir_all(&dir)
+                .and_then(|()| crate::queue::dedup::DedupCache::persistent(settings, &dir));
+            match cache {
+                Ok(c) => x.dedup = Some(std::sync::Mutex::new(c)),
+                Err(e) => tracing::warn!(
+                    vhost = %self.name, exchange = %name, error = %e,
+                    "could not open the de-duplication cache; keeping it in memory"
+                ),
+            }
+        }
+        Ok(x)
+    }
+
+    /// Where a durable exchange keeps its de-duplication cache (None: nothing persists).
+    fn exchange_dir(&self, x: &Exchange) -> Option<std::path::PathBuf> {
+        let d = self.durability.as_ref().filter(|_| x.durable && x.dedup.is_some())?;
+        Some(
+            d.store
+                .root
+                .join("exchanges")
+                .join(hex(self.name.as_bytes()))
+                .join(hex(x.name.as_bytes())),
+        )
+    }
+
+    fn build_exchange(
+        &self,
+        name: &str,
+        kind: &str,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: &FieldTable,
+    ) -> AmqpResult<Exchange> {
         if kind != DELAYED_TYPE {
             let Some(k) = ExchangeKind::parse(kind) else {
                 return Err(AmqpError::command_invalid(format!("unknown exchange type '{kind}'")));
@@ -753,8 +786,13 @@ impl VHost {
                 self.name
             )));
         }
-        if let Some(d) = t.exchanges.remove(name).and_then(|x| x.delayed) {
-            d.lock().unwrap_or_else(|e| e.into_inner()).destroy();
+        if let Some(x) = t.exchanges.remove(name) {
+            if let Some(dir) = self.exchange_dir(&x) {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            if let Some(d) = x.delayed {
+                d.lock().unwrap_or_else(|e| e.into_inner()).destroy();
+            }
         }
         remove_bindings_to(&mut t, &Destination::Exchange(name.to_string()));
         Ok(())

@@ -101,7 +101,7 @@ async fn duplicates_are_confirmed_but_not_enqueued() {
 
 #[tokio::test]
 async fn cache_ttl_and_exchange_level_dedup() {
-    let broker = TestBroker::start();
+    let mut broker = TestBroker::start();
     let conn = connect(&broker.url()).await;
     let ch = channel(&conn).await;
     ch.confirm_select(ConfirmSelectOptions::default())
@@ -121,15 +121,18 @@ async fn cache_ttl_and_exchange_level_dedup() {
     publish_confirmed(&ch, "", "ttl", b"x", id("x")).await;
     assert_eq!(count(&ch, "ttl").await, 2, "the key expired from the cache");
 
-    ch.exchange_declare(
-        "ddx".into(),
-        ExchangeKind::Fanout,
-        ExchangeDeclareOptions::default(),
-        dedup_args(&[]),
-    )
-    .await
-    .expect("exchange");
-    ch.queue_declare("behind".into(), QueueDeclareOptions::default(), FieldTable::default())
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.exchange_declare("ddx".into(), ExchangeKind::Fanout, durable, dedup_args(&[]))
+        .await
+        .expect("exchange");
+    let durable_q = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare("behind".into(), durable_q, FieldTable::default())
         .await
         .expect("queue");
     ch.queue_bind(
@@ -145,6 +148,22 @@ async fn cache_ttl_and_exchange_level_dedup() {
         assert!(publish_confirmed(&ch, "ddx", "", b"e", id("e")).await);
     }
     assert_eq!(count(&ch, "behind").await, 1);
+    conn.close(200, "bye".into()).await.ok();
+
+    // A durable exchange's cache survives a restart too.
+    broker.restart();
+    let conn = connect(&broker.url()).await;
+    let ch = channel(&conn).await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    assert!(publish_confirmed(&ch, "ddx", "", b"e", id("e")).await);
+    assert!(publish_confirmed(&ch, "ddx", "", b"f", id("f")).await);
+    assert_eq!(
+        count(&ch, "behind").await,
+        2,
+        "e is still a duplicate after the restart, f is new"
+    );
 }
 
 #[tokio::test]

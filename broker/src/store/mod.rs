@@ -259,7 +259,8 @@ impl Drop for Store {
     }
 }
 
-fn hex(b: &[u8]) -> String {
+/// A name as a directory name: lowercase hex of its bytes (`_` for the empty name).
+pub fn hex(b: &[u8]) -> String {
     if b.is_empty() {
         return "_".to_string();
     }
