@@ -172,9 +172,9 @@ impl Policy {
 }
 
 /// The policy that applies to a queue: the highest priority among those that match.
-pub fn select<'a>(policies: &'a [Policy], vhost: &str, queue: &str) -> Option<&'a Policy> {
+pub fn select<'a>(policies: impl IntoIterator<Item = &'a Policy>, vhost: &str, queue: &str) -> Option<&'a Policy> {
     policies
-        .iter()
+        .into_iter()
         .filter(|p| p.matches(vhost, queue))
         .max_by_key(|p| p.priority)
 }

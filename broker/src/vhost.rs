@@ -43,8 +43,8 @@ pub struct VHost {
     durability: Option<Durability>,
     /// Ourselves, handed to queues so they can route dead letters.
     me: std::sync::Weak<VHost>,
-    /// Operator policies for this vhost's queues. Lock order: topology, then policies.
-    policies: RwLock<Vec<Policy>>,
+    /// Operator policies for this vhost's queues. Lock order: topology, then policies, then a queue.
+    policies: RwLock<Policies>,
 }
 
 /// The durable side of a vhost.
@@ -98,7 +98,43 @@ struct TopologyWrite<'a> {
     generation: &'a AtomicU64,
     durability: Option<&'a Durability>,
     vhost: &'a str,
-    policies: &'a RwLock<Vec<Policy>>,
+    policies: &'a RwLock<Policies>,
+    /// Save the durable topology when dropped (not while restoring it: a failed restore must not shrink the file).
+    save: bool,
+}
+
+/// A vhost's policies: from the config file, and set through the admin API. An API policy shadows a config policy
+/// of the same name; deleting it brings the config one back.
+#[derive(Default)]
+pub struct Policies {
+    config: Vec<Policy>,
+    api: Vec<Policy>,
+}
+
+impl Policies {
+    /// The policies in force.
+    pub fn effective(&self) -> impl Iterator<Item = &Policy> + '_ {
+        self.api.iter().chain(
+            self.config
+                .iter()
+                .filter(|c| !self.api.iter().any(|a| a.name == c.name)),
+        )
+    }
+
+    fn saved(&self) -> Vec<PolicyDef> {
+        let mut v: Vec<PolicyDef> = self
+            .api
+            .iter()
+            .map(|p| PolicyDef {
+                name: p.name.clone(),
+                pattern: p.pattern.as_str().to_string(),
+                priority: p.priority,
+                definition: p.definition.clone(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
 }
 
 impl std::ops::Deref for TopologyWrite<'_> {
@@ -118,25 +154,25 @@ impl Drop for TopologyWrite<'_> {
     fn drop(&mut self) {
         self.generation.fetch_add(1, Ordering::Release);
         // Save the durable part of the topology while still holding the lock, so saves happen in change order.
-        if let Some(d) = self.durability {
-            let mut defs = durable_definitions(&self.guard);
-            let ps = self.policies.read().unwrap_or_else(|e| e.into_inner());
-            defs.policies = ps
-                .iter()
-                .filter(|p| p.from_api)
-                .map(|p| PolicyDef {
-                    name: p.name.clone(),
-                    pattern: p.pattern.as_str().to_string(),
-                    priority: p.priority,
-                    definition: p.definition.clone(),
-                })
-                .collect();
-            defs.policies.sort_by(|a, b| a.name.cmp(&b.name));
-            if let Err(e) = d.definitions.update(self.vhost, defs) {
+        if self.save {
+            if let Err(e) = save(self.durability, self.vhost, &self.guard, self.policies) {
                 tracing::error!(vhost = %self.vhost, error = %e, "could not save durable definitions");
             }
         }
     }
+}
+
+/// Writes the durable topology and the API's policies to `definitions.json` (nothing without durability).
+fn save(
+    durability: Option<&Durability>,
+    vhost: &str,
+    t: &Topology,
+    policies: &RwLock<Policies>,
+) -> std::io::Result<()> {
+    let Some(d) = durability else { return Ok(()) };
+    let mut defs = durable_definitions(t);
+    defs.policies = policies.read().unwrap_or_else(|e| e.into_inner()).saved();
+    d.definitions.update(vhost, defs)
 }
 
 /// The part of a topology that survives a restart: durable exchanges (not `amq.*`), durable non-exclusive
@@ -210,67 +246,68 @@ impl VHost {
             generation: AtomicU64::new(1),
             durability,
             me,
-            policies: RwLock::new(Vec::new()),
+            policies: RwLock::new(Policies::default()),
         }
     }
 
-    /// Sets the policies (at start, before queues are restored or declared).
+    /// Sets the config file's policies (at start, before queues are restored or declared).
     pub fn with_policies(self, policies: Vec<Policy>) -> Self {
-        *self.policies.write().unwrap_or_else(|e| e.into_inner()) = policies;
+        self.policies.write().unwrap_or_else(|e| e.into_inner()).config = policies;
         self
     }
 
-    /// The policies of this vhost, by name.
+    /// The policies in force, by name.
     pub fn policies(&self) -> Vec<Policy> {
-        let mut v = self.policies.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut v: Vec<Policy> = self
+            .policies
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .effective()
+            .cloned()
+            .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
 
-    /// Adds or replaces a policy (by name) and applies the policies again to every live queue. Returns true when
-    /// it replaced one.
-    pub fn set_policy(&self, policy: Policy) -> bool {
-        let t = self.write();
-        let replaced = {
-            let mut ps = self.policies.write().unwrap_or_else(|e| e.into_inner());
-            let before = ps.len();
-            ps.retain(|p| p.name != policy.name);
-            let replaced = ps.len() != before;
-            ps.push(policy);
+    /// Adds or replaces an API policy (by name), saves it, and applies the policies again to every live queue.
+    /// Returns whether it replaced a policy of that name; an error when it could not be saved (it applies anyway,
+    /// until the next restart).
+    pub fn set_policy(&self, policy: Policy) -> std::io::Result<bool> {
+        self.change_policies(|ps| {
+            let replaced = ps.effective().any(|p| p.name == policy.name);
+            ps.api.retain(|p| p.name != policy.name);
+            ps.api.push(policy);
             replaced
-        };
-        let queues: Vec<Arc<Queue>> = t.queues.values().cloned().collect();
-        drop(t); // saves the definitions; queues declared from here on see the new policies
-        self.reapply_policies(&queues);
-        replaced
+        })
     }
 
-    /// Removes a policy; false when there is none by that name.
-    pub fn delete_policy(&self, name: &str) -> bool {
-        let t = self.write();
-        let found = {
-            let mut ps = self.policies.write().unwrap_or_else(|e| e.into_inner());
-            let before = ps.len();
-            ps.retain(|p| p.name != name);
-            ps.len() != before
-        };
+    /// Removes an API policy (a config policy of that name applies again); false when there is none by that name.
+    pub fn delete_policy(&self, name: &str) -> std::io::Result<bool> {
+        self.change_policies(|ps| {
+            let before = ps.api.len();
+            ps.api.retain(|p| p.name != name);
+            ps.api.len() != before
+        })
+    }
+
+    /// Changes the policies under the topology lock (so a queue declared meanwhile sees the old or the new set,
+    /// whole), saves them, then applies them to every live queue with no topology lock held (a queue may route
+    /// dead letters). Applying happens under the policies read lock, so concurrent changes apply in order.
+    fn change_policies<T>(&self, change: impl FnOnce(&mut Policies) -> T) -> std::io::Result<T> {
+        let mut t = self.write();
+        t.save = false;
+        let out = change(&mut self.policies.write().unwrap_or_else(|e| e.into_inner()));
+        let saved = save(self.durability.as_ref(), &self.name, &t, &self.policies);
         let queues: Vec<Arc<Queue>> = t.queues.values().cloned().collect();
+        let ps = self.policies.read().unwrap_or_else(|e| e.into_inner());
         drop(t);
-        if found {
-            self.reapply_policies(&queues);
-        }
-        found
-    }
-
-    /// Applies the current policies to `queues` (with no topology lock held: a queue may route dead letters).
-    fn reapply_policies(&self, queues: &[Arc<Queue>]) {
         for q in queues {
-            let p = {
-                let ps = self.policies.read().unwrap_or_else(|e| e.into_inner());
-                crate::policy::select(&ps, &self.name, q.name()).cloned().map(Arc::new)
-            };
+            let p = crate::policy::select(ps.effective(), &self.name, q.name())
+                .cloned()
+                .map(Arc::new);
             q.apply_policy(p);
         }
+        saved.map(|()| out)
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Topology> {
@@ -284,6 +321,7 @@ impl VHost {
             durability: self.durability.as_ref(),
             vhost: &self.name,
             policies: &self.policies,
+            save: true,
         }
     }
 
@@ -388,7 +426,7 @@ impl VHost {
     /// directory holds; the rest live in memory.
     fn make_queue(&self, mut spec: QueueSpec) -> std::io::Result<Arc<Queue>> {
         spec.policy = crate::policy::select(
-            &self.policies.read().unwrap_or_else(|e| e.into_inner()),
+            self.policies.read().unwrap_or_else(|e| e.into_inner()).effective(),
             &self.name,
             &spec.name,
         )
@@ -429,13 +467,16 @@ impl VHost {
     /// Rebuilds the durable topology saved in `definitions.json` (at start, before any client connects).
     pub fn restore(&self, defs: &VHostDefinitions) -> std::io::Result<()> {
         let mut t = self.write();
+        // What is restored is what the file says: nothing to save, and a restore that fails half-way must not
+        // write the half it got back over the whole.
+        t.save = false;
         {
             let mut ps = self.policies.write().unwrap_or_else(|e| e.into_inner());
             for d in &defs.policies {
                 match Policy::from_json(&d.name, &self.name, &d.pattern, d.priority, &d.definition) {
                     Ok(p) => {
-                        ps.retain(|old| old.name != p.name);
-                        ps.push(p);
+                        ps.api.retain(|old| old.name != p.name);
+                        ps.api.push(p);
                     }
                     Err(e) => tracing::error!(vhost = %self.name, error = %e, "cannot restore policy"),
                 }

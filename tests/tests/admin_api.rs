@@ -672,3 +672,53 @@ async fn connections_channels_consumers_and_closing_a_connection() {
     let (s, _) = request(admin, "DELETE", &format!("/api/connections/{id}"), "guest:guest", "");
     assert_eq!(s, 404);
 }
+
+/// A slow move (even one whose caller waits for it) does not hold up shutdown: it is cancelled after its batch,
+/// and after a restart every message is in the source or the destination.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cancels_running_moves() {
+    let mut broker = TestBroker::start();
+    let admin = broker.admin_addr;
+    for q in ["from", "to"] {
+        assert!(request(admin, "PUT", &format!("/api/queues/%2F/{q}"), "guest:guest", "{}").0 < 300);
+    }
+    for i in 0..100 {
+        let body = format!(r#"{{"routing_key":"from","payload":"m{i}","persistent":true}}"#);
+        assert_eq!(
+            request(
+                admin,
+                "POST",
+                "/api/exchanges/%2F/amq.default/publish",
+                "guest:guest",
+                &body
+            )
+            .0,
+            200
+        );
+    }
+    let waiter = std::thread::spawn(move || {
+        request(
+            admin,
+            "POST",
+            "/api/queues/%2F/from/move",
+            "guest:guest",
+            r#"{"to":"queue","queue":"to","rate":10,"wait":true}"#,
+        )
+    });
+    wait_for_move(admin, 1, |t| t["moved"].as_u64() > Some(0));
+    let stopping = tokio::task::spawn_blocking(move || {
+        broker.stop();
+        broker
+    });
+    let mut broker = tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("the broker stops with a move running")
+        .expect("stop");
+    let _ = waiter.join();
+    broker.restart();
+    let admin = broker.admin_addr;
+    let depth = |q: &str| {
+        request(admin, "GET", &format!("/api/queues/%2F/{q}"), "guest:guest", "").1["messages_ready"].as_u64()
+    };
+    assert_eq!(depth("from").zip(depth("to")).map(|(a, b)| a + b), Some(100));
+}

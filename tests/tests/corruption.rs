@@ -260,3 +260,59 @@ async fn full_disk_nacks_then_recovers_without_damage() {
         .collect();
     assert_eq!(ids, acked);
 }
+
+/// A queue that cannot be opened at start (here its directory is a plain file) stops the broker from starting,
+/// and must not cost anything else: `definitions.json` stays whole, so once the obstacle is gone every queue and
+/// binding comes back.
+#[test]
+fn a_failed_start_leaves_the_definitions_whole() {
+    use warren_tests::http::request;
+    let mut broker = TestBroker::start();
+    let admin = broker.admin_addr;
+    for q in ["a", "b", "c"] {
+        assert!(request(admin, "PUT", &format!("/api/queues/%2F/{q}"), "guest:guest", "{}").0 < 300);
+        let body = format!(r#"{{"source":"amq.direct","destination":"{q}","routing_key":"{q}"}}"#);
+        assert_eq!(request(admin, "POST", "/api/bindings/%2F", "guest:guest", &body).0, 200);
+    }
+    let data = broker.data_dir().to_path_buf();
+    broker.stop();
+    let before = std::fs::read(data.join("definitions.json")).expect("definitions");
+
+    // Queue "b"'s directory ("2f" is vhost "/", "62" is "b") becomes a file: opening the queue fails.
+    let b_dir = data.join("queues").join("2f").join("62");
+    let _ = std::fs::remove_dir_all(&b_dir);
+    std::fs::write(&b_dir, b"not a directory").expect("block");
+    let config = warren_broker::Config {
+        data_dir: data.clone(),
+        ..warren_broker::Config::default()
+    };
+    assert!(
+        warren_broker::Broker::new(config).is_err(),
+        "the broker refuses to start"
+    );
+    assert_eq!(
+        std::fs::read(data.join("definitions.json")).expect("definitions"),
+        before,
+        "the definitions file is untouched"
+    );
+
+    std::fs::remove_file(&b_dir).expect("unblock");
+    broker.restart();
+    let admin = broker.admin_addr;
+    let (_, queues) = request(admin, "GET", "/api/queues/%2F", "guest:guest", "");
+    let names: Vec<&str> = queues
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|q| q["name"].as_str())
+        .collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    let (_, bindings) = request(admin, "GET", "/api/bindings/%2F", "guest:guest", "");
+    let to_queues = bindings
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|b| b["source"] == "amq.direct")
+        .count();
+    assert_eq!(to_queues, 3, "{bindings}");
+}

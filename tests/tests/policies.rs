@@ -173,3 +173,57 @@ fn policies_set_through_the_api_apply_to_live_queues_and_survive_a_restart() {
         404
     );
 }
+
+#[test]
+fn an_api_policy_shadows_a_config_policy_and_a_ttl_policy_reaches_queued_messages() {
+    use warren_tests::http::request;
+    let broker = TestBroker::start_with(|c| {
+        c.policies = vec![policy(
+            "name = \"cap\"\npattern = \"^capped$\"\n[definition]\nmax-length = 1\noverflow = \"reject-publish\"",
+        )];
+    });
+    let admin = broker.admin_addr;
+    assert!(request(admin, "PUT", "/api/queues/%2F/capped", "guest:guest", "{}").0 < 300);
+    publish(admin, "capped", 3);
+    assert_eq!(ready(admin, "capped"), 1, "the config policy");
+
+    // The API's "cap" replaces it; deleting the API one brings the config one back.
+    let body = r#"{"pattern":"^capped$","definition":{"max-length":3,"overflow":"reject-publish"}}"#;
+    let (s, _) = request(admin, "PUT", "/api/policies/%2F/cap", "guest:guest", body);
+    assert_eq!(s, 200, "replaced");
+    publish(admin, "capped", 3);
+    assert_eq!(ready(admin, "capped"), 3);
+    assert_eq!(
+        request(admin, "DELETE", "/api/policies/%2F/cap", "guest:guest", "").0,
+        200
+    );
+    let (_, list) = request(admin, "GET", "/api/policies/%2F", "guest:guest", "");
+    assert_eq!(list[0]["source"], "config", "{list}");
+    let (s, r) = request(admin, "DELETE", "/api/policies/%2F/cap", "guest:guest", "");
+    assert_eq!(
+        (s, r["error"].as_str()),
+        (409, Some("conflict")),
+        "a config policy is changed in the config"
+    );
+
+    // A TTL policy set after messages were queued expires them too, counted from their enqueue time.
+    assert!(
+        request(
+            admin,
+            "PUT",
+            "/api/queues/%2F/waiting",
+            "guest:guest",
+            r#"{"durable":false}"#
+        )
+        .0 < 300
+    );
+    publish(admin, "waiting", 3);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let body = r#"{"pattern":"^waiting$","definition":{"message-ttl":10}}"#;
+    assert_eq!(
+        request(admin, "PUT", "/api/policies/%2F/ttl", "guest:guest", body).0,
+        201
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(ready(admin, "waiting"), 0);
+}

@@ -39,7 +39,7 @@ async fn delete_messages(
             "none of these messages is ready in the queue (already consumed?)",
         ));
     }
-    q.settle(taken.iter());
+    q.settle_moved(taken.iter());
     Ok(Json(DeleteResult {
         deleted: taken.len() as u64,
     }))

@@ -9,7 +9,7 @@
 //! What moves is fixed when the task starts: the given ids, the ids matching the filter, or (with neither) as many
 //! messages from the head as were ready then. Messages taken out count as unacked in the source until they are
 //! settled or put back; those that cannot be moved (no destination) go back when the task ends, as does the rest of
-//! the selection when it is cancelled or fails.
+//! the selection when it is cancelled or fails. A broker shutdown cancels every running move (after its batch).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,11 +21,12 @@ use amq_protocol::types::AMQPValue;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use tokio_util::sync::CancellationToken;
 use warren_shared::{MoveRequest, MoveTask};
 
 use super::queues::vhost;
+use super::stream::Shutdown;
 use super::{filter, ApiResult, Body, Error};
 use crate::args;
 use crate::broker::Broker;
@@ -65,9 +66,11 @@ impl Moves {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn register(&self, mut task: MoveTask) -> (MoveTask, CancellationToken) {
+    /// Records a new task; its cancel token is a child of `parent` (the admin server's shutdown), so a shutdown
+    /// stops every move after its current batch.
+    fn register(&self, mut task: MoveTask, parent: &CancellationToken) -> (MoveTask, CancellationToken) {
         task.id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let cancel = CancellationToken::new();
+        let cancel = parent.child_token();
         let mut tasks = self.lock();
         while tasks.iter().filter(|t| t.task.state != "running").count() >= KEEP_FINISHED {
             match tasks.iter().position(|t| t.task.state != "running") {
@@ -143,8 +146,10 @@ enum Selection {
 async fn start(
     State(b): State<Arc<Broker>>,
     Path((v, name)): Path<(String, String)>,
+    shutdown: Option<Extension<Shutdown>>,
     Body(req): Body<MoveRequest>,
 ) -> Result<(StatusCode, Json<MoveTask>), Error> {
+    let shutdown = shutdown.map(|Extension(Shutdown(t))| t).unwrap_or_default();
     let vh = vhost(&b, &v)?;
     let source = vh
         .queue(&name)
@@ -195,21 +200,24 @@ async fn start(
         Selection::Taken(t) => t.len() as u64,
         Selection::Head(n) => *n,
     };
-    let (task, cancel) = b.moves.register(MoveTask {
-        id: 0,
-        vhost: v,
-        queue: name,
-        to: req.to.clone(),
-        destination,
-        state: "running".into(),
-        total,
-        moved: 0,
-        not_moved: 0,
-        rate: req.rate,
-        started_ms: now_ms(),
-        finished_ms: None,
-        error: None,
-    });
+    let (task, cancel) = b.moves.register(
+        MoveTask {
+            id: 0,
+            vhost: v,
+            queue: name,
+            to: req.to.clone(),
+            destination,
+            state: "running".into(),
+            total,
+            moved: 0,
+            not_moved: 0,
+            rate: req.rate,
+            started_ms: now_ms(),
+            finished_ms: None,
+            error: None,
+        },
+        &shutdown,
+    );
     let job = Job {
         broker: b.clone(),
         vhost: vh,
@@ -284,7 +292,7 @@ impl Job {
                 error = Some("the destination could not store the messages; they stay in the source".to_string());
                 break;
             }
-            self.source.settle(moved.iter());
+            self.source.settle_moved(moved.iter());
             moved_total += moved.len() as u64;
             let (m, n) = (moved.len() as u64, not_moved.len() as u64);
             kept.extend(not_moved);
@@ -315,7 +323,8 @@ impl Job {
     /// Publishes `batch` at its destinations and waits until it is durable there. Returns (moved, not moved, ok).
     async fn move_batch(&self, batch: Vec<Entry>) -> (Vec<Entry>, Vec<Entry>, bool) {
         let (mut moved, mut kept) = (Vec::new(), Vec::new());
-        let mut ticket = 0;
+        // The batch may span several group-commit rounds: all of them must succeed.
+        let (mut first, mut last) = (u64::MAX, 0);
         let mut failed = false;
         let req = &self.req;
         for e in batch {
@@ -352,17 +361,27 @@ impl Job {
                 kept.push(e);
                 continue;
             }
+            let mut routed = false;
             for q in &queues {
                 let p = q.publish(message.clone());
-                ticket = p.ticket.max(ticket);
+                if p.ticket > 0 {
+                    first = first.min(p.ticket);
+                    last = last.max(p.ticket);
+                }
                 failed |= p.failed;
+                routed |= p.routed;
             }
-            moved.push(e);
+            // Not enqueued anywhere (the destination was deleted meanwhile, or refused it): it stays.
+            if routed {
+                moved.push(e);
+            } else {
+                kept.push(e);
+            }
         }
-        if ticket > 0 {
+        if last > 0 {
             let mut rx = self.broker.store.syncer.subscribe();
             loop {
-                if let Some(ok) = rx.borrow_and_update().outcome(ticket) {
+                if let Some(ok) = rx.borrow_and_update().outcome_range(first, last) {
                     failed |= !ok;
                     break;
                 }

@@ -34,6 +34,15 @@ fn info(p: &Policy) -> PolicyInfo {
     }
 }
 
+/// The change applies to live queues, but could not be written to the data directory.
+fn not_saved(e: std::io::Error) -> Error {
+    Error::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "store_failed",
+        format!("the policy change applies now but could not be saved, so a restart would undo it: {e}"),
+    )
+}
+
 async fn all(State(b): State<Arc<Broker>>) -> ApiResult<Vec<PolicyInfo>> {
     Ok(Json(
         b.vhosts().iter().flat_map(|v| v.policies()).map(|p| info(&p)).collect(),
@@ -56,7 +65,7 @@ async fn set(
     let policy =
         Policy::from_json(&name, &v, &req.pattern, req.priority, &req.definition).map_err(Error::bad_request)?;
     let shown = info(&policy);
-    let replaced = vh.set_policy(policy);
+    let replaced = vh.set_policy(policy).map_err(not_saved)?;
     Ok((if replaced { StatusCode::OK } else { StatusCode::CREATED }, Json(shown)))
 }
 
@@ -70,7 +79,7 @@ async fn remove(State(b): State<Arc<Broker>>, Path((v, name)): Path<(String, Str
             format!("policy '{name}' comes from the config file; remove it there"),
         )),
         Some(_) => {
-            vh.delete_policy(&name);
+            vh.delete_policy(&name).map_err(not_saved)?;
             Ok(Json(Done { ok: true }))
         }
     }

@@ -285,7 +285,7 @@ impl Queue {
     }
 
     /// Applies a changed operator policy (or none) to this live queue: limits, dead-lettering and expiry change at
-    /// once; a changed message TTL applies to messages published from now on.
+    /// once; a changed message TTL applies to every message, counted from when it was enqueued.
     pub fn apply_policy(&self, policy: Option<Arc<crate::policy::Policy>>) {
         let effective = crate::policy::effective_arguments(&self.spec.arguments, policy.as_deref());
         *self.limits.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(QueueLimits::from_arguments(&effective));
@@ -653,11 +653,24 @@ impl Queue {
     }
 
     /// Like `take`, the first `n` ready messages.
+    /// Expired messages met on the way are not taken: they expire (dead-lettered, or dropped) as they would at
+    /// the head.
     pub fn take_up_to(&self, n: usize) -> Vec<Entry> {
         let mut st = self.lock();
-        let out = st.store.take_up_to(n);
+        let mut out = Vec::new();
+        while out.len() < n {
+            let popped = {
+                let st = &mut *st;
+                st.store.pop(&mut st.expired_buf)
+            };
+            match popped {
+                Some(e) => out.push(e),
+                None => break,
+            }
+        }
         st.store.flush();
         QueueStats::add(&self.stats.unacked, out.len() as u64);
+        self.finish(st);
         out
     }
 
@@ -797,9 +810,19 @@ impl Queue {
 
     /// Records that delivered messages are done with (acked, or rejected without requeue).
     pub fn settle<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>) {
+        self.settle_counted(entries, true);
+    }
+
+    /// Removes messages an admin move or delete took out: settled like an ack, without counting as one (no ack
+    /// rate, no publish -> ack latency).
+    pub fn settle_moved<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>) {
+        self.settle_counted(entries, false);
+    }
+
+    fn settle_counted<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>, as_ack: bool) {
         let entries: Vec<&Entry> = entries.into_iter().collect();
-        QueueStats::add(&self.stats.acked, entries.len() as u64);
-        {
+        if as_ack {
+            QueueStats::add(&self.stats.acked, entries.len() as u64);
             let now = now_ms();
             let mut lat = self.latency.lock().unwrap_or_else(|e| e.into_inner());
             for e in &entries {

@@ -110,10 +110,27 @@ impl Default for MessageStore {
 
 impl MessageStore {
     /// An in-memory store.
-    /// Changes the queue's message TTL (a policy changed); messages already queued keep their deadlines.
+    /// Changes the queue's message TTL (a policy changed).
     pub fn set_ttl(&mut self, ttl_ms: Option<u64>) {
+        if ttl_ms == self.ttl_ms {
+            return;
+        }
         self.ttl_ms = ttl_ms;
         self.may_expire |= ttl_ms.is_some();
+        // One rule for every message, wherever it is kept: the TTL in force counts from when the message was
+        // enqueued. (Messages on disk get their deadline when read, so the ones in memory follow suit here.)
+        let deadline = |m: &Message, enqueued_ms: u64| -> Option<u64> {
+            let ttl = match (m.expiration_ms, ttl_ms) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b)?,
+            };
+            Some(enqueued_ms.saturating_add(ttl))
+        };
+        for level in &mut self.levels {
+            for e in level.memory.iter_mut().chain(level.requeued.values_mut()) {
+                e.expires_at = deadline(&e.message, e.enqueued_ms);
+            }
+        }
     }
 
     pub fn new(max_priority: u8, ttl_ms: Option<u64>) -> Self {
@@ -496,20 +513,6 @@ impl MessageStore {
 
     /// Takes ready messages out of the queue, in delivery order: all of them, or those whose ids are in `ids`
     /// (for the admin API's move and delete). The caller settles or requeues what it took.
-    /// Takes up to `n` messages from the head (expired ones met on the way come along and count).
-    pub fn take_up_to(&mut self, n: usize) -> Vec<Entry> {
-        let mut out = Vec::new();
-        let mut expired = Vec::new();
-        while out.len() + expired.len() < n {
-            match self.pop(&mut expired) {
-                Some(e) => out.push(e),
-                None => break,
-            }
-        }
-        out.extend(expired);
-        out
-    }
-
     pub fn take(&mut self, ids: Option<&std::collections::HashSet<u64>>) -> Vec<Entry> {
         let mut out = Vec::new();
         let mut expired = Vec::new();

@@ -96,11 +96,12 @@ impl DefinitionsFile {
         if current.vhosts.get(vhost) == Some(&defs) {
             return Ok(());
         }
-        current.vhosts.insert(vhost.to_string(), defs);
-        write_atomically(
-            &self.path,
-            &serde_json::to_vec_pretty(&*current).map_err(io::Error::other)?,
-        )
+        let mut next = current.clone();
+        next.vhosts.insert(vhost.to_string(), defs);
+        write_atomically(&self.path, &serde_json::to_vec_pretty(&next).map_err(io::Error::other)?)?;
+        // Only what is on disk counts as current: after a failed write the next update tries again.
+        *current = next;
+        Ok(())
     }
 }
 

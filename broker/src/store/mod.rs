@@ -83,6 +83,11 @@ impl SyncProgress {
     pub fn outcome(&self, ticket: u64) -> Option<bool> {
         (ticket <= self.completed).then(|| !self.failed.contains(&ticket))
     }
+
+    /// Like `outcome`, for every round from `first` to `last`: Some(true) only when all of them synced.
+    pub fn outcome_range(&self, first: u64, last: u64) -> Option<bool> {
+        (last <= self.completed).then(|| !self.failed.iter().any(|r| (first..=last).contains(r)))
+    }
 }
 
 struct SyncState {
