@@ -143,6 +143,29 @@ enum Selection {
     Head(u64),
 }
 
+/// What a move takes: the given ids (those that match the filter, if there is one), the messages matching the
+/// filter, or — with neither — as many from the head as are ready now.
+fn select(source: &Queue, ids: Option<Vec<u64>>, message_filter: &warren_shared::MessageFilter) -> Selection {
+    let matches = filter::matcher(message_filter);
+    match ids {
+        Some(ids) => {
+            let ids: HashSet<u64> = ids.into_iter().collect();
+            let mut taken = source.take(Some(&ids));
+            if !message_filter.is_empty() {
+                let (keep, back): (Vec<Entry>, Vec<Entry>) = taken.into_iter().partition(|e| matches(e));
+                source.put_back(back);
+                taken = keep;
+            }
+            Selection::Taken(taken)
+        }
+        None if !message_filter.is_empty() => {
+            let ids: HashSet<u64> = source.matching_ids(&matches).into_iter().collect();
+            Selection::Taken(source.take(Some(&ids)))
+        }
+        None => Selection::Head(source.depth().0),
+    }
+}
+
 async fn start(
     State(b): State<Arc<Broker>>,
     Path((v, name)): Path<(String, String)>,
@@ -177,25 +200,11 @@ async fn start(
             return Err(Error::not_found(format!("no queue '{q}' in vhost '{v}'")));
         }
     }
-    let matches = filter::matcher(&req.filter);
-    let selection = match &req.ids {
-        Some(ids) => {
-            let ids: HashSet<u64> = ids.iter().copied().collect();
-            let mut taken = source.take(Some(&ids));
-            if !req.filter.is_empty() {
-                let (keep, back): (Vec<Entry>, Vec<Entry>) = taken.into_iter().partition(|e| matches(e));
-                source.put_back(back);
-                taken = keep;
-            }
-            Selection::Taken(taken)
-        }
-        None if !req.filter.is_empty() => {
-            let ids: HashSet<u64> = source.matching_ids(&matches).into_iter().collect();
-            Selection::Taken(source.take(Some(&ids)))
-        }
-        None => Selection::Head(source.depth().0),
-    };
-    drop(matches);
+    // Selecting may read a whole disk-backed queue: not on an async worker.
+    let (q, ids, message_filter) = (source.clone(), req.ids.clone(), req.filter.clone());
+    let selection = tokio::task::spawn_blocking(move || select(&q, ids, &message_filter))
+        .await
+        .map_err(|e| Error::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     let total = match &selection {
         Selection::Taken(t) => t.len() as u64,
         Selection::Head(n) => *n,

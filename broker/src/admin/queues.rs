@@ -211,11 +211,16 @@ async fn peek(
         return Err(Error::bad_request("count must be between 1 and 1000"));
     }
     let q = queue(&b, &v, &name)?;
-    let entries = if req.filter.is_empty() {
-        q.peek(req.from as usize, count as usize)
-    } else {
-        q.peek_matching(req.from as usize, count as usize, &super::filter::matcher(&req.filter))
-    };
+    // A page far from the head, or a filter, may read much of a disk-backed queue: not on an async worker.
+    let entries = tokio::task::spawn_blocking(move || {
+        if req.filter.is_empty() {
+            q.peek(req.from as usize, count as usize)
+        } else {
+            q.peek_matching(req.from as usize, count as usize, &super::filter::matcher(&req.filter))
+        }
+    })
+    .await
+    .map_err(|e| Error::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     Ok(Json(
         entries
             .into_iter()

@@ -181,17 +181,24 @@ async fn set_priority(
         (None, Some(s)) => crate::queue::PriorityChange::Step(s),
         _ => return Err(Error::bad_request("give exactly one of 'set' or 'step'")),
     };
-    let ids: HashSet<u64> = match (&body.ids, body.filter.is_empty()) {
-        (Some(ids), _) => ids.iter().copied().collect(),
-        (None, false) => q
-            .matching_ids(&super::filter::matcher(&body.filter))
-            .into_iter()
-            .collect(),
-        (None, true) => return Err(Error::bad_request("give the message 'ids' or a filter")),
-    };
-    let changed = q
-        .change_priority(&ids, change, max)
-        .map_err(|e| Error::new(StatusCode::INTERNAL_SERVER_ERROR, "store_failed", e.to_string()))?;
+    if body.ids.is_none() && body.filter.is_empty() {
+        return Err(Error::bad_request("give the message 'ids' or a filter"));
+    }
+    // A filter reads the whole queue, and a change rewrites records: not on an async worker.
+    let (q2, ids, message_filter) = (q.clone(), body.ids.clone(), body.filter.clone());
+    let changed = tokio::task::spawn_blocking(move || {
+        let ids: HashSet<u64> = match ids {
+            Some(ids) => ids.into_iter().collect(),
+            None => q2
+                .matching_ids(&super::filter::matcher(&message_filter))
+                .into_iter()
+                .collect(),
+        };
+        q2.change_priority(&ids, change, max)
+    })
+    .await
+    .map_err(|e| Error::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(|e| Error::new(StatusCode::INTERNAL_SERVER_ERROR, "store_failed", e.to_string()))?;
     if changed == 0 && body.ids.as_ref().is_some_and(|ids| !ids.is_empty()) {
         return Err(Error::new(
             StatusCode::CONFLICT,
