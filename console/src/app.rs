@@ -5,21 +5,29 @@
 //! Views only read an `App`.
 //!
 //! Invariants: `views` is never empty and starts with `View::Queues`; at most one dialog is open; the app never
-//! issues a second fetch of a listing while one is in flight, and none while the broker is unreachable.
+//! issues a second fetch of a listing while one is in flight, and none while the broker is unreachable; an action's
+//! answer reaches only the dialog that sent it (by request id), anything else goes to the flash line; queue marks
+//! only name queues the last snapshot had.
 
 pub mod dialog;
 pub mod history;
 pub mod keys;
+pub mod listings;
 pub mod messages;
 pub mod queues;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_late;
+
+use std::collections::HashSet;
 
 use warren_shared::{BindingInfo, ConnectionInfo, ConsumerInfo, ExchangeInfo, Overview, QueueInfo};
 
-use crate::event::{ApiEvent, Command, Event, QueueKey, Resource};
-use dialog::{Action, Dialog, Phase};
+use crate::event::{ApiEvent, Command, Event, QueueKey, RequestId, Resource};
+use dialog::{Dialog, Phase};
 use history::History;
+pub use listings::Listing;
 use messages::MessagesState;
 use queues::QueueTable;
 
@@ -118,37 +126,6 @@ pub enum PromptKind {
     MessageFilter,
 }
 
-/// A listing read on demand (exchanges, bindings, connections, consumers).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Listing<T> {
-    pub items: Vec<T>,
-    pub selected: usize,
-    pub filter: String,
-    pub fetched_ms: Option<u64>,
-    pub pending: bool,
-}
-
-impl<T> Default for Listing<T> {
-    fn default() -> Self {
-        Listing {
-            items: Vec::new(),
-            selected: 0,
-            filter: String::new(),
-            fetched_ms: None,
-            pending: false,
-        }
-    }
-}
-
-impl<T> Listing<T> {
-    fn load(&mut self, items: Vec<T>, now_ms: u64) {
-        self.items = items;
-        self.selected = self.selected.min(self.items.len().saturating_sub(1));
-        self.fetched_ms = Some(now_ms);
-        self.pending = false;
-    }
-}
-
 /// The detail view's chart settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DetailState {
@@ -192,6 +169,10 @@ pub struct App {
     /// The terminal's size, as last reported.
     pub size: (u16, u16),
     pub quit: bool,
+    /// Why the console quit, when it was not the operator's choice (reported after the terminal is restored).
+    pub fatal: Option<String>,
+    /// The last request id (and peek sequence number) handed out; see [`next_id`].
+    pub last_id: RequestId,
 }
 
 impl App {
@@ -218,6 +199,8 @@ impl App {
             help: false,
             size: (80, 24),
             quit: false,
+            fatal: None,
+            last_id: 0,
         }
     }
 
@@ -262,8 +245,7 @@ impl App {
         match &view {
             View::Messages(q) => {
                 let mut state = MessagesState::new(q.clone());
-                state.loading = true;
-                commands.push(peek(&state, 0));
+                commands.push(state.peek(0, next_id(&mut self.last_id)));
                 self.messages = Some(state);
             }
             View::Detail(_) => {
@@ -333,8 +315,7 @@ impl App {
                 let stale = self.is_stale();
                 return match &mut self.messages {
                     Some(m) if !m.loading && !stale && due(m.loaded_ms) && self.dialog.is_none() => {
-                        m.loading = true;
-                        vec![peek(m, m.from)]
+                        vec![m.peek(m.from, next_id(&mut self.last_id))]
                     }
                     _ => Vec::new(),
                 };
@@ -348,14 +329,11 @@ impl App {
     }
 }
 
-/// The peek that reads the page at `from` with the state's filter.
-pub fn peek(m: &MessagesState, from: u64) -> Command {
-    Command::Peek {
-        queue: m.queue.clone(),
-        from,
-        count: messages::PAGE,
-        filter: m.filter.clone(),
-    }
+/// The next request id from `last` (the app's `last_id`; a free function so it can be borrowed next to a dialog or
+/// the messages state).
+pub fn next_id(last: &mut RequestId) -> RequestId {
+    *last += 1;
+    *last
 }
 
 /// The one way state changes.
@@ -378,6 +356,11 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
         }
         Event::Key(key) => keys::on_key(app, key),
         Event::Api(api) => on_api(app, api),
+        Event::InputFailed(error) => {
+            app.quit = true;
+            app.fatal = Some(format!("cannot read the terminal any more: {error}"));
+            vec![Command::Quit]
+        }
     }
 }
 
@@ -399,6 +382,11 @@ fn on_api(app: &mut App, event: ApiEvent) -> Vec<Command> {
             app.link = Link::Live;
             app.last_data_ms = Some(now);
             app.history.record(&s.overview, &s.queues, now);
+            // A mark on a deleted queue would be purged (and fail) with the next `P`.
+            let present: HashSet<(&str, &str)> = s.queues.iter().map(|q| (q.vhost.as_str(), q.name.as_str())).collect();
+            app.queue_table
+                .marked
+                .retain(|k| present.contains(&(k.vhost.as_str(), k.name.as_str())));
             app.overview = Some(s.overview);
             app.queues = s.queues;
         }
@@ -428,27 +416,43 @@ fn on_api(app: &mut App, event: ApiEvent) -> Vec<Command> {
         ApiEvent::Bindings(v) => app.bindings.load(v, now),
         ApiEvent::Connections(v) => app.connections.load(v, now),
         ApiEvent::Consumers(v) => app.consumers.load(v, now),
-        ApiEvent::Peeked { queue, from, messages } => {
-            if let Some(m) = app.messages.as_mut().filter(|m| m.queue == queue) {
+        ApiEvent::Peeked {
+            seq,
+            queue,
+            from,
+            messages,
+        } => {
+            // An answer to an older peek (a slow page, or one read before the filter changed) is dropped.
+            if let Some(m) = app.messages.as_mut().filter(|m| m.awaits(&queue, seq)) {
                 m.load(from, messages, now);
             }
         }
-        ApiEvent::Purged { queue, purged } => {
+        ApiEvent::PeekFailed { seq, queue, error } => {
+            if let Some(m) = app.messages.as_mut().filter(|m| m.awaits(&queue, seq)) {
+                m.loading = false;
+                m.loaded_ms = Some(now);
+                app.flash(Level::Error, format!("reading messages of {}: {error}", queue.name));
+            }
+        }
+        ApiEvent::Purged {
+            request_id,
+            queue,
+            purged,
+        } => {
             match app.dialog.as_mut() {
-                Some(
-                    d @ Dialog {
-                        phase: Phase::Running, ..
-                    },
-                ) => d.on_purged(&queue, purged),
+                Some(d) if d.sent(request_id) && d.phase == Phase::Running => d.on_purged(&queue, purged),
                 _ => app.flash(Level::Info, format!("purged {purged} from {}", queue.name)),
             }
+            // The queue is done with; a mark left on it would purge it again with the next `P`.
+            app.queue_table.marked.remove(&queue);
             commands.extend(reload_messages(app, &queue));
         }
-        ApiEvent::Move(task) => {
+        ApiEvent::Move { request_id, task } => {
             let finished = task.state != "running";
             let queue = QueueKey::new(&task.vhost, &task.queue);
             match app.dialog.as_mut() {
-                Some(d) if matches!(d.action, Action::Redrive { .. }) && d.phase != Phase::Confirm => d.on_move(task),
+                Some(d) if d.follows(request_id, task.id) => d.on_move(task),
+                // Hidden (esc) or replaced by another dialog: the end still gets reported.
                 _ if finished => app.flash(
                     Level::Info,
                     format!("move from {} {}: {} moved", task.queue, task.state, task.moved),
@@ -456,25 +460,35 @@ fn on_api(app: &mut App, event: ApiEvent) -> Vec<Command> {
                 _ => {}
             }
             if finished {
-                if let Some(m) = &mut app.messages {
+                if let Some(m) = app.messages.as_mut().filter(|m| m.queue == queue) {
                     m.marked.clear();
                 }
                 commands.extend(reload_messages(app, &queue));
             }
         }
-        ApiEvent::Deleted { queue, deleted } => {
+        ApiEvent::Deleted {
+            request_id,
+            queue,
+            deleted,
+        } => {
             finish(
                 app,
+                request_id,
                 format!("Deleted {deleted} message{}.", if deleted == 1 { "" } else { "s" }),
             );
-            if let Some(m) = &mut app.messages {
+            if let Some(m) = app.messages.as_mut().filter(|m| m.queue == queue) {
                 m.marked.clear();
             }
             commands.extend(reload_messages(app, &queue));
         }
-        ApiEvent::PriorityChanged { queue, changed } => {
+        ApiEvent::PriorityChanged {
+            request_id,
+            queue,
+            changed,
+        } => {
             finish(
                 app,
+                request_id,
                 format!(
                     "Changed the priority of {changed} message{}.",
                     if changed == 1 { "" } else { "s" }
@@ -482,46 +496,42 @@ fn on_api(app: &mut App, event: ApiEvent) -> Vec<Command> {
             );
             commands.extend(reload_messages(app, &queue));
         }
-        ApiEvent::Published { queue, routed } => {
+        ApiEvent::Published {
+            request_id,
+            queue,
+            routed,
+        } => {
             let text = if routed {
                 format!("Published to {}.", queue.name)
             } else {
                 format!("Published, but no queue took it (is {} still there?).", queue.name)
             };
-            finish(app, text);
+            finish(app, request_id, text);
             commands.extend(reload_messages(app, &queue));
         }
-        ApiEvent::ConnectionClosed { id } => {
-            finish(app, format!("Closed connection {id}."));
+        ApiEvent::ConnectionClosed { request_id, connection } => {
+            finish(app, request_id, format!("Closed connection {connection}."));
             commands.extend(app.fetch(Resource::Connections));
         }
-        ApiEvent::ActionFailed { error } => match app.dialog.as_mut() {
-            Some(d) if d.phase != Phase::Confirm => d.finish(false, vec![error]),
+        ApiEvent::ActionFailed { request_id, error } => match app.dialog.as_mut() {
+            Some(d) if d.sent(request_id) && matches!(d.phase, Phase::Running | Phase::Progress(_)) => {
+                d.on_failed(error)
+            }
             _ => app.flash(Level::Error, error),
         },
-        ApiEvent::FetchFailed { what, error } => {
-            match what.as_str() {
-                "exchanges" => app.exchanges.pending = false,
-                "bindings" => app.bindings.pending = false,
-                "connections" => app.connections.pending = false,
-                "consumers" => app.consumers.pending = false,
-                _ => {
-                    if let Some(m) = &mut app.messages {
-                        m.loading = false;
-                        m.loaded_ms = Some(now);
-                    }
-                }
-            }
-            app.flash(Level::Error, format!("reading {what}: {error}"));
+        ApiEvent::FetchFailed { resource, error } => {
+            *app.listing_state(resource).0 = false;
+            app.flash(Level::Error, format!("reading {}: {error}", resource.name()));
         }
     }
     commands
 }
 
-/// An action succeeded: show it in its dialog, or in the flash line if the dialog was closed.
-fn finish(app: &mut App, text: String) {
+/// Action `request_id` succeeded: show it in its dialog, or in the flash line if that dialog was closed (or another
+/// one opened since).
+fn finish(app: &mut App, request_id: RequestId, text: String) {
     match app.dialog.as_mut() {
-        Some(d) if d.phase == Phase::Running => d.finish(true, vec![text]),
+        Some(d) if d.sent(request_id) && d.phase == Phase::Running => d.finish(true, vec![text]),
         _ => app.flash(Level::Info, text),
     }
 }
@@ -529,6 +539,5 @@ fn finish(app: &mut App, text: String) {
 /// After an action on `queue`, the messages view (if it shows that queue) reads its page again.
 fn reload_messages(app: &mut App, queue: &QueueKey) -> Option<Command> {
     let m = app.messages.as_mut().filter(|m| &m.queue == queue)?;
-    m.loading = true;
-    Some(peek(m, m.from))
+    Some(m.peek(m.from, next_id(&mut app.last_id)))
 }

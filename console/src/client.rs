@@ -18,7 +18,7 @@ use warren_shared::{
     MoveTask, PeekRequest, PeekedMessage, PriorityResult, PublishResult, PurgeResult, StreamSnapshot,
 };
 
-use crate::event::{ApiEvent, Command, Event, QueueKey, Resource};
+use crate::event::{ApiEvent, Command, Event, QueueKey, RequestId, Resource};
 use crate::format::path_segment;
 
 /// First and longest wait between reconnection attempts.
@@ -121,11 +121,15 @@ impl Client {
     }
 
     async fn stream_once(&self, interval_ms: u64, idle: Duration, backoff: &mut Duration) -> Result<(), String> {
-        let resp = self
+        // A broker that accepts the connection but never answers would otherwise hold this task (and so every
+        // reconnect) forever: no answer within `idle` counts as a failure like any other.
+        let connect = self
             .request(Method::GET, &format!("/api/stream?interval_ms={interval_ms}"))
             .header("accept", "text/event-stream")
-            .send()
+            .send();
+        let resp = tokio::time::timeout(idle, connect)
             .await
+            .map_err(|_| format!("no answer to the stream request in {idle:?}"))?
             .map_err(describe)?;
         if !resp.status().is_success() {
             let status = resp.status();
@@ -175,43 +179,35 @@ impl Client {
 
     async fn run(&self, command: Command) -> Result<(), ApiEvent> {
         let tx = &self.events;
-        let failed = |error: String| ApiEvent::ActionFailed { error };
+        // Reads report their own failures below; only actions reach `failed`.
+        let request_id = command.request().unwrap_or(0);
+        let failed = |error: String| ApiEvent::ActionFailed { request_id, error };
         match command {
             Command::Quit => {}
             Command::Fetch(r) => {
-                let (what, result) = match r {
-                    Resource::Exchanges => (
-                        "exchanges",
-                        self.get::<Vec<ExchangeInfo>>("/api/exchanges")
-                            .await
-                            .map(ApiEvent::Exchanges),
-                    ),
-                    Resource::Bindings => (
-                        "bindings",
-                        self.get::<Vec<BindingInfo>>("/api/bindings")
-                            .await
-                            .map(ApiEvent::Bindings),
-                    ),
-                    Resource::Connections => (
-                        "connections",
-                        self.get::<Vec<ConnectionInfo>>("/api/connections")
-                            .await
-                            .map(ApiEvent::Connections),
-                    ),
-                    Resource::Consumers => (
-                        "consumers",
-                        self.get::<Vec<ConsumerInfo>>("/api/consumers")
-                            .await
-                            .map(ApiEvent::Consumers),
-                    ),
+                let result = match r {
+                    Resource::Exchanges => self
+                        .get::<Vec<ExchangeInfo>>("/api/exchanges")
+                        .await
+                        .map(ApiEvent::Exchanges),
+                    Resource::Bindings => self
+                        .get::<Vec<BindingInfo>>("/api/bindings")
+                        .await
+                        .map(ApiEvent::Bindings),
+                    Resource::Connections => self
+                        .get::<Vec<ConnectionInfo>>("/api/connections")
+                        .await
+                        .map(ApiEvent::Connections),
+                    Resource::Consumers => self
+                        .get::<Vec<ConsumerInfo>>("/api/consumers")
+                        .await
+                        .map(ApiEvent::Consumers),
                 };
-                let e = result.map_err(|error| ApiEvent::FetchFailed {
-                    what: what.into(),
-                    error,
-                })?;
+                let e = result.map_err(|error| ApiEvent::FetchFailed { resource: r, error })?;
                 send(tx, e);
             }
             Command::Peek {
+                seq,
                 queue,
                 from,
                 count,
@@ -222,16 +218,24 @@ impl Client {
                     count: Some(count),
                     filter,
                 };
-                let (_, messages) = self
+                let result = self
                     .call::<_, Vec<PeekedMessage>>(Method::POST, &queue_path(&queue, "/peek"), Some(&body))
-                    .await
-                    .map_err(|error| ApiEvent::FetchFailed {
-                        what: format!("messages of {}", queue.name),
-                        error,
-                    })?;
-                send(tx, ApiEvent::Peeked { queue, from, messages });
+                    .await;
+                let (_, messages) = match result {
+                    Ok(r) => r,
+                    Err(error) => return Err(ApiEvent::PeekFailed { seq, queue, error }),
+                };
+                send(
+                    tx,
+                    ApiEvent::Peeked {
+                        seq,
+                        queue,
+                        from,
+                        messages,
+                    },
+                );
             }
-            Command::Purge(queue) => {
+            Command::Purge { queue, .. } => {
                 let (_, r) = self
                     .call::<(), PurgeResult>(Method::DELETE, &queue_path(&queue, "/contents"), None)
                     .await
@@ -239,31 +243,32 @@ impl Client {
                 send(
                     tx,
                     ApiEvent::Purged {
+                        request_id,
                         queue,
                         purged: r.purged,
                     },
                 );
             }
-            Command::Move { queue, request } => {
+            Command::Move { queue, request, .. } => {
                 let (_, task) = self
                     .call::<_, MoveTask>(Method::POST, &queue_path(&queue, "/move"), Some(&request))
                     .await
                     .map_err(|e| failed(format!("redrive from {}: {e}", queue.name)))?;
                 let running = task.state == "running";
                 let id = task.id;
-                send(tx, ApiEvent::Move(task));
+                send(tx, ApiEvent::Move { request_id, task });
                 if running {
-                    self.follow_move(id).await?;
+                    self.follow_move(request_id, id).await?;
                 }
             }
-            Command::CancelMove { id } => {
+            Command::CancelMove { task: id, .. } => {
                 let (_, task) = self
                     .call::<(), MoveTask>(Method::DELETE, &format!("/api/moves/{id}"), None)
                     .await
                     .map_err(|e| failed(format!("cancel move {id}: {e}")))?;
-                send(tx, ApiEvent::Move(task));
+                send(tx, ApiEvent::Move { request_id, task });
             }
-            Command::Delete { queue, ids } => {
+            Command::Delete { queue, ids, .. } => {
                 let (_, r) = self
                     .call::<_, DeleteResult>(
                         Method::POST,
@@ -275,12 +280,13 @@ impl Client {
                 send(
                     tx,
                     ApiEvent::Deleted {
+                        request_id,
                         queue,
                         deleted: r.deleted,
                     },
                 );
             }
-            Command::Priority { queue, request } => {
+            Command::Priority { queue, request, .. } => {
                 let (_, r) = self
                     .call::<_, PriorityResult>(Method::POST, &queue_path(&queue, "/priority"), Some(&request))
                     .await
@@ -288,6 +294,7 @@ impl Client {
                 send(
                     tx,
                     ApiEvent::PriorityChanged {
+                        request_id,
                         queue,
                         changed: r.changed,
                     },
@@ -297,6 +304,7 @@ impl Client {
                 queue,
                 exchange,
                 request,
+                ..
             } => {
                 let path = format!(
                     "/api/exchanges/{}/{}/publish",
@@ -310,24 +318,29 @@ impl Client {
                 send(
                     tx,
                     ApiEvent::Published {
+                        request_id,
                         queue,
                         routed: r.routed,
                     },
                 );
             }
-            Command::CloseConnection { id, reason } => {
+            Command::CloseConnection { connection, reason, .. } => {
                 let body = CloseRequest { reason: Some(reason) };
-                self.call::<_, serde_json::Value>(Method::DELETE, &format!("/api/connections/{id}"), Some(&body))
-                    .await
-                    .map_err(|e| failed(format!("close connection {id}: {e}")))?;
-                send(tx, ApiEvent::ConnectionClosed { id });
+                self.call::<_, serde_json::Value>(
+                    Method::DELETE,
+                    &format!("/api/connections/{connection}"),
+                    Some(&body),
+                )
+                .await
+                .map_err(|e| failed(format!("close connection {connection}: {e}")))?;
+                send(tx, ApiEvent::ConnectionClosed { request_id, connection });
             }
         }
         Ok(())
     }
 
-    /// Polls a running move until it ends, reporting each state (the progress bar).
-    async fn follow_move(&self, id: u64) -> Result<(), ApiEvent> {
+    /// Polls a running move until it ends, reporting each state (the progress bar) as an answer to `request_id`.
+    async fn follow_move(&self, request_id: RequestId, id: u64) -> Result<(), ApiEvent> {
         let mut errors = 0;
         loop {
             tokio::time::sleep(MOVE_POLL).await;
@@ -335,7 +348,7 @@ impl Client {
                 Ok(task) => {
                     errors = 0;
                     let running = task.state == "running";
-                    send(&self.events, ApiEvent::Move(task));
+                    send(&self.events, ApiEvent::Move { request_id, task });
                     if !running {
                         return Ok(());
                     }
@@ -344,6 +357,7 @@ impl Client {
                     errors += 1;
                     if errors >= 10 {
                         return Err(ApiEvent::ActionFailed {
+                            request_id,
                             error: format!("lost track of move {id}: {e}"),
                         });
                     }
@@ -383,5 +397,29 @@ mod tests {
             queue_path(&QueueKey::new("/", "orders.dlq"), "/move"),
             "/api/queues/%2F/orders.dlq/move"
         );
+    }
+
+    #[tokio::test]
+    async fn a_stream_request_never_answered_fails_after_the_idle_time() {
+        // A "broker" that accepts connections and never says a word.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = Client::new(&format!("http://{addr}"), "guest", "guest", tx).expect("client");
+        let mut backoff = BACKOFF_MIN;
+        let result = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.stream_once(1000, Duration::from_millis(200), &mut backoff),
+        )
+        .await
+        .expect("stream_once gives up by itself");
+        assert_eq!(result, Err("no answer to the stream request in 200ms".to_string()));
+        silent.abort();
     }
 }

@@ -3,6 +3,10 @@
 //! Data flows one way: an [`Event`] (a tick of the frame clock, a key, a resize, or an answer from the broker) goes
 //! into [`crate::app::update`], which changes the `App` and returns [`Command`]s; the client executes those in the
 //! background and reports back with more events. Nothing here does I/O.
+//!
+//! Answers can arrive late and out of order (each command runs in a task of its own), so every action carries a
+//! [`RequestId`] and every peek a sequence number, and the answer carries it back: the app matches an answer to the
+//! dialog or page that asked for it and drops (or flashes) the rest.
 
 use ratatui::crossterm::event::KeyEvent;
 use warren_shared::{
@@ -26,6 +30,10 @@ impl QueueKey {
     }
 }
 
+/// Tags an action command and its answer, so a late answer cannot finish a newer dialog. Handed out by the app,
+/// increasing, never reused (peeks draw their sequence numbers from the same counter).
+pub type RequestId = u64;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// The frame clock: wall-clock Unix milliseconds (the only source of "now" for the app).
@@ -35,6 +43,9 @@ pub enum Event {
     Key(KeyEvent),
     Resize(u16, u16),
     Api(ApiEvent),
+    /// The terminal can no longer be read (the input thread stopped): the app quits with this error rather than
+    /// leave the operator in raw mode with a dead keyboard.
+    InputFailed(String),
 }
 
 /// Everything the client reports.
@@ -52,39 +63,57 @@ pub enum ApiEvent {
     Bindings(Vec<BindingInfo>),
     Connections(Vec<ConnectionInfo>),
     Consumers(Vec<ConsumerInfo>),
+    /// The answer to the peek `seq` (only the latest peek's answer is shown).
     Peeked {
+        seq: u64,
         queue: QueueKey,
         from: u64,
         messages: Vec<PeekedMessage>,
     },
+    /// The peek `seq` failed.
+    PeekFailed {
+        seq: u64,
+        queue: QueueKey,
+        error: String,
+    },
     Purged {
+        request_id: RequestId,
         queue: QueueKey,
         purged: u64,
     },
-    /// A move (redrive) was accepted or progressed; `state` says which.
-    Move(MoveTask),
+    /// A move (redrive) was accepted or progressed; `state` says which. `request_id` is that of the `Move` (or the
+    /// `CancelMove`) this answers; the polls that follow a running move carry the `Move`'s.
+    Move {
+        request_id: RequestId,
+        task: MoveTask,
+    },
     Deleted {
+        request_id: RequestId,
         queue: QueueKey,
         deleted: u64,
     },
     PriorityChanged {
+        request_id: RequestId,
         queue: QueueKey,
         changed: u64,
     },
     Published {
+        request_id: RequestId,
         queue: QueueKey,
         routed: bool,
     },
     ConnectionClosed {
-        id: u64,
+        request_id: RequestId,
+        connection: u64,
     },
-    /// An action the operator asked for failed (shown in its dialog).
+    /// An action the operator asked for failed (shown in its dialog, or the flash line if that dialog is gone).
     ActionFailed {
+        request_id: RequestId,
         error: String,
     },
-    /// A background read failed (shown in the flash line).
+    /// A background read of a listing failed (shown in the flash line).
     FetchFailed {
-        what: String,
+        resource: Resource,
         error: String,
     },
 }
@@ -98,40 +127,79 @@ pub enum Resource {
     Consumers,
 }
 
+impl Resource {
+    pub fn name(self) -> &'static str {
+        match self {
+            Resource::Exchanges => "exchanges",
+            Resource::Bindings => "bindings",
+            Resource::Connections => "connections",
+            Resource::Consumers => "consumers",
+        }
+    }
+}
+
 /// What `update` asks the client to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Fetch(Resource),
     Peek {
+        /// Echoed in the answer, so an answer to an older peek is dropped.
+        seq: u64,
         queue: QueueKey,
         from: u64,
         count: u64,
         filter: MessageFilter,
     },
-    Purge(QueueKey),
+    Purge {
+        request_id: RequestId,
+        queue: QueueKey,
+    },
     Move {
+        request_id: RequestId,
         queue: QueueKey,
         request: MoveRequest,
     },
+    /// Cancels the broker's move task `task`.
     CancelMove {
-        id: u64,
+        request_id: RequestId,
+        task: u64,
     },
     Delete {
+        request_id: RequestId,
         queue: QueueKey,
         ids: Vec<u64>,
     },
     Priority {
+        request_id: RequestId,
         queue: QueueKey,
         request: PriorityRequest,
     },
     Publish {
+        request_id: RequestId,
         queue: QueueKey,
         exchange: String,
         request: PublishRequest,
     },
     CloseConnection {
-        id: u64,
+        request_id: RequestId,
+        connection: u64,
         reason: String,
     },
     Quit,
+}
+
+impl Command {
+    /// The request id of an action (its answer carries it back); `None` for reads and quit.
+    pub fn request(&self) -> Option<RequestId> {
+        match self {
+            Command::Purge { request_id, .. }
+            | Command::Move { request_id, .. }
+            | Command::CancelMove { request_id, .. }
+            | Command::Delete { request_id, .. }
+            | Command::Priority { request_id, .. }
+            | Command::Publish { request_id, .. }
+            | Command::CloseConnection { request_id, .. } => Some(*request_id),
+            Command::Fetch(_) | Command::Peek { .. } | Command::Quit => None,
+        }
+    }
 }

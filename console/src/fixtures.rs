@@ -5,12 +5,12 @@
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use serde_json::json;
 use warren_shared::{
-    BindingInfo, ConnectionInfo, ConsumerInfo, ExchangeInfo, LatencySummary, Overview, PeekedMessage, QueueInfo,
-    StreamSnapshot, Totals,
+    BindingInfo, ConnectionInfo, ConsumerInfo, ExchangeInfo, LatencySummary, MoveTask, Overview, PeekedMessage,
+    QueueInfo, StreamSnapshot, Totals,
 };
 
 use crate::app::{update, App, Settings};
-use crate::event::{ApiEvent, Command, Event, QueueKey};
+use crate::event::{ApiEvent, Command, Event, QueueKey, RequestId};
 
 /// 2023-11-14 22:13:20 UTC.
 pub const T0: u64 = 1_700_000_000_000;
@@ -26,6 +26,31 @@ pub fn code(c: KeyCode) -> Event {
 /// Types each character of `text`.
 pub fn type_text(app: &mut App, text: &str) -> Vec<Command> {
     text.chars().flat_map(|c| update(app, key(c))).collect()
+}
+
+/// The request id the action among `cmds` carries (its answer must carry it back).
+pub fn rid(cmds: &[Command]) -> RequestId {
+    cmds.iter().find_map(Command::request).expect("an action command")
+}
+
+/// The sequence number of the peek among `cmds`.
+pub fn seq(cmds: &[Command]) -> u64 {
+    cmds.iter()
+        .find_map(|c| match c {
+            Command::Peek { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .expect("a peek")
+}
+
+/// A move report, as the client sends it in answer to `request_id`.
+pub fn moved(request_id: RequestId, task: MoveTask) -> ApiEvent {
+    ApiEvent::Move { request_id, task }
+}
+
+/// Presses one key.
+pub fn press(app: &mut App, c: char) -> Vec<Command> {
+    update(app, key(c))
 }
 
 pub fn q(name: &str) -> QueueKey {

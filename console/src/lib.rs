@@ -53,22 +53,25 @@ impl Drop for TerminalGuard {
     }
 }
 
-/// Reads the terminal in a thread of its own (crossterm's read blocks) until `stop` is set.
+/// Reads the terminal in a thread of its own (crossterm's read blocks) until `stop` is set. If reading fails, the
+/// thread says so with [`Event::InputFailed`] before it ends: in raw mode a dead keyboard means no way out (not even
+/// ctrl-c), so the app must quit rather than run on.
 fn spawn_input(tx: mpsc::UnboundedSender<Event>, stop: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
-            match term::poll(Duration::from_millis(50)) {
-                Ok(true) => {}
+            let event = match term::poll(Duration::from_millis(50)) {
                 Ok(false) => continue,
-                Err(_) => return,
-            }
-            let event = match term::read() {
-                Ok(term::Event::Key(k)) => Event::Key(k),
-                Ok(term::Event::Resize(w, h)) => Event::Resize(w, h),
-                Ok(_) => continue,
-                Err(_) => return,
+                Ok(true) => match term::read() {
+                    Ok(term::Event::Key(k)) => Event::Key(k),
+                    Ok(term::Event::Resize(w, h)) => Event::Resize(w, h),
+                    Ok(_) => continue,
+                    Err(e) => Event::InputFailed(e.to_string()),
+                },
+                Err(e) => Event::InputFailed(e.to_string()),
             };
-            if tx.send(event).is_err() {
+            let failed = matches!(event, Event::InputFailed(_));
+            // A send fails only when the app is gone.
+            if tx.send(event).is_err() || failed {
                 return;
             }
         }
@@ -124,7 +127,10 @@ async fn run_async(options: Options) -> color_eyre::Result<()> {
                     }
                 }
                 if app.quit {
-                    break Ok(());
+                    break match app.fatal.take() {
+                        Some(error) => Err(color_eyre::eyre::eyre!(error)),
+                        None => Ok(()),
+                    };
                 }
             }
         }

@@ -4,10 +4,13 @@
 //! Life of a dialog: `Confirm` (the operator may type into `input` where the action takes a value) -> `Running`
 //! (the command was sent) -> `Progress` (moves only, while the broker's task runs) -> `Done` (result or error; any
 //! key closes). Nothing here does I/O: [`Dialog::confirm`] returns the commands to send.
+//!
+//! Answers are matched to the dialog that asked: by the request id its commands carried, or, for a move, by the
+//! broker's task id once known. A dialog never leaves `Done` (a late progress report cannot reopen it).
 
 use warren_shared::{ConnectionInfo, MessageFilter, MoveRequest, MoveTask, PriorityRequest, PublishRequest};
 
-use crate::event::{Command, QueueKey};
+use crate::event::{Command, QueueKey, RequestId};
 use crate::format::count;
 
 /// Which messages a message action applies to.
@@ -95,9 +98,14 @@ pub struct Dialog {
     pub rate: Option<u32>,
     /// Why the last confirm was refused (bad input), shown under the input.
     pub error: Option<String>,
-    /// Purge of several queues: answers still expected, and what came back.
+    /// Purge of several queues: answers still expected, what came back, and whether any failed.
     pub pending: usize,
     pub results: Vec<String>,
+    pub failed: bool,
+    /// The id the confirmed commands carry; answers with another id belong to someone else.
+    pub request_id: Option<RequestId>,
+    /// Redrive only: the broker's move task, once the first answer named it (cancel and progress go by it).
+    pub move_task: Option<u64>,
 }
 
 impl Dialog {
@@ -111,7 +119,20 @@ impl Dialog {
             error: None,
             pending: 0,
             results: Vec::new(),
+            failed: false,
+            request_id: None,
+            move_task: None,
         }
+    }
+
+    /// Whether an answer to `request_id` is meant for this dialog.
+    pub fn sent(&self, request_id: RequestId) -> bool {
+        self.request_id == Some(request_id)
+    }
+
+    /// Whether a report on move `task`, answering `request_id`, is meant for this dialog.
+    pub fn follows(&self, request_id: RequestId, task: u64) -> bool {
+        self.sent(request_id) || self.move_task == Some(task)
     }
 
     /// Whether the dialog takes typed text in its current phase.
@@ -217,9 +238,9 @@ impl Dialog {
         }
     }
 
-    /// The operator confirmed: the commands to send, or `None` when the input is not valid (the dialog then says
-    /// why and stays open).
-    pub fn confirm(&mut self) -> Option<Vec<Command>> {
+    /// The operator confirmed: the commands to send, tagged with `request_id`, or `None` when the input is not valid
+    /// (the dialog then says why and stays open).
+    pub fn confirm(&mut self, request_id: RequestId) -> Option<Vec<Command>> {
         if self.phase != Phase::Confirm {
             return None;
         }
@@ -227,7 +248,13 @@ impl Dialog {
         let commands = match &self.action {
             Action::Purge { queues } => {
                 self.pending = queues.len();
-                queues.iter().map(|(q, _)| Command::Purge(q.clone())).collect()
+                queues
+                    .iter()
+                    .map(|(q, _)| Command::Purge {
+                        request_id,
+                        queue: q.clone(),
+                    })
+                    .collect()
             }
             Action::Redrive { queue, scope } => {
                 let mut request = MoveRequest {
@@ -250,11 +277,13 @@ impl Dialog {
                     Scope::Filtered { filter, .. } => request.filter = filter.clone(),
                 }
                 vec![Command::Move {
+                    request_id,
                     queue: queue.clone(),
                     request,
                 }]
             }
             Action::Delete { queue, ids } => vec![Command::Delete {
+                request_id,
                 queue: queue.clone(),
                 ids: ids.clone(),
             }],
@@ -282,11 +311,13 @@ impl Dialog {
                     }
                 }
                 vec![Command::Priority {
+                    request_id,
                     queue: queue.clone(),
                     request,
                 }]
             }
             Action::Publish { queue } => vec![Command::Publish {
+                request_id,
                 queue: queue.clone(),
                 exchange: "amq.default".into(),
                 request: PublishRequest {
@@ -296,11 +327,13 @@ impl Dialog {
                 },
             }],
             Action::Close { connection } => vec![Command::CloseConnection {
-                id: connection.id,
+                request_id,
+                connection: connection.id,
                 reason: "closed from warren-console".into(),
             }],
         };
         self.phase = Phase::Running;
+        self.request_id = Some(request_id);
         Some(commands)
     }
 
@@ -318,10 +351,15 @@ impl Dialog {
         self.phase = Phase::Done { ok, lines };
     }
 
-    /// A move task arrived (accepted, progressed or ended).
+    /// A move task arrived (accepted, progressed or ended). Progress only moves forward: a running report after
+    /// the end (a poll that crossed a cancel) is ignored; an end after the end (the cancel's answer and the last
+    /// poll) shows the latest.
     pub fn on_move(&mut self, task: MoveTask) {
+        self.move_task = Some(task.id);
         if task.state == "running" {
-            self.phase = Phase::Progress(task);
+            if matches!(self.phase, Phase::Running | Phase::Progress(_)) {
+                self.phase = Phase::Progress(task);
+            }
             return;
         }
         let mut lines = vec![format!(
@@ -349,18 +387,25 @@ impl Dialog {
             plural(purged as usize),
             queue.name
         ));
-        self.pending = self.pending.saturating_sub(1);
-        if self.pending == 0 {
-            let lines = std::mem::take(&mut self.results);
-            self.finish(true, lines);
+        self.one_answered();
+    }
+
+    /// The action failed. A purge of several queues waits for the others' answers and lists every outcome.
+    pub fn on_failed(&mut self, error: String) {
+        if matches!(self.action, Action::Purge { .. }) {
+            self.failed = true;
+            self.results.push(error);
+            self.one_answered();
+        } else {
+            self.finish(false, vec![error]);
         }
     }
 
-    /// The running move's id, when the dialog shows one.
-    pub fn move_id(&self) -> Option<u64> {
-        match &self.phase {
-            Phase::Progress(t) => Some(t.id),
-            _ => None,
+    fn one_answered(&mut self) {
+        self.pending = self.pending.saturating_sub(1);
+        if self.pending == 0 {
+            let lines = std::mem::take(&mut self.results);
+            self.finish(!self.failed, lines);
         }
     }
 }
@@ -391,10 +436,10 @@ mod tests {
             ids: vec![1, 2],
         });
         d.input = "x".into();
-        assert_eq!(d.confirm(), None);
+        assert_eq!(d.confirm(1), None);
         assert!(d.error.is_some());
         d.input = "-2".into();
-        let Some(cmds) = d.confirm() else {
+        let Some(cmds) = d.confirm(1) else {
             panic!("a step is valid")
         };
         assert!(
@@ -406,7 +451,7 @@ mod tests {
         });
         d.input = "+3".into();
         assert!(
-            matches!(&d.confirm().unwrap_or_default()[0], Command::Priority { request, .. } if request.step == Some(3))
+            matches!(&d.confirm(1).unwrap_or_default()[0], Command::Priority { request, .. } if request.step == Some(3))
         );
         let mut d = Dialog::new(Action::Priority {
             queue: q("emails"),
@@ -414,7 +459,7 @@ mod tests {
         });
         d.input = "7".into();
         assert!(
-            matches!(&d.confirm().unwrap_or_default()[0], Command::Priority { request, .. } if request.set == Some(7))
+            matches!(&d.confirm(1).unwrap_or_default()[0], Command::Priority { request, .. } if request.set == Some(7))
         );
     }
 }

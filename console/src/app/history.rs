@@ -4,7 +4,7 @@
 //! Invariants: samples are appended in arrival order (their `at_ms` never decreases within a ring), and a ring
 //! holds at most [`CAPACITY`] samples (ten minutes at one snapshot a second).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use warren_shared::{Overview, QueueInfo};
 
@@ -90,8 +90,10 @@ impl History {
     /// Records one snapshot; queues that are gone lose their history.
     pub fn record(&mut self, overview: &Overview, queues: &[QueueInfo], at_ms: u64) {
         push(&mut self.overview, Sample::of_overview(overview, at_ms));
+        // One set per snapshot keeps this linear in the number of queues (a scan per key was quadratic).
+        let present: HashSet<(&str, &str)> = queues.iter().map(|q| (q.vhost.as_str(), q.name.as_str())).collect();
         self.queues
-            .retain(|k, _| queues.iter().any(|q| q.vhost == k.vhost && q.name == k.name));
+            .retain(|k, _| present.contains(&(k.vhost.as_str(), k.name.as_str())));
         for q in queues {
             let ring = self.queues.entry(QueueKey::new(&q.vhost, &q.name)).or_default();
             push(ring, Sample::of(q, at_ms));

@@ -7,9 +7,10 @@
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::dialog::{Action, Dialog, Phase, Scope};
+use super::listings::{Listing, Row};
 use super::messages::parse_filter;
 use super::queues::{self, Column};
-use super::{peek, App, Level, Prompt, PromptKind, View, WINDOWS_S};
+use super::{next_id, App, Level, Prompt, PromptKind, View, WINDOWS_S};
 use crate::event::{Command, QueueKey};
 
 /// Where a binding applies.
@@ -120,6 +121,13 @@ pub const BINDINGS: &[Binding] = &[
         "rate",
     ),
     b("c", "cancel a running move", Dlg, false, "cancel move"),
+    b(
+        "esc",
+        "hide a running action (it goes on; its result shows in the flash line)",
+        Dlg,
+        false,
+        "hide",
+    ),
 ];
 
 pub fn context_of(view: &View) -> Context {
@@ -138,8 +146,9 @@ pub fn hints(app: &App) -> Vec<&'static Binding> {
         let keys: &[&str] = match d.phase {
             Phase::Confirm if matches!(d.action, Action::Redrive { .. }) => &["y / enter", "n / esc", "tab", "r"],
             Phase::Confirm => &["y / enter", "n / esc"],
-            Phase::Progress(_) => &["c"],
-            _ => &[],
+            Phase::Running => &["esc"],
+            Phase::Progress(_) => &["c", "esc"],
+            Phase::Done { .. } => &[],
         };
         return BINDINGS
             .iter()
@@ -236,7 +245,7 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
                 ),
                 View::Queues => (PromptKind::Filter, app.queue_table.filter.clone()),
                 View::Detail(_) => return Vec::new(),
-                _ => (PromptKind::Filter, list_filter(app).cloned().unwrap_or_default()),
+                _ => (PromptKind::Filter, list_filter(app)),
             };
             app.prompt = Some(Prompt { kind, text });
             return Vec::new();
@@ -263,27 +272,32 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
     }
 }
 
-fn list_filter(app: &mut App) -> Option<&mut String> {
+/// The filter of the listing shown (empty elsewhere).
+fn list_filter(app: &App) -> String {
     match app.view() {
-        View::Exchanges => Some(&mut app.exchanges.filter),
-        View::Bindings => Some(&mut app.bindings.filter),
-        View::Connections => Some(&mut app.connections.filter),
-        View::Consumers => Some(&mut app.consumers.filter),
-        _ => None,
+        View::Exchanges => app.exchanges.filter.clone(),
+        View::Bindings => app.bindings.filter.clone(),
+        View::Connections => app.connections.filter.clone(),
+        View::Consumers => app.consumers.filter.clone(),
+        _ => String::new(),
     }
 }
 
 fn on_list_key(app: &mut App, key: KeyEvent) {
     let page = page(app);
-    let (selected, len) = match app.view() {
-        View::Exchanges => (&mut app.exchanges.selected, app.exchanges.items.len()),
-        View::Bindings => (&mut app.bindings.selected, app.bindings.items.len()),
-        View::Connections => (&mut app.connections.selected, app.connections.items.len()),
-        View::Consumers => (&mut app.consumers.selected, app.consumers.items.len()),
-        _ => return,
-    };
-    if let Some(i) = movement(&key, *selected, len, page) {
-        *selected = i;
+    match app.view() {
+        View::Exchanges => move_in(&mut app.exchanges, &key, page),
+        View::Bindings => move_in(&mut app.bindings, &key, page),
+        View::Connections => move_in(&mut app.connections, &key, page),
+        View::Consumers => move_in(&mut app.consumers, &key, page),
+        _ => {}
+    }
+}
+
+/// Moves a listing's cursor within the rows the filter lets through (the ones drawn).
+fn move_in<T: Row>(listing: &mut Listing<T>, key: &KeyEvent, page: usize) {
+    if let Some(i) = movement(key, listing.selected, listing.rows().len(), page) {
+        listing.selected = i;
     }
 }
 
@@ -429,17 +443,12 @@ fn on_messages_key(app: &mut App, key: KeyEvent, queue: QueueKey) -> Vec<Command
             }
         }
         KeyCode::Char(']') if m.items.len() as u64 == super::messages::PAGE => {
-            m.loading = true;
-            return vec![peek(m, m.from + super::messages::PAGE)];
+            return vec![m.peek(m.from + super::messages::PAGE, next_id(&mut app.last_id))];
         }
         KeyCode::Char('[') if m.from > 0 => {
-            m.loading = true;
-            return vec![peek(m, m.from.saturating_sub(super::messages::PAGE))];
+            return vec![m.peek(m.from.saturating_sub(super::messages::PAGE), next_id(&mut app.last_id))];
         }
-        KeyCode::Char('r') => {
-            m.loading = true;
-            return vec![peek(m, m.from)];
-        }
+        KeyCode::Char('r') => return vec![m.peek(m.from, next_id(&mut app.last_id))],
         KeyCode::Char('R') => {
             let scope = if !m.marked.is_empty() {
                 Scope::Marked(m.marked.iter().copied().collect())
@@ -465,8 +474,7 @@ fn on_messages_key(app: &mut App, key: KeyEvent, queue: QueueKey) -> Vec<Command
 
 fn on_connections_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
     if is(&key, 'x') || ctrl(&key, 'k') {
-        let rows = crate::views::connections::rows(app);
-        if let Some(c) = rows.get(app.connections.selected).map(|c| (*c).clone()) {
+        if let Some(c) = app.connections.selected_row().cloned() {
             return open(app, Action::Close { connection: c });
         }
         return Vec::new();
@@ -484,21 +492,21 @@ fn on_dialog_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
             app.dialog = None;
             Vec::new()
         }
-        Phase::Running => {
-            if key.code == KeyCode::Esc {
-                // Hide it; the result will show in the flash line.
-                app.dialog = None;
-            }
+        Phase::Running | Phase::Progress(_) if key.code == KeyCode::Esc => {
+            // Hide it: the action goes on, and its result shows in the flash line (no dialog is there to match it).
+            app.dialog = None;
             Vec::new()
         }
-        Phase::Progress(_) => {
-            if is(&key, 'c') || key.code == KeyCode::Esc {
-                if let Some(id) = d.move_id() {
-                    return vec![Command::CancelMove { id }];
-                }
-            }
-            Vec::new()
-        }
+        Phase::Running => Vec::new(),
+        Phase::Progress(_) => match d.move_task {
+            // The cancel gets an id of its own: if it fails, the move may still be running, so the error goes to
+            // the flash line and the progress stays; its answer (the cancelled task) finds the dialog by task id.
+            Some(task) if is(&key, 'c') => vec![Command::CancelMove {
+                request_id: next_id(&mut app.last_id),
+                task,
+            }],
+            _ => Vec::new(),
+        },
         Phase::Confirm => {
             if key.code == KeyCode::Esc {
                 app.dialog = None;
@@ -515,7 +523,7 @@ fn on_dialog_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
             }
             if d.takes_input() {
                 match key.code {
-                    KeyCode::Enter => return d.confirm().unwrap_or_default(),
+                    KeyCode::Enter => return d.confirm(next_id(&mut app.last_id)).unwrap_or_default(),
                     KeyCode::Backspace => {
                         d.input.pop();
                     }
@@ -526,7 +534,7 @@ fn on_dialog_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
             }
             let confirm = is(&key, 'y') || is(&key, 'Y') || (key.code == KeyCode::Enter && is_redrive(d));
             if confirm {
-                return d.confirm().unwrap_or_default();
+                return d.confirm(next_id(&mut app.last_id)).unwrap_or_default();
             }
             if is(&key, 'n') || is(&key, 'N') || key.code == KeyCode::Enter {
                 app.dialog = None;
@@ -565,8 +573,7 @@ fn on_prompt_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
                         m.filter_text = text;
                         m.marked.clear();
                         m.selected = 0;
-                        m.loading = true;
-                        vec![peek(m, 0)]
+                        vec![m.peek(0, next_id(&mut app.last_id))]
                     }
                     None => Vec::new(),
                 },
@@ -598,19 +605,15 @@ fn on_prompt_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
     }
 }
 
-/// The live table filter of the current view.
+/// The live table filter of the current view (a listing's cursor goes to the first matching row).
 fn set_filter(app: &mut App, text: String) {
-    if *app.view() == View::Queues {
-        app.queue_table.filter = text;
-    } else if let Some(f) = list_filter(app) {
-        *f = text;
-        match app.view() {
-            View::Exchanges => app.exchanges.selected = 0,
-            View::Bindings => app.bindings.selected = 0,
-            View::Connections => app.connections.selected = 0,
-            View::Consumers => app.consumers.selected = 0,
-            _ => {}
-        }
+    match app.view() {
+        View::Queues => app.queue_table.filter = text,
+        View::Exchanges => app.exchanges.set_filter(text),
+        View::Bindings => app.bindings.set_filter(text),
+        View::Connections => app.connections.set_filter(text),
+        View::Consumers => app.consumers.set_filter(text),
+        View::Detail(_) | View::Messages(_) => {}
     }
 }
 

@@ -3,13 +3,14 @@
 //! reason and source queue, its age, a body preview, pretty JSON or hex).
 //!
 //! Invariants: `marked` holds ids, not positions, so marks survive refreshes; a mark whose message has left the
-//! queue is dropped when a fresh page no longer shows it only if it was on that page.
+//! queue is dropped when a fresh page no longer shows it only if it was on that page. Only the answer to the latest
+//! peek (`peek_seq`) is loaded: a slow answer to an older one must not overwrite a newer page.
 
 use std::collections::BTreeSet;
 
 use warren_shared::{MessageFilter, PeekedMessage};
 
-use crate::event::QueueKey;
+use crate::event::{Command, QueueKey};
 
 /// Messages per page.
 pub const PAGE: u64 = 50;
@@ -29,6 +30,8 @@ pub struct MessagesState {
     pub loaded_ms: Option<u64>,
     /// Whether the detail pane (headers and body of the selected message) is open.
     pub show_detail: bool,
+    /// The sequence number of the latest peek sent; answers to any other are stale.
+    pub peek_seq: u64,
 }
 
 impl MessagesState {
@@ -44,7 +47,27 @@ impl MessagesState {
             loading: false,
             loaded_ms: None,
             show_detail: false,
+            peek_seq: 0,
         }
+    }
+
+    /// The peek that reads the page at `from` with the current filter, as request `seq` (unique across the app):
+    /// the page is loading until its answer arrives, and answers to earlier peeks are dropped from now on.
+    pub fn peek(&mut self, from: u64, seq: u64) -> Command {
+        self.loading = true;
+        self.peek_seq = seq;
+        Command::Peek {
+            seq,
+            queue: self.queue.clone(),
+            from,
+            count: PAGE,
+            filter: self.filter.clone(),
+        }
+    }
+
+    /// Whether an answer to peek `seq` of `queue` is the one this page waits for.
+    pub fn awaits(&self, queue: &QueueKey, seq: u64) -> bool {
+        &self.queue == queue && self.peek_seq == seq
     }
 
     pub fn selected_message(&self) -> Option<&PeekedMessage> {

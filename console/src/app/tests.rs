@@ -9,16 +9,12 @@ use super::{update, App, Level, Link, View};
 use crate::event::{ApiEvent, Command, Event, Resource};
 use crate::fixtures::*;
 
-fn api(app: &mut App, e: ApiEvent) -> Vec<Command> {
+pub(super) fn api(app: &mut App, e: ApiEvent) -> Vec<Command> {
     update(app, Event::Api(e))
 }
 
-fn press(app: &mut App, c: char) -> Vec<Command> {
-    update(app, key(c))
-}
-
 /// The app on the messages view of `orders.dlq` with a page of 5 dead letters.
-fn on_dlq() -> App {
+pub(super) fn on_dlq() -> App {
     let mut app = app();
     let cmds = type_text(&mut app, ":messages orders.dlq");
     assert!(cmds.is_empty());
@@ -27,6 +23,7 @@ fn on_dlq() -> App {
     api(
         &mut app,
         ApiEvent::Peeked {
+            seq: seq(&cmds),
             queue: q("orders.dlq"),
             from: 0,
             messages: messages(5, Some("orders")),
@@ -35,7 +32,7 @@ fn on_dlq() -> App {
     app
 }
 
-fn task(state: &str, moved: u64) -> MoveTask {
+pub(super) fn task(state: &str, moved: u64) -> MoveTask {
     MoveTask {
         id: 7,
         vhost: "/".into(),
@@ -176,10 +173,24 @@ fn space_marks_rows_and_purge_covers_the_marked_queues() {
     let d = app.dialog.clone().expect("a purge dialog");
     assert!(d.describe()[0].starts_with("Purge 2 queues — 320 messages will be deleted"));
     let cmds = press(&mut app, 'y');
-    assert_eq!(cmds, vec![Command::Purge(q("audit")), Command::Purge(q("emails"))]);
+    let id = rid(&cmds);
+    assert_eq!(
+        cmds,
+        vec![
+            Command::Purge {
+                request_id: id,
+                queue: q("audit")
+            },
+            Command::Purge {
+                request_id: id,
+                queue: q("emails")
+            }
+        ]
+    );
     api(
         &mut app,
         ApiEvent::Purged {
+            request_id: id,
             queue: q("audit"),
             purged: 0,
         },
@@ -188,6 +199,7 @@ fn space_marks_rows_and_purge_covers_the_marked_queues() {
     api(
         &mut app,
         ApiEvent::Purged {
+            request_id: id,
             queue: q("emails"),
             purged: 320,
         },
@@ -217,10 +229,12 @@ fn purge_states_the_count_and_can_be_declined() {
     assert!(press(&mut app, 'n').is_empty());
     assert!(app.dialog.is_none());
     press(&mut app, 'P');
-    assert_eq!(press(&mut app, 'y'), vec![Command::Purge(q("orders.dlq"))]);
+    let cmds = press(&mut app, 'y');
+    assert!(matches!(&cmds[..], [Command::Purge { queue, .. }] if queue == &q("orders.dlq")));
     api(
         &mut app,
         ApiEvent::Purged {
+            request_id: rid(&cmds),
             queue: q("orders.dlq"),
             purged: 1234,
         },
@@ -252,7 +266,8 @@ fn redrive_all_with_progress_and_cancel() {
         Some("at most 100 messages/s")
     );
     let cmds = update(&mut app, code(KeyCode::Enter));
-    let [Command::Move { queue, request }] = &cmds[..] else {
+    let id = rid(&cmds);
+    let [Command::Move { queue, request, .. }] = &cmds[..] else {
         panic!("a move: {cmds:?}")
     };
     assert_eq!(queue, &q("orders.dlq"));
@@ -266,11 +281,13 @@ fn redrive_all_with_progress_and_cancel() {
         ("source", None, None, Some(100))
     );
     assert!(request.filter.is_empty());
-    api(&mut app, ApiEvent::Move(task("running", 0)));
-    api(&mut app, ApiEvent::Move(task("running", 2)));
+    api(&mut app, moved(id, task("running", 0)));
+    api(&mut app, moved(id, task("running", 2)));
     assert!(matches!(&app.dialog.as_ref().expect("dialog").phase, Phase::Progress(t) if t.moved == 2));
-    assert_eq!(press(&mut app, 'c'), vec![Command::CancelMove { id: 7 }]);
-    let cmds = api(&mut app, ApiEvent::Move(task("cancelled", 3)));
+    let cmds = press(&mut app, 'c');
+    assert!(matches!(&cmds[..], [Command::CancelMove { task: 7, .. }]));
+    // The cancel's answer carries the cancel's own id: it finds the dialog by the move's task id.
+    let cmds = api(&mut app, moved(rid(&cmds), task("cancelled", 3)));
     assert!(
         matches!(&app.dialog.as_ref().expect("dialog").phase, Phase::Done { ok: true, lines } if lines[0] == "cancelled: moved 3 of 5, not moved 0.")
     );
@@ -286,7 +303,7 @@ fn redrive_marked_filtered_or_to_a_named_queue() {
     press(&mut app, 'R');
     let cmds = press(&mut app, 'y');
     assert!(matches!(&cmds[..], [Command::Move { request, .. }] if request.ids == Some(vec![1, 2])));
-    api(&mut app, ApiEvent::Move(task("done", 2)));
+    api(&mut app, moved(rid(&cmds), task("done", 2)));
     assert!(
         app.messages.as_ref().is_some_and(|m| m.marked.is_empty()),
         "marks are cleared after a move"
@@ -318,6 +335,7 @@ fn redrive_marked_filtered_or_to_a_named_queue() {
     api(
         &mut app,
         ApiEvent::ActionFailed {
+            request_id: rid(&cmds),
             error: "no queue 'orders-retry' in vhost '/' (404)".into(),
         },
     );
@@ -339,9 +357,11 @@ fn delete_marked_messages() {
         Some("Delete 2 messages from orders.dlq on /. This cannot be undone.".into())
     );
     let cmds = press(&mut app, 'y');
+    let id = rid(&cmds);
     assert_eq!(
         cmds,
         vec![Command::Delete {
+            request_id: id,
             queue: q("orders.dlq"),
             ids: vec![2, 3]
         }]
@@ -349,6 +369,7 @@ fn delete_marked_messages() {
     let cmds = api(
         &mut app,
         ApiEvent::Deleted {
+            request_id: id,
             queue: q("orders.dlq"),
             deleted: 2,
         },
@@ -373,6 +394,7 @@ fn change_priority_by_step_or_to_a_value() {
     api(
         &mut app,
         ApiEvent::PriorityChanged {
+            request_id: rid(&cmds),
             queue: q("orders.dlq"),
             changed: 1,
         },
@@ -390,6 +412,7 @@ fn change_priority_by_step_or_to_a_value() {
     api(
         &mut app,
         ApiEvent::PriorityChanged {
+            request_id: rid(&cmds),
             queue: q("orders.dlq"),
             changed: 1,
         },
@@ -413,6 +436,7 @@ fn publish_a_test_message() {
         queue,
         exchange,
         request,
+        ..
     }] = &cmds[..]
     else {
         panic!("a publish: {cmds:?}")
@@ -425,6 +449,7 @@ fn publish_a_test_message() {
     api(
         &mut app,
         ApiEvent::Published {
+            request_id: rid(&cmds),
             queue: q("orders"),
             routed: true,
         },
@@ -449,8 +474,14 @@ fn close_a_connection() {
         "Close connection 2 (127.0.0.1:50002, user guest, vhost /) and its 2 channels?"
     );
     let cmds = press(&mut app, 'y');
-    assert!(matches!(&cmds[..], [Command::CloseConnection { id: 2, .. }]));
-    let cmds = api(&mut app, ApiEvent::ConnectionClosed { id: 2 });
+    assert!(matches!(&cmds[..], [Command::CloseConnection { connection: 2, .. }]));
+    let cmds = api(
+        &mut app,
+        ApiEvent::ConnectionClosed {
+            request_id: rid(&cmds),
+            connection: 2,
+        },
+    );
     assert_eq!(cmds, vec![Command::Fetch(Resource::Connections)]);
 }
 
@@ -533,9 +564,11 @@ fn stale_and_reconnect() {
 fn messages_paging_and_detail_pane() {
     let mut app = on_dlq();
     assert!(press(&mut app, ']').is_empty(), "a short page has no next page");
+    let cmds = press(&mut app, 'r');
     api(
         &mut app,
         ApiEvent::Peeked {
+            seq: seq(&cmds),
             queue: q("orders.dlq"),
             from: 0,
             messages: messages(50, Some("orders")),
@@ -546,6 +579,7 @@ fn messages_paging_and_detail_pane() {
     api(
         &mut app,
         ApiEvent::Peeked {
+            seq: seq(&cmds),
             queue: q("orders.dlq"),
             from: 50,
             messages: messages(3, None),

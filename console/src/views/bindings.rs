@@ -8,9 +8,8 @@ use crate::app::App;
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let l = &app.bindings;
     let rows: Vec<Vec<String>> = l
-        .items
-        .iter()
-        .filter(|b| super::matches(&l.filter, &[&b.source, &b.destination, &b.routing_key]))
+        .rows()
+        .into_iter()
         .map(|b| {
             vec![
                 b.vhost.clone(),

@@ -2,23 +2,14 @@
 
 use ratatui::layout::{Constraint, Rect};
 use ratatui::Frame;
-use warren_shared::ConnectionInfo;
 
 use crate::app::App;
 use crate::format;
 
-/// The connections shown (after the filter), in order; the key handler closes `rows[selected]`.
-pub fn rows(app: &App) -> Vec<&ConnectionInfo> {
-    let l = &app.connections;
-    l.items
-        .iter()
-        .filter(|c| super::matches(&l.filter, &[&c.peer, &c.user, &c.vhost, &c.id.to_string()]))
-        .collect()
-}
-
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let l = &app.connections;
-    let rows: Vec<Vec<String>> = rows(app)
+    let rows: Vec<Vec<String>> = l
+        .rows()
         .into_iter()
         .map(|c| {
             vec![

@@ -8,9 +8,8 @@ use crate::app::App;
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let l = &app.consumers;
     let rows: Vec<Vec<String>> = l
-        .items
-        .iter()
-        .filter(|c| super::matches(&l.filter, &[&c.queue, &c.consumer_tag, &c.vhost]))
+        .rows()
+        .into_iter()
         .map(|c| {
             vec![
                 c.vhost.clone(),

@@ -1,5 +1,5 @@
 //! The action dialog: the blast radius before anything happens, an input line where the action takes a value, a
-//! progress bar while a move runs (with cancel), and the result.
+//! progress bar while a move runs (`c` cancels it, `esc` only hides the dialog), and the result.
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -102,7 +102,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 format!("move #{} running", task.id),
                 Style::default().fg(WARN),
             )));
-            lines.push(Line::from(key("c/esc", "cancel the move (the rest stays)")));
+            let mut keys = key("c", "cancel the move (the rest stays)");
+            keys.extend(key("esc", "hide (it keeps running)"));
+            lines.push(Line::from(keys));
         }
         Phase::Done { ok, lines: result } => {
             let color = if *ok { OK } else { BAD };

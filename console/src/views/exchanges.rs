@@ -8,9 +8,8 @@ use crate::app::App;
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let l = &app.exchanges;
     let rows: Vec<Vec<String>> = l
-        .items
-        .iter()
-        .filter(|x| super::matches(&l.filter, &[&x.name, &x.kind, &x.vhost]))
+        .rows()
+        .into_iter()
         .map(|x| {
             let mut flags = Vec::new();
             if x.durable {

@@ -127,12 +127,6 @@ pub fn render(frame: &mut Frame, app: &App) {
     }
 }
 
-/// Whether `filter` (case-insensitive) occurs in any of `fields`.
-pub fn matches(filter: &str, fields: &[&str]) -> bool {
-    let needle = filter.to_lowercase();
-    needle.is_empty() || fields.iter().any(|f| f.to_lowercase().contains(&needle))
-}
-
 /// What a plain listing shows: its name and filter, column heads and widths.
 pub struct ListSpec<'a> {
     pub name: &'a str,

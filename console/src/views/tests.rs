@@ -6,7 +6,7 @@ use ratatui::crossterm::event::KeyCode;
 use ratatui::Terminal;
 
 use crate::app::{update, App};
-use crate::event::{ApiEvent, Event};
+use crate::event::{ApiEvent, Command, Event};
 use crate::fixtures::*;
 
 fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
@@ -19,17 +19,18 @@ fn api(app: &mut App, e: ApiEvent) {
     update(app, Event::Api(e));
 }
 
-fn go(app: &mut App, command: &str) {
+fn go(app: &mut App, command: &str) -> Vec<Command> {
     type_text(app, &format!(":{command}"));
-    update(app, code(KeyCode::Enter));
+    update(app, code(KeyCode::Enter))
 }
 
 fn dlq_messages() -> App {
     let mut app = app();
-    go(&mut app, "messages orders.dlq");
+    let cmds = go(&mut app, "messages orders.dlq");
     api(
         &mut app,
         ApiEvent::Peeked {
+            seq: seq(&cmds),
             queue: q("orders.dlq"),
             from: 0,
             messages: messages(12, Some("orders")),
@@ -119,13 +120,14 @@ fn messages_view() {
 #[test]
 fn messages_binary_body_as_hex() {
     let mut app = app();
-    go(&mut app, "messages orders");
+    let cmds = go(&mut app, "messages orders");
     let mut m = message(9, None);
     m.body_encoding = "base64".into();
     m.body = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gQUJD".into();
     api(
         &mut app,
         ApiEvent::Peeked {
+            seq: seq(&cmds),
             queue: q("orders"),
             from: 0,
             messages: vec![m],
@@ -163,33 +165,40 @@ fn dialogs() {
     let mut app = dlq_messages();
     update(&mut app, key('R'));
     insta::assert_snapshot!("dialog_redrive_confirm", draw(&app, 100, 24).backend());
-    update(&mut app, key('y'));
+    let cmds = update(&mut app, key('y'));
+    let request_id = rid(&cmds);
     api(
         &mut app,
-        ApiEvent::Move(warren_shared::MoveTask {
-            id: 3,
-            vhost: "/".into(),
-            queue: "orders.dlq".into(),
-            to: "source".into(),
-            state: "running".into(),
-            total: 1234,
-            moved: 617,
-            ..Default::default()
-        }),
+        ApiEvent::Move {
+            request_id,
+            task: warren_shared::MoveTask {
+                id: 3,
+                vhost: "/".into(),
+                queue: "orders.dlq".into(),
+                to: "source".into(),
+                state: "running".into(),
+                total: 1234,
+                moved: 617,
+                ..Default::default()
+            },
+        },
     );
     insta::assert_snapshot!("dialog_redrive_progress", draw(&app, 100, 24).backend());
     api(
         &mut app,
-        ApiEvent::Move(warren_shared::MoveTask {
-            id: 3,
-            vhost: "/".into(),
-            queue: "orders.dlq".into(),
-            state: "done".into(),
-            total: 1234,
-            moved: 1230,
-            not_moved: 4,
-            ..Default::default()
-        }),
+        ApiEvent::Move {
+            request_id,
+            task: warren_shared::MoveTask {
+                id: 3,
+                vhost: "/".into(),
+                queue: "orders.dlq".into(),
+                state: "done".into(),
+                total: 1234,
+                moved: 1230,
+                not_moved: 4,
+                ..Default::default()
+            },
+        },
     );
     insta::assert_snapshot!("dialog_redrive_done", draw(&app, 100, 24).backend());
 

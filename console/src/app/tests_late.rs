@@ -1,0 +1,309 @@
+//! The state update when answers come late, out of order, or after the dialog that asked is gone: an answer reaches
+//! only the dialog (or messages page) that asked for it, the rest go to the flash line or are dropped. Also the
+//! lifetime of queue marks, the listings' cursor under a filter, and a dead keyboard.
+
+use ratatui::crossterm::event::KeyCode;
+use warren_shared::MoveTask;
+
+use super::dialog::Phase;
+use super::tests::{api, on_dlq, task};
+use super::{update, App, Level};
+use crate::event::{ApiEvent, Command, Event};
+use crate::fixtures::*;
+
+fn phase(app: &App) -> Option<&Phase> {
+    app.dialog.as_ref().map(|d| &d.phase)
+}
+
+fn flash(app: &App) -> Option<(Level, &str)> {
+    app.flash.as_ref().map(|f| (f.level, f.text.as_str()))
+}
+
+#[test]
+fn esc_hides_a_running_move_and_its_end_goes_to_the_flash_line() {
+    let mut app = on_dlq();
+    press(&mut app, 'R');
+    let id = rid(&press(&mut app, 'y'));
+    api(&mut app, moved(id, task("running", 1)));
+    assert!(matches!(phase(&app), Some(Phase::Progress(_))));
+    assert!(
+        update(&mut app, code(KeyCode::Esc)).is_empty(),
+        "esc only hides: no cancel is sent"
+    );
+    assert!(app.dialog.is_none());
+    api(&mut app, moved(id, task("running", 3)));
+    assert!(app.dialog.is_none(), "progress does not reopen a hidden dialog");
+    assert!(app.flash.is_none(), "progress is not flashed");
+    let cmds = api(&mut app, moved(id, task("done", 5)));
+    assert_eq!(flash(&app), Some((Level::Info, "move from orders.dlq done: 5 moved")));
+    assert!(matches!(&cmds[..], [Command::Peek { .. }]), "the page is read again");
+}
+
+#[test]
+fn c_is_the_only_key_that_cancels_a_move() {
+    let mut app = on_dlq();
+    press(&mut app, 'R');
+    let id = rid(&press(&mut app, 'y'));
+    api(&mut app, moved(id, task("running", 1)));
+    for k in ['y', 'n', 'x', 'q'] {
+        assert!(press(&mut app, k).is_empty(), "{k}");
+    }
+    assert!(matches!(phase(&app), Some(Phase::Progress(_))));
+    let cmds = press(&mut app, 'c');
+    assert!(matches!(&cmds[..], [Command::CancelMove { task: 7, request_id }] if *request_id != id));
+}
+
+#[test]
+fn a_late_answer_does_not_finish_a_newer_dialog() {
+    let mut app = app();
+    type_text(&mut app, "/dlq");
+    update(&mut app, code(KeyCode::Enter));
+    press(&mut app, 'P');
+    let first = rid(&press(&mut app, 'y'));
+    update(&mut app, code(KeyCode::Esc));
+    press(&mut app, 'N');
+    type_text(&mut app, "hi");
+    let second = rid(&update(&mut app, code(KeyCode::Enter)));
+    assert_ne!(first, second);
+
+    api(
+        &mut app,
+        ApiEvent::Purged {
+            request_id: first,
+            queue: q("orders.dlq"),
+            purged: 1234,
+        },
+    );
+    assert_eq!(
+        phase(&app),
+        Some(&Phase::Running),
+        "the purge's answer is not the publish's"
+    );
+    assert_eq!(flash(&app), Some((Level::Info, "purged 1234 from orders.dlq")));
+    api(
+        &mut app,
+        ApiEvent::ActionFailed {
+            request_id: first,
+            error: "purge orders.dlq: timed out".into(),
+        },
+    );
+    assert_eq!(phase(&app), Some(&Phase::Running));
+    assert_eq!(flash(&app), Some((Level::Error, "purge orders.dlq: timed out")));
+    api(
+        &mut app,
+        ApiEvent::Published {
+            request_id: second,
+            queue: q("orders.dlq"),
+            routed: true,
+        },
+    );
+    assert!(matches!(phase(&app), Some(Phase::Done { ok: true, lines }) if lines[0] == "Published to orders.dlq."));
+}
+
+#[test]
+fn a_move_is_followed_by_its_own_dialog_only() {
+    let mut app = on_dlq();
+    press(&mut app, 'R');
+    let first = rid(&press(&mut app, 'y'));
+    update(&mut app, code(KeyCode::Esc));
+    press(&mut app, 'R');
+    let second = rid(&press(&mut app, 'y'));
+    api(&mut app, moved(first, task("running", 1)));
+    assert_eq!(phase(&app), Some(&Phase::Running), "another dialog's move");
+    let other = MoveTask {
+        id: 8,
+        ..task("running", 2)
+    };
+    api(&mut app, moved(second, other.clone()));
+    assert!(matches!(phase(&app), Some(Phase::Progress(t)) if t.id == 8));
+    api(&mut app, moved(first, task("done", 5)));
+    assert!(
+        matches!(phase(&app), Some(Phase::Progress(t)) if t.id == 8),
+        "the first move's end does not end the second's dialog"
+    );
+    assert_eq!(flash(&app), Some((Level::Info, "move from orders.dlq done: 5 moved")));
+}
+
+#[test]
+fn a_report_after_the_end_never_reopens_progress() {
+    let mut app = on_dlq();
+    press(&mut app, 'R');
+    let id = rid(&press(&mut app, 'y'));
+    api(&mut app, moved(id, task("running", 1)));
+    let cancel = rid(&press(&mut app, 'c'));
+    api(&mut app, moved(cancel, task("cancelled", 2)));
+    assert!(matches!(phase(&app), Some(Phase::Done { ok: true, .. })));
+    // A poll that left before the cancel landed.
+    api(&mut app, moved(id, task("running", 2)));
+    assert!(
+        matches!(phase(&app), Some(Phase::Done { ok: true, lines }) if lines[0] == "cancelled: moved 2 of 5, not moved 0.")
+    );
+    api(&mut app, moved(id, task("cancelled", 2)));
+    assert!(matches!(phase(&app), Some(Phase::Done { ok: true, .. })));
+}
+
+#[test]
+fn a_failed_cancel_leaves_the_progress_and_says_why() {
+    let mut app = on_dlq();
+    press(&mut app, 'R');
+    let id = rid(&press(&mut app, 'y'));
+    api(&mut app, moved(id, task("running", 1)));
+    let cancel = rid(&press(&mut app, 'c'));
+    api(
+        &mut app,
+        ApiEvent::ActionFailed {
+            request_id: cancel,
+            error: "cancel move 7: timed out".into(),
+        },
+    );
+    assert!(matches!(phase(&app), Some(Phase::Progress(_))), "the move still runs");
+    assert_eq!(flash(&app), Some((Level::Error, "cancel move 7: timed out")));
+    api(
+        &mut app,
+        ApiEvent::ActionFailed {
+            request_id: id,
+            error: "lost track of move 7: timed out".into(),
+        },
+    );
+    assert!(
+        matches!(phase(&app), Some(Phase::Done { ok: false, .. })),
+        "the move's own failure ends it"
+    );
+}
+
+#[test]
+fn a_slow_page_does_not_overwrite_a_newer_one() {
+    let mut app = on_dlq();
+    let old = seq(&press(&mut app, 'r'));
+    press(&mut app, '/');
+    type_text(&mut app, "amount");
+    let new = seq(&update(&mut app, code(KeyCode::Enter)));
+    assert!(new > old);
+    api(
+        &mut app,
+        ApiEvent::Peeked {
+            seq: old,
+            queue: q("orders.dlq"),
+            from: 0,
+            messages: messages(50, Some("orders")),
+        },
+    );
+    api(
+        &mut app,
+        ApiEvent::PeekFailed {
+            seq: old,
+            queue: q("orders.dlq"),
+            error: "timed out".into(),
+        },
+    );
+    let m = app.messages.as_ref().expect("messages");
+    assert_eq!((m.items.len(), m.loading), (5, true), "the stale answers are dropped");
+    assert!(app.flash.is_none());
+    api(
+        &mut app,
+        ApiEvent::Peeked {
+            seq: new,
+            queue: q("orders.dlq"),
+            from: 0,
+            messages: messages(2, Some("orders")),
+        },
+    );
+    let m = app.messages.as_ref().expect("messages");
+    assert_eq!((m.items.len(), m.loading), (2, false));
+}
+
+#[test]
+fn queue_marks_end_with_a_purge_or_with_their_queue() {
+    let mut app = app();
+    type_text(&mut app, "j  j ");
+    let marked = |app: &App| -> Vec<String> { app.queue_table.marked.iter().map(|k| k.name.clone()).collect() };
+    assert_eq!(marked(&app), vec!["audit", "emails", "orders.dlq"]);
+    press(&mut app, 'P');
+    let id = rid(&press(&mut app, 'y'));
+    api(
+        &mut app,
+        ApiEvent::Purged {
+            request_id: id,
+            queue: q("audit"),
+            purged: 0,
+        },
+    );
+    api(
+        &mut app,
+        ApiEvent::ActionFailed {
+            request_id: id,
+            error: "purge emails: timed out".into(),
+        },
+    );
+    assert_eq!(phase(&app), Some(&Phase::Running), "one purge still to answer");
+    api(
+        &mut app,
+        ApiEvent::Purged {
+            request_id: id,
+            queue: q("orders.dlq"),
+            purged: 1234,
+        },
+    );
+    assert!(matches!(phase(&app), Some(Phase::Done { ok: false, lines }) if lines.len() == 3));
+    assert_eq!(
+        marked(&app),
+        vec!["emails"],
+        "only the queue whose purge failed stays marked"
+    );
+
+    press(&mut app, 'x');
+    type_text(&mut app, "g ");
+    assert_eq!(marked(&app), vec!["analytics", "emails"]);
+    let mut s = snapshot(30);
+    s.queues.retain(|q| q.name != "emails");
+    api(&mut app, ApiEvent::Snapshot(Box::new(s)));
+    assert_eq!(marked(&app), vec!["analytics"], "a deleted queue loses its mark");
+}
+
+#[test]
+fn a_listing_cursor_stays_within_the_filtered_rows() {
+    let mut app = app();
+    type_text(&mut app, ":exchanges");
+    update(&mut app, code(KeyCode::Enter));
+    api(&mut app, ApiEvent::Exchanges(exchanges()));
+    type_text(&mut app, "/amq");
+    update(&mut app, code(KeyCode::Enter));
+    assert_eq!(app.exchanges.rows().len(), 2);
+    type_text(&mut app, "jjjj");
+    assert_eq!(app.exchanges.selected, 1, "j stops at the last row shown");
+    press(&mut app, 'G');
+    assert_eq!(app.exchanges.selected, 1);
+    let mut fewer = exchanges();
+    fewer.retain(|x| x.name != "amq.direct");
+    api(&mut app, ApiEvent::Exchanges(fewer));
+    assert_eq!(app.exchanges.selected, 0, "a reload clamps to the rows shown");
+
+    type_text(&mut app, ":connections");
+    update(&mut app, code(KeyCode::Enter));
+    api(&mut app, ApiEvent::Connections(connections()));
+    type_text(&mut app, "/5000");
+    assert_eq!(app.connections.selected, 0);
+    type_text(&mut app, "3");
+    update(&mut app, code(KeyCode::Enter));
+    type_text(&mut app, "jG");
+    assert_eq!(app.connections.selected, 0);
+    press(&mut app, 'x');
+    assert!(
+        app.dialog
+            .as_ref()
+            .is_some_and(|d| d.describe()[0].starts_with("Close connection 3 ")),
+        "x closes the row under the cursor"
+    );
+}
+
+#[test]
+fn a_dead_keyboard_quits_with_the_reason() {
+    let mut app = app();
+    let cmds = update(&mut app, Event::InputFailed("Bad file descriptor (os error 9)".into()));
+    assert_eq!(cmds, vec![Command::Quit]);
+    assert!(app.quit);
+    assert_eq!(
+        app.fatal.as_deref(),
+        Some("cannot read the terminal any more: Bad file descriptor (os error 9)")
+    );
+}
