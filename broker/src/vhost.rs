@@ -897,6 +897,31 @@ impl VHost {
         message: Option<&crate::message::Message>,
         out: &mut Vec<Arc<Queue>>,
     ) -> AmqpResult<Routed> {
+        self.route_checked(exchange, routing_key, headers, message, out, false)
+    }
+
+    /// Like `route`, for messages the broker itself republishes (dead letters, admin moves): an internal exchange
+    /// may take them, as in RabbitMQ (only clients may not publish to one).
+    pub fn route_internal(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+        message: Option<&crate::message::Message>,
+        out: &mut Vec<Arc<Queue>>,
+    ) -> AmqpResult<Routed> {
+        self.route_checked(exchange, routing_key, headers, message, out, true)
+    }
+
+    fn route_checked(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+        message: Option<&crate::message::Message>,
+        out: &mut Vec<Arc<Queue>>,
+        allow_internal: bool,
+    ) -> AmqpResult<Routed> {
         let t = self.read();
         if exchange.is_empty() {
             if let Some(q) = t.queues.get(routing_key) {
@@ -910,7 +935,7 @@ impl VHost {
         let Some(x) = t.exchanges.get(exchange) else {
             return Err(self.no_exchange(exchange));
         };
-        if x.internal {
+        if x.internal && !allow_internal {
             return Err(AmqpError::access_refused(format!(
                 "cannot publish to internal exchange '{exchange}' in vhost '{}'",
                 self.name

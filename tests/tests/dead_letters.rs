@@ -525,3 +525,63 @@ async fn message_ttl_counts_from_the_original_enqueue_across_a_restart() {
     let d = get(&ch, "ttl.dlq").await.expect("dead-lettered after the restart");
     assert_eq!(text(&first_death(&d.delivery.properties).0, "reason"), "expired");
 }
+
+/// An internal exchange refuses client publishes but takes dead letters, as in RabbitMQ.
+#[tokio::test]
+async fn an_internal_exchange_can_be_the_dead_letter_exchange() {
+    let broker = TestBroker::start();
+    let conn = connect(&broker.url()).await;
+    let ch = channel(&conn).await;
+    ch.exchange_declare(
+        "dlx.internal".into(),
+        lapin::ExchangeKind::Direct,
+        ExchangeDeclareOptions {
+            internal: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange");
+    ch.queue_declare("parked".into(), QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .expect("parked");
+    ch.queue_bind(
+        "parked".into(),
+        "dlx.internal".into(),
+        "dead".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+    let source_args = args(&[
+        ("x-dead-letter-exchange", s("dlx.internal")),
+        ("x-dead-letter-routing-key", s("dead")),
+    ]);
+    ch.queue_declare("work.i".into(), QueueDeclareOptions::default(), source_args)
+        .await
+        .expect("source");
+    ch.basic_publish(
+        "".into(),
+        "work.i".into(),
+        BasicPublishOptions::default(),
+        b"x",
+        BasicProperties::default(),
+    )
+    .await
+    .expect("publish");
+    let m = ch
+        .basic_get("work.i".into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("message");
+    ch.basic_reject(m.delivery.delivery_tag, BasicRejectOptions { requeue: false })
+        .await
+        .expect("reject");
+    assert_eq!(
+        depth(&ch, "parked").await,
+        1,
+        "the dead letter went through the internal exchange"
+    );
+}

@@ -360,7 +360,7 @@ impl Job {
                 queues.extend(self.vhost.queue(&routing_key));
             } else if self
                 .vhost
-                .route(&exchange, &routing_key, props.headers().as_ref(), None, &mut queues)
+                .route_internal(&exchange, &routing_key, props.headers().as_ref(), None, &mut queues)
                 .is_err()
             {
                 kept.push(e);

@@ -138,7 +138,7 @@ fn dead_letter_feeders(v: &VHost) -> HashMap<String, Vec<String>> {
             (None, true) => {}
             (Some(key), false) => {
                 let mut routed = Vec::new();
-                if v.route(dlx, key, None, None, &mut routed).is_ok() {
+                if v.route_internal(dlx, key, None, None, &mut routed).is_ok() {
                     targets.extend(routed.iter().map(|t| t.name().to_string()));
                 }
             }

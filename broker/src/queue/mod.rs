@@ -362,7 +362,7 @@ impl Queue {
             targets.clear();
             // A missing dead-letter exchange drops the message, as in RabbitMQ.
             if vhost
-                .route(dlx, routing_key.as_str(), props.headers().as_ref(), None, &mut targets)
+                .route_internal(dlx, routing_key.as_str(), props.headers().as_ref(), None, &mut targets)
                 .is_err()
             {
                 continue;

@@ -362,7 +362,8 @@ impl MessageStore {
             message: Arc::new(message),
             redelivered: self.delivered_before.contains_key(&r.seq),
             loc: Some(loc),
-            delivery_count: 0,
+            // Deliveries before a restart count, as when `load` reads it for a consumer.
+            delivery_count: self.delivered_before.get(&r.seq).copied().unwrap_or(0),
             enqueued_ms: r.enqueued_ms,
         })
     }
@@ -556,7 +557,11 @@ impl MessageStore {
                             self.read_entry(packed)
                         };
                         match e {
-                            Some(e) if ids.contains(&e.seq) => out.push(e),
+                            Some(e) if ids.contains(&e.seq) => {
+                                // Taken out for good (or put back in memory): its count now travels with it.
+                                self.delivered_before.remove(&e.seq);
+                                out.push(e);
+                            }
                             Some(e) if packed == IN_MEMORY => {
                                 self.levels[i].memory.push_back(e);
                                 self.levels[i].order.push_back(packed);
