@@ -661,7 +661,7 @@ impl Queue {
         while out.len() < n {
             let popped = {
                 let st = &mut *st;
-                st.store.pop(&mut st.expired_buf)
+                st.store.pop_for_move(&mut st.expired_buf)
             };
             match popped {
                 Some(e) => out.push(e),

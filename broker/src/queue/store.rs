@@ -406,6 +406,16 @@ impl MessageStore {
     /// The next live message; expired ones met on the way are taken out into `expired` (for the queue to
     /// dead-letter or settle). A message taken from disk is noted as delivered (see `flush`).
     pub fn pop(&mut self, expired: &mut Vec<Entry>) -> Option<Entry> {
+        self.pop_noting(expired, true)
+    }
+
+    /// Like `pop`, for an admin move: not noted as a delivery (a move that is cancelled, fails or is cut short by
+    /// a crash puts the message back as it was, not redelivered and with no delivery counted).
+    pub fn pop_for_move(&mut self, expired: &mut Vec<Entry>) -> Option<Entry> {
+        self.pop_noting(expired, false)
+    }
+
+    fn pop_noting(&mut self, expired: &mut Vec<Entry>, note: bool) -> Option<Entry> {
         let now = now_ms();
         loop {
             let i = self.levels.iter().rposition(|l| !l.is_empty())?;
@@ -427,7 +437,7 @@ impl MessageStore {
                 expired.push(entry);
                 continue;
             }
-            if let (Some(log), Some(loc)) = (&mut self.log, entry.loc) {
+            if let (true, Some(log), Some(loc)) = (note, &mut self.log, entry.loc) {
                 log.note_delivered(loc);
             }
             return Some(entry);
