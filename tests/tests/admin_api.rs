@@ -722,3 +722,41 @@ async fn shutdown_cancels_running_moves() {
     };
     assert_eq!(depth("from").zip(depth("to")).map(|(a, b)| a + b), Some(100));
 }
+
+/// Dead-letter links follow exchange-to-exchange bindings and alternate exchanges.
+#[test]
+fn dead_letter_sources_follow_exchange_bindings() {
+    let broker = TestBroker::start();
+    let admin = broker.admin_addr;
+    let put = |path: &str, body: &str| {
+        let (s, r) = request(admin, "PUT", path, "guest:guest", body);
+        assert!(s < 300, "{path}: {s} {r}");
+    };
+    put(
+        "/api/exchanges/%2F/dlx.in",
+        r#"{"type":"direct","arguments":{"alternate-exchange":"dlx.ae"}}"#,
+    );
+    put("/api/exchanges/%2F/dlx.ae", r#"{"type":"fanout"}"#);
+    put("/api/exchanges/%2F/dlx.next", r#"{"type":"fanout"}"#);
+    put("/api/queues/%2F/deep", "{}");
+    put("/api/queues/%2F/caught", "{}");
+    put(
+        "/api/queues/%2F/src",
+        r#"{"arguments":{"x-dead-letter-exchange":"dlx.in"}}"#,
+    );
+    for body in [
+        r#"{"source":"dlx.in","destination":"dlx.next","destination_type":"exchange","routing_key":"k"}"#,
+        r#"{"source":"dlx.next","destination":"deep"}"#,
+        r#"{"source":"dlx.ae","destination":"caught"}"#,
+    ] {
+        assert_eq!(
+            request(admin, "POST", "/api/bindings/%2F", "guest:guest", body).0,
+            200,
+            "{body}"
+        );
+    }
+    for q in ["deep", "caught"] {
+        let (_, info) = request(admin, "GET", &format!("/api/queues/%2F/{q}"), "guest:guest", "");
+        assert_eq!(info["dead_letter_sources"], serde_json::json!(["src"]), "{q}: {info}");
+    }
+}

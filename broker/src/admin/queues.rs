@@ -123,17 +123,53 @@ fn queue(b: &Broker, vhost_name: &str, name: &str) -> Result<Arc<Queue>, Error> 
 }
 
 /// For each queue of `v`, the queues whose dead letters reach it. A dead-letter exchange with a dead-letter
-/// routing key is routed like a message; without one (each message keeps its own key) every queue bound to the
-/// exchange counts.
+/// routing key is routed like a message; without one (each message keeps its own key), or for a headers exchange
+/// (it routes on each message's headers), every queue the exchange can reach counts: through its bindings,
+/// exchange-to-exchange bindings and alternate exchanges.
 fn dead_letter_feeders(v: &VHost) -> HashMap<String, Vec<String>> {
     let bindings = v.bindings();
+    let exchanges = v.exchange_infos();
+    let headers_kind = |name: &str| exchanges.iter().any(|x| x.name == name && x.kind == "headers");
+    let alternates: HashMap<String, String> = exchanges
+        .iter()
+        .filter_map(|x| {
+            let ae = x.arguments.get("alternate-exchange")?.as_str()?.to_string();
+            Some((x.name.clone(), ae))
+        })
+        .collect();
+    // Every queue reachable from `start`, whatever the routing key.
+    let reachable = |start: &str| -> Vec<String> {
+        let mut seen: Vec<String> = vec![start.to_string()];
+        let mut todo: Vec<String> = vec![start.to_string()];
+        let mut queues = Vec::new();
+        while let Some(x) = todo.pop() {
+            let next = bindings
+                .iter()
+                .filter(|(source, _)| *source == x)
+                .map(|(_, b)| &b.destination)
+                .cloned()
+                .chain(alternates.get(&x).map(|ae| Destination::Exchange(ae.clone())));
+            for d in next {
+                match d {
+                    Destination::Queue(q) => queues.push(q),
+                    Destination::Exchange(e) if !seen.contains(&e) => {
+                        seen.push(e.clone());
+                        todo.push(e);
+                    }
+                    Destination::Exchange(_) => {}
+                }
+            }
+        }
+        queues
+    };
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for q in v.queues() {
-        let Some(dlx) = &q.limits().dead_letter_exchange else {
+        let limits = q.limits();
+        let Some(dlx) = &limits.dead_letter_exchange else {
             continue;
         };
         let mut targets: Vec<String> = Vec::new();
-        match (&q.limits().dead_letter_routing_key, dlx.is_empty()) {
+        match (&limits.dead_letter_routing_key, dlx.is_empty()) {
             (Some(key), true) => targets.push(key.clone()),
             (None, true) => {}
             (Some(key), false) => {
@@ -141,13 +177,11 @@ fn dead_letter_feeders(v: &VHost) -> HashMap<String, Vec<String>> {
                 if v.route_internal(dlx, key, None, None, &mut routed).is_ok() {
                     targets.extend(routed.iter().map(|t| t.name().to_string()));
                 }
+                if targets.is_empty() && headers_kind(dlx) {
+                    targets = reachable(dlx);
+                }
             }
-            (None, false) => targets.extend(
-                bindings
-                    .iter()
-                    .filter(|(source, b)| source == dlx && matches!(b.destination, Destination::Queue(_)))
-                    .map(|(_, b)| b.destination.name().to_string()),
-            ),
+            (None, false) => targets = reachable(dlx),
         }
         targets.sort();
         targets.dedup();
