@@ -43,6 +43,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
 /// Runs the broker as the binary does: builds the runtime `config.threads` asks for, opens and recovers the data
 /// directory, listens on `config.listen`, and serves until SIGINT or SIGTERM. Blocks until shut down.
 pub fn launch(config: Config) -> Result<(), RunError> {
+    raise_open_file_limit();
     let runtime = match config.threads {
         1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
         0 => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
@@ -66,6 +67,19 @@ pub fn launch(config: Config) -> Result<(), RunError> {
         tracing::info!("Warren stopped");
         Ok(())
     })
+}
+
+/// Each durable queue that holds messages keeps two files open, and each connection a socket: the soft limit on
+/// open files (often 1024) is raised to the hard limit, as RabbitMQ's packages do with `ulimit -n`.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if n < 4096 => tracing::warn!(
+            limit = n,
+            "the open-file limit is low: durable queues with messages and connections may run out (raise `ulimit -Hn`)"
+        ),
+        Ok(n) => tracing::debug!(limit = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.

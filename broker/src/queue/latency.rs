@@ -8,23 +8,22 @@ pub const BUCKETS_MS: &[u64] = &[
     1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
 ];
 
+/// Highest latency recorded (ms): an hour; longer ones count as an hour.
+const MAX_MS: u64 = 3_600_000;
+
+/// Two significant digits (1% precision) and 32-bit counts keep a histogram near 8 KiB, allocated only while the
+/// queue has traffic: an idle queue holds none (thousands of queues must not cost hundreds of MB).
+fn histogram() -> Histogram<u32> {
+    Histogram::new_with_bounds(1, MAX_MS, 2).expect("valid histogram bounds")
+}
+
+#[derive(Default)]
 pub struct Window {
-    current: Histogram<u64>,
-    previous: Histogram<u64>,
+    current: Option<Histogram<u32>>,
+    previous: Option<Histogram<u32>>,
 }
 
-impl Default for Window {
-    fn default() -> Self {
-        // 1 ms .. 1 hour at 3 significant digits; values outside are clamped. Constant, valid bounds.
-        let h = || Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid histogram bounds");
-        Window {
-            current: h(),
-            previous: h(),
-        }
-    }
-}
-
-/// Percentiles and buckets of one window.
+/// Percentiles (ms) and the reported buckets (upper bound ms, count) of a window.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
     pub count: u64,
@@ -33,25 +32,30 @@ pub struct Summary {
     pub p99: u64,
     pub p999: u64,
     pub max: u64,
-    /// (upper bound in ms, how many at or below it and above the previous bound).
     pub buckets: Vec<(u64, u64)>,
 }
 
 impl Window {
     pub fn record(&mut self, ms: u64) {
-        let v = ms.clamp(1, 3_600_000);
-        let _ = self.current.record(v);
+        let h = self.current.get_or_insert_with(histogram);
+        let _ = h.record(ms.clamp(1, MAX_MS));
     }
 
-    /// Starts a new minute: the current one becomes the previous.
+    /// The current minute becomes the previous one; the one before is dropped (with its memory).
     pub fn rotate(&mut self) {
-        std::mem::swap(&mut self.current, &mut self.previous);
-        self.current.reset();
+        self.previous = self.current.take();
     }
 
     pub fn summary(&self) -> Summary {
-        let mut h = self.current.clone();
-        let _ = h.add(&self.previous);
+        let h = match (&self.current, &self.previous) {
+            (None, None) => return Summary::default(),
+            (Some(h), None) | (None, Some(h)) => h.clone(),
+            (Some(a), Some(b)) => {
+                let mut h = a.clone();
+                let _ = h.add(b);
+                h
+            }
+        };
         if h.is_empty() {
             return Summary::default();
         }

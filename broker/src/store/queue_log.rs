@@ -150,9 +150,10 @@ impl QueueLog {
             budget,
             scratch: BytesMut::new(),
         };
-        // New records go to a fresh segment, so recovered ones are never appended after a truncated tail.
-        let next = log.active + 1;
-        log.start_segment(next)?;
+        // New records go to a fresh segment, so recovered ones are never appended after a truncated tail. It is
+        // created by the first append (the active id names no segment yet): a queue that never gets a message holds
+        // no open file.
+        log.active += 1;
         for loc in drop_now {
             log.ack(loc);
         }
