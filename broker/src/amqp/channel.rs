@@ -627,7 +627,7 @@ impl Channel {
             if sync {
                 let mut files: Vec<Arc<std::fs::File>> = Vec::new();
                 for (_, s, _) in &staged {
-                    if let Some(f) = &s.file {
+                    for f in s.file.iter().chain(&s.dir) {
                         if !files.iter().any(|x| Arc::ptr_eq(x, f)) {
                             files.push(f.clone());
                         }

@@ -451,9 +451,17 @@ impl Queue {
         QueueStats::add(&self.stats.published, 1);
         if let (Some(file), Some(sync)) = (pushed.sync, &self.sync) {
             match sync.mode {
-                FsyncMode::Batch => out.ticket = sync.syncer.mark_dirty(&file),
+                FsyncMode::Batch => {
+                    out.ticket = sync.syncer.mark_dirty(&file);
+                    if let Some(dir) = &pushed.sync_dir {
+                        out.ticket = out.ticket.max(sync.syncer.mark_dirty(dir));
+                    }
+                }
                 FsyncMode::Always => {
-                    if let Err(e) = file.sync_data() {
+                    let synced = file
+                        .sync_data()
+                        .and_then(|()| pushed.sync_dir.as_ref().map_or(Ok(()), |d| d.sync_all()));
+                    if let Err(e) = synced {
                         tracing::error!(queue = %self.spec.name, error = %e, "fdatasync failed; the message is nacked");
                         out.failed = true;
                     }

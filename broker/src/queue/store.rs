@@ -78,12 +78,16 @@ pub struct Staged {
     pub loc: Loc,
     /// The segment to sync before the commit record.
     pub file: Option<Arc<File>>,
+    /// The queue's directory, when staging created a segment file.
+    pub dir: Option<Arc<File>>,
 }
 
 /// What a push did: the message's seq, and the file to sync before confirming it (persistent messages on disk).
 pub struct Pushed {
     pub seq: u64,
     pub sync: Option<Arc<File>>,
+    /// The queue's directory, when this push created a segment file (its entry must be synced too).
+    pub sync_dir: Option<Arc<File>>,
 }
 
 pub struct MessageStore {
@@ -199,6 +203,7 @@ impl MessageStore {
         let level = self.level_of(message.priority);
         let now = now_ms();
         let mut sync = None;
+        let mut sync_dir = None;
         self.may_expire |= message.expiration_ms.is_some();
         let on_disk = self.log.is_some() && message.persistent;
         if let (Some(log), true) = (&mut self.log, on_disk) {
@@ -215,6 +220,7 @@ impl MessageStore {
                 &m.body,
             )?;
             sync = log.active_file();
+            sync_dir = log.dir_to_sync();
             self.levels[level].order.push_back(loc.pack());
         } else {
             // Transient messages stay in memory, as in RabbitMQ (on a durable queue too: they don't survive a restart).
@@ -236,7 +242,7 @@ impl MessageStore {
         self.next_seq = seq;
         self.bytes += message.size();
         self.len += 1;
-        Ok(Pushed { seq, sync })
+        Ok(Pushed { seq, sync, sync_dir })
     }
 
     /// Transaction commit, phase 1: writes a persistent message's record marked with `tx`, without making it
@@ -261,6 +267,7 @@ impl MessageStore {
         Ok(Staged {
             loc,
             file: log.active_file(),
+            dir: log.dir_to_sync(),
         })
     }
 

@@ -70,6 +70,8 @@ pub struct QueueLog {
     active: u32,
     budget: DiskBudget,
     scratch: BytesMut,
+    /// A segment file was created since the last `dir_to_sync`: the directory entry must be synced too.
+    new_entry: bool,
 }
 
 /// A record that recovery found live.
@@ -125,7 +127,14 @@ impl QueueLog {
         keep: impl Fn(&Bytes) -> Option<u8>,
         mut on_live: impl FnMut(LiveRecord, u32),
     ) -> io::Result<(Self, Recovered)> {
-        fs::create_dir_all(dir)?;
+        if !dir.exists() {
+            fs::create_dir_all(dir)?;
+            // The new directories' entries are synced too (queues/<vhost>/<queue>), so that a power cut cannot
+            // lose a queue whose messages were confirmed.
+            for d in dir.ancestors().skip(1).take(2) {
+                File::open(d)?.sync_all()?;
+            }
+        }
         let mut rec = Recovered::default();
         let mut ids: Vec<u32> = Vec::new();
         for e in fs::read_dir(dir)? {
@@ -149,6 +158,7 @@ impl QueueLog {
             active,
             budget,
             scratch: BytesMut::new(),
+            new_entry: false,
         };
         // New records go to a fresh segment, so recovered ones are never appended after a truncated tail. It is
         // created by the first append (the active id names no segment yet): a queue that never gets a message holds
@@ -187,7 +197,23 @@ impl QueueLog {
             },
         );
         self.active = id;
+        self.new_entry = true;
         Ok(())
+    }
+
+    /// The queue's directory, to sync with the next group commit, when a segment was created since the last call:
+    /// a synced file whose directory entry is not could vanish in a power cut.
+    pub fn dir_to_sync(&mut self) -> Option<Arc<File>> {
+        if !std::mem::take(&mut self.new_entry) {
+            return None;
+        }
+        match File::open(&self.dir) {
+            Ok(d) => Some(Arc::new(d)),
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot open the queue directory to sync it");
+                None
+            }
+        }
     }
 
     pub fn dir(&self) -> &Path {
