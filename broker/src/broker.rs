@@ -27,6 +27,14 @@ pub struct ConnectionEntry {
     /// Cancelled when an operator closes the connection; `close_reason` says why.
     pub close: tokio_util::sync::CancellationToken,
     pub close_reason: Mutex<String>,
+    /// What the client says of itself in connection.start-ok: `connection_name`, and `product` with `version`.
+    pub client: Mutex<ClientInfo>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub name: Option<String>,
+    pub product: Option<String>,
 }
 
 /// Where replies to an `amq.rabbitmq.reply-to.<key>` address go: one channel's no-ack consumer.

@@ -239,6 +239,8 @@ pub fn connections() -> Vec<ConnectionInfo> {
             vhost: "/".into(),
             channels: i,
             connected_at_ms: T0 - i * 95_000,
+            name: (i == 1).then(|| "order-service".to_string()),
+            client: Some(format!("pika 1.3.{i}")),
         })
         .collect()
 }

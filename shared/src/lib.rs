@@ -374,6 +374,12 @@ pub struct ConnectionInfo {
     pub vhost: String,
     pub channels: u64,
     pub connected_at_ms: u64,
+    /// The name the client gave the connection (`connection_name` in its properties), if any.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The client library and its version, as it reports them (e.g. "pika 1.3.2").
+    #[serde(default)]
+    pub client: Option<String>,
 }
 
 /// `GET /api/channels`.

@@ -645,6 +645,10 @@ async fn connections_channels_consumers_and_closing_a_connection() {
     assert_eq!(consumers[0]["consumer_tag"], "watcher");
     assert_eq!(consumers[0]["queue"], "watched");
     assert_eq!(consumers[0]["ack_required"], true);
+    assert!(
+        conns[0]["client"].as_str().is_some_and(|c| c.contains("lapin")),
+        "the client library, as it reports itself: {conns}"
+    );
     let (_, q) = request(admin, "GET", "/api/queues/%2F/watched", "guest:guest", "");
     assert_eq!(
         q["consumer_utilisation"], 1.0,

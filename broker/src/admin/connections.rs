@@ -23,6 +23,8 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn info(c: &crate::broker::ConnectionEntry) -> ConnectionInfo {
+    // One lock at a time: two guards of the same mutex in one expression would deadlock.
+    let client = lock(&c.client).clone();
     ConnectionInfo {
         id: c.id,
         peer: c.peer.to_string(),
@@ -30,6 +32,8 @@ fn info(c: &crate::broker::ConnectionEntry) -> ConnectionInfo {
         vhost: lock(&c.vhost).clone(),
         channels: lock(&c.channels).len() as u64,
         connected_at_ms: c.connected_at_ms,
+        name: client.name,
+        client: client.product,
     }
 }
 

@@ -130,6 +130,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
         channels: std::sync::Mutex::new(Default::default()),
         close: CancellationToken::new(),
         close_reason: std::sync::Mutex::new(String::new()),
+        client: std::sync::Mutex::new(Default::default()),
     });
     let mut conn = Connection {
         entry,
@@ -548,6 +549,15 @@ impl Connection {
     }
 
     fn read_client_caps(&mut self, props: &FieldTable) {
+        let text = |k: &str| crate::args::get_str(props, k).map(|s| s.chars().take(200).collect::<String>());
+        let product = match (text("product"), text("version")) {
+            (Some(p), Some(v)) => Some(format!("{p} {v}")),
+            (p, _) => p,
+        };
+        *self.entry.client.lock().unwrap_or_else(|e| e.into_inner()) = crate::broker::ClientInfo {
+            name: text("connection_name"),
+            product,
+        };
         if let Some(AMQPValue::FieldTable(caps)) = props.inner().get("capabilities") {
             let flag = |k: &str| matches!(caps.inner().get(k), Some(AMQPValue::Boolean(true)));
             self.caps.cancel_notify = flag("consumer_cancel_notify");

@@ -52,7 +52,11 @@ impl Row for BindingInfo {
 
 impl Row for ConnectionInfo {
     fn matches(&self, needle: &str) -> bool {
-        matches(needle, &[&self.peer, &self.user, &self.vhost, &self.id.to_string()])
+        let (name, client) = (self.name.as_deref().unwrap_or(""), self.client.as_deref().unwrap_or(""));
+        matches(
+            needle,
+            &[&self.peer, &self.user, &self.vhost, &self.id.to_string(), name, client],
+        )
     }
 }
 

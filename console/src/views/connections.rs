@@ -1,4 +1,5 @@
-//! `:connections` — every client connection (peer, user, vhost, channels, connected for how long); `x` closes one.
+//! `:connections` — every client connection (its name and client library as the client reports them, peer, user,
+//! vhost, channels, connected for how long); `x` closes one.
 
 use ratatui::layout::{Constraint, Rect};
 use ratatui::Frame;
@@ -14,6 +15,8 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         .map(|c| {
             vec![
                 c.id.to_string(),
+                c.name.clone().unwrap_or_else(|| "-".into()),
+                c.client.clone().unwrap_or_else(|| "-".into()),
                 c.peer.clone(),
                 c.user.clone(),
                 c.vhost.clone(),
@@ -28,10 +31,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         super::ListSpec {
             name: "connections",
             filter: &l.filter,
-            head: &["ID", "PEER", "USER", "VHOST", "CHANNELS", "AGE"],
+            head: &["ID", "NAME", "CLIENT", "PEER", "USER", "VHOST", "CHANNELS", "AGE"],
             widths: &[
                 Constraint::Length(5),
-                Constraint::Min(21),
+                Constraint::Min(16),
+                Constraint::Length(16),
+                Constraint::Length(21),
                 Constraint::Length(10),
                 Constraint::Length(6),
                 Constraint::Length(8),
