@@ -166,6 +166,8 @@ pub struct App {
     pub dialog: Option<Dialog>,
     pub flash: Option<Flash>,
     pub help: bool,
+    /// How many lines the help overlay is scrolled down.
+    pub help_scroll: u16,
     /// The terminal's size, as last reported.
     pub size: (u16, u16),
     pub quit: bool,
@@ -197,6 +199,7 @@ impl App {
             dialog: None,
             flash: None,
             help: false,
+            help_scroll: 0,
             size: (80, 24),
             quit: false,
             fatal: None,

@@ -163,9 +163,10 @@ pub fn hints(app: &App) -> Vec<&'static Binding> {
     let view_keys = BINDINGS
         .iter()
         .filter(|k| k.context == context && !k.hint.is_empty() && !(k.action && app.settings.read_only));
-    let global = BINDINGS
-        .iter()
-        .filter(|k| context != Context::Dialog && k.context == Context::Global && !k.hint.is_empty());
+    // In a view without keys of its own (exchanges, bindings, consumers) the view's keys are the global ones.
+    let global = BINDINGS.iter().filter(|k| {
+        !matches!(context, Context::Dialog | Context::Global) && k.context == Context::Global && !k.hint.is_empty()
+    });
     view_keys.chain(global).collect()
 }
 
@@ -212,7 +213,15 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
         return vec![Command::Quit];
     }
     if app.help {
-        app.help = false;
+        // The overlay scrolls with the movement keys (it may be taller than the terminal); any other key closes it.
+        match key.code {
+            KeyCode::Char('j') | KeyCode::Down => app.help_scroll = app.help_scroll.saturating_add(1),
+            KeyCode::Char('k') | KeyCode::Up => app.help_scroll = app.help_scroll.saturating_sub(1),
+            KeyCode::PageDown | KeyCode::Char(' ') => app.help_scroll = app.help_scroll.saturating_add(10),
+            KeyCode::PageUp => app.help_scroll = app.help_scroll.saturating_sub(10),
+            KeyCode::Home | KeyCode::Char('g') => app.help_scroll = 0,
+            _ => app.help = false,
+        }
         return Vec::new();
     }
     if app.dialog.is_some() {
@@ -228,6 +237,7 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
         }
         KeyCode::Char('?') => {
             app.help = true;
+            app.help_scroll = 0;
             return Vec::new();
         }
         KeyCode::Char(':') => {

@@ -612,3 +612,36 @@ fn detail_zoom_and_freeze() {
     press(&mut app, 'f');
     assert_eq!(app.detail.frozen_at, None);
 }
+
+#[test]
+fn help_scrolls_with_movement_keys_and_closes_on_any_other() {
+    let mut app = app();
+    press(&mut app, '?');
+    assert!(app.help);
+    press(&mut app, 'j');
+    press(&mut app, 'j');
+    update(&mut app, code(KeyCode::Down));
+    assert_eq!((app.help, app.help_scroll), (true, 3));
+    press(&mut app, 'k');
+    assert_eq!(app.help_scroll, 2);
+    press(&mut app, 'x');
+    assert!(!app.help, "any other key closes it");
+    press(&mut app, '?');
+    assert_eq!(app.help_scroll, 0, "it opens at the top");
+}
+
+#[test]
+fn the_hint_bar_lists_each_key_once() {
+    let mut app = app();
+    for view in ["exchanges", "bindings", "consumers", "connections", "queues"] {
+        press(&mut app, ':');
+        type_text(&mut app, view);
+        update(&mut app, code(KeyCode::Enter));
+        let hints = super::keys::hints(&app);
+        let mut keys: Vec<&str> = hints.iter().map(|b| b.keys).collect();
+        let n = keys.len();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), n, "{view}: {keys:?}");
+    }
+}

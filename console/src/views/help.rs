@@ -51,7 +51,7 @@ pub fn lines(app: &App) -> Vec<Line<'static>> {
         }
     }
     lines.push(Line::from(Span::styled(
-        "any key closes this help",
+        "j k / arrows / pgup pgdn scroll · any other key closes this help",
         Style::default().fg(DIM),
     )));
     lines
@@ -60,6 +60,15 @@ pub fn lines(app: &App) -> Vec<Line<'static>> {
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let popup = centered(area, 92, area.height.saturating_sub(2).max(3));
     frame.render_widget(Clear, popup);
-    let block = frame_block(vec![Span::styled("help", Style::default().fg(TITLE))]);
-    frame.render_widget(Paragraph::new(lines(app)).block(block), popup);
+    let lines = lines(app);
+    // Scrolling stops when the last line is in view.
+    let visible = popup.height.saturating_sub(2);
+    let max_scroll = (lines.len() as u16).saturating_sub(visible);
+    let scroll = app.help_scroll.min(max_scroll);
+    let more = if scroll < max_scroll { " ↓ more (j)" } else { "" };
+    let block = frame_block(vec![
+        Span::styled("help", Style::default().fg(TITLE)),
+        Span::styled(more, Style::default().fg(DIM)),
+    ]);
+    frame.render_widget(Paragraph::new(lines).block(block).scroll((scroll, 0)), popup);
 }
