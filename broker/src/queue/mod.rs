@@ -49,6 +49,9 @@ fn message_ttl(arguments: &FieldTable) -> Option<u64> {
     crate::args::get_i64(arguments, "x-message-ttl").and_then(|ms| u64::try_from(ms).ok())
 }
 
+/// How long an emptied durable queue keeps its segment files open before letting go of them.
+const IDLE_FILES_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Consumer-utilisation samples kept: ten seconds at the sweeper's 100 ms.
 const UTILISATION_SAMPLES: usize = 100;
 
@@ -801,6 +804,7 @@ impl Queue {
         {
             let st = &mut *st;
             st.store.expire_heads(&mut st.expired_buf);
+            st.store.release_idle_files(IDLE_FILES_AFTER);
         }
         let expire = self.limits().expires_ms.is_some_and(|ms| {
             st.consumers.is_empty() && now_ms().saturating_sub(self.last_used.load(Ordering::Relaxed)) >= ms

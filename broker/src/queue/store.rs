@@ -114,6 +114,17 @@ impl Default for MessageStore {
 
 impl MessageStore {
     /// An in-memory store.
+    /// Lets go of the open files of a disk-backed store that has been empty (every record acked) with nothing
+    /// appended for `idle` (the sweeper calls this): thousands of emptied durable queues must not hold thousands of
+    /// file descriptors.
+    pub fn release_idle_files(&mut self, idle: std::time::Duration) {
+        if self.len == 0 {
+            if let Some(log) = &mut self.log {
+                log.retire_idle(idle);
+            }
+        }
+    }
+
     /// Changes the queue's message TTL (a policy changed).
     pub fn set_ttl(&mut self, ttl_ms: Option<u64>) {
         if ttl_ms == self.ttl_ms {
@@ -750,5 +761,33 @@ mod tests {
         );
         // Seqs continue after the highest seen.
         assert_eq!(s.push(msg(b"next", persistent(0))).expect("push").seq, 5);
+    }
+
+    #[test]
+    fn an_emptied_disk_store_lets_go_of_its_files_and_starts_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = || std::fs::read_dir(dir.path()).expect("dir").count();
+        let persistent = AMQPProperties::default().with_delivery_mode(2);
+        let mut s = open(dir.path());
+        assert_eq!(files(), 0, "no message yet, no segment file");
+        push(&mut s, msg(b"a", persistent.clone()));
+        let mut expired = Vec::new();
+        let a = s.pop(&mut expired).expect("a");
+        s.release_idle_files(std::time::Duration::ZERO);
+        assert_eq!(files(), 2, "a delivered, unacked message keeps its segment");
+        s.settle(&a);
+        s.flush();
+        s.release_idle_files(std::time::Duration::from_secs(3600));
+        assert_eq!(files(), 2, "not idle long enough");
+        s.release_idle_files(std::time::Duration::ZERO);
+        assert_eq!(files(), 0, "emptied and idle: the files are gone");
+        push(&mut s, msg(b"b", persistent));
+        s.flush();
+        drop(s);
+        let mut s = open(dir.path());
+        assert_eq!(
+            s.pop(&mut expired).map(|e| e.message.body.to_vec()),
+            Some(b"b".to_vec())
+        );
     }
 }

@@ -72,6 +72,8 @@ pub struct QueueLog {
     scratch: BytesMut,
     /// A segment file was created since the last `dir_to_sync`: the directory entry must be synced too.
     new_entry: bool,
+    /// When a record was last appended (see `retire_idle`).
+    last_append: std::time::Instant,
 }
 
 /// A record that recovery found live.
@@ -159,6 +161,7 @@ impl QueueLog {
             budget,
             scratch: BytesMut::new(),
             new_entry: false,
+            last_append: std::time::Instant::now(),
         };
         // New records go to a fresh segment, so recovered ones are never appended after a truncated tail. It is
         // created by the first append (the active id names no segment yet): a queue that never gets a message holds
@@ -255,6 +258,7 @@ impl QueueLog {
         }
         seg.size += n as u64;
         seg.records += 1;
+        self.last_append = std::time::Instant::now();
         Ok(Loc {
             segment: self.active,
             offset: at as u32,
@@ -329,6 +333,22 @@ impl QueueLog {
         self.segments.remove(&id);
         let _ = fs::remove_file(seg_path(&self.dir, id));
         let _ = fs::remove_file(ack_path(&self.dir, id));
+    }
+
+    /// Closes and deletes the active segment when every record in it is acked and nothing was appended for `idle`:
+    /// a durable queue that emptied holds no open files. The next append starts a new segment. Returns whether it
+    /// retired one.
+    pub fn retire_idle(&mut self, idle: std::time::Duration) -> bool {
+        let done = self
+            .segments
+            .get(&self.active)
+            .is_some_and(|s| s.acked >= s.records && s.ack_buf.is_empty());
+        if !done || self.last_append.elapsed() < idle {
+            return false;
+        }
+        self.remove_segment(self.active);
+        self.active += 1;
+        true
     }
 
     /// Notes that a record was handed to a consumer; written by the next `flush_acks`, which must run before the
