@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use warren_shared::{ChannelInfo, CloseRequest, ConnectionInfo, ConsumerInfo, Done};
 
-use super::{ApiResult, Error};
+use super::{path_id, ApiResult, Error, OptionalBody};
 use crate::broker::Broker;
 
 pub fn router() -> Router<Arc<Broker>> {
@@ -41,28 +41,20 @@ async fn connections(State(b): State<Arc<Broker>>) -> ApiResult<Vec<ConnectionIn
     Ok(Json(b.connection_entries().iter().map(|c| info(c)).collect()))
 }
 
-/// A connection id from the path (anything else names no connection: 404).
-fn parse_id(id: &str) -> Result<u64, Error> {
-    id.parse()
-        .map_err(|_| Error::not_found(format!("no connection '{id}'")))
-}
-
 async fn connection(State(b): State<Arc<Broker>>, Path(id): Path<String>) -> ApiResult<ConnectionInfo> {
-    let id = parse_id(&id)?;
+    let id = path_id(&id, "connection")?;
     let c = b.connection_entries().into_iter().find(|c| c.id == id);
     c.map(|c| Json(info(&c)))
         .ok_or_else(|| Error::not_found(format!("no connection {id}")))
 }
 
 /// Closes a connection with `connection.close` 320 and the given reason.
-async fn close(State(b): State<Arc<Broker>>, Path(id): Path<String>, body: axum::body::Bytes) -> ApiResult<Done> {
-    let id = parse_id(&id)?;
-    // The body is optional: empty means no reason given.
-    let request: CloseRequest = if body.is_empty() {
-        CloseRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| Error::bad_request(format!("invalid body: {e}")))?
-    };
+async fn close(
+    State(b): State<Arc<Broker>>,
+    Path(id): Path<String>,
+    OptionalBody(request): OptionalBody<CloseRequest>,
+) -> ApiResult<Done> {
+    let id = path_id(&id, "connection")?;
     let c = b
         .connection_entries()
         .into_iter()

@@ -86,6 +86,30 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     }
 }
 
+/// Like `Body`, for an optional body: none (or only whitespace) is `T::default()`.
+pub struct OptionalBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Default> axum::extract::FromRequest<S> for OptionalBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| Error::bad_request(e.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalBody(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(OptionalBody)
+            .map_err(|e| Error::bad_request(format!("invalid body: {e}")))
+    }
+}
+
+/// A numeric id from a path; anything else names no `what` (404).
+pub fn path_id(id: &str, what: &str) -> Result<u64, Error> {
+    id.parse().map_err(|_| Error::not_found(format!("no {what} '{id}'")))
+}
+
 /// An argument table as JSON.
 pub fn table_json(t: &amq_protocol::types::FieldTable) -> serde_json::Map<String, serde_json::Value> {
     json::table(t)

@@ -408,12 +408,8 @@ async fn list(State(b): State<Arc<Broker>>) -> ApiResult<Vec<MoveTask>> {
     Ok(Json(b.moves.list()))
 }
 
-fn parse_id(id: &str) -> Result<u64, Error> {
-    id.parse().map_err(|_| Error::not_found(format!("no move task '{id}'")))
-}
-
 async fn one(State(b): State<Arc<Broker>>, Path(id): Path<String>) -> ApiResult<MoveTask> {
-    let n = parse_id(&id)?;
+    let n = super::path_id(&id, "move task")?;
     b.moves
         .get(n)
         .map(Json)
@@ -422,7 +418,7 @@ async fn one(State(b): State<Arc<Broker>>, Path(id): Path<String>) -> ApiResult<
 
 /// Cancels a running task (it stops after its current batch); a finished one is returned as it is.
 async fn cancel(State(b): State<Arc<Broker>>, Path(id): Path<String>) -> ApiResult<MoveTask> {
-    let n = parse_id(&id)?;
+    let n = super::path_id(&id, "move task")?;
     b.moves
         .cancel(n)
         .map(Json)

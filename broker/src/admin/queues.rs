@@ -11,7 +11,7 @@ use warren_shared::{
     LatencySummary, PeekRequest, PeekedMessage, PurgeResult, QueueCounters, QueueInfo, QueueRates, Rate,
 };
 
-use super::{json, ApiResult, Error};
+use super::{json, ApiResult, Error, OptionalBody};
 use crate::broker::Broker;
 use crate::queue::{Queue, QueueStats};
 use crate::routing::Destination;
@@ -232,14 +232,9 @@ async fn one(State(b): State<Arc<Broker>>, Path((v, name)): Path<(String, String
 async fn peek(
     State(b): State<Arc<Broker>>,
     Path((v, name)): Path<(String, String)>,
-    body: axum::body::Bytes,
-) -> ApiResult<Vec<PeekedMessage>> {
     // The body is optional: none means the first page, unfiltered.
-    let req: PeekRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        PeekRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| Error::bad_request(format!("invalid body: {e}")))?
-    };
+    OptionalBody(req): OptionalBody<PeekRequest>,
+) -> ApiResult<Vec<PeekedMessage>> {
     let count = req.count.unwrap_or(50);
     if count == 0 || count > 1000 {
         return Err(Error::bad_request("count must be between 1 and 1000"));

@@ -134,16 +134,9 @@ impl MessageStore {
         self.may_expire |= ttl_ms.is_some();
         // One rule for every message, wherever it is kept: the TTL in force counts from when the message was
         // enqueued. (Messages on disk get their deadline when read, so the ones in memory follow suit here.)
-        let deadline = |m: &Message, enqueued_ms: u64| -> Option<u64> {
-            let ttl = match (m.expiration_ms, ttl_ms) {
-                (Some(a), Some(b)) => a.min(b),
-                (a, b) => a.or(b)?,
-            };
-            Some(enqueued_ms.saturating_add(ttl))
-        };
         for level in &mut self.levels {
             for e in level.memory.iter_mut().chain(level.requeued.values_mut()) {
-                e.expires_at = deadline(&e.message, e.enqueued_ms);
+                e.expires_at = deadline(&e.message, e.enqueued_ms, ttl_ms);
             }
         }
     }
@@ -200,11 +193,7 @@ impl MessageStore {
     }
 
     fn deadline(&self, message: &Message, enqueued_ms: u64) -> Option<u64> {
-        let ttl = match (message.expiration_ms, self.ttl_ms) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
-        Some(enqueued_ms.saturating_add(ttl))
+        deadline(message, enqueued_ms, self.ttl_ms)
     }
 
     /// Enqueues a message. On a disk-backed store the record is written first; if that fails (disk full, I/O
@@ -635,6 +624,15 @@ impl MessageStore {
             log.destroy();
         }
     }
+}
+
+/// When a message expires: the smaller of its `expiration` and the queue's TTL, counted from its enqueue time.
+fn deadline(message: &Message, enqueued_ms: u64, ttl_ms: Option<u64>) -> Option<u64> {
+    let ttl = match (message.expiration_ms, ttl_ms) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
+    Some(enqueued_ms.saturating_add(ttl))
 }
 
 /// Whether a recovered record survives a restart, and at which priority (its properties, as encoded).
