@@ -517,6 +517,8 @@ impl Queue {
             Some(a) => a,
             None => return,
         };
+        // Read once per dispatch, not per delivery.
+        let single_active = this.limits().single_active_consumer;
         while !st.store.is_empty() {
             let n = st.consumers.len();
             if n == 0 {
@@ -524,7 +526,7 @@ impl Queue {
             }
             // Single active consumer: only the earliest registered consumer receives; when it goes, the next one
             // takes over, starting with whatever it left unacked (requeued at the original positions).
-            let n = if this.limits().single_active_consumer { 1 } else { n };
+            let n = if single_active { 1 } else { n };
             // Highest priority with room wins; ties go round-robin from `next_consumer`.
             let mut best: Option<usize> = None;
             for k in 0..n {
@@ -618,10 +620,11 @@ impl Queue {
         if self.is_deleted() {
             return;
         }
+        let delivery_limit = self.limits().delivery_limit;
         for mut e in entries {
             QueueStats::add(&self.stats.redelivered, 1);
             QueueStats::sub(&self.stats.unacked, 1);
-            if let Some(limit) = self.limits().delivery_limit {
+            if let Some(limit) = delivery_limit {
                 e.delivery_count += 1;
                 if e.delivery_count > limit {
                     self.drop_entry(&mut st, e, Reason::DeliveryLimit);
@@ -761,12 +764,13 @@ impl Queue {
     /// A message read back from disk after a restart carries how often it had been returned before; under
     /// `x-delivery-limit` that counts: past the limit it is dead-lettered now, else it gets its `x-delivery-count`.
     fn returned_before_restart(&self, st: &mut QueueState, mut e: Entry) -> Option<Entry> {
-        let Some(limit) = self.limits().delivery_limit else {
-            return Some(e);
-        };
+        // Most messages were never returned: decided without reading the limits.
         if e.delivery_count == 0 || e.loc.is_none() {
             return Some(e);
         }
+        let Some(limit) = self.limits().delivery_limit else {
+            return Some(e);
+        };
         let has_header = e
             .message
             .properties()
