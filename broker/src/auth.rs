@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use amq_protocol::types::parsing::parse_field_table;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -171,7 +170,7 @@ fn parse_amqplain(response: &[u8]) -> Option<(String, String)> {
     let mut buf = Vec::with_capacity(response.len() + 4);
     buf.extend_from_slice(&(response.len() as u32).to_be_bytes());
     buf.extend_from_slice(response);
-    let (_, table) = parse_field_table(&buf[..]).ok()?;
+    let table = crate::amqp::nesting::parse_table_bounded(&buf[..]).ok()?;
     let user = args::get_str(&table, "LOGIN")?.to_string();
     let pass = args::get_str(&table, "PASSWORD")?.to_string();
     Some((user, pass))

@@ -6,7 +6,7 @@
 //! re-encoding and a queued message costs its bytes plus a small fixed header; the few fields the broker acts on
 //! (priority, expiration, delivery mode) are extracted once at publish.
 
-use amq_protocol::protocol::basic::{parse_properties, AMQPProperties};
+use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::types::ShortString;
 use bytes::Bytes;
 
@@ -60,11 +60,9 @@ impl Message {
 
     /// Decodes the properties (for the rare paths that need more than the extracted fields).
     pub fn properties(&self) -> AMQPProperties {
-        match parse_properties(&self.raw_properties[..]) {
-            Ok((_, p)) => p,
-            // The bytes were parsed successfully at publish, or encoded by us.
-            Err(_) => AMQPProperties::default(),
-        }
+        // The bytes were checked and parsed at publish (or read back from a record whose checksum held), or encoded
+        // by us; the bounded parse keeps even a record from an older version from recursing without limit.
+        crate::amqp::nesting::parse_properties_bounded(&self.raw_properties[..]).unwrap_or_default()
     }
 
     /// A copy sharing the body and encoded properties (both reference-counted).

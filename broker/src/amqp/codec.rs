@@ -3,7 +3,8 @@
 //! Decoding reads the 7-byte frame header itself so that a frame's declared size is checked against the
 //! negotiated `frame_max` *before* any of its payload is buffered (`amq-protocol`'s `parse_frame` has no limit and
 //! would let a peer that declares 4 GiB grow the buffer without bound). Method and content-header payloads are then
-//! handed to `amq-protocol`; body payloads are cut out of the read buffer as `Bytes` without parsing.
+//! handed to `amq-protocol`, after `nesting` has checked that no field table in them nests past its bound (the
+//! parser recurses once per level); body payloads are cut out of the read buffer as `Bytes` without parsing.
 //!
 //! Encoding writes straight into the connection's output `BytesMut`. The hot frames (deliver, content header,
 //! body) are written by hand; everything else goes through `amq_protocol::frame::gen_frame`.
@@ -12,6 +13,8 @@ use amq_protocol::frame::{gen_frame, AMQPFrame, WriteContext};
 use amq_protocol::protocol::basic::{gen_properties, parse_properties, AMQPProperties};
 use amq_protocol::protocol::{parse_class, AMQPClass};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::amqp::nesting::{self, NestingError};
 
 /// The 8 bytes a client opens a connection with.
 pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
@@ -68,6 +71,13 @@ pub enum FrameError {
     PrefetchSize(u32),
     #[error("SYNTAX_ERROR - could not decode {what} on channel {channel}")]
     Syntax { what: &'static str, channel: u16 },
+    /// A field table or array nested past `nesting::MAX_DEPTH`, caught before any recursive decode.
+    #[error("SYNTAX_ERROR - {what} on channel {channel}: field tables or arrays nested deeper than {max} levels")]
+    TooDeep {
+        what: &'static str,
+        channel: u16,
+        max: usize,
+    },
 }
 
 impl FrameError {
@@ -76,7 +86,7 @@ impl FrameError {
         match self {
             FrameError::TooLarge { .. } | FrameError::BadFrameEnd(_) | FrameError::UnknownType(_) => 501,
             FrameError::UnknownMethod { .. } | FrameError::PrefetchSize(_) => 540,
-            FrameError::Syntax { .. } => 502,
+            FrameError::Syntax { .. } | FrameError::TooDeep { .. } => 502,
         }
     }
 }
@@ -180,6 +190,13 @@ fn decode_method(channel: u16, payload: &[u8]) -> Result<Frame, FrameError> {
             return Err(FrameError::PrefetchSize(size));
         }
     }
+    if let Err(NestingError::TooDeep) = nesting::check_method(payload) {
+        return Err(FrameError::TooDeep {
+            what: "method arguments",
+            channel,
+            max: nesting::MAX_DEPTH,
+        });
+    }
     match parse_class(payload) {
         Ok((&[], m)) => Ok(Frame::Method(channel, Box::new(m))),
         _ => Err(FrameError::Syntax {
@@ -202,6 +219,13 @@ fn decode_content_header(channel: u16, payload: &[u8]) -> Result<ContentHeader, 
     size.copy_from_slice(&payload[4..12]);
     let body_size = u64::from_be_bytes(size);
     let raw = &payload[12..];
+    if let Err(NestingError::TooDeep) = nesting::check_properties(raw) {
+        return Err(FrameError::TooDeep {
+            what: "message headers",
+            channel,
+            max: nesting::MAX_DEPTH,
+        });
+    }
     match parse_properties(raw) {
         Ok((&[], properties)) => Ok(ContentHeader {
             class_id,

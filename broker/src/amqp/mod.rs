@@ -7,4 +7,5 @@ pub mod codec;
 pub mod connection;
 pub mod declare;
 pub mod error;
+pub mod nesting;
 pub mod unacked;

@@ -24,7 +24,6 @@ use std::fs::File;
 use std::io;
 use std::sync::Arc;
 
-use amq_protocol::protocol::basic::parse_properties;
 use bytes::Bytes;
 use tracing::warn;
 
@@ -355,7 +354,7 @@ impl MessageStore {
         let log = self.log.as_ref()?;
         let loc = Loc::unpack(packed);
         let r = log.read(loc).ok()?;
-        let props = parse_properties(&r.properties[..]).map(|(_, p)| p).unwrap_or_default();
+        let props = crate::amqp::nesting::parse_properties_bounded(&r.properties[..]).unwrap_or_default();
         let message = Message::new(
             String::from_utf8_lossy(&r.exchange).into_owned().into(),
             String::from_utf8_lossy(&r.routing_key).into_owned().into(),
@@ -381,7 +380,7 @@ impl MessageStore {
         let loc = Loc::unpack(packed);
         match log.read(loc) {
             Ok(r) => {
-                let props = parse_properties(&r.properties[..]).map(|(_, p)| p).unwrap_or_default();
+                let props = crate::amqp::nesting::parse_properties_bounded(&r.properties[..]).unwrap_or_default();
                 let message = Message::new(
                     String::from_utf8_lossy(&r.exchange).into_owned().into(),
                     String::from_utf8_lossy(&r.routing_key).into_owned().into(),
@@ -637,7 +636,7 @@ fn deadline(message: &Message, enqueued_ms: u64, ttl_ms: Option<u64>) -> Option<
 
 /// Whether a recovered record survives a restart, and at which priority (its properties, as encoded).
 pub fn keep_on_recovery(properties: &Bytes) -> Option<u8> {
-    let (_, p) = parse_properties(&properties[..]).ok()?;
+    let p = crate::amqp::nesting::parse_properties_bounded(&properties[..]).ok()?;
     (p.delivery_mode() == &Some(2)).then(|| p.priority().unwrap_or(0))
 }
 

@@ -11,7 +11,6 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use amq_protocol::protocol::basic::parse_properties;
 use bytes::Bytes;
 
 use crate::args;
@@ -50,7 +49,7 @@ impl DelayedMessages {
         };
         for loc in live {
             let Ok(r) = log.read(loc) else { continue };
-            let props = parse_properties(&r.properties[..]).map(|(_, p)| p).unwrap_or_default();
+            let props = crate::amqp::nesting::parse_properties_bounded(&r.properties[..]).unwrap_or_default();
             let m = Message::new(
                 String::from_utf8_lossy(&r.exchange).into_owned().into(),
                 String::from_utf8_lossy(&r.routing_key).into_owned().into(),
