@@ -135,6 +135,20 @@ pub fn deaths(headers: Option<&FieldTable>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// How many times one message may be dead-lettered in a row, in one go (one publish, one expiry sweep): a backstop
+/// for long chains that the cycle rule does not stop. Real topologies use one or two hops.
+pub const MAX_DEAD_LETTER_HOPS: u32 = 64;
+
+/// RabbitMQ's cycle rule (`rabbit_dead_letter:is_cycle`): the message already died in `target`, and nothing between
+/// that death and now (newest first, up to and including it) was a rejection, so the cycle runs with no consumer in
+/// it and would never end. `history` is `deaths()` of the letter's new headers.
+pub fn is_automatic_cycle(history: &[(String, String)], target: &str) -> bool {
+    match history.iter().position(|(queue, _)| queue == target) {
+        Some(i) => history[..=i].iter().all(|(_, reason)| reason != "rejected"),
+        None => false,
+    }
+}
+
 /// Rewrites a message's properties for dead-lettering from `queue`, at unix time `now_s`.
 pub fn dead_letter_properties(message: &Message, queue: &str, reason: Reason, now_s: u64) -> AMQPProperties {
     let props = message.properties();
@@ -339,6 +353,29 @@ fn put_table(out: &mut Vec<u8>, t: &FieldTable, order: Option<&[&str]>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cycles_are_automatic_only_without_a_rejection_since_the_last_death_there() {
+        let h = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(q, r)| (q.to_string(), r.to_string()))
+                .collect::<Vec<_>>()
+        };
+        // Newest first.
+        let looped = h(&[("b", "maxlen"), ("a", "maxlen"), ("z", "rejected")]);
+        assert!(is_automatic_cycle(&looped, "a"));
+        assert!(is_automatic_cycle(&looped, "b"));
+        assert!(!is_automatic_cycle(&looped, "c"), "never died in c: no cycle");
+        assert!(
+            !is_automatic_cycle(&looped, "z"),
+            "a rejection lies on the way back to z"
+        );
+        let rejected = h(&[("a", "rejected")]);
+        assert!(
+            !is_automatic_cycle(&rejected, "a"),
+            "a consumer rejected it: it may go round again"
+        );
+    }
     use amq_protocol::protocol::basic::parse_properties;
 
     /// The x-death value bytes inside encoded properties: from the 'A' after the key to the end of the array.

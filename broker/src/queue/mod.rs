@@ -15,6 +15,7 @@ pub mod dedup;
 pub mod latency;
 mod store;
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
@@ -344,13 +345,44 @@ impl Queue {
     }
 
     /// Republishes dead letters through the dead-letter exchange; runs with no queue lock held.
+    ///
+    /// Iterative: a target queue that dead-letters in turn (a full queue dropping its head, say) hands its letters
+    /// back to this loop instead of recursing, so no topology and no message can grow the stack. RabbitMQ's cycle
+    /// rule drops automatic cycles; `MAX_DEAD_LETTER_HOPS` stops whatever else runs long.
     fn route_dead_letters(&self, dead: Vec<(Arc<Message>, Reason)>) {
         if dead.is_empty() {
             return;
         }
+        let Some(me) = self.self_arc() else {
+            return;
+        };
+        let mut work: VecDeque<(Arc<Queue>, Vec<(Arc<Message>, Reason)>, u32)> = VecDeque::new();
+        work.push_back((me, dead, 1));
+        while let Some((source, dead, hops)) = work.pop_front() {
+            for (target, more) in source.dead_letter_once(dead) {
+                if hops >= dead_letter::MAX_DEAD_LETTER_HOPS {
+                    tracing::warn!(
+                        queue = %target.spec.name,
+                        vhost = %target.spec.vhost,
+                        dropped = more.len(),
+                        hops,
+                        "dead letters dropped: the message was dead-lettered {} times in a row",
+                        dead_letter::MAX_DEAD_LETTER_HOPS
+                    );
+                    continue;
+                }
+                work.push_back((target, more, hops + 1));
+            }
+        }
+    }
+
+    /// One hop: republishes this queue's dead letters to the queues its dead-letter exchange routes them to, and
+    /// returns what those queues dead-lettered in turn.
+    fn dead_letter_once(&self, dead: Vec<(Arc<Message>, Reason)>) -> Vec<(Arc<Queue>, Vec<(Arc<Message>, Reason)>)> {
+        let mut next = Vec::new();
         let limits = self.limits();
         let (Some(vhost), Some(dlx)) = (self.vhost.upgrade(), limits.dead_letter_exchange.as_deref()) else {
-            return;
+            return next;
         };
         let now_s = now_ms() / 1000;
         let mut targets = Vec::new();
@@ -361,7 +393,6 @@ impl Queue {
                 None => message.routing_key.clone(),
             };
             let history = deaths(props.headers().as_ref());
-            let rejected = history.iter().any(|(_, r)| r == "rejected");
             targets.clear();
             // A missing dead-letter exchange drops the message, as in RabbitMQ.
             if vhost
@@ -373,14 +404,17 @@ impl Queue {
             let raw = dead_letter::encode_properties(&props);
             let letter = Arc::new(Message::new(dlx.into(), routing_key, &props, raw, message.body.clone()));
             for q in &targets {
-                // A cycle (the message already died in the target queue) is dropped unless a consumer rejected it
-                // somewhere along the way, as RabbitMQ does.
-                if !rejected && history.iter().any(|(name, _)| name == q.name()) {
+                if dead_letter::is_automatic_cycle(&history, q.name()) {
+                    tracing::debug!(queue = %q.name(), "dead letter dropped: an automatic dead-letter cycle");
                     continue;
                 }
-                q.publish(letter.clone());
+                let (_, more) = q.publish_without_dead_letters(letter.clone());
+                if !more.is_empty() {
+                    next.push((q.clone(), more));
+                }
             }
         }
+        next
     }
 
     pub fn name(&self) -> &str {
@@ -397,21 +431,30 @@ impl Queue {
         self.deleted.load(Ordering::Acquire)
     }
 
-    /// Enqueues a message and dispatches.
+    /// Enqueues a message and dispatches; whatever this dead-letters (a full queue's head, say) is routed on.
     pub fn publish(&self, message: Arc<Message>) -> Published {
+        let (out, dead) = self.publish_without_dead_letters(message);
+        self.route_dead_letters(dead);
+        out
+    }
+
+    /// Enqueues a message and dispatches, and returns the dead letters this caused instead of routing them (the
+    /// dead-letter work list routes them, so that dead-lettering never recurses).
+    fn publish_without_dead_letters(&self, message: Arc<Message>) -> (Published, Vec<(Arc<Message>, Reason)>) {
         let mut st = self.lock();
         if self.is_deleted() {
-            return Published::default();
+            return (Published::default(), Vec::new());
         }
         if let Some(cache) = &mut st.dedup {
             if let Some(key) = dedup::dedup_key(&message) {
                 if cache.check_and_insert(key) {
                     // A duplicate: confirmed, not enqueued.
-                    return Published {
+                    let duplicate = Published {
                         routed: true,
                         ticket: 0,
                         failed: false,
                     };
+                    return (duplicate, Vec::new());
                 }
             }
         }
@@ -426,24 +469,24 @@ impl Queue {
                     st.dead.push((message, Reason::Maxlen));
                 }
                 let dead = std::mem::take(&mut st.dead);
-                drop(st);
-                self.route_dead_letters(dead);
-                return Published {
+                let refused = Published {
                     routed: true,
                     ticket: 0,
                     failed: true,
                 };
+                return (refused, dead);
             }
         }
         let pushed = match st.store.push(message) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(queue = %self.spec.name, vhost = %self.spec.vhost, error = %e, "could not store a message; it is nacked");
-                return Published {
+                let failed = Published {
                     routed: true,
                     ticket: 0,
                     failed: true,
                 };
+                return (failed, Vec::new());
             }
         };
         let mut out = Published {
@@ -489,9 +532,7 @@ impl Queue {
         }
         self.collect_expired(&mut st);
         let dead = std::mem::take(&mut st.dead);
-        drop(st);
-        self.route_dead_letters(dead);
-        out
+        (out, dead)
     }
 
     /// Offers ready messages to consumers again (after credit came back).
