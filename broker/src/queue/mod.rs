@@ -29,6 +29,9 @@ use crate::message::Message;
 use crate::outbox::{Delivery, Outbox, OutboxItem};
 use crate::store::{now_ms, FsyncMode, Syncer};
 use crate::vhost::VHost;
+
+/// Messages a queue gave up on, with why, waiting to go through its dead-letter exchange.
+type DeadLetters = Vec<(Arc<Message>, Reason)>;
 use dead_letter::{dead_letter_properties, deaths, with_delivery_count, Overflow, QueueLimits, Reason};
 
 /// A consumer as its queue sees it.
@@ -349,14 +352,14 @@ impl Queue {
     /// Iterative: a target queue that dead-letters in turn (a full queue dropping its head, say) hands its letters
     /// back to this loop instead of recursing, so no topology and no message can grow the stack. RabbitMQ's cycle
     /// rule drops automatic cycles; `MAX_DEAD_LETTER_HOPS` stops whatever else runs long.
-    fn route_dead_letters(&self, dead: Vec<(Arc<Message>, Reason)>) {
+    fn route_dead_letters(&self, dead: DeadLetters) {
         if dead.is_empty() {
             return;
         }
         let Some(me) = self.self_arc() else {
             return;
         };
-        let mut work: VecDeque<(Arc<Queue>, Vec<(Arc<Message>, Reason)>, u32)> = VecDeque::new();
+        let mut work: VecDeque<(Arc<Queue>, DeadLetters, u32)> = VecDeque::new();
         work.push_back((me, dead, 1));
         while let Some((source, dead, hops)) = work.pop_front() {
             for (target, more) in source.dead_letter_once(dead) {
@@ -378,7 +381,7 @@ impl Queue {
 
     /// One hop: republishes this queue's dead letters to the queues its dead-letter exchange routes them to, and
     /// returns what those queues dead-lettered in turn.
-    fn dead_letter_once(&self, dead: Vec<(Arc<Message>, Reason)>) -> Vec<(Arc<Queue>, Vec<(Arc<Message>, Reason)>)> {
+    fn dead_letter_once(&self, dead: DeadLetters) -> Vec<(Arc<Queue>, DeadLetters)> {
         let mut next = Vec::new();
         let limits = self.limits();
         let (Some(vhost), Some(dlx)) = (self.vhost.upgrade(), limits.dead_letter_exchange.as_deref()) else {
@@ -440,7 +443,7 @@ impl Queue {
 
     /// Enqueues a message and dispatches, and returns the dead letters this caused instead of routing them (the
     /// dead-letter work list routes them, so that dead-lettering never recurses).
-    fn publish_without_dead_letters(&self, message: Arc<Message>) -> (Published, Vec<(Arc<Message>, Reason)>) {
+    fn publish_without_dead_letters(&self, message: Arc<Message>) -> (Published, DeadLetters) {
         let mut st = self.lock();
         if self.is_deleted() {
             return (Published::default(), Vec::new());
