@@ -574,36 +574,37 @@ impl VHost {
             Err(e) if e.code == crate::amqp::error::NOT_FOUND => return Ok(0),
             Err(e) => return Err(e),
         };
-        let (messages, consumers) = q.counts();
-        if if_unused && consumers > 0 {
-            return Err(AmqpError::precondition(format!(
-                "queue '{name}' in vhost '{}' in use",
-                self.name
-            )));
-        }
-        if if_empty && messages > 0 {
-            return Err(AmqpError::precondition(format!(
-                "queue '{name}' in vhost '{}' not empty",
-                self.name
-            )));
-        }
-        Ok(self.remove_queue(&q))
+        let messages = q.delete_if(if_unused, if_empty).map_err(|why| {
+            AmqpError::precondition(match why {
+                crate::queue::DeleteRefused::InUse => format!("queue '{name}' in vhost '{}' in use", self.name),
+                crate::queue::DeleteRefused::NotEmpty => format!("queue '{name}' in vhost '{}' not empty", self.name),
+            })
+        })?;
+        // Marked deleted already (nothing can join it now); take it out of the topology.
+        self.unlink_queue(&q);
+        Ok(messages)
     }
 
     /// Removes a queue and every binding to it, then tells its consumers. Returns its message count.
     pub fn remove_queue(&self, q: &Arc<Queue>) -> u32 {
-        {
-            let mut t = self.write();
-            match t.queues.get(q.name()) {
-                Some(current) if Arc::ptr_eq(current, q) => {
-                    t.queues.remove(q.name());
-                }
-                _ => return 0,
-            }
-            let dest = Destination::Queue(q.name().to_string());
-            remove_bindings_to(&mut t, &dest);
+        if !self.unlink_queue(q) {
+            return 0;
         }
         q.mark_deleted()
+    }
+
+    /// Takes a queue and every binding to it out of the topology; false if it was no longer there.
+    fn unlink_queue(&self, q: &Arc<Queue>) -> bool {
+        let mut t = self.write();
+        match t.queues.get(q.name()) {
+            Some(current) if Arc::ptr_eq(current, q) => {
+                t.queues.remove(q.name());
+            }
+            _ => return false,
+        }
+        let dest = Destination::Queue(q.name().to_string());
+        remove_bindings_to(&mut t, &dest);
+        true
     }
 
     /// Deletes every exclusive queue a closing connection owned.

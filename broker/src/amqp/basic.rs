@@ -124,14 +124,9 @@ impl Channel {
             Arc::new(ConsumerCredit::new(self.consumer_prefetch, self.credit.clone()))
         };
         let priority = args::get_i64(&c.arguments, "x-priority").unwrap_or(0);
-        if !c.nowait {
-            ctx.send(
-                self.id,
-                AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
-                    consumer_tag: tag.as_ref().into(),
-                })),
-            );
-        }
+        // consume-ok only once the queue took the consumer (an exclusive consumer there refuses it with 403). The
+        // queue may hand it deliveries at once, but those wait in the outbox until this batch is written, after
+        // consume-ok.
         queue.add_consumer(QueueConsumer {
             tag: tag.clone(),
             channel: self.id,
@@ -142,6 +137,14 @@ impl Channel {
             priority,
             ack_required: !c.no_ack,
         })?;
+        if !c.nowait {
+            ctx.send(
+                self.id,
+                AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                    consumer_tag: tag.as_ref().into(),
+                })),
+            );
+        }
         self.consumers.insert(
             tag,
             ChannelConsumer {

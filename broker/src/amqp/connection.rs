@@ -9,7 +9,10 @@
 //!
 //! Invariants:
 //! - After sending connection.close we drop every frame except connection.close / close-ok (spec 2.2.4).
-//! - After sending channel.close we drop every frame on that channel except channel.close / close-ok.
+//! - After sending channel.close we drop every frame on that channel except channel.close / close-ok, and answer a
+//!   crossing channel.close with close-ok while still waiting for the close-ok to ours.
+//! - After the close handshake the write side is shut and input is read and discarded until the client hangs up
+//!   (or `CLOSE_TIMEOUT`), so a client with frames still in flight reads its close-ok instead of a reset.
 //! - On exit, every consumer is removed, every unacked or in-flight delivery is requeued, and this connection's
 //!   exclusive queues are deleted, whatever the cause of the exit.
 
@@ -30,7 +33,7 @@ use tracing::{debug, info, warn};
 
 use crate::amqp::channel::{requeue_grouped, Channel, Ctx};
 use crate::amqp::codec::{decode_frame, encode_heartbeat, encode_method, Frame, PROTOCOL_HEADER};
-use crate::amqp::error::{AmqpError, ACCESS_REFUSED, CHANNEL_ERROR, CONNECTION_FORCED, NOT_ALLOWED};
+use crate::amqp::error::{AmqpError, ACCESS_REFUSED, CHANNEL_ERROR, CONNECTION_FORCED, FRAME_ERROR, NOT_ALLOWED};
 use crate::amqp::unacked::Pending;
 use crate::broker::Broker;
 use crate::outbox::{Outbox, OutboxItem};
@@ -171,6 +174,26 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
     debug!(connection = id, %peer, "closed");
 }
 
+/// After the close handshake: read and discard until the client closes its side, for at most `CLOSE_TIMEOUT`.
+/// Hanging up with unread input makes the kernel answer with a reset, and a client still writing (publishes queued
+/// behind its connection.close) then gets EPIPE or ECONNRESET instead of its close-ok, as RabbitMQ avoids.
+async fn linger(rd: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut BytesMut, shutdown: &CancellationToken) {
+    let deadline = Instant::now() + CLOSE_TIMEOUT;
+    loop {
+        buf.clear();
+        if buf.capacity() < 64 * 1024 {
+            buf.reserve(64 * 1024);
+        }
+        tokio::select! {
+            r = tokio::time::timeout_at(deadline, rd.read_buf(buf)) => match r {
+                Ok(Ok(n)) if n > 0 => continue,
+                _ => return,
+            },
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
 async fn tick(hb: &mut Option<Interval>) {
     match hb {
         Some(i) => {
@@ -225,6 +248,7 @@ impl Connection {
             }
             if self.state == State::Done && self.out.is_empty() {
                 let _ = wr.shutdown().await;
+                linger(&mut rd, &mut inbuf, &shutdown).await;
                 return Ok(());
             }
             let can_take_more = self.out.len() < OUT_HIGH_WATER && self.state != State::Done;
@@ -398,6 +422,16 @@ impl Connection {
             }
             return;
         }
+        if let Frame::Heartbeat(ch) = frame {
+            if ch != 0 {
+                // Spec 4.2.3: heartbeat frames must use channel 0; anything else is a frame error (501).
+                self.start_close(AmqpError::new(
+                    FRAME_ERROR,
+                    format!("heartbeat frame on channel {ch}; heartbeats use channel 0"),
+                ));
+            }
+            return;
+        }
         if channel_id == 0 {
             match frame {
                 Frame::Method(_, m) => {
@@ -532,7 +566,22 @@ impl Connection {
                 Ok(())
             }
             (State::Open, C::CloseOk(_) | C::Blocked(_) | C::Unblocked(_)) => Ok(()),
-            (State::Open, C::UpdateSecret(_)) => {
+            (State::Open, C::UpdateSecret(u)) => {
+                // As RabbitMQ's internal backend does: the new secret must be this user's valid password, or the
+                // connection ends with 403.
+                let mut response = Vec::with_capacity(self.user.len() + u.new_secret.as_bytes().len() + 2);
+                response.push(0);
+                response.extend_from_slice(self.user.as_bytes());
+                response.push(0);
+                response.extend_from_slice(u.new_secret.as_bytes());
+                if let Err(e) = self.broker.users.login("PLAIN", &response, self.peer.ip()) {
+                    warn!(connection = self.id, peer = %self.peer, error = %e, "update-secret refused");
+                    return Err(AmqpError::new(
+                        ACCESS_REFUSED,
+                        format!("new secret for user '{}' was refused", self.user),
+                    ));
+                }
+                info!(connection = self.id, user = %self.user, reason = %u.reason, "secret updated");
                 encode_method(
                     &mut self.out,
                     0,
@@ -633,6 +682,11 @@ impl Connection {
         let open =
             matches!(&frame, Frame::Method(_, m) if matches!(**m, AMQPClass::Channel(channel::AMQPMethod::Open(_))));
         if open {
+            // A channel we closed whose close-ok never came (the client answered our channel.close with its own):
+            // the client moved on, so may we.
+            if self.channels.get(&id).is_some_and(|ch| ch.closing) {
+                self.remove_channel(id);
+            }
             if self.channels.contains_key(&id) {
                 return Err(AmqpError::channel_error(format!(
                     "second 'channel.open' seen on channel {id}"
@@ -672,27 +726,25 @@ impl Connection {
         if let Frame::Method(_, m) = &frame {
             match **m {
                 AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
-                    ch.close_down(&mut ctx);
+                    // Crossed closes (we sent channel.close and the client sent its own before reading ours):
+                    // answer theirs, and keep the channel until the close-ok for ours arrives (spec 2.2.4: after
+                    // sending close, accept only close and close-ok).
+                    let crossed = ch.closing;
+                    if !crossed {
+                        ch.close_down(&mut ctx);
+                    }
                     ctx.send(
                         id,
                         AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
                     );
-                    self.channels.remove(&id);
-                    self.entry
-                        .channels
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&id);
+                    if !crossed {
+                        self.remove_channel(id);
+                    }
                     return Ok(());
                 }
                 AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
                     if ch.closing {
-                        self.channels.remove(&id);
-                        self.entry
-                            .channels
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&id);
+                        self.remove_channel(id);
                     }
                     return Ok(());
                 }
@@ -721,6 +773,15 @@ impl Connection {
                 Ok(())
             }
         }
+    }
+
+    fn remove_channel(&mut self, id: u16) {
+        self.channels.remove(&id);
+        self.entry
+            .channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
     }
 
     /// End of a read batch: one cumulative confirm per channel, and one dispatch per queue whose credit came back.

@@ -1,8 +1,15 @@
 //! A channel's delivered-but-unsettled messages, addressed by delivery tag.
 //!
-//! Tags are issued consecutively per channel, so the structure is a `VecDeque` indexed by `tag - base`: lookup is
-//! O(1), an out-of-order ack leaves a tombstone (`None`), and tombstones at the front are popped. No-ack
-//! deliveries use tags too but are never inserted; their slots stay tombstones.
+//! Tags are issued in increasing order per channel, so the structure is a `VecDeque` of slots in tag order: an ack
+//! of the oldest delivery (the common case) is O(1) at the front, any other is a binary search. An out-of-order ack
+//! leaves a tombstone (`None`), and tombstones at the front are popped.
+//!
+//! Invariants:
+//! - Slots are sorted by tag, and only deliveries that await a settlement have one: the tags of no-ack deliveries
+//!   (and basic.get no-ack) leave no trace, so a channel that streams no-ack deliveries next to one old unacked
+//!   message holds one slot, not one per tag in between.
+//! - Tombstones never outnumber live slots by more than the front run that `compact` pops, plus those between
+//!   live ones; `take` compacts whenever it empties the front.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,11 +25,15 @@ pub struct Pending {
     pub credit: Option<Arc<ConsumerCredit>>,
 }
 
+/// A delivery tag's place: the delivery, or a tombstone once it was settled out of order.
+struct Slot {
+    tag: u64,
+    pending: Option<Pending>,
+}
+
 #[derive(Default)]
 pub struct Unacked {
-    /// The tag of `items[0]`.
-    base: u64,
-    items: VecDeque<Option<Pending>>,
+    items: VecDeque<Slot>,
     live: usize,
 }
 
@@ -39,27 +50,28 @@ impl Unacked {
         self.live == 0
     }
 
+    /// Adds a delivery; its tag must be above every tag already here (tags only grow on a channel).
     pub fn push(&mut self, p: Pending) {
-        if self.items.is_empty() {
-            self.base = p.tag;
-        }
-        let idx = (p.tag - self.base) as usize;
-        while self.items.len() < idx {
-            self.items.push_back(None);
-        }
-        self.items.push_back(Some(p));
+        debug_assert!(self.items.back().is_none_or(|s| s.tag < p.tag));
+        self.items.push_back(Slot {
+            tag: p.tag,
+            pending: Some(p),
+        });
         self.live += 1;
     }
 
+    /// Where `tag`'s slot is, if it still holds its delivery.
     fn get_index(&self, tag: u64) -> Option<usize> {
-        let idx = usize::try_from(tag.checked_sub(self.base)?).ok()?;
-        matches!(self.items.get(idx), Some(Some(_))).then_some(idx)
+        let idx = match self.items.front() {
+            Some(front) if front.tag == tag => 0,
+            _ => self.items.binary_search_by_key(&tag, |s| s.tag).ok()?,
+        };
+        self.items[idx].pending.is_some().then_some(idx)
     }
 
     fn compact(&mut self) {
-        while matches!(self.items.front(), Some(None)) {
+        while matches!(self.items.front(), Some(Slot { pending: None, .. })) {
             self.items.pop_front();
-            self.base += 1;
         }
     }
 
@@ -72,25 +84,18 @@ impl Unacked {
         }
         if !multiple {
             let idx = self.get_index(tag).ok_or(UnknownTag(tag))?;
-            let p = self.items[idx].take().ok_or(UnknownTag(tag))?;
+            let p = self.items[idx].pending.take().ok_or(UnknownTag(tag))?;
             self.live -= 1;
             self.compact();
             return Ok(vec![p]);
         }
-        let last_live = self
-            .items
-            .iter()
-            .rposition(Option::is_some)
-            .map(|i| self.base + i as u64);
+        let last_live = self.items.iter().rev().find(|s| s.pending.is_some()).map(|s| s.tag);
         if last_live.is_none_or(|t| t < tag) {
             return Err(UnknownTag(tag));
         }
-        let upto = usize::try_from(tag.saturating_sub(self.base))
-            .unwrap_or(usize::MAX)
-            .min(self.items.len() - 1);
         let mut out = Vec::new();
-        for slot in self.items.iter_mut().take(upto + 1) {
-            if let Some(p) = slot.take() {
+        for slot in self.items.iter_mut().take_while(|s| s.tag <= tag) {
+            if let Some(p) = slot.pending.take() {
                 out.push(p);
             }
         }
@@ -100,7 +105,7 @@ impl Unacked {
     }
 
     pub fn take_all(&mut self) -> Vec<Pending> {
-        let out: Vec<Pending> = self.items.drain(..).flatten().collect();
+        let out: Vec<Pending> = self.items.drain(..).filter_map(|s| s.pending).collect();
         self.live = 0;
         out
     }
@@ -116,6 +121,11 @@ impl Unacked {
         for p in all {
             self.push(p);
         }
+    }
+
+    /// How many slots are held, tombstones included (what the structure costs in memory).
+    pub fn slots(&self) -> usize {
+        self.items.len()
     }
 }
 
@@ -194,5 +204,19 @@ mod tests {
         let taken = u.take(2, false).expect("2");
         u.restore(taken);
         assert_eq!(tags(&u.take(3, true).expect("all")), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn no_ack_tags_cost_nothing_next_to_an_old_unacked_delivery() {
+        let q = queue();
+        let mut u = Unacked::default();
+        u.push(pending(&q, 1));
+        // Tags 2..=1_000_000 went to a no-ack consumer; then an acked delivery.
+        u.push(pending(&q, 1_000_001));
+        assert_eq!(u.slots(), 2, "no placeholder per no-ack tag");
+        assert_eq!(tags(&u.take(1_000_001, false).expect("last")), vec![1_000_001]);
+        assert_eq!(u.take(500, false).err(), Some(UnknownTag(500)));
+        assert_eq!(tags(&u.take(1, false).expect("first")), vec![1]);
+        assert_eq!(u.slots(), 0);
     }
 }

@@ -14,6 +14,8 @@ pub mod dead_letter;
 pub mod dedup;
 pub mod latency;
 mod store;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,6 +31,13 @@ use crate::message::Message;
 use crate::outbox::{Delivery, Outbox, OutboxItem};
 use crate::store::{now_ms, FsyncMode, Syncer};
 use crate::vhost::VHost;
+
+/// Why `queue.delete` with conditions left the queue in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteRefused {
+    InUse,
+    NotEmpty,
+}
 
 /// Messages a queue gave up on, with why, waiting to go through its dead-letter exchange.
 type DeadLetters = Vec<(Arc<Message>, Reason)>;
@@ -627,6 +636,13 @@ impl Queue {
     /// Adds a consumer, enforcing exclusive consumers, and dispatches to it.
     pub fn add_consumer(&self, consumer: QueueConsumer) -> AmqpResult<()> {
         let mut st = self.lock();
+        // Deleted between the lookup and here: the consumer would wait forever on a queue nobody can reach.
+        if self.is_deleted() {
+            return Err(AmqpError::not_found(format!(
+                "no queue '{}' in vhost '{}'",
+                self.spec.name, self.spec.vhost
+            )));
+        }
         if st.consumers.iter().any(|c| c.exclusive) || (consumer.exclusive && !st.consumers.is_empty()) {
             return Err(AmqpError::access_refused(format!(
                 "queue '{}' in vhost '{}' in exclusive use",
@@ -1028,6 +1044,24 @@ impl Queue {
     /// Marks the queue deleted, drops its messages and tells its consumers; returns the message count.
     pub fn mark_deleted(&self) -> u32 {
         let mut st = self.lock();
+        self.mark_deleted_locked(&mut st)
+    }
+
+    /// `queue.delete` with `if-unused` / `if-empty`: the conditions are checked and the queue marked deleted under
+    /// one taking of its lock, so no consumer or message slips in between (a consumer added after the check was
+    /// silently cancelled before). Returns the message count.
+    pub fn delete_if(&self, if_unused: bool, if_empty: bool) -> Result<u32, DeleteRefused> {
+        let mut st = self.lock();
+        if if_unused && !st.consumers.is_empty() {
+            return Err(DeleteRefused::InUse);
+        }
+        if if_empty && !st.store.is_empty() {
+            return Err(DeleteRefused::NotEmpty);
+        }
+        Ok(self.mark_deleted_locked(&mut st))
+    }
+
+    fn mark_deleted_locked(&self, st: &mut QueueState) -> u32 {
         self.deleted.store(true, Ordering::Release);
         let n = st.store.len() as u32;
         st.store.destroy();
