@@ -65,8 +65,12 @@ pub struct Topology {
 pub struct Routed {
     /// The result depends only on (exchange, routing key): a channel may cache it for this generation.
     pub cacheable: bool,
-    /// The exchange de-duplicates and has seen this message: it is confirmed but goes nowhere.
+    /// The exchange de-duplicates and has seen this message, or holds it (delayed): it is confirmed but goes
+    /// nowhere now.
     pub duplicate: bool,
+    /// The group-commit round a confirm must wait for (a persistent message held on disk by a delayed exchange);
+    /// 0 for none.
+    pub ticket: u64,
 }
 
 /// The arguments of a queue.declare, as the vhost needs them.
@@ -931,6 +935,7 @@ impl VHost {
             return Ok(Routed {
                 cacheable: true,
                 duplicate: false,
+                ticket: 0,
             });
         }
         let Some(x) = t.exchanges.get(exchange) else {
@@ -949,23 +954,29 @@ impl VHost {
                     return Ok(Routed {
                         cacheable: false,
                         duplicate: true,
+                        ticket: 0,
                     });
                 }
             }
         }
         if let (Some(held), Some(m)) = (&x.delayed, message) {
             if let Some(delay) = crate::routing::delayed::delay_of(m) {
-                let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
-                return match held.hold(Arc::new(m.clone_shallow()), delay) {
-                    Ok(()) => Ok(Routed {
-                        cacheable: false,
-                        duplicate: true,
-                    }),
-                    Err(e) => Err(AmqpError::new(
+                let held = held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .hold(Arc::new(m.clone_shallow()), delay);
+                let cannot = |e: std::io::Error| {
+                    AmqpError::new(
                         crate::amqp::error::INTERNAL_ERROR,
                         format!("cannot hold a delayed message: {e}"),
-                    )),
+                    )
                 };
+                let ticket = self.sync_ticket(held.map_err(cannot)?).map_err(cannot)?;
+                return Ok(Routed {
+                    cacheable: false,
+                    duplicate: true,
+                    ticket,
+                });
             }
         }
         let mut visited: Vec<&str> = Vec::new();
@@ -982,7 +993,22 @@ impl VHost {
         Ok(Routed {
             cacheable,
             duplicate: false,
+            ticket: 0,
         })
+    }
+
+    /// Makes `files` durable as the store's fsync mode says: a group-commit ticket (batch), a sync now (always), or
+    /// nothing (never, or no store).
+    fn sync_ticket(&self, files: Vec<Arc<std::fs::File>>) -> std::io::Result<u64> {
+        let Some(d) = &self.durability else { return Ok(0) };
+        match d.store.fsync {
+            crate::store::FsyncMode::Batch => Ok(files.iter().map(|f| d.store.syncer.mark_dirty(f)).max().unwrap_or(0)),
+            crate::store::FsyncMode::Always => {
+                crate::store::blocking(|| files.iter().try_for_each(|f| f.sync_data()))?;
+                Ok(0)
+            }
+            crate::store::FsyncMode::Never => Ok(0),
+        }
     }
 
     /// Every binding, as (source, binding).

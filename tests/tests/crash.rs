@@ -348,6 +348,8 @@ async fn transactions_are_atomic_across_kill_9() {
         if job_set.is_empty() {
             break;
         }
+        let commits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = commits.clone();
         let worker = tokio::spawn(async move {
             let conn = connect(port).await;
             let Ok(ch) = conn.create_channel().await else { return };
@@ -377,9 +379,16 @@ async fn transactions_are_atomic_across_kill_9() {
                 if ch.tx_commit().await.is_err() {
                     return;
                 }
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         });
         tokio::time::sleep(Duration::from_millis(30 + cycle * 17 % 60)).await;
+        // On a loaded machine the worker may not have committed anything yet: give it its first commit (bounded),
+        // so that every cycle kills a worker in the middle of real work.
+        let waited = std::time::Instant::now();
+        while commits.load(std::sync::atomic::Ordering::Relaxed) == 0 && waited.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         b.kill();
         let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
     }

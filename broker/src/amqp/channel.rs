@@ -485,8 +485,9 @@ impl Channel {
                 );
                 let cacheable = match routing {
                     Ok(r) => {
-                        // A duplicate counts as routed: confirmed, never returned.
+                        // A duplicate (or a held delayed message) counts as routed: confirmed, never returned.
                         routed |= r.duplicate;
+                        outcome.ticket = outcome.ticket.max(r.ticket);
                         r.cacheable
                     }
                     Err(e) => {
@@ -624,8 +625,8 @@ impl Channel {
         }
         if !staged.is_empty() || !acks.is_empty() {
             let sync = store.fsync != crate::store::FsyncMode::Never;
+            let mut files: Vec<Arc<std::fs::File>> = Vec::new();
             if sync {
-                let mut files: Vec<Arc<std::fs::File>> = Vec::new();
                 for (_, s, _) in &staged {
                     for f in s.file.iter().chain(&s.dir) {
                         if !files.iter().any(|x| Arc::ptr_eq(x, f)) {
@@ -633,11 +634,18 @@ impl Channel {
                         }
                     }
                 }
-                for f in files {
-                    f.sync_data().map_err(failed)?;
-                }
             }
-            store.txlog.commit(txid, &acks, sync).map_err(failed)?;
+            // The syncs and the commit record block: off the async worker, so other connections keep going.
+            crate::store::blocking(|| {
+                if sync {
+                    store.budget.delay_sync();
+                }
+                for f in &files {
+                    f.sync_data()?;
+                }
+                store.txlog.commit(txid, &acks, sync)
+            })
+            .map_err(failed)?;
         }
         for (q, s, m) in staged {
             q.expose(&s, m);

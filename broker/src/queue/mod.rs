@@ -516,9 +516,10 @@ impl Queue {
                     }
                 }
                 FsyncMode::Always => {
-                    let synced = file
-                        .sync_data()
-                        .and_then(|()| pushed.sync_dir.as_ref().map_or(Ok(()), |d| d.sync_all()));
+                    let synced = crate::store::blocking(|| {
+                        file.sync_data()
+                            .and_then(|()| pushed.sync_dir.as_ref().map_or(Ok(()), |d| d.sync_all()))
+                    });
                     if let Err(e) = synced {
                         tracing::error!(queue = %self.spec.name, error = %e, "fdatasync failed; the message is nacked");
                         out.failed = true;

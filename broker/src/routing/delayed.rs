@@ -4,9 +4,11 @@
 //!
 //! A durable exchange writes held persistent messages to a message log of its own
 //! (`<data-dir>/delayed/<vhost hex>/<exchange hex>/`), so they survive a restart and are released on time after it;
-//! a released message's record is acked once it has been routed.
+//! a released message's record is acked once it has been routed. A publisher confirm for a held persistent message
+//! waits for the sync of its record, as one for a durable queue does.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
@@ -64,8 +66,9 @@ impl DelayedMessages {
         Ok(d)
     }
 
-    /// Holds a message until `delay_ms` from now.
-    pub fn hold(&mut self, message: Arc<Message>, delay_ms: u64) -> io::Result<()> {
+    /// Holds a message until `delay_ms` from now. Returns the files a sync must cover before the publish may be
+    /// confirmed (the log's segment, and its directory when the segment is new): none for a message kept in memory.
+    pub fn hold(&mut self, message: Arc<Message>, delay_ms: u64) -> io::Result<Vec<Arc<File>>> {
         self.next_seq += 1;
         let now = now_ms();
         let loc = match (&mut self.log, message.persistent) {
@@ -84,7 +87,12 @@ impl DelayedMessages {
         };
         self.pending
             .insert((now.saturating_add(delay_ms), self.next_seq), (message, loc));
-        Ok(())
+        let mut to_sync = Vec::new();
+        if let (Some(log), Some(_)) = (&mut self.log, loc) {
+            to_sync.extend(log.active_file());
+            to_sync.extend(log.dir_to_sync());
+        }
+        Ok(to_sync)
     }
 
     /// Takes the messages whose delay has passed, in due order.

@@ -46,28 +46,68 @@ pub enum FsyncMode {
 }
 
 /// A cap on bytes the store may write, for tests of a full disk and for operators who want a quota. `None` means
-/// only the filesystem limits it.
+/// only the filesystem limits it. Tests can also make syncs slow (`set_sync_delay`), to show what waits on them.
 #[derive(Clone, Default)]
-pub struct DiskBudget(Option<Arc<AtomicU64>>);
+pub struct DiskBudget {
+    bytes: Option<Arc<AtomicU64>>,
+    sync_delay_ms: Arc<AtomicU64>,
+    /// Syncs sitting in their delay right now.
+    delayed_syncs: Arc<AtomicU64>,
+}
 
 impl DiskBudget {
     pub fn limited(bytes: u64) -> Self {
-        DiskBudget(Some(Arc::new(AtomicU64::new(bytes))))
+        DiskBudget {
+            bytes: Some(Arc::new(AtomicU64::new(bytes))),
+            ..Default::default()
+        }
     }
 
     /// Raises (or lowers) what is left, e.g. when space returns.
     pub fn set_remaining(&self, bytes: u64) {
-        if let Some(b) = &self.0 {
+        if let Some(b) = &self.bytes {
             b.store(bytes, Ordering::SeqCst);
         }
     }
 
     /// Takes `n` bytes from the budget, or fails as a full disk would.
     pub fn charge(&self, n: u64) -> io::Result<()> {
-        let Some(b) = &self.0 else { return Ok(()) };
+        let Some(b) = &self.bytes else { return Ok(()) };
         b.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(n))
             .map(|_| ())
             .map_err(|_| io::Error::from_raw_os_error(28)) // ENOSPC
+    }
+
+    /// Makes every transaction commit's sync take this much longer (tests: a slow disk).
+    pub fn set_sync_delay(&self, delay: std::time::Duration) {
+        self.sync_delay_ms
+            .store(delay.as_millis().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+
+    /// Blocks for the configured sync delay, if any; called where a commit syncs.
+    pub fn delay_sync(&self) {
+        let ms = self.sync_delay_ms.load(Ordering::Relaxed);
+        if ms > 0 {
+            self.delayed_syncs.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            self.delayed_syncs.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// How many syncs are in their delay now (tests wait on this instead of sleeping).
+    pub fn delayed_syncs(&self) -> u64 {
+        self.delayed_syncs.load(Ordering::SeqCst)
+    }
+}
+
+/// Runs disk work that blocks (fdatasync, a commit record) from async code without stalling an async worker: on
+/// the multi-threaded runtime the worker hands its other tasks to another thread for the duration
+/// (`block_in_place`), so every other connection keeps being served; elsewhere (a current-thread runtime, a plain
+/// thread) it just runs. No lock may be held across it that an async task could wait for.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
