@@ -59,6 +59,8 @@ pub struct Broker {
     /// Admin move (redrive) tasks, running and recently finished.
     pub moves: crate::admin::moves::Moves,
     reply_to: Mutex<HashMap<String, ReplyTarget>>,
+    /// The memory and disk alarms that block publishers (sampled by `alarm::monitor`, started with the server).
+    pub alarms: Arc<crate::alarm::Alarms>,
     /// Live connections, for the admin API.
     registry: Mutex<HashMap<u64, Arc<ConnectionEntry>>>,
     pub started: Instant,
@@ -115,7 +117,23 @@ impl Broker {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "recovered durable state"
         );
+        let available = crate::alarm::available_memory();
+        let watermark = match (config.memory_high_watermark, available) {
+            (crate::alarm::Watermark::Bytes(b), _) => b,
+            (w, Some(avail)) => w.resolve(avail),
+            (_, None) => {
+                tracing::warn!("cannot tell how much memory is available: the memory alarm is off");
+                0
+            }
+        };
+        tracing::info!(
+            memory_high_watermark = watermark,
+            disk_free_limit = config.disk_free_limit,
+            "resource limits"
+        );
+        let alarms = Arc::new(crate::alarm::Alarms::new(watermark, config.disk_free_limit));
         Ok(Arc::new(Broker {
+            alarms,
             users: Users::from_config(&config),
             config,
             store,

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::alarm::{ByteCount, Watermark, DEFAULT_DISK_FREE_LIMIT};
 use crate::policy::{Policy, PolicyConfig};
 use crate::store::FsyncMode;
 
@@ -44,6 +45,13 @@ pub struct Cli {
     /// Runtime worker threads: 0 = one per core, 1 = a single-threaded runtime [default: 0]
     #[arg(long, env = "WARREN_THREADS", value_name = "N")]
     pub threads: Option<usize>,
+    /// Block publishers above this much resident memory: a fraction of the memory available (RAM, cgroup limit,
+    /// RLIMIT_AS/DATA, whichever is smallest) or a size such as 1GiB [default: 0.4]
+    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK", value_name = "FRACTION|SIZE")]
+    pub memory_high_watermark: Option<Watermark>,
+    /// Block publishers when the data directory's filesystem has less free space than this [default: 1GiB]
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT", value_name = "SIZE")]
+    pub disk_free_limit: Option<ByteCount>,
 }
 
 /// A user as written in the config file. Give either `password` (hashed at load, never kept in clear) or
@@ -68,6 +76,10 @@ pub struct FileConfig {
     pub log: Option<String>,
     pub threads: Option<usize>,
     pub fsync: Option<FsyncMode>,
+    /// A fraction (0.4) or a size ("2GiB").
+    pub memory_high_watermark: Option<Watermark>,
+    /// A size ("1GiB") or a number of bytes.
+    pub disk_free_limit: Option<ByteCount>,
     /// Extra vhosts besides `/`.
     #[serde(default)]
     pub vhosts: Vec<String>,
@@ -101,6 +113,10 @@ pub struct Config {
     pub policies: Vec<Policy>,
     pub frame_max: u32,
     pub channel_max: u16,
+    /// Publishers are blocked above this much resident memory (see `alarm.rs`).
+    pub memory_high_watermark: Watermark,
+    /// Publishers are blocked when the data directory's filesystem has less free space than this (bytes).
+    pub disk_free_limit: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +149,8 @@ impl Default for Config {
             policies: Vec::new(),
             frame_max: 131_072,
             channel_max: 2047,
+            memory_high_watermark: Watermark::default(),
+            disk_free_limit: DEFAULT_DISK_FREE_LIMIT,
         }
     }
 }
@@ -154,6 +172,14 @@ impl Config {
         c.log = cli.log.or(file.log).unwrap_or(c.log);
         c.threads = cli.threads.or(file.threads).unwrap_or(c.threads);
         c.fsync = cli.fsync.or(file.fsync).unwrap_or(c.fsync);
+        c.memory_high_watermark = cli
+            .memory_high_watermark
+            .or(file.memory_high_watermark)
+            .unwrap_or(c.memory_high_watermark);
+        c.disk_free_limit = cli
+            .disk_free_limit
+            .or(file.disk_free_limit)
+            .map_or(c.disk_free_limit, |b| b.0);
         c.vhosts = file.vhosts;
         for u in &file.users {
             if u.password.is_some() == u.password_hash.is_some() {

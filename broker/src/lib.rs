@@ -4,6 +4,7 @@
 //! listener bound to port 0. See `ARCHITECTURE.md` for the path of a message through these modules.
 
 pub mod admin;
+pub mod alarm;
 pub mod amqp;
 pub mod args;
 pub mod auth;

@@ -73,6 +73,11 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
     let tracker = TaskTracker::new();
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tracker.spawn(sweep_queues(broker.clone(), shutdown.clone()));
+    tracker.spawn(crate::alarm::monitor(
+        broker.alarms.clone(),
+        broker.store.root.clone(),
+        shutdown.clone(),
+    ));
     info!(addr = %listener.local_addr()?, "AMQP listener ready");
     loop {
         let permit = tokio::select! {

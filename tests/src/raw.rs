@@ -91,6 +91,11 @@ impl RawClient {
 
     /// Runs the handshake as guest on vhost `/` with the given heartbeat, and opens channel 1.
     pub fn handshake(addr: SocketAddr, heartbeat: u16) -> Self {
+        Self::handshake_with_caps(addr, heartbeat, &[])
+    }
+
+    /// `handshake`, also advertising the given client capabilities (such as `connection.blocked`).
+    pub fn handshake_with_caps(addr: SocketAddr, heartbeat: u16, extra_caps: &[&str]) -> Self {
         let mut c = Self::connect(addr);
         c.send_raw(b"AMQP\x00\x00\x09\x01");
         match c.recv_method() {
@@ -100,6 +105,9 @@ impl RawClient {
         let mut caps = FieldTable::default();
         caps.insert("authentication_failure_close".into(), AMQPValue::Boolean(true));
         caps.insert("consumer_cancel_notify".into(), AMQPValue::Boolean(true));
+        for c in extra_caps {
+            caps.insert((*c).into(), AMQPValue::Boolean(true));
+        }
         let mut props = FieldTable::default();
         props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
         c.send_method(
@@ -159,5 +167,27 @@ impl RawClient {
                 Some(_) => continue,
             }
         }
+    }
+
+    /// Sends a basic.publish of `body` to the default exchange with `routing_key`, on channel 1.
+    pub fn publish(&mut self, routing_key: &str, body: &[u8]) {
+        use amq_protocol::frame::AMQPContentHeader;
+        use amq_protocol::protocol::{basic, BasicProperties};
+        self.send_method(
+            1,
+            AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+                routing_key: routing_key.into(),
+                ..Default::default()
+            })),
+        );
+        self.send(AMQPFrame::Header(
+            1,
+            AMQPContentHeader {
+                class_id: 60,
+                body_size: body.len() as u64,
+                properties: BasicProperties::default(),
+            },
+        ));
+        self.send(AMQPFrame::Body(1, body.to_vec()));
     }
 }

@@ -7,6 +7,9 @@
 //! with as few syscalls as the socket allows. Reading pauses while the output buffer is above its high-water mark,
 //! which pushes back on a client that publishes faster than it reads.
 //!
+//! While a memory or disk alarm is on (`alarm.rs`), a connection that has published stops reading its socket and
+//! keeps writing: deliveries still go out, a publisher's queued frames wait in the kernel.
+//!
 //! Invariants:
 //! - After sending connection.close we drop every frame except connection.close / close-ok (spec 2.2.4).
 //! - After sending channel.close we drop every frame on that channel except channel.close / close-ok, and answer a
@@ -21,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use amq_protocol::protocol::{channel, connection, AMQPClass};
+use amq_protocol::protocol::{basic, channel, connection, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,6 +34,7 @@ use tokio::time::{Instant, Interval};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::alarm::AlarmState;
 use crate::amqp::channel::{requeue_grouped, Channel, Ctx};
 use crate::amqp::codec::{decode_frame, encode_heartbeat, encode_method, Frame, PROTOCOL_HEADER};
 use crate::amqp::error::{AmqpError, ACCESS_REFUSED, CHANNEL_ERROR, CONNECTION_FORCED, FRAME_ERROR, NOT_ALLOWED};
@@ -74,6 +78,7 @@ enum State {
 struct ClientCaps {
     cancel_notify: bool,
     auth_failure_close: bool,
+    connection_blocked: bool,
 }
 
 pub struct Connection {
@@ -104,6 +109,12 @@ pub struct Connection {
     /// When deliveries last came through the outbox (a streaming consumer is polled for like a streaming publisher).
     last_delivery: Instant,
     wrote_since_tick: bool,
+    /// The broker's memory and disk alarms.
+    alarms: watch::Receiver<AlarmState>,
+    /// This connection has sent a basic.publish: an alarm blocks it.
+    publisher: bool,
+    /// Reading is stopped by an alarm (and the client was told with connection.blocked if it asked to be).
+    blocked: bool,
 }
 
 enum Event {
@@ -117,6 +128,8 @@ enum Event {
     /// An operator closed this connection through the admin API.
     ClosedByOperator,
     CloseTimeout,
+    /// An alarm was set or cleared.
+    Alarm,
 }
 
 /// Serves one accepted socket until it closes.
@@ -124,6 +137,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
     let _ = stream.set_nodelay(true);
     let id = broker.next_connection_id();
     let sync_rx = broker.store.syncer.subscribe();
+    let alarms = broker.alarms.subscribe();
     let entry = Arc::new(crate::broker::ConnectionEntry {
         id,
         peer,
@@ -157,6 +171,9 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
         last_read: Instant::now(),
         last_delivery: Instant::now(),
         wrote_since_tick: false,
+        alarms,
+        publisher: false,
+        blocked: false,
     };
     debug!(connection = id, %peer, "accepted");
     conn.broker
@@ -251,8 +268,10 @@ impl Connection {
                 linger(&mut rd, &mut inbuf, &shutdown).await;
                 return Ok(());
             }
+            self.follow_alarms();
             let can_take_more = self.out.len() < OUT_HIGH_WATER && self.state != State::Done;
-            if can_take_more && self.out.is_empty() && self.state == State::Open {
+            let can_read = can_take_more && !self.blocked;
+            if can_read && self.out.is_empty() && self.state == State::Open {
                 // Busy-poll briefly while a client is streaming: a client that sends one message per write (most
                 // clients, awaiting each publish) otherwise costs a sleep and a wakeup per message. Only while data
                 // arrived in the last SPIN_WINDOW, and by yielding to the runtime, so other tasks still run. Stops
@@ -288,14 +307,20 @@ impl Connection {
             let awaits_sync = self.channels.values().any(Channel::awaits_sync);
             let closed_by_operator = self.entry.close.clone();
             let mut sync_rx = self.sync_rx.clone();
+            let mut alarms = self.alarms.clone();
             let event = tokio::select! {
                 biased;
                 _ = shutdown.cancelled(), if !matches!(self.state, State::Closing | State::Done) => Event::Shutdown,
                 _ = closed_by_operator.cancelled(), if self.state == State::Open => Event::ClosedByOperator,
                 r = wr.write(&self.out), if !self.out.is_empty() => Event::Wrote(r),
-                r = rd.read_buf(&mut inbuf), if can_take_more => Event::Read(r),
+                r = rd.read_buf(&mut inbuf), if can_read => Event::Read(r),
                 _ = outbox.notified(), if can_take_more && self.state == State::Open => Event::Outbox,
                 _ = sync_rx.changed(), if awaits_sync => Event::Synced,
+                r = alarms.changed(), if self.state == State::Open && self.publisher => match r {
+                    Ok(()) => Event::Alarm,
+                    // The broker is going away; shutdown follows.
+                    Err(_) => Event::Synced,
+                },
                 _ = tick(&mut hb) => Event::Tick,
                 _ = async {
                     match deadline {
@@ -314,9 +339,13 @@ impl Connection {
                 }
                 Event::Wrote(Err(e)) => return Err(e),
                 Event::Outbox => self.drain_outbox(),
-                Event::Synced => {}
+                Event::Synced | Event::Alarm => {}
                 Event::Tick => {
                     if self.heartbeat > 0 {
+                        // While blocked we do not read, so the client's heartbeats wait unread in the socket.
+                        if self.blocked {
+                            self.last_read = Instant::now();
+                        }
                         let silent = self.last_read.elapsed();
                         if silent > Duration::from_secs(self.heartbeat as u64 * 2) {
                             warn!(
@@ -354,6 +383,39 @@ impl Connection {
                     }
                     self.close_deadline = None;
                 }
+            }
+        }
+    }
+
+    /// Blocks or unblocks reading as the alarms say: only a connection that publishes is blocked, so consumers keep
+    /// draining. Clients that advertised the `connection.blocked` capability are told either way.
+    fn follow_alarms(&mut self) {
+        let alarm = *self.alarms.borrow_and_update();
+        let block = self.state == State::Open && self.publisher && alarm.any();
+        if block == self.blocked {
+            return;
+        }
+        self.blocked = block;
+        if block {
+            info!(connection = self.id, peer = %self.peer, reason = alarm.reason(), "connection blocked by an alarm");
+            if self.caps.connection_blocked {
+                encode_method(
+                    &mut self.out,
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::Blocked(connection::Blocked {
+                        reason: alarm.reason().into(),
+                    })),
+                );
+            }
+        } else {
+            info!(connection = self.id, peer = %self.peer, "connection unblocked");
+            self.last_read = Instant::now();
+            if self.caps.connection_blocked {
+                encode_method(
+                    &mut self.out,
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::Unblocked(connection::Unblocked {})),
+                );
             }
         }
     }
@@ -451,6 +513,11 @@ impl Connection {
                 "frame on channel {channel_id} before the connection was opened"
             )));
             return;
+        }
+        if let Frame::Method(_, m) = &frame {
+            if matches!(**m, AMQPClass::Basic(basic::AMQPMethod::Publish(_))) {
+                self.publisher = true;
+            }
         }
         if let Err(e) = self.handle_channel_frame(channel_id, frame) {
             self.start_close(e);
@@ -611,6 +678,7 @@ impl Connection {
             let flag = |k: &str| matches!(caps.inner().get(k), Some(AMQPValue::Boolean(true)));
             self.caps.cancel_notify = flag("consumer_cancel_notify");
             self.caps.auth_failure_close = flag("authentication_failure_close");
+            self.caps.connection_blocked = flag("connection.blocked");
         }
     }
 
