@@ -44,6 +44,16 @@ pub struct Cli {
     /// Runtime worker threads: 0 = one per core, 1 = a single-threaded runtime [default: 0]
     #[arg(long, env = "WARREN_THREADS", value_name = "N")]
     pub threads: Option<usize>,
+    /// Start even though the data directory has queue directories but no definitions file (they would stay
+    /// hidden; they are left alone) [default: false]
+    #[arg(
+        long,
+        env = "WARREN_FORCE_EMPTY_DEFINITIONS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub force_empty_definitions: Option<bool>,
 }
 
 /// A user as written in the config file. Give either `password` (hashed at load, never kept in clear) or
@@ -68,6 +78,8 @@ pub struct FileConfig {
     pub log: Option<String>,
     pub threads: Option<usize>,
     pub fsync: Option<FsyncMode>,
+    /// Start without definitions although queue directories exist (see `--force-empty-definitions`).
+    pub force_empty_definitions: Option<bool>,
     /// Extra vhosts besides `/`.
     #[serde(default)]
     pub vhosts: Vec<String>,
@@ -94,6 +106,9 @@ pub struct Config {
     pub threads: usize,
     /// When persistent messages are synced before their confirm.
     pub fsync: FsyncMode,
+    /// Start although the data directory has queue directories and no definitions: only an operator who knows
+    /// the definitions are lost for good sets it, since those queues then stay hidden.
+    pub force_empty_definitions: bool,
     pub vhosts: Vec<String>,
     pub users: Vec<UserConfig>,
     pub loopback_users: Vec<String>,
@@ -126,6 +141,7 @@ impl Default for Config {
             log: "info".to_string(),
             threads: 0,
             fsync: FsyncMode::Batch,
+            force_empty_definitions: false,
             vhosts: Vec::new(),
             users: Vec::new(),
             loopback_users: vec!["guest".to_string()],
@@ -154,6 +170,10 @@ impl Config {
         c.log = cli.log.or(file.log).unwrap_or(c.log);
         c.threads = cli.threads.or(file.threads).unwrap_or(c.threads);
         c.fsync = cli.fsync.or(file.fsync).unwrap_or(c.fsync);
+        c.force_empty_definitions = cli
+            .force_empty_definitions
+            .or(file.force_empty_definitions)
+            .unwrap_or(c.force_empty_definitions);
         c.vhosts = file.vhosts;
         for u in &file.users {
             if u.password.is_some() == u.password_hash.is_some() {
@@ -213,6 +233,30 @@ mod tests {
         assert_eq!(c.vhosts, vec!["prod".to_string()]);
         assert_eq!(c.users[0].name, "app");
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn force_empty_definitions_comes_from_flag_or_file() {
+        let cli = Cli::try_parse_from(["warren-broker", "--force-empty-definitions"]).expect("flag");
+        assert!(Config::load(cli).expect("load").force_empty_definitions);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("warren.toml");
+        std::fs::write(&path, "force_empty_definitions = true\n").expect("write");
+        let from_file = Cli {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        assert!(Config::load(from_file).expect("load").force_empty_definitions);
+        let off = Cli {
+            config: Some(path),
+            force_empty_definitions: Some(false),
+            ..Default::default()
+        };
+        assert!(
+            !Config::load(off).expect("load").force_empty_definitions,
+            "the flag wins over the file"
+        );
+        assert!(!Config::default().force_empty_definitions);
     }
 
     #[test]
