@@ -261,3 +261,52 @@ fn admin_changes_on_a_full_disk_are_errors_and_not_applied() {
         "the policy stays: {policies}"
     );
 }
+
+/// What the broker removes by itself (here an exclusive queue at connection close, and with it a durable
+/// auto-delete exchange left without bindings) goes even on a full disk; the exchange's deletion is stored ahead of
+/// the next change that can be, so a restart after that does not bring it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletions_the_broker_makes_on_a_full_disk_stand_and_are_stored_later() {
+    let budget = DiskBudget::limited(PLENTY);
+    let mut broker = TestBroker::start_full(|_| {}, budget.clone());
+    let conn = connect(&broker.url()).await;
+    let ch = channel(&conn).await;
+    let auto_delete = ExchangeDeclareOptions {
+        durable: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    ch.exchange_declare("ad".into(), ExchangeKind::Fanout, auto_delete, FieldTable::default())
+        .await
+        .expect("exchange");
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        ..Default::default()
+    };
+    ch.queue_declare("mine".into(), exclusive, FieldTable::default())
+        .await
+        .expect("queue");
+    ch.queue_bind(
+        "mine".into(),
+        "ad".into(),
+        "".into(),
+        Default::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+    budget.set_remaining(0);
+    // The exclusive queue goes before close-ok, and the emptied auto-delete exchange with it.
+    conn.close(200, "bye".into()).await.expect("close");
+    assert!(exchange_names(&broker).is_empty(), "{:?}", exchange_names(&broker));
+    budget.set_remaining(PLENTY);
+    let conn = connect(&broker.url()).await;
+    let ch = channel(&conn).await;
+    ch.queue_declare("next".into(), durable(), FieldTable::default())
+        .await
+        .expect("the next change is stored, after the deferred deletion");
+    conn.close(200, "bye".into()).await.ok();
+    broker.restart();
+    assert!(exchange_names(&broker).is_empty(), "{:?}", exchange_names(&broker));
+    assert_eq!(queue_names(&broker), ["next"]);
+}

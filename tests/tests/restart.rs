@@ -354,3 +354,32 @@ async fn force_empty_definitions_starts_and_leaves_queue_directories_alone() {
     .expect("declare again");
     assert_eq!(passive(&ch, "kept").await.expect("declared"), 1, "its message is back");
 }
+
+/// A data directory from before `definitions.log` keeps its definitions in `definitions.json`: the first start
+/// migrates them (and keeps the JSON as `definitions.json.migrated`), later starts read the log.
+#[test]
+fn definitions_json_of_earlier_versions_is_migrated() {
+    use warren_tests::http::request;
+    let mut broker = TestBroker::start();
+    let data = broker.data_dir().to_path_buf();
+    broker.stop();
+    // As the previous version wrote it.
+    let old = r#"{"vhosts":{"/":{"exchanges":[{"name":"events","kind":"topic","auto_delete":false,"internal":false,
+        "arguments":{}}],"queues":[{"name":"orders","arguments":{"x-max-priority":{"ShortShortUInt":5}}}],
+        "bindings":[{"source":"events","destination":"orders","to_queue":true,"routing_key":"order.#",
+        "arguments":{}}],"policies":[{"name":"cap","pattern":"^orders$","priority":0,
+        "definition":{"max-length":10}}]}}}"#;
+    std::fs::write(data.join("definitions.json"), old).expect("write");
+    std::fs::remove_file(data.join("definitions.log")).expect("as before the log");
+    for start in ["migrates", "reads the log"] {
+        broker.restart();
+        let admin = broker.admin_addr;
+        let (_, q) = request(admin, "GET", "/api/queues/%2F/orders", "guest:guest", "");
+        assert_eq!(q["arguments"]["x-max-priority"], 5, "{start}: {q}");
+        assert_eq!(q["policy"], "cap", "{start}: {q}");
+        let (_, b) = request(admin, "GET", "/api/bindings/%2F", "guest:guest", "");
+        assert!(b.to_string().contains("order.#"), "{start}: {b}");
+        assert!(!data.join("definitions.json").exists(), "{start}");
+        assert!(data.join("definitions.json.migrated").exists(), "{start}");
+    }
+}
