@@ -56,7 +56,7 @@ pub enum DefinitionsError {
     BadJson { path: PathBuf, source: serde_json::Error },
     #[error(
         "data directory {dir} has {count} queue director{plural} under queues/ (e.g. {example}) but no \
-         definitions ({LOG_FILE} or {OLD_JSON_FILE} is missing): starting empty would hide those queues and their \
+         definitions (neither {LOG_FILE} nor {OLD_JSON_FILE}): starting empty would hide those queues and their \
          messages. Restore the definitions file, or start with --force-empty-definitions \
          (WARREN_FORCE_EMPTY_DEFINITIONS=true) to start without them; the queue directories are left alone",
         plural = if *count == 1 { "y" } else { "ies" }
