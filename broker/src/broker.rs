@@ -87,6 +87,8 @@ fn warn_of_orphans(store: &Store, saved: &Definitions, queue_dirs: &[PathBuf]) {
 
 impl Broker {
     /// Opens (and locks) the data directory, recovers durable definitions and messages, and builds the vhosts.
+    /// A data directory with queue directories but no definitions is refused (`DefinitionsError::Missing`) unless
+    /// `config.force_empty_definitions` is set.
     pub fn new(config: Config) -> Result<Arc<Self>, StoreError> {
         Self::with_budget(config, DiskBudget::default())
     }

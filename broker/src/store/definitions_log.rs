@@ -104,6 +104,8 @@ impl DefinitionsLog {
             let path = path.to_path_buf();
             move |source| DefinitionsError::Io { path, source }
         };
+        // A compaction that a crash interrupted leaves its temp file; the log itself is whole either way.
+        let _ = fs::remove_file(path.with_extension("log.tmp"));
         let (file, len, model, records) = match fs::read(&path) {
             Ok(bytes) => {
                 let (model, records, good) = replay(&bytes, &path)?;
