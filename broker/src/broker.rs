@@ -4,7 +4,8 @@
 //! registry is a short `Mutex` section per request-reply message. Per-queue and per-connection state lives in
 //! `Queue` and in each connection's task.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -12,7 +13,8 @@ use std::time::Instant;
 use crate::auth::Users;
 use crate::config::Config;
 use crate::outbox::Outbox;
-use crate::store::definitions::DefinitionsFile;
+use crate::store::definitions::Definitions;
+use crate::store::definitions_log::DefinitionsLog;
 use crate::store::{DiskBudget, Store, StoreError};
 use crate::vhost::{Durability, VHost};
 
@@ -66,8 +68,29 @@ pub struct Broker {
     pub started: Instant,
 }
 
+/// Queue directories that no definition names hold messages nobody can reach until a queue of that name is
+/// declared again: they are left alone, and said so at every start.
+fn warn_of_orphans(store: &Store, saved: &Definitions, queue_dirs: &[PathBuf]) {
+    let defined: HashSet<PathBuf> = saved
+        .vhosts
+        .iter()
+        .flat_map(|(v, d)| d.queues.iter().map(move |q| store.queue_dir(v, &q.name)))
+        .collect();
+    let orphans: Vec<&PathBuf> = queue_dirs.iter().filter(|d| !defined.contains(*d)).collect();
+    if let Some(first) = orphans.first() {
+        tracing::warn!(
+            count = orphans.len(),
+            first = %first.display(),
+            "queue directories that no definition names are left alone: their messages come back when a queue of \
+             that name is declared again"
+        );
+    }
+}
+
 impl Broker {
     /// Opens (and locks) the data directory, recovers durable definitions and messages, and builds the vhosts.
+    /// A data directory with queue directories but no definitions is refused (`DefinitionsError::Missing`) unless
+    /// `config.force_empty_definitions` is set.
     pub fn new(config: Config) -> Result<Arc<Self>, StoreError> {
         Self::with_budget(config, DiskBudget::default())
     }
@@ -76,10 +99,17 @@ impl Broker {
     pub fn with_budget(config: Config, budget: DiskBudget) -> Result<Arc<Self>, StoreError> {
         let started = Instant::now();
         let store = Arc::new(Store::open(&config.data_dir, config.fsync, budget)?);
-        let (definitions, saved) = DefinitionsFile::open(&store.root).map_err(|source| StoreError::Definitions {
-            path: store.root.join("definitions.json"),
+        let queue_dirs = store.queue_dirs().map_err(|source| StoreError::Definitions {
+            path: store.root.join("queues"),
             source,
         })?;
+        let (definitions, saved) = DefinitionsLog::open(
+            &store.root,
+            store.budget.clone(),
+            &queue_dirs,
+            config.force_empty_definitions,
+        )?;
+        warn_of_orphans(&store, &saved, &queue_dirs);
         let durability = Durability {
             store: store.clone(),
             definitions: Arc::new(definitions),

@@ -52,6 +52,16 @@ pub struct Cli {
     /// Block publishers when the data directory's filesystem has less free space than this [default: 1GiB]
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT", value_name = "SIZE")]
     pub disk_free_limit: Option<ByteCount>,
+    /// Start even though the data directory has queue directories but no definitions file (they would stay
+    /// hidden; they are left alone) [default: false]
+    #[arg(
+        long,
+        env = "WARREN_FORCE_EMPTY_DEFINITIONS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub force_empty_definitions: Option<bool>,
 }
 
 /// A user as written in the config file. Give either `password` (hashed at load, never kept in clear) or
@@ -80,6 +90,8 @@ pub struct FileConfig {
     pub memory_high_watermark: Option<Watermark>,
     /// A size ("1GiB") or a number of bytes.
     pub disk_free_limit: Option<ByteCount>,
+    /// Start without definitions although queue directories exist (see `--force-empty-definitions`).
+    pub force_empty_definitions: Option<bool>,
     /// Extra vhosts besides `/`.
     #[serde(default)]
     pub vhosts: Vec<String>,
@@ -106,6 +118,9 @@ pub struct Config {
     pub threads: usize,
     /// When persistent messages are synced before their confirm.
     pub fsync: FsyncMode,
+    /// Start although the data directory has queue directories and no definitions: only an operator who knows
+    /// the definitions are lost for good sets it, since those queues then stay hidden.
+    pub force_empty_definitions: bool,
     pub vhosts: Vec<String>,
     pub users: Vec<UserConfig>,
     pub loopback_users: Vec<String>,
@@ -142,6 +157,7 @@ impl Default for Config {
             log: "info".to_string(),
             threads: 0,
             fsync: FsyncMode::Batch,
+            force_empty_definitions: false,
             vhosts: Vec::new(),
             users: Vec::new(),
             loopback_users: vec!["guest".to_string()],
@@ -180,6 +196,10 @@ impl Config {
             .disk_free_limit
             .or(file.disk_free_limit)
             .map_or(c.disk_free_limit, |b| b.0);
+        c.force_empty_definitions = cli
+            .force_empty_definitions
+            .or(file.force_empty_definitions)
+            .unwrap_or(c.force_empty_definitions);
         c.vhosts = file.vhosts;
         for u in &file.users {
             if u.password.is_some() == u.password_hash.is_some() {
@@ -239,6 +259,30 @@ mod tests {
         assert_eq!(c.vhosts, vec!["prod".to_string()]);
         assert_eq!(c.users[0].name, "app");
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn force_empty_definitions_comes_from_flag_or_file() {
+        let cli = Cli::try_parse_from(["warren-broker", "--force-empty-definitions"]).expect("flag");
+        assert!(Config::load(cli).expect("load").force_empty_definitions);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("warren.toml");
+        std::fs::write(&path, "force_empty_definitions = true\n").expect("write");
+        let from_file = Cli {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        assert!(Config::load(from_file).expect("load").force_empty_definitions);
+        let off = Cli {
+            config: Some(path),
+            force_empty_definitions: Some(false),
+            ..Default::default()
+        };
+        assert!(
+            !Config::load(off).expect("load").force_empty_definitions,
+            "the flag wins over the file"
+        );
+        assert!(!Config::default().force_empty_definitions);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Operator policies: queue settings applied by queue-name pattern without redeclaring queues, as in RabbitMQ.
 //!
 //! Policies come from the config file (`[[policies]]`) and from the admin API (`PUT /api/policies/{vhost}/{name}`,
-//! kept in `definitions.json`; an API policy replaces a config policy of the same name). A change applies to live
+//! kept in `definitions.log`; an API policy replaces a config policy of the same name). A change applies to live
 //! queues at once. Of the policies whose
 //! vhost and pattern match a queue, the one with the highest priority applies. Against the queue's own arguments
 //! RabbitMQ's precedence holds: for `max-length`, `max-length-bytes`, `message-ttl`, `expires` and `delivery-limit`
@@ -67,9 +67,9 @@ pub struct Policy {
     pub priority: i64,
     /// The definition as queue arguments (`x-max-length`, ...).
     pub arguments: FieldTable,
-    /// The definition as written (`max-length`, ...), for the API and `definitions.json`.
+    /// The definition as written (`max-length`, ...), for the API and `definitions.log`.
     pub definition: serde_json::Map<String, serde_json::Value>,
-    /// Set through the admin API (saved in `definitions.json`), rather than read from the config file.
+    /// Set through the admin API (saved in `definitions.log`), rather than read from the config file.
     pub from_api: bool,
 }
 
@@ -131,7 +131,7 @@ impl Policy {
         })
     }
 
-    /// A policy from the admin API (or `definitions.json`): the definition is JSON, values integers or strings.
+    /// A policy from the admin API (or `definitions.log`): the definition is JSON, values integers or strings.
     pub fn from_json(
         name: &str,
         vhost: &str,

@@ -4,10 +4,18 @@
 //! routing a publish takes the read lock briefly and comes out with `Arc<Queue>`s, so enqueueing happens after
 //! the lock is released. Every change bumps `generation`, which lets channels cache routes and notice staleness
 //! without locking. No lock here is ever held across `.await`.
+//!
+//! A change to durable topology (or to an API policy) is stored in `definitions.log` before it is answered, while
+//! the write lock is held (so records keep the order of changes); a change that cannot be stored is undone and
+//! answered with 541 INTERNAL_ERROR (`topology_write.rs`), so what clients see is what a restart brings back.
+//! Changes the broker makes by itself (exclusive, auto-delete and expired queues going away) stand even then, and
+//! are stored with the next change that can be.
+
+mod topology_write;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use amq_protocol::types::FieldTable;
 use rand::Rng;
@@ -19,9 +27,11 @@ use crate::queue::{MessageStore, Queue, QueueSpec, SyncPolicy};
 use crate::routing::delayed::DelayedMessages;
 use crate::routing::DELAYED_TYPE;
 use crate::routing::{headers::valid_x_match, Binding, Destination, Exchange, ExchangeKind};
-use crate::store::definitions::{BindingDef, DefinitionsFile, ExchangeDef, PolicyDef, QueueDef, VHostDefinitions};
+use crate::store::definitions::{DefOp, PolicyDef, VHostDefinitions};
+use crate::store::definitions_log::DefinitionsLog;
 use crate::store::txlog::TxView;
 use crate::store::{hex, Store};
+use topology_write::TopologyWrite;
 
 /// Exchanges every vhost has from the start.
 const PREDECLARED: &[(&str, ExchangeKind)] = &[
@@ -51,7 +61,7 @@ pub struct VHost {
 #[derive(Clone)]
 pub struct Durability {
     pub store: Arc<Store>,
-    pub definitions: Arc<DefinitionsFile>,
+    pub definitions: Arc<DefinitionsLog>,
 }
 
 #[derive(Default)]
@@ -95,18 +105,6 @@ pub struct ExchangeDeclare<'a> {
     pub arguments: &'a FieldTable,
 }
 
-/// The topology write lock; dropping it bumps the generation while the lock is still held, so a route computed
-/// under an older generation is never cached as current.
-struct TopologyWrite<'a> {
-    guard: RwLockWriteGuard<'a, Topology>,
-    generation: &'a AtomicU64,
-    durability: Option<&'a Durability>,
-    vhost: &'a str,
-    policies: &'a RwLock<Policies>,
-    /// Save the durable topology when dropped (not while restoring it: a failed restore must not shrink the file).
-    save: bool,
-}
-
 /// A vhost's policies: from the config file, and set through the admin API. An API policy shadows a config policy
 /// of the same name; deleting it brings the config one back.
 #[derive(Default)]
@@ -124,110 +122,16 @@ impl Policies {
                 .filter(|c| !self.api.iter().any(|a| a.name == c.name)),
         )
     }
-
-    fn saved(&self) -> Vec<PolicyDef> {
-        let mut v: Vec<PolicyDef> = self
-            .api
-            .iter()
-            .map(|p| PolicyDef {
-                name: p.name.clone(),
-                pattern: p.pattern.as_str().to_string(),
-                priority: p.priority,
-                definition: p.definition.clone(),
-            })
-            .collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
-    }
 }
 
-impl std::ops::Deref for TopologyWrite<'_> {
-    type Target = Topology;
-    fn deref(&self) -> &Topology {
-        &self.guard
+/// An API policy as `definitions.log` stores it.
+fn policy_def(p: &Policy) -> PolicyDef {
+    PolicyDef {
+        name: p.name.clone(),
+        pattern: p.pattern.as_str().to_string(),
+        priority: p.priority,
+        definition: p.definition.clone(),
     }
-}
-
-impl std::ops::DerefMut for TopologyWrite<'_> {
-    fn deref_mut(&mut self) -> &mut Topology {
-        &mut self.guard
-    }
-}
-
-impl Drop for TopologyWrite<'_> {
-    fn drop(&mut self) {
-        self.generation.fetch_add(1, Ordering::Release);
-        // Save the durable part of the topology while still holding the lock, so saves happen in change order.
-        if self.save {
-            if let Err(e) = save(self.durability, self.vhost, &self.guard, self.policies) {
-                tracing::error!(vhost = %self.vhost, error = %e, "could not save durable definitions");
-            }
-        }
-    }
-}
-
-/// Writes the durable topology and the API's policies to `definitions.json` (nothing without durability).
-fn save(
-    durability: Option<&Durability>,
-    vhost: &str,
-    t: &Topology,
-    policies: &RwLock<Policies>,
-) -> std::io::Result<()> {
-    let Some(d) = durability else { return Ok(()) };
-    let mut defs = durable_definitions(t);
-    defs.policies = policies.read().unwrap_or_else(|e| e.into_inner()).saved();
-    d.definitions.update(vhost, defs)
-}
-
-/// The part of a topology that survives a restart: durable exchanges (not `amq.*`), durable non-exclusive
-/// non-auto-delete queues, and bindings whose ends are both of those.
-fn durable_definitions(t: &Topology) -> VHostDefinitions {
-    let durable_x = |name: &str| name.starts_with("amq.") || t.exchanges.get(name).is_some_and(|x| x.durable);
-    let durable_q = |q: &Queue| q.spec.durable && !q.spec.auto_delete && q.spec.exclusive_owner.is_none();
-    let mut defs = VHostDefinitions::default();
-    let mut exchanges: Vec<&Exchange> = t
-        .exchanges
-        .values()
-        .filter(|x| x.durable && !x.name.starts_with("amq."))
-        .collect();
-    exchanges.sort_by(|a, b| a.name.cmp(&b.name));
-    for x in exchanges {
-        defs.exchanges.push(ExchangeDef {
-            name: x.name.clone(),
-            kind: x.type_name().to_string(),
-            auto_delete: x.auto_delete,
-            internal: x.internal,
-            arguments: x.arguments.clone(),
-        });
-    }
-    let mut queues: Vec<&Arc<Queue>> = t.queues.values().filter(|q| durable_q(q)).collect();
-    queues.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
-    for q in queues {
-        defs.queues.push(QueueDef {
-            name: q.spec.name.clone(),
-            arguments: q.spec.arguments.clone(),
-        });
-    }
-    let mut sources: Vec<&Exchange> = t.exchanges.values().filter(|x| durable_x(&x.name)).collect();
-    sources.sort_by(|a, b| a.name.cmp(&b.name));
-    for x in sources {
-        for b in x.router.bindings() {
-            let (to_queue, ok) = match &b.destination {
-                Destination::Queue(n) => (true, t.queues.get(n).is_some_and(|q| durable_q(q))),
-                Destination::Exchange(n) => (false, durable_x(n)),
-            };
-            if ok {
-                defs.bindings.push(BindingDef {
-                    source: x.name.clone(),
-                    destination: b.destination.name().to_string(),
-                    to_queue,
-                    routing_key: b.routing_key.clone(),
-                    arguments: b.arguments.clone(),
-                });
-            }
-        }
-    }
-    defs
 }
 
 impl VHost {
@@ -274,14 +178,17 @@ impl VHost {
     }
 
     /// Adds or replaces an API policy (by name), saves it, and applies the policies again to every live queue.
-    /// Returns whether it replaced a policy of that name; an error when it could not be saved (it applies anyway,
-    /// until the next restart).
+    /// Returns whether it replaced a policy of that name; an error (and no change) when it could not be saved.
     pub fn set_policy(&self, policy: Policy) -> std::io::Result<bool> {
+        let op = DefOp::SetPolicy {
+            vhost: self.name.clone(),
+            policy: policy_def(&policy),
+        };
         self.change_policies(|ps| {
             let replaced = ps.effective().any(|p| p.name == policy.name);
             ps.api.retain(|p| p.name != policy.name);
             ps.api.push(policy);
-            replaced
+            (replaced, Some(op))
         })
     }
 
@@ -290,18 +197,31 @@ impl VHost {
         self.change_policies(|ps| {
             let before = ps.api.len();
             ps.api.retain(|p| p.name != name);
-            ps.api.len() != before
+            let removed = ps.api.len() != before;
+            let op = removed.then(|| DefOp::DeletePolicy {
+                vhost: self.name.clone(),
+                name: name.to_string(),
+            });
+            (removed, op)
         })
     }
 
     /// Changes the policies under the topology lock (so a queue declared meanwhile sees the old or the new set,
-    /// whole), saves them, then applies them to every live queue with no topology lock held (a queue may route
-    /// dead letters). Applying happens under the policies read lock, so concurrent changes apply in order.
-    fn change_policies<T>(&self, change: impl FnOnce(&mut Policies) -> T) -> std::io::Result<T> {
-        let mut t = self.write();
-        t.save = false;
-        let out = change(&mut self.policies.write().unwrap_or_else(|e| e.into_inner()));
-        let saved = save(self.durability.as_ref(), &self.name, &t, &self.policies);
+    /// whole) and saves the change (or puts the old set back and fails), then applies them to every live queue
+    /// with no topology lock held (a queue may route dead letters). Applying happens under the policies read
+    /// lock, so concurrent changes apply in order.
+    fn change_policies<T>(&self, change: impl FnOnce(&mut Policies) -> (T, Option<DefOp>)) -> std::io::Result<T> {
+        let t = self.write();
+        let mut ps = self.policies.write().unwrap_or_else(|e| e.into_inner());
+        let before = ps.api.clone();
+        let (out, op) = change(&mut ps);
+        if let (Some(d), Some(op)) = (&self.durability, op) {
+            if let Err(e) = d.definitions.append(&[op]) {
+                ps.api = before;
+                return Err(e);
+            }
+        }
+        drop(ps);
         let queues: Vec<Arc<Queue>> = t.queues.values().cloned().collect();
         let ps = self.policies.read().unwrap_or_else(|e| e.into_inner());
         drop(t);
@@ -311,7 +231,7 @@ impl VHost {
                 .map(Arc::new);
             q.apply_policy(p);
         }
-        saved.map(|()| out)
+        Ok(out)
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Topology> {
@@ -319,14 +239,24 @@ impl VHost {
     }
 
     fn write(&self) -> TopologyWrite<'_> {
-        TopologyWrite {
-            guard: self.topology.write().unwrap_or_else(|e| e.into_inner()),
-            generation: &self.generation,
-            durability: self.durability.as_ref(),
-            vhost: &self.name,
-            policies: &self.policies,
-            save: true,
-        }
+        TopologyWrite::new(
+            self.topology.write().unwrap_or_else(|e| e.into_inner()),
+            &self.generation,
+            self.durability.as_ref(),
+            &self.name,
+        )
+    }
+
+    /// A durable change that could not be stored, and so was not made: a connection error, as RabbitMQ answers
+    /// a failed metadata-store write.
+    fn not_saved(&self, what: &str, e: std::io::Error) -> AmqpError {
+        AmqpError::new(
+            crate::amqp::error::INTERNAL_ERROR,
+            format!(
+                "could not save {what} in vhost '{}' ({e}), so it was not done; try again when the disk has room",
+                self.name
+            ),
+        )
     }
 
     pub fn generation(&self) -> u64 {
@@ -413,6 +343,13 @@ impl VHost {
             arguments: d.arguments.clone(),
             policy: None,
         };
+        // A directory this declare creates is removed again if the declare cannot be saved; one that was there
+        // (a queue whose definition was lost) keeps its messages.
+        let new_dir = self
+            .durability
+            .as_ref()
+            .map(|d| d.store.queue_dir(&self.name, &name))
+            .filter(|dir| !dir.exists());
         let q = self.make_queue(spec).map_err(|e| {
             AmqpError::new(
                 crate::amqp::error::INTERNAL_ERROR,
@@ -422,7 +359,14 @@ impl VHost {
                 ),
             )
         })?;
-        t.queues.insert(name, q.clone());
+        t.add_queue(q.clone());
+        if let Err(e) = t.save() {
+            drop(q);
+            if let Some(dir) = new_dir {
+                let _ = std::fs::remove_dir(dir);
+            }
+            return Err(self.not_saved(&format!("the declaration of queue '{name}'"), e));
+        }
         Ok(q)
     }
 
@@ -468,12 +412,10 @@ impl VHost {
         }
     }
 
-    /// Rebuilds the durable topology saved in `definitions.json` (at start, before any client connects).
+    /// Rebuilds the durable topology saved in `definitions.log` (at start, before any client connects).
     pub fn restore(&self, defs: &VHostDefinitions) -> std::io::Result<()> {
+        // What is restored is what the log says: it goes straight into the topology, with nothing to save.
         let mut t = self.write();
-        // What is restored is what the file says: nothing to save, and a restore that fails half-way must not
-        // write the half it got back over the whole.
-        t.save = false;
         {
             let mut ps = self.policies.write().unwrap_or_else(|e| e.into_inner());
             for d in &defs.policies {
@@ -578,37 +520,42 @@ impl VHost {
             Err(e) if e.code == crate::amqp::error::NOT_FOUND => return Ok(0),
             Err(e) => return Err(e),
         };
-        let messages = q.delete_if(if_unused, if_empty).map_err(|why| {
-            AmqpError::precondition(match why {
-                crate::queue::DeleteRefused::InUse => format!("queue '{name}' in vhost '{}' in use", self.name),
-                crate::queue::DeleteRefused::NotEmpty => format!("queue '{name}' in vhost '{}' not empty", self.name),
-            })
-        })?;
-        // Marked deleted already (nothing can join it now); take it out of the topology.
-        self.unlink_queue(&q);
-        Ok(messages)
+        // Topology, then the queue (the lock order): the conditions are checked, the deletion saved and the queue
+        // marked deleted under one taking of the queue's lock, so no consumer or message slips in between, and a
+        // deletion that cannot be saved leaves everything as it was.
+        let mut t = self.write();
+        if !t.queues.get(name).is_some_and(|current| Arc::ptr_eq(current, &q)) {
+            return Ok(0);
+        }
+        q.delete_if(if_unused, if_empty, || {
+            t.remove_queue(name);
+            t.save()
+                .map_err(|e| self.not_saved(&format!("the deletion of queue '{name}'"), e))
+        })
+        .map_err(|why| match why {
+            crate::queue::DeleteRefused::InUse => {
+                AmqpError::precondition(format!("queue '{name}' in vhost '{}' in use", self.name))
+            }
+            crate::queue::DeleteRefused::NotEmpty => {
+                AmqpError::precondition(format!("queue '{name}' in vhost '{}' not empty", self.name))
+            }
+            crate::queue::DeleteRefused::NotSaved(e) => e,
+        })
     }
 
-    /// Removes a queue and every binding to it, then tells its consumers. Returns its message count.
+    /// Removes a queue the broker itself is done with (exclusive, auto-delete, expired) and every binding to it,
+    /// then tells its consumers. Returns its message count. The removal stands even if it cannot be saved yet
+    /// (see `TopologyWrite::save_or_defer`).
     pub fn remove_queue(&self, q: &Arc<Queue>) -> u32 {
-        if !self.unlink_queue(q) {
-            return 0;
+        {
+            let mut t = self.write();
+            if !t.queues.get(q.name()).is_some_and(|current| Arc::ptr_eq(current, q)) {
+                return 0;
+            }
+            t.remove_queue(q.name());
+            t.save_or_defer();
         }
         q.mark_deleted()
-    }
-
-    /// Takes a queue and every binding to it out of the topology; false if it was no longer there.
-    fn unlink_queue(&self, q: &Arc<Queue>) -> bool {
-        let mut t = self.write();
-        match t.queues.get(q.name()) {
-            Some(current) if Arc::ptr_eq(current, q) => {
-                t.queues.remove(q.name());
-            }
-            _ => return false,
-        }
-        let dest = Destination::Queue(q.name().to_string());
-        remove_bindings_to(&mut t, &dest);
-        true
     }
 
     /// Deletes every exclusive queue a closing connection owned.
@@ -663,8 +610,9 @@ impl VHost {
             return Ok(());
         }
         let x = self.make_exchange(d.name, d.kind, d.durable, d.auto_delete, d.internal, d.arguments)?;
-        t.exchanges.insert(d.name.to_string(), x);
-        Ok(())
+        t.add_exchange(x);
+        t.save()
+            .map_err(|e| self.not_saved(&format!("the declaration of exchange '{}'", d.name), e))
     }
 
     /// Builds an exchange of a declared type; an `x-delayed-message` exchange routes by its `x-delayed-type` and,
@@ -832,7 +780,11 @@ impl VHost {
                 self.name
             )));
         }
-        if let Some(x) = t.exchanges.remove(name) {
+        t.remove_exchange(name);
+        t.save()
+            .map_err(|e| self.not_saved(&format!("the deletion of exchange '{name}'"), e))?;
+        // Its files go only once the deletion is stored.
+        if let Some(x) = t.take_removed_exchange(name) {
             if let Some(dir) = self.exchange_dir(&x) {
                 let _ = std::fs::remove_dir_all(dir);
             }
@@ -840,7 +792,6 @@ impl VHost {
                 d.lock().unwrap_or_else(|e| e.into_inner()).destroy();
             }
         }
-        remove_bindings_to(&mut t, &Destination::Exchange(name.to_string()));
         Ok(())
     }
 
@@ -857,7 +808,7 @@ impl VHost {
             Destination::Exchange(x) if !t.exchanges.contains_key(x) => return Err(self.no_exchange(x)),
             _ => {}
         }
-        let Some(x) = t.exchanges.get_mut(source) else {
+        let Some(x) = t.exchanges.get(source) else {
             return Err(self.no_exchange(source));
         };
         if x.kind == ExchangeKind::Headers && !valid_x_match(&binding.arguments) {
@@ -865,8 +816,9 @@ impl VHost {
                 "Invalid x-match field value; expected one of all, any, all-with-x, any-with-x",
             ));
         }
-        x.router.bind(binding);
-        Ok(())
+        t.add_binding(source, binding);
+        t.save()
+            .map_err(|e| self.not_saved(&format!("a binding from exchange '{source}'"), e))
     }
 
     /// queue.unbind and exchange.unbind: idempotent, as in RabbitMQ.
@@ -882,14 +834,18 @@ impl VHost {
             Destination::Exchange(x) if !t.exchanges.contains_key(x) => return Err(self.no_exchange(x)),
             _ => {}
         }
-        let Some(x) = t.exchanges.get_mut(source) else {
+        let Some(x) = t.exchanges.get(source) else {
             return Err(self.no_exchange(source));
         };
-        if x.router.unbind(binding) && x.auto_delete && x.router.is_empty() {
-            t.exchanges.remove(source);
-            remove_bindings_to(&mut t, &Destination::Exchange(source.to_string()));
+        let auto_delete = x.auto_delete;
+        if t.remove_binding(source, binding)
+            && auto_delete
+            && t.exchanges.get(source).is_some_and(|x| x.router.is_empty())
+        {
+            t.remove_exchange(source);
         }
-        Ok(())
+        t.save()
+            .map_err(|e| self.not_saved(&format!("the removal of a binding from exchange '{source}'"), e))
     }
 
     /// Checks that a publish may go to `exchange`, and resolves the queues it reaches into `out`. Returns whether
@@ -1075,22 +1031,6 @@ fn route_from<'t>(
                 }
             }
         }
-    }
-}
-
-/// Drops every binding pointing at `dest`, and auto-delete exchanges left without bindings.
-fn remove_bindings_to(t: &mut Topology, dest: &Destination) {
-    let mut emptied = Vec::new();
-    for x in t.exchanges.values_mut() {
-        let had = !x.router.is_empty();
-        x.router.remove_destination(dest);
-        if had && x.auto_delete && x.router.is_empty() {
-            emptied.push(x.name.clone());
-        }
-    }
-    for name in emptied {
-        t.exchanges.remove(&name);
-        remove_bindings_to(t, &Destination::Exchange(name));
     }
 }
 

@@ -18,9 +18,53 @@ fn help_lists_the_stable_flags() {
         "--config",
         "--log",
         "--fsync",
+        "--force-empty-definitions",
     ] {
         assert!(text.contains(flag), "--help mentions {flag}:\n{text}");
     }
+}
+
+/// Queue directories without definitions stop the binary with the way out in the message; the environment
+/// variable gets it past that check (to the next one here: the AMQP port is taken).
+#[test]
+fn missing_definitions_stop_the_binary_unless_forced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("queues").join("2f").join("71")).expect("a queue directory");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let run = |force: Option<&str>| {
+        let mut c = Command::new(BIN);
+        c.args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--log",
+            "warn",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .env_remove("WARREN_FORCE_EMPTY_DEFINITIONS");
+        if let Some(v) = force {
+            c.env("WARREN_FORCE_EMPTY_DEFINITIONS", v);
+        }
+        let out = c.output().expect("run");
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, err) = run(None);
+    assert!(
+        !ok && err.contains("no definitions") && err.contains("--force-empty-definitions"),
+        "{err}"
+    );
+    let (ok, err) = run(Some("false"));
+    assert!(!ok && err.contains("no definitions"), "{err}");
+    let (ok, err) = run(Some("true"));
+    assert!(
+        !ok && err.contains("cannot listen") && !err.contains("no definitions"),
+        "{err}"
+    );
+    assert!(data.join("queues").join("2f").join("71").is_dir(), "left alone");
 }
 
 #[test]

@@ -262,7 +262,7 @@ async fn full_disk_nacks_then_recovers_without_damage() {
 }
 
 /// A queue that cannot be opened at start (here its directory is a plain file) stops the broker from starting,
-/// and must not cost anything else: `definitions.json` stays whole, so once the obstacle is gone every queue and
+/// and must not cost anything else: `definitions.log` stays whole, so once the obstacle is gone every queue and
 /// binding comes back.
 #[test]
 fn a_failed_start_leaves_the_definitions_whole() {
@@ -276,7 +276,7 @@ fn a_failed_start_leaves_the_definitions_whole() {
     }
     let data = broker.data_dir().to_path_buf();
     broker.stop();
-    let before = std::fs::read(data.join("definitions.json")).expect("definitions");
+    let before = std::fs::read(data.join("definitions.log")).expect("definitions");
 
     // Queue "b"'s directory ("2f" is vhost "/", "62" is "b") becomes a file: opening the queue fails.
     let b_dir = data.join("queues").join("2f").join("62");
@@ -291,7 +291,7 @@ fn a_failed_start_leaves_the_definitions_whole() {
         "the broker refuses to start"
     );
     assert_eq!(
-        std::fs::read(data.join("definitions.json")).expect("definitions"),
+        std::fs::read(data.join("definitions.log")).expect("definitions"),
         before,
         "the definitions file is untouched"
     );

@@ -263,3 +263,123 @@ async fn purge_and_delete_are_durable() {
     let err = passive(&ch, "deleted").await.expect_err("deleted stays deleted");
     assert_eq!(reply_code(&err), Some(404));
 }
+
+/// A data directory whose definitions are gone but whose queue directories are not: starting as if empty would
+/// hide every queue and its messages, so the broker refuses and says what is missing and where.
+#[test]
+fn missing_definitions_with_queue_directories_refuse_to_start() {
+    let mut broker = TestBroker::start();
+    let data = broker.data_dir().to_path_buf();
+    let admin = broker.admin_addr;
+    let (s, _) = warren_tests::http::request(
+        admin,
+        "PUT",
+        "/api/queues/%2F/kept",
+        "guest:guest",
+        r#"{"durable":true}"#,
+    );
+    assert!(s < 300);
+    broker.stop();
+    for name in ["definitions.json", "definitions.log"] {
+        let _ = std::fs::remove_file(data.join(name));
+    }
+    let config = warren_broker::Config {
+        data_dir: data.clone(),
+        ..Default::default()
+    };
+    let err = warren_broker::Broker::new(config).err().expect("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains(&data.display().to_string()) && text.contains("definitions"),
+        "names the data dir and what is missing: {text}"
+    );
+    assert!(data
+        .join("queues")
+        .join("2f")
+        .join(warren_broker::store::hex(b"kept"))
+        .is_dir());
+}
+
+/// `force_empty_definitions` (`--force-empty-definitions`) starts anyway: no queues, the queue directory left as
+/// it was, and declaring the queue again under its name brings its messages back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_empty_definitions_starts_and_leaves_queue_directories_alone() {
+    let mut broker = TestBroker::start_with(|c| c.force_empty_definitions = true);
+    {
+        let conn = connect(&broker.url()).await;
+        let ch = channel(&conn).await;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirms");
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.queue_declare("kept".into(), durable, FieldTable::default())
+            .await
+            .expect("declare");
+        ch.basic_publish(
+            "".into(),
+            "kept".into(),
+            BasicPublishOptions::default(),
+            b"m",
+            persistent(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+        conn.close(200, "bye".into()).await.ok();
+    }
+    let data = broker.data_dir().to_path_buf();
+    broker.stop();
+    std::fs::remove_file(data.join("definitions.log")).expect("lose the definitions");
+    broker.restart();
+    let queue_dir = data.join("queues").join("2f").join(warren_broker::store::hex(b"kept"));
+    assert!(queue_dir.is_dir(), "left alone");
+    let conn = connect(&broker.url()).await;
+    let ch = channel(&conn).await;
+    let err = passive(&ch, "kept").await.expect_err("no definitions, no queue");
+    assert_eq!(reply_code(&err), Some(404));
+    let ch = channel(&conn).await;
+    ch.queue_declare(
+        "kept".into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare again");
+    assert_eq!(passive(&ch, "kept").await.expect("declared"), 1, "its message is back");
+}
+
+/// A data directory from before `definitions.log` keeps its definitions in `definitions.json`: the first start
+/// migrates them (and keeps the JSON as `definitions.json.migrated`), later starts read the log.
+#[test]
+fn definitions_json_of_earlier_versions_is_migrated() {
+    use warren_tests::http::request;
+    let mut broker = TestBroker::start();
+    let data = broker.data_dir().to_path_buf();
+    broker.stop();
+    // As the previous version wrote it.
+    let old = r#"{"vhosts":{"/":{"exchanges":[{"name":"events","kind":"topic","auto_delete":false,"internal":false,
+        "arguments":{}}],"queues":[{"name":"orders","arguments":{"x-max-priority":{"ShortShortUInt":5}}}],
+        "bindings":[{"source":"events","destination":"orders","to_queue":true,"routing_key":"order.#",
+        "arguments":{}}],"policies":[{"name":"cap","pattern":"^orders$","priority":0,
+        "definition":{"max-length":10}}]}}}"#;
+    std::fs::write(data.join("definitions.json"), old).expect("write");
+    std::fs::remove_file(data.join("definitions.log")).expect("as before the log");
+    for start in ["migrates", "reads the log"] {
+        broker.restart();
+        let admin = broker.admin_addr;
+        let (_, q) = request(admin, "GET", "/api/queues/%2F/orders", "guest:guest", "");
+        assert_eq!(q["arguments"]["x-max-priority"], 5, "{start}: {q}");
+        assert_eq!(q["policy"], "cap", "{start}: {q}");
+        let (_, b) = request(admin, "GET", "/api/bindings/%2F", "guest:guest", "");
+        assert!(b.to_string().contains("order.#"), "{start}: {b}");
+        assert!(!data.join("definitions.json").exists(), "{start}");
+        assert!(data.join("definitions.json.migrated").exists(), "{start}");
+    }
+}

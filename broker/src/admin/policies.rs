@@ -1,7 +1,7 @@
 //! Operator policies: `GET /api/policies[/{vhost}]`, `PUT` and `DELETE /api/policies/{vhost}/{name}`.
 //!
-//! A policy set here is kept in `definitions.json` and applies to live queues at once; it replaces a config-file
-//! policy of the same name. Config-file policies cannot be deleted here (they would come back at the next start).
+//! A policy set here is stored in `definitions.log` and then applies to live queues at once; one that cannot be
+//! stored is a 500 and changes nothing. It replaces a config-file policy of the same name. Config-file policies cannot be deleted here (they would come back at the next start).
 
 use std::sync::Arc;
 
@@ -34,12 +34,12 @@ fn info(p: &Policy) -> PolicyInfo {
     }
 }
 
-/// The change applies to live queues, but could not be written to the data directory.
+/// The change could not be written to the data directory, so it was not made.
 fn not_saved(e: std::io::Error) -> Error {
     Error::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "store_failed",
-        format!("the policy change applies now but could not be saved, so a restart would undo it: {e}"),
+        format!("the policy change could not be saved, so it was not made; try again when the disk has room: {e}"),
     )
 }
 

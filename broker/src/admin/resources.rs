@@ -1,5 +1,6 @@
 //! Creating and deleting queues, exchanges and bindings through the API (the same rules as over AMQP: reserved
-//! names, equivalence, exclusivity), and changing message priorities.
+//! names, equivalence, exclusivity), and changing message priorities. A change the broker could not store (AMQP's
+//! 541) is a 500 `store_failed` and was not made.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -39,6 +40,9 @@ fn amqp(e: AmqpError) -> Error {
         404 => StatusCode::NOT_FOUND,
         403 | 405 => StatusCode::FORBIDDEN,
         406 => StatusCode::CONFLICT,
+        crate::amqp::error::INTERNAL_ERROR => {
+            return Error::new(StatusCode::INTERNAL_SERVER_ERROR, "store_failed", e.text);
+        }
         _ => StatusCode::BAD_REQUEST,
     };
     Error::new(status, "rejected", e.text)

@@ -32,11 +32,13 @@ use crate::outbox::{Delivery, Outbox, OutboxItem};
 use crate::store::{now_ms, FsyncMode, Syncer};
 use crate::vhost::VHost;
 
-/// Why `queue.delete` with conditions left the queue in place.
+/// Why `queue.delete` left the queue in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeleteRefused {
+pub enum DeleteRefused<E> {
     InUse,
     NotEmpty,
+    /// Taking it out of the topology failed (the deletion could not be saved).
+    NotSaved(E),
 }
 
 /// Messages a queue gave up on, with why, waiting to go through its dead-letter exchange.
@@ -1048,10 +1050,16 @@ impl Queue {
         self.mark_deleted_locked(&mut st)
     }
 
-    /// `queue.delete` with `if-unused` / `if-empty`: the conditions are checked and the queue marked deleted under
-    /// one taking of its lock, so no consumer or message slips in between (a consumer added after the check was
-    /// silently cancelled before). Returns the message count.
-    pub fn delete_if(&self, if_unused: bool, if_empty: bool) -> Result<u32, DeleteRefused> {
+    /// `queue.delete` with `if-unused` / `if-empty`: the conditions are checked, `unlink` (which takes the queue out
+    /// of the topology and saves that) runs, and the queue is marked deleted, all under one taking of its lock, so no
+    /// consumer or message slips in between (a consumer added after the check was silently cancelled before), and
+    /// a failed `unlink` leaves the queue as it was. Returns the message count.
+    pub fn delete_if<E>(
+        &self,
+        if_unused: bool,
+        if_empty: bool,
+        unlink: impl FnOnce() -> Result<(), E>,
+    ) -> Result<u32, DeleteRefused<E>> {
         let mut st = self.lock();
         if if_unused && !st.consumers.is_empty() {
             return Err(DeleteRefused::InUse);
@@ -1059,6 +1067,7 @@ impl Queue {
         if if_empty && !st.store.is_empty() {
             return Err(DeleteRefused::NotEmpty);
         }
+        unlink().map_err(DeleteRefused::NotSaved)?;
         Ok(self.mark_deleted_locked(&mut st))
     }
 

@@ -1,18 +1,19 @@
-//! Durable definitions: each vhost's durable exchanges, queues and bindings, kept in `definitions.json`.
+//! Durable definitions as data: each vhost's durable exchanges, queues, bindings and API-set policies, the
+//! changes to them (`DefOp`, one record of `definitions.log`, see `definitions_log.rs`), and the model that
+//! replaying those changes builds.
 //!
-//! The file is a snapshot, rewritten whole on every change to durable topology (write to a temp file, fsync,
-//! rename, fsync the directory), so it is always either the old or the new version, never a mix. Definitions
-//! change rarely; messages never go through here.
+//! Invariants of the model (`Model`), which the vhost relies on when it writes ops:
+//! - deleting a queue also drops every binding to it, and deleting an exchange every binding from or to it, so a
+//!   delete needs no unbind records of its own (auto-deleted exchanges get their own `DeleteExchange`);
+//! - applying an op twice is the same as applying it once (declares replace, binds are a set), so a snapshot
+//!   followed by ops that it already contains replays to the same state.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use amq_protocol::types::FieldTable;
 use serde::{Deserialize, Serialize};
 
+/// Every vhost's definitions, as the broker restores them at start (and as `definitions.json` held them).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Definitions {
     pub vhosts: BTreeMap<String, VHostDefinitions>,
@@ -61,107 +62,293 @@ pub struct BindingDef {
     pub arguments: FieldTable,
 }
 
-/// Owns `definitions.json` and the last snapshot written.
-pub struct DefinitionsFile {
-    path: PathBuf,
-    current: Mutex<Definitions>,
+/// One change to the durable definitions of a vhost: a record of `definitions.log`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum DefOp {
+    DeclareExchange {
+        vhost: String,
+        exchange: ExchangeDef,
+    },
+    /// Also drops the bindings from and to the exchange.
+    DeleteExchange {
+        vhost: String,
+        name: String,
+    },
+    DeclareQueue {
+        vhost: String,
+        queue: QueueDef,
+    },
+    /// Also drops the bindings to the queue.
+    DeleteQueue {
+        vhost: String,
+        name: String,
+    },
+    Bind {
+        vhost: String,
+        binding: BindingDef,
+    },
+    Unbind {
+        vhost: String,
+        binding: BindingDef,
+    },
+    SetPolicy {
+        vhost: String,
+        policy: PolicyDef,
+    },
+    DeletePolicy {
+        vhost: String,
+        name: String,
+    },
 }
 
-impl DefinitionsFile {
-    /// Loads the file (an absent file is an empty set of definitions).
-    pub fn open(root: &Path) -> io::Result<(Self, Definitions)> {
-        let path = root.join("definitions.json");
-        let defs = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{} is not valid: {e}", path.display()),
-                )
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Definitions::default(),
-            Err(e) => return Err(e),
-        };
-        Ok((
-            DefinitionsFile {
-                path,
-                current: Mutex::new(defs.clone()),
-            },
-            defs,
-        ))
-    }
+/// The live definitions, keyed for cheap ops: what replaying the log gives, and what a compaction writes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Model {
+    vhosts: BTreeMap<String, VHostModel>,
+}
 
-    /// Replaces one vhost's definitions, writing the file if anything changed.
-    pub fn update(&self, vhost: &str, defs: VHostDefinitions) -> io::Result<()> {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if current.vhosts.get(vhost) == Some(&defs) {
-            return Ok(());
+#[derive(Debug, Clone, Default, PartialEq)]
+struct VHostModel {
+    exchanges: BTreeMap<String, ExchangeDef>,
+    queues: BTreeMap<String, QueueDef>,
+    /// In the order they were bound; no two equal.
+    bindings: Vec<BindingDef>,
+    policies: BTreeMap<String, PolicyDef>,
+}
+
+impl Model {
+    pub fn apply(&mut self, op: DefOp) {
+        match op {
+            DefOp::DeclareExchange { vhost, exchange } => {
+                self.vhost(vhost).exchanges.insert(exchange.name.clone(), exchange);
+            }
+            DefOp::DeleteExchange { vhost, name } => {
+                let v = self.vhost(vhost);
+                v.exchanges.remove(&name);
+                v.bindings
+                    .retain(|b| b.source != name && (b.to_queue || b.destination != name));
+            }
+            DefOp::DeclareQueue { vhost, queue } => {
+                self.vhost(vhost).queues.insert(queue.name.clone(), queue);
+            }
+            DefOp::DeleteQueue { vhost, name } => {
+                let v = self.vhost(vhost);
+                v.queues.remove(&name);
+                v.bindings.retain(|b| !(b.to_queue && b.destination == name));
+            }
+            DefOp::Bind { vhost, binding } => {
+                let v = self.vhost(vhost);
+                if !v.bindings.contains(&binding) {
+                    v.bindings.push(binding);
+                }
+            }
+            DefOp::Unbind { vhost, binding } => self.vhost(vhost).bindings.retain(|b| *b != binding),
+            DefOp::SetPolicy { vhost, policy } => {
+                self.vhost(vhost).policies.insert(policy.name.clone(), policy);
+            }
+            DefOp::DeletePolicy { vhost, name } => {
+                self.vhost(vhost).policies.remove(&name);
+            }
         }
-        let mut next = current.clone();
-        next.vhosts.insert(vhost.to_string(), defs);
-        write_atomically(&self.path, &serde_json::to_vec_pretty(&next).map_err(io::Error::other)?)?;
-        // Only what is on disk counts as current: after a failed write the next update tries again.
-        *current = next;
-        Ok(())
     }
-}
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+    fn vhost(&mut self, name: String) -> &mut VHostModel {
+        self.vhosts.entry(name).or_default()
     }
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
+
+    /// How many records a snapshot of the model takes.
+    pub fn len(&self) -> usize {
+        self.vhosts
+            .values()
+            .map(|v| v.exchanges.len() + v.queues.len() + v.bindings.len() + v.policies.len())
+            .sum()
     }
-    Ok(())
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether a queue of this vhost is defined.
+    pub fn has_queue(&self, vhost: &str, queue: &str) -> bool {
+        self.vhosts.get(vhost).is_some_and(|v| v.queues.contains_key(queue))
+    }
+
+    /// The ops that rebuild the model from nothing: exchanges and queues before the bindings between them.
+    pub fn snapshot(&self) -> Vec<DefOp> {
+        let mut ops = Vec::with_capacity(self.len());
+        for (name, v) in &self.vhosts {
+            let vhost = || name.clone();
+            ops.extend(v.policies.values().map(|p| DefOp::SetPolicy {
+                vhost: vhost(),
+                policy: p.clone(),
+            }));
+            ops.extend(v.exchanges.values().map(|x| DefOp::DeclareExchange {
+                vhost: vhost(),
+                exchange: x.clone(),
+            }));
+            ops.extend(v.queues.values().map(|q| DefOp::DeclareQueue {
+                vhost: vhost(),
+                queue: q.clone(),
+            }));
+            ops.extend(v.bindings.iter().map(|b| DefOp::Bind {
+                vhost: vhost(),
+                binding: b.clone(),
+            }));
+        }
+        ops
+    }
+
+    /// The definitions to restore, by vhost (exchanges, queues and policies by name; bindings in bind order).
+    pub fn definitions(&self) -> Definitions {
+        let vhosts = self
+            .vhosts
+            .iter()
+            .map(|(name, v)| {
+                let defs = VHostDefinitions {
+                    exchanges: v.exchanges.values().cloned().collect(),
+                    queues: v.queues.values().cloned().collect(),
+                    bindings: v.bindings.clone(),
+                    policies: v.policies.values().cloned().collect(),
+                };
+                (name.clone(), defs)
+            })
+            .collect();
+        Definitions { vhosts }
+    }
+
+    /// The model of definitions read from the old `definitions.json`.
+    pub fn from_definitions(defs: &Definitions) -> Self {
+        let mut m = Model::default();
+        for (vhost, v) in &defs.vhosts {
+            let ops = v
+                .policies
+                .iter()
+                .map(|p| DefOp::SetPolicy {
+                    vhost: vhost.clone(),
+                    policy: p.clone(),
+                })
+                .chain(v.exchanges.iter().map(|x| DefOp::DeclareExchange {
+                    vhost: vhost.clone(),
+                    exchange: x.clone(),
+                }))
+                .chain(v.queues.iter().map(|q| DefOp::DeclareQueue {
+                    vhost: vhost.clone(),
+                    queue: q.clone(),
+                }))
+                .chain(v.bindings.iter().map(|b| DefOp::Bind {
+                    vhost: vhost.clone(),
+                    binding: b.clone(),
+                }));
+            for op in ops {
+                m.apply(op);
+            }
+        }
+        m
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use amq_protocol::types::AMQPValue;
+
+    fn binding(source: &str, destination: &str, to_queue: bool) -> BindingDef {
+        BindingDef {
+            source: source.into(),
+            destination: destination.into(),
+            to_queue,
+            routing_key: "k".into(),
+            arguments: FieldTable::default(),
+        }
+    }
+
+    fn exchange(name: &str) -> ExchangeDef {
+        ExchangeDef {
+            name: name.into(),
+            kind: "direct".into(),
+            auto_delete: false,
+            internal: false,
+            arguments: FieldTable::default(),
+        }
+    }
+
+    fn queue(name: &str) -> QueueDef {
+        QueueDef {
+            name: name.into(),
+            arguments: FieldTable::default(),
+        }
+    }
 
     #[test]
-    fn roundtrip_through_the_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (file, defs) = DefinitionsFile::open(dir.path()).expect("open");
-        assert_eq!(defs, Definitions::default());
-        let mut args = FieldTable::default();
-        args.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(5));
-        let v = VHostDefinitions {
-            exchanges: vec![ExchangeDef {
-                name: "x".into(),
-                kind: "topic".into(),
-                auto_delete: false,
-                internal: false,
-                arguments: FieldTable::default(),
-            }],
-            queues: vec![QueueDef {
-                name: "q".into(),
-                arguments: args,
-            }],
-            bindings: vec![BindingDef {
-                source: "x".into(),
-                destination: "q".into(),
-                to_queue: true,
-                routing_key: "a.#".into(),
-                arguments: FieldTable::default(),
-            }],
-            policies: vec![PolicyDef {
-                name: "cap".into(),
-                pattern: "^orders".into(),
-                priority: 1,
-                definition: serde_json::json!({"max-length": 10})
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
-            }],
-        };
-        file.update("/", v.clone()).expect("update");
-        let (_, again) = DefinitionsFile::open(dir.path()).expect("reopen");
-        assert_eq!(again.vhosts.get("/"), Some(&v));
+    fn deletes_take_their_bindings_and_ops_are_idempotent() {
+        let v = || "/".to_string();
+        let mut m = Model::default();
+        let ops = [
+            DefOp::DeclareExchange {
+                vhost: v(),
+                exchange: exchange("x"),
+            },
+            DefOp::DeclareExchange {
+                vhost: v(),
+                exchange: exchange("y"),
+            },
+            DefOp::DeclareQueue {
+                vhost: v(),
+                queue: queue("q"),
+            },
+            DefOp::Bind {
+                vhost: v(),
+                binding: binding("x", "q", true),
+            },
+            DefOp::Bind {
+                vhost: v(),
+                binding: binding("x", "q", true),
+            },
+            DefOp::Bind {
+                vhost: v(),
+                binding: binding("y", "x", false),
+            },
+            DefOp::Bind {
+                vhost: v(),
+                binding: binding("amq.direct", "q", true),
+            },
+        ];
+        for op in ops.iter().cloned() {
+            m.apply(op);
+        }
+        assert_eq!(m.len(), 6, "the repeated bind counts once");
+        let again = m.clone();
+        for op in m.snapshot() {
+            m.apply(op);
+        }
+        assert_eq!(m, again, "replaying a snapshot over itself changes nothing");
+
+        m.apply(DefOp::DeleteQueue {
+            vhost: v(),
+            name: "q".into(),
+        });
+        assert_eq!(m.definitions().vhosts["/"].bindings, vec![binding("y", "x", false)]);
+        m.apply(DefOp::DeleteExchange {
+            vhost: v(),
+            name: "x".into(),
+        });
+        let left = &m.definitions().vhosts["/"];
+        assert!(left.bindings.is_empty(), "bindings to a deleted exchange go too");
+        assert_eq!(left.exchanges, vec![exchange("y")]);
+    }
+
+    #[test]
+    fn old_json_definitions_convert_whole() {
+        let mut defs = Definitions::default();
+        defs.vhosts.insert(
+            "/".into(),
+            VHostDefinitions {
+                exchanges: vec![exchange("x")],
+                queues: vec![queue("a"), queue("b")],
+                bindings: vec![binding("x", "b", true), binding("x", "a", true)],
+                policies: Vec::new(),
+            },
+        );
+        assert_eq!(Model::from_definitions(&defs).definitions(), defs);
     }
 }

@@ -4,7 +4,9 @@
 //! ```text
 //! <data-dir>/
 //!   .lock                      held (flock) by the running broker; a second broker on the same dir is refused
-//!   definitions.json           durable exchanges, queues and bindings per vhost (rewritten atomically)
+//!   definitions.log            durable exchanges, queues, bindings and API policies per vhost: an append-only
+//!                              log of changes, compacted now and then (see `definitions_log.rs`)
+//!   definitions.json.migrated  the snapshot file of earlier versions, kept after its migration to the log
 //!   queues/<vhost-hex>/<queue-hex>/
 //!     NNNNNNNN.seg             message records (length + CRC32C + seq + message)
 //!     NNNNNNNN.ack             offsets of records in that segment that are done with
@@ -17,6 +19,7 @@
 //! its ticket's round is announced, then send one cumulative `basic.ack`.
 
 pub mod definitions;
+pub mod definitions_log;
 pub mod queue_log;
 pub mod record;
 pub mod txlog;
@@ -242,6 +245,8 @@ pub enum StoreError {
     Lock { lock: PathBuf, source: io::Error },
     #[error("cannot read definitions from {path}: {source}")]
     Definitions { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    DefinitionsLog(#[from] definitions_log::DefinitionsError),
 }
 
 impl Store {
@@ -287,6 +292,26 @@ impl Store {
             syncer: Syncer::start(),
             _lock: lock,
         })
+    }
+
+    /// Every queue directory (`queues/<vhost-hex>/<queue-hex>`), sorted: what is on disk whether or not the
+    /// definitions name it.
+    pub fn queue_dirs(&self) -> io::Result<Vec<PathBuf>> {
+        let mut dirs = Vec::new();
+        for vhost in fs::read_dir(self.root.join("queues"))? {
+            let vhost = vhost?;
+            if !vhost.file_type()?.is_dir() {
+                continue;
+            }
+            for queue in fs::read_dir(vhost.path())? {
+                let queue = queue?;
+                if queue.file_type()?.is_dir() {
+                    dirs.push(queue.path());
+                }
+            }
+        }
+        dirs.sort();
+        Ok(dirs)
     }
 
     /// The directory of one durable queue.
