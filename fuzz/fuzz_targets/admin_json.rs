@@ -83,7 +83,11 @@ fn fixture() -> &'static Fixture {
                     "/api/queues/%2F/q",
                     r#"{"durable":true,"arguments":{"x-max-priority":9,"x-max-length":1000}}"#,
                 ),
-                ("PUT", "/api/queues/%2F/dlq", r#"{"durable":true,"arguments":{"x-max-length":1000}}"#),
+                (
+                    "PUT",
+                    "/api/queues/%2F/dlq",
+                    r#"{"durable":true,"arguments":{"x-max-length":1000}}"#,
+                ),
                 (
                     "POST",
                     "/api/exchanges/%2F/amq.default/publish",
@@ -97,7 +101,11 @@ fn fixture() -> &'static Fixture {
             ];
             for (method, path, body) in setup {
                 let (s, b) = call(&broker, method, path, body.as_bytes().to_vec()).await;
-                assert!(s.is_success(), "setup {method} {path}: {s} {}", String::from_utf8_lossy(&b));
+                assert!(
+                    s.is_success(),
+                    "setup {method} {path}: {s} {}",
+                    String::from_utf8_lossy(&b)
+                );
             }
             broker
         });
