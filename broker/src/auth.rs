@@ -2,7 +2,8 @@
 //!
 //! Passwords are kept only as salted SHA-256 hashes (`hex(salt) ':' hex(sha256(salt || password))`); the clear
 //! text from the config file is hashed at load and dropped. The default `guest`/`guest` user exists unless the
-//! config defines its own `guest`, and like every name in `loopback_users` may only log in from loopback.
+//! config defines its own `guest`, and like every name in `loopback_users` may only log in from loopback (over AMQP
+//! and the admin API; an IPv4-mapped `::ffff:127.x.y.z` peer is loopback too).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -125,6 +126,11 @@ impl Users {
         verify_password(&u.password_hash, password).then_some(u.tags.as_slice())
     }
 
+    /// Whether `name` may only log in from loopback (`loopback_users`, by default `guest`).
+    pub fn is_loopback_only(&self, name: &str) -> bool {
+        self.loopback_only.iter().any(|u| u == name)
+    }
+
     /// Every user, by name.
     pub fn list(&self) -> Vec<&User> {
         let mut v: Vec<&User> = self.users.values().collect();
@@ -146,11 +152,17 @@ impl Users {
         if !ok {
             return Err(AuthError::Refused(mechanism.into()));
         }
-        if self.loopback_only.contains(&user) && !peer.is_loopback() {
+        if self.is_loopback_only(&user) && !is_loopback(peer) {
             return Err(AuthError::LoopbackOnly(user));
         }
         Ok(user)
     }
+}
+
+/// Whether a peer is on this host. A listener on `[::]` sees IPv4 clients as IPv4-mapped IPv6 addresses
+/// (`::ffff:127.0.0.1`), which `IpAddr::is_loopback` alone does not count as loopback.
+pub fn is_loopback(peer: IpAddr) -> bool {
+    peer.to_canonical().is_loopback()
 }
 
 /// PLAIN: `[authzid] \0 user \0 password`.
@@ -216,6 +228,17 @@ mod tests {
             t.extend_from_slice(v.as_bytes());
         }
         assert_eq!(users.login("AMQPLAIN", &t, lo), Ok("guest".into()));
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().expect("addr");
+        assert_eq!(
+            users.login("PLAIN", b"\0guest\0guest", mapped),
+            Ok("guest".into()),
+            "an IPv4-mapped loopback address (a dual-stack listener) is loopback"
+        );
+        let mapped_remote: IpAddr = "::ffff:10.0.0.1".parse().expect("addr");
+        assert_eq!(
+            users.login("PLAIN", b"\0guest\0guest", mapped_remote),
+            Err(AuthError::LoopbackOnly("guest".into()))
+        );
         assert!(matches!(
             users.login("EXTERNAL", b"", lo),
             Err(AuthError::UnknownMechanism(_))

@@ -2,9 +2,14 @@
 //!
 //! Precedence, highest first: flag, environment variable, config file, built-in default. The flag names
 //! (`--listen`, `--data-dir`, `--config`, `--log`) are a stable interface that scripts and operators depend on.
+//!
+//! Invariant: `listen` and `admin_listen` are never empty. Each may be given several times (`--listen A --listen B`),
+//! as a comma-separated list in its environment variable, or as a string or a list in the file; a list from a
+//! higher-precedence source replaces a lower one rather than adding to it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
@@ -24,12 +29,25 @@ pub const DEFAULT_DATA_DIR: &str = "./warren-data";
     about = "Warren: a lightweight, persistent AMQP 0-9-1 message broker"
 )]
 pub struct Cli {
-    /// AMQP listen address [default: 127.0.0.1:5672]
-    #[arg(long, env = "WARREN_LISTEN", value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
-    /// Admin HTTP API listen address [default: 127.0.0.1:15672]
-    #[arg(long, env = "WARREN_ADMIN_LISTEN", value_name = "ADDR")]
-    pub admin_listen: Option<SocketAddr>,
+    /// AMQP listen address; repeat the flag (or comma-separate the variable) for several [default: 127.0.0.1:5672]
+    #[arg(long, env = "WARREN_LISTEN", value_name = "ADDR", value_delimiter = ',')]
+    pub listen: Vec<SocketAddr>,
+    /// Admin HTTP API listen address; repeatable like --listen [default: 127.0.0.1:15672]
+    #[arg(long, env = "WARREN_ADMIN_LISTEN", value_name = "ADDR", value_delimiter = ',')]
+    pub admin_listen: Vec<SocketAddr>,
+    /// Most AMQP connections served at once; more wait in the listen backlog [default: 10000]
+    #[arg(long, env = "WARREN_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Most admin API connections served at once; more wait in the listen backlog [default: 256]
+    #[arg(long, env = "WARREN_ADMIN_MAX_CONNECTIONS", value_name = "N")]
+    pub admin_max_connections: Option<usize>,
+    /// Seconds an admin API connection may sit without a complete request (idle keep-alive, slow headers or body)
+    /// before it is closed [default: 30]
+    #[arg(long, env = "WARREN_ADMIN_IDLE_TIMEOUT", value_name = "SECS")]
+    pub admin_idle_timeout: Option<u64>,
+    /// Open files kept back from connections for data files and the like [default: 1024]
+    #[arg(long, env = "WARREN_FD_RESERVE", value_name = "N")]
+    pub fd_reserve: Option<u64>,
     /// Data directory, created if missing [default: ./warren-data]
     #[arg(long, env = "WARREN_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -76,12 +94,34 @@ pub struct UserConfig {
     pub tags: Vec<String>,
 }
 
+/// Listen addresses in the config file: one (`listen = "127.0.0.1:5672"`, as before) or several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Addrs {
+    One(SocketAddr),
+    Many(Vec<SocketAddr>),
+}
+
+impl Addrs {
+    fn into_vec(self) -> Vec<SocketAddr> {
+        match self {
+            Addrs::One(a) => vec![a],
+            Addrs::Many(v) => v,
+        }
+    }
+}
+
 /// The config file's shape.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    pub listen: Option<SocketAddr>,
-    pub admin_listen: Option<SocketAddr>,
+    pub listen: Option<Addrs>,
+    pub admin_listen: Option<Addrs>,
+    pub max_connections: Option<usize>,
+    pub admin_max_connections: Option<usize>,
+    /// Seconds.
+    pub admin_idle_timeout: Option<u64>,
+    pub fd_reserve: Option<u64>,
     pub data_dir: Option<PathBuf>,
     pub log: Option<String>,
     pub threads: Option<usize>,
@@ -109,9 +149,20 @@ pub struct FileConfig {
 /// The resolved configuration the broker runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen: SocketAddr,
-    /// The admin HTTP API.
-    pub admin_listen: SocketAddr,
+    /// AMQP listeners (never empty).
+    pub listen: Vec<SocketAddr>,
+    /// The admin HTTP API's listeners (never empty).
+    pub admin_listen: Vec<SocketAddr>,
+    /// The most AMQP connections served at once (lowered at start if the open-file limit cannot hold them).
+    pub max_connections: usize,
+    /// The most admin API connections served at once, so idle HTTP clients cannot use up the descriptors the
+    /// AMQP listener and the data files need.
+    pub admin_max_connections: usize,
+    /// How long an admin connection may go without a complete request: header-read, keep-alive idle and
+    /// request-body timeout in one.
+    pub admin_idle_timeout: Duration,
+    /// Open files never given to connections: room for segment files, the definitions file and accept itself.
+    pub fd_reserve: u64,
     pub data_dir: PathBuf,
     pub log: String,
     /// Runtime worker threads (0 = one per core, 1 = single-threaded runtime).
@@ -146,13 +197,21 @@ pub enum ConfigError {
     UserPassword(String),
     #[error("invalid policy: {0}")]
     Policy(String),
+    #[error("{0} needs at least one address")]
+    NoAddress(&'static str),
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: ([127, 0, 0, 1], 5672).into(),
-            admin_listen: ([127, 0, 0, 1], 15672).into(),
+            listen: vec![([127, 0, 0, 1], 5672).into()],
+            admin_listen: vec![([127, 0, 0, 1], 15672).into()],
+            max_connections: 10_000,
+            admin_max_connections: 256,
+            admin_idle_timeout: Duration::from_secs(30),
+            fd_reserve: 1024,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             log: "info".to_string(),
             threads: 0,
@@ -179,11 +238,43 @@ impl Config {
             None => FileConfig::default(),
         };
         let mut c = Config::default();
-        c.listen = match cli.listen.or(file.listen) {
-            Some(a) => a,
-            None => DEFAULT_LISTEN.parse()?,
+        c.listen = match (cli.listen, file.listen) {
+            (flag, _) if !flag.is_empty() => flag,
+            (_, Some(file)) => file.into_vec(),
+            (_, None) => vec![DEFAULT_LISTEN.parse()?],
         };
-        c.admin_listen = cli.admin_listen.or(file.admin_listen).unwrap_or(c.admin_listen);
+        c.admin_listen = match (cli.admin_listen, file.admin_listen) {
+            (flag, _) if !flag.is_empty() => flag,
+            (_, Some(file)) => file.into_vec(),
+            (_, None) => c.admin_listen,
+        };
+        if c.listen.is_empty() {
+            return Err(ConfigError::NoAddress("listen"));
+        }
+        if c.admin_listen.is_empty() {
+            return Err(ConfigError::NoAddress("admin_listen"));
+        }
+        c.max_connections = cli
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(c.max_connections);
+        c.admin_max_connections = cli
+            .admin_max_connections
+            .or(file.admin_max_connections)
+            .unwrap_or(c.admin_max_connections);
+        if let Some(secs) = cli.admin_idle_timeout.or(file.admin_idle_timeout) {
+            c.admin_idle_timeout = Duration::from_secs(secs);
+        }
+        c.fd_reserve = cli.fd_reserve.or(file.fd_reserve).unwrap_or(c.fd_reserve);
+        for (name, v) in [
+            ("max_connections", c.max_connections as u64),
+            ("admin_max_connections", c.admin_max_connections as u64),
+            ("admin_idle_timeout", c.admin_idle_timeout.as_secs()),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
         c.data_dir = cli.data_dir.or(file.data_dir).unwrap_or(c.data_dir);
         c.log = cli.log.or(file.log).unwrap_or(c.log);
         c.threads = cli.threads.or(file.threads).unwrap_or(c.threads);
@@ -254,11 +345,69 @@ mod tests {
             ..Default::default()
         };
         let c = Config::load(cli).expect("load");
-        assert_eq!(c.listen.port(), 6000);
+        assert_eq!(c.listen, vec!["127.0.0.1:6000".parse().expect("addr")]);
+        assert_eq!(c.admin_listen, Config::default().admin_listen);
         assert_eq!(c.log, "warn");
         assert_eq!(c.vhosts, vec!["prod".to_string()]);
         assert_eq!(c.users[0].name, "app");
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    /// Issue 10 #11: several listen addresses from the file, the flags and the environment's comma-separated list.
+    #[test]
+    fn several_listen_addresses() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("warren.toml");
+        std::fs::write(
+            &path,
+            "listen = [\"127.0.0.1:5672\", \"[::1]:5672\"]\nadmin_listen = \"127.0.0.1:15999\"\n\
+             admin_max_connections = 8\nadmin_idle_timeout = 5\n",
+        )
+        .expect("write");
+        let c = Config::load(Cli {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .expect("load");
+        let addrs = |v: &[&str]| -> Vec<SocketAddr> { v.iter().map(|a| a.parse().expect("addr")).collect() };
+        assert_eq!(c.listen, addrs(&["127.0.0.1:5672", "[::1]:5672"]));
+        assert_eq!(c.admin_listen, addrs(&["127.0.0.1:15999"]));
+        assert_eq!(
+            (c.admin_max_connections, c.admin_idle_timeout),
+            (8, Duration::from_secs(5))
+        );
+
+        let cli = Cli::try_parse_from([
+            "warren-broker",
+            "--config",
+            path.to_str().expect("utf-8 path"),
+            "--admin-listen",
+            "127.0.0.1:1",
+            "--admin-listen",
+            "[::1]:1",
+        ])
+        .expect("flags");
+        let c = Config::load(cli).expect("load");
+        assert_eq!(
+            c.admin_listen,
+            addrs(&["127.0.0.1:1", "[::1]:1"]),
+            "flags replace the file's list"
+        );
+
+        // What clap does with WARREN_LISTEN=a,b (without touching this process's environment).
+        let cli = Cli::try_parse_from(["warren-broker", "--listen", "127.0.0.1:7,[::1]:7"]).expect("list");
+        assert_eq!(
+            Config::load(cli).expect("load").listen,
+            addrs(&["127.0.0.1:7", "[::1]:7"])
+        );
+
+        std::fs::write(&path, "listen = []\n").expect("write");
+        let err = Config::load(Cli {
+            config: Some(path),
+            ..Default::default()
+        })
+        .expect_err("an empty list");
+        assert!(err.to_string().contains("at least one address"), "{err}");
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
 }
 
 /// Runs the broker as the binary does: builds the runtime `config.threads` asks for, opens and recovers the data
-/// directory, listens on `config.listen`, and serves until SIGINT or SIGTERM. Blocks until shut down.
+/// directory, listens on every `config.listen` and `config.admin_listen` address, and serves until SIGINT or SIGTERM. Blocks until shut down.
 pub fn launch(config: Config) -> Result<(), RunError> {
     raise_open_file_limit();
     let runtime = match config.threads {
@@ -55,19 +55,27 @@ pub fn launch(config: Config) -> Result<(), RunError> {
     };
     runtime.block_on(async move {
         let broker = Broker::new(config)?;
-        let listener = TcpListener::bind(broker.config.listen).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen on {} (is another broker running?): {e}", broker.config.listen))
-        })?;
-        let admin = TcpListener::bind(broker.config.admin_listen).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen on {} for the admin API: {e}", broker.config.admin_listen))
-        })?;
+        let amqp = bind_all(&broker.config.listen, "AMQP (is another broker running?)").await?;
+        let admin = bind_all(&broker.config.admin_listen, "the admin API").await?;
         tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %broker.config.data_dir.display(), "starting Warren");
         let shutdown = CancellationToken::new();
         tokio::spawn(signal_shutdown(shutdown.clone()));
-        serve_all(listener, Some(admin), broker, shutdown).await?;
+        serve_all(amqp, admin, broker, shutdown).await?;
         tracing::info!("Warren stopped");
         Ok(())
     })
+}
+
+/// Binds every address, or fails naming the one that could not be bound.
+async fn bind_all(addrs: &[std::net::SocketAddr], what: &str) -> std::io::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} for {what}: {e}")))?;
+        listeners.push(l);
+    }
+    Ok(listeners)
 }
 
 /// Each durable queue that holds messages keeps two files open, and each connection a socket: the soft limit on
@@ -104,18 +112,29 @@ async fn signal_shutdown(shutdown: CancellationToken) {
 
 /// Serves an already-built broker's AMQP listener (tests keep a handle on the broker).
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) -> Result<(), RunError> {
-    Ok(server::run(listener, broker, shutdown).await?)
+    let caps = server::ConnectionCaps::for_config(&broker.config);
+    Ok(server::run(vec![listener], broker, shutdown, caps.amqp).await?)
 }
 
-/// Serves AMQP and, when given, the admin API, until `shutdown` is cancelled.
+/// Serves AMQP on every listener in `amqp` and the admin API on every listener in `admin` (none: no admin API),
+/// until `shutdown` is cancelled. Both servers' connection caps come from the open-file limit
+/// ([`server::ConnectionCaps`]).
 pub async fn serve_all(
-    amqp: TcpListener,
-    admin: Option<TcpListener>,
+    amqp: Vec<TcpListener>,
+    admin: Vec<TcpListener>,
     broker: Arc<Broker>,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, broker.clone(), shutdown.clone())));
-    let result = server::run(amqp, broker, shutdown).await;
+    let caps = server::ConnectionCaps::for_config(&broker.config);
+    let admin_task = (!admin.is_empty()).then(|| {
+        tokio::spawn(admin::server::serve(
+            admin,
+            broker.clone(),
+            shutdown.clone(),
+            caps.admin,
+        ))
+    });
+    let result = server::run(amqp, broker, shutdown, caps.amqp).await;
     if let Some(t) = admin_task {
         match t.await {
             Ok(Err(e)) => tracing::error!(error = %e, "admin API failed"),

@@ -1,7 +1,11 @@
 //! Test harness: a real Warren broker on port 0 with a temporary data directory, stopped on `Drop`.
 //!
 //! The broker runs on its own thread and runtime, so a test's runtime (and its `tokio::time::pause`) cannot
-//! starve or freeze it. `restart` stops it and starts a new one on the same data directory (and port).
+//! starve or freeze it. `restart` stops it and starts a new one on the same data directory (and ports).
+//!
+//! Listeners: the harness sets `config.listen` and `config.admin_listen` to `[127.0.0.1:0]` before the caller's
+//! adjustment; a test that wants several listeners adds addresses there (port 0 for a fresh port). Each is bound
+//! before the broker starts; `addrs` / `admin_addrs` list them all, `addr` / `admin_addr` are the first.
 
 pub mod client;
 pub mod http;
@@ -16,9 +20,14 @@ use warren_broker::store::DiskBudget;
 use warren_broker::{Broker, CancellationToken, Config};
 
 pub struct TestBroker {
+    /// The first AMQP listener.
     pub addr: SocketAddr,
-    /// The admin HTTP API.
+    /// The admin HTTP API (its first listener).
     pub admin_addr: SocketAddr,
+    /// Every AMQP listener (bound again on these ports after a restart).
+    pub addrs: Vec<SocketAddr>,
+    /// Every admin listener.
+    pub admin_addrs: Vec<SocketAddr>,
     pub broker: Option<Arc<Broker>>,
     shutdown: CancellationToken,
     thread: Option<JoinHandle<()>>,
@@ -45,6 +54,8 @@ impl TestBroker {
         let mut b = TestBroker {
             addr: "127.0.0.1:0".parse().expect("addr"),
             admin_addr: "127.0.0.1:0".parse().expect("addr"),
+            addrs: Vec::new(),
+            admin_addrs: Vec::new(),
             broker: None,
             shutdown: CancellationToken::new(),
             thread: None,
@@ -62,29 +73,34 @@ impl TestBroker {
     }
 
     fn launch(&mut self) {
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let mut config = Config {
             data_dir: self.data_dir.clone(),
+            listen: vec![any],
+            admin_listen: vec![any],
+            // RabbitMQ's default (50 MB), not Warren's 1 GiB: a test machine with little free disk must still run the
+            // suite (the alarm tests set their own limits).
+            disk_free_limit: 50 * 1000 * 1000,
             ..Config::default()
         };
         (self.adjust)(&mut config);
-        let bind = if self.addr.port() == 0 {
-            "127.0.0.1:0".to_string()
+        // After a restart, the same ports as before.
+        let amqp = bind_all(if self.addrs.is_empty() {
+            &config.listen
         } else {
-            self.addr.to_string()
-        };
-        let std_listener = std::net::TcpListener::bind(bind).expect("bind");
-        std_listener.set_nonblocking(true).expect("nonblocking");
-        self.addr = std_listener.local_addr().expect("local addr");
-        config.listen = self.addr;
-        let admin_bind = if self.admin_addr.port() == 0 {
-            "127.0.0.1:0".to_string()
+            &self.addrs
+        });
+        let admin = bind_all(if self.admin_addrs.is_empty() {
+            &config.admin_listen
         } else {
-            self.admin_addr.to_string()
-        };
-        let admin_listener = std::net::TcpListener::bind(admin_bind).expect("bind admin");
-        admin_listener.set_nonblocking(true).expect("nonblocking");
-        self.admin_addr = admin_listener.local_addr().expect("admin addr");
-        config.admin_listen = self.admin_addr;
+            &self.admin_addrs
+        });
+        self.addrs = local_addrs(&amqp);
+        self.admin_addrs = local_addrs(&admin);
+        self.addr = self.addrs[0];
+        self.admin_addr = self.admin_addrs[0];
+        config.listen = self.addrs.clone();
+        config.admin_listen = self.admin_addrs.clone();
         let broker = Broker::with_budget(config, self.budget.clone()).expect("open the data directory");
         self.broker = Some(broker.clone());
         self.shutdown = CancellationToken::new();
@@ -96,9 +112,12 @@ impl TestBroker {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
-                let admin = tokio::net::TcpListener::from_std(admin_listener).expect("admin listener");
-                warren_broker::serve_all(listener, Some(admin), broker, token)
+                let from_std = |ls: Vec<std::net::TcpListener>| -> Vec<tokio::net::TcpListener> {
+                    ls.into_iter()
+                        .map(|l| tokio::net::TcpListener::from_std(l).expect("listener"))
+                        .collect()
+                };
+                warren_broker::serve_all(from_std(amqp), from_std(admin), broker, token)
                     .await
                     .expect("broker run");
             });
@@ -128,6 +147,23 @@ impl TestBroker {
         self.stop();
         self.launch();
     }
+}
+
+/// Binds every address (non-blocking, for tokio), panicking with the address that failed.
+fn bind_all(addrs: &[SocketAddr]) -> Vec<std::net::TcpListener> {
+    assert!(!addrs.is_empty(), "a broker needs at least one listener");
+    addrs
+        .iter()
+        .map(|a| {
+            let l = std::net::TcpListener::bind(a).unwrap_or_else(|e| panic!("bind {a}: {e}"));
+            l.set_nonblocking(true).expect("nonblocking");
+            l
+        })
+        .collect()
+}
+
+fn local_addrs(listeners: &[std::net::TcpListener]) -> Vec<SocketAddr> {
+    listeners.iter().map(|l| l.local_addr().expect("local addr")).collect()
 }
 
 impl Drop for TestBroker {

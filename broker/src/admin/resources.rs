@@ -182,7 +182,10 @@ async fn set_priority(
     }
     let change = match (body.set, body.step) {
         (Some(p), None) => crate::queue::PriorityChange::Set(p.min(max)),
-        (None, Some(s)) => crate::queue::PriorityChange::Step(s),
+        // Priorities are 0..=255, so a step beyond ±255 moves as far as ±255 does; saturating here keeps
+        // `current + step` inside an i16 (a step near i16::MAX overflowed it: a panic after the messages were
+        // taken out, or a wrap in release builds).
+        (None, Some(s)) => crate::queue::PriorityChange::Step(s.clamp(-i16::from(u8::MAX), i16::from(u8::MAX))),
         _ => return Err(Error::bad_request("give exactly one of 'set' or 'step'")),
     };
     if body.ids.is_none() && body.filter.is_empty() {

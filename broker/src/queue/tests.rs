@@ -48,7 +48,10 @@ fn delete_if_unused_checks_and_deletes_in_one_step() {
     assert_eq!(q.delete_if(true, false, || Ok::<(), ()>(())), Err(DeleteRefused::InUse));
     assert!(!q.is_deleted());
     q.remove_consumer(1, 1, "c");
-    assert_eq!(q.delete_if(true, true, || Err("disk full")), Err(DeleteRefused::NotSaved("disk full")));
+    assert_eq!(
+        q.delete_if(true, true, || Err("disk full")),
+        Err(DeleteRefused::NotSaved("disk full"))
+    );
     assert!(!q.is_deleted(), "a deletion that was not saved changes nothing");
     assert_eq!(q.delete_if(true, true, || Ok::<(), ()>(())), Ok(0));
     assert!(q.is_deleted());

@@ -1,0 +1,98 @@
+//! The admin API's HTTP/1.1 server: the accept loops, per-connection timeouts, and the connection cap.
+//!
+//! Why not `axum::serve`: it sets no timer, so a client that connects and sends nothing (or stops halfway through
+//! its headers, or idles on keep-alive) holds its socket forever; 20,000 of them used up every file descriptor, and
+//! AMQP clients then failed their handshakes. Here each connection is served by hyper directly, with:
+//! - hyper's header-read timeout (`config.admin_idle_timeout`), which runs from the moment the server waits for a
+//!   request head: it closes silent connections, slow headers, and idle keep-alive connections alike;
+//! - the same timeout on reading a request body (`super::Body`, answered 408), so a half-sent body cannot hold the
+//!   connection either;
+//! - a semaphore shared by every admin listener (`server::accept_loop`): at most `max_connections` sockets are
+//!   open; more wait in the kernel's listen backlog, holding no descriptor of ours.
+//!
+//! Invariant: every request served here carries `ConnectInfo<SocketAddr>` (the peer), which the loopback-only
+//! rule for users like `guest` reads. Long responses (the SSE stream) are not cut by the timeout: it applies only
+//! while a request is awaited. Shutdown: every connection finishes its response in flight and closes; streams end
+//! through `stream::Shutdown`; `serve` waits at most a grace period for them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use crate::broker::Broker;
+
+/// How long shutdown waits for admin connections to finish the response they are writing.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves the admin API on every listener, at most `max_connections` connections at once in all, until `shutdown`
+/// is cancelled.
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+    max_connections: usize,
+) -> std::io::Result<()> {
+    let idle = broker.config.admin_idle_timeout;
+    let app = super::app(broker).layer(axum::Extension(super::stream::Shutdown(shutdown.clone())));
+    let tracker = TaskTracker::new();
+    let limit = Arc::new(Semaphore::new(max_connections));
+    for listener in listeners {
+        tracing::info!(addr = %listener.local_addr()?, max_connections, idle_timeout = ?idle, "admin API ready");
+        let (app, shutdown, connections) = (app.clone(), shutdown.clone(), tracker.clone());
+        tracker.spawn(crate::server::accept_loop(
+            listener,
+            limit.clone(),
+            shutdown.clone(),
+            move |stream, peer, permit| {
+                connections.spawn(connection(stream, peer, app.clone(), idle, shutdown.clone(), permit));
+            },
+        ));
+    }
+    shutdown.cancelled().await;
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!("some admin connections did not close within {SHUTDOWN_GRACE:?}");
+    }
+    Ok(())
+}
+
+/// Serves one connection until the client closes it, a timeout closes it, or shutdown; `_permit` is its place
+/// under the cap, given back when the socket closes.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    idle: Duration,
+    shutdown: CancellationToken,
+    _permit: OwnedSemaphorePermit,
+) {
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        app.clone().oneshot(req.map(axum::body::Body::new))
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(idle);
+    let conn = http.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        // Timeouts and clients that hang up mid-request end here; nothing to do but note it.
+        tracing::debug!(%peer, error = %e, "admin connection ended");
+    }
+}

@@ -1,0 +1,328 @@
+//! The admin API without a socket: `app()` driven by `tower::ServiceExt::oneshot`.
+
+use super::*;
+use axum::body::Body;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use crate::config::{Config, UserConfig};
+
+fn broker(dir: &std::path::Path) -> Arc<Broker> {
+    let config = Config {
+        data_dir: dir.to_path_buf(),
+        users: vec![UserConfig {
+            name: "watcher".into(),
+            password: Some("pw".into()),
+            password_hash: None,
+            tags: vec!["monitoring".into()],
+        }],
+        ..Config::default()
+    };
+    Broker::new(config).expect("broker")
+}
+
+async fn call(
+    b: &Arc<Broker>,
+    method: Method,
+    path: &str,
+    auth: Option<&str>,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
+    call_from(b, None, method, path, auth, body.as_bytes()).await
+}
+
+/// `call` as a client at `peer` (the server inserts `ConnectInfo`; `oneshot` alone has no peer).
+async fn call_from(
+    b: &Arc<Broker>,
+    peer: Option<std::net::SocketAddr>,
+    method: Method,
+    path: &str,
+    auth: Option<&str>,
+    body: &[u8],
+) -> (StatusCode, serde_json::Value) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(a) = auth {
+        let token = base64::engine::general_purpose::STANDARD.encode(a);
+        req = req.header(header::AUTHORIZATION, format!("Basic {token}"));
+    }
+    if let Some(p) = peer {
+        req = req.extension(axum::extract::ConnectInfo(p));
+    }
+    let resp = app(b.clone())
+        .oneshot(req.body(Body::from(body.to_vec())).expect("request"))
+        .await
+        .expect("response");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::String(String::from_utf8_lossy(&bytes).into())),
+    )
+}
+
+#[tokio::test]
+async fn auth_is_required_and_monitoring_may_only_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let (s, body) = call(&b, Method::GET, "/api/overview", None, "").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "not_authorised");
+    let (s, _) = call(&b, Method::GET, "/api/overview", Some("guest:wrong"), "").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, body) = call(&b, Method::GET, "/api/overview", Some("watcher:pw"), "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["product"], "Warren");
+    let (s, body) = call(&b, Method::DELETE, "/api/queues/%2F/q/contents", Some("watcher:pw"), "").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(body["reason"].as_str().is_some_and(|r| r.contains("may not act")));
+}
+
+#[tokio::test]
+async fn every_read_endpoint_answers_and_unknowns_are_404_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    for path in [
+        "/api/overview",
+        "/api/vhosts",
+        "/api/users",
+        "/api/queues",
+        "/api/queues/%2F",
+        "/api/exchanges",
+        "/api/exchanges/%2F",
+        "/api/bindings",
+        "/api/bindings/%2F",
+        "/api/policies",
+        "/api/connections",
+        "/api/channels",
+        "/api/consumers",
+    ] {
+        let (s, _) = call(&b, Method::GET, path, Some("guest:guest"), "").await;
+        assert_eq!(s, StatusCode::OK, "{path}");
+    }
+    let (s, body) = call(&b, Method::GET, "/api/users", Some("guest:guest"), "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!body.to_string().contains("hash"), "never password hashes: {body}");
+    for path in ["/api/queues/nope", "/api/queues/%2F/missing", "/api/nothing-here"] {
+        let (s, body) = call(&b, Method::GET, path, Some("guest:guest"), "").await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(body["error"], "not_found");
+    }
+    let (s, _) = call(&b, Method::GET, "/metrics", Some("guest:guest"), "").await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn peek_changes_nothing_and_purge_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let vhost = b.vhost("/").expect("vhost");
+    let args = amq_protocol::types::FieldTable::default();
+    let q = vhost
+        .declare_queue(&crate::vhost::QueueDeclare {
+            name: "q",
+            passive: false,
+            durable: true,
+            exclusive: false,
+            auto_delete: false,
+            arguments: &args,
+            connection_id: 1,
+        })
+        .expect("declare");
+    for i in 0..5 {
+        let props = amq_protocol::protocol::basic::AMQPProperties::default().with_delivery_mode(2);
+        let m =
+            crate::message::Message::with_properties("".into(), "q".into(), props, bytes::Bytes::from(format!("m{i}")));
+        q.publish(Arc::new(m));
+    }
+    let (s, body) = call(
+        &b,
+        Method::POST,
+        "/api/queues/%2F/q/peek",
+        Some("guest:guest"),
+        r#"{"from":1,"count":2}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let bodies: Vec<&str> = body
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|m| m["body"].as_str())
+        .collect();
+    assert_eq!(bodies, vec!["m1", "m2"]);
+    assert_eq!(body[0]["id"], 2);
+    assert_eq!(body[0]["properties"]["delivery_mode"], 2);
+    let (s, _) = call(
+        &b,
+        Method::POST,
+        "/api/queues/%2F/q/peek",
+        Some("guest:guest"),
+        r#"{"count":0}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (_, info) = call(&b, Method::GET, "/api/queues/%2F/q", Some("guest:guest"), "").await;
+    assert_eq!(info["messages_ready"], 5, "peek took nothing");
+    let (s, body) = call(
+        &b,
+        Method::DELETE,
+        "/api/queues/%2F/q/contents",
+        Some("guest:guest"),
+        "",
+    )
+    .await;
+    assert_eq!((s, body["purged"].clone()), (StatusCode::OK, serde_json::json!(5)));
+}
+
+/// Every operation in the OpenAPI document is served (no "no such endpoint", no 405), and answers JSON errors.
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let (s, doc) = call(&b, Method::GET, "/api/openapi.json", Some("guest:guest"), "").await;
+    assert_eq!(s, StatusCode::OK);
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 25, "{}", paths.len());
+    for (path, ops) in paths {
+        for (method, _) in ops.as_object().expect("ops") {
+            if path == "/api/stream" {
+                continue; // never ends; tested against a live broker
+            }
+            let uri = path
+                .replace("{vhost}", "%2F")
+                .replace("{name}", "no-such-thing")
+                .replace("{id}", "424242");
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let (s, body) = call(&b, m, &uri, Some("guest:guest"), "{}").await;
+            assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert_ne!(body["reason"], "no such endpoint", "{method} {path}");
+            if !s.is_success() {
+                assert!(body["error"].is_string(), "{method} {path}: {s} {body}");
+            }
+        }
+    }
+}
+
+/// Issue 10 #4: a body over the limit is 413 with the API's JSON error (it was a 400 before).
+#[tokio::test]
+async fn an_over_limit_body_is_413_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let big = format!(r#"{{"routing_key":"q","payload":"{}"}}"#, "x".repeat(3 << 20));
+    for path in ["/api/exchanges/%2F/amq.default/publish", "/api/queues/%2F/q/peek"] {
+        let (s, body) = call_from(&b, None, Method::POST, path, Some("guest:guest"), big.as_bytes()).await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {body}");
+        assert_eq!(body["error"], "payload_too_large", "{path}: {body}");
+        assert!(body["reason"].is_string(), "{path}: {body}");
+    }
+}
+
+/// Issue 10 #12f: a `step` far beyond any priority saturates instead of overflowing an i16 (a panic in debug builds
+/// after the messages were taken out, a wrap in release builds).
+#[tokio::test]
+async fn a_huge_priority_step_saturates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let g = Some("guest:guest");
+    let (s, _) = call(
+        &b,
+        Method::PUT,
+        "/api/queues/%2F/jobs",
+        g,
+        r#"{"arguments":{"x-max-priority":5}}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    for (body, p) in [("low", 0), ("high", 200)] {
+        let req = format!(r#"{{"routing_key":"jobs","payload":"{body}","priority":{p}}}"#);
+        let (s, _) = call(&b, Method::POST, "/api/exchanges/%2F/amq.default/publish", g, &req).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let priorities = || async {
+        let (_, page) = call(&b, Method::POST, "/api/queues/%2F/jobs/peek", g, "{}").await;
+        let mut v: Vec<(String, i64)> = page
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|m| {
+                let body = m["body"].as_str().unwrap_or_default().to_string();
+                (body, m["properties"]["priority"].as_i64().unwrap_or(-1))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let (s, r) = call(
+        &b,
+        Method::POST,
+        "/api/queues/%2F/jobs/priority",
+        g,
+        r#"{"body_contains":"","step":32767}"#,
+    )
+    .await;
+    assert_eq!((s, r["changed"].clone()), (StatusCode::OK, serde_json::json!(2)), "{r}");
+    assert_eq!(priorities().await, vec![("high".into(), 5), ("low".into(), 5)]);
+    let (s, r) = call(
+        &b,
+        Method::POST,
+        "/api/queues/%2F/jobs/priority",
+        g,
+        r#"{"body_contains":"","step":-32768}"#,
+    )
+    .await;
+    assert_eq!((s, r["changed"].clone()), (StatusCode::OK, serde_json::json!(2)), "{r}");
+    assert_eq!(priorities().await, vec![("high".into(), 0), ("low".into(), 0)]);
+    let (s, r) = call(
+        &b,
+        Method::POST,
+        "/api/queues/%2F/jobs/priority",
+        g,
+        r#"{"body_contains":"","step":40000}"#,
+    )
+    .await;
+    assert_eq!(
+        (s, r["error"].clone()),
+        (StatusCode::BAD_REQUEST, serde_json::json!("bad_request")),
+        "out of i16: {r}"
+    );
+}
+
+/// Issue 10 #11: `guest` may use the API only from loopback, and an IPv4-mapped loopback address is loopback.
+#[tokio::test]
+async fn guest_is_loopback_only_and_ipv4_mapped_loopback_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let g = Some("guest:guest");
+    for (peer, ok) in [
+        ("127.0.0.1:40000", true),
+        ("[::1]:40000", true),
+        ("[::ffff:127.0.0.1]:40000", true),
+        ("10.0.0.1:40000", false),
+        ("[::ffff:10.0.0.1]:40000", false),
+    ] {
+        let peer: std::net::SocketAddr = peer.parse().expect("addr");
+        let (s, body) = call_from(&b, Some(peer), Method::GET, "/api/overview", g, b"").await;
+        if ok {
+            assert_eq!(s, StatusCode::OK, "{peer}: {body}");
+        } else {
+            assert_eq!(
+                (s, body["error"].clone()),
+                (StatusCode::FORBIDDEN, serde_json::json!("forbidden")),
+                "{peer}: {body}"
+            );
+        }
+    }
+    let (s, _) = call_from(
+        &b,
+        Some("10.0.0.1:1".parse().expect("addr")),
+        Method::GET,
+        "/api/overview",
+        Some("watcher:pw"),
+        b"",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "other users may log in from anywhere");
+}
