@@ -8,6 +8,7 @@
 //!   queues/<vhost-hex>/<queue-hex>/
 //!     NNNNNNNN.seg             message records (length + CRC32C + seq + message)
 //!     NNNNNNNN.ack             offsets of records in that segment that are done with
+//!     NNNNNNNN.<offset>.<crc>.corrupt   damaged bytes recovery skipped (see `recovery.rs`), kept for the operator
 //!     delivered.log            seqs handed to consumers (for redelivered flags after a crash)
 //! ```
 //!
@@ -19,6 +20,8 @@
 pub mod definitions;
 pub mod queue_log;
 pub mod record;
+pub mod recovery;
+pub mod scan;
 pub mod txlog;
 
 use std::fs::{self, File};
