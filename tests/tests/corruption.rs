@@ -15,19 +15,14 @@ fn persistent() -> BasicProperties {
     BasicProperties::default().with_delivery_mode(2)
 }
 
-/// Files of the one durable queue in the data directory with the given extension, sorted.
+/// Files of the one durable queue "q" in the data directory with the given extension, sorted.
 fn queue_files(data: &Path, ext: &str) -> Vec<PathBuf> {
+    let dir = warren_broker::store::queue_dir::hashed(data, "/", "q");
     let mut out = Vec::new();
-    for vhost in std::fs::read_dir(data.join("queues")).expect("queues dir") {
-        for q in std::fs::read_dir(vhost.expect("entry").path()).expect("vhost dir") {
-            for f in std::fs::read_dir(q.expect("entry").path()).expect("queue dir") {
-                let p = f.expect("entry").path();
-                if p.extension().is_some_and(|e| e == ext)
-                    && std::fs::metadata(&p).map(|m| m.len() > 0).unwrap_or(false)
-                {
-                    out.push(p);
-                }
-            }
+    for f in std::fs::read_dir(dir).expect("queue dir") {
+        let p = f.expect("entry").path();
+        if p.extension().is_some_and(|e| e == ext) && std::fs::metadata(&p).map(|m| m.len() > 0).unwrap_or(false) {
+            out.push(p);
         }
     }
     out.sort();
@@ -278,8 +273,8 @@ fn a_failed_start_leaves_the_definitions_whole() {
     broker.stop();
     let before = std::fs::read(data.join("definitions.json")).expect("definitions");
 
-    // Queue "b"'s directory ("2f" is vhost "/", "62" is "b") becomes a file: opening the queue fails.
-    let b_dir = data.join("queues").join("2f").join("62");
+    // Queue "b"'s directory becomes a file: opening the queue fails.
+    let b_dir = warren_broker::store::queue_dir::hashed(&data, "/", "b");
     let _ = std::fs::remove_dir_all(&b_dir);
     std::fs::write(&b_dir, b"not a directory").expect("block");
     let config = warren_broker::Config {

@@ -5,7 +5,8 @@
 //! <data-dir>/
 //!   .lock                      held (flock) by the running broker; a second broker on the same dir is refused
 //!   definitions.json           durable exchanges, queues and bindings per vhost (rewritten atomically)
-//!   queues/<vhost-hex>/<queue-hex>/
+//!   queues/<sha256 of vhost and queue names>/   (see `queue_dir.rs`; `queues/<vhost-hex>/<queue-hex>/` before)
+//!     name                     the vhost and queue names (JSON), to map the directory back to its queue
 //!     NNNNNNNN.seg             message records (length + CRC32C + seq + message)
 //!     NNNNNNNN.ack             offsets of records in that segment that are done with
 //!     NNNNNNNN.<offset>.<crc>.corrupt   damaged bytes recovery skipped (see `recovery.rs`), kept for the operator
@@ -18,6 +19,7 @@
 //! its ticket's round is announced, then send one cumulative `basic.ack`.
 
 pub mod definitions;
+pub mod queue_dir;
 pub mod queue_log;
 pub mod record;
 pub mod recovery;
@@ -252,12 +254,10 @@ impl Store {
         })
     }
 
-    /// The directory of one durable queue.
+    /// The directory of one durable queue, ready to open: named by a hash of the names (any legal name fits), with
+    /// a legacy hex-named directory moved there first and a `name` file written (see `queue_dir.rs`).
     pub fn queue_dir(&self, vhost: &str, queue: &str) -> PathBuf {
-        self.root
-            .join("queues")
-            .join(hex(vhost.as_bytes()))
-            .join(hex(queue.as_bytes()))
+        queue_dir::prepare(&self.root, vhost, queue)
     }
 }
 
@@ -267,7 +267,8 @@ impl Drop for Store {
     }
 }
 
-/// A name as a directory name: lowercase hex of its bytes (`_` for the empty name).
+/// A name as a directory name: lowercase hex of its bytes (`_` for the empty name). Only for names of at most 127
+/// bytes (NAME_MAX is 255): queue directories are hashed instead (`queue_dir.rs`).
 pub fn hex(b: &[u8]) -> String {
     if b.is_empty() {
         return "_".to_string();
