@@ -9,9 +9,11 @@
 //!   `tail` (if any) up to the end.
 //! - Every [`Found`] decodes as `Decoded::Ok` at its offset with its size.
 //! - Damage never hides a good record after it. Past a record that does not decode, the scan moves to the next offset
-//!   where one does (its length plausible, its header consistent, its checksum holding), byte by byte. When only the
-//!   damaged record's contents are bad (the record right after its declared end decodes), it is skipped whole, so a
-//!   damaged message body is never searched for record-shaped bytes.
+//!   where one does (its length plausible, its header consistent, its checksum holding), byte by byte. It does not
+//!   trust a damaged record's declared length to skip it whole: the length may be the damage, and one flipped bit can
+//!   make it end exactly where a later record starts, hiding the good ones between. The price: a message body that
+//!   holds a whole record image, inside a record that is damaged, comes back as a message of its own.
+//! - Every good record is either found or lies inside one that was (a record image within a message body).
 //! - Only damage with no good record after it, up to the end of the input, is a [`Tail`].
 //! - Bounded work: every offset costs a few byte reads (`record::plausible_size`); checksums while resyncing are
 //!   computed only where those hold, and their total is capped at [`resync_budget`]. Past the cap the scan stops and
@@ -82,15 +84,6 @@ pub fn scan(data: &Bytes) -> Scan {
             }
             other => other,
         };
-        // Only the contents are damaged when the next record starts right where this one says it ends.
-        if let Decoded::Corrupt(size) = first {
-            let next = at.saturating_add(size);
-            if size > 0 && next < data.len() && matches!(record::decode(&data.slice(next..)), Decoded::Ok(..)) {
-                out.damaged.push(at..next);
-                at = next;
-                continue;
-            }
-        }
         match resync(data, at + 1, &mut budget) {
             Resync::Found(next) => {
                 out.damaged.push(at..next);
@@ -196,8 +189,8 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_body_is_skipped_whole_without_searching_it() {
-        // The victim's body is itself a good record: were the body searched, it would come back as a message.
+    fn a_record_image_inside_a_damaged_record_comes_back() {
+        // The victim's body is itself a good record: the scan cannot tell it from a real one.
         let (inner, _) = segment(1, 10);
         let (mut data, _) = segment(1, 50);
         let victim = data.len();
@@ -216,9 +209,22 @@ mod tests {
         let next = data.len();
         data.extend_from_slice(&segment(1, 50).0);
         data[victim + 8] ^= 0xFF; // the victim's seq: its checksum fails, the embedded record's still holds
+        let inner_at = next - inner.len();
         let s = scan(&data.freeze());
-        assert_eq!(seqs(&s), vec![1, 1]);
-        assert_eq!(s.damaged, vec![victim..next]);
+        assert_eq!(seqs(&s), vec![1, 1, 1]);
+        assert_eq!(s.damaged, vec![victim..inner_at]);
+    }
+
+    #[test]
+    fn a_flipped_length_that_lands_on_a_later_record_skips_nothing_good() {
+        // Records of 64 bytes: flipping the length's 64 bit makes record 3 end exactly where record 5 starts.
+        let (data, offsets) = segment(8, 22);
+        assert_eq!(offsets[1] - offsets[0], 64);
+        let mut bad = data.clone();
+        bad[offsets[2] + 3] ^= 64;
+        let s = scan(&bad.freeze());
+        assert_eq!(seqs(&s), vec![1, 2, 4, 5, 6, 7, 8]);
+        assert_eq!(s.damaged, vec![offsets[2]..offsets[3]]);
     }
 
     #[test]
