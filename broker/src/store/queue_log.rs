@@ -386,3 +386,91 @@ impl QueueLog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn append(log: &mut QueueLog, seq: u64) -> Loc {
+        let meta = record::Meta {
+            seq,
+            enqueued_ms: 0,
+            tx: 0,
+        };
+        log.append(meta, b"", b"q", &[], format!("message {seq}").as_bytes())
+            .expect("append")
+    }
+
+    fn live(dir: &Path) -> Vec<(u64, Loc)> {
+        let (live, _) = recover_dir(dir).expect("recover");
+        live.iter().map(|r| (r.seq, r.loc)).collect()
+    }
+
+    fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(dir)
+            .expect("dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == ext))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_damaged_hole_keeps_later_offsets_acks_and_appends_working() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        let locs: Vec<Loc> = {
+            let (mut log, _) =
+                QueueLog::open(dir, DiskBudget::default(), &TxView(None), |_| Some(0), |_, _| {}).expect("open");
+            (1..=5).map(|seq| append(&mut log, seq)).collect()
+        };
+        let seg = seg_path(dir, locs[0].segment);
+        let mut bytes = fs::read(&seg).expect("segment");
+        bytes[locs[1].offset as usize + 2] ^= 0x04; // a length bit of record 2
+        fs::write(&seg, &bytes).expect("write");
+
+        let expected: Vec<(u64, Loc)> = [1, 3, 4, 5].iter().map(|s| (*s, locs[*s as usize - 1])).collect();
+        let (mut log, rec) =
+            QueueLog::open(dir, DiskBudget::default(), &TxView(None), |_| Some(0), |_, _| {}).expect("reopen");
+        assert_eq!((rec.live, rec.corrupt), (4, 1));
+        assert_eq!(
+            fs::metadata(&seg).expect("meta").len(),
+            bytes.len() as u64,
+            "not shortened"
+        );
+        assert_eq!(files(dir, "corrupt").len(), 1, "the damaged record is set aside");
+        // An ack against the damaged segment names the right record, and appends go on in a new segment.
+        log.ack(locs[3]);
+        log.flush_acks().expect("flush");
+        let new = append(&mut log, 6);
+        assert!(new.segment > locs[0].segment);
+        drop(log);
+        let mut want: Vec<(u64, Loc)> = expected.into_iter().filter(|(s, _)| *s != 4).collect();
+        want.push((6, new));
+        assert_eq!(live(dir), want);
+        assert_eq!(live(dir), want, "the same again: the damage is met and set aside once");
+        assert_eq!(files(dir, "corrupt").len(), 1);
+    }
+
+    #[test]
+    fn a_damaged_last_record_is_set_aside_then_cut() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        let locs: Vec<Loc> = {
+            let (mut log, _) =
+                QueueLog::open(dir, DiskBudget::default(), &TxView(None), |_| Some(0), |_, _| {}).expect("open");
+            (1..=3).map(|seq| append(&mut log, seq)).collect()
+        };
+        let seg = seg_path(dir, locs[0].segment);
+        let mut bytes = fs::read(&seg).expect("segment");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xFF;
+        fs::write(&seg, &bytes).expect("write");
+        assert_eq!(live(dir).iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(fs::metadata(&seg).expect("meta").len(), u64::from(locs[2].offset));
+        let copies = files(dir, "corrupt");
+        assert_eq!(copies.len(), 1);
+        assert_eq!(fs::read(&copies[0]).expect("copy"), bytes[locs[2].offset as usize..]);
+    }
+}
