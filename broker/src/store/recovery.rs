@@ -13,7 +13,8 @@
 //!   failed is not cut. A torn tail (a crash mid-write, whose message was never confirmed) is cut without a copy.
 //!   The name depends on the bytes, so a restart that meets the same damage again writes nothing new.
 //! - Each damaged range counts as one record already done with, so the segment is still deleted once its live records
-//!   are acked; the `.corrupt` copies stay for the operator.
+//!   are acked; the `.corrupt` copies stay for the operator. A rest the scan gave up on counts as a record never
+//!   done with, so that segment is kept.
 //! - A missing ack file means its segment's records all count as unacked and maybe delivered (at-least-once).
 
 use std::collections::{HashMap, HashSet};
@@ -134,15 +135,19 @@ pub(super) fn recover_segment(
                 OpenOptions::new().write(true).open(&path)?.set_len(tail.start as u64)?;
                 size = tail.start as u64;
             }
-            TailKind::Corrupt | TailKind::Unscanned => {
+            TailKind::Unscanned => {
+                // Counted as a record never done with: the segment, which may hold good records past this point,
+                // is kept until the queue goes.
+                records += 1;
+                note_damage(dir, id, &path, &data, tail.start..data.len(), rec);
+                warn!(segment = %path.display(), offset = tail.start, bytes = cut, "gave up resyncing past damage: the rest of the segment is left in place, unread, and the segment is kept");
+            }
+            TailKind::Corrupt => {
                 records += 1;
                 acked_count += 1;
                 let copied = note_damage(dir, id, &path, &data, tail.start..data.len(), rec);
-                if tail.kind == TailKind::Unscanned {
-                    warn!(segment = %path.display(), offset = tail.start, bytes = cut, "gave up resyncing past damage: the rest of the segment is left in place, unread");
-                } else if copied {
-                    // Nothing good follows: the damaged tail goes (its copy is synced), as a torn one would.
-                    File::open(dir)?.sync_all()?;
+                // Nothing good follows: the damaged tail goes, as a torn one would, once its copy is on disk.
+                if copied && File::open(dir).and_then(|d| d.sync_all()).is_ok() {
                     OpenOptions::new().write(true).open(&path)?.set_len(tail.start as u64)?;
                     size = tail.start as u64;
                 }
@@ -221,4 +226,39 @@ fn set_aside(dir: &Path, id: u32, offset: usize, bytes: &[u8]) -> io::Result<Pat
     }
     fs::rename(&tmp, &path)?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::queue_log::recover_dir;
+    use super::*;
+
+    #[test]
+    fn a_rest_the_scan_gave_up_on_is_copied_and_kept_in_place() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        // Headers every 34 bytes declaring records up to the end, none of them good: past the resync budget.
+        let n = 4 << 20;
+        let mut data = Vec::with_capacity(n);
+        while data.len() + 34 <= n {
+            data.extend_from_slice(&((n - data.len() - 8) as u32).to_be_bytes());
+            data.extend_from_slice(&[0u8; 30]);
+        }
+        data.resize(n, 0);
+        let seg = seg_path(dir, 1);
+        fs::write(&seg, &data).expect("segment");
+        fs::write(ack_path(dir, 1), b"").expect("ack file");
+        let (live, rec) = recover_dir(dir).expect("recover");
+        assert!(live.is_empty());
+        assert_eq!((rec.corrupt, rec.corrupt_bytes), (1, n as u64));
+        assert_eq!(fs::read(&seg).expect("kept").len(), n, "neither cut nor deleted");
+        let copies = fs::read_dir(dir)
+            .expect("dir")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "corrupt"))
+            })
+            .count();
+        assert_eq!(copies, 1);
+    }
 }
