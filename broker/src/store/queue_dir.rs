@@ -13,7 +13,8 @@
 //! - A queue's directory is a pure function of (vhost, queue): [`hashed`]. Recovery finds queues through
 //!   `definitions.json` and computes their directories; nothing needs to list them (but [`list`] can, both layouts).
 //! - A legacy directory is only ever renamed whole, never copied or rewritten: its segment offsets and ack files stay
-//!   valid.
+//!   valid. The transaction log names directories too: its acks are applied when the store opens, before any queue's
+//!   directory moves, and it is compacted without them once every queue has recovered.
 //! - If the move fails, [`prepare`] answers the legacy directory, used where it is: nothing stored is left behind.
 //! - The new directory's entry and its `name` file are synced before the queue uses it (as the queue log did for
 //!   the directories it created), so a power cut cannot lose a queue whose messages were confirmed.
