@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::outbox::Outbox;
 use crate::store::definitions::Definitions;
 use crate::store::definitions_log::DefinitionsLog;
+use crate::store::queue_dir::QueueName;
 use crate::store::{DiskBudget, Store, StoreError};
 use crate::vhost::{Durability, VHost};
 
@@ -70,13 +71,20 @@ pub struct Broker {
 
 /// Queue directories that no definition names hold messages nobody can reach until a queue of that name is
 /// declared again: they are left alone, and said so at every start.
-fn warn_of_orphans(store: &Store, saved: &Definitions, queue_dirs: &[PathBuf]) {
-    let defined: HashSet<PathBuf> = saved
+fn warn_of_orphans(saved: &Definitions, queue_dirs: &[(PathBuf, Option<QueueName>)]) {
+    let defined: HashSet<(&str, &str)> = saved
         .vhosts
         .iter()
-        .flat_map(|(v, d)| d.queues.iter().map(move |q| store.queue_dir(v, &q.name)))
+        .flat_map(|(v, d)| d.queues.iter().map(move |q| (v.as_str(), q.name.as_str())))
         .collect();
-    let orphans: Vec<&PathBuf> = queue_dirs.iter().filter(|d| !defined.contains(*d)).collect();
+    let orphans: Vec<&PathBuf> = queue_dirs
+        .iter()
+        .filter(|(_, name)| {
+            name.as_ref()
+                .is_none_or(|n| !defined.contains(&(n.vhost.as_str(), n.queue.as_str())))
+        })
+        .map(|(dir, _)| dir)
+        .collect();
     if let Some(first) = orphans.first() {
         tracing::warn!(
             count = orphans.len(),
@@ -103,13 +111,14 @@ impl Broker {
             path: store.root.join("queues"),
             source,
         })?;
+        let dir_paths: Vec<PathBuf> = queue_dirs.iter().map(|(dir, _)| dir.clone()).collect();
         let (definitions, saved) = DefinitionsLog::open(
             &store.root,
             store.budget.clone(),
-            &queue_dirs,
+            &dir_paths,
             config.force_empty_definitions,
         )?;
-        warn_of_orphans(&store, &saved, &queue_dirs);
+        warn_of_orphans(&saved, &queue_dirs);
         let durability = Durability {
             store: store.clone(),
             definitions: Arc::new(definitions),

@@ -293,11 +293,7 @@ fn missing_definitions_with_queue_directories_refuse_to_start() {
         text.contains(&data.display().to_string()) && text.contains("definitions"),
         "names the data dir and what is missing: {text}"
     );
-    assert!(data
-        .join("queues")
-        .join("2f")
-        .join(warren_broker::store::hex(b"kept"))
-        .is_dir());
+    assert!(warren_broker::store::queue_dir::hashed(&data, "/", "kept").is_dir());
 }
 
 /// `force_empty_definitions` (`--force-empty-definitions`) starts anyway: no queues, the queue directory left as
@@ -335,7 +331,7 @@ async fn force_empty_definitions_starts_and_leaves_queue_directories_alone() {
     broker.stop();
     std::fs::remove_file(data.join("definitions.log")).expect("lose the definitions");
     broker.restart();
-    let queue_dir = data.join("queues").join("2f").join(warren_broker::store::hex(b"kept"));
+    let queue_dir = warren_broker::store::queue_dir::hashed(&data, "/", "kept");
     assert!(queue_dir.is_dir(), "left alone");
     let conn = connect(&broker.url()).await;
     let ch = channel(&conn).await;

@@ -864,19 +864,22 @@ impl Queue {
         self.finish(st);
     }
 
-    /// Periodic upkeep: drops (or dead-letters) expired messages at the head even with no consumer attached.
-    /// Returns true when the queue has been unused for its `x-expires` and should be deleted.
+    /// Periodic upkeep: drops (or dead-letters) expired messages at the head even with no consumer attached, and
+    /// offers messages that failed to read back from disk again once their retry time has come. Returns true when the queue has been unused for its `x-expires` and should be deleted.
     pub fn sweep(&self) -> bool {
         let mut st = self.lock();
-        {
+        let retried = {
             let st = &mut *st;
+            // Messages that failed to read back are put at the head again first, so TTL and delivery see them.
+            let retried = st.store.retry_unreadable();
             st.store.expire_heads(&mut st.expired_buf);
             st.store.release_idle_files(IDLE_FILES_AFTER);
-        }
+            retried
+        };
         let expire = self.limits().expires_ms.is_some_and(|ms| {
             st.consumers.is_empty() && now_ms().saturating_sub(self.last_used.load(Ordering::Relaxed)) >= ms
         });
-        if !st.expired_buf.is_empty() && !st.consumers.is_empty() {
+        if (retried || !st.expired_buf.is_empty()) && !st.consumers.is_empty() {
             Self::dispatch_locked(self, &mut st);
         }
         if !st.expired_buf.is_empty() {

@@ -15,6 +15,12 @@
 //! non-empty level; within a level, messages that were delivered and requeued come back first, in `seq` order
 //! (their original place), then never-delivered ones in arrival order, as RabbitMQ does.
 //!
+//! Read errors: a record that cannot be read back when it reaches the head (an I/O error, or a checksum that no
+//! longer holds) is never acked or dropped for it: it moves to an `unreadable` list, still stored and still counted
+//! in the queue's length, and the queue goes on with the next message. `retry_unreadable` (called by the queue's
+//! periodic sweep, with a growing delay) puts such records back at the head of their level to be read again. A
+//! message that stays unreadable stays on disk, so a restart's recovery meets it again.
+//!
 //! Expiry: a message's deadline (the smaller of its `expiration` property and the queue's `x-message-ttl`, counted
 //! from enqueue, in unix milliseconds so it holds across restarts) is checked when it reaches the head; expired
 //! messages are dropped there.
@@ -103,7 +109,17 @@ pub struct MessageStore {
     next_seq: u64,
     len: usize,
     bytes: usize,
+    /// Disk records that failed to read back, as (level, packed `Loc`), oldest first: still stored and counted in
+    /// `len`, never acked for the failure (see the module's "Read errors").
+    unreadable: Vec<(usize, u64)>,
+    /// When `retry_unreadable` may next put them back (unix ms), and the delay after that one.
+    retry_at_ms: u64,
+    retry_delay_ms: u64,
 }
+
+/// The first and the longest wait before unreadable records are read again.
+const RETRY_FIRST_MS: u64 = 1_000;
+const RETRY_MAX_MS: u64 = 60_000;
 
 impl Default for MessageStore {
     fn default() -> Self {
@@ -150,6 +166,9 @@ impl MessageStore {
             next_seq: 0,
             len: 0,
             bytes: 0,
+            unreadable: Vec::new(),
+            retry_at_ms: 0,
+            retry_delay_ms: RETRY_FIRST_MS,
         }
     }
 
@@ -374,8 +393,9 @@ impl MessageStore {
         })
     }
 
-    /// Reads a message back from disk into an entry.
-    fn load(&mut self, packed: u64) -> Option<Entry> {
+    /// Reads a message back from disk into an entry. A record that cannot be read is set aside in `unreadable`
+    /// (still stored, still counted) and None is returned: the caller goes on without changing `len`.
+    fn load(&mut self, level: usize, packed: u64) -> Option<Entry> {
         let log = self.log.as_mut()?;
         let loc = Loc::unpack(packed);
         match log.read(loc) {
@@ -402,8 +422,14 @@ impl MessageStore {
                 })
             }
             Err(e) => {
-                warn!(error = %e, ?loc, "dropping a message that cannot be read back");
-                log.ack(loc);
+                warn!(
+                    dir = %log.dir().display(), error = %e, ?loc,
+                    "a message cannot be read back; it stays stored and is read again later"
+                );
+                if self.unreadable.is_empty() {
+                    self.retry_at_ms = now_ms().saturating_add(self.retry_delay_ms);
+                }
+                self.unreadable.push((level, packed));
                 None
             }
         }
@@ -433,7 +459,11 @@ impl MessageStore {
             } else {
                 match level.order.pop_front()? {
                     IN_MEMORY => level.memory.pop_front(),
-                    packed => self.load(packed),
+                    packed => match self.load(i, packed) {
+                        Some(e) => Some(e),
+                        // Set aside as unreadable: still stored and counted.
+                        None => continue,
+                    },
                 }
             };
             self.len -= 1;
@@ -468,14 +498,11 @@ impl MessageStore {
                     match level.order.pop_front() {
                         None => None,
                         Some(IN_MEMORY) => level.memory.pop_front(),
-                        Some(packed) => {
-                            let e = self.load(packed);
-                            if e.is_none() {
-                                self.len -= 1;
-                                continue;
-                            }
-                            e
-                        }
+                        Some(packed) => match self.load(i, packed) {
+                            Some(e) => Some(e),
+                            // Set aside as unreadable: still stored and counted.
+                            None => continue,
+                        },
                     }
                 };
                 let Some(head) = head else { break };
@@ -490,6 +517,31 @@ impl MessageStore {
                 }
             }
         }
+    }
+
+    /// Puts records that could not be read back at the head of their levels again, once their retry time has come
+    /// (the delay doubles, up to a minute, while they keep failing). Returns whether any went back, so the queue can
+    /// dispatch.
+    pub fn retry_unreadable(&mut self) -> bool {
+        if self.unreadable.is_empty() {
+            self.retry_delay_ms = RETRY_FIRST_MS;
+            return false;
+        }
+        if now_ms() < self.retry_at_ms {
+            return false;
+        }
+        self.retry_delay_ms = (self.retry_delay_ms * 2).min(RETRY_MAX_MS);
+        for (level, packed) in self.unreadable.drain(..).rev() {
+            if let Some(l) = self.levels.get_mut(level) {
+                l.order.push_front(packed);
+            }
+        }
+        true
+    }
+
+    /// How many stored messages are waiting to be read again after a read error.
+    pub fn unreadable(&self) -> usize {
+        self.unreadable.len()
     }
 
     /// Removes and returns the oldest ready message (for `x-overflow = drop-head`), whatever its priority.
@@ -605,6 +657,7 @@ impl MessageStore {
             l.memory.clear();
             l.requeued.clear();
         }
+        locs.extend(self.unreadable.drain(..).map(|(_, packed)| Loc::unpack(packed)));
         if let Some(log) = &mut self.log {
             for loc in locs {
                 log.ack(loc);
@@ -758,6 +811,89 @@ mod tests {
         );
         // Seqs continue after the highest seen.
         assert_eq!(s.push(msg(b"next", persistent(0))).expect("push").seq, 5);
+    }
+
+    /// Flips one byte of the record whose body is `body` in the queue's only segment; returns the segment and the
+    /// byte's offset so it can be flipped back.
+    fn damage_body(dir: &std::path::Path, body: &[u8]) -> (std::path::PathBuf, usize) {
+        let seg = std::fs::read_dir(dir)
+            .expect("dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "seg"))
+            .expect("a segment");
+        let mut bytes = std::fs::read(&seg).expect("segment");
+        let at = bytes.windows(body.len()).position(|w| w == body).expect("body on disk");
+        bytes[at] ^= 0xFF;
+        std::fs::write(&seg, &bytes).expect("write");
+        (seg, at)
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_read_back_is_not_acked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let persistent = AMQPProperties::default().with_delivery_mode(2);
+        let mut expired = Vec::new();
+        {
+            let mut s = open(dir.path());
+            push(&mut s, msg(b"first", persistent.clone()));
+            push(&mut s, msg(b"second", persistent.clone()));
+            // A read error at delivery time (here: the record fails its checksum when read back).
+            let (seg, at) = damage_body(dir.path(), b"first");
+            let got = s.pop(&mut expired).map(|e| e.message.body.to_vec());
+            assert_eq!(got, Some(b"second".to_vec()), "the queue goes on past it");
+            s.flush();
+            // The damage was transient: the bytes are whole again.
+            let mut bytes = std::fs::read(&seg).expect("segment");
+            bytes[at] ^= 0xFF;
+            std::fs::write(&seg, &bytes).expect("write");
+        }
+        let mut s = open(dir.path());
+        let got: Vec<Vec<u8>> = std::iter::from_fn(|| s.pop(&mut expired))
+            .map(|e| e.message.body.to_vec())
+            .collect();
+        assert!(
+            got.contains(&b"first".to_vec()),
+            "the unreadable message stayed stored: {got:?}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_record_is_read_again_after_its_retry_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let persistent = AMQPProperties::default().with_delivery_mode(2);
+        let mut expired = Vec::new();
+        let mut s = open(dir.path());
+        for b in [&b"first"[..], b"second", b"third"] {
+            push(&mut s, msg(b, persistent.clone()));
+        }
+        let (seg, at) = damage_body(dir.path(), b"second");
+        assert_eq!(
+            s.pop(&mut expired).map(|e| e.message.body.to_vec()),
+            Some(b"first".to_vec())
+        );
+        assert_eq!(
+            s.pop(&mut expired).map(|e| e.message.body.to_vec()),
+            Some(b"third".to_vec())
+        );
+        assert!(s.pop(&mut expired).is_none(), "nothing readable is left");
+        assert_eq!(
+            (s.len(), s.unreadable()),
+            (1, 1),
+            "the unreadable message is still counted"
+        );
+        let mut bytes = std::fs::read(&seg).expect("segment");
+        bytes[at] ^= 0xFF;
+        std::fs::write(&seg, &bytes).expect("write");
+        // Not before its retry time (a second after the failure)...
+        assert!(!s.retry_unreadable());
+        s.retry_at_ms = 0;
+        // ...and then it is offered again.
+        assert!(s.retry_unreadable());
+        assert_eq!(
+            s.pop(&mut expired).map(|e| e.message.body.to_vec()),
+            Some(b"second".to_vec())
+        );
+        assert_eq!((s.len(), s.unreadable()), (0, 0));
     }
 
     #[test]

@@ -7,9 +7,11 @@
 //!   definitions.log            durable exchanges, queues, bindings and API policies per vhost: an append-only
 //!                              log of changes, compacted now and then (see `definitions_log.rs`)
 //!   definitions.json.migrated  the snapshot file of earlier versions, kept after its migration to the log
-//!   queues/<vhost-hex>/<queue-hex>/
+//!   queues/<sha256 of vhost and queue names>/   (see `queue_dir.rs`; `queues/<vhost-hex>/<queue-hex>/` before)
+//!     name                     the vhost and queue names (JSON), to map the directory back to its queue
 //!     NNNNNNNN.seg             message records (length + CRC32C + seq + message)
 //!     NNNNNNNN.ack             offsets of records in that segment that are done with
+//!     NNNNNNNN.<offset>.<crc>.corrupt   damaged bytes recovery skipped (see `recovery.rs`), kept for the operator
 //!     delivered.log            seqs handed to consumers (for redelivered flags after a crash)
 //! ```
 //!
@@ -20,8 +22,11 @@
 
 pub mod definitions;
 pub mod definitions_log;
+pub mod queue_dir;
 pub mod queue_log;
 pub mod record;
+pub mod recovery;
+pub mod scan;
 pub mod txlog;
 
 use std::fs::{self, File};
@@ -294,32 +299,19 @@ impl Store {
         })
     }
 
-    /// Every queue directory (`queues/<vhost-hex>/<queue-hex>`), sorted: what is on disk whether or not the
-    /// definitions name it.
-    pub fn queue_dirs(&self) -> io::Result<Vec<PathBuf>> {
-        let mut dirs = Vec::new();
-        for vhost in fs::read_dir(self.root.join("queues"))? {
-            let vhost = vhost?;
-            if !vhost.file_type()?.is_dir() {
-                continue;
-            }
-            for queue in fs::read_dir(vhost.path())? {
-                let queue = queue?;
-                if queue.file_type()?.is_dir() {
-                    dirs.push(queue.path());
-                }
-            }
+    /// Every queue directory, in both layouts (see `queue_dir::list`), sorted: what is on disk whether or not the
+    /// definitions name it, with the queue each holds when that can be told.
+    pub fn queue_dirs(&self) -> io::Result<Vec<(PathBuf, Option<queue_dir::QueueName>)>> {
+        match queue_dir::list(&self.root) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            other => other,
         }
-        dirs.sort();
-        Ok(dirs)
     }
 
-    /// The directory of one durable queue.
+    /// The directory of one durable queue, ready to open: named by a hash of the names (any legal name fits), with
+    /// a legacy hex-named directory moved there first and a `name` file written (see `queue_dir.rs`).
     pub fn queue_dir(&self, vhost: &str, queue: &str) -> PathBuf {
-        self.root
-            .join("queues")
-            .join(hex(vhost.as_bytes()))
-            .join(hex(queue.as_bytes()))
+        queue_dir::prepare(&self.root, vhost, queue)
     }
 }
 
@@ -329,7 +321,8 @@ impl Drop for Store {
     }
 }
 
-/// A name as a directory name: lowercase hex of its bytes (`_` for the empty name).
+/// A name as a directory name: lowercase hex of its bytes (`_` for the empty name). Only for names of at most 127
+/// bytes (NAME_MAX is 255): queue directories are hashed instead (`queue_dir.rs`).
 pub fn hex(b: &[u8]) -> String {
     if b.is_empty() {
         return "_".to_string();

@@ -11,12 +11,15 @@
 //!   that is not the one being written) is deleted with its ack file.
 //! - A failed append (ENOSPC, I/O error) truncates the segment back to where it was, so a partial record never
 //!   stays behind; nothing already stored is rewritten.
-//! - Recovery never panics: a torn tail is truncated, a record failing its checksum is skipped and counted, a
-//!   missing ack file means its segment's records all count as unacked (at-least-once).
+//! - Recovery (`recovery.rs`) never panics and keeps every record whose checksum holds: damage in the middle of a
+//!   segment is resynced past and copied to a `.corrupt` file beside it, never cut; only a tail with no good record
+//!   after it is truncated; a missing ack file means its segment's records all count as unacked (at-least-once).
+//! - Recovered segments are never appended to (new records start a fresh segment), so a damaged hole in one leaves
+//!   the offsets of the records after it, and the ack-file entries naming them, as they were.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,11 +28,13 @@ use bytes::{Bytes, BytesMut};
 use tracing::warn;
 
 use super::record::{self, Decoded, Record};
+use super::recovery::recover_segment;
+pub use super::recovery::Recovered;
 use super::txlog::TxView;
 use super::DiskBudget;
 
 /// The top bit of an ack-file entry: "delivered", not "acked".
-const DELIVERED: u32 = 0x8000_0000;
+pub(super) const DELIVERED: u32 = 0x8000_0000;
 
 /// Start a new segment once the current one is past this size (offsets stay below `DELIVERED`).
 pub const SEGMENT_SIZE: u64 = 8 * 1024 * 1024;
@@ -85,35 +90,30 @@ pub struct LiveRecord {
     pub size: u32,
 }
 
-/// What recovery found: counts for the log line, and the highest seq.
-#[derive(Default)]
-pub struct Recovered {
-    /// Live messages.
-    pub live: u64,
-    /// Live messages that had been delivered before the stop (they come back redelivered).
-    pub redelivered: u64,
-    /// Transient messages found on disk and dropped (they do not survive a restart).
-    pub transient: u64,
-    /// Records of transactions that never committed, dropped.
-    pub uncommitted: u64,
-    pub max_seq: u64,
-    /// Records skipped because they failed their checksum.
-    pub corrupt: u64,
-    /// Bytes cut from torn segment tails.
-    pub torn_bytes: u64,
-    /// Segments with records but no ack file.
-    pub missing_ack_files: u64,
-}
-
-fn seg_path(dir: &Path, id: u32) -> PathBuf {
+pub(super) fn seg_path(dir: &Path, id: u32) -> PathBuf {
     dir.join(format!("{id:08}.seg"))
 }
-fn ack_path(dir: &Path, id: u32) -> PathBuf {
+pub(super) fn ack_path(dir: &Path, id: u32) -> PathBuf {
     dir.join(format!("{id:08}.ack"))
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).read(true).append(true).open(path)
+}
+
+/// Recovers a queue directory as the broker would at start, keeping every record (as if all were persistent) and
+/// knowing of no committed transaction, then closes it: the live records in order, and the counts. For tools and the
+/// `segment_recovery` fuzz target.
+pub fn recover_dir(dir: &Path) -> io::Result<(Vec<LiveRecord>, Recovered)> {
+    let mut live = Vec::new();
+    let (_log, rec) = QueueLog::open(
+        dir,
+        DiskBudget::default(),
+        &TxView(None),
+        |_| Some(0),
+        |r, _| live.push(r),
+    )?;
+    Ok((live, rec))
 }
 
 impl QueueLog {
@@ -150,8 +150,26 @@ impl QueueLog {
         let mut segments = BTreeMap::new();
         let mut drop_now: Vec<Loc> = Vec::new();
         for id in ids {
-            let seg = recover_segment(dir, id, &mut rec, txs, &keep, &mut drop_now, &mut on_live)?;
-            segments.insert(id, seg);
+            let counts = recover_segment(dir, id, &mut rec, txs, &keep, &mut drop_now, &mut on_live)?;
+            let segment = Segment {
+                file: Arc::new(open_append(&seg_path(dir, id))?),
+                size: counts.size,
+                records: counts.records,
+                acked: counts.acked,
+                ack_file: Some(open_append(&ack_path(dir, id))?),
+                ack_buf: Vec::new(),
+            };
+            segments.insert(id, segment);
+        }
+        if rec.corrupt > 0 {
+            warn!(
+                dir = %dir.display(),
+                damaged_ranges = rec.corrupt,
+                damaged_bytes = rec.corrupt_bytes,
+                live = rec.live,
+                "recovered a queue with damaged segments: every record whose checksum holds is kept; the damaged bytes \
+                 are in .corrupt files beside their segments"
+            );
         }
         let active = segments.keys().next_back().copied().unwrap_or(0);
         let mut log = QueueLog {
@@ -369,126 +387,90 @@ impl QueueLog {
     }
 }
 
-fn recover_segment(
-    dir: &Path,
-    id: u32,
-    rec: &mut Recovered,
-    txs: &TxView<'_>,
-    keep: &impl Fn(&Bytes) -> Option<u8>,
-    drop_now: &mut Vec<Loc>,
-    on_live: &mut impl FnMut(LiveRecord, u32),
-) -> io::Result<Segment> {
-    let path = seg_path(dir, id);
-    let mut data = Vec::new();
-    File::open(&path)?.read_to_end(&mut data)?;
-    let data = Bytes::from(data);
-    let mut acked: HashSet<u32> = HashSet::new();
-    let mut delivered: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
-    let mut ack_missing = false;
-    match File::open(ack_path(dir, id)) {
-        Ok(mut f) => {
-            let mut b = Vec::new();
-            f.read_to_end(&mut b)?;
-            for v in b
-                .chunks_exact(4)
-                .filter_map(|c| c.try_into().ok().map(u32::from_be_bytes))
-            {
-                if v & DELIVERED != 0 {
-                    *delivered.entry(v & !DELIVERED).or_default() += 1;
-                } else {
-                    acked.insert(v);
-                }
-            }
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => ack_missing = true,
-        Err(e) => return Err(e),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn append(log: &mut QueueLog, seq: u64) -> Loc {
+        let meta = record::Meta {
+            seq,
+            enqueued_ms: 0,
+            tx: 0,
+        };
+        log.append(meta, b"", b"q", &[], format!("message {seq}").as_bytes())
+            .expect("append")
     }
-    let mut live = 0u64;
-    let mut at = 0usize;
-    let mut records = 0u32;
-    let mut acked_count = 0u32;
-    while at < data.len() {
-        match record::decode(&data.slice(at..)) {
-            Decoded::Ok(r, size) => {
-                records += 1;
-                rec.max_seq = rec.max_seq.max(r.seq);
-                let loc = Loc {
-                    segment: id,
-                    offset: at as u32,
-                };
-                if acked.contains(&(at as u32)) {
-                    acked_count += 1;
-                } else if r.tx != 0 && !txs.committed(r.tx) {
-                    // Written by a transaction that never committed: it never happened.
-                    rec.uncommitted += 1;
-                    drop_now.push(loc);
-                } else if let Some(priority) = keep(&r.properties) {
-                    if r.tx != 0 {
-                        txs.still_referenced(r.tx);
-                    }
-                    // Without its ack file nothing is known about a record: it may have been delivered.
-                    let times = delivered.get(&(at as u32)).copied().unwrap_or(u32::from(ack_missing));
-                    let was_delivered = times > 0;
-                    live += 1;
-                    rec.live += 1;
-                    rec.redelivered += u64::from(was_delivered);
-                    on_live(
-                        LiveRecord {
-                            seq: r.seq,
-                            loc,
-                            priority,
-                            size: r.body.len() as u32,
-                        },
-                        times,
-                    );
-                } else {
-                    rec.transient += 1;
-                    drop_now.push(loc);
-                }
-                at += size;
-            }
-            Decoded::Torn => {
-                let cut = (data.len() - at) as u64;
-                warn!(segment = %path.display(), offset = at, bytes = cut, "truncating a torn record at the end of a segment");
-                rec.torn_bytes += cut;
-                OpenOptions::new().write(true).open(&path)?.set_len(at as u64)?;
-                break;
-            }
-            Decoded::Corrupt(size) if size > 0 && at + size <= data.len() => {
-                warn!(segment = %path.display(), offset = at, size, "skipping a record that fails its checksum");
-                rec.corrupt += 1;
-                // Count it as a record that is already done with, so the segment can still be reclaimed.
-                records += 1;
-                acked_count += 1;
-                at += size;
-            }
-            Decoded::Corrupt(_) => {
-                let cut = (data.len() - at) as u64;
-                warn!(segment = %path.display(), offset = at, bytes = cut, "unreadable record length; dropping the rest of the segment");
-                rec.corrupt += 1;
-                OpenOptions::new().write(true).open(&path)?.set_len(at as u64)?;
-                break;
-            }
-        }
+
+    fn live(dir: &Path) -> Vec<(u64, Loc)> {
+        let (live, _) = recover_dir(dir).expect("recover");
+        live.iter().map(|r| (r.seq, r.loc)).collect()
     }
-    if ack_missing && records > 0 {
-        rec.missing_ack_files += 1;
-        warn!(
-            segment = %path.display(),
-            records,
-            "ack file missing: every record counts as unacked and comes back flagged redelivered"
+
+    fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(dir)
+            .expect("dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == ext))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_damaged_hole_keeps_later_offsets_acks_and_appends_working() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        let locs: Vec<Loc> = {
+            let (mut log, _) =
+                QueueLog::open(dir, DiskBudget::default(), &TxView(None), |_| Some(0), |_, _| {}).expect("open");
+            (1..=5).map(|seq| append(&mut log, seq)).collect()
+        };
+        let seg = seg_path(dir, locs[0].segment);
+        let mut bytes = fs::read(&seg).expect("segment");
+        bytes[locs[1].offset as usize + 2] ^= 0x04; // a length bit of record 2
+        fs::write(&seg, &bytes).expect("write");
+
+        let expected: Vec<(u64, Loc)> = [1, 3, 4, 5].iter().map(|s| (*s, locs[*s as usize - 1])).collect();
+        let (mut log, rec) =
+            QueueLog::open(dir, DiskBudget::default(), &TxView(None), |_| Some(0), |_, _| {}).expect("reopen");
+        assert_eq!((rec.live, rec.corrupt), (4, 1));
+        assert_eq!(
+            fs::metadata(&seg).expect("meta").len(),
+            bytes.len() as u64,
+            "not shortened"
         );
+        assert_eq!(files(dir, "corrupt").len(), 1, "the damaged record is set aside");
+        // An ack against the damaged segment names the right record, and appends go on in a new segment.
+        log.ack(locs[3]);
+        log.flush_acks().expect("flush");
+        let new = append(&mut log, 6);
+        assert!(new.segment > locs[0].segment);
+        drop(log);
+        let mut want: Vec<(u64, Loc)> = expected.into_iter().filter(|(s, _)| *s != 4).collect();
+        want.push((6, new));
+        assert_eq!(live(dir), want);
+        assert_eq!(live(dir), want, "the same again: the damage is met and set aside once");
+        assert_eq!(files(dir, "corrupt").len(), 1);
     }
-    let file = open_append(&path)?;
-    let size = at as u64;
-    tracing::debug!(segment = %path.display(), records, live, "recovered segment");
-    let ack_file = Some(open_append(&ack_path(dir, id))?);
-    Ok(Segment {
-        file: Arc::new(file),
-        size,
-        records,
-        acked: acked_count,
-        ack_file,
-        ack_buf: Vec::new(),
-    })
+
+    #[test]
+    fn a_damaged_last_record_is_set_aside_then_cut() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        let locs: Vec<Loc> = {
+            let (mut log, _) =
+                QueueLog::open(dir, DiskBudget::default(), &TxView(None), |_| Some(0), |_, _| {}).expect("open");
+            (1..=3).map(|seq| append(&mut log, seq)).collect()
+        };
+        let seg = seg_path(dir, locs[0].segment);
+        let mut bytes = fs::read(&seg).expect("segment");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xFF;
+        fs::write(&seg, &bytes).expect("write");
+        assert_eq!(live(dir).iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(fs::metadata(&seg).expect("meta").len(), u64::from(locs[2].offset));
+        let copies = files(dir, "corrupt");
+        assert_eq!(copies.len(), 1);
+        assert_eq!(fs::read(&copies[0]).expect("copy"), bytes[locs[2].offset as usize..]);
+    }
 }

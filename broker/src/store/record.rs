@@ -93,6 +93,23 @@ pub fn declared_size(prefix: &[u8]) -> Option<usize> {
     Some(PREFIX + len)
 }
 
+/// The total size of the record `buf` starts with, when its length is plausible, it fits in `buf` and its header's
+/// own lengths (exchange, routing key, properties) fit inside it: a cheap test, without the checksum, that every
+/// record `decode` accepts passes. Resyncing past damage (`scan.rs`) computes checksums only where this holds, so
+/// garbage costs a few byte reads per offset instead of a checksum over the rest of the file.
+pub fn plausible_size(buf: &[u8]) -> Option<usize> {
+    let len = u32::from_be_bytes(buf.get(..4)?.try_into().ok()?) as usize;
+    if !(MIN_BODY..=MAX_RECORD).contains(&len) || buf.len() < PREFIX + len {
+        return None;
+    }
+    // Offsets within the checksummed part, as `parse` reads them.
+    let b = &buf[PREFIX..PREFIX + len];
+    let xl = *b.get(24)? as usize;
+    let rl = *b.get(25 + xl)? as usize;
+    let pl = u32::from_be_bytes(b.get(26 + xl + rl..30 + xl + rl)?.try_into().ok()?) as usize;
+    (30 + xl + rl + pl <= len).then_some(PREFIX + len)
+}
+
 /// Decodes the record at the start of `buf`.
 pub fn decode(buf: &Bytes) -> Decoded {
     if buf.len() < PREFIX {
@@ -191,6 +208,25 @@ mod tests {
         for cut in 0..n {
             assert_eq!(decode(&full.slice(..cut)), Decoded::Torn, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn every_good_record_is_plausible_and_short_or_bad_lengths_are_not() {
+        let (out, n) = sample();
+        assert_eq!(plausible_size(&out), Some(n));
+        let mut longer = out.clone();
+        longer.extend_from_slice(b"next record");
+        assert_eq!(plausible_size(&longer), Some(n), "trailing bytes do not matter");
+        for cut in 0..n {
+            assert_eq!(plausible_size(&out[..cut]), None, "cut at {cut}");
+        }
+        let mut bad = out.clone();
+        bad[0] = 0xFF; // 4 GiB: beyond MAX_RECORD
+        assert_eq!(plausible_size(&bad), None);
+        let mut bad = out.clone();
+        let pl_at = PREFIX + 24 + 1 + 10 + 1 + 3;
+        bad[pl_at] = 0x7F; // properties longer than the record
+        assert_eq!(plausible_size(&bad), None);
     }
 
     #[test]
