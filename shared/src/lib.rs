@@ -13,6 +13,27 @@ pub struct Overview {
     pub totals: Totals,
     /// Every queue's rates added up.
     pub rates: QueueRates,
+    /// Memory and disk against their alarm limits (older brokers send none).
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+/// The broker's memory and disk, and the alarms that block publishers when a limit is passed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct Resources {
+    /// Resident memory of the broker process, bytes.
+    pub memory_used: u64,
+    /// The memory high watermark, bytes (0: no memory alarm).
+    pub memory_limit: u64,
+    /// Publishers are blocked: memory is above the watermark.
+    pub memory_alarm: bool,
+    /// Free space on the data directory's filesystem, bytes.
+    pub disk_free: u64,
+    /// The disk free limit, bytes (0: no disk alarm).
+    pub disk_free_limit: u64,
+    /// Publishers are blocked: free disk space is below the limit.
+    pub disk_alarm: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use amq_protocol::protocol::{basic, connection, queue, AMQPClass};
 use warren_broker::alarm::Watermark;
+use warren_tests::http::request;
 use warren_tests::raw::RawClient;
 use warren_tests::TestBroker;
 
@@ -71,6 +72,16 @@ fn memory_alarm_blocks_publishers_and_lets_consumers_drain() {
         }
         other => panic!("expected connection.blocked, got {other:?}"),
     }
+    // Operators see it: the overview, /metrics.
+    let (status, overview) = request(broker.admin_addr, "GET", "/api/overview", "guest:guest", "");
+    assert_eq!(status, 200);
+    assert_eq!(overview["resources"]["memory_alarm"], true, "{overview}");
+    assert_eq!(overview["resources"]["memory_limit"], 1);
+    assert!(overview["resources"]["memory_used"].as_u64().is_some_and(|m| m > 1));
+    let (_, metrics) = request(broker.admin_addr, "GET", "/metrics", "guest:guest", "");
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    assert!(metrics.contains("warren_alarm{resource=\"memory\"} 1"), "{metrics}");
+    assert!(metrics.contains("warren_alarm{resource=\"disk\"} 0"), "{metrics}");
     publisher.publish("flood", b"during");
     // The consumer is not blocked: it drains, and the blocked publisher's message is not read meanwhile.
     assert!(get(&mut consumer, "flood"), "a consumer takes what was queued");

@@ -62,15 +62,23 @@ fn close_followed_by_thousands_of_buffered_frames_still_gets_close_ok() {
         bytes.extend_from_slice(&header);
         bytes.extend_from_slice(&body);
     }
-    // Before the fix the broker hung up with unread input: the kernel reset the connection, and this write failed
-    // with EPIPE or ECONNRESET (the Node client's close callback never fired).
-    c.stream
-        .write_all(&bytes)
-        .expect("the whole buffer is taken, nothing is reset");
+    // Keep writing well past the close (about 33 MB in all, more than the kernel buffers on both sides), from
+    // another thread, as a client does whose publishes were queued behind its connection.close. Before the fix the
+    // broker hung up with unread input: the kernel reset the connection, and these writes failed with EPIPE or
+    // ECONNRESET (the Node client's close callback never fired).
+    let mut writer = c.stream.try_clone().expect("clone the socket");
+    let sent = std::thread::spawn(move || {
+        for _ in 0..25 {
+            writer.write_all(&bytes)?;
+        }
+        writer.shutdown(std::net::Shutdown::Write)
+    });
     match c.recv_method() {
         Some((0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)))) => {}
         other => panic!("expected connection.close-ok, got {other:?}"),
     }
+    let sent = sent.join().expect("writer thread");
+    assert!(sent.is_ok(), "every buffered frame was taken, nothing reset: {sent:?}");
     assert_eq!(c.recv(), None, "then the broker closes its side");
 }
 
@@ -168,11 +176,14 @@ fn exclusive_consumer_refusal_comes_without_a_consume_ok() {
 #[test]
 fn heartbeat_on_a_channel_is_a_frame_error_501() {
     let broker = TestBroker::start();
-    let mut c = RawClient::handshake(broker.addr, 0);
-    c.send_raw(&[8, 0, 1, 0, 0, 0, 0, 0xCE]);
-    match c.expect_close() {
-        Closed::Connection(501, text) => assert!(text.contains("heartbeat"), "{text}"),
-        other => panic!("expected 501, got {other:?}"),
+    // On an open channel (1) and on one never opened (5: before the fix, 504 "expected 'channel.open'").
+    for channel in [1u8, 5] {
+        let mut c = RawClient::handshake(broker.addr, 0);
+        c.send_raw(&[8, 0, channel, 0, 0, 0, 0, 0xCE]);
+        match c.expect_close() {
+            Closed::Connection(501, text) => assert!(text.contains("heartbeat"), "{text}"),
+            other => panic!("expected 501, got {other:?}"),
+        }
     }
 }
 

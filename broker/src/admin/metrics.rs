@@ -105,5 +105,41 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
         "warren_returned_total {}",
         b.returned.load(std::sync::atomic::Ordering::Relaxed)
     );
+    let r = super::overview::resources(&b);
+    for (name, kind, help, value) in [
+        (
+            "warren_memory_used_bytes",
+            "gauge",
+            "Resident memory of the broker process.",
+            r.memory_used,
+        ),
+        (
+            "warren_memory_high_watermark_bytes",
+            "gauge",
+            "Publishers are blocked above this much memory (0: never).",
+            r.memory_limit,
+        ),
+        (
+            "warren_disk_free_bytes",
+            "gauge",
+            "Free space on the data directory's filesystem.",
+            r.disk_free,
+        ),
+        (
+            "warren_disk_free_limit_bytes",
+            "gauge",
+            "Publishers are blocked below this much free disk (0: never).",
+            r.disk_free_limit,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP warren_alarm 1 while the resource's alarm blocks publishers."
+    );
+    let _ = writeln!(out, "# TYPE warren_alarm gauge");
+    let _ = writeln!(out, "warren_alarm{{resource=\"memory\"}} {}", u8::from(r.memory_alarm));
+    let _ = writeln!(out, "warren_alarm{{resource=\"disk\"}} {}", u8::from(r.disk_alarm));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

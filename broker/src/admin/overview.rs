@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use warren_shared::{Overview, QueueRates, Totals, UserInfo, VhostInfo};
+use warren_shared::{Overview, QueueRates, Resources, Totals, UserInfo, VhostInfo};
 
 use super::ApiResult;
 use crate::broker::Broker;
@@ -72,6 +72,21 @@ pub fn build(b: &Broker) -> Overview {
         uptime_ms: b.started.elapsed().as_millis() as u64,
         totals: t,
         rates,
+        resources: resources(b),
+    }
+}
+
+/// Memory and disk against the alarm limits.
+pub fn resources(b: &Broker) -> Resources {
+    let a = &b.alarms;
+    let state = a.state();
+    Resources {
+        memory_used: a.memory_used(),
+        memory_limit: a.memory_limit(),
+        memory_alarm: state.memory,
+        disk_free: a.disk_free(),
+        disk_free_limit: a.disk_free_limit(),
+        disk_alarm: state.disk,
     }
 }
 

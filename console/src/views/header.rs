@@ -1,5 +1,6 @@
 //! The header: broker name, version and uptime, the connection state (live, or stale since when and retrying in how
-//! long), the totals and the global rates with a sparkline of the publish rate.
+//! long), a resource alarm when one blocks publishers, the totals and the global rates with a sparkline of the publish
+//! rate.
 
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
@@ -39,6 +40,28 @@ fn link(app: &App, short: bool) -> Span<'static> {
     }
 }
 
+/// The broker's resource alarm, when one blocks publishers: what an operator must see first.
+fn alarm(r: &warren_shared::Resources) -> Option<Span<'static>> {
+    let text = match (r.memory_alarm, r.disk_alarm) {
+        (false, false) => return None,
+        (true, false) => format!(
+            "▲ MEMORY ALARM {} / {}: publishers blocked",
+            format::bytes(r.memory_used),
+            format::bytes(r.memory_limit)
+        ),
+        (false, true) => format!(
+            "▲ DISK ALARM {} free < {}: publishers blocked",
+            format::bytes(r.disk_free),
+            format::bytes(r.disk_free_limit)
+        ),
+        (true, true) => "▲ MEMORY AND DISK ALARMS: publishers blocked".to_string(),
+    };
+    Some(Span::styled(
+        text,
+        Style::default().fg(BAD).add_modifier(Modifier::BOLD),
+    ))
+}
+
 fn label(s: &str) -> Span<'static> {
     Span::styled(format!("{s} "), Style::default().fg(DIM))
 }
@@ -67,6 +90,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             }
         }
         spans.push(link(app, area.width < 60));
+        if let Some(alarm) = app.overview.as_ref().and_then(|o| alarm(&o.resources)) {
+            spans.push(Span::raw(" "));
+            spans.push(alarm);
+        }
         frame.render_widget(Paragraph::new(Line::from(spans)), area);
         return;
     }
@@ -83,6 +110,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     }
     first.push(Span::raw("  "));
     first.push(link(app, false));
+    if let Some(alarm) = app.overview.as_ref().and_then(|o| alarm(&o.resources)) {
+        first.push(Span::raw("  "));
+        first.push(alarm);
+    }
     let mut lines = vec![Line::from(first)];
     if let Some(o) = &app.overview {
         let t = &o.totals;

@@ -221,3 +221,19 @@ fn help_and_prompt() {
     type_text(&mut app, ":conn");
     insta::assert_snapshot!("command_prompt_read_only", draw(&app, 100, 16).backend());
 }
+
+#[test]
+fn memory_alarm_in_the_header() {
+    let mut app = app();
+    let mut s = snapshot(30);
+    s.overview.resources = warren_shared::Resources {
+        memory_used: 3 << 30,
+        memory_limit: 2 << 30,
+        memory_alarm: true,
+        disk_free: 40 << 30,
+        disk_free_limit: 1 << 30,
+        disk_alarm: false,
+    };
+    api(&mut app, ApiEvent::Snapshot(Box::new(s)));
+    insta::assert_snapshot!(draw(&app, 140, 12).backend());
+}
