@@ -5,6 +5,12 @@ use color_eyre::eyre::{Context, Result};
 use tracing_subscriber::EnvFilter;
 use warren_broker::config::{Cli, Config};
 
+/// jemalloc with a background thread gives freed memory back to the system on its own clock, even when the broker
+/// is idle: with glibc's malloc a flood's 555 MB stayed after the queue was purged, which held the memory alarm on
+/// with nothing queued (`scripts/flood`). The decay times are set in `.cargo/config.toml`.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> Result<()> {
     color_eyre::install()?;
     let config = Config::load(Cli::parse())?;
