@@ -345,7 +345,11 @@ async fn run(args: Args) -> Result<Summary> {
     while clients.join_next().await.is_some() {}
     stop_admin.cancel();
     while readers.join_next().await.is_some() {}
-    let swept = sweep(&ctx, &args.url).await?;
+    // A failed sweep (a dead broker, say) still ends in a summary: what it could not take counts as lost.
+    let (swept, sweep_error) = match sweep(&ctx, &args.url).await {
+        Ok(n) => (n, None),
+        Err(e) => (0, Some(format!("{e:#}"))),
+    };
     let drain_end = started.elapsed();
     let audit = ctx.ledger.audit();
 
@@ -381,6 +385,7 @@ async fn run(args: Args) -> Result<Summary> {
         target_rate: args.rate,
         totals: ctx.stats.totals(),
         swept,
+        sweep_error,
         drained,
         ledger: audit,
         broker: report::Broker {
@@ -445,7 +450,22 @@ async fn drain(ctx: &Ctx, timeout: Duration) -> Result<bool> {
     let admin = Admin::new(ctx, Some(Duration::from_secs(30)))?;
     let deadline = Instant::now() + timeout;
     loop {
-        let queues = admin.our_queues(ctx).await?;
+        // An admin error here is counted (and fails the run) but does not end it: the ledger still gets audited.
+        let queues = match admin.our_queues(ctx).await {
+            Ok(q) => q,
+            Err(e) if Instant::now() < deadline => {
+                ctx.stats.admin_errors.inc();
+                ctx.stats.error(format!("drain: {e:#}"));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => {
+                ctx.stats.admin_errors.inc();
+                ctx.stats
+                    .error(format!("drain: {e:#}; giving up after {} s", timeout.as_secs()));
+                return Ok(false);
+            }
+        };
         let left: u64 = queues.iter().map(|q| q.messages).sum();
         if left == 0 {
             println!("drained: every queue is empty");

@@ -2,7 +2,7 @@
 //! JSON for tools) with the verdict.
 //!
 //! The verdict fails on: a confirmed message never acked (lost), a body that is not one we sent, a dead broker, a
-//! failed connection, admin or redrive error, broker descriptors that did not come back to their level before the
+//! failed final sweep, a failed connection, admin or redrive error, broker descriptors that did not come back to their level before the
 //! load once every client had gone, or resident memory still climbing in the second half of the load.
 
 use std::sync::Arc;
@@ -136,6 +136,8 @@ pub struct Summary {
     pub totals: Totals,
     /// Messages found in the queues after the consumers had gone, taken with basic.get.
     pub swept: u64,
+    /// Why the sweep could not take what was left, if it could not.
+    pub sweep_error: Option<String>,
     /// The queues were empty before the consumers stopped.
     pub drained: bool,
     pub ledger: Audit,
@@ -160,6 +162,9 @@ impl Summary {
                 "{} deliveries with a body we never sent",
                 self.totals.unknown_bodies
             ));
+        }
+        if let Some(e) = &self.sweep_error {
+            f.push(format!("the final sweep failed: {e}"));
         }
         if !broker_alive {
             f.push("the broker process is gone".to_string());
