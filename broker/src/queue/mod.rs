@@ -793,7 +793,7 @@ impl Queue {
             let current = props.priority().unwrap_or(0);
             let new = match change {
                 PriorityChange::Set(p) => p,
-                PriorityChange::Step(s) => (current as i16 + s).clamp(0, max as i16) as u8,
+                PriorityChange::Step(s) => (current as i16).saturating_add(s).clamp(0, max as i16) as u8,
             };
             let props = props.with_priority(new);
             let raw = dead_letter::encode_properties(&props);
