@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +26,10 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 /// The watermark used when none is configured: this share of the memory the process may use.
 pub const DEFAULT_WATERMARK_FRACTION: f64 = 0.4;
+
+/// Past this share of the memory high watermark, queues page new transient messages to disk (`queue::spill`), so
+/// that memory holds below the watermark and publishers are blocked only when paging cannot keep up.
+pub const PAGING_SHARE: f64 = 0.5;
 
 /// The disk free limit used when none is configured (RabbitMQ's default is 50 MB; production guides say more).
 pub const DEFAULT_DISK_FREE_LIMIT: u64 = 1024 * 1024 * 1024;
@@ -196,17 +200,26 @@ pub struct Alarms {
     memory_used: AtomicU64,
     disk_free: AtomicU64,
     state: watch::Sender<AlarmState>,
+    /// Set past `PAGING_SHARE` of the watermark (shared with the store, whose queues read it).
+    paging: Arc<AtomicBool>,
 }
 
 impl Alarms {
-    pub fn new(memory_limit: u64, disk_free_limit: u64) -> Self {
+    /// Alarms for these limits; `paging` is raised and lowered with the paging share of the watermark.
+    pub fn new(memory_limit: u64, disk_free_limit: u64, paging: Arc<AtomicBool>) -> Self {
         Alarms {
             memory_limit: AtomicU64::new(memory_limit),
             disk_free_limit: AtomicU64::new(disk_free_limit),
             memory_used: AtomicU64::new(0),
             disk_free: AtomicU64::new(u64::MAX),
             state: watch::channel(AlarmState::default()).0,
+            paging,
         }
+    }
+
+    /// Whether queues page new transient messages to disk now.
+    pub fn paging(&self) -> bool {
+        self.paging.load(Ordering::Relaxed)
     }
 
     pub fn subscribe(&self) -> watch::Receiver<AlarmState> {
@@ -251,6 +264,15 @@ impl Alarms {
         self.memory_used.store(memory_used, Ordering::Relaxed);
         self.disk_free.store(disk_free, Ordering::Relaxed);
         let (mem_limit, disk_limit) = (self.memory_limit(), self.disk_free_limit());
+        let page = mem_limit > 0 && memory_used as f64 > mem_limit as f64 * PAGING_SHARE;
+        if self.paging.swap(page, Ordering::Relaxed) != page {
+            tracing::info!(
+                used = memory_used,
+                limit = mem_limit,
+                paging = page,
+                "paging of transient messages"
+            );
+        }
         let next = AlarmState {
             memory: mem_limit > 0 && memory_used > mem_limit,
             disk: disk_limit > 0 && disk_free < disk_limit,
@@ -322,10 +344,15 @@ mod tests {
 
     #[test]
     fn alarms_follow_their_limits() {
-        let a = Alarms::new(1000, 100);
+        let a = Alarms::new(1000, 100, Arc::default());
         let rx = a.subscribe();
-        a.check(500, 1000);
-        assert!(!a.state().any());
+        a.check(400, 1000);
+        assert!(!a.state().any() && !a.paging());
+        a.check(600, 1000);
+        assert!(
+            !a.state().any() && a.paging(),
+            "past half the watermark: paging, no alarm yet"
+        );
         a.check(1500, 1000);
         assert_eq!(
             a.state(),

@@ -170,7 +170,11 @@ impl Broker {
             disk_free_limit = config.disk_free_limit,
             "resource limits"
         );
-        let alarms = Arc::new(crate::alarm::Alarms::new(watermark, config.disk_free_limit));
+        let alarms = Arc::new(crate::alarm::Alarms::new(
+            watermark,
+            config.disk_free_limit,
+            store.page_pressure.clone(),
+        ));
         Ok(Arc::new(Broker {
             alarms,
             users: Users::from_config(&config),

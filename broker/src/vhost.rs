@@ -23,6 +23,7 @@ use rand::Rng;
 use crate::amqp::error::{AmqpError, AmqpResult};
 use crate::args;
 use crate::policy::Policy;
+use crate::queue::spill::Spill;
 use crate::queue::{MessageStore, Queue, QueueSpec, SyncPolicy};
 use crate::routing::delayed::DelayedMessages;
 use crate::routing::DELAYED_TYPE;
@@ -406,9 +407,24 @@ impl VHost {
                     mode: d.store.fsync,
                     syncer: d.store.syncer.clone(),
                 };
+                let store = store.with_spill(Spill::new(
+                    d.store.spill_dir(),
+                    d.store.budget.clone(),
+                    d.store.page_pressure.clone(),
+                ));
                 Ok(Queue::new(spec, store, Some(sync), self.me.clone()))
             }
-            _ => Ok(Queue::new_in_memory(spec, self.me.clone())),
+            // A queue whose messages all live in memory pages its transient messages out under memory pressure.
+            Some(d) => {
+                let (p, ttl) = Queue::store_settings(&spec);
+                let store = MessageStore::new(p, ttl).with_spill(Spill::new(
+                    d.store.spill_dir(),
+                    d.store.budget.clone(),
+                    d.store.page_pressure.clone(),
+                ));
+                Ok(Queue::new(spec, store, None, self.me.clone()))
+            }
+            None => Ok(Queue::new_in_memory(spec, self.me.clone())),
         }
     }
 

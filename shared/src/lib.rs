@@ -77,6 +77,9 @@ pub struct QueueInfo {
     pub messages_unacked: u64,
     pub messages: u64,
     pub message_bytes: u64,
+    /// Ready transient messages paged out to disk under memory pressure (counted in `messages_ready` too).
+    #[serde(default)]
+    pub messages_paged_out: u64,
     pub consumers: u64,
     /// The share of the last ten seconds in which the queue's consumers could take a message at once (RabbitMQ's
     /// consumer utilisation), 0.0..=1.0; `None` without consumers.

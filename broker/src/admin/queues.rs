@@ -49,6 +49,7 @@ pub fn info(q: &Queue, dead_letter_sources: Vec<String>) -> QueueInfo {
         messages_unacked: unacked,
         messages: ready + unacked,
         message_bytes: bytes,
+        messages_paged_out: q.paged_out(),
         consumers: q.consumer_count() as u64,
         consumer_utilisation: q.consumer_utilisation(),
         counters: QueueCounters {

@@ -13,6 +13,7 @@ mod credit;
 pub mod dead_letter;
 pub mod dedup;
 pub mod latency;
+pub mod spill;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -973,6 +974,11 @@ impl Queue {
     pub fn depth(&self) -> (u64, u64) {
         let st = self.lock();
         (st.store.len() as u64, st.store.bytes() as u64)
+    }
+
+    /// Ready transient messages paged out to disk now (see `spill.rs`).
+    pub fn paged_out(&self) -> u64 {
+        self.lock().store.spilled() as u64
     }
 
     /// Looks at ready messages without taking them: `count` messages after skipping `from`, in delivery order.

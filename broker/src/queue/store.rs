@@ -5,7 +5,8 @@
 //! messages by it).
 //!
 //! Two backings:
-//! - **Memory** (non-durable queues): each level holds `Entry`s with their `Arc<Message>`.
+//! - **Memory** (non-durable queues): each level holds `Entry`s with their `Arc<Message>`; under memory pressure new
+//!   transient messages are paged out to a spill log (`queue::spill`) and only their location stays, in `order`.
 //! - **Disk** (durable queues): every persistent message is appended to the queue's log (`store::queue_log`), and a
 //!   level holds only its packed location (8 bytes), so a queue of tens of millions of messages costs tens of
 //!   megabytes; the body is read back when the message reaches the head. Transient messages stay in memory, as in
@@ -34,8 +35,10 @@ use bytes::Bytes;
 use tracing::warn;
 
 use crate::message::Message;
+use crate::queue::spill::Spill;
 use crate::store::now_ms;
 use crate::store::queue_log::{Loc, QueueLog, Recovered};
+use crate::store::record::Record;
 
 /// One queued message.
 #[derive(Debug, Clone)]
@@ -59,8 +62,16 @@ impl Entry {
     }
 }
 
-/// In a disk-backed level's `order`, "the next message is the front of `memory`".
+/// In a level's `order`, "the next message is the front of `memory`".
 const IN_MEMORY: u64 = u64::MAX;
+
+/// In a level's `order`, marks a packed `Loc` as one of the spill log's, not the durable log's (segment ids never
+/// reach 2^30).
+const PAGED: u64 = 1 << 62;
+
+fn is_paged(packed: u64) -> bool {
+    packed != IN_MEMORY && packed & PAGED != 0
+}
 
 #[derive(Default)]
 struct Level {
@@ -103,6 +114,11 @@ pub struct MessageStore {
     /// Some message may carry a deadline (a queue TTL, or a message with `expiration` was pushed or recovered).
     may_expire: bool,
     log: Option<QueueLog>,
+    /// Where transient messages go under memory pressure (see `queue::spill`).
+    spill: Option<Spill>,
+    /// Levels keep `order` (true for a disk-backed store, and for any store once it has spilled): every ready
+    /// message that is not requeued has its place there, `IN_MEMORY` or a packed location.
+    ordered: bool,
     /// Recovered messages that had been delivered before the restart: redelivered when they next go out.
     /// (seq -> how many times it was delivered before the restart).
     delivered_before: std::collections::HashMap<u64, u32>,
@@ -133,6 +149,10 @@ impl MessageStore {
     /// appended for `idle` (the sweeper calls this): thousands of emptied durable queues must not hold thousands of
     /// file descriptors.
     pub fn release_idle_files(&mut self, idle: std::time::Duration) {
+        if let Some(spill) = self.spill.as_mut().filter(|s| s.held() == 0) {
+            // Nothing paged out: its files (if any) go, a new spill starts afresh.
+            spill.destroy();
+        }
         if self.len == 0 {
             if let Some(log) = &mut self.log {
                 log.retire_idle(idle);
@@ -162,6 +182,8 @@ impl MessageStore {
             ttl_ms,
             may_expire: ttl_ms.is_some(),
             log: None,
+            spill: None,
+            ordered: false,
             delivered_before: std::collections::HashMap::new(),
             next_seq: 0,
             len: 0,
@@ -192,9 +214,32 @@ impl MessageStore {
         })?;
         s.next_seq = recovered.max_seq;
         s.log = Some(log);
+        s.ordered = true;
         // Recovered messages may carry an expiration: let the sweeper look at the heads once.
         s.may_expire = true;
         Ok((s, recovered))
+    }
+
+    /// Lets this store page transient messages out to `spill` under memory pressure.
+    pub fn with_spill(mut self, spill: Spill) -> Self {
+        self.spill = Some(spill);
+        self
+    }
+
+    /// How many ready messages are paged out to disk now.
+    pub fn spilled(&self) -> usize {
+        self.spill.as_ref().map_or(0, Spill::held)
+    }
+
+    /// From now on every level keeps `order`: the messages already in memory get their places first.
+    fn start_ordering(&mut self) {
+        if self.ordered {
+            return;
+        }
+        for level in &mut self.levels {
+            level.order = std::iter::repeat_n(IN_MEMORY, level.memory.len()).collect();
+        }
+        self.ordered = true;
     }
 
     /// The directory of a disk-backed store.
@@ -240,6 +285,8 @@ impl MessageStore {
             sync = log.active_file();
             sync_dir = log.dir_to_sync();
             self.levels[level].order.push_back(loc.pack());
+        } else if let Some(loc) = self.page_out(seq, now, &message) {
+            self.levels[level].order.push_back(loc.pack() | PAGED);
         } else {
             // Transient messages stay in memory, as in RabbitMQ (on a durable queue too: they don't survive a restart).
             let expires_at = self.deadline(&message, now);
@@ -253,7 +300,7 @@ impl MessageStore {
                 enqueued_ms: now,
             };
             self.levels[level].memory.push_back(entry);
-            if self.log.is_some() {
+            if self.ordered {
                 self.levels[level].order.push_back(IN_MEMORY);
             }
         }
@@ -343,7 +390,7 @@ impl MessageStore {
         for level in self.levels.iter().rev() {
             let mut memory = level.memory.iter();
             let requeued = level.requeued.values().cloned().map(Some);
-            let rest: Box<dyn Iterator<Item = Option<Entry>>> = if self.log.is_none() {
+            let rest: Box<dyn Iterator<Item = Option<Entry>>> = if !self.ordered {
                 Box::new(level.memory.iter().cloned().map(Some))
             } else {
                 Box::new(level.order.iter().map(|p| match *p {
@@ -368,19 +415,46 @@ impl MessageStore {
         out
     }
 
+    /// Writes a transient message to the spill log when memory is under pressure; None keeps it in memory (no
+    /// pressure, no spill, or the write failed: memory is the fallback, never an error for the publisher).
+    fn page_out(&mut self, seq: u64, now: u64, message: &Message) -> Option<Loc> {
+        if !self.spill.as_ref().is_some_and(Spill::under_pressure) {
+            return None;
+        }
+        self.start_ordering();
+        match self.spill.as_mut()?.write(seq, now, message) {
+            Ok(loc) => Some(loc),
+            Err(e) => {
+                tracing::debug!(error = %e, "could not page a transient message out; it stays in memory");
+                None
+            }
+        }
+    }
+
+    /// A spilled record as an entry: in memory from now on, like any transient message.
+    fn spilled_entry(&self, r: Record) -> Entry {
+        let message = message_of(&r);
+        Entry {
+            seq: r.seq,
+            expires_at: self.deadline(&message, r.enqueued_ms),
+            message: Arc::new(message),
+            redelivered: false,
+            loc: None,
+            delivery_count: 0,
+            enqueued_ms: r.enqueued_ms,
+        }
+    }
+
     /// Reads a message from disk without changing anything.
     fn read_entry(&self, packed: u64) -> Option<Entry> {
+        if is_paged(packed) {
+            let r = self.spill.as_ref()?.read(Loc::unpack(packed & !PAGED)).ok()?;
+            return Some(self.spilled_entry(r));
+        }
         let log = self.log.as_ref()?;
         let loc = Loc::unpack(packed);
         let r = log.read(loc).ok()?;
-        let props = crate::amqp::nesting::parse_properties_bounded(&r.properties[..]).unwrap_or_default();
-        let message = Message::new(
-            String::from_utf8_lossy(&r.exchange).into_owned().into(),
-            String::from_utf8_lossy(&r.routing_key).into_owned().into(),
-            &props,
-            r.properties.clone(),
-            r.body.clone(),
-        );
+        let message = message_of(&r);
         Some(Entry {
             seq: r.seq,
             expires_at: self.deadline(&message, r.enqueued_ms),
@@ -396,18 +470,26 @@ impl MessageStore {
     /// Reads a message back from disk into an entry. A record that cannot be read is set aside in `unreadable`
     /// (still stored, still counted) and None is returned: the caller goes on without changing `len`.
     fn load(&mut self, level: usize, packed: u64) -> Option<Entry> {
+        if is_paged(packed) {
+            let taken = self.spill.as_mut().map(|s| s.take(Loc::unpack(packed & !PAGED)));
+            return match taken {
+                Some(Ok(r)) => Some(self.spilled_entry(r)),
+                Some(Err(e)) => {
+                    warn!(error = %e, "a paged-out message cannot be read back; it is read again later");
+                    if self.unreadable.is_empty() {
+                        self.retry_at_ms = now_ms().saturating_add(self.retry_delay_ms);
+                    }
+                    self.unreadable.push((level, packed));
+                    None
+                }
+                None => None,
+            };
+        }
         let log = self.log.as_mut()?;
         let loc = Loc::unpack(packed);
         match log.read(loc) {
             Ok(r) => {
-                let props = crate::amqp::nesting::parse_properties_bounded(&r.properties[..]).unwrap_or_default();
-                let message = Message::new(
-                    String::from_utf8_lossy(&r.exchange).into_owned().into(),
-                    String::from_utf8_lossy(&r.routing_key).into_owned().into(),
-                    &props,
-                    r.properties.clone(),
-                    r.body.clone(),
-                );
+                let message = message_of(&r);
                 let expires_at = self.deadline(&message, r.enqueued_ms);
                 // Each delivery before the restart came back (acked ones are gone), so each counts as a return.
                 let returns = self.delivered_before.remove(&r.seq).unwrap_or(0);
@@ -454,7 +536,7 @@ impl MessageStore {
             let level = &mut self.levels[i];
             let entry = if let Some((_, e)) = level.requeued.pop_first() {
                 Some(e)
-            } else if self.log.is_none() {
+            } else if !self.ordered {
                 level.memory.pop_front()
             } else {
                 match level.order.pop_front()? {
@@ -492,7 +574,7 @@ impl MessageStore {
                 let level = &mut self.levels[i];
                 let head = if let Some((_, e)) = level.requeued.pop_first() {
                     Some(e)
-                } else if self.log.is_none() {
+                } else if !self.ordered {
                     level.memory.pop_front()
                 } else {
                     match level.order.pop_front() {
@@ -561,6 +643,9 @@ impl MessageStore {
     /// Writes what the last operations buffered (acks, deliveries). Deliveries must be flushed before they are
     /// handed to connections.
     pub fn flush(&mut self) {
+        if let Some(spill) = &mut self.spill {
+            spill.flush();
+        }
         if let Some(log) = &mut self.log {
             if let Err(e) = log.flush_acks() {
                 warn!(error = %e, "could not record acks; the messages may be delivered again after a restart");
@@ -608,7 +693,7 @@ impl MessageStore {
                     let memory = std::mem::take(&mut self.levels[i].memory);
                     let order = std::mem::take(&mut self.levels[i].order);
                     let mut memory = memory.into_iter();
-                    if self.log.is_none() {
+                    if !self.ordered {
                         for e in memory {
                             if ids.contains(&e.seq) {
                                 out.push(e);
@@ -628,6 +713,11 @@ impl MessageStore {
                             Some(e) if ids.contains(&e.seq) => {
                                 // Taken out for good (or put back in memory): its count now travels with it.
                                 self.delivered_before.remove(&e.seq);
+                                if is_paged(packed) {
+                                    if let Some(spill) = &mut self.spill {
+                                        spill.forget(Loc::unpack(packed & !PAGED));
+                                    }
+                                }
                                 out.push(e);
                             }
                             Some(e) if packed == IN_MEMORY => {
@@ -651,13 +741,24 @@ impl MessageStore {
     pub fn purge(&mut self) -> usize {
         let n = self.len;
         let mut locs: Vec<Loc> = Vec::new();
+        let durable = |p: &u64| *p != IN_MEMORY && !is_paged(*p);
         for l in &mut self.levels {
-            locs.extend(l.order.drain(..).filter(|p| *p != IN_MEMORY).map(Loc::unpack));
+            locs.extend(l.order.drain(..).filter(durable).map(Loc::unpack));
             locs.extend(l.requeued.values().filter_map(|e| e.loc));
             l.memory.clear();
             l.requeued.clear();
         }
-        locs.extend(self.unreadable.drain(..).map(|(_, packed)| Loc::unpack(packed)));
+        locs.extend(
+            self.unreadable
+                .drain(..)
+                .map(|(_, p)| p)
+                .filter(durable)
+                .map(Loc::unpack),
+        );
+        // Every spilled record went with the levels: the spill log goes whole.
+        if let Some(spill) = &mut self.spill {
+            spill.destroy();
+        }
         if let Some(log) = &mut self.log {
             for loc in locs {
                 log.ack(loc);
@@ -676,6 +777,18 @@ impl MessageStore {
             log.destroy();
         }
     }
+}
+
+/// The message a record holds (its properties parsed within the nesting bound).
+fn message_of(r: &Record) -> Message {
+    let props = crate::amqp::nesting::parse_properties_bounded(&r.properties[..]).unwrap_or_default();
+    Message::new(
+        String::from_utf8_lossy(&r.exchange).into_owned().into(),
+        String::from_utf8_lossy(&r.routing_key).into_owned().into(),
+        &props,
+        r.properties.clone(),
+        r.body.clone(),
+    )
 }
 
 /// When a message expires: the smaller of its `expiration` and the queue's TTL, counted from its enqueue time.

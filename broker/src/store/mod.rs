@@ -237,6 +237,11 @@ pub struct Store {
     pub fsync: FsyncMode,
     pub budget: DiskBudget,
     pub syncer: Arc<Syncer>,
+    /// Set by the memory monitor past the paging share of the watermark: queues spill new transient messages to
+    /// disk (see `queue::spill`).
+    pub page_pressure: Arc<std::sync::atomic::AtomicBool>,
+    /// Numbers the spill directories of this run.
+    next_spill: AtomicU64,
     _lock: File,
 }
 
@@ -289,14 +294,29 @@ impl Store {
             path: root.join("transactions.log"),
             source,
         })?;
+        // Spilled transient messages do not survive a restart (taken only once the lock is ours).
+        match fs::remove_dir_all(root.join("paging")) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                tracing::warn!(error = %e, "could not remove the paging directory of an earlier run")
+            }
+            _ => {}
+        }
         Ok(Store {
             root: root.to_path_buf(),
             txlog,
             fsync,
             budget,
             syncer: Syncer::start(),
+            page_pressure: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            next_spill: AtomicU64::new(0),
             _lock: lock,
         })
+    }
+
+    /// A fresh directory for one queue's spilled transient messages (`paging/<n>/`, created on first use).
+    pub fn spill_dir(&self) -> PathBuf {
+        let n = self.next_spill.fetch_add(1, Ordering::Relaxed);
+        self.root.join("paging").join(n.to_string())
     }
 
     /// Every queue directory, in both layouts (see `queue_dir::list`), sorted: what is on disk whether or not the

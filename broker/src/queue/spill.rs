@@ -1,0 +1,253 @@
+//! Paging transient messages to disk under memory pressure, as LavinMQ and RabbitMQ's lazy mode do.
+//!
+//! Once the broker's resident memory passes `alarm::PAGING_SHARE` of the memory high watermark (`Alarms` sets the
+//! shared pressure flag), a queue writes each new transient message to its spill log instead of keeping it in memory:
+//! a segment log like a durable queue's (`store::queue_log`), under `<data-dir>/paging/<n>/`, never synced, and wiped
+//! when the broker starts (transient messages do not survive a restart). The queue's store keeps only the record's
+//! 8-byte location, in arrival order beside the messages it holds in memory (see `queue::store`), so a deep
+//! transient queue costs a few bytes per message in RAM, as a durable one does.
+//!
+//! Invariants:
+//! - A spilled record is read back exactly once, when its message leaves the ready list (delivered, moved, expired,
+//!   dropped); it is acked in the spill log at that moment and travels on in memory like any transient message
+//!   (an unacked delivery is in memory anyway).
+//! - Nothing here is synced: a crash loses only transient messages, which a restart discards anyway.
+//! - The log is opened on first use, so a queue that never spills has no directory and no open file.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use std::io;
+
+use crate::message::Message;
+use crate::store::queue_log::{Loc, QueueLog};
+use crate::store::record::{Meta, Record};
+use crate::store::txlog::TxView;
+use crate::store::DiskBudget;
+
+pub struct Spill {
+    dir: PathBuf,
+    budget: DiskBudget,
+    /// Set by the memory monitor while the broker is past its paging share of the watermark.
+    pressure: Arc<AtomicBool>,
+    log: Option<QueueLog>,
+    /// Records written and not yet taken back.
+    held: usize,
+}
+
+impl Spill {
+    pub fn new(dir: PathBuf, budget: DiskBudget, pressure: Arc<AtomicBool>) -> Self {
+        Spill {
+            dir,
+            budget,
+            pressure,
+            log: None,
+            held: 0,
+        }
+    }
+
+    /// New transient messages go to disk now.
+    pub fn under_pressure(&self) -> bool {
+        self.pressure.load(Ordering::Relaxed)
+    }
+
+    /// How many records are on disk now.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    fn log(&mut self) -> io::Result<&mut QueueLog> {
+        if self.log.is_none() {
+            // A directory left by an earlier life of this broker holds nothing anyone may read.
+            if self.dir.exists() {
+                std::fs::remove_dir_all(&self.dir)?;
+            }
+            let (log, _) = QueueLog::open(&self.dir, self.budget.clone(), &TxView(None), |_| None, |_, _| {})?;
+            self.log = Some(log);
+        }
+        self.log
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the spill log could not be opened"))
+    }
+
+    /// Writes a message; returns where it is.
+    pub fn write(&mut self, seq: u64, enqueued_ms: u64, m: &Message) -> io::Result<Loc> {
+        let loc = self.log()?.append(
+            Meta {
+                seq,
+                enqueued_ms,
+                tx: 0,
+            },
+            m.exchange.as_str().as_bytes(),
+            m.routing_key.as_str().as_bytes(),
+            &m.raw_properties,
+            &m.body,
+        )?;
+        self.held += 1;
+        Ok(loc)
+    }
+
+    /// Reads a record without taking it (peek, selection by id).
+    pub fn read(&self, loc: Loc) -> io::Result<Record> {
+        match &self.log {
+            Some(log) => log.read(loc),
+            None => Err(io::Error::other("nothing was spilled")),
+        }
+    }
+
+    /// Reads a record back and lets go of it: its message leaves the ready list.
+    pub fn take(&mut self, loc: Loc) -> io::Result<Record> {
+        let r = self.read(loc)?;
+        self.forget(loc);
+        Ok(r)
+    }
+
+    /// Lets go of a record without reading it (purge).
+    pub fn forget(&mut self, loc: Loc) {
+        if let Some(log) = &mut self.log {
+            log.ack(loc);
+            self.held = self.held.saturating_sub(1);
+        }
+    }
+
+    /// Writes the buffered acks, so emptied segments are deleted.
+    pub fn flush(&mut self) {
+        if let Some(log) = &mut self.log {
+            if let Err(e) = log.flush_acks() {
+                tracing::debug!(dir = %self.dir.display(), error = %e, "could not record spill acks");
+            }
+        }
+    }
+
+    /// The queue is gone (or purged whole): its spill files go.
+    pub fn destroy(&mut self) {
+        if let Some(log) = self.log.take() {
+            log.destroy();
+        }
+        self.held = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::store::MessageStore;
+    use amq_protocol::protocol::basic::AMQPProperties;
+    use bytes::Bytes;
+
+    fn msg(body: &str, priority: u8) -> Arc<Message> {
+        Arc::new(Message::with_properties(
+            "".into(),
+            "k".into(),
+            AMQPProperties::default().with_priority(priority),
+            Bytes::from(body.to_string()),
+        ))
+    }
+
+    fn bodies(s: &mut MessageStore) -> Vec<String> {
+        let mut expired = Vec::new();
+        std::iter::from_fn(|| s.pop(&mut expired))
+            .map(|e| String::from_utf8_lossy(&e.message.body).into_owned())
+            .collect()
+    }
+
+    fn spilling(dir: &std::path::Path, max_priority: u8) -> (MessageStore, Arc<AtomicBool>) {
+        let pressure = Arc::new(AtomicBool::new(false));
+        let store = MessageStore::new(max_priority, None).with_spill(Spill::new(
+            dir.join("paging").join("0"),
+            DiskBudget::default(),
+            pressure.clone(),
+        ));
+        (store, pressure)
+    }
+
+    #[test]
+    fn under_pressure_transient_messages_go_to_disk_and_come_back_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut s, pressure) = spilling(dir.path(), 0);
+        for i in 0..3 {
+            s.push(msg(&format!("m{i}"), 0)).expect("push");
+        }
+        pressure.store(true, Ordering::Relaxed);
+        for i in 3..1000 {
+            s.push(msg(&format!("m{i}"), 0)).expect("push");
+        }
+        pressure.store(false, Ordering::Relaxed);
+        s.push(msg("m1000", 0)).expect("push");
+        assert_eq!(s.spilled(), 997, "only what arrived under pressure went to disk");
+        assert_eq!(s.len(), 1001);
+        assert!(dir.path().join("paging").join("0").is_dir());
+        let peeked: Vec<u64> = s.peek(0, 5, &|_| true).iter().map(|e| e.seq).collect();
+        assert_eq!(
+            peeked,
+            vec![1, 2, 3, 4, 5],
+            "peek reads paged messages without taking them"
+        );
+        let got = bodies(&mut s);
+        let want: Vec<String> = (0..=1000).map(|i| format!("m{i}")).collect();
+        assert_eq!(got, want, "FIFO across memory and disk");
+        assert_eq!(s.spilled(), 0);
+        s.flush();
+    }
+
+    #[test]
+    fn priorities_ids_and_purge_work_on_paged_messages() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut s, pressure) = spilling(dir.path(), 5);
+        pressure.store(true, Ordering::Relaxed);
+        for (i, p) in [(1, 0u8), (2, 5), (3, 0), (4, 5)] {
+            s.push(msg(&format!("m{i}"), p)).expect("push");
+        }
+        // Take one by id (a move), then the rest in priority order.
+        let ids: std::collections::HashSet<u64> = [3].into_iter().collect();
+        let taken = s.take(Some(&ids));
+        assert_eq!(taken.len(), 1);
+        assert_eq!(&taken[0].message.body[..], b"m3");
+        assert_eq!(s.spilled(), 3);
+        assert_eq!(bodies(&mut s), vec!["m2", "m4", "m1"]);
+        for i in 0..50 {
+            s.push(msg(&format!("p{i}"), 0)).expect("push");
+        }
+        assert_eq!(s.purge(), 50);
+        assert_eq!(s.spilled(), 0);
+        assert!(
+            !dir.path().join("paging").join("0").exists(),
+            "a purge removes the spill files"
+        );
+        s.push(msg("after", 0)).expect("push");
+        assert_eq!(bodies(&mut s), vec!["after"], "and spilling starts afresh");
+    }
+
+    #[test]
+    fn a_durable_queue_pages_its_transient_messages_and_keeps_only_persistent_ones_across_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let qdir = dir.path().join("queues").join("q");
+        let txlog = crate::store::txlog::TxLog::open(dir.path()).expect("txlog");
+        let open = || {
+            MessageStore::open_on_disk(&qdir, DiskBudget::default(), &TxView(Some(&txlog)), 0, None)
+                .expect("open")
+                .0
+        };
+        let pressure = Arc::new(AtomicBool::new(true));
+        let mut s = open().with_spill(Spill::new(
+            dir.path().join("paging").join("0"),
+            DiskBudget::default(),
+            pressure,
+        ));
+        for i in 0..10u8 {
+            let props = AMQPProperties::default().with_delivery_mode(if i % 2 == 0 { 2 } else { 1 });
+            let m = Message::with_properties("".into(), "k".into(), props, Bytes::from(format!("m{i}")));
+            s.push(Arc::new(m)).expect("push");
+        }
+        assert_eq!(
+            s.spilled(),
+            5,
+            "the transient half is paged out, the persistent half is in the queue's log"
+        );
+        s.flush();
+        drop(s);
+        let mut again = open();
+        assert_eq!(bodies(&mut again), vec!["m0", "m2", "m4", "m6", "m8"]);
+    }
+}
