@@ -265,7 +265,7 @@ impl Alarms {
         self.disk_free.store(disk_free, Ordering::Relaxed);
         let (mem_limit, disk_limit) = (self.memory_limit(), self.disk_free_limit());
         let page = mem_limit > 0 && memory_used as f64 > mem_limit as f64 * PAGING_SHARE;
-            // Debug, not info: memory hovering at the paging share flips this often.
+        // Debug, not info: memory hovering at the paging share flips this often.
         if self.paging.swap(page, Ordering::Relaxed) != page {
             tracing::debug!(
                 used = memory_used,
