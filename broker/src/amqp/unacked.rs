@@ -133,7 +133,6 @@ impl Unacked {
 mod tests {
     use super::*;
     use crate::message::Message;
-    use crate::queue::QueueSpec;
 
     fn pending(q: &Arc<Queue>, tag: u64) -> Pending {
         let message = Arc::new(Message::with_properties(
@@ -159,18 +158,7 @@ mod tests {
     }
 
     fn queue() -> Arc<Queue> {
-        Queue::new_in_memory(
-            QueueSpec {
-                name: "q".into(),
-                vhost: "/".into(),
-                durable: false,
-                exclusive_owner: None,
-                auto_delete: false,
-                arguments: Default::default(),
-                policy: None,
-            },
-            std::sync::Weak::new(),
-        )
+        Queue::for_tests("q")
     }
 
     fn tags(v: &[Pending]) -> Vec<u64> {

@@ -313,6 +313,23 @@ impl Queue {
     }
 
     /// An in-memory queue.
+    /// A plain in-memory queue named `name` on vhost `/`, with no vhost behind it, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(name: &str) -> Arc<Self> {
+        Self::new_in_memory(
+            QueueSpec {
+                name: name.into(),
+                vhost: "/".into(),
+                durable: false,
+                exclusive_owner: None,
+                auto_delete: false,
+                arguments: Default::default(),
+                policy: None,
+            },
+            Weak::new(),
+        )
+    }
+
     pub fn new_in_memory(spec: QueueSpec, vhost: Weak<VHost>) -> Arc<Self> {
         let (p, ttl) = Self::store_settings(&spec);
         Self::new(spec, MessageStore::new(p, ttl), None, vhost)

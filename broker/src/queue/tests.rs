@@ -5,18 +5,7 @@ use std::sync::Arc;
 use super::*;
 
 fn queue() -> Arc<Queue> {
-    Queue::new_in_memory(
-        QueueSpec {
-            name: "q".into(),
-            vhost: "/".into(),
-            durable: false,
-            exclusive_owner: None,
-            auto_delete: false,
-            arguments: Default::default(),
-            policy: None,
-        },
-        std::sync::Weak::new(),
-    )
+    Queue::for_tests("q")
 }
 
 fn consumer(tag: &str) -> QueueConsumer {
