@@ -11,6 +11,7 @@ use amq_protocol::types::ShortString;
 use bytes::Bytes;
 
 use crate::amqp::codec::encode_properties;
+use crate::amqp::properties::PropertySummary;
 
 #[derive(Debug)]
 pub struct Message {
@@ -36,14 +37,27 @@ impl Message {
         raw_properties: Bytes,
         body: Bytes,
     ) -> Self {
+        let summary = PropertySummary::of(properties);
+        Self::from_summary(exchange, routing_key, &summary, raw_properties, body)
+    }
+
+    /// A message whose properties arrived encoded as `raw_properties` and were scanned into `summary` (the publish
+    /// path: the properties are never decoded in full).
+    pub fn from_summary(
+        exchange: ShortString,
+        routing_key: ShortString,
+        summary: &PropertySummary,
+        raw_properties: Bytes,
+        body: Bytes,
+    ) -> Self {
         Message {
             exchange,
             routing_key,
             raw_properties,
             body,
-            priority: properties.priority().unwrap_or(0),
-            expiration_ms: properties.expiration().as_ref().and_then(|e| e.as_str().parse().ok()),
-            persistent: properties.delivery_mode() == &Some(2),
+            priority: summary.priority,
+            expiration_ms: summary.expiration_ms,
+            persistent: summary.persistent,
         }
     }
 

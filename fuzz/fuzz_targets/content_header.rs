@@ -19,6 +19,7 @@ use bytes::{BufMut, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use warren_broker::amqp::codec::{decode_frame, encode_properties, Frame, FrameError, FRAME_END, FRAME_HEADER};
 use warren_broker::amqp::nesting::{check_properties, parse_properties_bounded, NestingError, MAX_DEPTH};
+use warren_broker::amqp::properties::PropertySummary;
 use warren_fuzz::{same_table, table_depth};
 
 fuzz_target!(|data: &[u8]| {
@@ -102,7 +103,8 @@ fn through_decoder(props: &[u8], checked: Result<(), NestingError>) {
             assert!(buf.is_empty(), "the frame was not consumed whole");
             assert_eq!(h.class_id, 60);
             assert_eq!(h.body_size, 5);
-            assert!(same_properties(&h.properties, &p));
+            assert!(same_properties(&h.properties(), &p));
+            assert_eq!(h.summary, PropertySummary::of(&p), "the scan's summary differs from the full parse");
             assert_eq!(&h.raw_properties[..], props, "raw properties are kept as received");
         }
         (Err(FrameError::Syntax { .. }), None) => {}

@@ -20,6 +20,7 @@ use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use warren_broker::amqp::codec::{decode_frame, encode_method, Frame, FrameError, FRAME_OVERHEAD};
 use warren_broker::amqp::nesting::{parse_properties_bounded, MAX_DEPTH};
+use warren_broker::amqp::properties::PropertySummary;
 use warren_fuzz::{encode_method_frame, method_tables, same_table, table_depth};
 
 fuzz_target!(|data: &[u8]| {
@@ -110,9 +111,18 @@ fn check_frame(frame: Frame, declared: usize) -> Seen {
             method_round_trip(channel, &m);
             Seen::Method(channel, format!("{m:?}"))
         }
+        Frame::Publish(channel, p) => {
+            // The hand-decoded publish re-encodes through amq-protocol and decodes to the same arguments.
+            let m = AMQPClass::Basic(amq_protocol::protocol::basic::AMQPMethod::Publish(p));
+            method_round_trip(channel, &m);
+            Seen::Method(channel, format!("{m:?}"))
+        }
         Frame::Header(channel, h) => {
             match parse_properties_bounded(&h.raw_properties) {
-                Ok(p) => assert_eq!(format!("{p:?}"), format!("{:?}", h.properties)),
+                Ok(p) => {
+                    assert_eq!(format!("{p:?}"), format!("{:?}", h.properties()));
+                    assert_eq!(h.summary, PropertySummary::of(&p), "the scan's summary differs from the full parse");
+                }
                 Err(e) => panic!("a decoded header's raw properties do not parse: {e}"),
             }
             Seen::Header(channel, h.class_id, h.body_size, h.raw_properties)
@@ -130,6 +140,9 @@ fn method_round_trip(channel: u16, m: &AMQPClass) {
     encode_method(&mut out, channel, m.clone());
     let again = match decode_frame(&mut out, u32::MAX) {
         Ok(Some(Frame::Method(c, again))) if c == channel => again,
+        Ok(Some(Frame::Publish(c, p))) if c == channel => {
+            Box::new(AMQPClass::Basic(amq_protocol::protocol::basic::AMQPMethod::Publish(p)))
+        }
         other => panic!("{m:?} re-encoded decodes as {other:?}"),
     };
     assert!(out.is_empty(), "a re-encoded method left {} bytes", out.len());

@@ -150,7 +150,9 @@ fn stream_seed(read: u8, frame_max_pick: u16, build: impl FnOnce(&mut BytesMut))
     let mut check = stream.clone();
     while !check.is_empty() {
         match decode_frame(&mut check, frame_max) {
-            Ok(Some(Frame::Method(..) | Frame::Header(..) | Frame::Body(..) | Frame::Heartbeat(_))) => {}
+            Ok(Some(
+                Frame::Method(..) | Frame::Publish(..) | Frame::Header(..) | Frame::Body(..) | Frame::Heartbeat(_),
+            )) => {}
             other => panic!("a seed frame does not decode: {other:?}"),
         }
     }

@@ -58,19 +58,12 @@ impl Ctx<'_> {
     }
 }
 
-/// basic.publish waiting for its content.
-struct PendingPublish {
-    exchange: ShortString,
-    routing_key: ShortString,
-    mandatory: bool,
-}
-
 #[allow(clippy::large_enum_variant)] // one per channel, not per message
 enum Content {
     Idle,
-    Header(PendingPublish),
+    Header(basic::Publish),
     Body {
-        publish: PendingPublish,
+        publish: basic::Publish,
         header: ContentHeader,
         body: BodyBuf,
     },
@@ -196,11 +189,66 @@ pub struct Channel {
 
 /// Routes this channel resolved recently, valid while the vhost's topology generation is unchanged, so that a
 /// steady stream of publishes takes no shared lock. Headers-exchange routes depend on each message and are not kept.
+/// The route used last is checked first (two short compares), so a publisher sending to one key never hashes.
 #[derive(Default)]
 struct RouteCache {
     generation: u64,
-    by_exchange: HashMap<String, HashMap<String, Vec<Arc<Queue>>>>,
+    by_exchange: FoldMap<String, FoldMap<String, Route>>,
     entries: usize,
+    last: Option<LastRoute>,
+}
+
+type FoldMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The queues one (exchange, routing key) reaches, shared by the cache and the publishes that use it.
+type Route = Arc<[Arc<Queue>]>;
+
+struct LastRoute {
+    exchange: String,
+    routing_key: String,
+    queues: Route,
+}
+
+impl RouteCache {
+    /// The queues `exchange` routes `routing_key` to, when known at this topology generation.
+    fn get(&mut self, generation: u64, exchange: &str, routing_key: &str) -> Option<Route> {
+        if self.generation != generation {
+            *self = RouteCache {
+                generation,
+                ..RouteCache::default()
+            };
+            return None;
+        }
+        if let Some(last) = &self.last {
+            if last.routing_key == routing_key && last.exchange == exchange {
+                return Some(last.queues.clone());
+            }
+        }
+        let queues = self.by_exchange.get(exchange)?.get(routing_key)?.clone();
+        let last = self.last.get_or_insert_with(|| LastRoute {
+            exchange: String::new(),
+            routing_key: String::new(),
+            queues: queues.clone(),
+        });
+        // Reuses the strings' buffers: alternating between a few keys does not allocate.
+        last.exchange.clear();
+        last.exchange.push_str(exchange);
+        last.routing_key.clear();
+        last.routing_key.push_str(routing_key);
+        last.queues = queues.clone();
+        Some(queues)
+    }
+
+    fn insert(&mut self, exchange: &str, routing_key: &str, queues: Route) {
+        if self.entries >= ROUTE_CACHE_MAX {
+            return;
+        }
+        self.entries += 1;
+        self.by_exchange
+            .entry(exchange.to_string())
+            .or_default()
+            .insert(routing_key.to_string(), queues);
+    }
 }
 
 /// A channel publishing to ever-new routing keys keeps at most this many routes.
@@ -240,6 +288,20 @@ impl Channel {
                 self.handle_method(ctx, &method)
                     .map_err(|e| if e.class_id == 0 { e.on(&method) } else { e })
             }
+            Frame::Publish(_, p) => {
+                if !matches!(self.content, Content::Idle) {
+                    return Err(AmqpError::unexpected_frame(format!(
+                        "expected content frame on channel {}, got a method frame",
+                        self.id
+                    ))
+                    .on_ids(60, 40));
+                }
+                if p.immediate {
+                    return Err(AmqpError::not_implemented("immediate=true").on_ids(60, 40));
+                }
+                self.content = Content::Header(p);
+                Ok(())
+            }
             Frame::Header(_, header) => self.on_header(ctx, header),
             Frame::Body(_, body) => self.on_body(ctx, body),
             Frame::Heartbeat(ch) => Err(AmqpError::new(
@@ -253,14 +315,11 @@ impl Channel {
         use AMQPClass as C;
         match method {
             C::Basic(basic::AMQPMethod::Publish(p)) => {
+                // The codec decodes publishes as `Frame::Publish`; a boxed one is handled the same way.
                 if p.immediate {
                     return Err(AmqpError::not_implemented("immediate=true"));
                 }
-                self.content = Content::Header(PendingPublish {
-                    exchange: p.exchange.clone(),
-                    routing_key: p.routing_key.clone(),
-                    mandatory: p.mandatory,
-                });
+                self.content = Content::Header(p.clone());
                 Ok(())
             }
             C::Basic(m) => self.handle_basic(ctx, m),
@@ -364,51 +423,42 @@ impl Channel {
     }
 
     /// A complete message arrived: route it, or buffer it in a transaction.
-    fn publish(&mut self, ctx: &mut Ctx<'_>, p: PendingPublish, header: ContentHeader, body: Bytes) -> AmqpResult<()> {
-        let reply_to = header
-            .properties
-            .reply_to()
-            .as_ref()
-            .map(|r| r.as_str() == REPLY_TO)
-            .unwrap_or(false);
-        let message = if reply_to {
+    fn publish(&mut self, ctx: &mut Ctx<'_>, p: basic::Publish, header: ContentHeader, body: Bytes) -> AmqpResult<()> {
+        let mandatory = p.mandatory;
+        let has_headers = header.summary.has_headers;
+        let message = if header.summary.reply_to_pseudo {
             let Some(rc) = &self.reply_consumer else {
                 return Err(AmqpError::precondition("fast reply consumer does not exist"));
             };
             let props = header
-                .properties
-                .clone()
+                .properties()
                 .with_reply_to(format!("{REPLY_TO_PREFIX}{}", rc.key).into());
-            Message::with_properties(p.exchange.clone(), p.routing_key.clone(), props, body)
+            Message::with_properties(p.exchange, p.routing_key, props, body)
         } else {
-            Message::new(
-                p.exchange.clone(),
-                p.routing_key.clone(),
-                &header.properties,
-                header.raw_properties,
-                body,
-            )
+            Message::from_summary(p.exchange, p.routing_key, &header.summary, header.raw_properties, body)
         };
-        let headers = header.properties.headers().clone();
         let message = Arc::new(message);
         if let Some(tx) = &mut self.tx {
-            if !ctx.vhost.has_exchange(p.exchange.as_str()) {
+            if !ctx.vhost.has_exchange(message.exchange.as_str()) {
                 return Err(AmqpError::not_found(format!(
                     "no exchange '{}' in vhost '{}'",
-                    p.exchange, ctx.vhost.name
+                    message.exchange, ctx.vhost.name
                 )));
             }
             let owned = PendingPublishOwned {
-                exchange: p.exchange,
-                routing_key: p.routing_key,
-                mandatory: p.mandatory,
-                headers,
+                exchange: message.exchange.clone(),
+                routing_key: message.routing_key.clone(),
+                mandatory,
+                headers: if has_headers {
+                    message.properties().headers().clone()
+                } else {
+                    None
+                },
             };
             tx.publishes.push((owned, message));
             return Ok(());
         }
-        let outcome =
-            self.route_and_enqueue(ctx, &p.exchange, &p.routing_key, p.mandatory, headers.as_ref(), message)?;
+        let outcome = self.route_and_enqueue(ctx, mandatory, has_headers, message)?;
         if let Some(c) = &mut self.confirm {
             c.last_seq += 1;
             c.pending.push_back(PendingConfirm {
@@ -423,19 +473,18 @@ impl Channel {
     fn route_and_enqueue(
         &mut self,
         ctx: &mut Ctx<'_>,
-        exchange: &ShortString,
-        routing_key: &ShortString,
         mandatory: bool,
-        headers: Option<&FieldTable>,
+        has_headers: bool,
         message: Arc<Message>,
     ) -> AmqpResult<Published> {
         let mut routed = false;
         let mut outcome = Published::default();
-        if exchange.as_str().is_empty() && routing_key.as_str().starts_with(REPLY_TO_PREFIX) {
+        let (exchange, routing_key) = (message.exchange.as_str(), message.routing_key.as_str());
+        if exchange.is_empty() && routing_key.starts_with(REPLY_TO_PREFIX) {
             // Direct reply-to: straight to the requester's channel, no queue involved. Counts as routed even when
             // the requester is gone, as in RabbitMQ.
             routed = true;
-            let key = &routing_key.as_str()[REPLY_TO_PREFIX.len()..];
+            let key = &routing_key[REPLY_TO_PREFIX.len()..];
             if let Some(target) = ctx.broker.reply_target(key) {
                 target.outbox.push(OutboxItem::Deliver(Delivery {
                     channel: target.channel,
@@ -455,65 +504,46 @@ impl Channel {
             }
         } else {
             let generation = ctx.vhost.generation();
-            if self.routes.generation != generation {
-                self.routes = RouteCache {
-                    generation,
-                    ..RouteCache::default()
-                };
-            }
-            let cached = self
-                .routes
-                .by_exchange
-                .get(exchange.as_str())
-                .and_then(|m| m.get(routing_key.as_str()));
-            if let Some(queues) = cached {
-                for q in queues {
-                    let p = q.publish(message.clone());
-                    routed |= p.routed;
-                    outcome.ticket = outcome.ticket.max(p.ticket);
-                    outcome.failed |= p.failed;
-                }
-            } else {
-                let mut queues = std::mem::take(&mut self.route_buf);
-                queues.clear();
-                let routing = ctx.vhost.route(
-                    exchange.as_str(),
-                    routing_key.as_str(),
-                    headers,
-                    Some(&message),
-                    &mut queues,
-                );
-                let cacheable = match routing {
-                    Ok(r) => {
-                        // A duplicate (or a held delayed message) counts as routed: confirmed, never returned.
-                        routed |= r.duplicate;
-                        outcome.ticket = outcome.ticket.max(r.ticket);
-                        r.cacheable
+            let queues = match self.routes.get(generation, exchange, routing_key) {
+                Some(queues) => queues,
+                None => {
+                    let mut queues = std::mem::take(&mut self.route_buf);
+                    queues.clear();
+                    let headers = if has_headers {
+                        message.properties().headers().clone()
+                    } else {
+                        None
+                    };
+                    let routing = ctx
+                        .vhost
+                        .route(exchange, routing_key, headers.as_ref(), Some(&message), &mut queues);
+                    let r = match routing {
+                        Ok(r) => r,
+                        Err(e) => {
+                            self.route_buf = queues;
+                            return Err(e);
+                        }
+                    };
+                    // A duplicate (or a held delayed message) counts as routed: confirmed, never returned.
+                    routed |= r.duplicate;
+                    outcome.ticket = outcome.ticket.max(r.ticket);
+                    let resolved: Route = Arc::from(&queues[..]);
+                    self.route_buf = queues;
+                    if r.cacheable {
+                        self.routes.insert(exchange, routing_key, resolved.clone());
                     }
-                    Err(e) => {
-                        self.route_buf = queues;
-                        return Err(e);
-                    }
-                };
-                for q in &queues {
-                    let p = q.publish(message.clone());
-                    routed |= p.routed;
-                    outcome.ticket = outcome.ticket.max(p.ticket);
-                    outcome.failed |= p.failed;
+                    resolved
                 }
-                if cacheable && self.routes.entries < ROUTE_CACHE_MAX {
-                    self.routes.entries += 1;
-                    self.routes
-                        .by_exchange
-                        .entry(exchange.to_string())
-                        .or_default()
-                        .insert(routing_key.to_string(), queues.clone());
-                }
-                self.route_buf = queues;
+            };
+            for q in queues.iter() {
+                let p = q.publish(message.clone());
+                routed |= p.routed;
+                outcome.ticket = outcome.ticket.max(p.ticket);
+                outcome.failed |= p.failed;
             }
         }
         if !routed && mandatory {
-            self.send_return(ctx, exchange, routing_key, &message);
+            self.send_return(ctx, &message);
         }
         outcome.routed = routed;
         Ok(outcome)
@@ -595,7 +625,7 @@ impl Channel {
                 &mut queues,
             )?;
             if queues.is_empty() && !r.duplicate && p.mandatory {
-                self.send_return(ctx, &p.exchange, &p.routing_key, &message);
+                self.send_return(ctx, &message);
             }
             for q in queues {
                 if q.is_durable() {
@@ -651,14 +681,7 @@ impl Channel {
             q.expose(&s, m);
         }
         for (p, message) in later {
-            self.route_and_enqueue(
-                ctx,
-                &p.exchange,
-                &p.routing_key,
-                p.mandatory,
-                p.headers.as_ref(),
-                message,
-            )?;
+            self.route_and_enqueue(ctx, p.mandatory, p.headers.is_some(), message)?;
         }
         for a in tx.acks {
             match a {
@@ -669,15 +692,15 @@ impl Channel {
         Ok(())
     }
 
-    fn send_return(&self, ctx: &mut Ctx<'_>, exchange: &ShortString, routing_key: &ShortString, message: &Message) {
+    fn send_return(&self, ctx: &mut Ctx<'_>, message: &Message) {
         ctx.broker.returned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ctx.send(
             self.id,
             AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
                 reply_code: NO_ROUTE,
                 reply_text: "NO_ROUTE".into(),
-                exchange: exchange.clone(),
-                routing_key: routing_key.clone(),
+                exchange: message.exchange.clone(),
+                routing_key: message.routing_key.clone(),
             })),
         );
         encode_content(ctx.out, self.id, &message.raw_properties, &message.body, ctx.frame_max);

@@ -2,19 +2,24 @@
 //!
 //! Decoding reads the 7-byte frame header itself so that a frame's declared size is checked against the
 //! negotiated `frame_max` *before* any of its payload is buffered (`amq-protocol`'s `parse_frame` has no limit and
-//! would let a peer that declares 4 GiB grow the buffer without bound). Method and content-header payloads are then
-//! handed to `amq-protocol`, after `nesting` has checked that no field table in them nests past its bound (the
-//! parser recurses once per level); body payloads are cut out of the read buffer as `Bytes` without parsing.
+//! would let a peer that declares 4 GiB grow the buffer without bound). `decode_step` works on a byte slice and
+//! says how many bytes a frame took, so the connection walks its read buffer with an offset and gives the bytes
+//! back once per read. The hot path is decoded by hand, checked exactly as `amq-protocol` would check it:
+//! `basic.publish` (`Frame::Publish`, no box) and the content header's property list (`properties::scan`, which
+//! keeps the raw bytes and a summary instead of building `AMQPProperties`). Every other method goes to
+//! `amq-protocol`'s parser after `nesting` has checked that no field table in it nests past its bound (the parser
+//! recurses once per level). Small bodies are copied out of the read buffer; large ones are cut out as `Bytes`.
 //!
 //! Encoding writes straight into the connection's output `BytesMut`. The hot frames (deliver, content header,
 //! body) are written by hand; everything else goes through `amq_protocol::frame::gen_frame`.
 
 use amq_protocol::frame::{gen_frame, AMQPFrame, WriteContext};
-use amq_protocol::protocol::basic::{gen_properties, parse_properties, AMQPProperties};
-use amq_protocol::protocol::{parse_class, AMQPClass};
+use amq_protocol::protocol::basic::{gen_properties, AMQPProperties, Publish};
+use amq_protocol::protocol::{basic, parse_class, AMQPClass};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::amqp::nesting::{self, NestingError};
+use crate::amqp::properties::{self, PropertySummary, ScanError};
 
 /// The 8 bytes a client opens a connection with.
 pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
@@ -39,6 +44,8 @@ const COPY_BODY_BELOW: usize = 4096;
 #[allow(clippy::large_enum_variant)]
 pub enum Frame {
     Method(u16, Box<AMQPClass>),
+    /// basic.publish, decoded by hand (it is the one method on the hot path): no box, no parser combinators.
+    Publish(u16, Publish),
     /// A content header: channel, body size, properties, and the raw property bytes so that a message can be
     /// delivered later without re-encoding them.
     Header(u16, ContentHeader),
@@ -51,13 +58,22 @@ pub enum Frame {
 pub struct ContentHeader {
     pub class_id: u16,
     pub body_size: u64,
-    pub properties: AMQPProperties,
+    /// The properties the broker acts on, scanned from `raw_properties` (which were checked in full).
+    pub summary: PropertySummary,
     /// The encoded property flags and list, exactly as received.
     pub raw_properties: Bytes,
 }
 
+impl ContentHeader {
+    /// Decodes the properties in full (for the paths that need more than the summary).
+    pub fn properties(&self) -> AMQPProperties {
+        // Checked at decode, so this parse succeeds; the bounded parse keeps the nesting rule in one place.
+        nesting::parse_properties_bounded(&self.raw_properties).unwrap_or_default()
+    }
+}
+
 /// Why a frame could not be decoded. Every variant is a connection error.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
     #[error("FRAME_ERROR - frame size {size} exceeds frame_max {frame_max}")]
     TooLarge { size: u64, frame_max: u32 },
@@ -112,11 +128,40 @@ fn is_known_method(class: u16, method: u16) -> bool {
     }
 }
 
-/// Decodes one frame from the front of `buf`, consuming it. `Ok(None)` means more bytes are needed; the size check
-/// against `frame_max` happens as soon as the 7-byte header is in, before the payload is waited for.
+/// Decodes one frame from the front of `buf`, advancing past it; `Ok(None)` until a whole frame is there (with room
+/// reserved for the rest of it).
 pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, FrameError> {
+    match decode_step(buf, frame_max)? {
+        Step::Frame(frame, used) => {
+            buf.advance(used);
+            Ok(Some(frame))
+        }
+        Step::LargeBody { channel, size } => Ok(Some(Frame::Body(channel, cut_large_body(buf, 0, size)))),
+        Step::Incomplete(need) => {
+            buf.reserve(need.saturating_sub(buf.len()));
+            Ok(None)
+        }
+    }
+}
+
+/// One step of decoding from the front of a byte slice (the connection walks its read buffer with an offset and
+/// gives the consumed bytes back once per read, not once per frame).
+#[derive(Debug)]
+pub enum Step {
+    /// A whole frame, and how many bytes it took.
+    Frame(Frame, usize),
+    /// A body frame too large to copy (`COPY_BODY_BELOW`): its `size`-byte payload starts 7 bytes in, and the caller
+    /// cuts it out of the read buffer as `Bytes` with `cut_large_body`.
+    LargeBody { channel: u16, size: usize },
+    /// Not a whole frame yet: this many bytes make one.
+    Incomplete(usize),
+}
+
+/// Decodes the frame at the front of `buf` without consuming it. The frame's declared size is checked against
+/// `frame_max` from its 7-byte header, before any payload is waited for.
+pub fn decode_step(buf: &[u8], frame_max: u32) -> Result<Step, FrameError> {
     if buf.len() < 7 {
-        return Ok(None);
+        return Ok(Step::Incomplete(7));
     }
     let frame_type = buf[0];
     let channel = u16::from_be_bytes([buf[1], buf[2]]);
@@ -130,45 +175,32 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
     if !matches!(frame_type, FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT) {
         return Err(FrameError::UnknownType(frame_type));
     }
-    if buf.len() < 7 + size + 1 {
-        buf.reserve(7 + size + 1 - buf.len());
-        return Ok(None);
+    let total = 7 + size + 1;
+    if buf.len() < total {
+        return Ok(Step::Incomplete(total));
     }
     let end = buf[7 + size];
     if end != FRAME_END {
         return Err(FrameError::BadFrameEnd(end));
     }
-    buf.advance(7);
+    let payload = &buf[7..7 + size];
     let frame = match frame_type {
-        FRAME_METHOD => {
-            let payload = &buf[..size];
-            let frame = decode_method(channel, payload)?;
-            buf.advance(size);
-            frame
-        }
-        FRAME_HEADER => {
-            let payload = &buf[..size];
-            let header = decode_content_header(channel, payload)?;
-            buf.advance(size);
-            Frame::Header(channel, header)
-        }
-        FRAME_BODY => {
-            let body = if size < COPY_BODY_BELOW {
-                let b = Bytes::copy_from_slice(&buf[..size]);
-                buf.advance(size);
-                b
-            } else {
-                buf.split_to(size).freeze()
-            };
-            Frame::Body(channel, body)
-        }
-        _ => {
-            buf.advance(size);
-            Frame::Heartbeat(channel)
-        }
+        FRAME_METHOD => decode_method(channel, payload)?,
+        FRAME_HEADER => Frame::Header(channel, decode_content_header(channel, payload)?),
+        FRAME_BODY if size >= COPY_BODY_BELOW => return Ok(Step::LargeBody { channel, size }),
+        FRAME_BODY => Frame::Body(channel, Bytes::copy_from_slice(payload)),
+        _ => Frame::Heartbeat(channel),
     };
+    Ok(Step::Frame(frame, total))
+}
+
+/// Cuts the payload of the large body frame that starts `at` bytes into `buf` out as `Bytes` (no copy), and drops
+/// everything up to the end of that frame from `buf`.
+pub fn cut_large_body(buf: &mut BytesMut, at: usize, size: usize) -> Bytes {
+    buf.advance(at + 7);
+    let body = buf.split_to(size).freeze();
     buf.advance(1);
-    Ok(Some(frame))
+    body
 }
 
 fn decode_method(channel: u16, payload: &[u8]) -> Result<Frame, FrameError> {
@@ -189,6 +221,9 @@ fn decode_method(channel: u16, payload: &[u8]) -> Result<Frame, FrameError> {
         if size != 0 {
             return Err(FrameError::PrefetchSize(size));
         }
+    }
+    if (class, method) == (60, 40) {
+        return decode_publish(channel, &payload[4..]);
     }
     if let Err(NestingError::TooDeep) = nesting::check_method(payload) {
         return Err(FrameError::TooDeep {
@@ -219,22 +254,50 @@ fn decode_content_header(channel: u16, payload: &[u8]) -> Result<ContentHeader, 
     size.copy_from_slice(&payload[4..12]);
     let body_size = u64::from_be_bytes(size);
     let raw = &payload[12..];
-    if let Err(NestingError::TooDeep) = nesting::check_properties(raw) {
-        return Err(FrameError::TooDeep {
+    match properties::scan(raw) {
+        Ok(summary) => Ok(ContentHeader {
+            class_id,
+            body_size,
+            summary,
+            raw_properties: Bytes::copy_from_slice(raw),
+        }),
+        Err(ScanError::TooDeep) => Err(FrameError::TooDeep {
             what: "message headers",
             channel,
             max: nesting::MAX_DEPTH,
-        });
-    }
-    match parse_properties(raw) {
-        Ok((&[], properties)) => Ok(ContentHeader {
-            class_id,
-            body_size,
-            properties,
-            raw_properties: Bytes::copy_from_slice(raw),
         }),
-        _ => Err(err),
+        Err(ScanError::Syntax) => Err(err),
     }
+}
+
+/// basic.publish's arguments (after class and method ids): a reserved short, the exchange and routing key as short
+/// strings, then one octet of flags. Checked exactly as `amq-protocol`'s `parse_publish` checks them.
+fn decode_publish(channel: u16, mut p: &[u8]) -> Result<Frame, FrameError> {
+    let err = FrameError::Syntax {
+        what: "method arguments",
+        channel,
+    };
+    fn short_str<'a>(p: &mut &'a [u8]) -> Option<&'a str> {
+        let (&len, rest) = p.split_first()?;
+        let s = rest.get(..len as usize)?;
+        *p = &rest[len as usize..];
+        std::str::from_utf8(s).ok()
+    }
+    p = p.get(2..).ok_or(err.clone())?;
+    let exchange = short_str(&mut p).ok_or(err.clone())?;
+    let routing_key = short_str(&mut p).ok_or(err.clone())?;
+    let [bits] = p else {
+        return Err(err);
+    };
+    Ok(Frame::Publish(
+        channel,
+        basic::Publish {
+            exchange: exchange.into(),
+            routing_key: routing_key.into(),
+            mandatory: bits & 1 != 0,
+            immediate: bits & 2 != 0,
+        },
+    ))
 }
 
 /// Appends a method frame.
@@ -388,6 +451,45 @@ mod tests {
     }
 
     #[test]
+    fn publish_is_decoded_by_hand_as_amq_protocol_would() {
+        for (exchange, routing_key, mandatory, immediate) in [
+            ("", "q", false, false),
+            ("amq.topic", "a.b.ü", true, false),
+            ("x", "", false, true),
+        ] {
+            let p = basic::Publish {
+                exchange: exchange.into(),
+                routing_key: routing_key.into(),
+                mandatory,
+                immediate,
+            };
+            let mut out = BytesMut::new();
+            encode_method(&mut out, 4, AMQPClass::Basic(basic::AMQPMethod::Publish(p.clone())));
+            let whole = out.clone();
+            match decode_frame(&mut out, 4096) {
+                Ok(Some(Frame::Publish(4, got))) => assert_eq!(got, p),
+                other => panic!("unexpected {other:?}"),
+            }
+            // Every shorter payload (with a fixed-up size and end octet) is a syntax error, as amq-protocol says.
+            let payload = &whole[7..whole.len() - 1];
+            for cut in 4..payload.len() {
+                let mut f = BytesMut::new();
+                f.put_u8(FRAME_METHOD);
+                f.put_u16(4);
+                f.put_u32(cut as u32);
+                f.put_slice(&payload[..cut]);
+                f.put_u8(FRAME_END);
+                assert!(parse_class(&payload[..cut]).map_or(true, |(rest, _)| !rest.is_empty()));
+                assert_eq!(
+                    decode_frame(&mut f, 4096).err().map(|e| e.reply_code()),
+                    Some(502),
+                    "cut at {cut}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn partial_frames_wait_for_more() {
         let mut full = BytesMut::new();
         encode_method(
@@ -472,7 +574,8 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         };
         assert_eq!(header.body_size, 10_000);
-        assert_eq!(header.properties, props);
+        assert_eq!(header.properties(), props);
+        assert!(header.summary.persistent);
         let mut got = Vec::new();
         while let Ok(Some(Frame::Body(5, b))) = decode_frame(&mut out, 4096) {
             assert!(b.len() <= 4096 - FRAME_OVERHEAD);

@@ -36,7 +36,7 @@ use tracing::{debug, info, warn};
 
 use crate::alarm::AlarmState;
 use crate::amqp::channel::{requeue_grouped, Channel, Ctx};
-use crate::amqp::codec::{decode_frame, encode_heartbeat, encode_method, Frame, PROTOCOL_HEADER};
+use crate::amqp::codec::{cut_large_body, decode_step, encode_heartbeat, encode_method, Frame, Step, PROTOCOL_HEADER};
 use crate::amqp::error::{AmqpError, ACCESS_REFUSED, CHANNEL_ERROR, CONNECTION_FORCED, FRAME_ERROR, NOT_ALLOWED};
 use crate::amqp::unacked::Pending;
 use crate::broker::Broker;
@@ -94,7 +94,8 @@ pub struct Connection {
     caps: ClientCaps,
     user: String,
     vhost: Option<Arc<VHost>>,
-    channels: HashMap<u16, Channel>,
+    /// By channel id, hashed with foldhash: looked up once per frame.
+    channels: HashMap<u16, Channel, foldhash::fast::RandomState>,
     outbox: Arc<Outbox>,
     /// Encoded frames waiting for the socket.
     out: BytesMut,
@@ -161,7 +162,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
         caps: ClientCaps::default(),
         user: String::new(),
         vhost: None,
-        channels: HashMap::new(),
+        channels: HashMap::default(),
         outbox: Arc::new(Outbox::default()),
         out: BytesMut::with_capacity(16 * 1024),
         kick: Vec::new(),
@@ -421,10 +422,24 @@ impl Connection {
     }
 
     fn process_input(&mut self, inbuf: &mut BytesMut) {
+        // Frames are decoded in place from an offset; the buffer gives the consumed bytes back once, at the end.
+        let mut pos = 0;
         while self.state != State::Done {
-            match decode_frame(inbuf, self.frame_max) {
-                Ok(Some(frame)) => self.handle_frame(frame),
-                Ok(None) => return,
+            match decode_step(&inbuf[pos..], self.frame_max) {
+                Ok(Step::Frame(frame, used)) => {
+                    pos += used;
+                    self.handle_frame(frame);
+                }
+                Ok(Step::LargeBody { channel, size }) => {
+                    let body = cut_large_body(inbuf, pos, size);
+                    pos = 0;
+                    self.handle_frame(Frame::Body(channel, body));
+                }
+                Ok(Step::Incomplete(need)) => {
+                    inbuf.advance(pos);
+                    inbuf.reserve(need.saturating_sub(inbuf.len()));
+                    return;
+                }
                 Err(e) => {
                     if self.state == State::Closing {
                         self.state = State::Done;
@@ -465,7 +480,11 @@ impl Connection {
 
     fn handle_frame(&mut self, frame: Frame) {
         let channel_id = match &frame {
-            Frame::Method(ch, _) | Frame::Header(ch, _) | Frame::Body(ch, _) | Frame::Heartbeat(ch) => *ch,
+            Frame::Method(ch, _)
+            | Frame::Publish(ch, _)
+            | Frame::Header(ch, _)
+            | Frame::Body(ch, _)
+            | Frame::Heartbeat(ch) => *ch,
         };
         if self.state == State::Closing {
             if let Frame::Method(0, m) = &frame {
@@ -496,6 +515,11 @@ impl Connection {
         }
         if channel_id == 0 {
             match frame {
+                Frame::Publish(_, p) => {
+                    if let Err(e) = self.handle_connection_method(AMQPClass::Basic(basic::AMQPMethod::Publish(p))) {
+                        self.start_close(e);
+                    }
+                }
                 Frame::Method(_, m) => {
                     if let Err(e) = self.handle_connection_method(*m) {
                         self.start_close(e);
@@ -514,10 +538,8 @@ impl Connection {
             )));
             return;
         }
-        if let Frame::Method(_, m) = &frame {
-            if matches!(**m, AMQPClass::Basic(basic::AMQPMethod::Publish(_))) {
-                self.publisher = true;
-            }
+        if let Frame::Publish(..) = &frame {
+            self.publisher = true;
         }
         if let Err(e) = self.handle_channel_frame(channel_id, frame) {
             self.start_close(e);

@@ -67,6 +67,13 @@ impl AmqpError {
     }
 
     /// Records which method failed, for the close frame's class-id and method-id.
+    /// Names the failing method by its class and method ids.
+    pub fn on_ids(mut self, class_id: u16, method_id: u16) -> Self {
+        self.class_id = class_id;
+        self.method_id = method_id;
+        self
+    }
+
     pub fn on(mut self, method: &AMQPClass) -> Self {
         self.class_id = method.get_amqp_class_id();
         self.method_id = method.get_amqp_method_id();

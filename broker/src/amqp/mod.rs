@@ -8,4 +8,5 @@ pub mod connection;
 pub mod declare;
 pub mod error;
 pub mod nesting;
+pub mod properties;
 pub mod unacked;
