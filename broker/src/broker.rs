@@ -106,7 +106,7 @@ impl Broker {
     /// Like `new`, with a cap on the bytes the store may write (tests of a full disk).
     pub fn with_budget(config: Config, budget: DiskBudget) -> Result<Arc<Self>, StoreError> {
         let started = Instant::now();
-        let store = Arc::new(Store::open(&config.data_dir, config.fsync, budget)?);
+        let store = Arc::new(Store::open(&config.data_dir, config.fsync, budget)?.with_queue_ram(config.queue_ram));
         let queue_dirs = store.queue_dirs().map_err(|source| StoreError::Definitions {
             path: store.root.join("queues"),
             source,
@@ -173,7 +173,7 @@ impl Broker {
         let alarms = Arc::new(crate::alarm::Alarms::new(
             watermark,
             config.disk_free_limit,
-            store.page_pressure.clone(),
+            store.page_pressure.pressure.clone(),
         ));
         Ok(Arc::new(Broker {
             alarms,

@@ -70,6 +70,10 @@ pub struct Cli {
     /// Block publishers when the data directory's filesystem has less free space than this [default: 1GiB]
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT", value_name = "SIZE")]
     pub disk_free_limit: Option<ByteCount>,
+    /// Memory each queue may give its transient messages (bodies, properties and about 256 bytes of bookkeeping
+    /// each) before it pages the next ones to disk, like persistent ones [default: 16MiB]
+    #[arg(long, env = "WARREN_QUEUE_RAM", value_name = "SIZE")]
+    pub queue_ram: Option<ByteCount>,
     /// Start even though the data directory has queue directories but no definitions file (they would stay
     /// hidden; they are left alone) [default: false]
     #[arg(
@@ -130,6 +134,8 @@ pub struct FileConfig {
     pub memory_high_watermark: Option<Watermark>,
     /// A size ("1GiB") or a number of bytes.
     pub disk_free_limit: Option<ByteCount>,
+    /// A size ("16MiB") or a number of bytes.
+    pub queue_ram: Option<ByteCount>,
     /// Start without definitions although queue directories exist (see `--force-empty-definitions`).
     pub force_empty_definitions: Option<bool>,
     /// Extra vhosts besides `/`.
@@ -183,6 +189,8 @@ pub struct Config {
     pub memory_high_watermark: Watermark,
     /// Publishers are blocked when the data directory's filesystem has less free space than this (bytes).
     pub disk_free_limit: u64,
+    /// Memory each queue may give its transient messages before it pages the next ones to disk (bytes).
+    pub queue_ram: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -226,6 +234,7 @@ impl Default for Config {
             channel_max: 2047,
             memory_high_watermark: Watermark::default(),
             disk_free_limit: DEFAULT_DISK_FREE_LIMIT,
+            queue_ram: crate::store::DEFAULT_QUEUE_RAM,
         }
     }
 }
@@ -287,6 +296,10 @@ impl Config {
             .disk_free_limit
             .or(file.disk_free_limit)
             .map_or(c.disk_free_limit, |b| b.0);
+        c.queue_ram = cli
+            .queue_ram
+            .or(file.queue_ram)
+            .map_or(c.queue_ram, |b| usize::try_from(b.0).unwrap_or(usize::MAX));
         c.force_empty_definitions = cli
             .force_empty_definitions
             .or(file.force_empty_definitions)

@@ -1,9 +1,13 @@
-//! Paging transient messages to disk under memory pressure, as LavinMQ and RabbitMQ's lazy mode do.
+//! Paging transient messages to disk, as LavinMQ (which keeps every message in mapped segment files) and RabbitMQ's
+//! classic queues v2 do.
 //!
-//! Once the broker's resident memory passes `alarm::PAGING_SHARE` of the memory high watermark (`Alarms` sets the
-//! shared pressure flag), a queue writes each new transient message to its spill log instead of keeping it in memory:
-//! a segment log like a durable queue's (`store::queue_log`), under `<data-dir>/paging/<n>/`, never synced, and wiped
-//! when the broker starts (transient messages do not survive a restart). The queue's store keeps only the record's
+//! A queue writes each new transient message to its spill log instead of keeping it in memory once its transient
+//! messages in memory take `PagePolicy::ram_per_queue` (`--queue-ram`, counting `ENTRY_OVERHEAD` per message), or
+//! whenever the broker's resident memory is past `alarm::PAGING_SHARE` of the memory high watermark (`Alarms` sets
+//! the shared pressure flag). The spill log is a segment log like a durable queue's (`store::queue_log`), under
+//! `<data-dir>/paging/<n>/`, written behind (appends gather in a buffer and reach the file in large writes; records
+//! still in the buffer are read from it), never synced, and wiped when the broker starts (transient messages do not
+//! survive a restart). The queue's store keeps only the record's
 //! 8-byte location, in arrival order beside the messages it holds in memory (see `queue::store`), so a deep
 //! transient queue costs a few bytes per message in RAM, as a durable one does.
 //!
@@ -15,8 +19,7 @@
 //! - The log is opened on first use, so a queue that never spills has no directory and no open file.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use std::io;
 
@@ -24,32 +27,35 @@ use crate::message::Message;
 use crate::store::queue_log::{Loc, QueueLog};
 use crate::store::record::{Meta, Record};
 use crate::store::txlog::TxView;
-use crate::store::DiskBudget;
+use crate::store::{DiskBudget, PagePolicy};
+
+/// What one message held in memory costs beyond its body and properties: its `Entry`, the `Message` and its
+/// reference counts, allocator rounding. Measured: about 250 bytes.
+pub const ENTRY_OVERHEAD: usize = 256;
 
 pub struct Spill {
     dir: PathBuf,
     budget: DiskBudget,
-    /// Set by the memory monitor while the broker is past its paging share of the watermark.
-    pressure: Arc<AtomicBool>,
+    policy: PagePolicy,
     log: Option<QueueLog>,
     /// Records written and not yet taken back.
     held: usize,
 }
 
 impl Spill {
-    pub fn new(dir: PathBuf, budget: DiskBudget, pressure: Arc<AtomicBool>) -> Self {
+    pub fn new(dir: PathBuf, budget: DiskBudget, policy: PagePolicy) -> Self {
         Spill {
             dir,
             budget,
-            pressure,
+            policy,
             log: None,
             held: 0,
         }
     }
 
-    /// New transient messages go to disk now.
-    pub fn under_pressure(&self) -> bool {
-        self.pressure.load(Ordering::Relaxed)
+    /// New transient messages go to disk now, the queue's transient messages in memory taking `in_memory` bytes.
+    pub fn should_page(&self, in_memory: usize) -> bool {
+        in_memory >= self.policy.ram_per_queue || self.policy.pressure.load(Ordering::Relaxed)
     }
 
     /// How many records are on disk now.
@@ -63,7 +69,8 @@ impl Spill {
             if self.dir.exists() {
                 std::fs::remove_dir_all(&self.dir)?;
             }
-            let (log, _) = QueueLog::open(&self.dir, self.budget.clone(), &TxView(None), |_| None, |_, _| {})?;
+            let (mut log, _) = QueueLog::open(&self.dir, self.budget.clone(), &TxView(None), |_| None, |_, _| {})?;
+            log.write_behind();
             self.log = Some(log);
         }
         self.log
@@ -135,6 +142,8 @@ mod tests {
     use crate::queue::store::MessageStore;
     use amq_protocol::protocol::basic::AMQPProperties;
     use bytes::Bytes;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
 
     fn msg(body: &str, priority: u8) -> Arc<Message> {
         Arc::new(Message::with_properties(
@@ -157,7 +166,10 @@ mod tests {
         let store = MessageStore::new(max_priority, None).with_spill(Spill::new(
             dir.join("paging").join("0"),
             DiskBudget::default(),
-            pressure.clone(),
+            PagePolicy {
+                pressure: pressure.clone(),
+                ram_per_queue: usize::MAX,
+            },
         ));
         (store, pressure)
     }
@@ -189,6 +201,42 @@ mod tests {
         assert_eq!(got, want, "FIFO across memory and disk");
         assert_eq!(s.spilled(), 0);
         s.flush();
+    }
+
+    #[test]
+    fn past_its_ram_budget_a_queue_pages_new_transient_messages_and_reads_them_back_from_the_buffer_and_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let budget = 10 * (ENTRY_OVERHEAD + 6);
+        let mut s = MessageStore::new(0, None).with_spill(Spill::new(
+            dir.path().join("paging").join("0"),
+            DiskBudget::default(),
+            PagePolicy {
+                pressure: Arc::new(AtomicBool::new(false)),
+                ram_per_queue: budget,
+            },
+        ));
+        // 6-byte bodies and no properties beyond the two flag bytes: the first ten fill the budget.
+        let n = 60_000;
+        for i in 0..n {
+            s.push(msg(&format!("{i:06}"), 0)).expect("push");
+        }
+        assert_eq!(s.spilled(), n - 10, "everything past the budget went to the spill log");
+        // Records are written behind in large writes, so some are on file and the newest still in the buffer.
+        let on_file: u64 = std::fs::read_dir(dir.path().join("paging").join("0"))
+            .expect("spill dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        assert!(on_file > 0, "full buffers reached the file");
+        let got = bodies(&mut s);
+        let want: Vec<String> = (0..n).map(|i| format!("{i:06}")).collect();
+        assert_eq!(got, want, "FIFO across memory, the file and the write-behind buffer");
+        assert_eq!(s.spilled(), 0);
+        // Drained: memory is free again, so new messages stay in memory.
+        s.push(msg("again", 0)).expect("push");
+        assert_eq!(s.spilled(), 0);
     }
 
     #[test]
@@ -233,7 +281,10 @@ mod tests {
         let mut s = open().with_spill(Spill::new(
             dir.path().join("paging").join("0"),
             DiskBudget::default(),
-            pressure,
+            PagePolicy {
+                pressure,
+                ram_per_queue: usize::MAX,
+            },
         ));
         for i in 0..10u8 {
             let props = AMQPProperties::default().with_delivery_mode(if i % 2 == 0 { 2 } else { 1 });

@@ -40,6 +40,19 @@ use crate::store::now_ms;
 use crate::store::queue_log::{Loc, QueueLog, Recovered};
 use crate::store::record::Record;
 
+/// What an entry held in a level's `memory` costs in RAM.
+fn memory_cost(e: &Entry) -> usize {
+    e.message.body.len() + e.message.raw_properties.len() + crate::queue::spill::ENTRY_OVERHEAD
+}
+
+/// Notes that an entry left a level's `memory`.
+fn left_memory(mem_bytes: &mut usize, e: Option<Entry>) -> Option<Entry> {
+    if let Some(e) = &e {
+        *mem_bytes = mem_bytes.saturating_sub(memory_cost(e));
+    }
+    e
+}
+
 /// One queued message.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -125,6 +138,9 @@ pub struct MessageStore {
     next_seq: u64,
     len: usize,
     bytes: usize,
+    /// What the entries in the levels' `memory` cost in RAM (`memory_cost`): past the spill's budget, new transient
+    /// messages are paged out.
+    mem_bytes: usize,
     /// Disk records that failed to read back, as (level, packed `Loc`), oldest first: still stored and counted in
     /// `len`, never acked for the failure (see the module's "Read errors").
     unreadable: Vec<(usize, u64)>,
@@ -188,6 +204,7 @@ impl MessageStore {
             next_seq: 0,
             len: 0,
             bytes: 0,
+            mem_bytes: 0,
             unreadable: Vec::new(),
             retry_at_ms: 0,
             retry_delay_ms: RETRY_FIRST_MS,
@@ -299,6 +316,7 @@ impl MessageStore {
                 delivery_count: 0,
                 enqueued_ms: now,
             };
+            self.mem_bytes += memory_cost(&entry);
             self.levels[level].memory.push_back(entry);
             if self.ordered {
                 self.levels[level].order.push_back(IN_MEMORY);
@@ -418,7 +436,7 @@ impl MessageStore {
     /// Writes a transient message to the spill log when memory is under pressure; None keeps it in memory (no
     /// pressure, no spill, or the write failed: memory is the fallback, never an error for the publisher).
     fn page_out(&mut self, seq: u64, now: u64, message: &Message) -> Option<Loc> {
-        if !self.spill.as_ref().is_some_and(Spill::under_pressure) {
+        if !self.spill.as_ref().is_some_and(|s| s.should_page(self.mem_bytes)) {
             return None;
         }
         self.start_ordering();
@@ -537,10 +555,10 @@ impl MessageStore {
             let entry = if let Some((_, e)) = level.requeued.pop_first() {
                 Some(e)
             } else if !self.ordered {
-                level.memory.pop_front()
+                left_memory(&mut self.mem_bytes, level.memory.pop_front())
             } else {
                 match level.order.pop_front()? {
-                    IN_MEMORY => level.memory.pop_front(),
+                    IN_MEMORY => left_memory(&mut self.mem_bytes, level.memory.pop_front()),
                     packed => match self.load(i, packed) {
                         Some(e) => Some(e),
                         // Set aside as unreadable: still stored and counted.
@@ -575,11 +593,11 @@ impl MessageStore {
                 let head = if let Some((_, e)) = level.requeued.pop_first() {
                     Some(e)
                 } else if !self.ordered {
-                    level.memory.pop_front()
+                    left_memory(&mut self.mem_bytes, level.memory.pop_front())
                 } else {
                     match level.order.pop_front() {
                         None => None,
-                        Some(IN_MEMORY) => level.memory.pop_front(),
+                        Some(IN_MEMORY) => left_memory(&mut self.mem_bytes, level.memory.pop_front()),
                         Some(packed) => match self.load(i, packed) {
                             Some(e) => Some(e),
                             // Set aside as unreadable: still stored and counted.
@@ -732,6 +750,7 @@ impl MessageStore {
                     self.len -= 1;
                     self.bytes = self.bytes.saturating_sub(e.message.size());
                 }
+                self.mem_bytes = self.levels.iter().flat_map(|l| &l.memory).map(memory_cost).sum();
             }
         }
         out
@@ -748,6 +767,7 @@ impl MessageStore {
             l.memory.clear();
             l.requeued.clear();
         }
+        self.mem_bytes = 0;
         locs.extend(
             self.unreadable
                 .drain(..)
@@ -779,13 +799,14 @@ impl MessageStore {
     }
 }
 
-/// The message a record holds (its properties parsed within the nesting bound).
+/// The message a record holds. Its properties are scanned, not decoded (a record whose checksum holds was written
+/// from a publish that passed the same scan; one that does not scan counts as plain, with its bytes kept as they are).
 fn message_of(r: &Record) -> Message {
-    let props = crate::amqp::nesting::parse_properties_bounded(&r.properties[..]).unwrap_or_default();
-    Message::new(
+    let summary = crate::amqp::properties::scan(&r.properties).unwrap_or_default();
+    Message::from_summary(
         String::from_utf8_lossy(&r.exchange).into_owned().into(),
         String::from_utf8_lossy(&r.routing_key).into_owned().into(),
-        &props,
+        &summary,
         r.properties.clone(),
         r.body.clone(),
     )

@@ -229,6 +229,19 @@ impl Syncer {
     }
 }
 
+/// When a queue pages new transient messages out to its spill log instead of keeping them in memory.
+#[derive(Clone, Debug)]
+pub struct PagePolicy {
+    /// Set by the memory monitor past the paging share of the watermark: every queue pages.
+    pub pressure: Arc<std::sync::atomic::AtomicBool>,
+    /// A queue whose transient messages in memory take this much (see `queue::spill::ENTRY_OVERHEAD`) pages the
+    /// next ones, so a deep transient queue costs a few bytes per message in RAM, as a durable one does.
+    pub ram_per_queue: usize,
+}
+
+/// `--queue-ram`'s default: about 60,000 small messages, or 15,000 of 1 KiB.
+pub const DEFAULT_QUEUE_RAM: usize = 16 * 1024 * 1024;
+
 /// The data directory, locked for this broker's lifetime.
 pub struct Store {
     pub root: PathBuf,
@@ -237,9 +250,8 @@ pub struct Store {
     pub fsync: FsyncMode,
     pub budget: DiskBudget,
     pub syncer: Arc<Syncer>,
-    /// Set by the memory monitor past the paging share of the watermark: queues spill new transient messages to
-    /// disk (see `queue::spill`).
-    pub page_pressure: Arc<std::sync::atomic::AtomicBool>,
+    /// When queues page new transient messages out to disk (see `queue::spill`).
+    pub page_pressure: PagePolicy,
     /// Numbers the spill directories of this run.
     next_spill: AtomicU64,
     _lock: File,
@@ -260,6 +272,12 @@ pub enum StoreError {
 }
 
 impl Store {
+    /// Sets how much memory each queue may give its transient messages before it pages the rest out.
+    pub fn with_queue_ram(mut self, bytes: usize) -> Self {
+        self.page_pressure.ram_per_queue = bytes;
+        self
+    }
+
     pub fn open(root: &Path, fsync: FsyncMode, budget: DiskBudget) -> Result<Self, StoreError> {
         fs::create_dir_all(root.join("queues")).map_err(|source| StoreError::Create {
             path: root.into(),
@@ -307,7 +325,10 @@ impl Store {
             fsync,
             budget,
             syncer: Syncer::start(),
-            page_pressure: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            page_pressure: PagePolicy {
+                pressure: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+                ram_per_queue: DEFAULT_QUEUE_RAM,
+            },
             next_spill: AtomicU64::new(0),
             _lock: lock,
         })

@@ -79,7 +79,20 @@ pub struct QueueLog {
     new_entry: bool,
     /// When a record was last appended (see `retire_idle`).
     last_append: std::time::Instant,
+    /// Write-behind (spill logs only): appends gather here and reach the active segment in large writes.
+    pending: Option<Pending>,
 }
+
+/// Records appended to the active segment but not yet written to its file.
+#[derive(Default)]
+struct Pending {
+    buf: Vec<u8>,
+    /// The offset in the active segment where `buf` starts.
+    from: u64,
+}
+
+/// A write-behind buffer is written out once it holds this much.
+const WRITE_BEHIND: usize = 256 * 1024;
 
 /// A record that recovery found live.
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +101,24 @@ pub struct LiveRecord {
     pub loc: Loc,
     pub priority: u8,
     pub size: u32,
+}
+
+/// Decodes a record at the front of `buf` (a write-behind buffer).
+fn read_buffered(buf: &[u8], loc: Loc) -> io::Result<Record> {
+    let size = buf.get(..record::PREFIX).and_then(record::declared_size).unwrap_or(0);
+    let Some(bytes) = buf.get(..size).filter(|_| size >= record::PREFIX) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("no record at {loc:?}"),
+        ));
+    };
+    match record::decode(&Bytes::copy_from_slice(bytes)) {
+        Decoded::Ok(r, _) => Ok(r),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("record at {loc:?} failed its checksum"),
+        )),
+    }
 }
 
 pub(super) fn seg_path(dir: &Path, id: u32) -> PathBuf {
@@ -180,6 +211,7 @@ impl QueueLog {
             scratch: BytesMut::new(),
             new_entry: false,
             last_append: std::time::Instant::now(),
+            pending: None,
         };
         // New records go to a fresh segment, so recovered ones are never appended after a truncated tail. It is
         // created by the first append (the active id names no segment yet): a queue that never gets a message holds
@@ -202,7 +234,30 @@ impl QueueLog {
         Ok((log, rec))
     }
 
+    /// Appends from now on are written behind: buffered, and written out `WRITE_BEHIND` bytes at a time (or when a
+    /// segment is full). For logs whose records need not survive a crash (the spill log): nothing is synced, and a
+    /// crash loses what was buffered.
+    pub fn write_behind(&mut self) {
+        self.pending.get_or_insert_with(Pending::default);
+    }
+
+    /// Writes the write-behind buffer to the active segment. On failure the records stay buffered (and readable),
+    /// and the next append or flush tries again.
+    pub fn flush_pending(&mut self) -> io::Result<()> {
+        let Some(p) = self.pending.as_mut().filter(|p| !p.buf.is_empty()) else {
+            return Ok(());
+        };
+        let Some(seg) = self.segments.get(&self.active) else {
+            return Err(io::Error::other("no active segment"));
+        };
+        seg.file.write_all_at(&p.buf, p.from)?;
+        p.from += p.buf.len() as u64;
+        p.buf.clear();
+        Ok(())
+    }
+
     fn start_segment(&mut self, id: u32) -> io::Result<()> {
+        self.flush_pending()?;
         let file = open_append(&seg_path(&self.dir, id))?;
         // The ack file exists from the start, so a missing one always means it was lost.
         let ack_file = open_append(&ack_path(&self.dir, id))?;
@@ -219,6 +274,9 @@ impl QueueLog {
         );
         self.active = id;
         self.new_entry = true;
+        if let Some(p) = &mut self.pending {
+            p.from = 0;
+        }
         Ok(())
     }
 
@@ -265,6 +323,21 @@ impl QueueLog {
             return Err(io::Error::other("no active segment"));
         };
         let at = seg.size;
+        if let Some(p) = &mut self.pending {
+            self.budget.charge(n as u64)?;
+            p.buf.extend_from_slice(&self.scratch);
+            seg.size += n as u64;
+            seg.records += 1;
+            if p.buf.len() >= WRITE_BEHIND {
+                if let Err(e) = self.flush_pending() {
+                    tracing::debug!(dir = %self.dir.display(), error = %e, "write-behind failed; the records stay buffered");
+                }
+            }
+            return Ok(Loc {
+                segment: self.active,
+                offset: at as u32,
+            });
+        }
         let result = self
             .budget
             .charge(n as u64)
@@ -285,6 +358,13 @@ impl QueueLog {
 
     /// Reads a record back.
     pub fn read(&self, loc: Loc) -> io::Result<Record> {
+        if let Some(p) = self
+            .pending
+            .as_ref()
+            .filter(|p| loc.segment == self.active && loc.offset as u64 >= p.from)
+        {
+            return read_buffered(&p.buf[(loc.offset as u64 - p.from) as usize..], loc);
+        }
         let seg = self
             .segments
             .get(&loc.segment)
@@ -366,6 +446,11 @@ impl QueueLog {
         }
         self.remove_segment(self.active);
         self.active += 1;
+        if let Some(p) = &mut self.pending {
+            // Every record it held was acked with the segment.
+            p.buf.clear();
+            p.from = 0;
+        }
         true
     }
 
