@@ -9,16 +9,19 @@
 //! - A message popped for a consumer is that consumer's until the connection acks, rejects or requeues it; the
 //!   queue keeps no copy (the durable store will keep the on-disk record until the ack).
 //!
-//! This file holds the queue's state, publishing, dispatch, consumers, acks and deletion. Beside it, as `impl Queue`
+//! This file holds the queue's state, publishing, dispatch, consumers and acks. Beside it, as `impl Queue`
 //! blocks: `dead_letter.rs` (what the queue gives up on, routed on by a work list), `metrics.rs` (counters, rates,
-//! utilisation) and `admin_ops.rs` (peek, take/put back for moves, priority changes).
+//! utilisation), `admin_ops.rs` (peek, take/put back for moves, priority changes), `settings.rs` (spec, policy,
+//! limits) and `delete.rs` (queue.delete and the broker's own removals).
 
 mod admin_ops;
 mod credit;
 pub mod dead_letter;
 pub mod dedup;
+mod delete;
 pub mod latency;
 mod metrics;
+mod settings;
 pub mod spill;
 mod store;
 #[cfg(test)]
@@ -27,11 +30,11 @@ mod tests;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
-use amq_protocol::types::FieldTable;
-
 pub use admin_ops::PriorityChange;
 pub use credit::{ConsumerCredit, Credit};
+pub use delete::DeleteRefused;
 pub use metrics::{QueueStats, RateWindow};
+pub use settings::QueueSpec;
 pub use store::{keep_on_recovery, Entry, MessageStore, Staged};
 
 use crate::amqp::error::{AmqpError, AmqpResult};
@@ -39,15 +42,6 @@ use crate::message::Message;
 use crate::outbox::{Delivery, Outbox, OutboxItem};
 use crate::store::{now_ms, FsyncMode, Syncer};
 use crate::vhost::VHost;
-
-/// Why `queue.delete` left the queue in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeleteRefused<E> {
-    InUse,
-    NotEmpty,
-    /// Taking it out of the topology failed (the deletion could not be saved).
-    NotSaved(E),
-}
 
 /// Messages a queue gave up on, with why, waiting to go through its dead-letter exchange.
 type DeadLetters = Vec<(Arc<Message>, Reason)>;
@@ -67,34 +61,8 @@ pub struct QueueConsumer {
     pub ack_required: bool,
 }
 
-/// `x-message-ttl` in ms, if set and not negative.
-fn message_ttl(arguments: &FieldTable) -> Option<u64> {
-    crate::args::get_i64(arguments, "x-message-ttl").and_then(|ms| u64::try_from(ms).ok())
-}
-
 /// How long an emptied durable queue keeps its segment files open before letting go of them.
 const IDLE_FILES_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// What a queue is, fixed at declare time.
-#[derive(Debug, Clone)]
-pub struct QueueSpec {
-    pub name: String,
-    pub vhost: String,
-    pub durable: bool,
-    /// The connection that owns an exclusive queue.
-    pub exclusive_owner: Option<u64>,
-    pub auto_delete: bool,
-    pub arguments: FieldTable,
-    /// The operator policy that applies, if any.
-    pub policy: Option<Arc<crate::policy::Policy>>,
-}
-
-impl QueueSpec {
-    /// The arguments with the policy applied (RabbitMQ's precedence).
-    pub fn effective_arguments(&self) -> FieldTable {
-        crate::policy::effective_arguments(&self.arguments, self.policy.as_deref())
-    }
-}
 
 /// How a durable queue makes persistent messages durable before they are confirmed.
 #[derive(Clone)]
@@ -202,37 +170,6 @@ impl Queue {
             deleted: AtomicBool::new(false),
             me: me.clone(),
         })
-    }
-
-    /// The `x-max-priority` and `x-message-ttl` (from the arguments and the policy) a store for this spec needs.
-    pub fn store_settings(spec: &QueueSpec) -> (u8, Option<u64>) {
-        let max_priority = crate::args::get_i64(&spec.arguments, "x-max-priority")
-            .unwrap_or(0)
-            .clamp(0, 255) as u8;
-        (max_priority, message_ttl(&spec.effective_arguments()))
-    }
-
-    /// The limits in force now.
-    pub fn limits(&self) -> Arc<QueueLimits> {
-        self.limits.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// The name of the operator policy that applies now.
-    pub fn policy_name(&self) -> Option<String> {
-        self.policy
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|p| p.name.clone())
-    }
-
-    /// Applies a changed operator policy (or none) to this live queue: limits, dead-lettering and expiry change at
-    /// once; a changed message TTL applies to every message, counted from when it was enqueued.
-    pub fn apply_policy(&self, policy: Option<Arc<crate::policy::Policy>>) {
-        let effective = crate::policy::effective_arguments(&self.spec.arguments, policy.as_deref());
-        *self.limits.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(QueueLimits::from_arguments(&effective));
-        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = policy;
-        self.lock().store.set_ttl(message_ttl(&effective));
     }
 
     /// An in-memory queue.
@@ -668,46 +605,6 @@ impl Queue {
     pub fn counts(&self) -> (u32, u32) {
         let st = self.lock();
         (st.store.len() as u32, st.consumers.len() as u32)
-    }
-
-    /// Marks the queue deleted, drops its messages and tells its consumers; returns the message count.
-    pub fn mark_deleted(&self) -> u32 {
-        let mut st = self.lock();
-        self.mark_deleted_locked(&mut st)
-    }
-
-    /// `queue.delete` with `if-unused` / `if-empty`: the conditions are checked, `unlink` (which takes the queue out
-    /// of the topology and saves that) runs, and the queue is marked deleted, all under one taking of its lock, so no
-    /// consumer or message slips in between (a consumer added after the check was silently cancelled before), and
-    /// a failed `unlink` leaves the queue as it was. Returns the message count.
-    pub fn delete_if<E>(
-        &self,
-        if_unused: bool,
-        if_empty: bool,
-        unlink: impl FnOnce() -> Result<(), E>,
-    ) -> Result<u32, DeleteRefused<E>> {
-        let mut st = self.lock();
-        if if_unused && !st.consumers.is_empty() {
-            return Err(DeleteRefused::InUse);
-        }
-        if if_empty && !st.store.is_empty() {
-            return Err(DeleteRefused::NotEmpty);
-        }
-        unlink().map_err(DeleteRefused::NotSaved)?;
-        Ok(self.mark_deleted_locked(&mut st))
-    }
-
-    fn mark_deleted_locked(&self, st: &mut QueueState) -> u32 {
-        self.deleted.store(true, Ordering::Release);
-        let n = st.store.len() as u32;
-        st.store.destroy();
-        for c in st.consumers.drain(..) {
-            c.outbox.push(OutboxItem::Cancel {
-                channel: c.channel,
-                consumer_tag: c.tag.clone(),
-            });
-        }
-        n
     }
 
     /// An `Arc` to ourselves for deliveries, so that acks can find the queue again.
