@@ -59,8 +59,6 @@ pub struct Broker {
     pub connections: AtomicU64,
     /// Unroutable mandatory messages returned to publishers (an error counter for the overview).
     pub returned: AtomicU64,
-    /// Admin move (redrive) tasks, running and recently finished.
-    pub moves: crate::admin::moves::Moves,
     reply_to: Mutex<HashMap<String, ReplyTarget>>,
     /// The memory and disk alarms that block publishers (sampled by `alarm::monitor`, started with the server).
     pub alarms: Arc<crate::alarm::Alarms>,
@@ -184,7 +182,6 @@ impl Broker {
             next_connection_id: AtomicU64::new(1),
             connections: AtomicU64::new(0),
             returned: AtomicU64::new(0),
-            moves: Default::default(),
             reply_to: Mutex::new(HashMap::new()),
             registry: Mutex::new(HashMap::new()),
             started,

@@ -10,7 +10,7 @@ use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::types::ShortString;
 use bytes::Bytes;
 
-use crate::amqp::codec::encode_properties;
+use crate::amqp::properties::encode_properties;
 use crate::amqp::properties::PropertySummary;
 
 #[derive(Debug)]

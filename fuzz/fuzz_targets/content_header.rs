@@ -5,7 +5,7 @@
 //!
 //! What must hold, besides never panicking or overflowing the stack:
 //! - the bounded parser refuses what the check refuses, with the same error;
-//! - parsed properties carry headers at most `MAX_DEPTH` deep, re-encode with `codec::encode_properties` into bytes
+//! - parsed properties carry headers at most `MAX_DEPTH` deep, re-encode with `properties::encode_properties` into bytes
 //!   the check accepts and the parser consumes whole, parse back to the same properties (floats by their bits), and
 //!   re-encode to the same bytes;
 //! - the frame decoder answers a header frame with `TooDeep` exactly when the check does, and otherwise decodes it
@@ -17,7 +17,8 @@ use amq_protocol::protocol::basic::{parse_properties, AMQPProperties};
 use amq_protocol::types::FieldTable;
 use bytes::{BufMut, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use warren_broker::amqp::codec::{decode_frame, encode_properties, Frame, FrameError, FRAME_END, FRAME_HEADER};
+use warren_broker::amqp::codec::{decode_frame, Frame, FrameError, FRAME_END, FRAME_HEADER};
+use warren_broker::amqp::properties::encode_properties;
 use warren_broker::amqp::nesting::{check_properties, parse_properties_bounded, NestingError, MAX_DEPTH};
 use warren_broker::amqp::properties::PropertySummary;
 use warren_fuzz::{same_table, table_depth};

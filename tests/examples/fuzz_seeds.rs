@@ -12,10 +12,9 @@ use amq_protocol::protocol::{basic, channel, connection, exchange, queue, AMQPCl
 use amq_protocol::types::generation::gen_field_table;
 use amq_protocol::types::{AMQPValue, DecimalValue, FieldArray, FieldTable};
 use bytes::BytesMut;
-use warren_broker::amqp::codec::{
-    decode_frame, encode_content, encode_heartbeat, encode_method, encode_properties, Frame,
-};
+use warren_broker::amqp::codec::{decode_frame, encode_content, encode_heartbeat, encode_method, Frame};
 use warren_broker::amqp::nesting::{parse_properties_bounded, parse_table_bounded};
+use warren_broker::amqp::properties::encode_properties;
 
 fn corpus(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

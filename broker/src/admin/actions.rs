@@ -12,11 +12,11 @@ use base64::Engine;
 use warren_shared::{DeleteMessages, DeleteResult, PublishRequest, PublishResult};
 
 use super::queues::vhost;
-use super::{ApiResult, Body, Error};
+use super::{AdminState, ApiResult, Body, Error};
 use crate::broker::Broker;
 use crate::message::Message;
 
-pub fn router() -> Router<Arc<Broker>> {
+pub fn router() -> Router<AdminState> {
     Router::new()
         .route("/api/queues/{vhost}/{name}/delete", post(delete_messages))
         .route("/api/exchanges/{vhost}/{name}/publish", post(publish))

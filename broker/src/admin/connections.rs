@@ -7,10 +7,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use warren_shared::{ChannelInfo, CloseRequest, ConnectionInfo, ConsumerInfo, Done};
 
-use super::{path_id, ApiResult, Error, OptionalBody};
+use super::{path_id, AdminState, ApiResult, Error, OptionalBody};
 use crate::broker::Broker;
 
-pub fn router() -> Router<Arc<Broker>> {
+pub fn router() -> Router<AdminState> {
     Router::new()
         .route("/api/connections", get(connections))
         .route("/api/connections/{id}", get(connection).delete(close))

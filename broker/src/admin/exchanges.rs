@@ -8,12 +8,12 @@ use axum::{Json, Router};
 use warren_shared::{BindingInfo, ExchangeInfo};
 
 use super::queues::vhost;
-use super::{json, ApiResult};
+use super::{json, AdminState, ApiResult};
 use crate::broker::Broker;
 use crate::routing::Destination;
 use crate::vhost::VHost;
 
-pub fn router() -> Router<Arc<Broker>> {
+pub fn router() -> Router<AdminState> {
     Router::new()
         .route("/api/exchanges", get(exchanges_all))
         .route("/api/exchanges/{vhost}", get(exchanges_in))
@@ -22,7 +22,15 @@ pub fn router() -> Router<Arc<Broker>> {
 }
 
 fn exchanges(v: &VHost) -> Vec<ExchangeInfo> {
-    let mut out = v.exchange_infos();
+    let mut out = v.map_exchanges(|x| ExchangeInfo {
+        vhost: v.name.clone(),
+        name: x.name.clone(),
+        kind: x.type_name().to_string(),
+        durable: x.durable,
+        auto_delete: x.auto_delete,
+        internal: x.internal,
+        arguments: json::table(&x.arguments),
+    });
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }

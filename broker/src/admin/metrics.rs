@@ -9,10 +9,11 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
+use super::AdminState;
 use crate::broker::Broker;
 use crate::queue::QueueStats;
 
-pub fn router() -> Router<Arc<Broker>> {
+pub fn router() -> Router<AdminState> {
     Router::new().route("/metrics", get(metrics))
 }
 

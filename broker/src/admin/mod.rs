@@ -157,9 +157,27 @@ pub fn path_id(id: &str, what: &str) -> Result<u64, Error> {
     id.parse().map_err(|_| Error::not_found(format!("no {what} '{id}'")))
 }
 
-/// An argument table as JSON.
-pub fn table_json(t: &amq_protocol::types::FieldTable) -> serde_json::Map<String, serde_json::Value> {
-    json::table(t)
+/// What the handlers share: the broker they act on, and what belongs to the admin layer alone. Handlers extract
+/// either part (`State<Arc<Broker>>`, `State<Arc<Moves>>`) through `FromRef`.
+#[derive(Clone)]
+pub struct AdminState {
+    pub broker: Arc<Broker>,
+    /// Move (redrive) tasks, running and recently finished. They are the admin API's own work, so the API owns
+    /// them (the domain knows nothing of moves): one registry per [`app`], which `server::serve` builds once for
+    /// all its listeners.
+    pub moves: Arc<moves::Moves>,
+}
+
+impl FromRef<AdminState> for Arc<Broker> {
+    fn from_ref(s: &AdminState) -> Self {
+        s.broker.clone()
+    }
+}
+
+impl FromRef<AdminState> for Arc<moves::Moves> {
+    fn from_ref(s: &AdminState) -> Self {
+        s.moves.clone()
+    }
 }
 
 /// The whole API for one broker, without a socket (tests drive it with `tower::ServiceExt::oneshot`).
@@ -179,7 +197,10 @@ pub fn app(broker: Arc<Broker>) -> Router {
         .fallback(|| async { Error::not_found("no such endpoint") })
         .layer(middleware::from_fn_with_state(broker.clone(), authenticate))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(broker)
+        .with_state(AdminState {
+            broker,
+            moves: Arc::default(),
+        })
 }
 
 /// HTTP basic auth against broker users; monitoring users may only read; loopback-only users (`guest`) only from a

@@ -27,11 +27,11 @@ use warren_shared::{MoveRequest, MoveTask};
 
 use super::queues::vhost;
 use super::stream::Shutdown;
-use super::{filter, ApiResult, Body, Error};
+use super::{filter, AdminState, ApiResult, Body, Error};
+use crate::amqp::properties::encode_properties;
 use crate::args;
 use crate::broker::Broker;
 use crate::message::Message;
-use crate::queue::dead_letter::encode_properties;
 use crate::queue::{Entry, Queue};
 use crate::store::now_ms;
 use crate::vhost::VHost;
@@ -41,14 +41,14 @@ const KEEP_FINISHED: usize = 100;
 /// Messages per batch when no rate limit asks for smaller ones.
 const BATCH: usize = 256;
 
-pub fn router() -> Router<Arc<Broker>> {
+pub fn router() -> Router<AdminState> {
     Router::new()
         .route("/api/queues/{vhost}/{name}/move", post(start))
         .route("/api/moves", get(list))
         .route("/api/moves/{id}", get(one).delete(cancel))
 }
 
-/// The broker's move tasks, running and recently finished.
+/// The admin API's move tasks, running and recently finished (held by `AdminState`).
 #[derive(Debug, Default)]
 pub struct Moves {
     next_id: AtomicU64,
@@ -168,6 +168,7 @@ fn select(source: &Queue, ids: Option<Vec<u64>>, message_filter: &warren_shared:
 
 async fn start(
     State(b): State<Arc<Broker>>,
+    State(moves): State<Arc<Moves>>,
     Path((v, name)): Path<(String, String)>,
     shutdown: Option<Extension<Shutdown>>,
     Body(req): Body<MoveRequest>,
@@ -209,7 +210,7 @@ async fn start(
         Selection::Taken(t) => t.len() as u64,
         Selection::Head(n) => *n,
     };
-    let (task, cancel) = b.moves.register(
+    let (task, cancel) = moves.register(
         MoveTask {
             id: 0,
             vhost: v,
@@ -229,6 +230,7 @@ async fn start(
     );
     let job = Job {
         broker: b.clone(),
+        moves: moves.clone(),
         vhost: vh,
         source,
         req,
@@ -241,8 +243,7 @@ async fn start(
         return Ok((StatusCode::ACCEPTED, Json(task)));
     }
     let _ = handle.await;
-    let done = b
-        .moves
+    let done = moves
         .get(task.id)
         .ok_or_else(|| Error::not_found(format!("no move task {}", task.id)))?;
     Ok((StatusCode::OK, Json(done)))
@@ -250,6 +251,8 @@ async fn start(
 
 struct Job {
     broker: Arc<Broker>,
+    /// Where the task's progress is reported.
+    moves: Arc<Moves>,
     vhost: Arc<VHost>,
     source: Arc<Queue>,
     req: MoveRequest,
@@ -305,7 +308,7 @@ impl Job {
             moved_total += moved.len() as u64;
             let (m, n) = (moved.len() as u64, not_moved.len() as u64);
             kept.extend(not_moved);
-            self.broker.moves.update(self.id, |t| {
+            self.moves.update(self.id, |t| {
                 t.moved += m;
                 t.not_moved += n;
             });
@@ -322,7 +325,7 @@ impl Job {
         taken.reverse();
         self.source.put_back(taken);
         self.source.put_back(kept);
-        self.broker.moves.update(self.id, |t| {
+        self.moves.update(self.id, |t| {
             t.state = state.into();
             t.error = error;
             t.finished_ms = Some(now_ms());
@@ -404,22 +407,22 @@ impl Job {
     }
 }
 
-async fn list(State(b): State<Arc<Broker>>) -> ApiResult<Vec<MoveTask>> {
-    Ok(Json(b.moves.list()))
+async fn list(State(moves): State<Arc<Moves>>) -> ApiResult<Vec<MoveTask>> {
+    Ok(Json(moves.list()))
 }
 
-async fn one(State(b): State<Arc<Broker>>, Path(id): Path<String>) -> ApiResult<MoveTask> {
+async fn one(State(moves): State<Arc<Moves>>, Path(id): Path<String>) -> ApiResult<MoveTask> {
     let n = super::path_id(&id, "move task")?;
-    b.moves
+    moves
         .get(n)
         .map(Json)
         .ok_or_else(|| Error::not_found(format!("no move task {n}")))
 }
 
 /// Cancels a running task (it stops after its current batch); a finished one is returned as it is.
-async fn cancel(State(b): State<Arc<Broker>>, Path(id): Path<String>) -> ApiResult<MoveTask> {
+async fn cancel(State(moves): State<Arc<Moves>>, Path(id): Path<String>) -> ApiResult<MoveTask> {
     let n = super::path_id(&id, "move task")?;
-    b.moves
+    moves
         .cancel(n)
         .map(Json)
         .ok_or_else(|| Error::not_found(format!("no move task {n}")))

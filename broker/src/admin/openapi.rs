@@ -15,9 +15,10 @@ use schemars::JsonSchema;
 use serde_json::{json, Map, Value};
 use warren_shared::*;
 
+use super::AdminState;
 use crate::broker::Broker;
 
-pub fn router() -> Router<Arc<Broker>> {
+pub fn router() -> Router<AdminState> {
     Router::new().route("/api/openapi.json", get(document))
 }
 

@@ -8,11 +8,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use warren_shared::{Overview, QueueRates, Resources, Totals, UserInfo, VhostInfo};
 
-use super::ApiResult;
+use super::{AdminState, ApiResult};
 use crate::broker::Broker;
 use crate::queue::QueueStats;
 
-pub fn router() -> Router<Arc<Broker>> {
+pub fn router() -> Router<AdminState> {
     Router::new()
         .route("/api/overview", get(overview))
         .route("/api/vhosts", get(vhosts))

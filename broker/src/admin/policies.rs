@@ -12,11 +12,11 @@ use axum::{Json, Router};
 use warren_shared::{Done, PolicyInfo, PolicyRequest};
 
 use super::queues::vhost;
-use super::{ApiResult, Body, Error};
+use super::{AdminState, ApiResult, Body, Error};
 use crate::broker::Broker;
 use crate::policy::Policy;
 
-pub fn router() -> Router<Arc<Broker>> {
+pub fn router() -> Router<AdminState> {
     Router::new()
         .route("/api/policies", get(all))
         .route("/api/policies/{vhost}", get(in_vhost))

@@ -1,6 +1,5 @@
 //! Queues: list and detail, peek (look without consuming), purge.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -11,13 +10,12 @@ use warren_shared::{
     LatencySummary, PeekRequest, PeekedMessage, PurgeResult, QueueCounters, QueueInfo, QueueRates, Rate,
 };
 
-use super::{json, ApiResult, Error, OptionalBody};
+use super::{json, AdminState, ApiResult, Error, OptionalBody};
 use crate::broker::Broker;
 use crate::queue::{Queue, QueueStats};
-use crate::routing::Destination;
 use crate::vhost::VHost;
 
-pub fn router() -> Router<Arc<Broker>> {
+pub fn router() -> Router<AdminState> {
     Router::new()
         .route("/api/queues", get(all))
         .route("/api/queues/{vhost}", get(in_vhost))
@@ -26,7 +24,7 @@ pub fn router() -> Router<Arc<Broker>> {
         .route("/api/queues/{vhost}/{name}/contents", delete(purge))
 }
 
-/// A queue as the API shows it; `dead_letter_sources` comes from [`dead_letter_feeders`].
+/// A queue as the API shows it; `dead_letter_sources` comes from `VHost::dead_letter_sources`.
 pub fn info(q: &Queue, dead_letter_sources: Vec<String>) -> QueueInfo {
     let (ready, bytes) = q.depth();
     let s = &q.stats;
@@ -123,82 +121,9 @@ fn queue(b: &Broker, vhost_name: &str, name: &str) -> Result<Arc<Queue>, Error> 
         .ok_or_else(|| Error::not_found(format!("no queue '{name}' in vhost '{vhost_name}'")))
 }
 
-/// For each queue of `v`, the queues whose dead letters reach it. A dead-letter exchange with a dead-letter
-/// routing key is routed like a message; without one (each message keeps its own key), or for a headers exchange
-/// (it routes on each message's headers), every queue the exchange can reach counts: through its bindings,
-/// exchange-to-exchange bindings and alternate exchanges.
-fn dead_letter_feeders(v: &VHost) -> HashMap<String, Vec<String>> {
-    let bindings = v.bindings();
-    let exchanges = v.exchange_infos();
-    let headers_kind = |name: &str| exchanges.iter().any(|x| x.name == name && x.kind == "headers");
-    let alternates: HashMap<String, String> = exchanges
-        .iter()
-        .filter_map(|x| {
-            let ae = x.arguments.get("alternate-exchange")?.as_str()?.to_string();
-            Some((x.name.clone(), ae))
-        })
-        .collect();
-    // Every queue reachable from `start`, whatever the routing key.
-    let reachable = |start: &str| -> Vec<String> {
-        let mut seen: Vec<String> = vec![start.to_string()];
-        let mut todo: Vec<String> = vec![start.to_string()];
-        let mut queues = Vec::new();
-        while let Some(x) = todo.pop() {
-            let next = bindings
-                .iter()
-                .filter(|(source, _)| *source == x)
-                .map(|(_, b)| &b.destination)
-                .cloned()
-                .chain(alternates.get(&x).map(|ae| Destination::Exchange(ae.clone())));
-            for d in next {
-                match d {
-                    Destination::Queue(q) => queues.push(q),
-                    Destination::Exchange(e) if !seen.contains(&e) => {
-                        seen.push(e.clone());
-                        todo.push(e);
-                    }
-                    Destination::Exchange(_) => {}
-                }
-            }
-        }
-        queues
-    };
-    let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    for q in v.queues() {
-        let limits = q.limits();
-        let Some(dlx) = &limits.dead_letter_exchange else {
-            continue;
-        };
-        let mut targets: Vec<String> = Vec::new();
-        match (&limits.dead_letter_routing_key, dlx.is_empty()) {
-            (Some(key), true) => targets.push(key.clone()),
-            (None, true) => {}
-            (Some(key), false) => {
-                let mut routed = Vec::new();
-                if v.route_internal(dlx, key, None, None, &mut routed).is_ok() {
-                    targets.extend(routed.iter().map(|t| t.name().to_string()));
-                }
-                if targets.is_empty() && headers_kind(dlx) {
-                    targets = reachable(dlx);
-                }
-            }
-            (None, false) => targets = reachable(dlx),
-        }
-        targets.sort();
-        targets.dedup();
-        for t in targets {
-            out.entry(t).or_default().push(q.name().to_string());
-        }
-    }
-    for v in out.values_mut() {
-        v.sort();
-    }
-    out
-}
-
 /// Every queue of `v`, with its dead-letter links.
 fn vhost_infos(v: &VHost) -> Vec<QueueInfo> {
-    let mut feeders = dead_letter_feeders(v);
+    let mut feeders = v.dead_letter_sources();
     v.queues()
         .iter()
         .map(|q| info(q, feeders.remove(q.name()).unwrap_or_default()))
@@ -207,7 +132,7 @@ fn vhost_infos(v: &VHost) -> Vec<QueueInfo> {
 
 /// One queue, with its dead-letter links.
 pub fn one_info(v: &VHost, q: &Queue) -> QueueInfo {
-    info(q, dead_letter_feeders(v).remove(q.name()).unwrap_or_default())
+    info(q, v.dead_letter_sources().remove(q.name()).unwrap_or_default())
 }
 
 /// Every queue of every vhost, sorted.

@@ -15,13 +15,13 @@ use warren_shared::{
 };
 
 use super::queues::vhost;
-use super::{ApiResult, Body, Error};
+use super::{AdminState, ApiResult, Body, Error};
 use crate::amqp::error::AmqpError;
 use crate::broker::Broker;
 use crate::routing::{Binding, Destination};
 use crate::vhost::{ExchangeDeclare, QueueDeclare};
 
-pub fn router() -> Router<Arc<Broker>> {
+pub fn router() -> Router<AdminState> {
     Router::new()
         .route("/api/queues/{vhost}/{name}", put(put_queue).delete(delete_queue))
         .route(

@@ -16,14 +16,14 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use warren_shared::StreamSnapshot;
 
-use super::Error;
+use super::{AdminState, Error};
 use crate::broker::Broker;
 
 /// The admin server's shutdown signal, handed to long-lived responses.
 #[derive(Clone)]
 pub struct Shutdown(pub CancellationToken);
 
-pub fn router() -> Router<Arc<Broker>> {
+pub fn router() -> Router<AdminState> {
     Router::new().route("/api/stream", get(stream_handler))
 }
 

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use amq_protocol::protocol::{basic, AMQPClass};
 use rand::Rng;
 
-use crate::amqp::channel::{requeue_grouped, Channel, ChannelConsumer, Ctx, ReplyConsumer, TxAck, REPLY_TO};
+use crate::amqp::channel::{Channel, ChannelConsumer, Ctx, ReplyConsumer, TxAck, REPLY_TO};
 use crate::amqp::codec::{encode_content, encode_deliver, encode_get_ok, DeliverFields};
 use crate::amqp::error::{AmqpError, AmqpResult, NOT_ALLOWED};
-use crate::amqp::unacked::Pending;
+use crate::amqp::unacked::{by_queue, requeue_grouped, Pending};
 use crate::args;
 use crate::broker::ReplyTarget;
 use crate::outbox::Delivery;
@@ -299,23 +299,8 @@ impl Channel {
 
     /// Acked: the queue forgets the messages, and their credit comes back.
     pub(crate) fn settle(&mut self, ctx: &mut Ctx<'_>, pending: Vec<Pending>) {
-        let mut unblocked = false;
-        for p in &pending {
-            if let Some(c) = &p.credit {
-                unblocked |= c.release();
-            }
-        }
         // One lock and one ack write per queue.
-        let mut i = 0;
-        while i < pending.len() {
-            let q = &pending[i].queue;
-            let mut j = i;
-            while j < pending.len() && Arc::ptr_eq(&pending[j].queue, q) {
-                j += 1;
-            }
-            q.settle(pending[i..j].iter().map(|p| &p.entry));
-            i = j;
-        }
+        let unblocked = by_queue(pending, |q, entries| q.settle(&entries));
         if unblocked {
             self.kick_consumer_queues(ctx);
         }
@@ -343,20 +328,7 @@ impl Channel {
             self.kick_consumer_queues(ctx);
         } else {
             // Credit comes back as for an ack; each queue settles the messages and dead-letters them if it can.
-            let mut unblocked = false;
-            let mut by_queue: Vec<(Arc<crate::queue::Queue>, Vec<crate::queue::Entry>)> = Vec::new();
-            for p in pending {
-                if let Some(c) = &p.credit {
-                    unblocked |= c.release();
-                }
-                match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &p.queue)) {
-                    Some((_, v)) => v.push(p.entry),
-                    None => by_queue.push((p.queue, vec![p.entry])),
-                }
-            }
-            for (q, entries) in by_queue {
-                q.reject(entries, nack);
-            }
+            let unblocked = by_queue(pending, |q, entries| q.reject(entries, nack));
             if unblocked {
                 self.kick_consumer_queues(ctx);
             }

@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::amqp::codec::{encode_content, encode_method, ContentHeader, Frame};
 use crate::amqp::error::{AmqpError, AmqpResult, INTERNAL_ERROR, NO_ROUTE};
-use crate::amqp::unacked::{Pending, Unacked};
+use crate::amqp::unacked::{requeue_grouped, Pending, Unacked};
 use crate::broker::Broker;
 use crate::message::Message;
 use crate::outbox::{Delivery, Outbox, OutboxItem};
@@ -776,22 +776,5 @@ impl Channel {
         all.sort_by_key(|p| p.tag);
         requeue_grouped(all);
         self.content = Content::Idle;
-    }
-}
-
-/// Requeues deliveries, one lock per queue, keeping their order.
-pub fn requeue_grouped(pending: Vec<Pending>) {
-    let mut by_queue: Vec<(Arc<Queue>, Vec<Entry>)> = Vec::new();
-    for p in pending {
-        if let Some(c) = &p.credit {
-            c.release();
-        }
-        match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &p.queue)) {
-            Some((_, v)) => v.push(p.entry),
-            None => by_queue.push((p.queue, vec![p.entry])),
-        }
-    }
-    for (q, entries) in by_queue {
-        q.requeue(entries);
     }
 }

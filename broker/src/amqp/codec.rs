@@ -14,7 +14,7 @@
 //! body) are written by hand; everything else goes through `amq_protocol::frame::gen_frame`.
 
 use amq_protocol::frame::{gen_frame, AMQPFrame, WriteContext};
-use amq_protocol::protocol::basic::{gen_properties, AMQPProperties, Publish};
+use amq_protocol::protocol::basic::{AMQPProperties, Publish};
 use amq_protocol::protocol::{basic, parse_class, AMQPClass};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -317,18 +317,6 @@ pub fn encode_frame(out: &mut BytesMut, frame: &AMQPFrame) {
     }
 }
 
-/// Encodes a property list (flags + fields) as it appears in a content header.
-pub fn encode_properties(properties: &AMQPProperties) -> Bytes {
-    let v: Vec<u8> = Vec::with_capacity(32);
-    match gen_properties(properties)(WriteContext::from(v)) {
-        Ok(ctx) => Bytes::from(ctx.write),
-        Err(e) => {
-            tracing::error!(error = ?e, "failed to encode message properties");
-            Bytes::from_static(&[0, 0])
-        }
-    }
-}
-
 fn put_short_str(out: &mut BytesMut, s: &str) {
     // Short strings are at most 255 bytes; every one we write came in as a short string.
     let b = s.as_bytes();
@@ -413,6 +401,7 @@ fn end_frame(out: &mut BytesMut, size_at: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::amqp::properties::encode_properties;
     use amq_protocol::protocol::{basic, channel, queue};
     use amq_protocol::types::{AMQPValue, FieldTable, ShortString};
 

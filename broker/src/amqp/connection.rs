@@ -35,10 +35,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::alarm::AlarmState;
-use crate::amqp::channel::{requeue_grouped, Channel, Ctx};
+use crate::amqp::channel::{Channel, Ctx};
 use crate::amqp::codec::{cut_large_body, decode_step, encode_heartbeat, encode_method, Frame, Step, PROTOCOL_HEADER};
 use crate::amqp::error::{AmqpError, ACCESS_REFUSED, CHANNEL_ERROR, CONNECTION_FORCED, FRAME_ERROR, NOT_ALLOWED};
-use crate::amqp::unacked::Pending;
+use crate::amqp::unacked::{requeue_grouped, Pending};
 use crate::broker::Broker;
 use crate::outbox::{Outbox, OutboxItem};
 use crate::queue::Queue;

@@ -308,10 +308,10 @@ mod tests {
         let props = AMQPProperties::default()
             .with_content_type("a".into())
             .with_headers(nested_table(MAX_DEPTH + 1));
-        let raw = crate::amqp::codec::encode_properties(&props);
+        let raw = crate::amqp::properties::encode_properties(&props);
         assert_eq!(check_properties(&raw), Err(NestingError::TooDeep));
         let props = props.with_headers(nested_table(3)).with_priority(4);
-        let raw = crate::amqp::codec::encode_properties(&props);
+        let raw = crate::amqp::properties::encode_properties(&props);
         assert_eq!(parse_properties_bounded(&raw), Ok(props));
     }
 }

@@ -10,9 +10,15 @@
 //! Invariant: `scan(raw)` is `Ok` exactly when `parse_properties(raw)` consumes all of `raw`, and the summary
 //! equals what `PropertySummary::of(&parsed)` gives. A unit test and the `content_header` fuzz target hold it to
 //! that.
+//!
+//! The way back is here too: `encode_properties`, the one property-list encoder the broker has.
 
+use amq_protocol::frame::WriteContext;
 use amq_protocol::protocol::basic::AMQPProperties;
+use amq_protocol::types::generation::gen_value;
 use amq_protocol::types::parsing::parse_field_table;
+use amq_protocol::types::{AMQPValue, FieldTable};
+use bytes::Bytes;
 
 use crate::amqp::nesting::{self, NestingError};
 
@@ -150,6 +156,106 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The key order RabbitMQ writes inside each `x-death` table.
+const X_DEATH_ORDER: &[&str] = &[
+    "count",
+    "reason",
+    "queue",
+    "time",
+    "exchange",
+    "routing-keys",
+    "original-expiration",
+];
+
+/// Encodes a property list (flags + fields) as it appears in a content header: the broker's one encoder, for
+/// every message whose properties it made or rewrote. The bytes are `amq-protocol`'s (`gen_properties`), except
+/// that the tables inside `x-death` keep RabbitMQ's key order (amq-protocol's tables are sorted maps), so clients
+/// see the same bytes RabbitMQ would send.
+pub fn encode_properties(p: &AMQPProperties) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(&p.bitmask().to_be_bytes());
+    let short = |out: &mut Vec<u8>, s: &str| put_short_str(out, s);
+    if let Some(v) = p.content_type() {
+        short(&mut out, v.as_str());
+    }
+    if let Some(v) = p.content_encoding() {
+        short(&mut out, v.as_str());
+    }
+    if let Some(h) = p.headers() {
+        put_table(&mut out, h, None);
+    }
+    if let Some(v) = p.delivery_mode() {
+        out.push(*v);
+    }
+    if let Some(v) = p.priority() {
+        out.push(*v);
+    }
+    for v in [p.correlation_id(), p.reply_to(), p.expiration(), p.message_id()]
+        .into_iter()
+        .flatten()
+    {
+        short(&mut out, v.as_str());
+    }
+    if let Some(v) = p.timestamp() {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    for v in [p.kind(), p.user_id(), p.app_id(), p.cluster_id()]
+        .into_iter()
+        .flatten()
+    {
+        short(&mut out, v.as_str());
+    }
+    Bytes::from(out)
+}
+
+fn put_short_str(out: &mut Vec<u8>, s: &str) {
+    let b = &s.as_bytes()[..s.len().min(255)];
+    out.push(b.len() as u8);
+    out.extend_from_slice(b);
+}
+
+fn put_value(out: &mut Vec<u8>, v: &AMQPValue) {
+    match gen_value(v)(WriteContext::from(Vec::new())) {
+        Ok(ctx) => out.extend_from_slice(&ctx.write),
+        Err(e) => tracing::error!(error = ?e, "failed to encode a header value"),
+    }
+}
+
+/// A table with its 4-byte length; `order` puts those keys first, in that order.
+fn put_table(out: &mut Vec<u8>, t: &FieldTable, order: Option<&[&str]>) {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let first: &[&str] = order.unwrap_or(&[]);
+    let keys = first
+        .iter()
+        .filter_map(|k| t.inner().get_key_value(*k))
+        .chain(t.inner().iter().filter(|(k, _)| !first.contains(&k.as_str())));
+    for (k, v) in keys {
+        put_short_str(out, k.as_str());
+        match (k.as_str(), v) {
+            ("x-death", AMQPValue::FieldArray(a)) if order.is_none() => {
+                out.push(b'A');
+                let arr_at = out.len();
+                out.extend_from_slice(&[0; 4]);
+                for item in a.as_slice() {
+                    match item {
+                        AMQPValue::FieldTable(entry) => {
+                            out.push(b'F');
+                            put_table(out, entry, Some(X_DEATH_ORDER));
+                        }
+                        other => put_value(out, other),
+                    }
+                }
+                let len = (out.len() - arr_at - 4) as u32;
+                out[arr_at..arr_at + 4].copy_from_slice(&len.to_be_bytes());
+            }
+            _ => put_value(out, v),
+        }
+    }
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +285,30 @@ mod tests {
             .with_user_id("guest".into())
             .with_app_id("a".into())
             .with_cluster_id("cl".into())
+    }
+
+    /// The one encoder writes `amq-protocol`'s bytes for everything but the tables inside `x-death` (whose keys
+    /// keep RabbitMQ's order; `queue/dead_letter.rs` checks those against a capture).
+    #[test]
+    fn encoding_matches_amq_protocol_outside_x_death() {
+        let mut nested = FieldTable::default();
+        nested.insert("z".into(), AMQPValue::LongLongInt(-3));
+        nested.insert("a".into(), AMQPValue::Boolean(true));
+        let mut headers = FieldTable::default();
+        headers.insert("t".into(), AMQPValue::FieldTable(nested.clone()));
+        headers.insert(
+            "arr".into(),
+            AMQPValue::FieldArray(vec![AMQPValue::FieldTable(nested)].into()),
+        );
+        let cases = [
+            AMQPProperties::default(),
+            AMQPProperties::default().with_delivery_mode(2).with_priority(9),
+            AMQPProperties::default().with_headers(headers),
+            full(),
+        ];
+        for p in cases {
+            assert_eq!(&encode_properties(&p)[..], &encode(&p)[..], "{p:?}");
+        }
     }
 
     #[test]

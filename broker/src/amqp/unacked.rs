@@ -10,6 +10,9 @@
 //!   message holds one slot, not one per tag in between.
 //! - Tombstones never outnumber live slots by more than the front run that `compact` pops, plus those between
 //!   live ones; `take` compacts whenever it empties the front.
+//!
+//! Settling what comes out of it (ack, reject, requeue, a closing channel) goes through `by_queue`, the one place
+//! that gives credit back and hands each queue its deliveries in one call, in their order.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -127,6 +130,42 @@ impl Unacked {
     pub fn slots(&self) -> usize {
         self.items.len()
     }
+}
+
+/// Gives back the credit of settled deliveries, then hands each queue its deliveries from `pending` in one call (one
+/// lock taking and one ack-file write per queue), each queue's in their original order. Returns whether credit came
+/// back to a consumer that had run out (its queues need a dispatch).
+pub fn by_queue(pending: Vec<Pending>, mut each: impl FnMut(&Arc<Queue>, Vec<Entry>)) -> bool {
+    let mut unblocked = false;
+    for p in &pending {
+        if let Some(c) = &p.credit {
+            unblocked |= c.release();
+        }
+    }
+    // Most batches are one queue's (an ack, a multiple ack from one consumer): nothing to group, and the entries
+    // are collected in place.
+    if pending.windows(2).all(|w| Arc::ptr_eq(&w[0].queue, &w[1].queue)) {
+        if let Some(q) = pending.first().map(|p| p.queue.clone()) {
+            each(&q, pending.into_iter().map(|p| p.entry).collect());
+        }
+        return unblocked;
+    }
+    let mut groups: Vec<(Arc<Queue>, Vec<Entry>)> = Vec::new();
+    for p in pending {
+        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &p.queue)) {
+            Some((_, v)) => v.push(p.entry),
+            None => groups.push((p.queue, vec![p.entry])),
+        }
+    }
+    for (q, entries) in groups {
+        each(&q, entries);
+    }
+    unblocked
+}
+
+/// Requeues deliveries, one lock per queue, keeping their order (their credit comes back).
+pub fn requeue_grouped(pending: Vec<Pending>) {
+    by_queue(pending, |q, entries| q.requeue(entries));
 }
 
 #[cfg(test)]

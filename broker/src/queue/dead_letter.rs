@@ -5,15 +5,23 @@
 //! exchange, queue, reason, routing-keys, time and, if the message had one, original-expiration; the `expiration`
 //! property removed; and `x-first-death-*` (set once) and `x-last-death-*` (set every time) headers. The byte layout
 //! is checked against a capture from RabbitMQ (`tests/fixtures/rabbitmq-3.10-x-death-rejected.*`).
+//!
+//! The queue's side of it is here too, as an `impl Queue` block: what a queue gives up on (expired, over its
+//! length limit, rejected, past its delivery limit) is collected under its lock and routed through the dead-letter
+//! exchange after the lock is released, by a work list (one hop per item, at most `MAX_DEAD_LETTER_HOPS`), never
+//! by recursion, so no topology and no message can grow the stack.
 
-use amq_protocol::frame::WriteContext;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
 use amq_protocol::protocol::basic::AMQPProperties;
-use amq_protocol::types::generation::gen_value;
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString};
-use bytes::Bytes;
 
+use super::{DeadLetters, Entry, Queue, QueueState, QueueStats};
+use crate::amqp::properties::encode_properties;
 use crate::args;
 use crate::message::Message;
+use crate::store::now_ms;
 
 /// Why a message was dead-lettered (the `reason` in `x-death`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,107 +260,148 @@ pub fn with_delivery_count(message: &Message, count: u32) -> Message {
     )
 }
 
-/// The key order RabbitMQ writes inside each `x-death` table.
-const X_DEATH_ORDER: &[&str] = &[
-    "count",
-    "reason",
-    "queue",
-    "time",
-    "exchange",
-    "routing-keys",
-    "original-expiration",
-];
-
-/// Encodes properties like `amq-protocol` does, except that the tables inside `x-death` keep RabbitMQ's key order
-/// (amq-protocol's tables are sorted maps), so clients see the same bytes RabbitMQ would send.
-pub fn encode_properties(p: &AMQPProperties) -> Bytes {
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(&p.bitmask().to_be_bytes());
-    let short = |out: &mut Vec<u8>, s: &str| put_short_str(out, s);
-    if let Some(v) = p.content_type() {
-        short(&mut out, v.as_str());
-    }
-    if let Some(v) = p.content_encoding() {
-        short(&mut out, v.as_str());
-    }
-    if let Some(h) = p.headers() {
-        put_table(&mut out, h, None);
-    }
-    if let Some(v) = p.delivery_mode() {
-        out.push(*v);
-    }
-    if let Some(v) = p.priority() {
-        out.push(*v);
-    }
-    for v in [p.correlation_id(), p.reply_to(), p.expiration(), p.message_id()]
-        .into_iter()
-        .flatten()
-    {
-        short(&mut out, v.as_str());
-    }
-    if let Some(v) = p.timestamp() {
-        out.extend_from_slice(&v.to_be_bytes());
-    }
-    for v in [p.kind(), p.user_id(), p.app_id(), p.cluster_id()]
-        .into_iter()
-        .flatten()
-    {
-        short(&mut out, v.as_str());
-    }
-    Bytes::from(out)
-}
-
-fn put_short_str(out: &mut Vec<u8>, s: &str) {
-    let b = &s.as_bytes()[..s.len().min(255)];
-    out.push(b.len() as u8);
-    out.extend_from_slice(b);
-}
-
-fn put_value(out: &mut Vec<u8>, v: &AMQPValue) {
-    match gen_value(v)(WriteContext::from(Vec::new())) {
-        Ok(ctx) => out.extend_from_slice(&ctx.write),
-        Err(e) => tracing::error!(error = ?e, "failed to encode a header value"),
-    }
-}
-
-/// A table with its 4-byte length; `order` puts those keys first, in that order.
-fn put_table(out: &mut Vec<u8>, t: &FieldTable, order: Option<&[&str]>) {
-    let at = out.len();
-    out.extend_from_slice(&[0; 4]);
-    let first: &[&str] = order.unwrap_or(&[]);
-    let keys = first
-        .iter()
-        .filter_map(|k| t.inner().get_key_value(*k))
-        .chain(t.inner().iter().filter(|(k, _)| !first.contains(&k.as_str())));
-    for (k, v) in keys {
-        put_short_str(out, k.as_str());
-        match (k.as_str(), v) {
-            ("x-death", AMQPValue::FieldArray(a)) if order.is_none() => {
-                out.push(b'A');
-                let arr_at = out.len();
-                out.extend_from_slice(&[0; 4]);
-                for item in a.as_slice() {
-                    match item {
-                        AMQPValue::FieldTable(entry) => {
-                            out.push(b'F');
-                            put_table(out, entry, Some(X_DEATH_ORDER));
-                        }
-                        other => put_value(out, other),
-                    }
-                }
-                let len = (out.len() - arr_at - 4) as u32;
-                out[arr_at..arr_at + 4].copy_from_slice(&len.to_be_bytes());
+impl Queue {
+    /// Moves what the store expired into the dead-letter list (or just settles it), under the lock.
+    pub(super) fn collect_expired(&self, st: &mut QueueState) {
+        if st.expired_buf.is_empty() {
+            return;
+        }
+        let dlx = self.limits().dead_letter_exchange.is_some();
+        st.expired += st.expired_buf.len() as u64;
+        QueueStats::add(&self.stats.expired, st.expired_buf.len() as u64);
+        if dlx {
+            QueueStats::add(&self.stats.dead_lettered, st.expired_buf.len() as u64);
+        }
+        let QueueState {
+            store,
+            expired_buf,
+            dead,
+            ..
+        } = st;
+        for e in expired_buf.drain(..) {
+            store.settle(&e);
+            if dlx {
+                dead.push((e.message, Reason::Expired));
             }
-            _ => put_value(out, v),
         }
     }
-    let len = (out.len() - at - 4) as u32;
-    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+
+    /// Settles an entry this queue gives up on, dead-lettering it when the queue has a dead-letter exchange.
+    pub(super) fn drop_entry(&self, st: &mut QueueState, e: Entry, reason: Reason) {
+        st.store.settle(&e);
+        if self.limits().dead_letter_exchange.is_some() {
+            QueueStats::add(&self.stats.dead_lettered, 1);
+            st.dead.push((e.message, reason));
+        } else {
+            QueueStats::add(&self.stats.dropped, 1);
+        }
+    }
+
+    /// Republishes dead letters through the dead-letter exchange; runs with no queue lock held.
+    ///
+    /// Iterative: a target queue that dead-letters in turn (a full queue dropping its head, say) hands its letters
+    /// back to this loop instead of recursing, so no topology and no message can grow the stack. RabbitMQ's cycle
+    /// rule drops automatic cycles; `MAX_DEAD_LETTER_HOPS` stops whatever else runs long.
+    pub(super) fn route_dead_letters(&self, dead: DeadLetters) {
+        if dead.is_empty() {
+            return;
+        }
+        let Some(me) = self.self_arc() else {
+            return;
+        };
+        let mut work: VecDeque<(Arc<Queue>, DeadLetters, u32)> = VecDeque::new();
+        work.push_back((me, dead, 1));
+        while let Some((source, dead, hops)) = work.pop_front() {
+            for (target, more) in source.dead_letter_once(dead) {
+                if hops >= MAX_DEAD_LETTER_HOPS {
+                    tracing::warn!(
+                        queue = %target.spec.name,
+                        vhost = %target.spec.vhost,
+                        dropped = more.len(),
+                        hops,
+                        "dead letters dropped: the message was dead-lettered {} times in a row",
+                        MAX_DEAD_LETTER_HOPS
+                    );
+                    continue;
+                }
+                work.push_back((target, more, hops + 1));
+            }
+        }
+    }
+
+    /// One hop: republishes this queue's dead letters to the queues its dead-letter exchange routes them to, and
+    /// returns what those queues dead-lettered in turn.
+    fn dead_letter_once(&self, dead: DeadLetters) -> Vec<(Arc<Queue>, DeadLetters)> {
+        let mut next = Vec::new();
+        let limits = self.limits();
+        let (Some(vhost), Some(dlx)) = (self.vhost.upgrade(), limits.dead_letter_exchange.as_deref()) else {
+            return next;
+        };
+        let now_s = now_ms() / 1000;
+        let mut targets = Vec::new();
+        for (message, reason) in dead {
+            let props = dead_letter_properties(&message, &self.spec.name, reason, now_s);
+            let routing_key = match &limits.dead_letter_routing_key {
+                Some(k) => k.clone().into(),
+                None => message.routing_key.clone(),
+            };
+            let history = deaths(props.headers().as_ref());
+            targets.clear();
+            // A missing dead-letter exchange drops the message, as in RabbitMQ.
+            if vhost
+                .route_internal(dlx, routing_key.as_str(), props.headers().as_ref(), None, &mut targets)
+                .is_err()
+            {
+                continue;
+            }
+            let raw = encode_properties(&props);
+            let letter = Arc::new(Message::new(dlx.into(), routing_key, &props, raw, message.body.clone()));
+            for q in &targets {
+                if is_automatic_cycle(&history, q.name()) {
+                    tracing::debug!(queue = %q.name(), "dead letter dropped: an automatic dead-letter cycle");
+                    continue;
+                }
+                let (_, more) = q.publish_without_dead_letters(letter.clone());
+                if !more.is_empty() {
+                    next.push((q.clone(), more));
+                }
+            }
+        }
+        next
+    }
+
+    /// A message read back from disk after a restart carries how often it had been returned before; under
+    /// `x-delivery-limit` that counts: past the limit it is dead-lettered now, else it gets its `x-delivery-count`.
+    pub(super) fn returned_before_restart(&self, st: &mut QueueState, mut e: Entry) -> Option<Entry> {
+        // Most messages were never returned: decided without reading the limits.
+        if e.delivery_count == 0 || e.loc.is_none() {
+            return Some(e);
+        }
+        let Some(limit) = self.limits().delivery_limit else {
+            return Some(e);
+        };
+        let has_header = e
+            .message
+            .properties()
+            .headers()
+            .as_ref()
+            .is_some_and(|h| h.contains_key("x-delivery-count"));
+        if has_header {
+            return Some(e);
+        }
+        if e.delivery_count > limit {
+            self.drop_entry(st, e, Reason::DeliveryLimit);
+            return None;
+        }
+        e.message = Arc::new(with_delivery_count(&e.message, e.delivery_count));
+        Some(e)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     #[test]
     fn cycles_are_automatic_only_without_a_rejection_since_the_last_death_there() {

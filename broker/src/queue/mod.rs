@@ -8,23 +8,33 @@
 //!   room and the highest consumer priority, pushing it into the consumer connection's `Outbox`.
 //! - A message popped for a consumer is that consumer's until the connection acks, rejects or requeues it; the
 //!   queue keeps no copy (the durable store will keep the on-disk record until the ack).
+//!
+//! This file holds the queue's state, publishing, dispatch, consumers and acks. Beside it, as `impl Queue`
+//! blocks: `dead_letter.rs` (what the queue gives up on, routed on by a work list), `metrics.rs` (counters, rates,
+//! utilisation), `admin_ops.rs` (peek, take/put back for moves, priority changes), `settings.rs` (spec, policy,
+//! limits) and `delete.rs` (queue.delete and the broker's own removals).
 
+mod admin_ops;
 mod credit;
 pub mod dead_letter;
 pub mod dedup;
+mod delete;
 pub mod latency;
+mod metrics;
+mod settings;
 pub mod spill;
 mod store;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
-use amq_protocol::types::FieldTable;
-
+pub use admin_ops::PriorityChange;
 pub use credit::{ConsumerCredit, Credit};
+pub use delete::DeleteRefused;
+pub use metrics::{QueueStats, RateWindow};
+pub use settings::QueueSpec;
 pub use store::{keep_on_recovery, Entry, MessageStore, Staged};
 
 use crate::amqp::error::{AmqpError, AmqpResult};
@@ -33,18 +43,9 @@ use crate::outbox::{Delivery, Outbox, OutboxItem};
 use crate::store::{now_ms, FsyncMode, Syncer};
 use crate::vhost::VHost;
 
-/// Why `queue.delete` left the queue in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeleteRefused<E> {
-    InUse,
-    NotEmpty,
-    /// Taking it out of the topology failed (the deletion could not be saved).
-    NotSaved(E),
-}
-
 /// Messages a queue gave up on, with why, waiting to go through its dead-letter exchange.
 type DeadLetters = Vec<(Arc<Message>, Reason)>;
-use dead_letter::{dead_letter_properties, deaths, with_delivery_count, Overflow, QueueLimits, Reason};
+use dead_letter::{with_delivery_count, Overflow, QueueLimits, Reason};
 
 /// A consumer as its queue sees it.
 pub struct QueueConsumer {
@@ -60,124 +61,14 @@ pub struct QueueConsumer {
     pub ack_required: bool,
 }
 
-/// `x-message-ttl` in ms, if set and not negative.
-fn message_ttl(arguments: &FieldTable) -> Option<u64> {
-    crate::args::get_i64(arguments, "x-message-ttl").and_then(|ms| u64::try_from(ms).ok())
-}
-
 /// How long an emptied durable queue keeps its segment files open before letting go of them.
 const IDLE_FILES_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Consumer-utilisation samples kept: ten seconds at the sweeper's 100 ms.
-const UTILISATION_SAMPLES: usize = 100;
-
-/// What a queue is, fixed at declare time.
-#[derive(Debug, Clone)]
-pub struct QueueSpec {
-    pub name: String,
-    pub vhost: String,
-    pub durable: bool,
-    /// The connection that owns an exclusive queue.
-    pub exclusive_owner: Option<u64>,
-    pub auto_delete: bool,
-    pub arguments: FieldTable,
-    /// The operator policy that applies, if any.
-    pub policy: Option<Arc<crate::policy::Policy>>,
-}
-
-impl QueueSpec {
-    /// The arguments with the policy applied (RabbitMQ's precedence).
-    pub fn effective_arguments(&self) -> FieldTable {
-        crate::policy::effective_arguments(&self.arguments, self.policy.as_deref())
-    }
-}
-
-/// Per-queue counters for the admin API and Prometheus: relaxed atomics owned by this queue alone (no counter is
-/// shared across queues), bumped on paths that already hold the queue's lock or touch only this queue.
-#[derive(Debug, Default)]
-pub struct QueueStats {
-    pub published: AtomicU64,
-    pub delivered: AtomicU64,
-    pub acked: AtomicU64,
-    pub redelivered: AtomicU64,
-    pub rejected: AtomicU64,
-    /// Rejected with basic.nack (counted here, not in `rejected`).
-    pub nacked: AtomicU64,
-    pub dead_lettered: AtomicU64,
-    pub expired: AtomicU64,
-    pub dropped: AtomicU64,
-    /// Delivered (with acks) and not yet settled.
-    pub unacked: AtomicU64,
-}
-
-/// The last 61 one-second samples of a queue's counters, for rates over 1, 10 and 60 seconds.
-#[derive(Debug, Default)]
-pub struct RateWindow {
-    samples: std::collections::VecDeque<[u64; 9]>,
-}
-
-impl RateWindow {
-    const KEEP: usize = 61;
-
-    pub fn sample(&mut self, now: [u64; 9]) {
-        if self.samples.len() == Self::KEEP {
-            self.samples.pop_front();
-        }
-        self.samples.push_back(now);
-    }
-
-    /// Per-second rate of counter `i` over the last `secs` seconds (fewer while the history is shorter).
-    pub fn rate(&self, i: usize, secs: usize) -> f64 {
-        let n = self.samples.len();
-        if n < 2 {
-            return 0.0;
-        }
-        let span = secs.min(n - 1);
-        let (new, old) = (self.samples[n - 1][i], self.samples[n - 1 - span][i]);
-        new.saturating_sub(old) as f64 / span as f64
-    }
-}
-
-impl QueueStats {
-    /// The counters in a fixed order: published, delivered, acked, redelivered, rejected, dead-lettered,
-    /// expired, dropped, nacked.
-    pub fn counters(&self) -> [u64; 9] {
-        [
-            Self::get(&self.published),
-            Self::get(&self.delivered),
-            Self::get(&self.acked),
-            Self::get(&self.redelivered),
-            Self::get(&self.rejected),
-            Self::get(&self.dead_lettered),
-            Self::get(&self.expired),
-            Self::get(&self.dropped),
-            Self::get(&self.nacked),
-        ]
-    }
-
-    fn add(c: &AtomicU64, n: u64) {
-        c.fetch_add(n, Ordering::Relaxed);
-    }
-    fn sub(c: &AtomicU64, n: u64) {
-        let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(n)));
-    }
-    pub fn get(c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
-    }
-}
 
 /// How a durable queue makes persistent messages durable before they are confirmed.
 #[derive(Clone)]
 pub struct SyncPolicy {
     pub mode: FsyncMode,
     pub syncer: Arc<Syncer>,
-}
-
-/// An operator's priority change.
-#[derive(Debug, Clone, Copy)]
-pub enum PriorityChange {
-    Set(u8),
-    Step(i16),
 }
 
 /// What a publish into one queue did.
@@ -281,37 +172,6 @@ impl Queue {
         })
     }
 
-    /// The `x-max-priority` and `x-message-ttl` (from the arguments and the policy) a store for this spec needs.
-    pub fn store_settings(spec: &QueueSpec) -> (u8, Option<u64>) {
-        let max_priority = crate::args::get_i64(&spec.arguments, "x-max-priority")
-            .unwrap_or(0)
-            .clamp(0, 255) as u8;
-        (max_priority, message_ttl(&spec.effective_arguments()))
-    }
-
-    /// The limits in force now.
-    pub fn limits(&self) -> Arc<QueueLimits> {
-        self.limits.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// The name of the operator policy that applies now.
-    pub fn policy_name(&self) -> Option<String> {
-        self.policy
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|p| p.name.clone())
-    }
-
-    /// Applies a changed operator policy (or none) to this live queue: limits, dead-lettering and expiry change at
-    /// once; a changed message TTL applies to every message, counted from when it was enqueued.
-    pub fn apply_policy(&self, policy: Option<Arc<crate::policy::Policy>>) {
-        let effective = crate::policy::effective_arguments(&self.spec.arguments, policy.as_deref());
-        *self.limits.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(QueueLimits::from_arguments(&effective));
-        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = policy;
-        self.lock().store.set_ttl(message_ttl(&effective));
-    }
-
     /// An in-memory queue.
     /// A plain in-memory queue named `name` on vhost `/`, with no vhost behind it, for unit tests.
     #[cfg(test)]
@@ -338,115 +198,6 @@ impl Queue {
     /// Notes a use (consume, get, redeclare) for `x-expires`.
     pub fn touch(&self) {
         self.last_used.store(now_ms(), Ordering::Relaxed);
-    }
-
-    /// Moves what the store expired into the dead-letter list (or just settles it), under the lock.
-    fn collect_expired(&self, st: &mut QueueState) {
-        if st.expired_buf.is_empty() {
-            return;
-        }
-        let dlx = self.limits().dead_letter_exchange.is_some();
-        st.expired += st.expired_buf.len() as u64;
-        QueueStats::add(&self.stats.expired, st.expired_buf.len() as u64);
-        if dlx {
-            QueueStats::add(&self.stats.dead_lettered, st.expired_buf.len() as u64);
-        }
-        let QueueState {
-            store,
-            expired_buf,
-            dead,
-            ..
-        } = st;
-        for e in expired_buf.drain(..) {
-            store.settle(&e);
-            if dlx {
-                dead.push((e.message, Reason::Expired));
-            }
-        }
-    }
-
-    /// Settles an entry this queue gives up on, dead-lettering it when the queue has a dead-letter exchange.
-    fn drop_entry(&self, st: &mut QueueState, e: Entry, reason: Reason) {
-        st.store.settle(&e);
-        if self.limits().dead_letter_exchange.is_some() {
-            QueueStats::add(&self.stats.dead_lettered, 1);
-            st.dead.push((e.message, reason));
-        } else {
-            QueueStats::add(&self.stats.dropped, 1);
-        }
-    }
-
-    /// Republishes dead letters through the dead-letter exchange; runs with no queue lock held.
-    ///
-    /// Iterative: a target queue that dead-letters in turn (a full queue dropping its head, say) hands its letters
-    /// back to this loop instead of recursing, so no topology and no message can grow the stack. RabbitMQ's cycle
-    /// rule drops automatic cycles; `MAX_DEAD_LETTER_HOPS` stops whatever else runs long.
-    fn route_dead_letters(&self, dead: DeadLetters) {
-        if dead.is_empty() {
-            return;
-        }
-        let Some(me) = self.self_arc() else {
-            return;
-        };
-        let mut work: VecDeque<(Arc<Queue>, DeadLetters, u32)> = VecDeque::new();
-        work.push_back((me, dead, 1));
-        while let Some((source, dead, hops)) = work.pop_front() {
-            for (target, more) in source.dead_letter_once(dead) {
-                if hops >= dead_letter::MAX_DEAD_LETTER_HOPS {
-                    tracing::warn!(
-                        queue = %target.spec.name,
-                        vhost = %target.spec.vhost,
-                        dropped = more.len(),
-                        hops,
-                        "dead letters dropped: the message was dead-lettered {} times in a row",
-                        dead_letter::MAX_DEAD_LETTER_HOPS
-                    );
-                    continue;
-                }
-                work.push_back((target, more, hops + 1));
-            }
-        }
-    }
-
-    /// One hop: republishes this queue's dead letters to the queues its dead-letter exchange routes them to, and
-    /// returns what those queues dead-lettered in turn.
-    fn dead_letter_once(&self, dead: DeadLetters) -> Vec<(Arc<Queue>, DeadLetters)> {
-        let mut next = Vec::new();
-        let limits = self.limits();
-        let (Some(vhost), Some(dlx)) = (self.vhost.upgrade(), limits.dead_letter_exchange.as_deref()) else {
-            return next;
-        };
-        let now_s = now_ms() / 1000;
-        let mut targets = Vec::new();
-        for (message, reason) in dead {
-            let props = dead_letter_properties(&message, &self.spec.name, reason, now_s);
-            let routing_key = match &limits.dead_letter_routing_key {
-                Some(k) => k.clone().into(),
-                None => message.routing_key.clone(),
-            };
-            let history = deaths(props.headers().as_ref());
-            targets.clear();
-            // A missing dead-letter exchange drops the message, as in RabbitMQ.
-            if vhost
-                .route_internal(dlx, routing_key.as_str(), props.headers().as_ref(), None, &mut targets)
-                .is_err()
-            {
-                continue;
-            }
-            let raw = dead_letter::encode_properties(&props);
-            let letter = Arc::new(Message::new(dlx.into(), routing_key, &props, raw, message.body.clone()));
-            for q in &targets {
-                if dead_letter::is_automatic_cycle(&history, q.name()) {
-                    tracing::debug!(queue = %q.name(), "dead letter dropped: an automatic dead-letter cycle");
-                    continue;
-                }
-                let (_, more) = q.publish_without_dead_letters(letter.clone());
-                if !more.is_empty() {
-                    next.push((q.clone(), more));
-                }
-            }
-        }
-        next
     }
 
     pub fn name(&self) -> &str {
@@ -738,135 +489,9 @@ impl Queue {
         self.finish(st);
     }
 
-    /// Takes ready messages out for an admin move or delete: all, or those with the given ids.
-    pub fn take(&self, ids: Option<&std::collections::HashSet<u64>>) -> Vec<Entry> {
-        let mut st = self.lock();
-        let out = st.store.take(ids);
-        st.store.flush();
-        QueueStats::add(&self.stats.unacked, out.len() as u64);
-        out
-    }
-
-    /// Like `take`, the first `n` ready messages.
-    /// Expired messages met on the way are not taken: they expire (dead-lettered, or dropped) as they would at
-    /// the head.
-    pub fn take_up_to(&self, n: usize) -> Vec<Entry> {
-        let mut st = self.lock();
-        let mut out = Vec::new();
-        while out.len() < n {
-            let popped = {
-                let st = &mut *st;
-                st.store.pop_for_move(&mut st.expired_buf)
-            };
-            match popped {
-                Some(e) => out.push(e),
-                None => break,
-            }
-        }
-        st.store.flush();
-        QueueStats::add(&self.stats.unacked, out.len() as u64);
-        self.finish(st);
-        out
-    }
-
-    /// The ids of the ready messages `matches` accepts, in delivery order (nothing is collected but ids).
-    pub fn matching_ids(&self, matches: &dyn Fn(&Entry) -> bool) -> Vec<u64> {
-        let ids = std::cell::RefCell::new(Vec::new());
-        let st = self.lock();
-        st.store.peek(0, 0, &|e| {
-            if matches(e) {
-                ids.borrow_mut().push(e.seq);
-            }
-            false
-        });
-        drop(st);
-        ids.into_inner()
-    }
-
-    /// Puts back messages taken by `take` that could not be moved, unchanged (not flagged redelivered).
-    pub fn put_back(&self, entries: Vec<Entry>) {
-        let mut st = self.lock();
-        QueueStats::sub(&self.stats.unacked, entries.len() as u64);
-        for e in entries {
-            st.store.restore(e);
-        }
-        Self::dispatch_locked(self, &mut st);
-        self.finish(st);
-    }
-
-    /// Changes the priority of ready messages by id; they take their new place in delivery order at once (and, on
-    /// a durable queue, on disk: the record is rewritten with the same id). Returns how many changed.
-    pub fn change_priority(
-        &self,
-        ids: &std::collections::HashSet<u64>,
-        change: PriorityChange,
-        max: u8,
-    ) -> std::io::Result<usize> {
-        let mut st = self.lock();
-        let taken = st.store.take(Some(ids));
-        let n = taken.len();
-        let mut result = Ok(n);
-        for mut e in taken {
-            let props = e.message.properties();
-            let current = props.priority().unwrap_or(0);
-            let new = match change {
-                PriorityChange::Set(p) => p,
-                PriorityChange::Step(s) => (current as i16).saturating_add(s).clamp(0, max as i16) as u8,
-            };
-            let props = props.with_priority(new);
-            let raw = dead_letter::encode_properties(&props);
-            let message = Message::new(
-                e.message.exchange.clone(),
-                e.message.routing_key.clone(),
-                &props,
-                raw,
-                e.message.body.clone(),
-            );
-            match st.store.rewrite(&e, &message) {
-                Ok(loc) => {
-                    e.loc = loc;
-                    e.message = Arc::new(message);
-                }
-                Err(err) => result = Err(err),
-            }
-            st.store.restore(e);
-        }
-        st.store.flush();
-        Self::dispatch_locked(self, &mut st);
-        self.finish(st);
-        result
-    }
-
     /// The directory of a durable queue's files.
     pub fn dir(&self) -> Option<std::path::PathBuf> {
         self.lock().store.dir().map(|d| d.to_path_buf())
-    }
-
-    /// A message read back from disk after a restart carries how often it had been returned before; under
-    /// `x-delivery-limit` that counts: past the limit it is dead-lettered now, else it gets its `x-delivery-count`.
-    fn returned_before_restart(&self, st: &mut QueueState, mut e: Entry) -> Option<Entry> {
-        // Most messages were never returned: decided without reading the limits.
-        if e.delivery_count == 0 || e.loc.is_none() {
-            return Some(e);
-        }
-        let Some(limit) = self.limits().delivery_limit else {
-            return Some(e);
-        };
-        let has_header = e
-            .message
-            .properties()
-            .headers()
-            .as_ref()
-            .is_some_and(|h| h.contains_key("x-delivery-count"));
-        if has_header {
-            return Some(e);
-        }
-        if e.delivery_count > limit {
-            self.drop_entry(st, e, Reason::DeliveryLimit);
-            return None;
-        }
-        e.message = Arc::new(with_delivery_count(&e.message, e.delivery_count));
-        Some(e)
     }
 
     /// Rejected (or, with `nack`, nacked) without requeue: settled, and dead-lettered when the queue has a
@@ -911,12 +536,6 @@ impl Queue {
     /// Records that delivered messages are done with (acked, or rejected without requeue).
     pub fn settle<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>) {
         self.settle_counted(entries, true);
-    }
-
-    /// Removes messages an admin move or delete took out: settled like an ack, without counting as one (no ack
-    /// rate, no publish -> ack latency).
-    pub fn settle_moved<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>) {
-        self.settle_counted(entries, false);
     }
 
     fn settle_counted<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>, as_ack: bool) {
@@ -979,135 +598,13 @@ impl Queue {
         self.lock().store.is_durable()
     }
 
-    /// How long the oldest ready message has waited, in ms (0 when empty): the time consumers are behind.
-    pub fn time_behind_ms(&self) -> u64 {
-        self.peek(0, 1)
-            .first()
-            .map(|e| now_ms().saturating_sub(e.enqueued_ms))
-            .unwrap_or(0)
-    }
-
-    /// Ready messages and their body bytes.
-    pub fn depth(&self) -> (u64, u64) {
-        let st = self.lock();
-        (st.store.len() as u64, st.store.bytes() as u64)
-    }
-
-    /// Ready transient messages paged out to disk now (see `spill.rs`).
-    pub fn paged_out(&self) -> u64 {
-        self.lock().store.spilled() as u64
-    }
-
-    /// Looks at ready messages without taking them: `count` messages after skipping `from`, in delivery order.
-    /// Nothing about them changes.
-    pub fn peek(&self, from: usize, count: usize) -> Vec<Entry> {
-        self.lock().store.peek(from, count, &|_| true)
-    }
-
-    /// Like `peek`, counting only messages that `matches` accepts (`from` skips matching ones).
-    pub fn peek_matching(&self, from: usize, count: usize, matches: &dyn Fn(&Entry) -> bool) -> Vec<Entry> {
-        self.lock().store.peek(from, count, matches)
-    }
-
     pub fn message_count(&self) -> u32 {
         self.lock().store.len() as u32
-    }
-
-    /// (tag, connection, channel, exclusive, priority) of every consumer, for the admin API.
-    /// (tag, connection, channel, exclusive, priority, ack_required) of every consumer, for the admin API.
-    pub fn consumer_infos(&self) -> Vec<(String, u64, u16, bool, i64, bool)> {
-        self.lock()
-            .consumers
-            .iter()
-            .map(|c| {
-                let t = (c.tag.to_string(), c.connection_id, c.channel, c.exclusive, c.priority);
-                (t.0, t.1, t.2, t.3, t.4, c.ack_required)
-            })
-            .collect()
-    }
-
-    /// Takes one consumer-utilisation sample (the sweeper calls this every 100 ms): could any consumer take a
-    /// message right now, or are all of them at their prefetch limit? No sample without consumers.
-    pub fn sample_utilisation(&self) {
-        let able = {
-            let st = self.lock();
-            if st.consumers.is_empty() {
-                None
-            } else {
-                Some(st.consumers.iter().any(|c| c.credit.has_room()))
-            }
-        };
-        let mut u = self.utilisation.lock().unwrap_or_else(|e| e.into_inner());
-        match able {
-            None => u.clear(),
-            Some(able) => {
-                if u.len() == UTILISATION_SAMPLES {
-                    u.pop_front();
-                }
-                u.push_back(able);
-            }
-        }
-    }
-
-    /// The share of recent samples in which a consumer could take a message; `None` without consumers.
-    pub fn consumer_utilisation(&self) -> Option<f64> {
-        let (able, samples) = {
-            let u = self.utilisation.lock().unwrap_or_else(|e| e.into_inner());
-            (u.iter().filter(|a| **a).count(), u.len())
-        };
-        if samples == 0 {
-            return (self.consumer_count() > 0).then_some(1.0);
-        }
-        Some(able as f64 / samples as f64)
-    }
-
-    pub fn consumer_count(&self) -> u32 {
-        self.lock().consumers.len() as u32
     }
 
     pub fn counts(&self) -> (u32, u32) {
         let st = self.lock();
         (st.store.len() as u32, st.consumers.len() as u32)
-    }
-
-    /// Marks the queue deleted, drops its messages and tells its consumers; returns the message count.
-    pub fn mark_deleted(&self) -> u32 {
-        let mut st = self.lock();
-        self.mark_deleted_locked(&mut st)
-    }
-
-    /// `queue.delete` with `if-unused` / `if-empty`: the conditions are checked, `unlink` (which takes the queue out
-    /// of the topology and saves that) runs, and the queue is marked deleted, all under one taking of its lock, so no
-    /// consumer or message slips in between (a consumer added after the check was silently cancelled before), and
-    /// a failed `unlink` leaves the queue as it was. Returns the message count.
-    pub fn delete_if<E>(
-        &self,
-        if_unused: bool,
-        if_empty: bool,
-        unlink: impl FnOnce() -> Result<(), E>,
-    ) -> Result<u32, DeleteRefused<E>> {
-        let mut st = self.lock();
-        if if_unused && !st.consumers.is_empty() {
-            return Err(DeleteRefused::InUse);
-        }
-        if if_empty && !st.store.is_empty() {
-            return Err(DeleteRefused::NotEmpty);
-        }
-        unlink().map_err(DeleteRefused::NotSaved)?;
-        Ok(self.mark_deleted_locked(&mut st))
-    }
-
-    fn mark_deleted_locked(&self, st: &mut QueueState) -> u32 {
-        self.deleted.store(true, Ordering::Release);
-        let n = st.store.len() as u32;
-        st.store.destroy();
-        for c in st.consumers.drain(..) {
-            c.outbox.push(OutboxItem::Cancel {
-                channel: c.channel,
-                consumer_tag: c.tag.clone(),
-            });
-        }
-        n
     }
 
     /// An `Arc` to ourselves for deliveries, so that acks can find the queue again.

@@ -472,17 +472,23 @@ impl MessageStore {
         let log = self.log.as_ref()?;
         let loc = Loc::unpack(packed);
         let r = log.read(loc).ok()?;
-        let message = message_of(&r);
-        Some(Entry {
+        // Deliveries before a restart count, as when `load` reads it for a consumer.
+        let returns = self.delivered_before.get(&r.seq).copied().unwrap_or(0);
+        Some(self.disk_entry(&r, loc, returns))
+    }
+
+    /// A durable record as an entry, returned `returns` times before a restart (`read_entry` and `load` share it).
+    fn disk_entry(&self, r: &Record, loc: Loc, returns: u32) -> Entry {
+        let message = message_of(r);
+        Entry {
             seq: r.seq,
             expires_at: self.deadline(&message, r.enqueued_ms),
             message: Arc::new(message),
-            redelivered: self.delivered_before.contains_key(&r.seq),
+            redelivered: returns > 0,
             loc: Some(loc),
-            // Deliveries before a restart count, as when `load` reads it for a consumer.
-            delivery_count: self.delivered_before.get(&r.seq).copied().unwrap_or(0),
+            delivery_count: returns,
             enqueued_ms: r.enqueued_ms,
-        })
+        }
     }
 
     /// Reads a message back from disk into an entry. A record that cannot be read is set aside in `unreadable`
@@ -507,19 +513,9 @@ impl MessageStore {
         let loc = Loc::unpack(packed);
         match log.read(loc) {
             Ok(r) => {
-                let message = message_of(&r);
-                let expires_at = self.deadline(&message, r.enqueued_ms);
                 // Each delivery before the restart came back (acked ones are gone), so each counts as a return.
                 let returns = self.delivered_before.remove(&r.seq).unwrap_or(0);
-                Some(Entry {
-                    seq: r.seq,
-                    message: Arc::new(message),
-                    redelivered: returns > 0,
-                    expires_at,
-                    loc: Some(loc),
-                    delivery_count: returns,
-                    enqueued_ms: r.enqueued_ms,
-                })
+                Some(self.disk_entry(&r, loc, returns))
             }
             Err(e) => {
                 warn!(

@@ -6,6 +6,10 @@
 //! (`<data-dir>/delayed/<vhost hex>/<exchange hex>/`), so they survive a restart and are released on time after it;
 //! a released message's record is acked once it has been routed. A publisher confirm for a held persistent message
 //! waits for the sync of its record, as one for a durable queue does.
+//!
+//! Release (`VHost::release_delayed`, here so that all of the delayed exchange lives in one file) takes the due
+//! messages out under the topology read lock, then routes each one as the exchange's `x-delayed-type` would, with
+//! no lock held while queues take them, and acks the records of those it routed.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -19,7 +23,8 @@ use crate::args;
 use crate::message::Message;
 use crate::store::queue_log::{Loc, QueueLog};
 use crate::store::txlog::TxView;
-use crate::store::{now_ms, DiskBudget};
+use crate::store::{hex, now_ms, DiskBudget};
+use crate::vhost::{Durability, VHost};
 
 /// The `x-delay` of a message, when positive.
 pub fn delay_of(message: &Message) -> Option<u64> {
@@ -30,6 +35,69 @@ pub fn delay_of(message: &Message) -> Option<u64> {
 
 /// A released message and, when it was kept on disk, its record.
 pub type Released = (Arc<Message>, Option<Loc>);
+
+/// The held messages of a new delayed exchange: recovered from its directory when it is durable and the vhost
+/// persists (`<data-dir>/delayed/<vhost hex>/<exchange hex>/`), else in memory.
+pub fn open_hold(
+    durability: Option<&Durability>,
+    vhost: &str,
+    exchange: &str,
+    durable: bool,
+) -> io::Result<DelayedMessages> {
+    match durability {
+        Some(d) if durable => {
+            let dir = d
+                .store
+                .root
+                .join("delayed")
+                .join(hex(vhost.as_bytes()))
+                .join(hex(exchange.as_bytes()));
+            DelayedMessages::open(&dir, d.store.budget.clone())
+        }
+        _ => Ok(DelayedMessages::default()),
+    }
+}
+
+impl VHost {
+    /// Routes the held messages of delayed exchanges whose delay has passed (called by the sweeper).
+    pub fn release_delayed(&self) {
+        let now = crate::store::now_ms();
+        let mut due: Vec<(String, Vec<Released>)> = Vec::new();
+        {
+            let t = self.read();
+            for x in t.exchanges.values() {
+                if let Some(d) = &x.delayed {
+                    let mut d = d.lock().unwrap_or_else(|e| e.into_inner());
+                    if !d.is_empty() {
+                        let ready = d.take_due(now);
+                        if !ready.is_empty() {
+                            due.push((x.name.clone(), ready));
+                        }
+                    }
+                }
+            }
+        }
+        for (exchange, messages) in due {
+            let mut locs = Vec::new();
+            let mut queues = Vec::new();
+            for (m, loc) in messages {
+                queues.clear();
+                let headers = m.properties().headers().clone();
+                // As the exchange's own type routes it (it holds nothing back without a message to look at); an
+                // exchange deleted meanwhile routes it nowhere.
+                let _ = self.route_internal(&exchange, m.routing_key.as_str(), headers.as_ref(), None, &mut queues);
+                for q in &queues {
+                    q.publish(m.clone());
+                }
+                locs.extend(loc);
+            }
+            let t = self.read();
+            if let Some(d) = t.exchanges.get(&exchange).and_then(|x| x.delayed.as_ref()) {
+                d.lock().unwrap_or_else(|e| e.into_inner()).released(locs);
+            }
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct DelayedMessages {

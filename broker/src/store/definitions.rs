@@ -1,6 +1,7 @@
 //! Durable definitions as data: each vhost's durable exchanges, queues, bindings and API-set policies, the
 //! changes to them (`DefOp`, one record of `definitions.log`, see `definitions_log.rs`), and the model that
-//! replaying those changes builds.
+//! replaying those changes builds; and the records of live things (`QueueDef::of`, `ExchangeDef::of`,
+//! `BindingDef::of`, `PolicyDef::from`), which is how the vhost describes a change it saves.
 //!
 //! Invariants of the model (`Model`), which the vhost relies on when it writes ops:
 //! - deleting a queue also drops every binding to it, and deleting an exchange every binding from or to it, so a
@@ -12,6 +13,10 @@ use std::collections::BTreeMap;
 
 use amq_protocol::types::FieldTable;
 use serde::{Deserialize, Serialize};
+
+use crate::policy::Policy;
+use crate::queue::Queue;
+use crate::routing::{Binding, Destination, Exchange};
 
 /// Every vhost's definitions, as the broker restores them at start (and as `definitions.json` held them).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -60,6 +65,54 @@ pub struct BindingDef {
     pub to_queue: bool,
     pub routing_key: String,
     pub arguments: FieldTable,
+}
+
+impl From<&Policy> for PolicyDef {
+    /// An API policy as `definitions.log` stores it.
+    fn from(p: &Policy) -> Self {
+        PolicyDef {
+            name: p.name.clone(),
+            pattern: p.pattern.as_str().to_string(),
+            priority: p.priority,
+            definition: p.definition.clone(),
+        }
+    }
+}
+
+impl ExchangeDef {
+    /// The record of a durable exchange.
+    pub fn of(x: &Exchange) -> Self {
+        ExchangeDef {
+            name: x.name.clone(),
+            kind: x.type_name().to_string(),
+            auto_delete: x.auto_delete,
+            internal: x.internal,
+            arguments: x.arguments.clone(),
+        }
+    }
+}
+
+impl QueueDef {
+    /// The record of a durable queue.
+    pub fn of(q: &Queue) -> Self {
+        QueueDef {
+            name: q.name().to_string(),
+            arguments: q.spec.arguments.clone(),
+        }
+    }
+}
+
+impl BindingDef {
+    /// The record of a binding from exchange `source`.
+    pub fn of(source: &str, b: &Binding) -> Self {
+        BindingDef {
+            source: source.to_string(),
+            destination: b.destination.name().to_string(),
+            to_queue: matches!(b.destination, Destination::Queue(_)),
+            routing_key: b.routing_key.clone(),
+            arguments: b.arguments.clone(),
+        }
+    }
 }
 
 /// One change to the durable definitions of a vhost: a record of `definitions.log`.

@@ -91,10 +91,7 @@ impl<'a> TopologyWrite<'a> {
     pub(super) fn add_queue(&mut self, q: Arc<Queue>) {
         let name = q.name().to_string();
         if persists(&q) {
-            let queue = QueueDef {
-                name: name.clone(),
-                arguments: q.spec.arguments.clone(),
-            };
+            let queue = QueueDef::of(&q);
             self.op(|vhost| DefOp::DeclareQueue { vhost, queue });
         }
         self.change.undo.push(Undo::Added(Destination::Queue(name.clone())));
@@ -103,13 +100,7 @@ impl<'a> TopologyWrite<'a> {
 
     pub(super) fn add_exchange(&mut self, x: Exchange) {
         if x.durable {
-            let exchange = ExchangeDef {
-                name: x.name.clone(),
-                kind: x.type_name().to_string(),
-                auto_delete: x.auto_delete,
-                internal: x.internal,
-                arguments: x.arguments.clone(),
-            };
+            let exchange = ExchangeDef::of(&x);
             self.op(|vhost| DefOp::DeclareExchange { vhost, exchange });
         }
         self.change
@@ -126,7 +117,7 @@ impl<'a> TopologyWrite<'a> {
         };
         if x.router.bind(b.clone()) {
             if durable {
-                let binding = binding_def(source, &b);
+                let binding = BindingDef::of(source, &b);
                 self.op(|vhost| DefOp::Bind { vhost, binding });
             }
             self.change.undo.push(Undo::Bound(source.to_string(), b));
@@ -143,7 +134,7 @@ impl<'a> TopologyWrite<'a> {
             return false;
         }
         if durable {
-            let binding = binding_def(source, b);
+            let binding = BindingDef::of(source, b);
             self.op(|vhost| DefOp::Unbind { vhost, binding });
         }
         self.change.undo.push(Undo::Unbound(source.to_string(), b.clone()));
@@ -289,16 +280,6 @@ impl<'a> TopologyWrite<'a> {
                 }
             }
         }
-    }
-}
-
-fn binding_def(source: &str, b: &Binding) -> BindingDef {
-    BindingDef {
-        source: source.to_string(),
-        destination: b.destination.name().to_string(),
-        to_queue: matches!(b.destination, Destination::Queue(_)),
-        routing_key: b.routing_key.clone(),
-        arguments: b.arguments.clone(),
     }
 }
 
