@@ -287,8 +287,9 @@ impl Conn {
         .map(|_| ())
     }
 
-    /// Sends connection.close and waits (at most `wait`) for close-ok, dropping whatever else arrives; a broker
-    /// still busy with a backlog may take longer, and then the socket is simply dropped.
+    /// Sends connection.close and waits (at most `wait`) for connection.close-ok, dropping whatever else arrives
+    /// (deliveries still in flight); a broker busy with a backlog may take longer, and then the socket is simply
+    /// dropped.
     pub async fn close(mut self, wait: Duration) {
         self.send(
             0,
@@ -302,15 +303,23 @@ impl Conn {
         let _ = tokio::time::timeout(wait, async {
             self.flush().await?;
             loop {
-                self.rbuf.clear();
+                let mut pos = 0;
+                while let Some((frame, n)) = codec::decode(&self.rbuf[pos..], self.frame_max)? {
+                    pos += n;
+                    if let Inbound::Method(_, m) = frame {
+                        if matches!(*m, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))) {
+                            return Ok(());
+                        }
+                    }
+                }
+                self.rbuf.advance(pos);
                 self.rbuf.reserve(READ_CHUNK);
-                if self
+                let n = self
                     .stream
                     .read_buf(&mut self.rbuf)
                     .await
-                    .map_err(|e| PerfError::Io("read".into(), e))?
-                    == 0
-                {
+                    .map_err(|e| PerfError::Io("read".into(), e))?;
+                if n == 0 {
                     return Ok::<(), PerfError>(());
                 }
             }

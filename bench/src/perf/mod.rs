@@ -461,6 +461,12 @@ pub async fn run(config: Config) -> Result<Report, PerfError> {
     })
 }
 
+/// Only declares what a run would (the exchange, the queues, their bindings): for another client's run.
+pub async fn declare(config: &Config) -> Result<(), PerfError> {
+    config.validate()?;
+    setup(&Endpoint::parse(&config.uri)?, config).await
+}
+
 /// Declares the exchange, the queues and their bindings on a connection of its own.
 async fn setup(ep: &Endpoint, config: &Config) -> Result<(), PerfError> {
     let mut conn = Conn::open(ep).await?;

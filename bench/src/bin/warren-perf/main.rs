@@ -101,6 +101,9 @@ struct RunArgs {
     /// Print only the final JSON line on stdout
     #[arg(long)]
     json: bool,
+    /// Declare the exchange, queues and bindings a run would use, then exit (to prepare for another client)
+    #[arg(long)]
+    declare_only: bool,
     /// No progress lines
     #[arg(long)]
     quiet: bool,
@@ -201,6 +204,15 @@ async fn load(a: RunArgs) -> ExitCode {
         progress: !a.quiet,
         ..Config::default()
     };
+    if a.declare_only {
+        return match perf::declare(&config).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("warren-perf: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let report = match perf::run(config).await {
         Ok(r) => r,
         Err(e) => {
