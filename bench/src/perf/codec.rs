@@ -192,17 +192,12 @@ pub enum Inbound<'a> {
         delivery_tag: u64,
         redelivered: bool,
     },
-    /// basic.ack: a publisher confirm.
-    Ack {
+    /// basic.ack (`nack: false`) or basic.nack: a publisher confirm.
+    Confirm {
         channel: u16,
         delivery_tag: u64,
         multiple: bool,
-    },
-    /// basic.nack: a negative publisher confirm.
-    Nack {
-        channel: u16,
-        delivery_tag: u64,
-        multiple: bool,
+        nack: bool,
     },
     /// Any other method, parsed by `amq-protocol`.
     Method(u16, Box<AMQPClass>),
@@ -298,20 +293,11 @@ fn decode_method(channel: u16, p: &[u8]) -> Result<Inbound<'static>, CodecError>
         }
         (60, 80) | (60, 120) => {
             let fields = p.get(4..13).ok_or(syntax("basic.ack"))?;
-            let delivery_tag = read_u64(&fields[..8]);
-            let multiple = fields[8] & 1 != 0;
-            Ok(if id.1 == 80 {
-                Inbound::Ack {
-                    channel,
-                    delivery_tag,
-                    multiple,
-                }
-            } else {
-                Inbound::Nack {
-                    channel,
-                    delivery_tag,
-                    multiple,
-                }
+            Ok(Inbound::Confirm {
+                channel,
+                delivery_tag: read_u64(&fields[..8]),
+                multiple: fields[8] & 1 != 0,
+                nack: id.1 == 120,
             })
         }
         _ => {
@@ -473,7 +459,7 @@ mod tests {
         assert_eq!(seen.len(), 4);
         assert!(seen[0].starts_with("Publish { channel: 2 }"));
         assert!(seen[1].starts_with("Header { channel: 2, body_size: 64 }"));
-        assert!(seen[3].starts_with("Ack { channel: 2, delivery_tag: 1000, multiple: true }"));
+        assert!(seen[3].starts_with("Confirm { channel: 2, delivery_tag: 1000, multiple: true, nack: false }"));
     }
 
     #[test]
@@ -514,10 +500,11 @@ mod tests {
         let (f, _) = decode(&out[n..], 4096).expect("ok").expect("whole");
         assert!(matches!(
             f,
-            Inbound::Nack {
+            Inbound::Confirm {
                 channel: 9,
                 delivery_tag: 12,
-                multiple: true
+                multiple: true,
+                nack: true
             }
         ));
     }

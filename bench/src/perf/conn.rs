@@ -343,6 +343,35 @@ pub fn check_close(channel: u16, m: &AMQPClass) -> Result<(), PerfError> {
     }
 }
 
+/// What a running producer or consumer does with a method that is not one of its hot frames: a close or a consumer
+/// cancel from the broker ends the run with its reason, channel.flow is answered, anything else is ignored.
+pub fn answer_control(wbuf: &mut BytesMut, ch: u16, m: &AMQPClass) -> Result<(), PerfError> {
+    check_close(ch, m)?;
+    match m {
+        AMQPClass::Basic(basic::AMQPMethod::Cancel(_)) => Err(PerfError::Closed(format!(
+            "the broker cancelled the consumer on channel {ch}"
+        ))),
+        AMQPClass::Channel(channel::AMQPMethod::Flow(f)) => {
+            let ok = channel::FlowOk { active: f.active };
+            codec::encode_method(wbuf, ch, AMQPClass::Channel(channel::AMQPMethod::FlowOk(ok)));
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The item for `channel` among a connection's channels. They are numbered 1..=n in order, so this is an index;
+/// the search is a fallback.
+pub fn by_channel<T>(items: &mut [T], channel: u16, id: impl Fn(&T) -> u16) -> Option<&mut T> {
+    let idx = (channel as usize).wrapping_sub(1);
+    let idx = if items.get(idx).is_some_and(|c| id(c) == channel) {
+        Some(idx)
+    } else {
+        items.iter().position(|c| id(c) == channel)
+    };
+    idx.and_then(|i| items.get_mut(i))
+}
+
 fn unexpected(wanted: &str, got: &AMQPClass) -> PerfError {
     PerfError::Protocol(format!("expected {wanted}, got {got:?}"))
 }

@@ -13,14 +13,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amq_protocol::protocol::{basic, channel, AMQPClass};
 use bytes::Buf;
 use hdrhistogram::Histogram;
 use tokio::io::Interest;
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, Inbound, Stamp};
-use super::conn::{self, check_close, Conn};
+use super::conn::{self, Conn};
 use super::stats::new_histogram;
 use super::{PerfError, Shared};
 
@@ -224,23 +223,7 @@ pub async fn run(
                     (channel, true, stamp)
                 }
                 Inbound::Method(ch, m) => {
-                    check_close(ch, &m)?;
-                    match *m {
-                        AMQPClass::Basic(basic::AMQPMethod::Cancel(_)) => {
-                            return Err(PerfError::Closed(format!(
-                                "the broker cancelled the consumer on channel {ch}"
-                            )))
-                        }
-                        AMQPClass::Channel(channel::AMQPMethod::Flow(f)) => {
-                            let ok = channel::FlowOk { active: f.active };
-                            codec::encode_method(
-                                &mut conn.wbuf,
-                                ch,
-                                AMQPClass::Channel(channel::AMQPMethod::FlowOk(ok)),
-                            );
-                        }
-                        _ => {}
-                    }
+                    conn::answer_control(&mut conn.wbuf, ch, &m)?;
                     continue;
                 }
                 _ => continue,
@@ -311,14 +294,7 @@ pub async fn run(
 }
 
 fn find(channels: &mut [ConsumerChannel], channel: u16) -> Result<&mut ConsumerChannel, PerfError> {
-    // Channels are numbered 1..=n in order, so this is an index; the search is a fallback.
-    let idx = (channel as usize).wrapping_sub(1);
-    let idx = if channels.get(idx).is_some_and(|c| c.channel == channel) {
-        Some(idx)
-    } else {
-        channels.iter().position(|c| c.channel == channel)
-    };
-    idx.and_then(|i| channels.get_mut(i))
+    conn::by_channel(channels, channel, |c| c.channel)
         .ok_or_else(|| PerfError::Protocol(format!("a delivery on channel {channel}, which does not consume")))
 }
 

@@ -13,13 +13,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amq_protocol::protocol::{channel, AMQPClass};
 use bytes::Buf;
 use tokio::io::Interest;
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, Inbound, PublishTemplate, Stamp};
-use super::conn::{self, check_close, Conn};
+use super::conn::{self, Conn};
 use super::pacer::Pacer;
 use super::{PerfError, Shared};
 
@@ -102,39 +101,24 @@ pub async fn run(
             while let Some((frame, n)) = codec::decode(&conn.rbuf[pos..], conn.frame_max)? {
                 pos += n;
                 match frame {
-                    Inbound::Ack {
+                    Inbound::Confirm {
                         channel,
                         delivery_tag,
                         multiple,
+                        nack,
                     } => {
                         if let Some(ch) = find(&mut channels, channel) {
                             let n = ch.confirms.resolve(delivery_tag, multiple);
-                            ch.confirms.confirmed += n;
-                            acked += n;
+                            if nack {
+                                ch.confirms.nacked += n;
+                                nacked += n;
+                            } else {
+                                ch.confirms.confirmed += n;
+                                acked += n;
+                            }
                         }
                     }
-                    Inbound::Nack {
-                        channel,
-                        delivery_tag,
-                        multiple,
-                    } => {
-                        if let Some(ch) = find(&mut channels, channel) {
-                            let n = ch.confirms.resolve(delivery_tag, multiple);
-                            ch.confirms.nacked += n;
-                            nacked += n;
-                        }
-                    }
-                    Inbound::Method(ch, m) => {
-                        check_close(ch, &m)?;
-                        if let AMQPClass::Channel(channel::AMQPMethod::Flow(f)) = *m {
-                            let ok = channel::FlowOk { active: f.active };
-                            codec::encode_method(
-                                &mut conn.wbuf,
-                                ch,
-                                AMQPClass::Channel(channel::AMQPMethod::FlowOk(ok)),
-                            );
-                        }
-                    }
+                    Inbound::Method(ch, m) => conn::answer_control(&mut conn.wbuf, ch, &m)?,
                     _ => {}
                 }
             }
@@ -248,14 +232,7 @@ pub async fn run(
 }
 
 fn find(channels: &mut [ProducerChannel], channel: u16) -> Option<&mut ProducerChannel> {
-    // Channels are numbered 1..=n in order, so this is an index; the search is a fallback.
-    let idx = (channel as usize).wrapping_sub(1);
-    let idx = if channels.get(idx).is_some_and(|c| c.channel == channel) {
-        Some(idx)
-    } else {
-        channels.iter().position(|c| c.channel == channel)
-    };
-    idx.and_then(|i| channels.get_mut(i))
+    conn::by_channel(channels, channel, |c| c.channel)
 }
 
 /// The unconfirmed delivery tags of one channel.
