@@ -44,6 +44,9 @@ pub struct Ctx<'a> {
     pub cancel_notify: bool,
     /// Queues to dispatch again at the end of this batch (credit came back).
     pub kick: &'a mut Vec<Arc<Queue>>,
+    /// Queues holding this batch's deferred records: `Queue::flush_writes` at the end of the batch, before any
+    /// confirm is sent.
+    pub flush: &'a mut Vec<Arc<Queue>>,
 }
 
 impl Ctx<'_> {
@@ -154,6 +157,8 @@ struct PendingConfirm {
     ticket: u64,
     /// The message could not be stored: nack it.
     nack: bool,
+    /// Its record waits in a queue's write-behind buffer: the end of the batch resolves the ticket (`resolve_flush`).
+    await_flush: bool,
 }
 
 /// A publish buffered in a transaction.
@@ -465,6 +470,7 @@ impl Channel {
                 seq: c.last_seq,
                 ticket: outcome.ticket,
                 nack: outcome.failed,
+                await_flush: outcome.deferred,
             });
         }
         Ok(())
@@ -536,10 +542,16 @@ impl Channel {
                 }
             };
             for q in queues.iter() {
-                let p = q.publish(message.clone());
+                let p = q.publish_deferred(message.clone());
                 routed |= p.routed;
                 outcome.ticket = outcome.ticket.max(p.ticket);
                 outcome.failed |= p.failed;
+                if p.deferred {
+                    outcome.deferred = true;
+                    if !ctx.flush.iter().any(|f| Arc::ptr_eq(f, q)) {
+                        ctx.flush.push(q.clone());
+                    }
+                }
             }
         }
         if !routed && mandatory {
@@ -558,6 +570,17 @@ impl Channel {
 
     /// Sends the confirms that are ready, in order: runs of acks as one cumulative `basic.ack`, nacks (storage
     /// failures) one by one. A confirm waiting for its sync round holds back every later one.
+    /// The end of a read batch wrote the deferred records: confirms waiting for that now wait for `ticket` (or are
+    /// nacked when the write failed).
+    pub fn resolve_flush(&mut self, ticket: u64, failed: bool) {
+        let Some(c) = &mut self.confirm else { return };
+        for p in c.pending.iter_mut().filter(|p| p.await_flush) {
+            p.await_flush = false;
+            p.ticket = p.ticket.max(ticket);
+            p.nack |= failed;
+        }
+    }
+
     pub fn flush_confirms(&mut self, out: &mut BytesMut, sync: Option<&SyncProgress>) {
         let Some(c) = &mut self.confirm else { return };
         let mut acked_run: Option<(u64, u64)> = None; // (first, last)
@@ -571,6 +594,9 @@ impl Channel {
             }
         };
         while let Some(p) = c.pending.front() {
+            if p.await_flush {
+                break;
+            }
             let ok = if p.nack {
                 false
             } else if p.ticket == 0 {

@@ -101,6 +101,8 @@ pub struct Connection {
     out: BytesMut,
     /// Queues to dispatch again at the end of the batch.
     kick: Vec<Arc<Queue>>,
+    /// Queues holding deferred records of this read batch (see `Queue::publish_deferred`).
+    flush: Vec<Arc<Queue>>,
     /// Reused between outbox drains.
     spare: Vec<OutboxItem>,
     close_deadline: Option<Instant>,
@@ -166,6 +168,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
         outbox: Arc::new(Outbox::default()),
         out: BytesMut::with_capacity(16 * 1024),
         kick: Vec::new(),
+        flush: Vec::new(),
         spare: Vec::new(),
         close_deadline: None,
         sync_rx,
@@ -752,6 +755,7 @@ impl Connection {
         frame_max: u32,
         cancel_notify: bool,
         kick: &'a mut Vec<Arc<Queue>>,
+        flush: &'a mut Vec<Arc<Queue>>,
     ) -> Ctx<'a> {
         Ctx {
             broker,
@@ -762,6 +766,7 @@ impl Connection {
             frame_max,
             cancel_notify,
             kick,
+            flush,
         }
     }
 
@@ -812,6 +817,7 @@ impl Connection {
             self.frame_max,
             self.caps.cancel_notify,
             &mut self.kick,
+            &mut self.flush,
         );
         if let Frame::Method(_, m) = &frame {
             match **m {
@@ -876,6 +882,23 @@ impl Connection {
 
     /// End of a read batch: one cumulative confirm per channel, and one dispatch per queue whose credit came back.
     fn end_of_batch(&mut self) {
+        // Deferred records reach their files (one write per queue) and get their group-commit round before any
+        // confirm is sent.
+        if !self.flush.is_empty() {
+            let (mut ticket, mut failed) = (0, false);
+            for q in self.flush.drain(..) {
+                match q.flush_writes() {
+                    Ok(t) => ticket = ticket.max(t),
+                    Err(e) => {
+                        warn!(connection = self.id, queue = %q.spec.name, error = %e, "could not write messages; they are nacked");
+                        failed = true;
+                    }
+                }
+            }
+            for ch in self.channels.values_mut() {
+                ch.resolve_flush(ticket, failed);
+            }
+        }
         let progress = self.sync_rx.borrow_and_update().clone();
         for ch in self.channels.values_mut() {
             ch.flush_confirms(&mut self.out, Some(&progress));
@@ -906,6 +929,7 @@ impl Connection {
                 self.frame_max,
                 self.caps.cancel_notify,
                 &mut self.kick,
+                &mut self.flush,
             );
             for item in items.drain(..) {
                 match item {
@@ -959,6 +983,7 @@ impl Connection {
             self.frame_max,
             false,
             &mut self.kick,
+            &mut self.flush,
         );
         for (_, mut ch) in self.channels.drain() {
             ch.close_down(&mut ctx);

@@ -361,7 +361,7 @@ impl Queue {
                     tracing::debug!(queue = %q.name(), "dead letter dropped: an automatic dead-letter cycle");
                     continue;
                 }
-                let (_, more) = q.publish_without_dead_letters(letter.clone());
+                let (_, more) = q.publish_without_dead_letters(letter.clone(), false);
                 if !more.is_empty() {
                     next.push((q.clone(), more));
                 }

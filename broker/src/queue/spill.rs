@@ -268,6 +268,69 @@ mod tests {
     }
 
     #[test]
+    fn within_its_budget_a_durable_queue_keeps_persistent_messages_in_memory_and_on_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let qdir = dir.path().join("queues").join("q");
+        let txlog = crate::store::txlog::TxLog::open(dir.path()).expect("txlog");
+        let open = |ram: usize| {
+            let s = MessageStore::open_on_disk(&qdir, DiskBudget::default(), &TxView(Some(&txlog)), 0, None)
+                .expect("open")
+                .0;
+            s.with_spill(Spill::new(
+                dir.path().join("paging").join("0"),
+                DiskBudget::default(),
+                PagePolicy {
+                    pressure: Arc::new(AtomicBool::new(false)),
+                    ram_per_queue: ram,
+                },
+            ))
+        };
+        let persistent = |i: u32| {
+            let props = AMQPProperties::default().with_delivery_mode(2);
+            Arc::new(Message::with_properties(
+                "".into(),
+                "k".into(),
+                props,
+                Bytes::from(format!("m{i}")),
+            ))
+        };
+        let mut s = open(usize::MAX);
+        for i in 0..5 {
+            let p = s.push_deferred(persistent(i)).expect("push");
+            assert!(p.deferred);
+        }
+        s.flush_deferred().expect("flush");
+        // Delivered from memory: the records need not be read back.
+        std::fs::remove_dir_all(&qdir).ok();
+        assert_eq!(bodies(&mut s), vec!["m0", "m1", "m2", "m3", "m4"]);
+        drop(s);
+
+        let mut s = open(usize::MAX);
+        for i in 0..4 {
+            s.push(persistent(i)).expect("push");
+        }
+        assert_eq!(s.purge(), 4);
+        s.flush();
+        drop(s);
+        let mut again = open(usize::MAX);
+        assert!(
+            bodies(&mut again).is_empty(),
+            "a purge acks the records of messages kept in memory"
+        );
+        for i in 0..3 {
+            again.push(persistent(i)).expect("push");
+        }
+        again.flush();
+        drop(again);
+        let mut after_restart = open(0);
+        assert_eq!(
+            bodies(&mut after_restart),
+            vec!["m0", "m1", "m2"],
+            "and their records survive a restart"
+        );
+    }
+
+    #[test]
     fn a_durable_queue_pages_its_transient_messages_and_keeps_only_persistent_ones_across_a_restart() {
         let dir = tempfile::tempdir().expect("tempdir");
         let qdir = dir.path().join("queues").join("q");

@@ -114,6 +114,8 @@ pub struct Staged {
 /// What a push did: the message's seq, and the file to sync before confirming it (persistent messages on disk).
 pub struct Pushed {
     pub seq: u64,
+    /// The record waits in the log's write-behind buffer (`push_deferred`): `flush_deferred` before confirming.
+    pub deferred: bool,
     pub sync: Option<Arc<File>>,
     /// The queue's directory, when this push created a segment file (its entry must be synced too).
     pub sync_dir: Option<Arc<File>>,
@@ -279,29 +281,61 @@ impl MessageStore {
     /// Enqueues a message. On a disk-backed store the record is written first; if that fails (disk full, I/O
     /// error) nothing is enqueued and the error is returned.
     pub fn push(&mut self, message: Arc<Message>) -> io::Result<Pushed> {
+        self.push_with(message, false)
+    }
+
+    /// Enqueues a message whose record (on a disk-backed store) may wait in the log's write-behind buffer: the
+    /// caller must `flush_deferred` before it confirms the message.
+    pub fn push_deferred(&mut self, message: Arc<Message>) -> io::Result<Pushed> {
+        self.push_with(message, true)
+    }
+
+    fn push_with(&mut self, message: Arc<Message>, defer: bool) -> io::Result<Pushed> {
         let seq = self.next_seq + 1;
         let level = self.level_of(message.priority);
         let now = now_ms();
         let mut sync = None;
         let mut sync_dir = None;
+        let mut deferred = false;
         self.may_expire |= message.expiration_ms.is_some();
         let on_disk = self.log.is_some() && message.persistent;
+        // Within the memory budget (a store without a spill has none: tests only) persistent messages stay in memory too.
+        let keep = self.spill.as_ref().is_some_and(|s| !s.should_page(self.mem_bytes));
         if let (Some(log), true) = (&mut self.log, on_disk) {
             let m = &message;
-            let loc = log.append(
-                crate::store::record::Meta {
+            let meta = crate::store::record::Meta {
+                seq,
+                enqueued_ms: now,
+                tx: 0,
+            };
+            let (ex, rk) = (m.exchange.as_str().as_bytes(), m.routing_key.as_str().as_bytes());
+            let loc = if defer {
+                deferred = true;
+                log.append_deferred(meta, ex, rk, &m.raw_properties, &m.body)?
+            } else {
+                let loc = log.append(meta, ex, rk, &m.raw_properties, &m.body)?;
+                sync = log.active_file();
+                sync_dir = log.dir_to_sync();
+                loc
+            };
+            if keep {
+                // While the queue is within its memory budget the message stays in memory too, so its delivery
+                // reads nothing back from disk; its record is what survives a restart.
+                let entry = Entry {
                     seq,
+                    message: message.clone(),
+                    redelivered: false,
+                    expires_at: self.deadline(&message, now),
+                    loc: Some(loc),
+                    delivery_count: 0,
                     enqueued_ms: now,
-                    tx: 0,
-                },
-                m.exchange.as_str().as_bytes(),
-                m.routing_key.as_str().as_bytes(),
-                &m.raw_properties,
-                &m.body,
-            )?;
-            sync = log.active_file();
-            sync_dir = log.dir_to_sync();
-            self.levels[level].order.push_back(loc.pack());
+                };
+                self.mem_bytes += memory_cost(&entry);
+                self.levels[level].memory.push_back(entry);
+                self.levels[level].order.push_back(IN_MEMORY);
+            } else {
+                self.levels[level].order.push_back(loc.pack());
+            }
         } else if let Some(loc) = self.page_out(seq, now, &message) {
             self.levels[level].order.push_back(loc.pack() | PAGED);
         } else {
@@ -325,7 +359,32 @@ impl MessageStore {
         self.next_seq = seq;
         self.bytes += message.size();
         self.len += 1;
-        Ok(Pushed { seq, sync, sync_dir })
+        Ok(Pushed {
+            seq,
+            sync,
+            sync_dir,
+            deferred,
+        })
+    }
+
+    /// Writes the records that deferred pushes left in the log's write-behind buffer, and returns the files a sync
+    /// must then cover (the active segment, every other segment that took a deferred record since the last call,
+    /// and the directory when a segment was created).
+    pub fn flush_deferred(&mut self) -> io::Result<Vec<Arc<File>>> {
+        let Some(log) = &mut self.log else {
+            return Ok(Vec::new());
+        };
+        log.flush_pending()?;
+        // The active segment always: another publisher's flush may have written (and taken the note of) this
+        // caller's records, and the syncer's rounds are ordered, so a later mark covers what an earlier one did.
+        let mut files = log.take_dirty();
+        if let Some(active) = log.active_file() {
+            if !files.iter().any(|f| Arc::ptr_eq(f, &active)) {
+                files.push(active);
+            }
+        }
+        files.extend(log.dir_to_sync());
+        Ok(files)
     }
 
     /// Transaction commit, phase 1: writes a persistent message's record marked with `tx`, without making it
@@ -760,6 +819,8 @@ impl MessageStore {
         for l in &mut self.levels {
             locs.extend(l.order.drain(..).filter(durable).map(Loc::unpack));
             locs.extend(l.requeued.values().filter_map(|e| e.loc));
+            // Persistent messages kept in memory too have their records on disk.
+            locs.extend(l.memory.iter().filter_map(|e| e.loc));
             l.memory.clear();
             l.requeued.clear();
         }

@@ -79,8 +79,13 @@ pub struct QueueLog {
     new_entry: bool,
     /// When a record was last appended (see `retire_idle`).
     last_append: std::time::Instant,
-    /// Write-behind (spill logs only): appends gather here and reach the active segment in large writes.
-    pending: Option<Pending>,
+    /// Records appended but not yet written: every append passes through it; `append` writes it out at once,
+    /// deferred appends (and every append of a spill log) leave it to `flush_pending` or to a full buffer.
+    pending: Pending,
+    /// A spill log: every append is deferred.
+    spill: bool,
+    /// Segments that took a deferred append since the last `take_dirty` (what the group commit must sync).
+    dirty: Vec<(u32, Arc<File>)>,
 }
 
 /// Records appended to the active segment but not yet written to its file.
@@ -211,7 +216,9 @@ impl QueueLog {
             scratch: BytesMut::new(),
             new_entry: false,
             last_append: std::time::Instant::now(),
-            pending: None,
+            pending: Pending::default(),
+            spill: false,
+            dirty: Vec::new(),
         };
         // New records go to a fresh segment, so recovered ones are never appended after a truncated tail. It is
         // created by the first append (the active id names no segment yet): a queue that never gets a message holds
@@ -234,26 +241,35 @@ impl QueueLog {
         Ok((log, rec))
     }
 
-    /// Appends from now on are written behind: buffered, and written out `WRITE_BEHIND` bytes at a time (or when a
-    /// segment is full). For logs whose records need not survive a crash (the spill log): nothing is synced, and a
-    /// crash loses what was buffered.
+    /// Every append from now on is deferred (written behind). For logs whose records need not survive a crash (the
+    /// spill log): nothing is synced, and a crash loses what was buffered.
     pub fn write_behind(&mut self) {
-        self.pending.get_or_insert_with(Pending::default);
+        self.spill = true;
     }
 
-    /// Writes the write-behind buffer to the active segment. On failure the records stay buffered (and readable),
-    /// and the next append or flush tries again.
+    /// Writes the deferred records to the active segment. On failure whatever part reached the file is cut back and
+    /// the records stay buffered (and readable); the next append or flush tries again.
     pub fn flush_pending(&mut self) -> io::Result<()> {
-        let Some(p) = self.pending.as_mut().filter(|p| !p.buf.is_empty()) else {
+        let p = &mut self.pending;
+        if p.buf.is_empty() {
             return Ok(());
-        };
+        }
         let Some(seg) = self.segments.get(&self.active) else {
             return Err(io::Error::other("no active segment"));
         };
-        seg.file.write_all_at(&p.buf, p.from)?;
+        if let Err(e) = (&*seg.file).write_all(&p.buf) {
+            let _ = seg.file.set_len(p.from);
+            return Err(e);
+        }
         p.from += p.buf.len() as u64;
         p.buf.clear();
         Ok(())
+    }
+
+    /// The segments that took deferred appends since the last call: a confirm for those records waits for their
+    /// sync.
+    pub fn take_dirty(&mut self) -> Vec<Arc<File>> {
+        self.dirty.drain(..).map(|(_, f)| f).collect()
     }
 
     fn start_segment(&mut self, id: u32) -> io::Result<()> {
@@ -274,9 +290,7 @@ impl QueueLog {
         );
         self.active = id;
         self.new_entry = true;
-        if let Some(p) = &mut self.pending {
-            p.from = 0;
-        }
+        self.pending.from = 0;
         Ok(())
     }
 
@@ -304,7 +318,8 @@ impl QueueLog {
         self.segments.get(&self.active).map(|s| s.file.clone())
     }
 
-    /// Appends one message record; on any error the segment is cut back so no partial record remains.
+    /// Appends one message record and writes it (with any deferred records before it) to the file; on any error the
+    /// record is not appended and no partial record remains in the file.
     pub fn append(
         &mut self,
         meta: record::Meta,
@@ -313,43 +328,62 @@ impl QueueLog {
         properties: &[u8],
         body: &[u8],
     ) -> io::Result<Loc> {
+        let defer = self.spill;
+        self.append_inner(meta, [exchange, routing_key, properties, body], defer)
+    }
+
+    /// Appends one message record to the write-behind buffer: it reaches the file with the next `flush_pending`
+    /// (or `append`, or once the buffer holds `WRITE_BEHIND` bytes). Until then it is readable, but a crash loses
+    /// it, so nothing may confirm it before `flush_pending` succeeded.
+    pub fn append_deferred(
+        &mut self,
+        meta: record::Meta,
+        exchange: &[u8],
+        routing_key: &[u8],
+        properties: &[u8],
+        body: &[u8],
+    ) -> io::Result<Loc> {
+        self.append_inner(meta, [exchange, routing_key, properties, body], true)
+    }
+
+    fn append_inner(&mut self, meta: record::Meta, parts: [&[u8]; 4], defer: bool) -> io::Result<Loc> {
         if self.segments.get(&self.active).is_none_or(|s| s.size >= SEGMENT_SIZE) {
             let next = self.active + 1;
             self.start_segment(next)?;
         }
         self.scratch.clear();
+        let [exchange, routing_key, properties, body] = parts;
         let n = record::encode(&mut self.scratch, meta, exchange, routing_key, properties, body);
         let Some(seg) = self.segments.get_mut(&self.active) else {
             return Err(io::Error::other("no active segment"));
         };
         let at = seg.size;
-        if let Some(p) = &mut self.pending {
-            self.budget.charge(n as u64)?;
-            p.buf.extend_from_slice(&self.scratch);
-            seg.size += n as u64;
-            seg.records += 1;
-            if p.buf.len() >= WRITE_BEHIND {
-                if let Err(e) = self.flush_pending() {
-                    tracing::debug!(dir = %self.dir.display(), error = %e, "write-behind failed; the records stay buffered");
-                }
-            }
-            return Ok(Loc {
-                segment: self.active,
-                offset: at as u32,
-            });
+        self.budget.charge(n as u64)?;
+        let before = self.pending.buf.len();
+        if before == 0 {
+            self.pending.from = at;
         }
-        let result = self
-            .budget
-            .charge(n as u64)
-            .and_then(|()| (&*seg.file).write_all(&self.scratch));
-        if let Err(e) = result {
-            // Cut back whatever part of the record reached the file.
-            let _ = seg.file.set_len(at);
-            return Err(e);
-        }
+        self.pending.buf.extend_from_slice(&self.scratch);
         seg.size += n as u64;
         seg.records += 1;
+        if defer && !self.spill && self.dirty.last().is_none_or(|(id, _)| *id != self.active) {
+            self.dirty.push((self.active, seg.file.clone()));
+        }
         self.last_append = std::time::Instant::now();
+        if !defer || self.pending.buf.len() >= WRITE_BEHIND {
+            if let Err(e) = self.flush_pending() {
+                if !defer {
+                    // This record is not appended; deferred ones before it stay buffered.
+                    self.pending.buf.truncate(before);
+                    if let Some(seg) = self.segments.get_mut(&self.active) {
+                        seg.size -= n as u64;
+                        seg.records -= 1;
+                    }
+                    return Err(e);
+                }
+                tracing::debug!(dir = %self.dir.display(), error = %e, "write-behind failed; the records stay buffered");
+            }
+        }
         Ok(Loc {
             segment: self.active,
             offset: at as u32,
@@ -358,12 +392,10 @@ impl QueueLog {
 
     /// Reads a record back.
     pub fn read(&self, loc: Loc) -> io::Result<Record> {
-        if let Some(p) = self
-            .pending
-            .as_ref()
-            .filter(|p| loc.segment == self.active && loc.offset as u64 >= p.from)
-        {
-            return read_buffered(&p.buf[(loc.offset as u64 - p.from) as usize..], loc);
+        let p = &self.pending;
+        if !p.buf.is_empty() && loc.segment == self.active && loc.offset as u64 >= p.from {
+            let start = usize::try_from(loc.offset as u64 - p.from).unwrap_or(usize::MAX);
+            return read_buffered(p.buf.get(start..).unwrap_or_default(), loc);
         }
         let seg = self
             .segments
@@ -446,11 +478,9 @@ impl QueueLog {
         }
         self.remove_segment(self.active);
         self.active += 1;
-        if let Some(p) = &mut self.pending {
-            // Every record it held was acked with the segment.
-            p.buf.clear();
-            p.from = 0;
-        }
+        // Every record it held was acked with the segment.
+        self.pending.buf.clear();
+        self.pending.from = 0;
         true
     }
 
@@ -499,6 +529,38 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn deferred_appends_are_readable_at_once_and_reach_the_file_only_when_flushed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let q = dir.path().join("q");
+        let (mut log, _) =
+            QueueLog::open(&q, DiskBudget::default(), &TxView(None), |_| Some(0), |_, _| {}).expect("open");
+        let meta = |seq| record::Meta {
+            seq,
+            enqueued_ms: 0,
+            tx: 0,
+        };
+        let a = log.append_deferred(meta(1), b"", b"q", &[], b"one").expect("append");
+        let b = log.append_deferred(meta(2), b"", b"q", &[], b"two").expect("append");
+        assert_eq!(&log.read(b).expect("read from the buffer").body[..], b"two");
+        let on_file = || {
+            files(&q, "seg")
+                .iter()
+                .map(|f| fs::metadata(f).map_or(0, |m| m.len()))
+                .sum::<u64>()
+        };
+        assert_eq!(on_file(), 0, "nothing deferred is on file before the flush");
+        let dirty = log.take_dirty();
+        assert_eq!(dirty.len(), 1, "the segment that took them must be synced");
+        log.flush_pending().expect("flush");
+        assert_eq!(live(&q).iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(&log.read(a).expect("read from the file").body[..], b"one");
+        // An immediate append writes what was deferred before it, in order.
+        log.append_deferred(meta(3), b"", b"q", &[], b"three").expect("append");
+        append(&mut log, 4);
+        assert_eq!(live(&q).iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
     }
 
     #[test]
