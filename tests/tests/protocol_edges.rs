@@ -209,3 +209,77 @@ fn update_secret_checks_the_new_secret() {
         other => panic!("expected 403, got {other:?}"),
     }
 }
+
+/// Acks are settled together at the end of a read batch, but a later method in the same batch still sees them: acks
+/// of two deliveries and a channel.close in one write requeue only the third delivery.
+#[test]
+fn acks_batched_with_a_close_in_one_write_are_settled_before_the_close() {
+    let broker = TestBroker::start();
+    let mut c = RawClient::handshake(broker.addr, 0);
+    declare(&mut c, "batched-acks");
+    for i in 0..3u8 {
+        c.publish("batched-acks", &[i]);
+    }
+    c.send_method(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+            queue: "batched-acks".into(),
+            consumer_tag: "c".into(),
+            ..Default::default()
+        })),
+    );
+    let mut tags = Vec::new();
+    while tags.len() < 3 {
+        match c.recv_method() {
+            Some((1, AMQPClass::Basic(basic::AMQPMethod::Deliver(d)))) => tags.push(d.delivery_tag),
+            Some(_) => {}
+            None => panic!("the connection closed before three deliveries"),
+        }
+    }
+    let mut bytes = Vec::new();
+    for tag in &tags[..2] {
+        bytes.extend(encode(&AMQPFrame::Method(
+            1,
+            AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+                delivery_tag: *tag,
+                multiple: false,
+            })),
+        )));
+    }
+    bytes.extend(encode(&AMQPFrame::Method(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+            reply_code: 200,
+            reply_text: "bye".into(),
+            class_id: 0,
+            method_id: 0,
+        })),
+    )));
+    c.send_raw(&bytes);
+    loop {
+        match c.recv_method() {
+            Some((1, AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)))) => break,
+            Some(_) => {}
+            None => panic!("no close-ok"),
+        }
+    }
+    c.send_method(2, AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})));
+    c.send_method(
+        2,
+        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+            queue: "batched-acks".into(),
+            passive: true,
+            ..Default::default()
+        })),
+    );
+    loop {
+        match c.recv_method() {
+            Some((2, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok)))) => {
+                assert_eq!(ok.message_count, 1, "only the unacked delivery went back");
+                break;
+            }
+            Some(_) => {}
+            None => panic!("no declare-ok"),
+        }
+    }
+}

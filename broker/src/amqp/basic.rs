@@ -64,7 +64,9 @@ impl Channel {
                 let pending = self.take_unacked(a.delivery_tag, a.multiple)?;
                 match &mut self.tx {
                     Some(tx) => tx.acks.push(TxAck::Ack(pending)),
-                    None => self.settle(ctx, pending),
+                    // Settled at the end of the read batch (or before the next other method), with the batch's
+                    // other acks.
+                    None => self.acked.extend(pending),
                 }
                 Ok(())
             }
@@ -298,6 +300,14 @@ impl Channel {
     }
 
     /// Acked: the queue forgets the messages, and their credit comes back.
+    /// Settles the acks gathered in this read batch.
+    pub fn flush_acks(&mut self, ctx: &mut Ctx<'_>) {
+        if !self.acked.is_empty() {
+            let pending = std::mem::take(&mut self.acked);
+            self.settle(ctx, pending);
+        }
+    }
+
     pub(crate) fn settle(&mut self, ctx: &mut Ctx<'_>, pending: Vec<Pending>) {
         // One lock and one ack write per queue.
         let unblocked = by_queue(pending, |q, entries| q.settle(&entries));

@@ -189,6 +189,8 @@ pub struct Channel {
     /// The last queue declared here, which an empty queue name refers to.
     pub last_queue: Option<String>,
     route_buf: Vec<Arc<Queue>>,
+    /// Deliveries acked in this read batch, settled together (`flush_acks`): one lock per queue per batch.
+    pub acked: Vec<crate::amqp::unacked::Pending>,
     routes: RouteCache,
 }
 
@@ -275,6 +277,7 @@ impl Channel {
             credit: Arc::new(Credit::new(0)),
             last_queue: None,
             route_buf: Vec::new(),
+            acked: Vec::new(),
             routes: RouteCache::default(),
         }
     }
@@ -318,6 +321,10 @@ impl Channel {
 
     fn handle_method(&mut self, ctx: &mut Ctx<'_>, method: &AMQPClass) -> AmqpResult<()> {
         use AMQPClass as C;
+        if !matches!(method, C::Basic(basic::AMQPMethod::Ack(_))) {
+            // Every other method sees the acks before it settled, as if each had been settled on arrival.
+            self.flush_acks(ctx);
+        }
         match method {
             C::Basic(basic::AMQPMethod::Publish(p)) => {
                 // The codec decodes publishes as `Frame::Publish`; a boxed one is handled the same way.
@@ -776,6 +783,7 @@ impl Channel {
 
     /// Tears the channel down: consumers go, unacked messages are requeued, a pending transaction is dropped.
     pub fn close_down(&mut self, ctx: &mut Ctx<'_>) {
+        self.flush_acks(ctx);
         for (tag, c) in self.consumers.drain() {
             let removed = c.queue.remove_consumer(ctx.connection_id, self.id, &tag);
             if removed.auto_delete_now {

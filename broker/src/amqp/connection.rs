@@ -882,6 +882,25 @@ impl Connection {
 
     /// End of a read batch: one cumulative confirm per channel, and one dispatch per queue whose credit came back.
     fn end_of_batch(&mut self) {
+        // Acks gathered in this batch: one settle per queue, before the queues they unblock are dispatched.
+        if self.channels.values().any(|ch| !ch.acked.is_empty()) {
+            if let Some(vhost) = self.vhost.clone() {
+                let mut ctx = Self::ctx(
+                    &self.broker,
+                    &vhost,
+                    self.id,
+                    &self.outbox,
+                    &mut self.out,
+                    self.frame_max,
+                    self.caps.cancel_notify,
+                    &mut self.kick,
+                    &mut self.flush,
+                );
+                for ch in self.channels.values_mut() {
+                    ch.flush_acks(&mut ctx);
+                }
+            }
+        }
         // Deferred records reach their files (one write per queue) and get their group-commit round before any
         // confirm is sent.
         if !self.flush.is_empty() {
