@@ -117,7 +117,7 @@ async fn cache_ttl_and_exchange_level_dedup() {
     publish_confirmed(&ch, "", "ttl", b"x", id("x")).await;
     publish_confirmed(&ch, "", "ttl", b"x", id("x")).await;
     assert_eq!(count(&ch, "ttl").await, 1);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    broker.advance(Duration::from_millis(200));
     publish_confirmed(&ch, "", "ttl", b"x", id("x")).await;
     assert_eq!(count(&ch, "ttl").await, 2, "the key expired from the cache");
 
