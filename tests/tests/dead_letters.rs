@@ -306,7 +306,7 @@ async fn unused_queue_expires() {
     ch.queue_declare(
         "idle".into(),
         QueueDeclareOptions::default(),
-        args(&[("x-expires", AMQPValue::LongInt(300))]),
+        args(&[("x-expires", AMQPValue::LongInt(60_000))]),
     )
     .await
     .expect("declare");
@@ -322,7 +322,7 @@ async fn unused_queue_expires() {
         )
         .await;
     assert!(still.is_ok(), "not unused for long enough yet");
-    broker.advance(Duration::from_millis(300));
+    broker.advance(Duration::from_secs(60));
     let err = ch
         .queue_declare(
             "idle".into(),
@@ -517,7 +517,7 @@ async fn message_ttl_counts_from_the_original_enqueue_across_a_restart() {
         let a = args(&[
             ("x-dead-letter-exchange", s("")),
             ("x-dead-letter-routing-key", s("ttl.dlq")),
-            ("x-message-ttl", AMQPValue::LongInt(600)),
+            ("x-message-ttl", AMQPValue::LongInt(60_000)),
         ]);
         ch.queue_declare("ttl.d".into(), durable, a).await.expect("declare");
         publish(
@@ -531,7 +531,7 @@ async fn message_ttl_counts_from_the_original_enqueue_across_a_restart() {
         conn.close(200, "bye".into()).await.ok();
     }
     broker.restart();
-    broker.advance(Duration::from_millis(600));
+    broker.advance(Duration::from_secs(60));
     let conn = connect(&broker.url()).await;
     let ch = channel(&conn).await;
     assert!(

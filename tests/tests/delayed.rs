@@ -76,7 +76,7 @@ async fn delayed_messages_arrive_after_their_delay() {
         "k".into(),
         BasicPublishOptions::default(),
         b"soon",
-        delayed(400),
+        delayed(60_000),
     )
     .await
     .expect("publish");
@@ -90,9 +90,9 @@ async fn delayed_messages_arrive_after_their_delay() {
     .await
     .expect("publish");
     assert_eq!(depth(&ch).await, 1, "only the undelayed one so far");
-    broker.advance(Duration::from_millis(150));
+    broker.advance(Duration::from_secs(30));
     assert_eq!(depth(&ch).await, 1, "still held");
-    broker.advance(Duration::from_millis(300));
+    broker.advance(Duration::from_secs(30));
     assert_eq!(depth(&ch).await, 2, "the delayed one arrived");
 
     // An x-delayed-message exchange needs x-delayed-type.
@@ -124,7 +124,7 @@ async fn persistent_delayed_messages_survive_a_restart() {
             "k".into(),
             BasicPublishOptions::default(),
             b"after restart",
-            delayed(700),
+            delayed(60_000),
         )
         .await
         .expect("publish")
@@ -136,7 +136,7 @@ async fn persistent_delayed_messages_survive_a_restart() {
     let conn = connect(&broker.url()).await;
     let ch = channel(&conn).await;
     assert_eq!(depth(&ch).await, 0, "still held");
-    broker.advance(Duration::from_millis(700));
+    broker.advance(Duration::from_secs(60));
     let m = ch
         .basic_get("inbox".into(), BasicGetOptions { no_ack: true })
         .await
