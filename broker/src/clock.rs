@@ -13,8 +13,10 @@
 //! broker's time with [`Clock::advance`] instead (through `Broker::advance_time`, which also runs the expiry
 //! sweep), so no test sleeps to let a TTL pass.
 //!
-//! Invariants: `now_ms` never goes backwards for one clock (monotonic base, offset only grows); every broker
-//! reads the clock it was built with, so advancing one test's broker leaves the others alone.
+//! Invariants: `now_ms` never goes backwards for one clock (monotonic base, offset only grows) as long as it is read
+//! from runtimes that keep real time, or from one paused runtime (a paused runtime's `Instant` stands still, so a
+//! reading there may be earlier than one taken on a real-time thread just before); every broker reads the clock it
+//! was built with, so advancing one test's broker leaves the others alone.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
