@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::auth::Users;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::outbox::Outbox;
 use crate::store::definitions::Definitions;
@@ -65,6 +66,8 @@ pub struct Broker {
     /// Live connections, for the admin API.
     registry: Mutex<HashMap<u64, Arc<ConnectionEntry>>>,
     pub started: Instant,
+    /// The one clock every queue, exchange and connection of this broker reads (see `clock`).
+    pub clock: Clock,
 }
 
 /// Queue directories that no definition names hold messages nobody can reach until a queue of that name is
@@ -126,11 +129,13 @@ impl Broker {
         names.extend(saved.vhosts.keys().cloned());
         names.sort();
         names.dedup();
+        let clock = Clock::new();
         let mut vhosts = HashMap::new();
         for name in names {
             let policies: Vec<_> = config.policies.iter().filter(|p| p.vhost == name).cloned().collect();
             let vhost = Arc::new_cyclic(|me| {
-                VHost::with_durability(&name, Some(durability.clone()), me.clone()).with_policies(policies)
+                VHost::with_durability(&name, Some(durability.clone()), clock.clone(), me.clone())
+                    .with_policies(policies)
             });
             if let Some(defs) = saved.vhosts.get(&name) {
                 vhost.restore(defs).map_err(|source| StoreError::Definitions {
@@ -185,7 +190,17 @@ impl Broker {
             reply_to: Mutex::new(HashMap::new()),
             registry: Mutex::new(HashMap::new()),
             started,
+            clock,
         }))
+    }
+
+    /// Lets `by` pass on this broker's clock and runs the expiry sweep at once: messages whose TTL ran out are
+    /// dropped or dead-lettered, unused `x-expires` queues go and due delayed messages are released, exactly as the
+    /// sweeper would on its next tick. What tests call instead of sleeping.
+    #[doc(hidden)]
+    pub fn advance_time(&self, by: std::time::Duration) {
+        self.clock.advance(by);
+        crate::server::sweep_once(self, crate::server::MetricsUpkeep::default());
     }
 
     pub fn vhosts(&self) -> Vec<Arc<VHost>> {

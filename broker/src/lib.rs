@@ -9,6 +9,7 @@ pub mod amqp;
 pub mod args;
 pub mod auth;
 pub mod broker;
+pub mod clock;
 pub mod config;
 pub mod message;
 pub mod outbox;

@@ -55,23 +55,50 @@ async fn sweep_queues(broker: Arc<Broker>, shutdown: CancellationToken) {
         if rotate {
             last_rotate = std::time::Instant::now();
         }
-        for vhost in broker.vhosts() {
-            vhost.release_delayed();
-            for q in vhost.queues() {
+        sweep_once(
+            &broker,
+            MetricsUpkeep {
+                utilisation: true,
+                rates: sample,
+                latency_windows: rotate,
+            },
+        );
+    }
+}
+
+/// The metrics work a sweep does besides expiry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricsUpkeep {
+    /// A utilisation sample per queue (every tick).
+    pub utilisation: bool,
+    /// A sample of every queue's counters for rates (once a second).
+    pub rates: bool,
+    /// Latency windows move on (once a minute).
+    pub latency_windows: bool,
+}
+
+/// One pass over every queue: due delayed messages are released, expired messages at the heads go, unused
+/// `x-expires` queues are removed, plus whatever `upkeep` asks. The sweeper runs it every tick;
+/// `Broker::advance_time` runs it (with no metrics upkeep) right after moving the clock.
+pub fn sweep_once(broker: &Broker, upkeep: MetricsUpkeep) {
+    for vhost in broker.vhosts() {
+        vhost.release_delayed();
+        for q in vhost.queues() {
+            if upkeep.utilisation {
                 q.sample_utilisation();
-                if sample {
-                    let c = q.stats.counters();
-                    q.rates.lock().unwrap_or_else(|e| e.into_inner()).sample(c);
-                }
-                if rotate {
-                    let mut l = q.latency.lock().unwrap_or_else(|e| e.into_inner());
-                    l.deliver.rotate();
-                    l.ack.rotate();
-                }
-                if q.sweep() {
-                    info!(vhost = %vhost.name, queue = %q.name(), "queue expired (x-expires)");
-                    vhost.remove_queue(&q);
-                }
+            }
+            if upkeep.rates {
+                let c = q.stats.counters();
+                q.rates.lock().unwrap_or_else(|e| e.into_inner()).sample(c);
+            }
+            if upkeep.latency_windows {
+                let mut l = q.latency.lock().unwrap_or_else(|e| e.into_inner());
+                l.deliver.rotate();
+                l.ack.rotate();
+            }
+            if q.sweep() {
+                info!(vhost = %vhost.name, queue = %q.name(), "queue expired (x-expires)");
+                vhost.remove_queue(&q);
             }
         }
     }

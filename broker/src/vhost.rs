@@ -29,6 +29,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use amq_protocol::types::FieldTable;
 
 use crate::amqp::error::{AmqpError, AmqpResult};
+use crate::clock::Clock;
 use crate::queue::{Queue, QueueSpec};
 use crate::routing::{headers::valid_x_match, Binding, Destination, Exchange, ExchangeKind};
 use crate::store::definitions::VHostDefinitions;
@@ -56,6 +57,8 @@ pub struct VHost {
     me: std::sync::Weak<VHost>,
     /// Operator policies for this vhost's queues. Lock order: topology, then policies, then a queue.
     policies: RwLock<Policies>,
+    /// The broker's clock, handed to every queue and exchange made here.
+    pub clock: Clock,
 }
 
 /// The durable side of a vhost.
@@ -108,16 +111,21 @@ pub struct ExchangeDeclare<'a> {
 
 impl VHost {
     pub fn new(name: &str) -> Arc<Self> {
-        Arc::new_cyclic(|me| Self::with_durability(name, None, me.clone()))
+        Arc::new_cyclic(|me| Self::with_durability(name, None, Clock::system(), me.clone()))
     }
 
     /// Built inside `Arc::new_cyclic`, so queues can hold `me`.
-    pub fn with_durability(name: &str, durability: Option<Durability>, me: std::sync::Weak<VHost>) -> Self {
+    pub fn with_durability(
+        name: &str,
+        durability: Option<Durability>,
+        clock: Clock,
+        me: std::sync::Weak<VHost>,
+    ) -> Self {
         let mut t = Topology::default();
         for (n, k) in PREDECLARED {
             t.exchanges.insert(
                 (*n).to_string(),
-                Exchange::new(n, *k, true, false, false, FieldTable::default()),
+                Exchange::new(n, *k, true, false, false, FieldTable::default(), &clock),
             );
         }
         VHost {
@@ -127,6 +135,7 @@ impl VHost {
             durability,
             me,
             policies: RwLock::new(Policies::default()),
+            clock,
         }
     }
 

@@ -72,3 +72,21 @@ pub async fn depth(channel: &Channel, queue: &str) -> u32 {
         .expect("passive declare")
         .message_count()
 }
+
+/// One round trip on `channel` (a passive declare of `amq.direct`): when it returns, the broker has handled
+/// everything sent on the channel before it, publishes included, since a connection handles its frames in order.
+/// What a test awaits before it moves the broker's clock (`TestBroker::advance`).
+pub async fn sync(channel: &Channel) {
+    channel
+        .exchange_declare(
+            "amq.direct".into(),
+            lapin::ExchangeKind::Direct,
+            lapin::options::ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("a round trip to the broker");
+}

@@ -3,6 +3,10 @@
 //! The broker runs on its own thread and runtime, so a test's runtime (and its `tokio::time::pause`) cannot
 //! starve or freeze it. `restart` stops it and starts a new one on the same data directory (and ports).
 //!
+//! Time: each broker reads its own clock (`warren_broker::clock`); `advance` moves it and runs the expiry sweep, so
+//! TTL, `x-expires` and delay tests never sleep. The broker's runtime itself keeps real time (its sockets,
+//! handshake and heartbeat timeouts would misfire under tokio's auto-advancing paused time).
+//!
 //! Listeners: the harness sets `config.listen` and `config.admin_listen` to `[127.0.0.1:0]` before the caller's
 //! adjustment; a test that wants several listeners adds addresses there (port 0 for a fresh port). Each is bound
 //! before the broker starts; `addrs` / `admin_addrs` list them all, `addr` / `admin_addr` are the first.
@@ -140,6 +144,13 @@ impl TestBroker {
             let _ = t.join();
         }
         self.broker = None;
+    }
+
+    /// Lets `by` pass on the broker's clock and runs its expiry sweep at once (message TTL, `x-expires`, delayed
+    /// messages), as its sweeper would on the next tick: what a test does instead of sleeping for a deadline. What
+    /// the test sent over AMQP must have reached the broker first (`client::sync`); `Duration::ZERO` only sweeps.
+    pub fn advance(&self, by: std::time::Duration) {
+        self.broker.as_ref().expect("the broker is running").advance_time(by);
     }
 
     /// Stops, then starts a new broker on the same data directory and port, as after a clean restart.

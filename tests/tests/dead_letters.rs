@@ -147,8 +147,9 @@ async fn expired_messages_are_dead_lettered_without_a_consumer() {
         BasicProperties::default().with_expiration("150".into()),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    // Nobody consumed: the sweeper moved them.
+    sync(&ch).await;
+    broker.advance(Duration::from_millis(150));
+    // Nobody consumed: the sweep moved them.
     let d = get(&ch, &dlq).await.expect("expired by x-message-ttl");
     assert_eq!(text(&first_death(&d.delivery.properties).0, "reason"), "expired");
     let d2 = get(&ch, &dlq2).await.expect("expired by expiration");
@@ -305,11 +306,23 @@ async fn unused_queue_expires() {
     ch.queue_declare(
         "idle".into(),
         QueueDeclareOptions::default(),
-        args(&[("x-expires", AMQPValue::LongInt(300))]),
+        args(&[("x-expires", AMQPValue::LongInt(60_000))]),
     )
     .await
     .expect("declare");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    broker.advance(Duration::ZERO);
+    let still = ch
+        .queue_declare(
+            "idle".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
+    assert!(still.is_ok(), "not unused for long enough yet");
+    broker.advance(Duration::from_secs(60));
     let err = ch
         .queue_declare(
             "idle".into(),
@@ -339,7 +352,10 @@ async fn dead_letter_cycle_without_rejection_is_dropped() {
         .await
         .expect("declare");
     publish(&ch, "loop", b"round", BasicProperties::default()).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    sync(&ch).await;
+    // Two sweeps: the first expires it, a second would find it again had it been cycled back.
+    broker.advance(Duration::from_millis(50));
+    broker.advance(Duration::from_millis(50));
     let n = ch
         .queue_declare(
             "loop".into(),
@@ -501,7 +517,7 @@ async fn message_ttl_counts_from_the_original_enqueue_across_a_restart() {
         let a = args(&[
             ("x-dead-letter-exchange", s("")),
             ("x-dead-letter-routing-key", s("ttl.dlq")),
-            ("x-message-ttl", AMQPValue::LongInt(600)),
+            ("x-message-ttl", AMQPValue::LongInt(60_000)),
         ]);
         ch.queue_declare("ttl.d".into(), durable, a).await.expect("declare");
         publish(
@@ -515,7 +531,7 @@ async fn message_ttl_counts_from_the_original_enqueue_across_a_restart() {
         conn.close(200, "bye".into()).await.ok();
     }
     broker.restart();
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    broker.advance(Duration::from_secs(60));
     let conn = connect(&broker.url()).await;
     let ch = channel(&conn).await;
     assert!(

@@ -110,14 +110,14 @@ async fn cache_ttl_and_exchange_level_dedup() {
     ch.queue_declare(
         "ttl".into(),
         QueueDeclareOptions::default(),
-        dedup_args(&[("x-cache-ttl", AMQPValue::LongInt(200))]),
+        dedup_args(&[("x-cache-ttl", AMQPValue::LongInt(60_000))]),
     )
     .await
     .expect("declare");
     publish_confirmed(&ch, "", "ttl", b"x", id("x")).await;
     publish_confirmed(&ch, "", "ttl", b"x", id("x")).await;
     assert_eq!(count(&ch, "ttl").await, 1);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    broker.advance(Duration::from_secs(60));
     publish_confirmed(&ch, "", "ttl", b"x", id("x")).await;
     assert_eq!(count(&ch, "ttl").await, 2, "the key expired from the cache");
 

@@ -76,7 +76,7 @@ async fn delayed_messages_arrive_after_their_delay() {
         "k".into(),
         BasicPublishOptions::default(),
         b"soon",
-        delayed(400),
+        delayed(60_000),
     )
     .await
     .expect("publish");
@@ -89,9 +89,10 @@ async fn delayed_messages_arrive_after_their_delay() {
     )
     .await
     .expect("publish");
-    tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(depth(&ch).await, 1, "only the undelayed one so far");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    broker.advance(Duration::from_secs(30));
+    assert_eq!(depth(&ch).await, 1, "still held");
+    broker.advance(Duration::from_secs(30));
     assert_eq!(depth(&ch).await, 2, "the delayed one arrived");
 
     // An x-delayed-message exchange needs x-delayed-type.
@@ -123,7 +124,7 @@ async fn persistent_delayed_messages_survive_a_restart() {
             "k".into(),
             BasicPublishOptions::default(),
             b"after restart",
-            delayed(700),
+            delayed(60_000),
         )
         .await
         .expect("publish")
@@ -135,7 +136,7 @@ async fn persistent_delayed_messages_survive_a_restart() {
     let conn = connect(&broker.url()).await;
     let ch = channel(&conn).await;
     assert_eq!(depth(&ch).await, 0, "still held");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    broker.advance(Duration::from_secs(60));
     let m = ch
         .basic_get("inbox".into(), BasicGetOptions { no_ack: true })
         .await

@@ -33,7 +33,6 @@ use crate::args;
 use crate::broker::Broker;
 use crate::message::Message;
 use crate::queue::{Entry, Queue};
-use crate::store::now_ms;
 use crate::vhost::VHost;
 
 /// Finished tasks kept for `GET /api/moves`.
@@ -222,7 +221,7 @@ async fn start(
             moved: 0,
             not_moved: 0,
             rate: req.rate,
-            started_ms: now_ms(),
+            started_ms: vh.clock.now_ms(),
             finished_ms: None,
             error: None,
         },
@@ -325,10 +324,11 @@ impl Job {
         taken.reverse();
         self.source.put_back(taken);
         self.source.put_back(kept);
+        let now_ms = self.vhost.clock.now_ms();
         self.moves.update(self.id, |t| {
             t.state = state.into();
             t.error = error;
-            t.finished_ms = Some(now_ms());
+            t.finished_ms = Some(now_ms);
         });
     }
 

@@ -146,7 +146,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
         peer,
         user: std::sync::Mutex::new(String::new()),
         vhost: std::sync::Mutex::new(String::new()),
-        connected_at_ms: crate::store::now_ms(),
+        connected_at_ms: broker.clock.now_ms(),
         channels: std::sync::Mutex::new(Default::default()),
         close: CancellationToken::new(),
         close_reason: std::sync::Mutex::new(String::new()),

@@ -21,7 +21,6 @@ use super::{DeadLetters, Entry, Queue, QueueState, QueueStats};
 use crate::amqp::properties::encode_properties;
 use crate::args;
 use crate::message::Message;
-use crate::store::now_ms;
 
 /// Why a message was dead-lettered (the `reason` in `x-death`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,7 +336,7 @@ impl Queue {
         let (Some(vhost), Some(dlx)) = (self.vhost.upgrade(), limits.dead_letter_exchange.as_deref()) else {
             return next;
         };
-        let now_s = now_ms() / 1000;
+        let now_s = self.clock.now_ms() / 1000;
         let mut targets = Vec::new();
         for (message, reason) in dead {
             let props = dead_letter_properties(&message, &self.spec.name, reason, now_s);

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use amq_protocol::types::FieldTable;
 
 use crate::args;
+use crate::clock::Clock;
 use crate::message::Message;
-use crate::store::now_ms;
 
 /// The de-duplication settings of a queue or exchange, if enabled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,22 +66,25 @@ pub struct DedupCache {
     keys: HashMap<String, u64>,
     order: VecDeque<String>,
     file: Option<(PathBuf, File)>,
+    /// The broker's clock: expiry times are unix ms from it (and are compared again after a restart).
+    clock: Clock,
 }
 
 impl DedupCache {
-    pub fn new(settings: DedupSettings) -> Self {
+    pub fn new(settings: DedupSettings, clock: Clock) -> Self {
         DedupCache {
             settings,
             keys: HashMap::new(),
             order: VecDeque::new(),
             file: None,
+            clock,
         }
     }
 
     /// A cache kept in `dir/dedup.log`: loads what is still valid and compacts the file.
-    pub fn persistent(settings: DedupSettings, dir: &Path) -> io::Result<Self> {
+    pub fn persistent(settings: DedupSettings, dir: &Path, clock: Clock) -> io::Result<Self> {
         let path = dir.join("dedup.log");
-        let mut c = Self::new(settings);
+        let mut c = Self::new(settings, clock);
         let mut bytes = Vec::new();
         match File::open(&path) {
             Ok(mut f) => {
@@ -90,7 +93,7 @@ impl DedupCache {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        let now = now_ms();
+        let now = c.clock.now_ms();
         let mut at = 0;
         // Records: u16 key length, key, u64 expiry. A torn tail is ignored.
         while at + 2 <= bytes.len() {
@@ -140,7 +143,7 @@ impl DedupCache {
 
     /// True when `key` was seen and still counts; otherwise records it and returns false.
     pub fn check_and_insert(&mut self, key: String) -> bool {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         if let Some(exp) = self.keys.get(&key) {
             if *exp > now {
                 return true;
@@ -178,14 +181,14 @@ mod tests {
             ttl_ms: None,
         };
         {
-            let mut c = DedupCache::persistent(settings, dir.path()).expect("open");
+            let mut c = DedupCache::persistent(settings, dir.path(), Clock::system()).expect("open");
             assert!(!c.check_and_insert("a".into()));
             assert!(c.check_and_insert("a".into()));
             assert!(!c.check_and_insert("b".into()));
             assert!(!c.check_and_insert("c".into()), "evicts a");
             assert!(!c.check_and_insert("a".into()), "a was evicted");
         }
-        let mut c = DedupCache::persistent(settings, dir.path()).expect("reopen");
+        let mut c = DedupCache::persistent(settings, dir.path(), Clock::system()).expect("reopen");
         assert!(c.check_and_insert("c".into()), "survives reopen");
         assert!(c.check_and_insert("a".into()));
         assert!(!c.check_and_insert("b".into()), "only the last two were kept");
@@ -193,12 +196,16 @@ mod tests {
 
     #[test]
     fn ttl_expires_keys() {
-        let mut c = DedupCache::new(DedupSettings {
-            cache_size: None,
-            ttl_ms: Some(1),
-        });
+        let clock = Clock::new();
+        let mut c = DedupCache::new(
+            DedupSettings {
+                cache_size: None,
+                ttl_ms: Some(1),
+            },
+            clock.clone(),
+        );
         assert!(!c.check_and_insert("k".into()));
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        clock.advance(std::time::Duration::from_millis(5));
         assert!(!c.check_and_insert("k".into()));
     }
 }

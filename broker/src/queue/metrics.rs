@@ -9,7 +9,6 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Queue;
-use crate::store::now_ms;
 
 /// Consumer-utilisation samples kept: ten seconds at the sweeper's 100 ms.
 const UTILISATION_SAMPLES: usize = 100;
@@ -93,7 +92,7 @@ impl Queue {
     pub fn time_behind_ms(&self) -> u64 {
         self.peek(0, 1)
             .first()
-            .map(|e| now_ms().saturating_sub(e.enqueued_ms))
+            .map(|e| self.clock.now_ms().saturating_sub(e.enqueued_ms))
             .unwrap_or(0)
     }
 

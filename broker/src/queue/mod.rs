@@ -38,9 +38,10 @@ pub use settings::QueueSpec;
 pub use store::{keep_on_recovery, Entry, MessageStore, Staged};
 
 use crate::amqp::error::{AmqpError, AmqpResult};
+use crate::clock::Clock;
 use crate::message::Message;
 use crate::outbox::{Delivery, Outbox, OutboxItem};
-use crate::store::{now_ms, FsyncMode, Syncer};
+use crate::store::{FsyncMode, Syncer};
 use crate::vhost::VHost;
 
 /// Messages a queue gave up on, with why, waiting to go through its dead-letter exchange.
@@ -107,6 +108,8 @@ pub struct Queue {
     deleted: AtomicBool,
     /// Ourselves, so deliveries can carry an `Arc<Queue>` back to the connection for acks.
     me: Weak<Queue>,
+    /// The broker's clock: TTL, `x-expires`, latencies, de-duplication windows and `x-death` times.
+    pub(crate) clock: Clock,
 }
 
 struct QueueState {
@@ -138,13 +141,20 @@ pub struct ConsumerRemoved {
 impl Queue {
     /// A queue over `store` (in-memory, or recovered from disk for durable queues); `sync` is how persistent
     /// messages on a disk-backed store are made durable before their confirm.
-    pub fn new(spec: QueueSpec, store: MessageStore, sync: Option<SyncPolicy>, vhost: Weak<VHost>) -> Arc<Self> {
+    pub fn new(
+        spec: QueueSpec,
+        mut store: MessageStore,
+        sync: Option<SyncPolicy>,
+        vhost: Weak<VHost>,
+        clock: Clock,
+    ) -> Arc<Self> {
+        store.set_clock(clock.clone());
         let dedup = dedup::DedupSettings::from_arguments(&spec.arguments).map(|settings| match store.dir() {
-            Some(dir) => dedup::DedupCache::persistent(settings, dir).unwrap_or_else(|e| {
+            Some(dir) => dedup::DedupCache::persistent(settings, dir, clock.clone()).unwrap_or_else(|e| {
                 tracing::warn!(queue = %spec.name, error = %e, "could not load the de-duplication cache; starting empty");
-                dedup::DedupCache::new(settings)
+                dedup::DedupCache::new(settings, clock.clone())
             }),
-            None => dedup::DedupCache::new(settings),
+            None => dedup::DedupCache::new(settings, clock.clone()),
         });
         let state = QueueState {
             store,
@@ -162,7 +172,7 @@ impl Queue {
             policy: RwLock::new(spec.policy.clone()),
             spec,
             vhost,
-            last_used: AtomicU64::new(now_ms()),
+            last_used: AtomicU64::new(clock.now_ms()),
             stats: QueueStats::default(),
             rates: Mutex::new(RateWindow::default()),
             latency: Mutex::new(latency::Latency::default()),
@@ -171,6 +181,7 @@ impl Queue {
             state: Mutex::new(state),
             deleted: AtomicBool::new(false),
             me: me.clone(),
+            clock,
         })
     }
 
@@ -189,17 +200,18 @@ impl Queue {
                 policy: None,
             },
             Weak::new(),
+            Clock::system(),
         )
     }
 
-    pub fn new_in_memory(spec: QueueSpec, vhost: Weak<VHost>) -> Arc<Self> {
+    pub fn new_in_memory(spec: QueueSpec, vhost: Weak<VHost>, clock: Clock) -> Arc<Self> {
         let (p, ttl) = Self::store_settings(&spec);
-        Self::new(spec, MessageStore::new(p, ttl), None, vhost)
+        Self::new(spec, MessageStore::new(p, ttl), None, vhost, clock)
     }
 
     /// Notes a use (consume, get, redeclare) for `x-expires`.
     pub fn touch(&self) {
-        self.last_used.store(now_ms(), Ordering::Relaxed);
+        self.last_used.store(self.clock.now_ms(), Ordering::Relaxed);
     }
 
     pub fn name(&self) -> &str {
@@ -429,7 +441,7 @@ impl Queue {
         if !st.deliveries.is_empty() {
             QueueStats::add(&this.stats.delivered, st.deliveries.len() as u64);
             QueueStats::add(&this.stats.unacked, st.deliveries.len() as u64);
-            let now = now_ms();
+            let now = this.clock.now_ms();
             let mut lat = this.latency.lock().unwrap_or_else(|e| e.into_inner());
             for (_, item) in &st.deliveries {
                 if let OutboxItem::Deliver(d) = item {
@@ -557,7 +569,12 @@ impl Queue {
             retried
         };
         let expire = self.limits().expires_ms.is_some_and(|ms| {
-            st.consumers.is_empty() && now_ms().saturating_sub(self.last_used.load(Ordering::Relaxed)) >= ms
+            st.consumers.is_empty()
+                && self
+                    .clock
+                    .now_ms()
+                    .saturating_sub(self.last_used.load(Ordering::Relaxed))
+                    >= ms
         });
         if (retried || !st.expired_buf.is_empty()) && !st.consumers.is_empty() {
             Self::dispatch_locked(self, &mut st);
@@ -579,7 +596,7 @@ impl Queue {
         let entries: Vec<&Entry> = entries.into_iter().collect();
         if as_ack {
             QueueStats::add(&self.stats.acked, entries.len() as u64);
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let mut lat = self.latency.lock().unwrap_or_else(|e| e.into_inner());
             for e in &entries {
                 lat.ack.record(now.saturating_sub(e.enqueued_ms));
@@ -622,7 +639,7 @@ impl Queue {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .deliver
-            .record(now_ms().saturating_sub(e.enqueued_ms));
+            .record(self.clock.now_ms().saturating_sub(e.enqueued_ms));
         QueueStats::add(&self.stats.unacked, 1);
         Some((e, remaining))
     }

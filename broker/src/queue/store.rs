@@ -34,9 +34,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::warn;
 
+use crate::clock::Clock;
 use crate::message::Message;
 use crate::queue::spill::Spill;
-use crate::store::now_ms;
 use crate::store::queue_log::{Loc, QueueLog, Recovered};
 use crate::store::record::Record;
 
@@ -149,6 +149,8 @@ pub struct MessageStore {
     /// When `retry_unreadable` may next put them back (unix ms), and the delay after that one.
     retry_at_ms: u64,
     retry_delay_ms: u64,
+    /// The broker's clock (set by `Queue::new`): enqueue times, deadlines and retry times.
+    clock: Clock,
 }
 
 /// The first and the longest wait before unreadable records are read again.
@@ -210,7 +212,13 @@ impl MessageStore {
             unreadable: Vec::new(),
             retry_at_ms: 0,
             retry_delay_ms: RETRY_FIRST_MS,
+            clock: Clock::system(),
         }
+    }
+
+    /// Reads time from `clock` from now on (the broker's, so tests can move it).
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
     }
 
     /// Opens a durable queue's directory and recovers its messages into a disk-backed store.
@@ -293,7 +301,7 @@ impl MessageStore {
     fn push_with(&mut self, message: Arc<Message>, defer: bool) -> io::Result<Pushed> {
         let seq = self.next_seq + 1;
         let level = self.level_of(message.priority);
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut sync = None;
         let mut sync_dir = None;
         let mut deferred = false;
@@ -397,7 +405,7 @@ impl MessageStore {
         let loc = log.append(
             crate::store::record::Meta {
                 seq,
-                enqueued_ms: now_ms(),
+                enqueued_ms: self.clock.now_ms(),
                 tx,
             },
             message.exchange.as_str().as_bytes(),
@@ -560,7 +568,7 @@ impl MessageStore {
                 Some(Err(e)) => {
                     warn!(error = %e, "a paged-out message cannot be read back; it is read again later");
                     if self.unreadable.is_empty() {
-                        self.retry_at_ms = now_ms().saturating_add(self.retry_delay_ms);
+                        self.retry_at_ms = self.clock.now_ms().saturating_add(self.retry_delay_ms);
                     }
                     self.unreadable.push((level, packed));
                     None
@@ -582,7 +590,7 @@ impl MessageStore {
                     "a message cannot be read back; it stays stored and is read again later"
                 );
                 if self.unreadable.is_empty() {
-                    self.retry_at_ms = now_ms().saturating_add(self.retry_delay_ms);
+                    self.retry_at_ms = self.clock.now_ms().saturating_add(self.retry_delay_ms);
                 }
                 self.unreadable.push((level, packed));
                 None
@@ -603,7 +611,7 @@ impl MessageStore {
     }
 
     fn pop_noting(&mut self, expired: &mut Vec<Entry>, note: bool) -> Option<Entry> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         loop {
             let i = self.levels.iter().rposition(|l| !l.is_empty())?;
             let level = &mut self.levels[i];
@@ -641,7 +649,7 @@ impl MessageStore {
         if !self.may_expire {
             return;
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         for i in 0..self.levels.len() {
             loop {
                 let level = &mut self.levels[i];
@@ -682,7 +690,7 @@ impl MessageStore {
             self.retry_delay_ms = RETRY_FIRST_MS;
             return false;
         }
-        if now_ms() < self.retry_at_ms {
+        if self.clock.now_ms() < self.retry_at_ms {
             return false;
         }
         self.retry_delay_ms = (self.retry_delay_ms * 2).min(RETRY_MAX_MS);

@@ -23,7 +23,7 @@ use crate::args;
 use crate::message::Message;
 use crate::store::queue_log::{Loc, QueueLog};
 use crate::store::txlog::TxView;
-use crate::store::{hex, now_ms, DiskBudget};
+use crate::store::{hex, DiskBudget};
 use crate::vhost::{Durability, VHost};
 
 /// The `x-delay` of a message, when positive.
@@ -61,7 +61,7 @@ pub fn open_hold(
 impl VHost {
     /// Routes the held messages of delayed exchanges whose delay has passed (called by the sweeper).
     pub fn release_delayed(&self) {
-        let now = crate::store::now_ms();
+        let now = self.clock.now_ms();
         let mut due: Vec<(String, Vec<Released>)> = Vec::new();
         {
             let t = self.read();
@@ -136,9 +136,8 @@ impl DelayedMessages {
 
     /// Holds a message until `delay_ms` from now. Returns the files a sync must cover before the publish may be
     /// confirmed (the log's segment, and its directory when the segment is new): none for a message kept in memory.
-    pub fn hold(&mut self, message: Arc<Message>, delay_ms: u64) -> io::Result<Vec<Arc<File>>> {
+    pub fn hold(&mut self, message: Arc<Message>, delay_ms: u64, now: u64) -> io::Result<Vec<Arc<File>>> {
         self.next_seq += 1;
-        let now = now_ms();
         let loc = match (&mut self.log, message.persistent) {
             (Some(log), true) => Some(log.append(
                 crate::store::record::Meta {

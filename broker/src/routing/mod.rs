@@ -112,6 +112,7 @@ impl Exchange {
         auto_delete: bool,
         internal: bool,
         arguments: FieldTable,
+        clock: &crate::clock::Clock,
     ) -> Self {
         let router: Box<dyn Router> = match kind {
             ExchangeKind::Direct => Box::<DirectBindings>::default(),
@@ -120,7 +121,7 @@ impl Exchange {
             ExchangeKind::Headers => Box::<HeadersBindings>::default(),
         };
         let dedup = crate::queue::dedup::DedupSettings::from_arguments(&arguments)
-            .map(|s| std::sync::Mutex::new(crate::queue::dedup::DedupCache::new(s)));
+            .map(|s| std::sync::Mutex::new(crate::queue::dedup::DedupCache::new(s, clock.clone())));
         Exchange {
             name: name.to_string(),
             kind,

@@ -370,11 +370,3 @@ pub fn hex(b: &[u8]) -> String {
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}

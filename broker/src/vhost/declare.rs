@@ -131,7 +131,7 @@ impl VHost {
                     d.store.budget.clone(),
                     d.store.page_pressure.clone(),
                 ));
-                Ok(Queue::new(spec, store, Some(sync), self.me.clone()))
+                Ok(Queue::new(spec, store, Some(sync), self.me.clone(), self.clock.clone()))
             }
             // A queue whose messages all live in memory pages its transient messages out under memory pressure.
             Some(d) => {
@@ -141,9 +141,9 @@ impl VHost {
                     d.store.budget.clone(),
                     d.store.page_pressure.clone(),
                 ));
-                Ok(Queue::new(spec, store, None, self.me.clone()))
+                Ok(Queue::new(spec, store, None, self.me.clone(), self.clock.clone()))
             }
-            None => Ok(Queue::new_in_memory(spec, self.me.clone())),
+            None => Ok(Queue::new_in_memory(spec, self.me.clone(), self.clock.clone())),
         }
     }
 
@@ -312,7 +312,7 @@ impl VHost {
             crate::queue::dedup::DedupSettings::from_arguments(arguments),
         ) {
             let cache = std::fs::create_dir_all(&dir)
-                .and_then(|()| crate::queue::dedup::DedupCache::persistent(settings, &dir));
+                .and_then(|()| crate::queue::dedup::DedupCache::persistent(settings, &dir, self.clock.clone()));
             match cache {
                 Ok(c) => x.dedup = Some(std::sync::Mutex::new(c)),
                 Err(e) => tracing::warn!(
@@ -356,6 +356,7 @@ impl VHost {
                 auto_delete,
                 internal,
                 arguments.clone(),
+                &self.clock,
             ));
         }
         let Some(inner) = args::get_str(arguments, "x-delayed-type").and_then(ExchangeKind::parse) else {
@@ -363,7 +364,15 @@ impl VHost {
                 "Invalid argument, 'x-delayed-type' must be an existing exchange type",
             ));
         };
-        let mut x = Exchange::new(name, inner, durable, auto_delete, internal, arguments.clone());
+        let mut x = Exchange::new(
+            name,
+            inner,
+            durable,
+            auto_delete,
+            internal,
+            arguments.clone(),
+            &self.clock,
+        );
         let held = open_hold(self.durability.as_ref(), &self.name, name, durable).map_err(|e| {
             AmqpError::new(
                 crate::amqp::error::INTERNAL_ERROR,
