@@ -286,30 +286,15 @@ impl Channel {
     pub fn handle_frame(&mut self, ctx: &mut Ctx<'_>, frame: Frame) -> AmqpResult<()> {
         match frame {
             Frame::Method(_, method) => {
-                if !matches!(self.content, Content::Idle) {
-                    return Err(AmqpError::unexpected_frame(format!(
-                        "expected content frame on channel {}, got a method frame",
-                        self.id
-                    )));
-                }
+                self.expect_no_content()?;
                 let method = *method;
                 self.handle_method(ctx, &method)
                     .map_err(|e| if e.class_id == 0 { e.on(&method) } else { e })
             }
-            Frame::Publish(_, p) => {
-                if !matches!(self.content, Content::Idle) {
-                    return Err(AmqpError::unexpected_frame(format!(
-                        "expected content frame on channel {}, got a method frame",
-                        self.id
-                    ))
-                    .on_ids(60, 40));
-                }
-                if p.immediate {
-                    return Err(AmqpError::not_implemented("immediate=true").on_ids(60, 40));
-                }
-                self.content = Content::Header(p);
-                Ok(())
-            }
+            Frame::Publish(_, p) => self
+                .expect_no_content()
+                .and_then(|()| self.start_publish(p))
+                .map_err(|e| e.on_ids(60, 40)),
             Frame::Header(_, header) => self.on_header(ctx, header),
             Frame::Body(_, body) => self.on_body(ctx, body),
             Frame::Heartbeat(ch) => Err(AmqpError::new(
@@ -319,6 +304,26 @@ impl Channel {
         }
     }
 
+    /// A method frame may come only between messages, not inside one's content.
+    fn expect_no_content(&self) -> AmqpResult<()> {
+        if matches!(self.content, Content::Idle) {
+            return Ok(());
+        }
+        Err(AmqpError::unexpected_frame(format!(
+            "expected content frame on channel {}, got a method frame",
+            self.id
+        )))
+    }
+
+    /// basic.publish: the channel now expects the message's content header.
+    fn start_publish(&mut self, p: basic::Publish) -> AmqpResult<()> {
+        if p.immediate {
+            return Err(AmqpError::not_implemented("immediate=true"));
+        }
+        self.content = Content::Header(p);
+        Ok(())
+    }
+
     fn handle_method(&mut self, ctx: &mut Ctx<'_>, method: &AMQPClass) -> AmqpResult<()> {
         use AMQPClass as C;
         if !matches!(method, C::Basic(basic::AMQPMethod::Ack(_))) {
@@ -326,14 +331,8 @@ impl Channel {
             self.flush_acks(ctx);
         }
         match method {
-            C::Basic(basic::AMQPMethod::Publish(p)) => {
-                // The codec decodes publishes as `Frame::Publish`; a boxed one is handled the same way.
-                if p.immediate {
-                    return Err(AmqpError::not_implemented("immediate=true"));
-                }
-                self.content = Content::Header(p.clone());
-                Ok(())
-            }
+            // The codec decodes publishes as `Frame::Publish`; a boxed one is handled the same way.
+            C::Basic(basic::AMQPMethod::Publish(p)) => self.start_publish(p.clone()),
             C::Basic(m) => self.handle_basic(ctx, m),
             C::Exchange(m) => self.handle_exchange(ctx, m),
             C::Queue(m) => self.handle_queue(ctx, m),
