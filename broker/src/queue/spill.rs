@@ -273,7 +273,7 @@ mod tests {
         let qdir = dir.path().join("queues").join("q");
         let txlog = crate::store::txlog::TxLog::open(dir.path()).expect("txlog");
         let open = |ram: usize| {
-            let s = MessageStore::open_on_disk(&qdir, DiskBudget::default(), &TxView(Some(&txlog)), 0, None)
+            let s = MessageStore::open_on_disk(&qdir, DiskBudget::default(), &TxView(Some(&txlog)), 0, None, None)
                 .expect("open")
                 .0;
             s.with_spill(Spill::new(
@@ -336,7 +336,7 @@ mod tests {
         let qdir = dir.path().join("queues").join("q");
         let txlog = crate::store::txlog::TxLog::open(dir.path()).expect("txlog");
         let open = || {
-            MessageStore::open_on_disk(&qdir, DiskBudget::default(), &TxView(Some(&txlog)), 0, None)
+            MessageStore::open_on_disk(&qdir, DiskBudget::default(), &TxView(Some(&txlog)), 0, None, None)
                 .expect("open")
                 .0
         };

@@ -31,14 +31,19 @@ use std::fs::File;
 use std::io;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use tracing::warn;
+
+mod bulk;
+mod reading;
+#[cfg(test)]
+mod tests;
 
 use crate::clock::Clock;
 use crate::message::Message;
 use crate::queue::spill::Spill;
 use crate::store::queue_log::{Loc, QueueLog, Recovered};
 use crate::store::record::Record;
+use crate::store::summary::{Facts, Sealer};
 
 /// What an entry held in a level's `memory` costs in RAM.
 fn memory_cost(e: &Entry) -> usize {
@@ -228,6 +233,7 @@ impl MessageStore {
         txs: &crate::store::txlog::TxView<'_>,
         max_priority: u8,
         ttl_ms: Option<u64>,
+        sealing: Option<(Sealer, bool)>,
     ) -> io::Result<(Self, Recovered)> {
         let mut s = Self::new(max_priority, ttl_ms);
         let (log, recovered) = QueueLog::open(dir, budget, txs, keep_on_recovery, |r, delivered| {
@@ -240,7 +246,8 @@ impl MessageStore {
             }
         })?;
         s.next_seq = recovered.max_seq;
-        s.log = Some(log);
+        let (sealer, sync) = sealing.unzip();
+        s.log = Some(log.with_sealer(sealer, sync.unwrap_or(true)));
         s.ordered = true;
         // Recovered messages may carry an expiration: let the sweeper look at the heads once.
         s.may_expire = true;
@@ -395,62 +402,6 @@ impl MessageStore {
         Ok(files)
     }
 
-    /// Transaction commit, phase 1: writes a persistent message's record marked with `tx`, without making it
-    /// visible. It counts after a crash only if the transaction's commit record was written.
-    pub fn stage(&mut self, message: &Message, tx: u64) -> io::Result<Staged> {
-        let Some(log) = &mut self.log else {
-            return Err(io::Error::other("only a disk-backed store stages messages"));
-        };
-        let seq = self.next_seq + 1;
-        let loc = log.append(
-            crate::store::record::Meta {
-                seq,
-                enqueued_ms: self.clock.now_ms(),
-                tx,
-            },
-            message.exchange.as_str().as_bytes(),
-            message.routing_key.as_str().as_bytes(),
-            &message.raw_properties,
-            &message.body,
-        )?;
-        self.next_seq = seq;
-        Ok(Staged {
-            loc,
-            file: log.active_file(),
-            dir: log.dir_to_sync(),
-        })
-    }
-
-    /// Transaction commit, phase 3 (after the commit record): the staged message joins the queue.
-    pub fn expose(&mut self, staged: &Staged, message: &Message) {
-        let level = self.level_of(message.priority);
-        self.may_expire |= message.expiration_ms.is_some();
-        self.levels[level].order.push_back(staged.loc.pack());
-        self.len += 1;
-        self.bytes += message.size();
-    }
-
-    /// Writes a changed message for an entry of a disk-backed store (same id), retiring the old record; returns the
-    /// new location (None for memory entries, which need nothing).
-    pub fn rewrite(&mut self, entry: &Entry, message: &Message) -> io::Result<Option<Loc>> {
-        let (Some(log), Some(old)) = (&mut self.log, entry.loc) else {
-            return Ok(None);
-        };
-        let loc = log.append(
-            crate::store::record::Meta {
-                seq: entry.seq,
-                enqueued_ms: entry.enqueued_ms, // a priority change keeps its TTL start and its age
-                tx: 0,
-            },
-            message.exchange.as_str().as_bytes(),
-            message.routing_key.as_str().as_bytes(),
-            &message.raw_properties,
-            &message.body,
-        )?;
-        log.ack(old);
-        Ok(Some(loc))
-    }
-
     /// Puts a message taken out (not delivered) back at its original place, its flags unchanged.
     pub fn restore(&mut self, entry: Entry) {
         self.bytes += entry.message.size();
@@ -466,136 +417,6 @@ impl MessageStore {
         self.len += 1;
         let level = self.level_of(entry.message.priority);
         self.levels[level].requeued.insert(entry.seq, entry);
-    }
-
-    /// Ready messages in delivery order, without taking them (for the admin API's peek).
-    pub fn peek(&self, from: usize, count: usize, matches: &dyn Fn(&Entry) -> bool) -> Vec<Entry> {
-        let mut out = Vec::new();
-        let mut skipped = 0;
-        for level in self.levels.iter().rev() {
-            let mut memory = level.memory.iter();
-            let requeued = level.requeued.values().cloned().map(Some);
-            let rest: Box<dyn Iterator<Item = Option<Entry>>> = if !self.ordered {
-                Box::new(level.memory.iter().cloned().map(Some))
-            } else {
-                Box::new(level.order.iter().map(|p| match *p {
-                    IN_MEMORY => memory.next().cloned(),
-                    packed => self.read_entry(packed),
-                }))
-            };
-            for e in requeued.chain(rest).flatten() {
-                if !matches(&e) {
-                    continue;
-                }
-                if skipped < from {
-                    skipped += 1;
-                    continue;
-                }
-                if out.len() >= count {
-                    return out;
-                }
-                out.push(e);
-            }
-        }
-        out
-    }
-
-    /// Writes a transient message to the spill log when memory is under pressure; None keeps it in memory (no
-    /// pressure, no spill, or the write failed: memory is the fallback, never an error for the publisher).
-    fn page_out(&mut self, seq: u64, now: u64, message: &Message) -> Option<Loc> {
-        if !self.spill.as_ref().is_some_and(|s| s.should_page(self.mem_bytes)) {
-            return None;
-        }
-        self.start_ordering();
-        match self.spill.as_mut()?.write(seq, now, message) {
-            Ok(loc) => Some(loc),
-            Err(e) => {
-                tracing::debug!(error = %e, "could not page a transient message out; it stays in memory");
-                None
-            }
-        }
-    }
-
-    /// A spilled record as an entry: in memory from now on, like any transient message.
-    fn spilled_entry(&self, r: Record) -> Entry {
-        let message = message_of(&r);
-        Entry {
-            seq: r.seq,
-            expires_at: self.deadline(&message, r.enqueued_ms),
-            message: Arc::new(message),
-            redelivered: false,
-            loc: None,
-            delivery_count: 0,
-            enqueued_ms: r.enqueued_ms,
-        }
-    }
-
-    /// Reads a message from disk without changing anything.
-    fn read_entry(&self, packed: u64) -> Option<Entry> {
-        if is_paged(packed) {
-            let r = self.spill.as_ref()?.read(Loc::unpack(packed & !PAGED)).ok()?;
-            return Some(self.spilled_entry(r));
-        }
-        let log = self.log.as_ref()?;
-        let loc = Loc::unpack(packed);
-        let r = log.read(loc).ok()?;
-        // Deliveries before a restart count, as when `load` reads it for a consumer.
-        let returns = self.delivered_before.get(&r.seq).copied().unwrap_or(0);
-        Some(self.disk_entry(&r, loc, returns))
-    }
-
-    /// A durable record as an entry, returned `returns` times before a restart (`read_entry` and `load` share it).
-    fn disk_entry(&self, r: &Record, loc: Loc, returns: u32) -> Entry {
-        let message = message_of(r);
-        Entry {
-            seq: r.seq,
-            expires_at: self.deadline(&message, r.enqueued_ms),
-            message: Arc::new(message),
-            redelivered: returns > 0,
-            loc: Some(loc),
-            delivery_count: returns,
-            enqueued_ms: r.enqueued_ms,
-        }
-    }
-
-    /// Reads a message back from disk into an entry. A record that cannot be read is set aside in `unreadable`
-    /// (still stored, still counted) and None is returned: the caller goes on without changing `len`.
-    fn load(&mut self, level: usize, packed: u64) -> Option<Entry> {
-        if is_paged(packed) {
-            let taken = self.spill.as_mut().map(|s| s.take(Loc::unpack(packed & !PAGED)));
-            return match taken {
-                Some(Ok(r)) => Some(self.spilled_entry(r)),
-                Some(Err(e)) => {
-                    warn!(error = %e, "a paged-out message cannot be read back; it is read again later");
-                    if self.unreadable.is_empty() {
-                        self.retry_at_ms = self.clock.now_ms().saturating_add(self.retry_delay_ms);
-                    }
-                    self.unreadable.push((level, packed));
-                    None
-                }
-                None => None,
-            };
-        }
-        let log = self.log.as_mut()?;
-        let loc = Loc::unpack(packed);
-        match log.read(loc) {
-            Ok(r) => {
-                // Each delivery before the restart came back (acked ones are gone), so each counts as a return.
-                let returns = self.delivered_before.remove(&r.seq).unwrap_or(0);
-                Some(self.disk_entry(&r, loc, returns))
-            }
-            Err(e) => {
-                warn!(
-                    dir = %log.dir().display(), error = %e, ?loc,
-                    "a message cannot be read back; it stays stored and is read again later"
-                );
-                if self.unreadable.is_empty() {
-                    self.retry_at_ms = self.clock.now_ms().saturating_add(self.retry_delay_ms);
-                }
-                self.unreadable.push((level, packed));
-                None
-            }
-        }
     }
 
     /// The next live message; expired ones met on the way are taken out into `expired` (for the queue to
@@ -682,31 +503,6 @@ impl MessageStore {
         }
     }
 
-    /// Puts records that could not be read back at the head of their levels again, once their retry time has come
-    /// (the delay doubles, up to a minute, while they keep failing). Returns whether any went back, so the queue can
-    /// dispatch.
-    pub fn retry_unreadable(&mut self) -> bool {
-        if self.unreadable.is_empty() {
-            self.retry_delay_ms = RETRY_FIRST_MS;
-            return false;
-        }
-        if self.clock.now_ms() < self.retry_at_ms {
-            return false;
-        }
-        self.retry_delay_ms = (self.retry_delay_ms * 2).min(RETRY_MAX_MS);
-        for (level, packed) in self.unreadable.drain(..).rev() {
-            if let Some(l) = self.levels.get_mut(level) {
-                l.order.push_front(packed);
-            }
-        }
-        true
-    }
-
-    /// How many stored messages are waiting to be read again after a read error.
-    pub fn unreadable(&self) -> usize {
-        self.unreadable.len()
-    }
-
     /// Removes and returns the oldest ready message (for `x-overflow = drop-head`), whatever its priority.
     pub fn drop_head(&mut self, expired: &mut Vec<Entry>) -> Option<Entry> {
         // RabbitMQ drops from the head of the queue; with priorities, the lowest level's head is the one that
@@ -745,123 +541,6 @@ impl MessageStore {
     pub fn bytes(&self) -> usize {
         self.bytes
     }
-
-    /// Takes ready messages out of the queue, in delivery order: all of them, or those whose ids are in `ids`
-    /// (for the admin API's move and delete). The caller settles or requeues what it took.
-    pub fn take(&mut self, ids: Option<&std::collections::HashSet<u64>>) -> Vec<Entry> {
-        let mut out = Vec::new();
-        let mut expired = Vec::new();
-        match ids {
-            None => {
-                while let Some(e) = self.pop(&mut expired) {
-                    out.push(e);
-                }
-                out.extend(expired);
-            }
-            Some(ids) => {
-                for i in (0..self.levels.len()).rev() {
-                    let wanted: Vec<u64> = self.levels[i]
-                        .requeued
-                        .keys()
-                        .filter(|k| ids.contains(k))
-                        .copied()
-                        .collect();
-                    for k in wanted {
-                        if let Some(e) = self.levels[i].requeued.remove(&k) {
-                            out.push(e);
-                        }
-                    }
-                    let memory = std::mem::take(&mut self.levels[i].memory);
-                    let order = std::mem::take(&mut self.levels[i].order);
-                    let mut memory = memory.into_iter();
-                    if !self.ordered {
-                        for e in memory {
-                            if ids.contains(&e.seq) {
-                                out.push(e);
-                            } else {
-                                self.levels[i].memory.push_back(e);
-                            }
-                        }
-                        continue;
-                    }
-                    for packed in order {
-                        let e = if packed == IN_MEMORY {
-                            memory.next()
-                        } else {
-                            self.read_entry(packed)
-                        };
-                        match e {
-                            Some(e) if ids.contains(&e.seq) => {
-                                // Taken out for good (or put back in memory): its count now travels with it.
-                                self.delivered_before.remove(&e.seq);
-                                if is_paged(packed) {
-                                    if let Some(spill) = &mut self.spill {
-                                        spill.forget(Loc::unpack(packed & !PAGED));
-                                    }
-                                }
-                                out.push(e);
-                            }
-                            Some(e) if packed == IN_MEMORY => {
-                                self.levels[i].memory.push_back(e);
-                                self.levels[i].order.push_back(packed);
-                            }
-                            _ => self.levels[i].order.push_back(packed),
-                        }
-                    }
-                }
-                for e in &out {
-                    self.len -= 1;
-                    self.bytes = self.bytes.saturating_sub(e.message.size());
-                }
-                self.mem_bytes = self.levels.iter().flat_map(|l| &l.memory).map(memory_cost).sum();
-            }
-        }
-        out
-    }
-
-    /// Drops every ready message; returns how many.
-    pub fn purge(&mut self) -> usize {
-        let n = self.len;
-        let mut locs: Vec<Loc> = Vec::new();
-        let durable = |p: &u64| *p != IN_MEMORY && !is_paged(*p);
-        for l in &mut self.levels {
-            locs.extend(l.order.drain(..).filter(durable).map(Loc::unpack));
-            locs.extend(l.requeued.values().filter_map(|e| e.loc));
-            // Persistent messages kept in memory too have their records on disk.
-            locs.extend(l.memory.iter().filter_map(|e| e.loc));
-            l.memory.clear();
-            l.requeued.clear();
-        }
-        self.mem_bytes = 0;
-        locs.extend(
-            self.unreadable
-                .drain(..)
-                .map(|(_, p)| p)
-                .filter(durable)
-                .map(Loc::unpack),
-        );
-        // Every spilled record went with the levels: the spill log goes whole.
-        if let Some(spill) = &mut self.spill {
-            spill.destroy();
-        }
-        if let Some(log) = &mut self.log {
-            for loc in locs {
-                log.ack(loc);
-            }
-        }
-        self.flush();
-        self.len = 0;
-        self.bytes = 0;
-        n
-    }
-
-    /// The queue was deleted: its files go too.
-    pub fn destroy(&mut self) {
-        self.purge();
-        if let Some(log) = self.log.take() {
-            log.destroy();
-        }
-    }
 }
 
 /// The message a record holds. Its properties are scanned, not decoded (a record whose checksum holds was written
@@ -887,239 +566,6 @@ fn deadline(message: &Message, enqueued_ms: u64, ttl_ms: Option<u64>) -> Option<
 }
 
 /// Whether a recovered record survives a restart, and at which priority (its properties, as encoded).
-pub fn keep_on_recovery(properties: &Bytes) -> Option<u8> {
-    let p = crate::amqp::nesting::parse_properties_bounded(&properties[..]).ok()?;
-    (p.delivery_mode() == &Some(2)).then(|| p.priority().unwrap_or(0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::DiskBudget;
-    use amq_protocol::protocol::basic::AMQPProperties;
-
-    fn msg(b: &'static [u8], props: AMQPProperties) -> Arc<Message> {
-        Arc::new(Message::with_properties(
-            "".into(),
-            "k".into(),
-            props,
-            Bytes::from_static(b),
-        ))
-    }
-
-    fn drain(s: &mut MessageStore) -> Vec<(u64, bool)> {
-        let mut expired = Vec::new();
-        std::iter::from_fn(|| s.pop(&mut expired))
-            .map(|e| (e.seq, e.redelivered))
-            .collect()
-    }
-
-    fn push(s: &mut MessageStore, m: Arc<Message>) {
-        s.push(m).expect("push");
-    }
-
-    #[test]
-    fn requeue_restores_order() {
-        let mut s = MessageStore::default();
-        for b in [&b"a"[..], b"b", b"c"] {
-            push(&mut s, msg(b, AMQPProperties::default()));
-        }
-        let mut expired = Vec::new();
-        let a = s.pop(&mut expired).expect("a");
-        let b = s.pop(&mut expired).expect("b");
-        s.requeue(b);
-        s.requeue(a);
-        assert_eq!(drain(&mut s), vec![(1, true), (2, true), (3, false)]);
-        assert_eq!(s.bytes(), 0);
-        assert_eq!(s.len(), 0);
-    }
-
-    #[test]
-    fn priorities_then_fifo() {
-        let mut s = MessageStore::new(10, None);
-        for p in [3u8, 6, 3, 200] {
-            push(&mut s, msg(b"x", AMQPProperties::default().with_priority(p)));
-        }
-        push(&mut s, msg(b"x", AMQPProperties::default()));
-        // 200 is capped to the max (10); no priority means 0.
-        assert_eq!(
-            drain(&mut s).iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
-            vec![4, 2, 1, 3, 5]
-        );
-    }
-
-    #[test]
-    fn expired_messages_are_skipped() {
-        let mut s = MessageStore::new(0, None);
-        push(
-            &mut s,
-            msg(b"old", AMQPProperties::default().with_expiration("0".into())),
-        );
-        push(&mut s, msg(b"new", AMQPProperties::default()));
-        let mut expired = Vec::new();
-        assert_eq!(s.pop(&mut expired).map(|e| e.seq), Some(2));
-        assert_eq!(expired.len(), 1);
-        let mut s = MessageStore::new(0, Some(0));
-        push(&mut s, msg(b"x", AMQPProperties::default()));
-        assert!(s.pop(&mut expired).is_none());
-    }
-
-    fn open(dir: &std::path::Path) -> MessageStore {
-        MessageStore::open_on_disk(dir, DiskBudget::default(), &crate::store::txlog::TxView(None), 5, None)
-            .expect("open log")
-            .0
-    }
-
-    #[test]
-    fn disk_store_survives_reopen_with_flags_and_priorities() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let persistent = |p: u8| AMQPProperties::default().with_delivery_mode(2).with_priority(p);
-        {
-            let mut s = open(dir.path());
-            push(&mut s, msg(b"low", persistent(1)));
-            push(&mut s, msg(b"high", persistent(4)));
-            push(&mut s, msg(b"transient", AMQPProperties::default()));
-            push(&mut s, msg(b"acked", persistent(0)));
-            let mut expired = Vec::new();
-            let high = s.pop(&mut expired).expect("high first");
-            assert_eq!(&high.message.body[..], b"high");
-            // "high" was delivered and not acked; "low" is next; ack "acked" only.
-            let low = s.pop(&mut expired).expect("low");
-            s.requeue(low);
-            let t = s.pop(&mut expired).expect("low again");
-            assert!(t.redelivered);
-            s.requeue(t);
-            let _ = s.pop(&mut expired); // low
-            let tr = s.pop(&mut expired).expect("transient");
-            assert_eq!(&tr.message.body[..], b"transient");
-            let acked = s.pop(&mut expired).expect("acked");
-            s.settle(&acked);
-            s.flush();
-        }
-        let mut s = open(dir.path());
-        let got: Vec<(Vec<u8>, bool, u64)> = {
-            let mut expired = Vec::new();
-            std::iter::from_fn(|| s.pop(&mut expired))
-                .map(|e| (e.message.body.to_vec(), e.redelivered, e.seq))
-                .collect()
-        };
-        assert_eq!(
-            got,
-            vec![(b"high".to_vec(), true, 2), (b"low".to_vec(), true, 1)],
-            "transient and acked are gone"
-        );
-        // Seqs continue after the highest seen.
-        assert_eq!(s.push(msg(b"next", persistent(0))).expect("push").seq, 5);
-    }
-
-    /// Flips one byte of the record whose body is `body` in the queue's only segment; returns the segment and the
-    /// byte's offset so it can be flipped back.
-    fn damage_body(dir: &std::path::Path, body: &[u8]) -> (std::path::PathBuf, usize) {
-        let seg = std::fs::read_dir(dir)
-            .expect("dir")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.extension().is_some_and(|x| x == "seg"))
-            .expect("a segment");
-        let mut bytes = std::fs::read(&seg).expect("segment");
-        let at = bytes.windows(body.len()).position(|w| w == body).expect("body on disk");
-        bytes[at] ^= 0xFF;
-        std::fs::write(&seg, &bytes).expect("write");
-        (seg, at)
-    }
-
-    #[test]
-    fn a_record_that_cannot_be_read_back_is_not_acked() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let persistent = AMQPProperties::default().with_delivery_mode(2);
-        let mut expired = Vec::new();
-        {
-            let mut s = open(dir.path());
-            push(&mut s, msg(b"first", persistent.clone()));
-            push(&mut s, msg(b"second", persistent.clone()));
-            // A read error at delivery time (here: the record fails its checksum when read back).
-            let (seg, at) = damage_body(dir.path(), b"first");
-            let got = s.pop(&mut expired).map(|e| e.message.body.to_vec());
-            assert_eq!(got, Some(b"second".to_vec()), "the queue goes on past it");
-            s.flush();
-            // The damage was transient: the bytes are whole again.
-            let mut bytes = std::fs::read(&seg).expect("segment");
-            bytes[at] ^= 0xFF;
-            std::fs::write(&seg, &bytes).expect("write");
-        }
-        let mut s = open(dir.path());
-        let got: Vec<Vec<u8>> = std::iter::from_fn(|| s.pop(&mut expired))
-            .map(|e| e.message.body.to_vec())
-            .collect();
-        assert!(
-            got.contains(&b"first".to_vec()),
-            "the unreadable message stayed stored: {got:?}"
-        );
-    }
-
-    #[test]
-    fn an_unreadable_record_is_read_again_after_its_retry_time() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let persistent = AMQPProperties::default().with_delivery_mode(2);
-        let mut expired = Vec::new();
-        let mut s = open(dir.path());
-        for b in [&b"first"[..], b"second", b"third"] {
-            push(&mut s, msg(b, persistent.clone()));
-        }
-        let (seg, at) = damage_body(dir.path(), b"second");
-        assert_eq!(
-            s.pop(&mut expired).map(|e| e.message.body.to_vec()),
-            Some(b"first".to_vec())
-        );
-        assert_eq!(
-            s.pop(&mut expired).map(|e| e.message.body.to_vec()),
-            Some(b"third".to_vec())
-        );
-        assert!(s.pop(&mut expired).is_none(), "nothing readable is left");
-        assert_eq!(
-            (s.len(), s.unreadable()),
-            (1, 1),
-            "the unreadable message is still counted"
-        );
-        let mut bytes = std::fs::read(&seg).expect("segment");
-        bytes[at] ^= 0xFF;
-        std::fs::write(&seg, &bytes).expect("write");
-        // Not before its retry time (a second after the failure)...
-        assert!(!s.retry_unreadable());
-        s.retry_at_ms = 0;
-        // ...and then it is offered again.
-        assert!(s.retry_unreadable());
-        assert_eq!(
-            s.pop(&mut expired).map(|e| e.message.body.to_vec()),
-            Some(b"second".to_vec())
-        );
-        assert_eq!((s.len(), s.unreadable()), (0, 0));
-    }
-
-    #[test]
-    fn an_emptied_disk_store_lets_go_of_its_files_and_starts_again() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let files = || std::fs::read_dir(dir.path()).expect("dir").count();
-        let persistent = AMQPProperties::default().with_delivery_mode(2);
-        let mut s = open(dir.path());
-        assert_eq!(files(), 0, "no message yet, no segment file");
-        push(&mut s, msg(b"a", persistent.clone()));
-        let mut expired = Vec::new();
-        let a = s.pop(&mut expired).expect("a");
-        s.release_idle_files(std::time::Duration::ZERO);
-        assert_eq!(files(), 2, "a delivered, unacked message keeps its segment");
-        s.settle(&a);
-        s.flush();
-        s.release_idle_files(std::time::Duration::from_secs(3600));
-        assert_eq!(files(), 2, "not idle long enough");
-        s.release_idle_files(std::time::Duration::ZERO);
-        assert_eq!(files(), 0, "emptied and idle: the files are gone");
-        push(&mut s, msg(b"b", persistent));
-        s.flush();
-        drop(s);
-        let mut s = open(dir.path());
-        assert_eq!(
-            s.pop(&mut expired).map(|e| e.message.body.to_vec()),
-            Some(b"b".to_vec())
-        );
-    }
+pub fn keep_on_recovery(facts: Facts) -> Option<u8> {
+    facts.persistent.then_some(facts.priority)
 }

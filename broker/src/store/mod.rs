@@ -10,6 +10,7 @@
 //!   queues/<sha256 of vhost and queue names>/   (see `queue_dir.rs`; `queues/<vhost-hex>/<queue-hex>/` before)
 //!     name                     the vhost and queue names (JSON), to map the directory back to its queue
 //!     NNNNNNNN.seg             message records (length + CRC32C + seq + message)
+//!     NNNNNNNN.idx             a sealed segment's summary (seq, size, flags per record), so a restart need not read it
 //!     NNNNNNNN.ack             offsets of records in that segment that are done with
 //!     NNNNNNNN.<offset>.<crc>.corrupt   damaged bytes recovery skipped (see `recovery.rs`), kept for the operator
 //!     delivered.log            seqs handed to consumers (for redelivered flags after a crash)
@@ -27,6 +28,7 @@ pub mod queue_log;
 pub mod record;
 pub mod recovery;
 pub mod scan;
+pub mod summary;
 pub mod txlog;
 
 use std::fs::{self, File};
@@ -250,6 +252,8 @@ pub struct Store {
     pub fsync: FsyncMode,
     pub budget: DiskBudget,
     pub syncer: Arc<Syncer>,
+    /// Writes the summaries of sealed segments (`summary.rs`); None when its thread could not start.
+    pub sealer: Option<summary::Sealer>,
     /// When queues page new transient messages out to disk (see `queue::spill`).
     pub page_pressure: PagePolicy,
     /// Numbers the spill directories of this run.
@@ -325,6 +329,7 @@ impl Store {
             fsync,
             budget,
             syncer: Syncer::start(),
+            sealer: summary::Sealer::start(),
             page_pressure: PagePolicy {
                 pressure: Arc::new(std::sync::atomic::AtomicBool::new(false)),
                 ram_per_queue: DEFAULT_QUEUE_RAM,

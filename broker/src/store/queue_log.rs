@@ -2,6 +2,8 @@
 //!
 //! Files in the queue's directory:
 //! - `NNNNNNNN.seg`: records (see `record.rs`), appended; a new segment starts past `SEGMENT_SIZE`.
+//! - `NNNNNNNN.idx`: the summary of a sealed segment (see `summary.rs`): what a restart needs of its records, so it
+//!   need not read them.
 //! - `NNNNNNNN.ack`: u32 (big-endian) entries about records of that segment: the record's offset when it was acked
 //!   or dropped, or the offset with the top bit set when it was handed to a consumer (so that after a crash it
 //!   comes back with redelivered=true). Deliveries are written before they reach the socket.
@@ -30,6 +32,7 @@ use tracing::warn;
 use super::record::{self, Decoded, Record};
 use super::recovery::recover_segment;
 pub use super::recovery::Recovered;
+use super::summary::{self, Facts, SealJob, Sealer};
 use super::txlog::TxView;
 use super::DiskBudget;
 
@@ -86,6 +89,8 @@ pub struct QueueLog {
     spill: bool,
     /// Segments that took a deferred append since the last `take_dirty` (what the group commit must sync).
     dirty: Vec<(u32, Arc<File>)>,
+    /// Where sealed segments go to be summarised (`summary.rs`), and whether to sync them first.
+    sealer: Option<(Sealer, bool)>,
 }
 
 /// Records appended to the active segment but not yet written to its file.
@@ -162,7 +167,7 @@ impl QueueLog {
         dir: &Path,
         budget: DiskBudget,
         txs: &TxView<'_>,
-        keep: impl Fn(&Bytes) -> Option<u8>,
+        keep: impl Fn(Facts) -> Option<u8>,
         mut on_live: impl FnMut(LiveRecord, u32),
     ) -> io::Result<(Self, Recovered)> {
         if !dir.exists() {
@@ -175,18 +180,28 @@ impl QueueLog {
         }
         let mut rec = Recovered::default();
         let mut ids: Vec<u32> = Vec::new();
+        let mut summaries: Vec<u32> = Vec::new();
         for e in fs::read_dir(dir)? {
             let name = e?.file_name();
             let name = name.to_string_lossy();
             if let Some(id) = name.strip_suffix(".seg").and_then(|n| n.parse().ok()) {
                 ids.push(id);
+            } else if let Some(id) = name.strip_suffix(".idx").and_then(|n| n.parse().ok()) {
+                summaries.push(id);
+            } else if name.ends_with(".idx.tmp") {
+                let _ = fs::remove_file(dir.join(&*name));
             }
         }
         ids.sort_unstable();
+        // Summaries whose segment is gone (it was deleted while its summary was being written).
+        for id in summaries.into_iter().filter(|id| ids.binary_search(id).is_err()) {
+            let _ = fs::remove_file(summary::idx_path(dir, id));
+        }
         let mut segments = BTreeMap::new();
         let mut drop_now: Vec<Loc> = Vec::new();
+        let mut buf = BytesMut::new();
         for id in ids {
-            let counts = recover_segment(dir, id, &mut rec, txs, &keep, &mut drop_now, &mut on_live)?;
+            let counts = recover_segment(dir, id, &mut rec, txs, &keep, &mut drop_now, &mut on_live, &mut buf)?;
             let segment = Segment {
                 file: Arc::new(open_append(&seg_path(dir, id))?),
                 size: counts.size,
@@ -219,6 +234,7 @@ impl QueueLog {
             pending: Pending::default(),
             spill: false,
             dirty: Vec::new(),
+            sealer: None,
         };
         // New records go to a fresh segment, so recovered ones are never appended after a truncated tail. It is
         // created by the first append (the active id names no segment yet): a queue that never gets a message holds
@@ -272,8 +288,20 @@ impl QueueLog {
         self.dirty.drain(..).map(|(_, f)| f).collect()
     }
 
+    /// Sealed segments are summarised by `sealer` from now on (synced first when `sync`), so a restart need not
+    /// read them.
+    pub fn with_sealer(mut self, sealer: Option<Sealer>, sync: bool) -> Self {
+        self.sealer = sealer.map(|s| (s, sync));
+        self
+    }
+
     fn start_segment(&mut self, id: u32) -> io::Result<()> {
         self.flush_pending()?;
+        // A summary left under this id by an earlier segment must never describe this one.
+        match fs::remove_file(summary::idx_path(&self.dir, id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let file = open_append(&seg_path(&self.dir, id))?;
         // The ack file exists from the start, so a missing one always means it was lost.
         let ack_file = open_append(&ack_path(&self.dir, id))?;
@@ -288,7 +316,16 @@ impl QueueLog {
                 ack_buf: Vec::new(),
             },
         );
-        self.active = id;
+        let sealed = std::mem::replace(&mut self.active, id);
+        if let Some((sealer, sync)) = &self.sealer {
+            if self.segments.get(&sealed).is_some_and(|s| s.records > 0) {
+                sealer.seal(SealJob {
+                    dir: self.dir.clone(),
+                    id: sealed,
+                    sync: *sync,
+                });
+            }
+        }
         self.new_entry = true;
         self.pending.from = 0;
         Ok(())
@@ -463,6 +500,7 @@ impl QueueLog {
         self.segments.remove(&id);
         let _ = fs::remove_file(seg_path(&self.dir, id));
         let _ = fs::remove_file(ack_path(&self.dir, id));
+        let _ = fs::remove_file(summary::idx_path(&self.dir, id));
     }
 
     /// Closes and deletes the active segment when every record in it is acked and nothing was appended for `idle`:

@@ -1,6 +1,7 @@
 //! Recovering one segment at start: which of its records are live, acked or dropped, and what becomes of damage.
 //!
-//! `QueueLog::open` calls [`recover_segment`] for each segment in id order. It reads the segment whole, asks
+//! `QueueLog::open` calls [`recover_segment`] for each segment in id order. A sealed segment with a summary it may
+//! trust (`summary.rs`) is recovered from that alone. Any other is read whole: recovery asks
 //! `scan.rs` where the good records are, replays the ack file over them, and deals with what is not a good record.
 //!
 //! Invariants:
@@ -23,11 +24,12 @@ use std::io::{self, Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tracing::warn;
 
 use super::queue_log::{ack_path, seg_path, LiveRecord, Loc, DELIVERED};
 use super::scan::{scan, TailKind};
+use super::summary::{self, Facts, RecordInfo};
 use super::txlog::TxView;
 
 /// What recovery found: counts for the log line, and the highest seq.
@@ -63,54 +65,53 @@ pub(super) struct SegmentCounts {
 }
 
 /// Recovers segment `id` of the queue in `dir` (see the module's invariants). Live records go to `on_live` in file
-/// order with how often they were delivered; records to drop now (transient, uncommitted) go to `drop_now`.
+/// order with how often they were delivered; records to drop now (transient, uncommitted) go to `drop_now`. A
+/// segment with a summary recovery may trust (`summary.rs`) is not read; any other is read whole into `buf`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn recover_segment(
     dir: &Path,
     id: u32,
     rec: &mut Recovered,
     txs: &TxView<'_>,
-    keep: &impl Fn(&Bytes) -> Option<u8>,
+    keep: &impl Fn(Facts) -> Option<u8>,
     drop_now: &mut Vec<Loc>,
     on_live: &mut impl FnMut(LiveRecord, u32),
+    buf: &mut BytesMut,
 ) -> io::Result<SegmentCounts> {
     let path = seg_path(dir, id);
-    let mut data = Vec::new();
-    File::open(&path)?.read_to_end(&mut data)?;
-    let data = Bytes::from(data);
     let (acked, delivered, ack_missing) = read_ack_file(&ack_path(dir, id))?;
-    let found = scan(&data);
-    let mut live = 0u64;
-    let mut records = 0u32;
-    let mut acked_count = 0u32;
-    for f in &found.records {
-        let r = &f.record;
-        let offset = f.offset as u32;
-        records += 1;
+    let mut counts = SegmentCounts {
+        size: 0,
+        records: 0,
+        acked: 0,
+    };
+    let mut decide = |r: &RecordInfo, counts: &mut SegmentCounts| {
+        counts.records += 1;
         rec.max_seq = rec.max_seq.max(r.seq);
-        let loc = Loc { segment: id, offset };
-        if acked.contains(&offset) {
-            acked_count += 1;
+        let loc = Loc {
+            segment: id,
+            offset: r.offset,
+        };
+        if acked.contains(&r.offset) {
+            counts.acked += 1;
         } else if r.tx != 0 && !txs.committed(r.tx) {
             // Written by a transaction that never committed: it never happened.
             rec.uncommitted += 1;
             drop_now.push(loc);
-        } else if let Some(priority) = keep(&r.properties) {
+        } else if let Some(priority) = keep(r.facts) {
             if r.tx != 0 {
                 txs.still_referenced(r.tx);
             }
             // Without its ack file nothing is known about a record: it may have been delivered.
-            let times = delivered.get(&offset).copied().unwrap_or(u32::from(ack_missing));
-            live += 1;
+            let times = delivered.get(&r.offset).copied().unwrap_or(u32::from(ack_missing));
             rec.live += 1;
             rec.redelivered += u64::from(times > 0);
-            let size = r.body.len() as u32;
-            let (seq, loc) = (r.seq, loc);
             on_live(
                 LiveRecord {
-                    seq,
+                    seq: r.seq,
                     loc,
                     priority,
-                    size,
+                    size: r.size,
                 },
                 times,
             );
@@ -118,7 +119,30 @@ pub(super) fn recover_segment(
             rec.transient += 1;
             drop_now.push(loc);
         }
+    };
+    // A sealed segment with a summary it may trust is not read at all.
+    let file = File::open(&path)?;
+    let size = file.metadata()?.len();
+    if let Some(records) = summary::load(dir, id, &file, size) {
+        for r in &records {
+            decide(r, &mut counts);
+        }
+        counts.size = size;
+        tracing::debug!(segment = %path.display(), records = counts.records, "recovered segment from its summary");
+        finish(&path, rec, &counts, ack_missing);
+        return Ok(counts);
     }
+    drop(file);
+    let data = read_whole(&path, buf)?;
+    let found = scan(&data);
+    for f in &found.records {
+        decide(&RecordInfo::of(&f.record, f.offset), &mut counts);
+    }
+    let SegmentCounts {
+        mut records,
+        acked: mut acked_count,
+        ..
+    } = counts;
     for range in &found.damaged {
         // Counted as a record already done with, so the segment can still be reclaimed.
         records += 1;
@@ -154,20 +178,50 @@ pub(super) fn recover_segment(
             }
         }
     }
-    if ack_missing && records > 0 {
-        rec.missing_ack_files += 1;
-        warn!(
-            segment = %path.display(),
-            records,
-            "ack file missing: every record counts as unacked and comes back flagged redelivered"
-        );
-    }
-    tracing::debug!(segment = %path.display(), records, live, "recovered segment");
-    Ok(SegmentCounts {
+    let counts = SegmentCounts {
         size,
         records,
         acked: acked_count,
-    })
+    };
+    finish(&path, rec, &counts, ack_missing);
+    drop(found);
+    // The next segment reads into the same memory (no fresh pages to fault in and zero for every segment).
+    if let Ok(m) = data.try_into_mut() {
+        *buf = m;
+    }
+    Ok(counts)
+}
+
+/// The warning for a segment without its ack file.
+fn finish(path: &Path, rec: &mut Recovered, counts: &SegmentCounts, ack_missing: bool) {
+    if ack_missing && counts.records > 0 {
+        rec.missing_ack_files += 1;
+        warn!(
+            segment = %path.display(),
+            records = counts.records,
+            "ack file missing: every record counts as unacked and comes back flagged redelivered"
+        );
+    }
+}
+
+/// Reads a whole file into `buf`'s memory (reused from segment to segment) and hands it out as `Bytes`.
+pub(super) fn read_whole(path: &Path, buf: &mut BytesMut) -> io::Result<Bytes> {
+    let mut f = File::open(path)?;
+    let len = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
+    buf.clear();
+    buf.resize(len, 0);
+    let mut filled = 0;
+    while filled < len {
+        match f.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // A file that shrank meanwhile is taken as it is now; one that grew is read up to its size at open.
+    buf.truncate(filled);
+    Ok(buf.split().freeze())
 }
 
 /// Ack-file entries: acked offsets, delivery counts per offset, and whether the file is missing.

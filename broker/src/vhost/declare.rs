@@ -15,8 +15,8 @@ use crate::queue::spill::Spill;
 use crate::queue::{MessageStore, Queue, QueueSpec, SyncPolicy};
 use crate::routing::delayed::open_hold;
 use crate::routing::{Exchange, ExchangeKind, DELAYED_TYPE};
-use crate::store::hex;
 use crate::store::txlog::TxView;
+use crate::store::{hex, FsyncMode};
 
 use super::{ExchangeDeclare, QueueDeclare, VHost};
 
@@ -106,8 +106,9 @@ impl VHost {
                 let started = std::time::Instant::now();
                 let dir = d.store.queue_dir(&self.name, &spec.name);
                 let (p, ttl) = Queue::store_settings(&spec);
-                let (store, rec) =
-                    MessageStore::open_on_disk(&dir, d.store.budget.clone(), &TxView(Some(&d.store.txlog)), p, ttl)?;
+                let sealing = d.store.sealer.clone().map(|s| (s, d.store.fsync != FsyncMode::Never));
+                let txs = TxView(Some(&d.store.txlog));
+                let (store, rec) = MessageStore::open_on_disk(&dir, d.store.budget.clone(), &txs, p, ttl, sealing)?;
                 if rec.live > 0 || rec.corrupt > 0 || rec.torn_bytes > 0 {
                     tracing::info!(
                         vhost = %self.name,
