@@ -18,6 +18,7 @@ use crate::store::definitions::Definitions;
 use crate::store::definitions_log::DefinitionsLog;
 use crate::store::queue_dir::QueueName;
 use crate::store::{DiskBudget, Store, StoreError};
+use crate::timer::Timer;
 use crate::vhost::{Durability, VHost};
 
 /// A live client connection, as the admin API sees it; the connection task keeps it current.
@@ -68,6 +69,8 @@ pub struct Broker {
     pub started: Instant,
     /// The one clock every queue, exchange and connection of this broker reads (see `clock`).
     pub clock: Clock,
+    /// Wakes queues and delayed exchanges at their deadlines (see `timer`); its task starts with the server.
+    pub timer: Timer,
 }
 
 /// Queue directories that no definition names hold messages nobody can reach until a queue of that name is
@@ -130,12 +133,21 @@ impl Broker {
         names.sort();
         names.dedup();
         let clock = Clock::new();
+        // Queues and delayed exchanges recovered below arm it at once; their arms wait in its channel until its task
+        // starts with the server.
+        let timer = Timer::new(clock.clone());
         let mut vhosts = HashMap::new();
         for name in names {
             let policies: Vec<_> = config.policies.iter().filter(|p| p.vhost == name).cloned().collect();
             let vhost = Arc::new_cyclic(|me| {
-                VHost::with_durability(&name, Some(durability.clone()), clock.clone(), me.clone())
-                    .with_policies(policies)
+                VHost::with_durability(
+                    &name,
+                    Some(durability.clone()),
+                    clock.clone(),
+                    timer.clone(),
+                    me.clone(),
+                )
+                .with_policies(policies)
             });
             if let Some(defs) = saved.vhosts.get(&name) {
                 vhost.restore(defs).map_err(|source| StoreError::Definitions {
@@ -191,16 +203,19 @@ impl Broker {
             registry: Mutex::new(HashMap::new()),
             started,
             clock,
+            timer,
         }))
     }
 
-    /// Lets `by` pass on this broker's clock and runs the expiry sweep at once: messages whose TTL ran out are
-    /// dropped or dead-lettered, unused `x-expires` queues go and due delayed messages are released, exactly as the
-    /// sweeper would on its next tick. What tests call instead of sleeping.
+    /// Lets `by` pass on this broker's clock and makes everything that became due happen at once: a full sweep of
+    /// every queue and delayed exchange drops or dead-letters messages whose TTL ran out, removes unused `x-expires`
+    /// queues and releases due delayed messages (each re-arms the timer for what is left), then the timer is nudged to
+    /// sleep by the moved clock. What tests call instead of sleeping.
     #[doc(hidden)]
     pub fn advance_time(&self, by: std::time::Duration) {
         self.clock.advance(by);
-        crate::server::sweep_once(self, crate::server::MetricsUpkeep::default());
+        crate::server::sweep_once(self);
+        self.timer.nudge();
     }
 
     pub fn vhosts(&self) -> Vec<Arc<VHost>> {
@@ -257,3 +272,6 @@ impl Broker {
             .cloned()
     }
 }
+
+#[cfg(test)]
+mod tests;

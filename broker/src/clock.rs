@@ -6,7 +6,9 @@
 //! - timestamps are real unix milliseconds, which is what the store writes to disk (enqueue times, delayed release
 //!   times, de-duplication expiries) and compares again after a restart, when a new clock is made;
 //! - a wall-clock step (NTP, an operator) does not expire or revive messages while the broker runs;
-//! - on a runtime whose time is paused (`tokio::time::pause`), broker time moves only as tokio's clock does.
+//! - on a runtime whose time is paused (`tokio::time::pause`), broker time moves only as tokio's clock does;
+//! - a deadline in unix ms maps back to the tokio instant at which this clock will read it ([`Clock::instant_at`]),
+//!   which is what the broker's timer (`crate::timer`) sleeps until.
 //!
 //! The broker's end-to-end tests run the broker on its own real-time runtime and talk to it over real sockets,
 //! where paused time would fire handshake and heartbeat timeouts whenever the runtime waits on I/O. They move a
@@ -71,8 +73,19 @@ impl Clock {
             .saturating_add(self.inner.offset_ms.load(Ordering::Relaxed))
     }
 
+    /// The tokio instant at which this clock reads `unix_ms` (now, for a time already passed), for the timer to sleep
+    /// until a deadline. Exact for the offset as it is now: after an `advance` the timer is nudged to ask again.
+    pub fn instant_at(&self, unix_ms: u64) -> Instant {
+        let now = Instant::now();
+        let since_base = unix_ms
+            .saturating_sub(self.inner.base_unix_ms)
+            .saturating_sub(self.inner.offset_ms.load(Ordering::Relaxed));
+        let at = self.inner.base + Duration::from_millis(since_base);
+        at.max(now)
+    }
+
     /// Moves this clock (and every clone of it) forward by `by`: time passes for TTLs, expiries and delays at once.
-    /// For tests; a running broker's timers see it at their next sweep (`Broker::advance_time` runs one now).
+    /// For tests; `Broker::advance_time` also runs what became due at once and nudges the broker's timer.
     #[doc(hidden)]
     pub fn advance(&self, by: Duration) {
         let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
@@ -105,6 +118,20 @@ mod tests {
         let t1 = c.now_ms();
         assert!(t1 >= t0 + 10_000, "a clone's advance moves the clock");
         assert!(Clock::new().now_ms() < t1, "other clocks are not moved");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_becomes_the_instant_the_clock_reads_it() {
+        let c = Clock::new();
+        let t0 = c.now_ms();
+        let at = c.instant_at(t0 + 250);
+        tokio::time::sleep_until(at).await;
+        assert!(c.now_ms() >= t0 + 250, "{} < {}", c.now_ms(), t0 + 250);
+        assert!(c.now_ms() <= t0 + 251);
+        c.advance(Duration::from_millis(1_000));
+        assert_eq!(c.instant_at(t0 + 1_000), Instant::now(), "passed already: now");
+        let later = c.instant_at(c.now_ms() + 100);
+        assert_eq!(later - Instant::now(), Duration::from_millis(100));
     }
 
     #[tokio::test]

@@ -18,6 +18,7 @@ pub mod queue;
 pub mod routing;
 pub mod server;
 pub mod store;
+pub mod timer;
 pub mod vhost;
 
 use std::sync::Arc;

@@ -6,6 +6,10 @@
 //! limit minus a reserve, so data files can always be opened. An accept error (EMFILE and the like) never ends a
 //! loop: it backs off briefly and accepts again.
 //!
+//! Beside the accept loops `run` starts the broker's background tasks on the same tracker: the timer
+//! (`crate::timer`, which wakes queues and delayed exchanges at their deadlines), the metrics tick (rates and
+//! utilisation once a second, latency windows once a minute) and the alarm monitor.
+//!
 //! Shutdown: when the token is cancelled the loops stop accepting, every connection sends connection.close 320
 //! (CONNECTION_FORCED) and finishes its close handshake, and `run` returns once all connection tasks have ended
 //! (or after a grace period).
@@ -30,72 +34,48 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long shutdown waits for connections to finish their close handshakes.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// How often queues drop expired messages at their head and check `x-expires`.
-const SWEEP_EVERY: Duration = Duration::from_millis(100);
+/// How often every queue's metrics are sampled: counters for rates, and consumer utilisation.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
+/// Latency windows move on every this many metrics ticks (a minute).
+const LATENCY_ROTATE_TICKS: u64 = 60;
 
-/// Upkeep: delayed messages are released, message TTL applies even with no consumer attached, and unused
-/// `x-expires` queues go.
-async fn sweep_queues(broker: Arc<Broker>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
+/// Metrics upkeep, on a tick of its own (expiry and the other deadlines are the timer's, `crate::timer`): once a
+/// second a sample of every queue's counters for rates and one consumer-utilisation sample; every minute the latency
+/// windows move on. Touches only each queue's metrics, never what it holds.
+async fn sample_metrics(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(METRICS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_sample = std::time::Instant::now();
-    let mut last_rotate = std::time::Instant::now();
+    let mut ticks: u64 = 0;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        // Once a second, a sample of every queue's counters for rates.
-        let sample = last_sample.elapsed() >= Duration::from_secs(1);
-        if sample {
-            last_sample = std::time::Instant::now();
+        ticks += 1;
+        let rotate = ticks.is_multiple_of(LATENCY_ROTATE_TICKS);
+        for vhost in broker.vhosts() {
+            for q in vhost.queues() {
+                q.sample_utilisation();
+                let c = q.stats.counters();
+                q.rates.lock().unwrap_or_else(|e| e.into_inner()).sample(c);
+                if rotate {
+                    let mut l = q.latency.lock().unwrap_or_else(|e| e.into_inner());
+                    l.deliver.rotate();
+                    l.ack.rotate();
+                }
+            }
         }
-        // Every minute, latency windows move on.
-        let rotate = last_rotate.elapsed() >= Duration::from_secs(60);
-        if rotate {
-            last_rotate = std::time::Instant::now();
-        }
-        sweep_once(
-            &broker,
-            MetricsUpkeep {
-                utilisation: true,
-                rates: sample,
-                latency_windows: rotate,
-            },
-        );
     }
 }
 
-/// The metrics work a sweep does besides expiry.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MetricsUpkeep {
-    /// A utilisation sample per queue (every tick).
-    pub utilisation: bool,
-    /// A sample of every queue's counters for rates (once a second).
-    pub rates: bool,
-    /// Latency windows move on (once a minute).
-    pub latency_windows: bool,
-}
-
-/// One pass over every queue: due delayed messages are released, expired messages at the heads go, unused
-/// `x-expires` queues are removed, plus whatever `upkeep` asks. The sweeper runs it every tick;
-/// `Broker::advance_time` runs it (with no metrics upkeep) right after moving the clock.
-pub fn sweep_once(broker: &Broker, upkeep: MetricsUpkeep) {
+/// One pass over every queue and delayed exchange, whatever their deadlines: due delayed messages are released,
+/// expired messages at the heads go, unused `x-expires` queues are removed, and each re-arms the timer if what is
+/// left is due earlier than what it armed. Not how a running broker works (the timer wakes each at its deadline):
+/// `Broker::advance_time` runs it right after moving the clock, so that tests see every due thing happen at once.
+pub fn sweep_once(broker: &Broker) {
     for vhost in broker.vhosts() {
         vhost.release_delayed();
         for q in vhost.queues() {
-            if upkeep.utilisation {
-                q.sample_utilisation();
-            }
-            if upkeep.rates {
-                let c = q.stats.counters();
-                q.rates.lock().unwrap_or_else(|e| e.into_inner()).sample(c);
-            }
-            if upkeep.latency_windows {
-                let mut l = q.latency.lock().unwrap_or_else(|e| e.into_inner());
-                l.deliver.rotate();
-                l.ack.rotate();
-            }
             if q.sweep() {
                 info!(vhost = %vhost.name, queue = %q.name(), "queue expired (x-expires)");
                 vhost.remove_queue(&q);
@@ -195,7 +175,8 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let tracker = TaskTracker::new();
     let limit = Arc::new(Semaphore::new(max_connections));
-    tracker.spawn(sweep_queues(broker.clone(), shutdown.clone()));
+    tracker.spawn(broker.timer.clone().run(shutdown.clone()));
+    tracker.spawn(sample_metrics(broker.clone(), shutdown.clone()));
     tracker.spawn(crate::alarm::monitor(
         broker.alarms.clone(),
         broker.store.root.clone(),

@@ -35,6 +35,7 @@ use crate::routing::{headers::valid_x_match, Binding, Destination, Exchange, Exc
 use crate::store::definitions::VHostDefinitions;
 use crate::store::definitions_log::DefinitionsLog;
 use crate::store::Store;
+use crate::timer::Timer;
 use policies::Policies;
 use topology_write::TopologyWrite;
 
@@ -59,6 +60,8 @@ pub struct VHost {
     policies: RwLock<Policies>,
     /// The broker's clock, handed to every queue and exchange made here.
     pub clock: Clock,
+    /// The broker's timer, which queues and delayed exchanges made here arm with their deadlines.
+    pub(crate) timer: Timer,
 }
 
 /// The durable side of a vhost.
@@ -111,7 +114,7 @@ pub struct ExchangeDeclare<'a> {
 
 impl VHost {
     pub fn new(name: &str) -> Arc<Self> {
-        Arc::new_cyclic(|me| Self::with_durability(name, None, Clock::system(), me.clone()))
+        Arc::new_cyclic(|me| Self::with_durability(name, None, Clock::system(), Timer::detached(), me.clone()))
     }
 
     /// Built inside `Arc::new_cyclic`, so queues can hold `me`.
@@ -119,6 +122,7 @@ impl VHost {
         name: &str,
         durability: Option<Durability>,
         clock: Clock,
+        timer: Timer,
         me: std::sync::Weak<VHost>,
     ) -> Self {
         let mut t = Topology::default();
@@ -136,6 +140,7 @@ impl VHost {
             me,
             policies: RwLock::new(Policies::default()),
             clock,
+            timer,
         }
     }
 

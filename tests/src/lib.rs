@@ -3,8 +3,9 @@
 //! The broker runs on its own thread and runtime, so a test's runtime (and its `tokio::time::pause`) cannot
 //! starve or freeze it. `restart` stops it and starts a new one on the same data directory (and ports).
 //!
-//! Time: each broker reads its own clock (`warren_broker::clock`); `advance` moves it and runs the expiry sweep, so
-//! TTL, `x-expires` and delay tests never sleep. The broker's runtime itself keeps real time (its sockets,
+//! Time: each broker reads its own clock (`warren_broker::clock`); `advance` moves it and runs a full expiry sweep,
+//! so TTL, `x-expires` and delay tests never sleep. Without `advance` the broker's timer acts at each deadline in
+//! real time (`tests/deadlines.rs`). The broker's runtime itself keeps real time (its sockets,
 //! handshake and heartbeat timeouts would misfire under tokio's auto-advancing paused time).
 //!
 //! Listeners: the harness sets `config.listen` and `config.admin_listen` to `[127.0.0.1:0]` before the caller's
@@ -146,9 +147,10 @@ impl TestBroker {
         self.broker = None;
     }
 
-    /// Lets `by` pass on the broker's clock and runs its expiry sweep at once (message TTL, `x-expires`, delayed
-    /// messages), as its sweeper would on the next tick: what a test does instead of sleeping for a deadline. What
-    /// the test sent over AMQP must have reached the broker first (`client::sync`); `Duration::ZERO` only sweeps.
+    /// Lets `by` pass on the broker's clock and runs a full expiry sweep at once (message TTL, `x-expires`, delayed
+    /// messages): everything that became due happens now, as the broker's timer would make it happen at each
+    /// deadline: what a test does instead of sleeping for a deadline. What the test sent over AMQP must have reached
+    /// the broker first (`client::sync`); `Duration::ZERO` only sweeps.
     pub fn advance(&self, by: std::time::Duration) {
         self.broker.as_ref().expect("the broker is running").advance_time(by);
     }

@@ -26,6 +26,7 @@ impl Queue {
         let out = st.store.take(ids);
         st.store.flush();
         QueueStats::add(&self.stats.unacked, out.len() as u64);
+        self.arm_store(&st);
         out
     }
 

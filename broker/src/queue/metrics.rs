@@ -3,15 +3,18 @@
 //!
 //! Invariants: every counter is a relaxed atomic owned by its queue alone (no counter is shared across queues),
 //! bumped on paths that already hold the queue's lock or touch only this queue; nothing here changes what the queue
-//! holds or delivers. Samples are taken by the server's 100 ms sweeper, never on the message path.
+//! holds or delivers. Samples are taken by the server's metrics tick (once a second, `server::sample_metrics`),
+//! never on the message path.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Queue;
 
-/// Consumer-utilisation samples kept: ten seconds at the sweeper's 100 ms.
-const UTILISATION_SAMPLES: usize = 100;
+/// Consumer-utilisation samples kept: ten seconds at the metrics tick's one sample a second. (The window is the same
+/// ten seconds as when a 100 ms sweeper took the samples; with ten point samples instead of a hundred, the share
+/// moves in steps of a tenth.)
+const UTILISATION_SAMPLES: usize = 10;
 
 /// Per-queue counters for the admin API and Prometheus: relaxed atomics owned by this queue alone (no counter is
 /// shared across queues), bumped on paths that already hold the queue's lock or touch only this queue.
@@ -107,8 +110,9 @@ impl Queue {
         self.lock().store.spilled() as u64
     }
 
-    /// Takes one consumer-utilisation sample (the sweeper calls this every 100 ms): could any consumer take a
-    /// message right now, or are all of them at their prefetch limit? No sample without consumers.
+    /// Takes one consumer-utilisation sample (the metrics tick calls this once a second): could any consumer take a
+    /// message right now, or are all of them at their prefetch limit? No sample without consumers. The utilisation
+    /// is the share of the last ten samples (ten seconds) in which one could.
     pub fn sample_utilisation(&self) {
         let able = {
             let st = self.lock();

@@ -9,6 +9,13 @@
 //! - A message popped for a consumer is that consumer's until the connection acks, rejects or requeues it; the
 //!   queue keeps no copy (the durable store will keep the on-disk record until the ack).
 //!
+//! - Deadlines arm the broker's timer (`crate::timer`), never a poll: after an operation that can change what is
+//!   due (a push, a pop, a requeue, an ack that empties the store, the last consumer leaving, a policy change) the
+//!   queue asks its store for its next deadline under the lock and arms the timer if that is earlier than what it
+//!   armed before (`armed_at`: one atomic load in the common case, a send only when the deadline moves earlier).
+//!   When the timer fires, `upkeep` runs (expired heads, unreadable retries, idle files, `x-expires`) and answers
+//!   the next deadline. The timer always holds a wake at or before `armed_at`.
+//!
 //! This file holds the queue's state, publishing, dispatch, consumers and acks. Beside it, as `impl Queue`
 //! blocks: `dead_letter.rs` (what the queue gives up on, routed on by a work list), `metrics.rs` (counters, rates,
 //! utilisation), `admin_ops.rs` (peek, take/put back for moves, priority changes), `settings.rs` (spec, policy,
@@ -42,6 +49,7 @@ use crate::clock::Clock;
 use crate::message::Message;
 use crate::outbox::{Delivery, Outbox, OutboxItem};
 use crate::store::{FsyncMode, Syncer};
+use crate::timer::{Due, Timer};
 use crate::vhost::VHost;
 
 /// Messages a queue gave up on, with why, waiting to go through its dead-letter exchange.
@@ -62,8 +70,10 @@ pub struct QueueConsumer {
     pub ack_required: bool,
 }
 
-/// How long an emptied durable queue keeps its segment files open before letting go of them.
-const IDLE_FILES_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+use store::IDLE_FILES_AFTER;
+
+/// `armed_at` when nothing is armed.
+const NOT_ARMED: u64 = u64::MAX;
 
 /// How a durable queue makes persistent messages durable before they are confirmed.
 #[derive(Clone)]
@@ -110,6 +120,19 @@ pub struct Queue {
     me: Weak<Queue>,
     /// The broker's clock: TTL, `x-expires`, latencies, de-duplication windows and `x-death` times.
     pub(crate) clock: Clock,
+    /// The broker's timer, armed with this queue's next deadline.
+    timer: Timer,
+    /// The deadline (unix ms) the timer is known to wake this queue at or before (`NOT_ARMED`: none). Lowered by
+    /// `arm`, which sends to the timer only then; set afresh by `upkeep` when the timer fires.
+    armed_at: AtomicU64,
+}
+
+/// What a queue's upkeep found.
+struct Upkeep {
+    /// Unused for its `x-expires`: the caller removes the queue.
+    unused: bool,
+    /// The queue's next deadline after this upkeep.
+    next: Option<u64>,
 }
 
 struct QueueState {
@@ -147,6 +170,7 @@ impl Queue {
         sync: Option<SyncPolicy>,
         vhost: Weak<VHost>,
         clock: Clock,
+        timer: Timer,
     ) -> Arc<Self> {
         store.set_clock(clock.clone());
         let dedup = dedup::DedupSettings::from_arguments(&spec.arguments).map(|settings| match store.dir() {
@@ -167,7 +191,7 @@ impl Queue {
             had_consumer: false,
             deliveries: Vec::new(),
         };
-        Arc::new_cyclic(|me| Queue {
+        let q = Arc::new_cyclic(|me| Queue {
             limits: RwLock::new(Arc::new(QueueLimits::from_arguments(&spec.effective_arguments()))),
             policy: RwLock::new(spec.policy.clone()),
             spec,
@@ -182,7 +206,13 @@ impl Queue {
             deleted: AtomicBool::new(false),
             me: me.clone(),
             clock,
-        })
+            timer,
+            armed_at: AtomicU64::new(NOT_ARMED),
+        });
+        // Its first deadlines: `x-expires` from now, and what a recovered store holds (heads to read, records that
+        // may expire).
+        q.arm_next();
+        q
     }
 
     /// An in-memory queue.
@@ -201,17 +231,65 @@ impl Queue {
             },
             Weak::new(),
             Clock::system(),
+            Timer::detached(),
         )
     }
 
-    pub fn new_in_memory(spec: QueueSpec, vhost: Weak<VHost>, clock: Clock) -> Arc<Self> {
+    pub fn new_in_memory(spec: QueueSpec, vhost: Weak<VHost>, clock: Clock, timer: Timer) -> Arc<Self> {
         let (p, ttl) = Self::store_settings(&spec);
-        Self::new(spec, MessageStore::new(p, ttl), None, vhost, clock)
+        Self::new(spec, MessageStore::new(p, ttl), None, vhost, clock, timer)
     }
 
-    /// Notes a use (consume, get, redeclare) for `x-expires`.
+    /// Notes a use (consume, get, redeclare) for `x-expires`. Arms nothing: a use only moves the `x-expires`
+    /// deadline later, and the wake armed for the earlier one recomputes it.
     pub fn touch(&self) {
         self.last_used.store(self.clock.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Makes sure the timer wakes this queue at or before `at` (unix ms). One atomic load when a wake that early is
+    /// armed already (a FIFO TTL queue under load: every message after the first); a send to the timer otherwise.
+    fn arm(&self, at: u64) {
+        if at >= self.armed_at.load(Ordering::Relaxed) {
+            return;
+        }
+        if at < self.armed_at.fetch_min(at, Ordering::Relaxed) {
+            let me: Weak<dyn Due> = self.me.clone();
+            self.timer.arm(at, me);
+        }
+    }
+
+    /// Arms the store's next deadline (heads' expiry, unreadable retries, idle files), after an operation that may
+    /// have changed it. Cheap when there is none: a few field checks.
+    fn arm_store(&self, st: &QueueState) {
+        if let Some(at) = st.store.next_deadline(IDLE_FILES_AFTER) {
+            self.arm(at);
+        }
+    }
+
+    /// When the queue goes for `x-expires` if nobody uses it meanwhile: only while it has no consumer.
+    fn expires_at(&self, st: &QueueState) -> Option<u64> {
+        if !st.consumers.is_empty() {
+            return None;
+        }
+        let ms = self.limits().expires_ms?;
+        Some(self.last_used.load(Ordering::Relaxed).saturating_add(ms))
+    }
+
+    /// The queue's next deadline: its store's, and `x-expires`.
+    fn next_deadline(&self, st: &QueueState) -> Option<u64> {
+        let store = st.store.next_deadline(IDLE_FILES_AFTER);
+        match (store, self.expires_at(st)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Arms the queue's next deadline, all of it (a new queue, a changed policy).
+    pub(crate) fn arm_next(&self) {
+        let st = self.lock();
+        if let Some(at) = self.next_deadline(&st) {
+            self.arm(at);
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -364,6 +442,7 @@ impl Queue {
             Self::dispatch_locked(self, &mut st);
         }
         self.collect_expired(&mut st);
+        self.arm_store(&st);
         let dead = std::mem::take(&mut st.dead);
         (out, dead)
     }
@@ -381,6 +460,8 @@ impl Queue {
         if !st.dead.is_empty() {
             st.store.flush();
         }
+        // Heads may have changed (a pop, a requeue, a put-back): the store's next deadline with them.
+        self.arm_store(&st);
         let dead = std::mem::take(&mut st.dead);
         drop(st);
         self.route_dead_letters(dead);
@@ -487,6 +568,10 @@ impl Queue {
         if st.next_consumer >= st.consumers.len() {
             st.next_consumer = 0;
         }
+        // The last consumer gone: `x-expires` counts again.
+        if let Some(at) = self.expires_at(&st) {
+            self.arm(at);
+        }
         ConsumerRemoved {
             found,
             auto_delete_now: found && self.spec.auto_delete && st.had_consumer && st.consumers.is_empty(),
@@ -556,9 +641,22 @@ impl Queue {
         self.finish(st);
     }
 
-    /// Periodic upkeep: drops (or dead-letters) expired messages at the head even with no consumer attached, and
-    /// offers messages that failed to read back from disk again once their retry time has come. Returns true when the queue has been unused for its `x-expires` and should be deleted.
+    /// Upkeep now, whatever is due (the full sweep `Broker::advance_time` runs): see `upkeep`. Re-arms the timer if
+    /// the next deadline is earlier than what is armed. Returns true when the queue has been unused for its
+    /// `x-expires` and should be deleted.
     pub fn sweep(&self) -> bool {
+        let u = self.upkeep(false);
+        if let (false, Some(at)) = (u.unused, u.next) {
+            self.arm(at);
+        }
+        u.unused
+    }
+
+    /// Drops (or dead-letters) expired messages at the heads even with no consumer attached, offers messages that
+    /// failed to read back from disk again once their retry time has come, lets go of idle files, checks
+    /// `x-expires`, and works out the next deadline. `fired`: the timer woke us and keeps the answer, so
+    /// `armed_at` becomes exactly that (under the lock, so an arm racing with this one is never lost).
+    fn upkeep(&self, fired: bool) -> Upkeep {
         let mut st = self.lock();
         let retried = {
             let st = &mut *st;
@@ -568,14 +666,7 @@ impl Queue {
             st.store.release_idle_files(IDLE_FILES_AFTER);
             retried
         };
-        let expire = self.limits().expires_ms.is_some_and(|ms| {
-            st.consumers.is_empty()
-                && self
-                    .clock
-                    .now_ms()
-                    .saturating_sub(self.last_used.load(Ordering::Relaxed))
-                    >= ms
-        });
+        let expire = self.expires_at(&st).is_some_and(|at| self.clock.now_ms() >= at);
         if (retried || !st.expired_buf.is_empty()) && !st.consumers.is_empty() {
             Self::dispatch_locked(self, &mut st);
         }
@@ -583,8 +674,12 @@ impl Queue {
             self.collect_expired(&mut st);
             st.store.flush();
         }
+        let next = if expire { None } else { self.next_deadline(&st) };
+        if fired {
+            self.armed_at.store(next.unwrap_or(NOT_ARMED), Ordering::Relaxed);
+        }
         self.finish(st);
-        expire
+        Upkeep { unused: expire, next }
     }
 
     /// Records that delivered messages are done with (acked, or rejected without requeue).
@@ -611,6 +706,8 @@ impl Queue {
             st.store.settle(e);
         }
         st.store.flush();
+        // An emptied durable queue's files go once idle: from its last ack on.
+        self.arm_store(&st);
     }
 
     /// basic.get: the next ready message and how many remain.
@@ -645,7 +742,10 @@ impl Queue {
     }
 
     pub fn purge(&self) -> u32 {
-        self.lock().store.purge() as u32
+        let mut st = self.lock();
+        let n = st.store.purge() as u32;
+        self.arm_store(&st);
+        n
     }
 
     pub fn is_durable(&self) -> bool {
@@ -664,5 +764,23 @@ impl Queue {
     /// An `Arc` to ourselves for deliveries, so that acks can find the queue again.
     fn self_arc(&self) -> Option<Arc<Queue>> {
         self.me.upgrade()
+    }
+}
+
+impl Due for Queue {
+    /// The timer woke us: upkeep, and our next deadline. A queue unused for its `x-expires` is removed from its
+    /// vhost here.
+    fn due(&self) -> Option<u64> {
+        if self.is_deleted() {
+            return None;
+        }
+        let u = self.upkeep(true);
+        if u.unused {
+            if let (Some(vhost), Some(me)) = (self.vhost.upgrade(), self.self_arc()) {
+                tracing::info!(vhost = %vhost.name, queue = %self.name(), "queue expired (x-expires)");
+                vhost.remove_queue(&me);
+            }
+        }
+        u.next
     }
 }

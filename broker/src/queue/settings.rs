@@ -68,5 +68,7 @@ impl Queue {
         *self.limits.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(QueueLimits::from_arguments(&effective));
         *self.policy.write().unwrap_or_else(|e| e.into_inner()) = policy;
         self.lock().store.set_ttl(message_ttl(&effective));
+        // A new TTL or `x-expires` may be due earlier than what is armed.
+        self.arm_next();
     }
 }

@@ -63,6 +63,11 @@ impl Spill {
         self.held
     }
 
+    /// Its log is open (files on disk, descriptors held), whether or not it holds a record now.
+    pub fn has_files(&self) -> bool {
+        self.log.is_some()
+    }
+
     fn log(&mut self) -> io::Result<&mut QueueLog> {
         if self.log.is_none() {
             // A directory left by an earlier life of this broker holds nothing anyone may read.

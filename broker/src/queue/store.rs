@@ -19,12 +19,17 @@
 //! Read errors: a record that cannot be read back when it reaches the head (an I/O error, or a checksum that no
 //! longer holds) is never acked or dropped for it: it moves to an `unreadable` list, still stored and still counted
 //! in the queue's length, and the queue goes on with the next message. `retry_unreadable` (called by the queue's
-//! periodic sweep, with a growing delay) puts such records back at the head of their level to be read again. A
+//! upkeep when the timer wakes it at the retry time, with a growing delay) puts such records back at the head of their level to be read again. A
 //! message that stays unreadable stays on disk, so a restart's recovery meets it again.
 //!
 //! Expiry: a message's deadline (the smaller of its `expiration` property and the queue's `x-message-ttl`, counted
 //! from enqueue, in unix milliseconds so it holds across restarts) is checked when it reaches the head; expired
 //! messages are dropped there.
+//!
+//! Deadlines: `next_deadline` tells the queue when this store next needs its upkeep (a head's expiry, the retry of
+//! unreadable records, files to let go of), from what it holds in memory, so the queue can arm the broker's timer
+//! (`crate::timer`) instead of being polled. A head known only by its place on disk counts as due at once: the upkeep
+//! reads it, keeps it in memory, and from then on its deadline is known.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
@@ -162,6 +167,13 @@ pub struct MessageStore {
 const RETRY_FIRST_MS: u64 = 1_000;
 const RETRY_MAX_MS: u64 = 60_000;
 
+/// How long an emptied durable queue keeps its segment files open before letting go of them.
+pub const IDLE_FILES_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long after a spill log was found holding nothing its files are let go of (if it still holds nothing then):
+/// soon, but not so soon that a queue paging in and out under pressure recreates its spill log for every message.
+const SPILL_RELEASE_AFTER_MS: u64 = 1_000;
+
 impl Default for MessageStore {
     fn default() -> Self {
         Self::new(0, None)
@@ -169,10 +181,9 @@ impl Default for MessageStore {
 }
 
 impl MessageStore {
-    /// An in-memory store.
     /// Lets go of the open files of a disk-backed store that has been empty (every record acked) with nothing
-    /// appended for `idle` (the sweeper calls this): thousands of emptied durable queues must not hold thousands of
-    /// file descriptors.
+    /// appended for `idle`, and of a spill log that holds nothing (the queue's upkeep calls this, at the deadline
+    /// `next_deadline` gave): thousands of emptied durable queues must not hold thousands of file descriptors.
     pub fn release_idle_files(&mut self, idle: std::time::Duration) {
         if let Some(spill) = self.spill.as_mut().filter(|s| s.held() == 0) {
             // Nothing paged out: its files (if any) go, a new spill starts afresh.
@@ -183,6 +194,64 @@ impl MessageStore {
                 log.retire_idle(idle);
             }
         }
+    }
+
+    /// When this store next needs the queue's upkeep (`Queue::sweep`: `expire_heads`, `retry_unreadable`,
+    /// `release_idle_files` with `idle`), in unix ms; None when nothing is pending. From memory only, and cheap when
+    /// nothing is pending (a few field checks, no clock read), since queues ask after every operation:
+    /// - the earliest deadline among the heads of the levels (only those can expire; a message behind a head gets
+    ///   its turn when it becomes one, and the queue asks again then). A head known only by its place on disk (a
+    ///   deep durable queue, a paged-out message, a recovered one) counts as due now: the upkeep reads it into
+    ///   memory, as the next delivery would have, and then knows its deadline. Correct, and a read that is not
+    ///   wasted; it costs a timer wake per such head that waits, which only happens to a queue that may expire
+    ///   messages (`may_expire`);
+    /// - the retry time of unreadable records;
+    /// - a spill log holding nothing: its files go a little later (`SPILL_RELEASE_AFTER_MS`);
+    /// - an emptied disk-backed store whose records are all acked: its files go `idle` after the last append.
+    pub fn next_deadline(&self, idle: std::time::Duration) -> Option<u64> {
+        let mut next: Option<u64> = None;
+        let mut at = |t: u64| next = Some(next.map_or(t, |n| n.min(t)));
+        if self.may_expire && self.len > 0 {
+            if let Some(t) = self.head_deadline() {
+                at(t);
+            }
+        }
+        if !self.unreadable.is_empty() {
+            at(self.retry_at_ms);
+        }
+        if self.spill.as_ref().is_some_and(|s| s.has_files() && s.held() == 0) {
+            at(self.clock.now_ms().saturating_add(SPILL_RELEASE_AFTER_MS));
+        }
+        if self.len == 0 {
+            if let Some(left) = self.log.as_ref().and_then(|l| l.idle_remaining(idle)) {
+                let left = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+                at(self.clock.now_ms().saturating_add(left));
+            }
+        }
+        next
+    }
+
+    /// The earliest deadline among the heads of the levels (now, for a head only on disk); None when no head has
+    /// one.
+    fn head_deadline(&self) -> Option<u64> {
+        let mut earliest: Option<u64> = None;
+        for level in &self.levels {
+            let head = if let Some((_, e)) = level.requeued.first_key_value() {
+                e.expires_at
+            } else if !self.ordered {
+                level.memory.front().and_then(|e| e.expires_at)
+            } else {
+                match level.order.front() {
+                    None => None,
+                    Some(&IN_MEMORY) => level.memory.front().and_then(|e| e.expires_at),
+                    Some(_) => return Some(self.clock.now_ms()),
+                }
+            };
+            if let Some(t) = head {
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
+        }
+        earliest
     }
 
     /// Changes the queue's message TTL (a policy changed).
@@ -201,6 +270,7 @@ impl MessageStore {
         }
     }
 
+    /// An in-memory store.
     pub fn new(max_priority: u8, ttl_ms: Option<u64>) -> Self {
         MessageStore {
             levels: (0..=max_priority).map(|_| Level::default()).collect(),
@@ -236,7 +306,17 @@ impl MessageStore {
         sealing: Option<(Sealer, bool)>,
     ) -> io::Result<(Self, Recovered)> {
         let mut s = Self::new(max_priority, ttl_ms);
-        let (log, recovered) = QueueLog::open(dir, budget, txs, keep_on_recovery, |r, delivered| {
+        // Whether any recovered message carries an `expiration`: if none does and the queue has no TTL, nothing
+        // recovered can expire, and the store never needs to read a head early to learn its deadline.
+        let expiring = std::cell::Cell::new(false);
+        let keep = |facts: Facts| {
+            let priority = keep_on_recovery(facts)?;
+            if facts.expires {
+                expiring.set(true);
+            }
+            Some(priority)
+        };
+        let (log, recovered) = QueueLog::open(dir, budget, txs, keep, |r, delivered| {
             let level = (r.priority as usize).min(s.levels.len() - 1);
             s.levels[level].order.push_back(r.loc.pack());
             s.len += 1;
@@ -249,8 +329,7 @@ impl MessageStore {
         let (sealer, sync) = sealing.unzip();
         s.log = Some(log.with_sealer(sealer, sync.unwrap_or(true)));
         s.ordered = true;
-        // Recovered messages may carry an expiration: let the sweeper look at the heads once.
-        s.may_expire = true;
+        s.may_expire |= expiring.get();
         Ok((s, recovered))
     }
 
@@ -312,6 +391,10 @@ impl MessageStore {
         let mut sync = None;
         let mut sync_dir = None;
         let mut deferred = false;
+        if self.len == 0 {
+            // Nothing is left that could carry an expiration: start afresh from the queue's TTL.
+            self.may_expire = self.ttl_ms.is_some();
+        }
         self.may_expire |= message.expiration_ms.is_some();
         let on_disk = self.log.is_some() && message.persistent;
         // Within the memory budget (a store without a spill has none: tests only) persistent messages stay in memory too.
@@ -404,6 +487,7 @@ impl MessageStore {
 
     /// Puts a message taken out (not delivered) back at its original place, its flags unchanged.
     pub fn restore(&mut self, entry: Entry) {
+        self.may_expire |= entry.expires_at.is_some();
         self.bytes += entry.message.size();
         self.len += 1;
         let level = self.level_of(entry.message.priority);
@@ -413,6 +497,7 @@ impl MessageStore {
     /// Puts a delivered message back, marked redelivered, at its original place.
     pub fn requeue(&mut self, mut entry: Entry) {
         entry.redelivered = true;
+        self.may_expire |= entry.expires_at.is_some();
         self.bytes += entry.message.size();
         self.len += 1;
         let level = self.level_of(entry.message.priority);

@@ -1,21 +1,28 @@
 //! The `x-delayed-message` exchange type (as RabbitMQ's delayed-message plugin does it): a message published with
 //! an `x-delay` header (milliseconds) is held by the exchange and routed, by the type named in the exchange's
-//! `x-delayed-type` argument, once the delay has passed. The broker's sweeper releases due messages (every 100 ms).
+//! `x-delayed-type` argument, once the delay has passed. The broker's timer (`crate::timer`) releases them: a
+//! [`DelayedHold`] arms it with the due time of its earliest held message, and when it fires releases what is due
+//! and answers the due time of the next one.
 //!
 //! A durable exchange writes held persistent messages to a message log of its own
 //! (`<data-dir>/delayed/<vhost hex>/<exchange hex>/`), so they survive a restart and are released on time after it;
 //! a released message's record is acked once it has been routed. A publisher confirm for a held persistent message
 //! waits for the sync of its record, as one for a durable queue does.
 //!
-//! Release (`VHost::release_delayed`, here so that all of the delayed exchange lives in one file) takes the due
-//! messages out under the topology read lock, then routes each one as the exchange's `x-delayed-type` would, with
-//! no lock held while queues take them, and acks the records of those it routed.
+//! Release (`DelayedHold::release_due`, and `VHost::release_delayed` for every delayed exchange at once, here so that
+//! all of the delayed exchange lives in one file) takes the due messages out under the hold's lock, then routes each
+//! one as the exchange's `x-delayed-type` would, with no lock held while queues take them, and acks the records of
+//! those it routed.
+//!
+//! Invariant: while a hold has messages, the timer holds a wake for it at or before the earliest due time (armed when
+//! the hold is made with recovered messages, when a message due earlier than all others is held, and answered by
+//! every release).
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
 
@@ -24,6 +31,7 @@ use crate::message::Message;
 use crate::store::queue_log::{Loc, QueueLog};
 use crate::store::txlog::TxView;
 use crate::store::{hex, DiskBudget};
+use crate::timer::{Due, Timer};
 use crate::vhost::{Durability, VHost};
 
 /// The `x-delay` of a message, when positive.
@@ -58,43 +66,109 @@ pub fn open_hold(
     }
 }
 
-impl VHost {
-    /// Routes the held messages of delayed exchanges whose delay has passed (called by the sweeper).
-    pub fn release_delayed(&self) {
-        let now = self.clock.now_ms();
-        let mut due: Vec<(String, Vec<Released>)> = Vec::new();
-        {
-            let t = self.read();
-            for x in t.exchanges.values() {
-                if let Some(d) = &x.delayed {
-                    let mut d = d.lock().unwrap_or_else(|e| e.into_inner());
-                    if !d.is_empty() {
-                        let ready = d.take_due(now);
-                        if !ready.is_empty() {
-                            due.push((x.name.clone(), ready));
-                        }
-                    }
-                }
-            }
+/// A delayed exchange's held messages, with what releasing them takes: the vhost to route through, the exchange's
+/// name, and the timer to arm. Owned by its `Exchange`; the timer holds only a `Weak`, so a deleted exchange's wake
+/// is skipped.
+pub struct DelayedHold {
+    messages: Mutex<DelayedMessages>,
+    vhost: Weak<VHost>,
+    exchange: String,
+    timer: Timer,
+    me: Weak<DelayedHold>,
+}
+
+impl DelayedHold {
+    /// The hold of exchange `exchange` in `vhost`, over `messages` (recovered ones are armed at once).
+    pub fn new(messages: DelayedMessages, vhost: Weak<VHost>, exchange: &str, timer: Timer) -> Arc<Self> {
+        let first = messages.next_due();
+        let hold = Arc::new_cyclic(|me| DelayedHold {
+            messages: Mutex::new(messages),
+            vhost,
+            exchange: exchange.to_string(),
+            timer,
+            me: me.clone(),
+        });
+        if let Some(at) = first {
+            hold.arm(at);
         }
-        for (exchange, messages) in due {
-            let mut locs = Vec::new();
-            let mut queues = Vec::new();
-            for (m, loc) in messages {
-                queues.clear();
-                let headers = m.properties().headers().clone();
-                // As the exchange's own type routes it (it holds nothing back without a message to look at); an
-                // exchange deleted meanwhile routes it nowhere.
-                let _ = self.route_internal(&exchange, m.routing_key.as_str(), headers.as_ref(), None, &mut queues);
-                for q in &queues {
-                    q.publish(m.clone());
-                }
-                locs.extend(loc);
+        hold
+    }
+
+    fn arm(&self, at: u64) {
+        let me: Weak<dyn Due> = self.me.clone();
+        self.timer.arm(at, me);
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, DelayedMessages> {
+        self.messages.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Holds a message until `delay_ms` after `now` (see `DelayedMessages::hold`), and arms the timer when it is due
+    /// before every message held already.
+    pub fn hold(&self, message: Arc<Message>, delay_ms: u64, now: u64) -> io::Result<Vec<Arc<File>>> {
+        let due = now.saturating_add(delay_ms);
+        let mut held = self.lock();
+        let first = held.next_due();
+        let files = held.hold(message, delay_ms, now)?;
+        drop(held);
+        if first.is_none_or(|f| due < f) {
+            self.arm(due);
+        }
+        Ok(files)
+    }
+
+    /// Routes the held messages whose delay has passed, as the exchange's `x-delayed-type` would, and answers when the
+    /// next one is due.
+    pub fn release_due(&self) -> Option<u64> {
+        let vhost = self.vhost.upgrade()?;
+        let ready = self.lock().take_due(vhost.clock.now_ms());
+        if ready.is_empty() {
+            return self.lock().next_due();
+        }
+        let mut locs = Vec::new();
+        let mut queues = Vec::new();
+        for (m, loc) in ready {
+            queues.clear();
+            let headers = m.properties().headers().clone();
+            // As the exchange's own type routes it (it holds nothing back without a message to look at); an
+            // exchange deleted meanwhile routes it nowhere.
+            let _ = vhost.route_internal(
+                &self.exchange,
+                m.routing_key.as_str(),
+                headers.as_ref(),
+                None,
+                &mut queues,
+            );
+            for q in &queues {
+                q.publish(m.clone());
             }
-            let t = self.read();
-            if let Some(d) = t.exchanges.get(&exchange).and_then(|x| x.delayed.as_ref()) {
-                d.lock().unwrap_or_else(|e| e.into_inner()).released(locs);
-            }
+            locs.extend(loc);
+        }
+        let mut held = self.lock();
+        held.released(locs);
+        held.next_due()
+    }
+}
+
+impl Due for DelayedHold {
+    fn due(&self) -> Option<u64> {
+        self.release_due()
+    }
+}
+
+impl VHost {
+    /// Routes the held messages of every delayed exchange whose delay has passed (the full sweep of
+    /// `Broker::advance_time`; the timer releases each exchange's on its own).
+    pub fn release_delayed(&self) {
+        let holds: Vec<Arc<DelayedHold>> = self
+            .read()
+            .exchanges
+            .values()
+            .filter_map(|x| x.delayed.clone())
+            .collect();
+        for hold in holds {
+            // What is left stays armed: the timer's wake for the earliest held message is still there.
+            hold.release_due();
         }
     }
 }
@@ -160,6 +234,11 @@ impl DelayedMessages {
             to_sync.extend(log.dir_to_sync());
         }
         Ok(to_sync)
+    }
+
+    /// When the earliest held message is due (unix ms).
+    pub fn next_due(&self) -> Option<u64> {
+        self.pending.first_key_value().map(|((due, _), _)| *due)
     }
 
     /// Takes the messages whose delay has passed, in due order.

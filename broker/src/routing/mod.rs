@@ -101,7 +101,7 @@ pub struct Exchange {
     /// `x-message-deduplication` on the exchange: duplicates are dropped before routing.
     pub dedup: Option<std::sync::Mutex<crate::queue::dedup::DedupCache>>,
     /// An `x-delayed-message` exchange holds messages with `x-delay`; `kind` is then its `x-delayed-type`.
-    pub delayed: Option<std::sync::Mutex<delayed::DelayedMessages>>,
+    pub delayed: Option<std::sync::Arc<delayed::DelayedHold>>,
 }
 
 impl Exchange {

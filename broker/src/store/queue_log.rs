@@ -507,11 +507,7 @@ impl QueueLog {
     /// a durable queue that emptied holds no open files. The next append starts a new segment. Returns whether it
     /// retired one.
     pub fn retire_idle(&mut self, idle: std::time::Duration) -> bool {
-        let done = self
-            .segments
-            .get(&self.active)
-            .is_some_and(|s| s.acked >= s.records && s.ack_buf.is_empty());
-        if !done || self.last_append.elapsed() < idle {
+        if !self.active_done() || self.last_append.elapsed() < idle {
             return false;
         }
         self.remove_segment(self.active);
@@ -520,6 +516,20 @@ impl QueueLog {
         self.pending.buf.clear();
         self.pending.from = 0;
         true
+    }
+
+    /// Every record of the active segment is acked (and the acks written): it could be retired once idle.
+    fn active_done(&self) -> bool {
+        self.segments
+            .get(&self.active)
+            .is_some_and(|s| s.acked >= s.records && s.ack_buf.is_empty())
+    }
+
+    /// How long until `retire_idle(idle)` would retire the active segment (zero: now), or None while it has records
+    /// not yet acked, or no segment is open.
+    pub fn idle_remaining(&self, idle: std::time::Duration) -> Option<std::time::Duration> {
+        self.active_done()
+            .then(|| idle.saturating_sub(self.last_append.elapsed()))
     }
 
     /// Notes that a record was handed to a consumer; written by the next `flush_acks`, which must run before the

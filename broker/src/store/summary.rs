@@ -39,6 +39,7 @@ const HEADER: usize = 8 + 8 + 4;
 pub const ENTRY: usize = 4 + 8 + 8 + 4 + 1 + 1;
 const PERSISTENT: u8 = 0x80;
 const PARSED: u8 = 0x40;
+const EXPIRES: u8 = 0x20;
 
 /// What recovery knows of one record, from a scan or from a summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,8 @@ pub struct Facts {
     /// `delivery_mode` 2.
     pub persistent: bool,
     pub priority: u8,
+    /// An `expiration` is set (a recovered queue then knows its heads may expire).
+    pub expires: bool,
 }
 
 impl Facts {
@@ -70,6 +73,7 @@ impl Facts {
                 parsed: true,
                 persistent: p.persistent,
                 priority: p.priority,
+                expires: p.expiration_ms.is_some(),
             };
         }
         match crate::amqp::nesting::parse_properties_bounded(properties) {
@@ -77,13 +81,16 @@ impl Facts {
                 parsed: true,
                 persistent: p.delivery_mode() == &Some(2),
                 priority: p.priority().unwrap_or(0),
+                expires: p.expiration().is_some(),
             },
             Err(_) => Facts::default(),
         }
     }
 
     fn flags(self) -> u8 {
-        (if self.persistent { PERSISTENT } else { 0 }) | (if self.parsed { PARSED } else { 0 })
+        (if self.persistent { PERSISTENT } else { 0 })
+            | (if self.parsed { PARSED } else { 0 })
+            | (if self.expires { EXPIRES } else { 0 })
     }
 }
 
@@ -158,6 +165,7 @@ pub fn decode(b: &[u8], segment_size: u64) -> Option<Vec<RecordInfo>> {
                 parsed: flags & PARSED != 0,
                 persistent: flags & PERSISTENT != 0,
                 priority: e[25],
+                expires: flags & EXPIRES != 0,
             },
         });
     }
@@ -411,6 +419,7 @@ mod tests {
                 parsed: true,
                 persistent: seq.is_multiple_of(2),
                 priority: (seq % 256) as u8,
+                expires: seq % 3 == 1,
             },
         }
     }

@@ -13,7 +13,7 @@ use crate::amqp::error::{AmqpError, AmqpResult};
 use crate::args;
 use crate::queue::spill::Spill;
 use crate::queue::{MessageStore, Queue, QueueSpec, SyncPolicy};
-use crate::routing::delayed::open_hold;
+use crate::routing::delayed::{open_hold, DelayedHold};
 use crate::routing::{Exchange, ExchangeKind, DELAYED_TYPE};
 use crate::store::txlog::TxView;
 use crate::store::{hex, FsyncMode};
@@ -132,7 +132,14 @@ impl VHost {
                     d.store.budget.clone(),
                     d.store.page_pressure.clone(),
                 ));
-                Ok(Queue::new(spec, store, Some(sync), self.me.clone(), self.clock.clone()))
+                Ok(Queue::new(
+                    spec,
+                    store,
+                    Some(sync),
+                    self.me.clone(),
+                    self.clock.clone(),
+                    self.timer.clone(),
+                ))
             }
             // A queue whose messages all live in memory pages its transient messages out under memory pressure.
             Some(d) => {
@@ -142,9 +149,21 @@ impl VHost {
                     d.store.budget.clone(),
                     d.store.page_pressure.clone(),
                 ));
-                Ok(Queue::new(spec, store, None, self.me.clone(), self.clock.clone()))
+                Ok(Queue::new(
+                    spec,
+                    store,
+                    None,
+                    self.me.clone(),
+                    self.clock.clone(),
+                    self.timer.clone(),
+                ))
             }
-            None => Ok(Queue::new_in_memory(spec, self.me.clone(), self.clock.clone())),
+            None => Ok(Queue::new_in_memory(
+                spec,
+                self.me.clone(),
+                self.clock.clone(),
+                self.timer.clone(),
+            )),
         }
     }
 
@@ -380,7 +399,7 @@ impl VHost {
                 format!("cannot open delayed messages: {e}"),
             )
         })?;
-        x.delayed = Some(std::sync::Mutex::new(held));
+        x.delayed = Some(DelayedHold::new(held, self.me.clone(), name, self.timer.clone()));
         Ok(x)
     }
 
@@ -415,7 +434,7 @@ impl VHost {
                 let _ = std::fs::remove_dir_all(dir);
             }
             if let Some(d) = x.delayed {
-                d.lock().unwrap_or_else(|e| e.into_inner()).destroy();
+                d.lock().destroy();
             }
         }
         Ok(())

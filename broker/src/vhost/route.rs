@@ -89,11 +89,7 @@ impl VHost {
         }
         if let (Some(held), Some(m)) = (&x.delayed, message) {
             if let Some(delay) = crate::routing::delayed::delay_of(m) {
-                let held = held.lock().unwrap_or_else(|e| e.into_inner()).hold(
-                    Arc::new(m.clone_shallow()),
-                    delay,
-                    self.clock.now_ms(),
-                );
+                let held = held.hold(Arc::new(m.clone_shallow()), delay, self.clock.now_ms());
                 let cannot = |e: std::io::Error| {
                     AmqpError::new(
                         crate::amqp::error::INTERNAL_ERROR,
