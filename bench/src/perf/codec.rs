@@ -14,9 +14,10 @@
 //! Invariants: `decode` never consumes part of a frame (it returns the length of a whole frame or nothing), and it
 //! never allocates for a hot frame.
 
-use amq_protocol::frame::{gen_frame, AMQPFrame, WriteContext};
 use amq_protocol::protocol::{parse_class, AMQPClass};
 use bytes::{BufMut, BytesMut};
+pub use warren_broker::amqp::codec::encode_method;
+use warren_broker::amqp::codec::{begin_frame, end_frame, put_short_str};
 use warren_broker::amqp::nesting;
 
 /// The 8 bytes a client opens a connection with.
@@ -169,16 +170,6 @@ pub fn encode_ack(out: &mut BytesMut, channel: u16, delivery_tag: u64, multiple:
     out.put_u8(FRAME_END);
 }
 
-/// Appends any frame through `amq-protocol`'s generator (setup and control frames).
-pub fn encode_method(out: &mut BytesMut, channel: u16, method: AMQPClass) {
-    let frame = AMQPFrame::Method(channel, method);
-    // Generating into a growable Vec cannot run out of space.
-    let generated = gen_frame(&frame)(WriteContext::from(Vec::with_capacity(128)));
-    if let Ok(ctx) = generated {
-        out.extend_from_slice(&ctx.write);
-    }
-}
-
 /// One decoded inbound frame, borrowing the read buffer.
 #[derive(Debug)]
 pub enum Inbound<'a> {
@@ -318,31 +309,10 @@ fn read_u64(b: &[u8]) -> u64 {
     u64::from_be_bytes(a)
 }
 
-fn put_short_str(out: &mut BytesMut, s: &str) {
-    let b = s.as_bytes();
-    let len = b.len().min(255);
-    out.put_u8(len as u8);
-    out.put_slice(&b[..len]);
-}
-
-fn begin_frame(out: &mut BytesMut, frame_type: u8, channel: u16) -> usize {
-    out.put_u8(frame_type);
-    out.put_u16(channel);
-    let start = out.len();
-    out.put_u32(0);
-    start
-}
-
-fn end_frame(out: &mut BytesMut, size_at: usize) {
-    let size = (out.len() - size_at - 4) as u32;
-    out[size_at..size_at + 4].copy_from_slice(&size.to_be_bytes());
-    out.put_u8(FRAME_END);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use amq_protocol::frame::parse_frame;
+    use amq_protocol::frame::{parse_frame, AMQPFrame};
     use amq_protocol::protocol::{basic, queue};
     use amq_protocol::types::ShortString;
 

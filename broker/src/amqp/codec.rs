@@ -317,7 +317,8 @@ pub fn encode_frame(out: &mut BytesMut, frame: &AMQPFrame) {
     }
 }
 
-fn put_short_str(out: &mut BytesMut, s: &str) {
+/// Appends a short string (length octet, then at most 255 bytes).
+pub fn put_short_str(out: &mut BytesMut, s: &str) {
     // Short strings are at most 255 bytes; every one we write came in as a short string.
     let b = s.as_bytes();
     let len = b.len().min(255);
@@ -384,7 +385,9 @@ pub fn encode_heartbeat(out: &mut BytesMut) {
     out.put_slice(&[FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END]);
 }
 
-fn begin_frame(out: &mut BytesMut, frame_type: u8, channel: u16) -> usize {
+/// Starts a frame of `frame_type` on `channel` with a size to fill in; returns where the size goes (for
+/// [`end_frame`]). With `end_frame`, what hand-encoded frames are built from, here and in `warren-perf`.
+pub fn begin_frame(out: &mut BytesMut, frame_type: u8, channel: u16) -> usize {
     out.put_u8(frame_type);
     out.put_u16(channel);
     let start = out.len();
@@ -392,7 +395,8 @@ fn begin_frame(out: &mut BytesMut, frame_type: u8, channel: u16) -> usize {
     start
 }
 
-fn end_frame(out: &mut BytesMut, size_at: usize) {
+/// Fills in the size of the frame [`begin_frame`] started and appends the frame-end octet.
+pub fn end_frame(out: &mut BytesMut, size_at: usize) {
     let size = (out.len() - size_at - 4) as u32;
     out[size_at..size_at + 4].copy_from_slice(&size.to_be_bytes());
     out.put_u8(FRAME_END);
