@@ -277,10 +277,17 @@ impl Channel {
         encode_content(ctx.out, self.id, &m.raw_properties, &m.body, ctx.frame_max);
         match d.queue {
             Some(queue) if no_ack => {
-                queue.settle([&d.entry]);
                 if d.credit.as_ref().is_some_and(|c| c.release()) {
                     ctx.kick(&queue);
                 }
+                // Settled with the batch's acks (`flush_acks`, which the connection runs after its deliveries):
+                // one queue lock, one clock read and one ack write per queue per batch.
+                self.acked.push(Pending {
+                    tag,
+                    queue,
+                    entry: d.entry,
+                    credit: None,
+                });
             }
             Some(queue) => self.unacked.push(Pending {
                 tag,

@@ -180,7 +180,8 @@ pub struct Channel {
     pub tx: Option<TxState>,
     pub unacked: Unacked,
     pub next_tag: u64,
-    pub consumers: HashMap<Arc<str>, ChannelConsumer>,
+    /// By consumer tag, hashed with foldhash: looked up once per delivery.
+    pub consumers: FoldMap<Arc<str>, ChannelConsumer>,
     pub reply_consumer: Option<ReplyConsumer>,
     /// basic.qos global=false: the limit given to consumers created from now on.
     pub consumer_prefetch: u32,
@@ -205,7 +206,7 @@ struct RouteCache {
     last: Option<LastRoute>,
 }
 
-type FoldMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+pub type FoldMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The queues one (exchange, routing key) reaches, shared by the cache and the publishes that use it.
 type Route = Arc<[Arc<Queue>]>;
@@ -271,7 +272,7 @@ impl Channel {
             tx: None,
             unacked: Unacked::default(),
             next_tag: 1,
-            consumers: HashMap::new(),
+            consumers: FoldMap::default(),
             reply_consumer: None,
             consumer_prefetch: 0,
             credit: Arc::new(Credit::new(0)),

@@ -950,13 +950,18 @@ impl Connection {
                 &mut self.kick,
                 &mut self.flush,
             );
+            let mut delivered_on: Vec<u16> = Vec::new();
             for item in items.drain(..) {
                 match item {
                     OutboxItem::Deliver(d) => {
-                        let result = match self.channels.get_mut(&d.channel) {
+                        let channel = d.channel;
+                        let result = match self.channels.get_mut(&channel) {
                             Some(ch) if !ch.closing => ch.deliver(&mut ctx, d),
                             _ => Err(d),
                         };
+                        if result.is_ok() && delivered_on.last() != Some(&channel) && !delivered_on.contains(&channel) {
+                            delivered_on.push(channel);
+                        }
                         if let Err(d) = result {
                             // The consumer went away while this was in flight: back to its queue.
                             if let Some(queue) = d.queue {
@@ -974,6 +979,12 @@ impl Connection {
                             ch.server_cancel(&mut ctx, &consumer_tag);
                         }
                     }
+                }
+            }
+            // No-ack deliveries are done with once written: settle them per queue, now.
+            for channel in delivered_on {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    ch.flush_acks(&mut ctx);
                 }
             }
         }

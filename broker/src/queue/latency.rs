@@ -21,6 +21,10 @@ fn histogram() -> Histogram<u32> {
 pub struct Window {
     current: Option<Histogram<u32>>,
     previous: Option<Histogram<u32>>,
+    /// Consecutive equal values not yet in `current` (value, count): on a busy queue most messages take the same
+    /// whole number of milliseconds, so one histogram update covers a run of them. Part of `current` in every
+    /// figure.
+    run: (u64, u32),
 }
 
 /// Percentiles (ms) and the reported buckets (upper bound ms, count) of a window.
@@ -37,17 +41,37 @@ pub struct Summary {
 
 impl Window {
     pub fn record(&mut self, ms: u64) {
-        let h = self.current.get_or_insert_with(histogram);
-        let _ = h.record(ms.clamp(1, MAX_MS));
+        let ms = ms.clamp(1, MAX_MS);
+        if self.run.0 == ms && self.run.1 < u32::MAX {
+            self.run.1 += 1;
+        } else {
+            self.flush_run();
+            self.run = (ms, 1);
+        }
+    }
+
+    /// Puts the pending run into `current`.
+    fn flush_run(&mut self) {
+        let (ms, n) = std::mem::take(&mut self.run);
+        if n > 0 {
+            let _ = self.current.get_or_insert_with(histogram).record_n(ms, n);
+        }
     }
 
     /// The current minute becomes the previous one; the one before is dropped (with its memory).
     pub fn rotate(&mut self) {
+        self.flush_run();
         self.previous = self.current.take();
     }
 
     pub fn summary(&self) -> Summary {
-        let h = match (&self.current, &self.previous) {
+        let pending = (self.run.1 > 0).then(|| {
+            let mut h = self.current.clone().unwrap_or_else(histogram);
+            let _ = h.record_n(self.run.0, self.run.1);
+            h
+        });
+        let current = pending.as_ref().or(self.current.as_ref());
+        let h = match (current, &self.previous) {
             (None, None) => return Summary::default(),
             (Some(h), None) | (None, Some(h)) => h.clone(),
             (Some(a), Some(b)) => {
@@ -103,5 +127,26 @@ mod tests {
         assert_eq!(w.summary().count, 100, "the previous minute still counts");
         w.rotate();
         assert_eq!(w.summary().count, 0);
+    }
+
+    #[test]
+    fn runs_of_equal_values_count_like_single_records() {
+        let values = [3, 3, 3, 0, 1, 1, 7, 7, 7, 7, 3, 5_000_000];
+        let mut w = Window::default();
+        let mut h = histogram();
+        for v in values {
+            w.record(v);
+            let _ = h.record(v.clamp(1, MAX_MS));
+            // Every figure includes the run still pending.
+            assert_eq!(w.summary().count, h.len());
+            assert_eq!(w.summary().max, h.max());
+        }
+        assert_eq!(w.summary().p50, h.value_at_quantile(0.5));
+        w.rotate();
+        assert_eq!(
+            w.summary().count,
+            values.len() as u64,
+            "the run went into the minute that rotated"
+        );
     }
 }
