@@ -174,3 +174,105 @@ async fn ack_of_unknown_tag_is_406() {
         .await
         .expect("other channel works");
 }
+
+/// A consumer with no prefetch limit whose client stops reading must not pull its whole queue into the broker's
+/// memory (a flood of publishers took the broker to 4.2 GB this way): its connection's outbox holds a bounded number
+/// of deliveries, the rest stays in the queue (ready, paged like any backlog), and everything arrives, in order,
+/// once the client reads again.
+#[test]
+fn a_consumer_that_stops_reading_leaves_its_backlog_in_the_queue() {
+    use amq_protocol::protocol::{basic, AMQPClass};
+    use warren_tests::http::request;
+    use warren_tests::raw::RawClient;
+
+    const N: u64 = 40_000;
+    let body = vec![b'x'; 1024];
+    let broker = TestBroker::start();
+    let mut reader = RawClient::handshake(broker.addr, 0);
+    reader.send_method(
+        1,
+        AMQPClass::Queue(amq_protocol::protocol::queue::AMQPMethod::Declare(
+            amq_protocol::protocol::queue::Declare {
+                queue: "slow-reader".into(),
+                ..Default::default()
+            },
+        )),
+    );
+    assert!(matches!(reader.recv_method(), Some((1, AMQPClass::Queue(_)))));
+    reader.send_method(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+            queue: "slow-reader".into(),
+            consumer_tag: "slow".into(),
+            ..Default::default()
+        })),
+    );
+    assert!(matches!(
+        reader.recv_method(),
+        Some((1, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(_))))
+    ));
+    // From here the reader reads nothing until every message is published.
+    let mut publisher = RawClient::handshake(broker.addr, 0);
+    for i in 0..N {
+        let mut b = body.clone();
+        b[..8].copy_from_slice(&i.to_be_bytes());
+        publisher.publish("slow-reader", &b);
+    }
+    let queue = || {
+        request(
+            broker.admin_addr,
+            "GET",
+            "/api/queues/%2F/slow-reader",
+            "guest:guest",
+            "",
+        )
+        .1
+    };
+    let started = std::time::Instant::now();
+    while queue()["counters"]["published"] != N {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not all published: {}",
+            queue()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let q = queue();
+    // What may have left the queue: the outbox's bound, the connection's 1 MiB write buffer, and what the kernel's
+    // socket buffers took (a few MB on loopback).
+    let ready = q["messages_ready"].as_u64().expect("ready");
+    assert!(
+        ready >= N / 2,
+        "the backlog stays in the queue, not in the connection: {q}"
+    );
+
+    // The reader reads again: everything arrives, in order.
+    let mut next = 0u64;
+    let mut last_tag = 0;
+    while next < N {
+        match reader.recv() {
+            Some(amq_protocol::frame::AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Deliver(d)))) => {
+                last_tag = d.delivery_tag;
+            }
+            Some(amq_protocol::frame::AMQPFrame::Body(1, b)) => {
+                let i = u64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
+                assert_eq!(i, next, "in order, none lost");
+                next += 1;
+            }
+            Some(_) => {}
+            None => panic!("the reader's connection closed after {next} messages"),
+        }
+    }
+    reader.send_method(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+            delivery_tag: last_tag,
+            multiple: true,
+        })),
+    );
+    let started = std::time::Instant::now();
+    while queue()["messages"] != 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "left over: {}", queue());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

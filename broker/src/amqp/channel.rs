@@ -513,6 +513,7 @@ impl Channel {
                         enqueued_ms: 0,
                     },
                     credit: None,
+                    reserved: false,
                 }));
             }
         } else {

@@ -993,6 +993,16 @@ impl Connection {
             orphans.sort_by_key(|p| p.entry.seq);
             requeue_grouped(orphans);
         }
+        // A queue held deliveries back while this outbox was full: there is room again.
+        if self.outbox.take_held_back() {
+            for ch in self.channels.values() {
+                for c in ch.consumers.values() {
+                    if !self.kick.iter().any(|q| Arc::ptr_eq(q, &c.queue)) {
+                        self.kick.push(c.queue.clone());
+                    }
+                }
+            }
+        }
         // Deliveries may have returned no-ack credit.
         for q in self.kick.drain(..) {
             q.dispatch();

@@ -487,31 +487,52 @@ impl Queue {
             for k in 0..n {
                 let i = (st.next_consumer + k) % n;
                 let c = &st.consumers[i];
-                if c.credit.has_room() && best.is_none_or(|b| c.priority > st.consumers[b].priority) {
+                if c.credit.has_room()
+                    && c.outbox.has_room()
+                    && best.is_none_or(|b| c.priority > st.consumers[b].priority)
+                {
                     best = Some(i);
                 }
             }
-            let Some(i) = best else { break };
+            let Some(i) = best else {
+                // Every consumer is out of credit or its connection's outbox is full: a full outbox was marked
+                // held back, and its connection dispatches this queue again once it has taken what is there.
+                for c in &st.consumers[..n] {
+                    if c.credit.has_room() {
+                        c.outbox.reserve_or_mark();
+                    }
+                }
+                break;
+            };
             let consumer = &st.consumers[i];
+            if !consumer.outbox.reserve() {
+                // The outbox filled since the check; the mark brings this queue back.
+                break;
+            }
             if !consumer.credit.try_acquire() {
                 // Lost a race for the channel's shared credit; its release will dispatch again.
+                consumer.outbox.unreserve();
                 break;
             }
             let Some(entry) = st.store.pop(&mut st.expired_buf) else {
                 consumer.credit.release();
+                consumer.outbox.unreserve();
                 break;
             };
             let Some(entry) = this.returned_before_restart(st, entry) else {
                 st.consumers[i].credit.release();
+                st.consumers[i].outbox.unreserve();
                 continue;
             };
             let consumer = &st.consumers[i];
+            consumer.outbox.reserved(entry.message.size());
             let item = OutboxItem::Deliver(Delivery {
                 channel: consumer.channel,
                 consumer_tag: consumer.tag.clone(),
                 queue: Some(arc.clone()),
                 entry,
                 credit: Some(consumer.credit.clone()),
+                reserved: true,
             });
             let outbox = consumer.outbox.clone();
             st.deliveries.push((outbox, item));
