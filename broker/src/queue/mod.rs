@@ -42,7 +42,7 @@ pub use credit::{ConsumerCredit, Credit};
 pub use delete::DeleteRefused;
 pub use metrics::{QueueStats, RateWindow};
 pub use settings::QueueSpec;
-pub use store::{keep_on_recovery, Entry, MessageStore, Staged};
+pub use store::{keep_on_recovery, Entry, MessageStore, ReadAhead, ReadTarget, Staged};
 
 use crate::amqp::error::{AmqpError, AmqpResult};
 use crate::clock::Clock;
@@ -497,7 +497,8 @@ impl Queue {
                 // Lost a race for the channel's shared credit; its release will dispatch again.
                 break;
             }
-            let Some(entry) = st.store.pop(&mut st.expired_buf) else {
+            // A head only on disk stops dispatch here; `start_read` below asks a read thread for it.
+            let Some(entry) = st.store.pop_or_wait(&mut st.expired_buf) else {
                 consumer.credit.release();
                 break;
             };
@@ -517,6 +518,7 @@ impl Queue {
             st.deliveries.push((outbox, item));
             st.next_consumer = (i + 1) % n;
         }
+        this.start_read(st);
         // The store records the deliveries (for redelivered flags after a crash) before anyone can send them.
         st.store.flush();
         if !st.deliveries.is_empty() {
@@ -533,6 +535,15 @@ impl Queue {
         for (outbox, item) in st.deliveries.drain(..) {
             outbox.push(item);
         }
+    }
+
+    /// Asks the store's read threads for what a dispatch or an upkeep stopped at (a head only on disk); the
+    /// records come back through `ReadTarget::read_done`.
+    fn start_read(&self, st: &mut QueueState) {
+        st.store.start_read(|| {
+            let me: Weak<dyn ReadTarget> = self.me.clone();
+            me
+        });
     }
 
     /// Adds a consumer, enforcing exclusive consumers, and dispatches to it.
@@ -666,6 +677,8 @@ impl Queue {
             st.store.release_idle_files(IDLE_FILES_AFTER);
             retried
         };
+        // A head only on disk is read by a read thread; its deadline is known once it is installed.
+        self.start_read(&mut st);
         let expire = self.expires_at(&st).is_some_and(|at| self.clock.now_ms() >= at);
         if (retried || !st.expired_buf.is_empty()) && !st.consumers.is_empty() {
             Self::dispatch_locked(self, &mut st);
@@ -764,6 +777,21 @@ impl Queue {
     /// An `Arc` to ourselves for deliveries, so that acks can find the queue again.
     fn self_arc(&self) -> Option<Arc<Queue>> {
         self.me.upgrade()
+    }
+}
+
+impl ReadTarget for Queue {
+    /// A read thread read ahead what dispatch (or the upkeep) stopped at: installed under the lock, then dispatched,
+    /// on the read thread.
+    fn read_done(&self, done: ReadAhead) {
+        let mut st = self.lock();
+        if self.is_deleted() || !st.store.install_read(done) {
+            return;
+        }
+        if !st.consumers.is_empty() {
+            Self::dispatch_locked(self, &mut st);
+        }
+        self.finish(st);
     }
 }
 

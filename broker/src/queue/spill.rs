@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 use std::io;
 
 use crate::message::Message;
-use crate::store::queue_log::{Loc, QueueLog};
+use crate::store::queue_log::{Loc, Located, QueueLog};
 use crate::store::record::{Meta, Record};
 use crate::store::txlog::TxView;
 use crate::store::{DiskBudget, PagePolicy};
@@ -104,6 +104,14 @@ impl Spill {
     pub fn read(&self, loc: Loc) -> io::Result<Record> {
         match &self.log {
             Some(log) => log.read(loc),
+            None => Err(io::Error::other("nothing was spilled")),
+        }
+    }
+
+    /// Where a record can be read (see `QueueLog::locate`), without taking it.
+    pub fn locate(&self, loc: Loc) -> io::Result<Located> {
+        match &self.log {
+            Some(log) => log.locate(loc),
             None => Err(io::Error::other("nothing was spilled")),
         }
     }

@@ -16,6 +16,9 @@
 //!     delivered.log            seqs handed to consumers (for redelivered flags after a crash)
 //! ```
 //!
+//! Threads of the store: the syncer (group commit, below), the sealer (`summary.rs`) and the read threads
+//! (`io_pool.rs`), so that no async worker waits on a `pread` for a delivery.
+//!
 //! Group commit (`fsync = batch`, the default): an append makes its segment file dirty and gets a ticket; one
 //! syncer thread runs `fdatasync` over every file dirtied since its last round and then announces the round, so
 //! every publish that arrived while a sync ran is covered by the next one. Channels hold a publisher confirm until
@@ -23,6 +26,7 @@
 
 pub mod definitions;
 pub mod definitions_log;
+pub mod io_pool;
 pub mod queue_dir;
 pub mod queue_log;
 pub mod record;
@@ -56,13 +60,22 @@ pub enum FsyncMode {
 }
 
 /// A cap on bytes the store may write, for tests of a full disk and for operators who want a quota. `None` means
-/// only the filesystem limits it. Tests can also make syncs slow (`set_sync_delay`), to show what waits on them.
+/// only the filesystem limits it. Tests can also make syncs slow (`set_sync_delay`) and hold the read threads'
+/// reads (`hold_reads`), to show what waits on them.
 #[derive(Clone, Default)]
 pub struct DiskBudget {
     bytes: Option<Arc<AtomicU64>>,
     sync_delay_ms: Arc<AtomicU64>,
     /// Syncs sitting in their delay right now.
     delayed_syncs: Arc<AtomicU64>,
+    /// Whether the read threads' reads are held, and how many wait; the condvar wakes them on release.
+    reads: Arc<(Mutex<ReadHold>, Condvar)>,
+}
+
+#[derive(Default)]
+struct ReadHold {
+    held: bool,
+    waiting: u64,
 }
 
 impl DiskBudget {
@@ -107,6 +120,32 @@ impl DiskBudget {
     /// How many syncs are in their delay now (tests wait on this instead of sleeping).
     pub fn delayed_syncs(&self) -> u64 {
         self.delayed_syncs.load(Ordering::SeqCst)
+    }
+
+    /// Holds (true) or lets go (false) every read of the store's read threads (tests: a stuck disk read).
+    pub fn hold_reads(&self, hold: bool) {
+        let (lock, wake) = &*self.reads;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).held = hold;
+        wake.notify_all();
+    }
+
+    /// How many read batches wait for `hold_reads(false)` now (tests wait on this instead of sleeping).
+    pub fn held_reads(&self) -> u64 {
+        self.reads.0.lock().unwrap_or_else(|e| e.into_inner()).waiting
+    }
+
+    /// Blocks while reads are held; called by a read thread before each batch.
+    pub(crate) fn wait_for_reads(&self) {
+        let (lock, wake) = &*self.reads;
+        let mut hold = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if !hold.held {
+            return;
+        }
+        hold.waiting += 1;
+        while hold.held {
+            hold = wake.wait(hold).unwrap_or_else(|e| e.into_inner());
+        }
+        hold.waiting -= 1;
     }
 }
 
@@ -254,6 +293,8 @@ pub struct Store {
     pub syncer: Arc<Syncer>,
     /// Writes the summaries of sealed segments (`summary.rs`); None when its thread could not start.
     pub sealer: Option<summary::Sealer>,
+    /// Reads records back for queues, off the async workers (`io.rs`); None when no thread could start.
+    pub reader: Option<io_pool::Reader>,
     /// When queues page new transient messages out to disk (see `queue::spill`).
     pub page_pressure: PagePolicy,
     /// Numbers the spill directories of this run.
@@ -327,6 +368,7 @@ impl Store {
             root: root.to_path_buf(),
             txlog,
             fsync,
+            reader: io_pool::Reader::start(budget.clone()),
             budget,
             syncer: Syncer::start(),
             sealer: summary::Sealer::start(),
@@ -364,6 +406,9 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         self.syncer.stop();
+        if let Some(reader) = &self.reader {
+            reader.stop();
+        }
     }
 }
 

@@ -22,13 +22,13 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tracing::warn;
 
+use super::io_pool::ReadRequest;
 use super::record::{self, Decoded, Record};
 use super::recovery::recover_segment;
 pub use super::recovery::Recovered;
@@ -103,6 +103,14 @@ struct Pending {
 
 /// A write-behind buffer is written out once it holds this much.
 const WRITE_BEHIND: usize = 256 * 1024;
+
+/// Where `QueueLog::locate` found a record.
+pub enum Located {
+    /// Still in memory (the write-behind buffer): decoded already.
+    Here(Record),
+    /// On file: to read.
+    On(ReadRequest),
+}
 
 /// A record that recovery found live.
 #[derive(Debug, Clone, Copy)]
@@ -427,32 +435,30 @@ impl QueueLog {
         })
     }
 
-    /// Reads a record back.
+    /// Reads a record back (in place: a pread on the caller's thread unless it is still buffered).
     pub fn read(&self, loc: Loc) -> io::Result<Record> {
+        match self.locate(loc)? {
+            Located::Here(r) => Ok(r),
+            Located::On(req) => super::io_pool::read_record(&req.file, req.offset),
+        }
+    }
+
+    /// Where a record can be read: decoded at once when it is still in the write-behind buffer, or the segment
+    /// file and offset to read it from (on a read thread, see `store::io`). Err when its segment is gone.
+    pub fn locate(&self, loc: Loc) -> io::Result<Located> {
         let p = &self.pending;
         if !p.buf.is_empty() && loc.segment == self.active && loc.offset as u64 >= p.from {
             let start = usize::try_from(loc.offset as u64 - p.from).unwrap_or(usize::MAX);
-            return read_buffered(p.buf.get(start..).unwrap_or_default(), loc);
+            return read_buffered(p.buf.get(start..).unwrap_or_default(), loc).map(Located::Here);
         }
         let seg = self
             .segments
             .get(&loc.segment)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("segment {} is gone", loc.segment)))?;
-        let mut prefix = [0u8; record::PREFIX];
-        seg.file.read_exact_at(&mut prefix, loc.offset as u64)?;
-        let size = record::declared_size(&prefix).unwrap_or(0);
-        if !(record::PREFIX..=record::MAX_RECORD + record::PREFIX).contains(&size) {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "implausible record length"));
-        }
-        let mut buf = vec![0u8; size];
-        seg.file.read_exact_at(&mut buf, loc.offset as u64)?;
-        match record::decode(&Bytes::from(buf)) {
-            Decoded::Ok(r, _) => Ok(r),
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("record at {loc:?} failed its checksum"),
-            )),
-        }
+        Ok(Located::On(ReadRequest {
+            file: seg.file.clone(),
+            offset: loc.offset as u64,
+        }))
     }
 
     /// Records that a message is done with (acked, dropped, purged); written by the next `flush_acks`.
