@@ -138,3 +138,90 @@ async fn a_stuck_read_ahead_holds_its_own_queue_only_and_delivers_in_order_once_
     other_conn.close(200, "bye".into()).await.expect("close");
     conn.close(200, "bye".into()).await.expect("close");
 }
+
+/// Publishes `bodies` persistently to `queue`; whether each was confirmed (ack) or not (nack).
+async fn publish_outcomes(ch: &lapin::Channel, queue: &str, bodies: impl IntoIterator<Item = String>) -> Vec<bool> {
+    let mut confirms = Vec::new();
+    for body in bodies {
+        let c = ch
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                persistent(),
+            )
+            .await
+            .expect("publish");
+        confirms.push(c);
+    }
+    let mut out = Vec::new();
+    for c in confirms {
+        out.push(c.await.expect("confirm").is_ack());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_nacks_its_publishes_and_recovery_finds_exactly_the_confirmed_messages() {
+    let budget = DiskBudget::default();
+    let mut broker = TestBroker::start_full(|_| {}, budget.clone());
+    let q = unique("write-fails");
+    let conn = connect(&broker.url()).await;
+    let ch = channel(&conn).await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    ch.queue_declare(q.as_str().into(), durable(), FieldTable::default())
+        .await
+        .expect("declare");
+    publish_confirmed(&ch, &q, (0..50).map(|i| format!("before{i}"))).await;
+
+    // The syncer thread's writes fail now, as on a full disk.
+    budget.fail_writes(true);
+    let lost = publish_outcomes(&ch, &q, (0..50).map(|i| format!("lost{i}"))).await;
+    assert!(
+        lost.iter().all(|ack| !ack),
+        "every publish whose write failed is nacked: {lost:?}"
+    );
+    assert_eq!(
+        depth(&ch, &q).await,
+        50,
+        "the queue forgot the messages it could not write"
+    );
+
+    budget.fail_writes(false);
+    publish_confirmed(&ch, &q, (0..50).map(|i| format!("after{i}"))).await;
+    assert_eq!(depth(&ch, &q).await, 100);
+    conn.close(200, "bye".into()).await.expect("close");
+
+    broker.restart();
+    let conn = connect(&broker.url()).await;
+    let ch = channel(&conn).await;
+    let mut consumer = ch
+        .basic_consume(
+            q.as_str().into(),
+            "c".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let expected: Vec<String> = (0..50)
+        .map(|i| format!("before{i}"))
+        .chain((0..50).map(|i| format!("after{i}")))
+        .collect();
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        let d = next(&mut consumer, Duration::from_secs(20))
+            .await
+            .expect("a recovered message");
+        got.push(String::from_utf8(d.data).expect("utf8"));
+    }
+    assert_eq!(got, expected, "exactly the confirmed messages, in order");
+    assert_eq!(depth(&ch, &q).await, 0, "nothing else was recovered");
+    conn.close(200, "bye".into()).await.expect("close");
+}

@@ -312,7 +312,7 @@ mod tests {
             let p = s.push_deferred(persistent(i)).expect("push");
             assert!(p.deferred);
         }
-        s.flush_deferred().expect("flush");
+        s.hand_over().expect("flush");
         // Delivered from memory: the records need not be read back.
         std::fs::remove_dir_all(&qdir).ok();
         assert_eq!(bodies(&mut s), vec!["m0", "m1", "m2", "m3", "m4"]);

@@ -526,28 +526,92 @@ impl MessageStore {
         })
     }
 
-    /// Writes the records that deferred pushes left in the log's write-behind buffer, and returns the files a sync
-    /// must then cover (the active segment, every other segment that took a deferred record since the last call,
-    /// and the directory when a segment was created).
-    pub fn flush_deferred(&mut self) -> io::Result<Vec<Arc<File>>> {
-        let Some(log) = &mut self.log else {
-            return Ok(Vec::new());
-        };
-        log.flush_pending()?;
-        // The active segment always: another publisher's flush may have written (and taken the note of) this
-        // caller's records, and the syncer's rounds are ordered, so a later mark covers what an earlier one did.
-        let mut files = log.take_dirty();
-        if let Some(active) = log.active_file() {
-            if !files.iter().any(|f| Arc::ptr_eq(f, &active)) {
-                files.push(active);
-            }
+    /// Hands the records that deferred pushes left in the log's write-behind buffer to the store's writer (the
+    /// syncer thread, see `QueueLog::hand_over`) and marks the files a confirm waits for dirty; returns the round
+    /// that writes and syncs them. A store whose log has no writer writes them here and returns 0.
+    pub fn hand_over(&mut self) -> io::Result<u64> {
+        match &mut self.log {
+            Some(log) => log.hand_over(),
+            None => Ok(0),
         }
-        files.extend(log.dir_to_sync());
-        Ok(files)
+    }
+
+    /// Sends the log's write-behind buffers to `writer` from now on.
+    pub fn set_writer(&mut self, writer: Option<crate::store::queue_log::Writer>) {
+        if let Some(log) = &mut self.log {
+            log.set_writer(writer);
+        }
+    }
+
+    /// A handed-over write failed: every record of `segment` from offset `from` on is not on disk and never will
+    /// be, so the queue forgets those messages (their publishes are nacked through the failed round) and the log
+    /// cuts the segment back (`QueueLog::drop_unwritten`). Messages already delivered keep going, but their acks
+    /// and requeues no longer name a record. Returns how many ready messages went; 0 when the write was done
+    /// meanwhile by an immediate append, or handled already.
+    pub fn drop_unwritten(&mut self, segment: u32, from: u64) -> usize {
+        let Some(log) = &self.log else { return 0 };
+        if !log.write_lost(segment, from) {
+            return 0;
+        }
+        let gone = |loc: Loc| loc.segment == segment && loc.offset as u64 >= from;
+        // The body size of a record only located: it is still in a buffer the log holds.
+        let size_of = |log: &QueueLog, packed: u64| match log.locate(Loc::unpack(packed)) {
+            Ok(Located::Here(r)) => r.body.len(),
+            _ => 0,
+        };
+        let (mut dropped, mut bytes) = (0usize, 0usize);
+        for level in &mut self.levels {
+            let mut memory = std::mem::take(&mut level.memory).into_iter();
+            for packed in std::mem::take(&mut level.order) {
+                if packed == IN_MEMORY {
+                    let Some(e) = memory.next() else { continue };
+                    if e.loc.is_some_and(gone) {
+                        dropped += 1;
+                        bytes += e.message.size();
+                        self.mem_bytes = self.mem_bytes.saturating_sub(memory_cost(&e));
+                        continue;
+                    }
+                    level.memory.push_back(e);
+                    level.order.push_back(packed);
+                } else if !is_paged(packed) && gone(Loc::unpack(packed)) {
+                    dropped += 1;
+                    bytes += match level.ahead.remove(&packed) {
+                        Some(Some(e)) => e.message.size(),
+                        _ => size_of(log, packed),
+                    };
+                    if let Some(r) = &mut level.reading {
+                        r.keys.remove(&packed);
+                    }
+                } else {
+                    level.order.push_back(packed);
+                }
+            }
+            level.memory.extend(memory);
+            level.requeued.retain(|_, e| {
+                let keep = !e.loc.is_some_and(gone);
+                if !keep {
+                    dropped += 1;
+                    bytes += e.message.size();
+                }
+                keep
+            });
+        }
+        self.unreadable.retain(|(_, p)| {
+            let keep = is_paged(*p) || !gone(Loc::unpack(*p));
+            dropped += usize::from(!keep);
+            keep
+        });
+        self.len = self.len.saturating_sub(dropped);
+        self.bytes = self.bytes.saturating_sub(bytes);
+        if let Some(log) = &mut self.log {
+            log.drop_unwritten(segment, from);
+        }
+        dropped
     }
 
     /// Puts a message taken out (not delivered) back at its original place, its flags unchanged.
-    pub fn restore(&mut self, entry: Entry) {
+    pub fn restore(&mut self, mut entry: Entry) {
+        self.forget_dropped_record(&mut entry);
         self.may_expire |= entry.expires_at.is_some();
         self.bytes += entry.message.size();
         self.len += 1;
@@ -558,11 +622,21 @@ impl MessageStore {
     /// Puts a delivered message back, marked redelivered, at its original place.
     pub fn requeue(&mut self, mut entry: Entry) {
         entry.redelivered = true;
+        self.forget_dropped_record(&mut entry);
         self.may_expire |= entry.expires_at.is_some();
         self.bytes += entry.message.size();
         self.len += 1;
         let level = self.level_of(entry.message.priority);
         self.levels[level].requeued.insert(entry.seq, entry);
+    }
+
+    /// An entry whose record was dropped after a failed write (see `drop_unwritten`) names no record any more.
+    fn forget_dropped_record(&self, entry: &mut Entry) {
+        if let (Some(log), Some(loc)) = (&self.log, entry.loc) {
+            if !log.holds(loc) {
+                entry.loc = None;
+            }
+        }
     }
 
     /// The next live message, read in place if it is only on disk (basic.get, admin takes, tests); expired ones
@@ -617,8 +691,9 @@ impl MessageStore {
     }
 
     /// Takes out expired messages at the head of every level, so TTL applies even with no consumer attached. A
-    /// live head read from disk on the way is kept in memory, ready for the next pop; a head only on disk waits
-    /// for a read-ahead (`start_read`) when the store has read threads.
+    /// live head read from disk on the way is kept in memory, ready for the next pop. Heads only on disk are read
+    /// in place: this runs in the timer's upkeep, through `store::blocking`, and a deadline must not wait for a
+    /// read thread (a head read ahead already is taken as it was read).
     pub fn expire_heads(&mut self, expired: &mut Vec<Entry>) {
         if !self.may_expire {
             return;
@@ -632,7 +707,7 @@ impl MessageStore {
                 } else if !self.ordered {
                     left_memory(&mut self.mem_bytes, level.memory.pop_front())
                 } else {
-                    match self.take_front(i, true) {
+                    match self.take_front(i, false) {
                         Front::Taken(e) => e,
                         // Set aside as unreadable: still stored and counted.
                         Front::SetAside => continue,

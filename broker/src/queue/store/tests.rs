@@ -388,3 +388,44 @@ fn a_read_ahead_that_fails_sets_the_record_aside_still_counted() {
     assert_eq!(r.drain(), [1, 3]);
     assert_eq!((r.store.len(), r.store.unreadable()), (1, 1));
 }
+
+#[test]
+fn records_whose_write_failed_leave_the_queue_and_later_ones_of_their_segment_with_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = open(dir.path());
+    s.set_writer(Some(crate::store::queue_log::Writer {
+        syncer: crate::store::Syncer::idle(),
+        failed: Arc::new(|_, _| {}),
+    }));
+    push(&mut s, msg(b"kept", persistent()));
+    let mut locs = Vec::new();
+    for b in [&b"lost"[..], b"lost too"] {
+        s.push_deferred(msg(b, persistent())).expect("push");
+        locs.push(s.levels[0].order.back().copied().map(Loc::unpack).expect("a location"));
+    }
+    s.hand_over().expect("hand over");
+    s.push_deferred(msg(b"pending", persistent())).expect("push");
+    assert_eq!((s.len(), s.bytes()), (4, 4 + 4 + 8 + 7));
+    // The writer could not write the handed-over buffer (it starts at the first "lost" record).
+    let dropped = s.drop_unwritten(locs[0].segment, locs[0].offset as u64);
+    assert_eq!(dropped, 3, "that buffer and what came after it in the segment");
+    assert_eq!((s.len(), s.bytes()), (1, 4));
+    assert_eq!(
+        s.drop_unwritten(locs[0].segment, locs[0].offset as u64),
+        0,
+        "handled once"
+    );
+    let mut expired = Vec::new();
+    assert_eq!(
+        s.pop(&mut expired).map(|e| e.message.body.to_vec()),
+        Some(b"kept".to_vec())
+    );
+    assert!(s.pop(&mut expired).is_none());
+    push(&mut s, msg(b"next", persistent()));
+    drop(s);
+    let mut s = open(dir.path());
+    let bodies: Vec<Vec<u8>> = std::iter::from_fn(|| s.pop(&mut expired))
+        .map(|e| e.message.body.to_vec())
+        .collect();
+    assert_eq!(bodies, [b"kept".to_vec(), b"next".to_vec()], "recovery agrees");
+}
