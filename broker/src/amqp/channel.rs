@@ -159,6 +159,9 @@ struct PendingConfirm {
     nack: bool,
     /// Its record waits in a queue's write-behind buffer: the end of the batch resolves the ticket (`resolve_flush`).
     await_flush: bool,
+    /// The first round that may have written its record (0: only `ticket` counts): every round from there to
+    /// `ticket` must succeed (see `Published::first_ticket`).
+    first_ticket: u64,
 }
 
 /// A publish buffered in a transaction.
@@ -478,6 +481,7 @@ impl Channel {
                 ticket: outcome.ticket,
                 nack: outcome.failed,
                 await_flush: outcome.deferred,
+                first_ticket: outcome.first_ticket,
             });
         }
         Ok(())
@@ -554,6 +558,12 @@ impl Channel {
                 routed |= p.routed;
                 outcome.ticket = outcome.ticket.max(p.ticket);
                 outcome.failed |= p.failed;
+                if p.first_ticket > 0 {
+                    outcome.first_ticket = match outcome.first_ticket {
+                        0 => p.first_ticket,
+                        f => f.min(p.first_ticket),
+                    };
+                }
                 if p.deferred {
                     outcome.deferred = true;
                     if !ctx.flush.iter().any(|f| Arc::ptr_eq(f, q)) {
@@ -610,7 +620,11 @@ impl Channel {
             } else if p.ticket == 0 {
                 true
             } else {
-                match sync.and_then(|s| s.outcome(p.ticket)) {
+                let outcome = match p.first_ticket {
+                    0 => sync.and_then(|s| s.outcome(p.ticket)),
+                    first => sync.and_then(|s| s.outcome_range(first.min(p.ticket), p.ticket)),
+                };
+                match outcome {
                     Some(ok) => ok,
                     None => break,
                 }

@@ -42,7 +42,7 @@ pub use credit::{ConsumerCredit, Credit};
 pub use delete::DeleteRefused;
 pub use metrics::{QueueStats, RateWindow};
 pub use settings::QueueSpec;
-pub use store::{keep_on_recovery, Entry, MessageStore, Staged};
+pub use store::{keep_on_recovery, Entry, MessageStore, ReadAhead, ReadTarget, Staged};
 
 use crate::amqp::error::{AmqpError, AmqpResult};
 use crate::clock::Clock;
@@ -93,6 +93,10 @@ pub struct Published {
     pub failed: bool,
     /// Its record waits in the queue's write-behind buffer: confirm it only after `Queue::flush_writes`.
     pub deferred: bool,
+    /// For a deferred record: the first group-commit round that may write it (the syncer's open round when it
+    /// was appended). Its confirm needs every round from there to its ticket to succeed, since a buffer may be
+    /// handed over before the end of the batch (a full buffer, a new segment) and a failed write drops it.
+    pub first_ticket: u64,
 }
 
 pub struct Queue {
@@ -209,6 +213,19 @@ impl Queue {
             timer,
             armed_at: AtomicU64::new(NOT_ARMED),
         });
+        // A durable queue's write-behind buffers go to the syncer thread, which tells us when one could not be
+        // written.
+        if let Some(sync) = &q.sync {
+            let me = Arc::downgrade(&q);
+            q.lock().store.set_writer(Some(crate::store::queue_log::Writer {
+                syncer: sync.syncer.clone(),
+                failed: Arc::new(move |segment, from| {
+                    if let Some(q) = me.upgrade() {
+                        q.write_failed(segment, from);
+                    }
+                }),
+            }));
+        }
         // Its first deadlines: `x-expires` from now, and what a recovered store holds (heads to read, records that
         // may expire).
         q.arm_next();
@@ -322,20 +339,23 @@ impl Queue {
         out
     }
 
-    /// Writes the records deferred publishes left buffered and registers them with the group commit: the returned
-    /// ticket is the sync round their confirms wait for (0 with `fsync = never`). `Err` means they could not be
-    /// written: their publishes must be nacked.
+    /// Hands the records deferred publishes left buffered to the store's syncer thread, which writes them and (with
+    /// `fsync = batch`) syncs them in its next round: the returned ticket is that round, which their confirms wait
+    /// for (with `fsync = never` the round only writes). No disk I/O here. `Err` means they could not be handed
+    /// over (a queue without a syncer wrote them itself and failed): their publishes must be nacked.
     pub fn flush_writes(&self) -> std::io::Result<u64> {
+        self.lock().store.hand_over()
+    }
+
+    /// The syncer could not write what this queue handed over at `from` in `segment`: those records, and every
+    /// later one of that segment, are dropped (their publishes are nacked through the failed round).
+    fn write_failed(&self, segment: u32, from: u64) {
         let mut st = self.lock();
-        let files = st.store.flush_deferred()?;
-        let Some(sync) = self.sync.as_ref().filter(|s| s.mode != FsyncMode::Never) else {
-            return Ok(0);
-        };
-        let mut ticket = 0;
-        for f in &files {
-            ticket = ticket.max(sync.syncer.mark_dirty(f));
+        let dropped = st.store.drop_unwritten(segment, from);
+        if dropped > 0 {
+            tracing::warn!(queue = %self.spec.name, vhost = %self.spec.vhost, dropped, "messages whose write failed were dropped; their publishes are nacked");
         }
-        Ok(ticket)
+        self.finish(st);
     }
 
     /// Enqueues a message and dispatches, and returns the dead letters this caused instead of routing them (the
@@ -354,6 +374,7 @@ impl Queue {
                         ticket: 0,
                         failed: false,
                         deferred: false,
+                        first_ticket: 0,
                     };
                     return (duplicate, Vec::new());
                 }
@@ -375,6 +396,7 @@ impl Queue {
                     ticket: 0,
                     failed: true,
                     deferred: false,
+                    first_ticket: 0,
                 };
                 return (refused, dead);
             }
@@ -394,6 +416,7 @@ impl Queue {
                     ticket: 0,
                     failed: true,
                     deferred: false,
+                    first_ticket: 0,
                 };
                 return (failed, Vec::new());
             }
@@ -403,7 +426,11 @@ impl Queue {
             ticket: 0,
             failed: false,
             deferred: pushed.deferred,
+            first_ticket: 0,
         };
+        if let (true, Some(sync)) = (pushed.deferred, &self.sync) {
+            out.first_ticket = sync.syncer.open_round();
+        }
         QueueStats::add(&self.stats.published, 1);
         if let (Some(file), Some(sync)) = (pushed.sync, &self.sync) {
             match sync.mode {
@@ -514,7 +541,8 @@ impl Queue {
                 consumer.outbox.unreserve();
                 break;
             }
-            let Some(entry) = st.store.pop(&mut st.expired_buf) else {
+            // A head only on disk stops dispatch here; `start_read` below asks a read thread for it.
+            let Some(entry) = st.store.pop_or_wait(&mut st.expired_buf) else {
                 consumer.credit.release();
                 consumer.outbox.unreserve();
                 break;
@@ -538,6 +566,7 @@ impl Queue {
             st.deliveries.push((outbox, item));
             st.next_consumer = (i + 1) % n;
         }
+        this.start_read(st);
         // The store records the deliveries (for redelivered flags after a crash) before anyone can send them.
         st.store.flush();
         if !st.deliveries.is_empty() {
@@ -554,6 +583,15 @@ impl Queue {
         for (outbox, item) in st.deliveries.drain(..) {
             outbox.push(item);
         }
+    }
+
+    /// Asks the store's read threads for what a dispatch or an upkeep stopped at (a head only on disk); the
+    /// records come back through `ReadTarget::read_done`.
+    fn start_read(&self, st: &mut QueueState) {
+        st.store.start_read(|| {
+            let me: Weak<dyn ReadTarget> = self.me.clone();
+            me
+        });
     }
 
     /// Adds a consumer, enforcing exclusive consumers, and dispatches to it.
@@ -785,6 +823,21 @@ impl Queue {
     /// An `Arc` to ourselves for deliveries, so that acks can find the queue again.
     fn self_arc(&self) -> Option<Arc<Queue>> {
         self.me.upgrade()
+    }
+}
+
+impl ReadTarget for Queue {
+    /// A read thread read ahead what dispatch (or the upkeep) stopped at: installed under the lock, then dispatched,
+    /// on the read thread.
+    fn read_done(&self, done: ReadAhead) {
+        let mut st = self.lock();
+        if self.is_deleted() || !st.store.install_read(done) {
+            return;
+        }
+        if !st.consumers.is_empty() {
+            Self::dispatch_locked(self, &mut st);
+        }
+        self.finish(st);
     }
 }
 

@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 use std::io;
 
 use crate::message::Message;
-use crate::store::queue_log::{Loc, QueueLog};
+use crate::store::queue_log::{Loc, Located, QueueLog};
 use crate::store::record::{Meta, Record};
 use crate::store::txlog::TxView;
 use crate::store::{DiskBudget, PagePolicy};
@@ -104,6 +104,14 @@ impl Spill {
     pub fn read(&self, loc: Loc) -> io::Result<Record> {
         match &self.log {
             Some(log) => log.read(loc),
+            None => Err(io::Error::other("nothing was spilled")),
+        }
+    }
+
+    /// Where a record can be read (see `QueueLog::locate`), without taking it.
+    pub fn locate(&self, loc: Loc) -> io::Result<Located> {
+        match &self.log {
+            Some(log) => log.locate(loc),
             None => Err(io::Error::other("nothing was spilled")),
         }
     }
@@ -304,7 +312,7 @@ mod tests {
             let p = s.push_deferred(persistent(i)).expect("push");
             assert!(p.deferred);
         }
-        s.flush_deferred().expect("flush");
+        s.hand_over().expect("flush");
         // Delivered from memory: the records need not be read back.
         std::fs::remove_dir_all(&qdir).ok();
         assert_eq!(bodies(&mut s), vec!["m0", "m1", "m2", "m3", "m4"]);

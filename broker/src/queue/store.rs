@@ -9,8 +9,9 @@
 //!   transient messages are paged out to a spill log (`queue::spill`) and only their location stays, in `order`.
 //! - **Disk** (durable queues): every persistent message is appended to the queue's log (`store::queue_log`), and a
 //!   level holds only its packed location (8 bytes), so a queue of tens of millions of messages costs tens of
-//!   megabytes; the body is read back when the message reaches the head. Transient messages stay in memory, as in
-//!   RabbitMQ, with a marker in the level's order so FIFO holds across both kinds.
+//!   megabytes; the body is read back when the message reaches the head: for dispatch by a read thread, ahead of
+//!   time and with no lock held (see `reading.rs`), in place for `basic.get` and admin operations. Transient
+//!   messages stay in memory, as in RabbitMQ, with a marker in the level's order so FIFO holds across both kinds.
 //!
 //! Ordering: a queue declared with `x-max-priority` keeps one level per priority and always serves the highest
 //! non-empty level; within a level, messages that were delivered and requeued come back first, in `seq` order
@@ -31,7 +32,7 @@
 //! (`crate::timer`) instead of being polled. A head known only by its place on disk counts as due at once: the upkeep
 //! reads it, keeps it in memory, and from then on its deadline is known.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io;
 use std::sync::Arc;
@@ -46,7 +47,8 @@ mod tests;
 use crate::clock::Clock;
 use crate::message::Message;
 use crate::queue::spill::Spill;
-use crate::store::queue_log::{Loc, QueueLog, Recovered};
+use crate::store::io_pool::Reader;
+use crate::store::queue_log::{Loc, Located, QueueLog, Recovered};
 use crate::store::record::Record;
 use crate::store::summary::{Facts, Sealer};
 
@@ -104,6 +106,44 @@ struct Level {
     order: VecDeque<u64>,
     /// Requeued messages, keyed by seq; all of them are older than anything in `memory` / `disk`.
     requeued: BTreeMap<u64, Entry>,
+    /// Records of `order` read ahead by the store's read threads and not yet taken, by packed location (None: the
+    /// read failed; the record goes to the unreadable list when it reaches the head). Only ever holds locations
+    /// that are in `order`.
+    ahead: HashMap<u64, Option<Entry>>,
+    /// The read-ahead in flight for this level.
+    reading: Option<Reading>,
+}
+
+/// A read-ahead in flight: its ticket (a result with another one is stale) and the locations it still stands for
+/// (one taken meanwhile, by a reader in place or an admin take, is dropped from here, and its result with it).
+struct Reading {
+    ticket: u64,
+    keys: HashSet<u64>,
+}
+
+/// Records read ahead for one level, handed back by a read thread (see `MessageStore::start_read`).
+pub struct ReadAhead {
+    ticket: u64,
+    level: usize,
+    keys: Vec<u64>,
+    records: Vec<io::Result<Record>>,
+}
+
+/// Who gets a read-ahead's records: the queue, which installs them under its lock (`MessageStore::install_read`)
+/// and dispatches.
+pub trait ReadTarget: Send + Sync {
+    fn read_done(&self, done: ReadAhead);
+}
+
+/// What the front of a level's `order` gave (`MessageStore::take_front`).
+enum Front {
+    /// Taken out of `order` (None: its memory entry was missing, the count goes all the same).
+    Taken(Option<Entry>),
+    /// Taken out of `order` onto the unreadable list: still counted, go on.
+    SetAside,
+    /// Only on disk and not read yet: a read-ahead is asked for (or in flight); nothing was taken.
+    Wait,
+    Empty,
 }
 
 impl Level {
@@ -161,6 +201,13 @@ pub struct MessageStore {
     retry_delay_ms: u64,
     /// The broker's clock (set by `Queue::new`): enqueue times, deadlines and retry times.
     clock: Clock,
+    /// The data directory's read threads: a dispatch that meets a head only on disk asks them for it instead of
+    /// reading in place. None (unit tests, no data directory): every pop reads in place.
+    reader: Option<Reader>,
+    /// A dispatch stopped at a head only on disk with no read in flight for its level: `start_read` asks.
+    want_read: bool,
+    /// Numbers read-aheads (see `Reading`).
+    next_ticket: u64,
 }
 
 /// The first and the longest wait before unreadable records are read again.
@@ -244,7 +291,12 @@ impl MessageStore {
                 match level.order.front() {
                     None => None,
                     Some(&IN_MEMORY) => level.memory.front().and_then(|e| e.expires_at),
-                    Some(_) => return Some(self.clock.now_ms()),
+                    Some(packed) => match level.ahead.get(packed) {
+                        Some(Some(e)) => e.expires_at,
+                        // The read's result installs it and asks again.
+                        None if level.reading.is_some() && self.reader.is_some() => None,
+                        _ => return Some(self.clock.now_ms()),
+                    },
                 }
             };
             if let Some(t) = head {
@@ -288,6 +340,9 @@ impl MessageStore {
             retry_at_ms: 0,
             retry_delay_ms: RETRY_FIRST_MS,
             clock: Clock::system(),
+            reader: None,
+            want_read: false,
+            next_ticket: 0,
         }
     }
 
@@ -331,6 +386,12 @@ impl MessageStore {
         s.ordered = true;
         s.may_expire |= expiring.get();
         Ok((s, recovered))
+    }
+
+    /// Reads records for dispatch on `reader`'s threads from now on (see `start_read`).
+    pub fn with_reader(mut self, reader: Option<Reader>) -> Self {
+        self.reader = reader;
+        self
     }
 
     /// Lets this store page transient messages out to `spill` under memory pressure.
@@ -465,28 +526,92 @@ impl MessageStore {
         })
     }
 
-    /// Writes the records that deferred pushes left in the log's write-behind buffer, and returns the files a sync
-    /// must then cover (the active segment, every other segment that took a deferred record since the last call,
-    /// and the directory when a segment was created).
-    pub fn flush_deferred(&mut self) -> io::Result<Vec<Arc<File>>> {
-        let Some(log) = &mut self.log else {
-            return Ok(Vec::new());
-        };
-        log.flush_pending()?;
-        // The active segment always: another publisher's flush may have written (and taken the note of) this
-        // caller's records, and the syncer's rounds are ordered, so a later mark covers what an earlier one did.
-        let mut files = log.take_dirty();
-        if let Some(active) = log.active_file() {
-            if !files.iter().any(|f| Arc::ptr_eq(f, &active)) {
-                files.push(active);
-            }
+    /// Hands the records that deferred pushes left in the log's write-behind buffer to the store's writer (the
+    /// syncer thread, see `QueueLog::hand_over`) and marks the files a confirm waits for dirty; returns the round
+    /// that writes and syncs them. A store whose log has no writer writes them here and returns 0.
+    pub fn hand_over(&mut self) -> io::Result<u64> {
+        match &mut self.log {
+            Some(log) => log.hand_over(),
+            None => Ok(0),
         }
-        files.extend(log.dir_to_sync());
-        Ok(files)
+    }
+
+    /// Sends the log's write-behind buffers to `writer` from now on.
+    pub fn set_writer(&mut self, writer: Option<crate::store::queue_log::Writer>) {
+        if let Some(log) = &mut self.log {
+            log.set_writer(writer);
+        }
+    }
+
+    /// A handed-over write failed: every record of `segment` from offset `from` on is not on disk and never will
+    /// be, so the queue forgets those messages (their publishes are nacked through the failed round) and the log
+    /// cuts the segment back (`QueueLog::drop_unwritten`). Messages already delivered keep going, but their acks
+    /// and requeues no longer name a record. Returns how many ready messages went; 0 when the write was done
+    /// meanwhile by an immediate append, or handled already.
+    pub fn drop_unwritten(&mut self, segment: u32, from: u64) -> usize {
+        let Some(log) = &self.log else { return 0 };
+        if !log.write_lost(segment, from) {
+            return 0;
+        }
+        let gone = |loc: Loc| loc.segment == segment && loc.offset as u64 >= from;
+        // The body size of a record only located: it is still in a buffer the log holds.
+        let size_of = |log: &QueueLog, packed: u64| match log.locate(Loc::unpack(packed)) {
+            Ok(Located::Here(r)) => r.body.len(),
+            _ => 0,
+        };
+        let (mut dropped, mut bytes) = (0usize, 0usize);
+        for level in &mut self.levels {
+            let mut memory = std::mem::take(&mut level.memory).into_iter();
+            for packed in std::mem::take(&mut level.order) {
+                if packed == IN_MEMORY {
+                    let Some(e) = memory.next() else { continue };
+                    if e.loc.is_some_and(gone) {
+                        dropped += 1;
+                        bytes += e.message.size();
+                        self.mem_bytes = self.mem_bytes.saturating_sub(memory_cost(&e));
+                        continue;
+                    }
+                    level.memory.push_back(e);
+                    level.order.push_back(packed);
+                } else if !is_paged(packed) && gone(Loc::unpack(packed)) {
+                    dropped += 1;
+                    bytes += match level.ahead.remove(&packed) {
+                        Some(Some(e)) => e.message.size(),
+                        _ => size_of(log, packed),
+                    };
+                    if let Some(r) = &mut level.reading {
+                        r.keys.remove(&packed);
+                    }
+                } else {
+                    level.order.push_back(packed);
+                }
+            }
+            level.memory.extend(memory);
+            level.requeued.retain(|_, e| {
+                let keep = !e.loc.is_some_and(gone);
+                if !keep {
+                    dropped += 1;
+                    bytes += e.message.size();
+                }
+                keep
+            });
+        }
+        self.unreadable.retain(|(_, p)| {
+            let keep = is_paged(*p) || !gone(Loc::unpack(*p));
+            dropped += usize::from(!keep);
+            keep
+        });
+        self.len = self.len.saturating_sub(dropped);
+        self.bytes = self.bytes.saturating_sub(bytes);
+        if let Some(log) = &mut self.log {
+            log.drop_unwritten(segment, from);
+        }
+        dropped
     }
 
     /// Puts a message taken out (not delivered) back at its original place, its flags unchanged.
-    pub fn restore(&mut self, entry: Entry) {
+    pub fn restore(&mut self, mut entry: Entry) {
+        self.forget_dropped_record(&mut entry);
         self.may_expire |= entry.expires_at.is_some();
         self.bytes += entry.message.size();
         self.len += 1;
@@ -497,6 +622,7 @@ impl MessageStore {
     /// Puts a delivered message back, marked redelivered, at its original place.
     pub fn requeue(&mut self, mut entry: Entry) {
         entry.redelivered = true;
+        self.forget_dropped_record(&mut entry);
         self.may_expire |= entry.expires_at.is_some();
         self.bytes += entry.message.size();
         self.len += 1;
@@ -504,19 +630,36 @@ impl MessageStore {
         self.levels[level].requeued.insert(entry.seq, entry);
     }
 
-    /// The next live message; expired ones met on the way are taken out into `expired` (for the queue to
-    /// dead-letter or settle). A message taken from disk is noted as delivered (see `flush`).
+    /// An entry whose record was dropped after a failed write (see `drop_unwritten`) names no record any more.
+    fn forget_dropped_record(&self, entry: &mut Entry) {
+        if let (Some(log), Some(loc)) = (&self.log, entry.loc) {
+            if !log.holds(loc) {
+                entry.loc = None;
+            }
+        }
+    }
+
+    /// The next live message, read in place if it is only on disk (basic.get, admin takes, tests); expired ones
+    /// met on the way are taken out into `expired` (for the queue to dead-letter or settle). A message taken from
+    /// disk is noted as delivered (see `flush`).
     pub fn pop(&mut self, expired: &mut Vec<Entry>) -> Option<Entry> {
-        self.pop_noting(expired, true)
+        self.pop_noting(expired, true, false)
+    }
+
+    /// Like `pop`, for dispatch: a head only on disk is never read here. None then, and the next `start_read` asks
+    /// the read threads for it; the read's result (`install_read`) lets dispatch go on. Order holds: nothing behind
+    /// that head, nor in a lower priority level, is served meanwhile.
+    pub fn pop_or_wait(&mut self, expired: &mut Vec<Entry>) -> Option<Entry> {
+        self.pop_noting(expired, true, true)
     }
 
     /// Like `pop`, for an admin move: not noted as a delivery (a move that is cancelled, fails or is cut short by
     /// a crash puts the message back as it was, not redelivered and with no delivery counted).
     pub fn pop_for_move(&mut self, expired: &mut Vec<Entry>) -> Option<Entry> {
-        self.pop_noting(expired, false)
+        self.pop_noting(expired, false, false)
     }
 
-    fn pop_noting(&mut self, expired: &mut Vec<Entry>, note: bool) -> Option<Entry> {
+    fn pop_noting(&mut self, expired: &mut Vec<Entry>, note: bool, wait: bool) -> Option<Entry> {
         let now = self.clock.now_ms();
         loop {
             let i = self.levels.iter().rposition(|l| !l.is_empty())?;
@@ -526,13 +669,11 @@ impl MessageStore {
             } else if !self.ordered {
                 left_memory(&mut self.mem_bytes, level.memory.pop_front())
             } else {
-                match level.order.pop_front()? {
-                    IN_MEMORY => left_memory(&mut self.mem_bytes, level.memory.pop_front()),
-                    packed => match self.load(i, packed) {
-                        Some(e) => Some(e),
-                        // Set aside as unreadable: still stored and counted.
-                        None => continue,
-                    },
+                match self.take_front(i, wait) {
+                    Front::Taken(e) => e,
+                    // Set aside as unreadable: still stored and counted.
+                    Front::SetAside => continue,
+                    Front::Wait | Front::Empty => return None,
                 }
             };
             self.len -= 1;
@@ -550,7 +691,9 @@ impl MessageStore {
     }
 
     /// Takes out expired messages at the head of every level, so TTL applies even with no consumer attached. A
-    /// live head read from disk on the way is kept in memory, ready for the next pop.
+    /// live head read from disk on the way is kept in memory, ready for the next pop. Heads only on disk are read
+    /// in place: this runs in the timer's upkeep, through `store::blocking`, and a deadline must not wait for a
+    /// read thread (a head read ahead already is taken as it was read).
     pub fn expire_heads(&mut self, expired: &mut Vec<Entry>) {
         if !self.may_expire {
             return;
@@ -564,14 +707,11 @@ impl MessageStore {
                 } else if !self.ordered {
                     left_memory(&mut self.mem_bytes, level.memory.pop_front())
                 } else {
-                    match level.order.pop_front() {
-                        None => None,
-                        Some(IN_MEMORY) => left_memory(&mut self.mem_bytes, level.memory.pop_front()),
-                        Some(packed) => match self.load(i, packed) {
-                            Some(e) => Some(e),
-                            // Set aside as unreadable: still stored and counted.
-                            None => continue,
-                        },
+                    match self.take_front(i, false) {
+                        Front::Taken(e) => e,
+                        // Set aside as unreadable: still stored and counted.
+                        Front::SetAside => continue,
+                        Front::Wait | Front::Empty => None,
                     }
                 };
                 let Some(head) = head else { break };

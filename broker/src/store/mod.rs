@@ -16,13 +16,21 @@
 //!     delivered.log            seqs handed to consumers (for redelivered flags after a crash)
 //! ```
 //!
-//! Group commit (`fsync = batch`, the default): an append makes its segment file dirty and gets a ticket; one
-//! syncer thread runs `fdatasync` over every file dirtied since its last round and then announces the round, so
-//! every publish that arrived while a sync ran is covered by the next one. Channels hold a publisher confirm until
-//! its ticket's round is announced, then send one cumulative `basic.ack`.
+//! Threads of the store: the syncer (group commit, below), the sealer (`summary.rs`) and the read threads
+//! (`io_pool.rs`), so that no async worker waits on a `pread` for a delivery.
+//!
+//! Group commit (`fsync = batch`, the default): a connection's publishes gather in their queues' write-behind
+//! buffers; at the end of its read batch each queue hands its buffer to the syncer thread (`Syncer::submit`) and
+//! gets a ticket. Each round the syncer writes what was handed over, runs `fdatasync` over every file dirtied since
+//! its last round and then announces the round, so every publish that arrived while a sync ran is covered by the
+//! next one. Channels hold a publisher confirm until its ticket's round is announced, then send one cumulative
+//! `basic.ack` (or a `basic.nack` when a write or a sync of the round failed). With `fsync = never` a round only
+//! writes. A failed write makes its queue drop the records it covered (`QueueLog::drop_unwritten`), so a nacked
+//! message is never delivered or recovered later.
 
 pub mod definitions;
 pub mod definitions_log;
+pub mod io_pool;
 pub mod queue_dir;
 pub mod queue_log;
 pub mod record;
@@ -56,13 +64,24 @@ pub enum FsyncMode {
 }
 
 /// A cap on bytes the store may write, for tests of a full disk and for operators who want a quota. `None` means
-/// only the filesystem limits it. Tests can also make syncs slow (`set_sync_delay`), to show what waits on them.
+/// only the filesystem limits it. Tests can also make syncs slow (`set_sync_delay`) and hold the read threads'
+/// reads (`hold_reads`), to show what waits on them.
 #[derive(Clone, Default)]
 pub struct DiskBudget {
     bytes: Option<Arc<AtomicU64>>,
     sync_delay_ms: Arc<AtomicU64>,
     /// Syncs sitting in their delay right now.
     delayed_syncs: Arc<AtomicU64>,
+    /// Whether the read threads' reads are held, and how many wait; the condvar wakes them on release.
+    reads: Arc<(Mutex<ReadHold>, Condvar)>,
+    /// Tests: the syncer's writes of handed-over buffers fail (as on a full disk) while set.
+    fail_writes: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Default)]
+struct ReadHold {
+    held: bool,
+    waiting: u64,
 }
 
 impl DiskBudget {
@@ -108,6 +127,45 @@ impl DiskBudget {
     pub fn delayed_syncs(&self) -> u64 {
         self.delayed_syncs.load(Ordering::SeqCst)
     }
+
+    /// Makes the syncer thread's writes of handed-over buffers fail with ENOSPC (true) or work again (false).
+    pub fn fail_writes(&self, fail: bool) {
+        self.fail_writes.store(fail, Ordering::SeqCst);
+    }
+
+    /// The syncer's write fails now (see `fail_writes`).
+    fn write_refused(&self) -> io::Result<()> {
+        if self.fail_writes.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        Ok(())
+    }
+
+    /// Holds (true) or lets go (false) every read of the store's read threads (tests: a stuck disk read).
+    pub fn hold_reads(&self, hold: bool) {
+        let (lock, wake) = &*self.reads;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).held = hold;
+        wake.notify_all();
+    }
+
+    /// How many read batches wait for `hold_reads(false)` now (tests wait on this instead of sleeping).
+    pub fn held_reads(&self) -> u64 {
+        self.reads.0.lock().unwrap_or_else(|e| e.into_inner()).waiting
+    }
+
+    /// Blocks while reads are held; called by a read thread before each batch.
+    pub(crate) fn wait_for_reads(&self) {
+        let (lock, wake) = &*self.reads;
+        let mut hold = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if !hold.held {
+            return;
+        }
+        hold.waiting += 1;
+        while hold.held {
+            hold = wake.wait(hold).unwrap_or_else(|e| e.into_inner());
+        }
+        hold.waiting -= 1;
+    }
 }
 
 /// Runs disk work that blocks (fdatasync, a commit record) from async code without stalling an async worker: on
@@ -143,28 +201,66 @@ impl SyncProgress {
 struct SyncState {
     /// The round that new appends join.
     round: u64,
+    /// Write-behind buffers handed over since the last round began, in the order they were handed over.
+    writes: Vec<WriteJob>,
     dirty: Vec<Arc<File>>,
+    /// Rounds that fail whatever they do (see `fail_open_round`).
+    poisoned: Vec<u64>,
     stop: bool,
 }
 
-/// The group-commit thread's handle.
+/// A handed-over write's state, shared by the queue's log (which serves reads from the buffer until it is
+/// written) and the syncer.
+pub const WRITE_PENDING: u8 = 0;
+/// Written, by the syncer or by an immediate append of the queue that wrote it first (the same bytes at the same
+/// offset).
+pub const WRITE_DONE: u8 = 1;
+/// Dropped by the queue after an earlier write of its segment failed: never to be written; its round fails.
+pub const WRITE_DROPPED: u8 = 2;
+
+/// A write-behind buffer handed to the syncer thread: `bytes` go at `offset` of `file`. On failure `failed` runs
+/// (on the syncer thread, with no syncer lock held): the queue drops the records it covered.
+pub struct WriteJob {
+    pub file: Arc<File>,
+    pub offset: u64,
+    pub bytes: bytes::Bytes,
+    pub state: Arc<std::sync::atomic::AtomicU8>,
+    pub failed: Box<dyn FnOnce() + Send>,
+    /// Runs once the bytes are written (and every write handed over before them): a sealed segment's summary,
+    /// which must see the whole segment.
+    pub then: Option<Box<dyn FnOnce() + Send>>,
+}
+
+/// The group-commit thread's handle: it writes what queues handed over, then syncs every file dirtied since its
+/// last round (not with `fsync = never`), then announces the round.
 pub struct Syncer {
     state: Mutex<SyncState>,
     wake: Condvar,
     progress: watch::Sender<SyncProgress>,
+    /// `fsync = never`: a round only writes.
+    sync: bool,
+    /// The round new work joins now (mirrors `SyncState::round`, read without the lock).
+    open_round: AtomicU64,
+    /// Tests' failure injection (`DiskBudget::fail_writes`).
+    budget: DiskBudget,
 }
 
 impl Syncer {
-    fn start() -> Arc<Self> {
+    fn start(mode: FsyncMode, budget: DiskBudget) -> Arc<Self> {
         let (tx, _) = watch::channel(SyncProgress::default());
         let s = Arc::new(Syncer {
             state: Mutex::new(SyncState {
                 round: 1,
+                writes: Vec::new(),
                 dirty: Vec::new(),
+                poisoned: Vec::new(),
                 stop: false,
             }),
             wake: Condvar::new(),
             progress: tx,
+            sync: mode != FsyncMode::Never,
+            open_round: AtomicU64::new(1),
+            budget,
         });
         let worker = s.clone();
         let spawned = std::thread::Builder::new()
@@ -176,11 +272,46 @@ impl Syncer {
         s
     }
 
+    /// A syncer with no thread: what is handed to it stays queued (tests of what happens before a write).
+    #[cfg(test)]
+    pub(crate) fn idle() -> Arc<Self> {
+        let (tx, _) = watch::channel(SyncProgress::default());
+        Arc::new(Syncer {
+            state: Mutex::new(SyncState {
+                round: 1,
+                writes: Vec::new(),
+                dirty: Vec::new(),
+                poisoned: Vec::new(),
+                stop: false,
+            }),
+            wake: Condvar::new(),
+            progress: tx,
+            sync: false,
+            open_round: AtomicU64::new(1),
+            budget: DiskBudget::default(),
+        })
+    }
+
+    /// How many writes wait for the next round (tests).
+    #[cfg(test)]
+    pub(crate) fn queued_writes(&self) -> usize {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).writes.len()
+    }
+
     /// Marks a file as needing a sync; returns the round that will cover it.
     pub fn mark_dirty(&self, file: &Arc<File>) -> u64 {
+        self.submit(None, std::slice::from_ref(file))
+    }
+
+    /// Hands over a write (if any) and marks `files` dirty; returns the round that will write and sync them.
+    /// Writes run in the order they were handed over. Never blocks on the disk: a queue calls it under its lock.
+    pub fn submit(&self, write: Option<WriteJob>, files: &[Arc<File>]) -> u64 {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if !st.dirty.iter().any(|f| Arc::ptr_eq(f, file)) {
-            st.dirty.push(file.clone());
+        st.writes.extend(write);
+        for file in files {
+            if !st.dirty.iter().any(|f| Arc::ptr_eq(f, file)) {
+                st.dirty.push(file.clone());
+            }
         }
         let round = st.round;
         drop(st);
@@ -188,29 +319,86 @@ impl Syncer {
         round
     }
 
+    /// Makes the round open now fail: a queue dropped records after a failed write that were not handed over yet,
+    /// so their publishers' confirms (which span every round from the one open when the record was appended to
+    /// their ticket, see `Published::first_ticket`) must be nacked.
+    pub fn fail_open_round(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let round = st.round;
+        st.poisoned.push(round);
+    }
+
+    /// The round that work handed over now would join: no record appended from now on is written in an earlier one.
+    pub fn open_round(&self) -> u64 {
+        self.open_round.load(Ordering::Acquire)
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<SyncProgress> {
         self.progress.subscribe()
     }
 
     fn run(&self) {
+        use std::os::unix::fs::FileExt;
         loop {
-            let (round, files) = {
+            let (round, writes, files, poisoned) = {
                 let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                while st.dirty.is_empty() && !st.stop {
+                while st.dirty.is_empty() && st.writes.is_empty() && !st.stop {
                     st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
                 }
-                if st.stop && st.dirty.is_empty() {
+                if st.stop && st.dirty.is_empty() && st.writes.is_empty() {
                     return;
                 }
                 let round = st.round;
                 st.round += 1;
-                (round, std::mem::take(&mut st.dirty))
+                self.open_round.store(st.round, Ordering::Release);
+                let poisoned = st.poisoned.contains(&round);
+                st.poisoned.retain(|r| *r > round);
+                (
+                    round,
+                    std::mem::take(&mut st.writes),
+                    std::mem::take(&mut st.dirty),
+                    poisoned,
+                )
             };
-            let mut ok = true;
-            for f in &files {
-                if let Err(e) = f.sync_data() {
-                    error!(error = %e, "fdatasync failed; the publishes it covered are nacked");
-                    ok = false;
+            let mut ok = !poisoned;
+            for w in writes {
+                match w.state.load(Ordering::Acquire) {
+                    WRITE_DONE => continue,
+                    WRITE_DROPPED => {
+                        ok = false;
+                        continue;
+                    }
+                    _ => {}
+                }
+                let written = match w.bytes.is_empty() {
+                    true => Ok(()),
+                    false => self
+                        .budget
+                        .write_refused()
+                        .and_then(|()| w.file.write_all_at(&w.bytes, w.offset)),
+                };
+                match written {
+                    Ok(()) => {
+                        let _ =
+                            w.state
+                                .compare_exchange(WRITE_PENDING, WRITE_DONE, Ordering::AcqRel, Ordering::Acquire);
+                        if let Some(then) = w.then {
+                            then();
+                        }
+                    }
+                    Err(e) => {
+                        error!(error = %e, "a queue's write failed; the publishes it covered are nacked and dropped");
+                        ok = false;
+                        (w.failed)();
+                    }
+                }
+            }
+            if self.sync {
+                for f in &files {
+                    if let Err(e) = f.sync_data() {
+                        error!(error = %e, "fdatasync failed; the publishes it covered are nacked");
+                        ok = false;
+                    }
                 }
             }
             self.progress.send_modify(|p| {
@@ -254,6 +442,8 @@ pub struct Store {
     pub syncer: Arc<Syncer>,
     /// Writes the summaries of sealed segments (`summary.rs`); None when its thread could not start.
     pub sealer: Option<summary::Sealer>,
+    /// Reads records back for queues, off the async workers (`io.rs`); None when no thread could start.
+    pub reader: Option<io_pool::Reader>,
     /// When queues page new transient messages out to disk (see `queue::spill`).
     pub page_pressure: PagePolicy,
     /// Numbers the spill directories of this run.
@@ -327,8 +517,9 @@ impl Store {
             root: root.to_path_buf(),
             txlog,
             fsync,
+            reader: io_pool::Reader::start(budget.clone()),
+            syncer: Syncer::start(fsync, budget.clone()),
             budget,
-            syncer: Syncer::start(),
             sealer: summary::Sealer::start(),
             page_pressure: PagePolicy {
                 pressure: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -364,6 +555,9 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         self.syncer.stop();
+        if let Some(reader) = &self.reader {
+            reader.stop();
+        }
     }
 }
 

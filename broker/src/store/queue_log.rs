@@ -13,6 +13,13 @@
 //!   that is not the one being written) is deleted with its ack file.
 //! - A failed append (ENOSPC, I/O error) truncates the segment back to where it was, so a partial record never
 //!   stays behind; nothing already stored is rewritten.
+//! - Deferred appends gather in a write-behind buffer. With a writer (a durable queue: the store's syncer thread)
+//!   the buffer is handed over (`hand_over`) and written there, in hand-over order; until then its records are read
+//!   from the handed-over bytes. Segment files are written at explicit offsets, so an immediate append can write
+//!   what was handed over and not yet written itself (the same bytes at the same offsets) before its own record:
+//!   a file never has a gap. A handed-over write that fails drops its records and every later one of that segment
+//!   (`drop_unwritten`): the segment is cut back, its counts lowered, acks naming the dropped records ignored, and
+//!   new appends go to a new segment, so a location never names two records.
 //! - Recovery (`recovery.rs`) never panics and keeps every record whose checksum holds: damage in the middle of a
 //!   segment is resynced past and copied to a `.corrupt` file beside it, never cut; only a tail with no good record
 //!   after it is truncated; a missing ack file means its segment's records all count as unacked (at-least-once).
@@ -24,17 +31,19 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tracing::warn;
 
+use super::io_pool::ReadRequest;
 use super::record::{self, Decoded, Record};
 use super::recovery::recover_segment;
 pub use super::recovery::Recovered;
 use super::summary::{self, Facts, SealJob, Sealer};
 use super::txlog::TxView;
-use super::DiskBudget;
+use super::{DiskBudget, Syncer, WriteJob, WRITE_DONE, WRITE_DROPPED, WRITE_PENDING};
 
 /// The top bit of an ack-file entry: "delivered", not "acked".
 pub(super) const DELIVERED: u32 = 0x8000_0000;
@@ -91,6 +100,33 @@ pub struct QueueLog {
     dirty: Vec<(u32, Arc<File>)>,
     /// Where sealed segments go to be summarised (`summary.rs`), and whether to sync them first.
     sealer: Option<(Sealer, bool)>,
+    /// Where write-behind buffers go to be written (the syncer thread), and what to call when one fails. None: the
+    /// log writes them itself (`flush_pending`; spill logs, tools, tests).
+    writer: Option<Writer>,
+    /// Buffers handed to the writer and not known written yet, oldest first: reads of their records are served
+    /// from here, and an immediate append writes them first (see `write_handed_over`).
+    handed: Vec<Handoff>,
+    /// A write of the active segment failed and its tail was dropped: the next append starts a new segment, so a
+    /// location is never used by two records.
+    seal_active: bool,
+}
+
+/// The syncer thread that writes a queue's handed-over buffers, and the queue's answer to a failed write (called
+/// on the syncer thread with the segment and the offset the failed write started at).
+#[derive(Clone)]
+pub struct Writer {
+    pub syncer: Arc<Syncer>,
+    pub failed: Arc<dyn Fn(u32, u64) + Send + Sync>,
+}
+
+/// A write-behind buffer handed to the writer.
+struct Handoff {
+    segment: u32,
+    from: u64,
+    bytes: Bytes,
+    records: u32,
+    file: Arc<File>,
+    state: Arc<AtomicU8>,
 }
 
 /// Records appended to the active segment but not yet written to its file.
@@ -99,10 +135,20 @@ struct Pending {
     buf: Vec<u8>,
     /// The offset in the active segment where `buf` starts.
     from: u64,
+    /// How many records `buf` holds.
+    records: u32,
 }
 
 /// A write-behind buffer is written out once it holds this much.
 const WRITE_BEHIND: usize = 256 * 1024;
+
+/// Where `QueueLog::locate` found a record.
+pub enum Located {
+    /// Still in memory (the write-behind buffer): decoded already.
+    Here(Record),
+    /// On file: to read.
+    On(ReadRequest),
+}
 
 /// A record that recovery found live.
 #[derive(Debug, Clone, Copy)]
@@ -140,6 +186,17 @@ pub(super) fn ack_path(dir: &Path, id: u32) -> PathBuf {
 
 fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).read(true).append(true).open(path)
+}
+
+/// A segment file: written at explicit offsets (`write_all_at`), since buffers handed to the writer thread and
+/// immediate appends may reach it out of order. (Not `O_APPEND`: Linux would ignore the offsets.)
+fn open_segment(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
+        .open(path)
 }
 
 /// Recovers a queue directory as the broker would at start, keeping every record (as if all were persistent) and
@@ -203,7 +260,7 @@ impl QueueLog {
         for id in ids {
             let counts = recover_segment(dir, id, &mut rec, txs, &keep, &mut drop_now, &mut on_live, &mut buf)?;
             let segment = Segment {
-                file: Arc::new(open_append(&seg_path(dir, id))?),
+                file: Arc::new(open_segment(&seg_path(dir, id))?),
                 size: counts.size,
                 records: counts.records,
                 acked: counts.acked,
@@ -235,6 +292,9 @@ impl QueueLog {
             spill: false,
             dirty: Vec::new(),
             sealer: None,
+            writer: None,
+            handed: Vec::new(),
+            seal_active: false,
         };
         // New records go to a fresh segment, so recovered ones are never appended after a truncated tail. It is
         // created by the first append (the active id names no segment yet): a queue that never gets a message holds
@@ -263,9 +323,11 @@ impl QueueLog {
         self.spill = true;
     }
 
-    /// Writes the deferred records to the active segment. On failure whatever part reached the file is cut back and
+    /// Writes the deferred records to the active segment, after any buffer handed to the writer that is not written
+    /// yet (so the file never has a gap). On failure the part of the buffer that reached the file is cut back and
     /// the records stay buffered (and readable); the next append or flush tries again.
     pub fn flush_pending(&mut self) -> io::Result<()> {
+        self.write_handed_over()?;
         let p = &mut self.pending;
         if p.buf.is_empty() {
             return Ok(());
@@ -273,13 +335,136 @@ impl QueueLog {
         let Some(seg) = self.segments.get(&self.active) else {
             return Err(io::Error::other("no active segment"));
         };
-        if let Err(e) = (&*seg.file).write_all(&p.buf) {
-            let _ = seg.file.set_len(p.from);
+        if let Err(e) = seg.file.write_all_at(&p.buf, p.from) {
+            if seg.file.metadata().is_ok_and(|m| m.len() > p.from) {
+                let _ = seg.file.set_len(p.from);
+            }
             return Err(e);
         }
         p.from += p.buf.len() as u64;
         p.buf.clear();
+        p.records = 0;
         Ok(())
+    }
+
+    /// Writes, here and now, every handed-over buffer the writer has not written yet (the same bytes at the same
+    /// offsets: whichever of the two writes first, the file is the same). For immediate appends, which must not
+    /// leave a gap before their record.
+    fn write_handed_over(&mut self) -> io::Result<()> {
+        self.handed.retain(|h| h.state.load(Ordering::Acquire) == WRITE_PENDING);
+        for h in &self.handed {
+            h.file.write_all_at(&h.bytes, h.from)?;
+            let _ = h
+                .state
+                .compare_exchange(WRITE_PENDING, WRITE_DONE, Ordering::AcqRel, Ordering::Acquire);
+        }
+        self.handed.clear();
+        Ok(())
+    }
+
+    /// Hands the write-behind buffer to the writer thread (with a writer; otherwise writes it here), and marks the
+    /// files a confirm must wait for dirty: the segments that took deferred appends since the last call, the active
+    /// one, and the directory when a segment was created. Returns the writer's round that covers them (0 without a
+    /// writer). Never touches the disk with a writer.
+    pub fn hand_over(&mut self) -> io::Result<u64> {
+        let Some(writer) = self.writer.clone() else {
+            self.flush_pending()?;
+            return Ok(0);
+        };
+        let job = self.take_pending(&writer);
+        let mut files = self.take_dirty();
+        if let Some(active) = self.active_file() {
+            if !files.iter().any(|f| Arc::ptr_eq(f, &active)) {
+                files.push(active);
+            }
+        }
+        files.extend(self.dir_to_sync());
+        Ok(writer.syncer.submit(job, &files))
+    }
+
+    /// The pending buffer as a job for the writer (None when empty); it stays readable in `handed`.
+    fn take_pending(&mut self, writer: &Writer) -> Option<WriteJob> {
+        self.handed.retain(|h| h.state.load(Ordering::Acquire) == WRITE_PENDING);
+        let seg = self.segments.get(&self.active)?;
+        let p = &mut self.pending;
+        if p.buf.is_empty() {
+            return None;
+        }
+        let bytes = Bytes::from(std::mem::take(&mut p.buf));
+        let state = Arc::new(AtomicU8::new(WRITE_PENDING));
+        let (segment, from) = (self.active, p.from);
+        self.handed.push(Handoff {
+            segment,
+            from,
+            bytes: bytes.clone(),
+            records: std::mem::take(&mut p.records),
+            file: seg.file.clone(),
+            state: state.clone(),
+        });
+        p.from += bytes.len() as u64;
+        let failed = writer.failed.clone();
+        Some(WriteJob {
+            file: seg.file.clone(),
+            offset: from,
+            bytes,
+            state,
+            failed: Box::new(move || failed(segment, from)),
+            then: None,
+        })
+    }
+
+    /// Whether a failed write (of the buffer handed over at `from` in `segment`) still stands for records the
+    /// queue believes in: false when it was written meanwhile by an immediate append, or dropped already.
+    pub fn write_lost(&self, segment: u32, from: u64) -> bool {
+        self.handed
+            .iter()
+            .any(|h| h.segment == segment && h.from == from && h.state.load(Ordering::Acquire) == WRITE_PENDING)
+    }
+
+    /// A handed-over write failed (see `write_lost`): every record of `segment` from `from` on is dropped (that
+    /// buffer, later ones handed over, and what is still pending there), the file is cut back to `from`, and new
+    /// appends go to a new segment. The queue must drop those records too (`MessageStore::drop_unwritten`).
+    pub fn drop_unwritten(&mut self, segment: u32, from: u64) {
+        let mut records = 0;
+        for h in self.handed.iter().filter(|h| h.segment == segment && h.from >= from) {
+            h.state.store(WRITE_DROPPED, Ordering::Release);
+            records += h.records;
+        }
+        self.handed.retain(|h| !(h.segment == segment && h.from >= from));
+        if segment == self.active {
+            let pending = std::mem::take(&mut self.pending.records);
+            if pending > 0 {
+                // Their publishers' batches have not handed them over yet: the round they will wait for fails.
+                if let Some(w) = &self.writer {
+                    w.syncer.fail_open_round();
+                }
+            }
+            records += pending;
+            self.pending.buf.clear();
+            self.pending.from = from;
+            self.seal_active = true;
+        }
+        if let Some(seg) = self.segments.get_mut(&segment) {
+            seg.size = from;
+            seg.records = seg.records.saturating_sub(records);
+            if seg.file.metadata().is_ok_and(|m| m.len() > from) {
+                if let Err(e) = seg.file.set_len(from) {
+                    warn!(dir = %self.dir.display(), error = %e, "could not cut back a segment after a failed write");
+                }
+            }
+        }
+    }
+
+    /// Whether `loc` names a record this log holds (not one dropped after a failed write).
+    pub fn holds(&self, loc: Loc) -> bool {
+        self.segments
+            .get(&loc.segment)
+            .is_some_and(|s| (loc.offset as u64) < s.size)
+    }
+
+    /// Sends write-behind buffers to `writer` from now on (see `hand_over`).
+    pub fn set_writer(&mut self, writer: Option<Writer>) {
+        self.writer = writer;
     }
 
     /// The segments that took deferred appends since the last call: a confirm for those records waits for their
@@ -296,15 +481,24 @@ impl QueueLog {
     }
 
     fn start_segment(&mut self, id: u32) -> io::Result<()> {
-        self.flush_pending()?;
         // A summary left under this id by an earlier segment must never describe this one.
         match fs::remove_file(summary::idx_path(&self.dir, id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let file = open_append(&seg_path(&self.dir, id))?;
+        let file = open_segment(&seg_path(&self.dir, id))?;
         // The ack file exists from the start, so a missing one always means it was lost.
         let ack_file = open_append(&ack_path(&self.dir, id))?;
+        // What the old segment still buffers goes first: to the writer (its confirms wait for a later round), or
+        // to the file here. (After the fallible steps, so a buffer taken here is always handed over.)
+        let writer = self.writer.clone().filter(|_| !self.spill);
+        let mut tail = match &writer {
+            Some(writer) => self.take_pending(writer),
+            None => {
+                self.flush_pending()?;
+                None
+            }
+        };
         self.segments.insert(
             id,
             Segment {
@@ -317,16 +511,49 @@ impl QueueLog {
             },
         );
         let sealed = std::mem::replace(&mut self.active, id);
-        if let Some((sealer, sync)) = &self.sealer {
-            if self.segments.get(&sealed).is_some_and(|s| s.records > 0) {
-                sealer.seal(SealJob {
+        let old = self
+            .segments
+            .get(&sealed)
+            .filter(|s| s.records > 0)
+            .map(|s| s.file.clone());
+        if let (Some((sealer, sync)), Some(file)) = (&self.sealer, &old) {
+            let (sealer, job) = (
+                sealer.clone(),
+                SealJob {
                     dir: self.dir.clone(),
                     id: sealed,
                     sync: *sync,
-                });
+                },
+            );
+            match &writer {
+                // Summarised once the writer has written the whole segment (its writes run in order): after the
+                // tail, or after an empty write behind what it has still to write.
+                Some(_) => {
+                    let then: Box<dyn FnOnce() + Send> = Box::new(move || sealer.seal(job));
+                    match &mut tail {
+                        Some(t) => t.then = Some(then),
+                        None => {
+                            tail = Some(WriteJob {
+                                file: file.clone(),
+                                offset: 0,
+                                bytes: Bytes::new(),
+                                state: Arc::new(AtomicU8::new(WRITE_PENDING)),
+                                failed: Box::new(|| {}),
+                                then: Some(then),
+                            })
+                        }
+                    }
+                }
+                None => sealer.seal(job),
+            }
+        }
+        if let Some(writer) = &writer {
+            if tail.is_some() {
+                writer.syncer.submit(tail, old.as_slice());
             }
         }
         self.new_entry = true;
+        self.seal_active = false;
         self.pending.from = 0;
         Ok(())
     }
@@ -384,7 +611,7 @@ impl QueueLog {
     }
 
     fn append_inner(&mut self, meta: record::Meta, parts: [&[u8]; 4], defer: bool) -> io::Result<Loc> {
-        if self.segments.get(&self.active).is_none_or(|s| s.size >= SEGMENT_SIZE) {
+        if self.seal_active || self.segments.get(&self.active).is_none_or(|s| s.size >= SEGMENT_SIZE) {
             let next = self.active + 1;
             self.start_segment(next)?;
         }
@@ -401,17 +628,27 @@ impl QueueLog {
             self.pending.from = at;
         }
         self.pending.buf.extend_from_slice(&self.scratch);
+        self.pending.records += 1;
         seg.size += n as u64;
         seg.records += 1;
         if defer && !self.spill && self.dirty.last().is_none_or(|(id, _)| *id != self.active) {
             self.dirty.push((self.active, seg.file.clone()));
         }
         self.last_append = std::time::Instant::now();
+        if defer && !self.spill && self.pending.buf.len() >= WRITE_BEHIND {
+            if let Some(writer) = self.writer.clone() {
+                // A full buffer goes to the writer; the records' confirms wait for the round that writes it.
+                let job = self.take_pending(&writer);
+                let file = self.active_file();
+                writer.syncer.submit(job, file.as_slice());
+            }
+        }
         if !defer || self.pending.buf.len() >= WRITE_BEHIND {
             if let Err(e) = self.flush_pending() {
                 if !defer {
                     // This record is not appended; deferred ones before it stay buffered.
                     self.pending.buf.truncate(before);
+                    self.pending.records -= 1;
                     if let Some(seg) = self.segments.get_mut(&self.active) {
                         seg.size -= n as u64;
                         seg.records -= 1;
@@ -427,37 +664,49 @@ impl QueueLog {
         })
     }
 
-    /// Reads a record back.
+    /// Reads a record back (in place: a pread on the caller's thread unless it is still buffered).
     pub fn read(&self, loc: Loc) -> io::Result<Record> {
+        match self.locate(loc)? {
+            Located::Here(r) => Ok(r),
+            Located::On(req) => super::io_pool::read_record(&req.file, req.offset),
+        }
+    }
+
+    /// Where a record can be read: decoded at once when it is still in the write-behind buffer, or the segment
+    /// file and offset to read it from (on a read thread, see `store::io`). Err when its segment is gone.
+    pub fn locate(&self, loc: Loc) -> io::Result<Located> {
         let p = &self.pending;
         if !p.buf.is_empty() && loc.segment == self.active && loc.offset as u64 >= p.from {
             let start = usize::try_from(loc.offset as u64 - p.from).unwrap_or(usize::MAX);
-            return read_buffered(p.buf.get(start..).unwrap_or_default(), loc);
+            return read_buffered(p.buf.get(start..).unwrap_or_default(), loc).map(Located::Here);
+        }
+        let at = loc.offset as u64;
+        if let Some(h) = self
+            .handed
+            .iter()
+            .find(|h| h.segment == loc.segment && (h.from..h.from + h.bytes.len() as u64).contains(&at))
+        {
+            let start = usize::try_from(at - h.from).unwrap_or(usize::MAX);
+            return read_buffered(h.bytes.get(start..).unwrap_or_default(), loc).map(Located::Here);
         }
         let seg = self
             .segments
             .get(&loc.segment)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("segment {} is gone", loc.segment)))?;
-        let mut prefix = [0u8; record::PREFIX];
-        seg.file.read_exact_at(&mut prefix, loc.offset as u64)?;
-        let size = record::declared_size(&prefix).unwrap_or(0);
-        if !(record::PREFIX..=record::MAX_RECORD + record::PREFIX).contains(&size) {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "implausible record length"));
-        }
-        let mut buf = vec![0u8; size];
-        seg.file.read_exact_at(&mut buf, loc.offset as u64)?;
-        match record::decode(&Bytes::from(buf)) {
-            Decoded::Ok(r, _) => Ok(r),
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("record at {loc:?} failed its checksum"),
-            )),
-        }
+        Ok(Located::On(ReadRequest {
+            file: seg.file.clone(),
+            offset: loc.offset as u64,
+        }))
     }
 
     /// Records that a message is done with (acked, dropped, purged); written by the next `flush_acks`.
     pub fn ack(&mut self, loc: Loc) {
-        if let Some(seg) = self.segments.get_mut(&loc.segment) {
+        // A record dropped after a failed write is no longer counted (offset past the segment's size).
+        if let Some(seg) = self
+            .segments
+            .get_mut(&loc.segment)
+            .filter(|s| (loc.offset as u64) < s.size)
+        {
             seg.ack_buf.extend_from_slice(&loc.offset.to_be_bytes());
             seg.acked += 1;
         }
@@ -514,6 +763,7 @@ impl QueueLog {
         self.active += 1;
         // Every record it held was acked with the segment.
         self.pending.buf.clear();
+        self.pending.records = 0;
         self.pending.from = 0;
         true
     }
@@ -535,7 +785,11 @@ impl QueueLog {
     /// Notes that a record was handed to a consumer; written by the next `flush_acks`, which must run before the
     /// delivery reaches the socket.
     pub fn note_delivered(&mut self, loc: Loc) {
-        if let Some(seg) = self.segments.get_mut(&loc.segment) {
+        if let Some(seg) = self
+            .segments
+            .get_mut(&loc.segment)
+            .filter(|s| (loc.offset as u64) < s.size)
+        {
             seg.ack_buf.extend_from_slice(&(loc.offset | DELIVERED).to_be_bytes());
         }
     }
@@ -609,6 +863,79 @@ mod tests {
         log.append_deferred(meta(3), b"", b"q", &[], b"three").expect("append");
         append(&mut log, 4);
         assert_eq!(live(&q).iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    }
+
+    /// Gives `log` a writer that never writes (a syncer with no thread): what is handed over stays queued there.
+    fn with_idle_writer(log: &mut QueueLog) -> Arc<Syncer> {
+        let syncer = Syncer::idle();
+        log.set_writer(Some(Writer {
+            syncer: syncer.clone(),
+            failed: Arc::new(|_, _| {}),
+        }));
+        syncer
+    }
+
+    #[test]
+    fn handed_over_records_are_readable_until_written_and_an_immediate_append_writes_them_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let q = dir.path().join("q");
+        let (mut log, _) =
+            QueueLog::open(&q, DiskBudget::default(), &TxView(None), |_| Some(0), |_, _| {}).expect("open");
+        let syncer = with_idle_writer(&mut log);
+        let meta = |seq| record::Meta {
+            seq,
+            enqueued_ms: 0,
+            tx: 0,
+        };
+        let a = log.append_deferred(meta(1), b"", b"q", &[], b"one").expect("append");
+        let round = log.hand_over().expect("hand over");
+        assert_eq!(
+            (round, syncer.queued_writes()),
+            (1, 1),
+            "handed to the writer, not written here"
+        );
+        let on_file = files(&q, "seg")
+            .iter()
+            .map(|f| fs::metadata(f).map_or(0, |m| m.len()))
+            .sum::<u64>();
+        assert_eq!(on_file, 0, "nothing on file yet");
+        assert_eq!(&log.read(a).expect("read from the handed-over buffer").body[..], b"one");
+        assert!(
+            matches!(log.locate(a), Ok(Located::Here(_))),
+            "a read-ahead needs no file either"
+        );
+        // An immediate append (a dead letter, a transaction) writes what was handed over first: no gap.
+        append(&mut log, 2);
+        assert_eq!(live(&q).iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn a_failed_handed_over_write_drops_its_records_and_later_ones_and_appends_go_to_a_new_segment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let q = dir.path().join("q");
+        let (mut log, _) =
+            QueueLog::open(&q, DiskBudget::default(), &TxView(None), |_| Some(0), |_, _| {}).expect("open");
+        let first = append(&mut log, 1);
+        let _syncer = with_idle_writer(&mut log);
+        let meta = |seq| record::Meta {
+            seq,
+            enqueued_ms: 0,
+            tx: 0,
+        };
+        let lost = log.append_deferred(meta(2), b"", b"q", &[], b"two").expect("append");
+        log.hand_over().expect("hand over");
+        let later = log.append_deferred(meta(3), b"", b"q", &[], b"three").expect("append");
+        assert!(log.write_lost(lost.segment, lost.offset as u64));
+        log.drop_unwritten(lost.segment, lost.offset as u64);
+        assert!(!log.write_lost(lost.segment, lost.offset as u64), "handled once");
+        assert!(log.holds(first) && !log.holds(lost) && !log.holds(later));
+        // Their acks are ignored: the segment's live count is not pushed below its real records.
+        log.ack(lost);
+        log.flush_acks().expect("acks");
+        let next = append(&mut log, 4);
+        assert!(next.segment > first.segment, "a location is never used twice");
+        drop(log);
+        assert_eq!(live(&q).iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1, 4]);
     }
 
     #[test]

@@ -127,11 +127,13 @@ impl VHost {
                     mode: d.store.fsync,
                     syncer: d.store.syncer.clone(),
                 };
-                let store = store.with_spill(Spill::new(
-                    d.store.spill_dir(),
-                    d.store.budget.clone(),
-                    d.store.page_pressure.clone(),
-                ));
+                let store = store
+                    .with_spill(Spill::new(
+                        d.store.spill_dir(),
+                        d.store.budget.clone(),
+                        d.store.page_pressure.clone(),
+                    ))
+                    .with_reader(d.store.reader.clone());
                 Ok(Queue::new(
                     spec,
                     store,
@@ -144,11 +146,13 @@ impl VHost {
             // A queue whose messages all live in memory pages its transient messages out under memory pressure.
             Some(d) => {
                 let (p, ttl) = Queue::store_settings(&spec);
-                let store = MessageStore::new(p, ttl).with_spill(Spill::new(
-                    d.store.spill_dir(),
-                    d.store.budget.clone(),
-                    d.store.page_pressure.clone(),
-                ));
+                let store = MessageStore::new(p, ttl)
+                    .with_spill(Spill::new(
+                        d.store.spill_dir(),
+                        d.store.budget.clone(),
+                        d.store.page_pressure.clone(),
+                    ))
+                    .with_reader(d.store.reader.clone());
                 Ok(Queue::new(
                     spec,
                     store,

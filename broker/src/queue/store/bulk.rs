@@ -76,7 +76,10 @@ impl MessageStore {
             } else {
                 Box::new(level.order.iter().map(|p| match *p {
                     IN_MEMORY => memory.next().cloned(),
-                    packed => self.read_entry(packed),
+                    packed => match level.ahead.get(&packed) {
+                        Some(Some(e)) => Some(e.clone()),
+                        _ => self.read_entry(packed),
+                    },
                 }))
             };
             for e in requeued.chain(rest).flatten() {
@@ -138,12 +141,21 @@ impl MessageStore {
                         let e = if packed == IN_MEMORY {
                             memory.next()
                         } else {
-                            self.read_entry(packed)
+                            match self.levels[i].ahead.get(&packed) {
+                                Some(Some(e)) => Some(e.clone()),
+                                _ => self.read_entry(packed),
+                            }
                         };
                         match e {
                             Some(e) if ids.contains(&e.seq) => {
                                 // Taken out for good (or put back in memory): its count now travels with it.
                                 self.delivered_before.remove(&e.seq);
+                                // Read ahead, or being read: no longer in `order`, so no longer there either.
+                                let level = &mut self.levels[i];
+                                level.ahead.remove(&packed);
+                                if let Some(r) = &mut level.reading {
+                                    r.keys.remove(&packed);
+                                }
                                 if is_paged(packed) {
                                     if let Some(spill) = &mut self.spill {
                                         spill.forget(Loc::unpack(packed & !PAGED));
@@ -181,6 +193,9 @@ impl MessageStore {
             locs.extend(l.memory.iter().filter_map(|e| e.loc));
             l.memory.clear();
             l.requeued.clear();
+            // A read-ahead in flight is stale now: its result is dropped (see `install_read`).
+            l.ahead.clear();
+            l.reading = None;
         }
         self.mem_bytes = 0;
         locs.extend(
