@@ -13,7 +13,7 @@ use super::*;
 use crate::store::io_pool::{READ_AHEAD_BYTES, READ_AHEAD_RECORDS};
 
 /// How far into a level's `order` a read-ahead looks for records on file (past messages held in memory).
-const READ_AHEAD_WALK: usize = 4096;
+const READ_AHEAD_WALK: usize = 8192;
 
 impl MessageStore {
     /// Writes a transient message to the spill log when memory is under pressure; None keeps it in memory (no
