@@ -246,9 +246,10 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    fn start(mode: FsyncMode, budget: DiskBudget) -> Arc<Self> {
+    /// A syncer and its state, with no thread yet.
+    fn new(sync: bool, budget: DiskBudget) -> Arc<Self> {
         let (tx, _) = watch::channel(SyncProgress::default());
-        let s = Arc::new(Syncer {
+        Arc::new(Syncer {
             state: Mutex::new(SyncState {
                 round: 1,
                 writes: Vec::new(),
@@ -258,10 +259,14 @@ impl Syncer {
             }),
             wake: Condvar::new(),
             progress: tx,
-            sync: mode != FsyncMode::Never,
+            sync,
             open_round: AtomicU64::new(1),
             budget,
-        });
+        })
+    }
+
+    fn start(mode: FsyncMode, budget: DiskBudget) -> Arc<Self> {
+        let s = Self::new(mode != FsyncMode::Never, budget);
         let worker = s.clone();
         let spawned = std::thread::Builder::new()
             .name("warren-sync".into())
@@ -275,21 +280,7 @@ impl Syncer {
     /// A syncer with no thread: what is handed to it stays queued (tests of what happens before a write).
     #[cfg(test)]
     pub(crate) fn idle() -> Arc<Self> {
-        let (tx, _) = watch::channel(SyncProgress::default());
-        Arc::new(Syncer {
-            state: Mutex::new(SyncState {
-                round: 1,
-                writes: Vec::new(),
-                dirty: Vec::new(),
-                poisoned: Vec::new(),
-                stop: false,
-            }),
-            wake: Condvar::new(),
-            progress: tx,
-            sync: false,
-            open_round: AtomicU64::new(1),
-            budget: DiskBudget::default(),
-        })
+        Self::new(false, DiskBudget::default())
     }
 
     /// How many writes wait for the next round (tests).

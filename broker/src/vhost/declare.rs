@@ -18,7 +18,7 @@ use crate::routing::{Exchange, ExchangeKind, DELAYED_TYPE};
 use crate::store::txlog::TxView;
 use crate::store::{hex, FsyncMode};
 
-use super::{ExchangeDeclare, QueueDeclare, VHost};
+use super::{Durability, ExchangeDeclare, QueueDeclare, VHost};
 
 impl VHost {
     /// queue.declare. Returns the queue (with its final name).
@@ -127,13 +127,7 @@ impl VHost {
                     mode: d.store.fsync,
                     syncer: d.store.syncer.clone(),
                 };
-                let store = store
-                    .with_spill(Spill::new(
-                        d.store.spill_dir(),
-                        d.store.budget.clone(),
-                        d.store.page_pressure.clone(),
-                    ))
-                    .with_reader(d.store.reader.clone());
+                let store = paging(store, d);
                 Ok(Queue::new(
                     spec,
                     store,
@@ -146,13 +140,7 @@ impl VHost {
             // A queue whose messages all live in memory pages its transient messages out under memory pressure.
             Some(d) => {
                 let (p, ttl) = Queue::store_settings(&spec);
-                let store = MessageStore::new(p, ttl)
-                    .with_spill(Spill::new(
-                        d.store.spill_dir(),
-                        d.store.budget.clone(),
-                        d.store.page_pressure.clone(),
-                    ))
-                    .with_reader(d.store.reader.clone());
+                let store = paging(MessageStore::new(p, ttl), d);
                 Ok(Queue::new(
                     spec,
                     store,
@@ -481,4 +469,16 @@ fn validate_queue_arguments(arguments: &FieldTable) -> AmqpResult<()> {
         }
     }
     Ok(())
+}
+
+/// A queue's store with the data directory's spill log (for transient messages under memory pressure) and read
+/// threads.
+fn paging(store: MessageStore, d: &Durability) -> MessageStore {
+    store
+        .with_spill(Spill::new(
+            d.store.spill_dir(),
+            d.store.budget.clone(),
+            d.store.page_pressure.clone(),
+        ))
+        .with_reader(d.store.reader.clone())
 }
