@@ -6,17 +6,14 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use warren_shared::{Overview, QueueRates, Resources, Totals, UserInfo, VhostInfo};
+use warren_shared::{Overview, QueueRates, Resources, Totals};
 
 use super::{AdminState, ApiResult};
 use crate::broker::Broker;
 use crate::queue::QueueStats;
 
 pub fn router() -> Router<AdminState> {
-    Router::new()
-        .route("/api/overview", get(overview))
-        .route("/api/vhosts", get(vhosts))
-        .route("/api/users", get(users))
+    Router::new().route("/api/overview", get(overview))
 }
 
 async fn overview(State(b): State<Arc<Broker>>) -> ApiResult<Overview> {
@@ -88,23 +85,4 @@ pub fn resources(b: &Broker) -> Resources {
         disk_free_limit: a.disk_free_limit(),
         disk_alarm: state.disk,
     }
-}
-
-async fn vhosts(State(b): State<Arc<Broker>>) -> ApiResult<Vec<VhostInfo>> {
-    let mut v: Vec<VhostInfo> = b.vhosts().iter().map(|v| VhostInfo { name: v.name.clone() }).collect();
-    v.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Json(v))
-}
-
-async fn users(State(b): State<Arc<Broker>>) -> ApiResult<Vec<UserInfo>> {
-    Ok(Json(
-        b.users
-            .list()
-            .into_iter()
-            .map(|u| UserInfo {
-                name: u.name.clone(),
-                tags: u.tags.clone(),
-            })
-            .collect(),
-    ))
 }

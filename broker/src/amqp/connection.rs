@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::alarm::AlarmState;
+use crate::amqp::access::ConnAccess;
 use crate::amqp::channel::{Channel, Ctx};
 use crate::amqp::codec::{cut_large_body, decode_step, encode_heartbeat, encode_method, Frame, Step, PROTOCOL_HEADER};
 use crate::amqp::error::{AmqpError, ACCESS_REFUSED, CHANNEL_ERROR, CONNECTION_FORCED, FRAME_ERROR, NOT_ALLOWED};
@@ -99,6 +100,8 @@ pub struct Connection {
     caps: ClientCaps,
     user: String,
     vhost: Option<Arc<VHost>>,
+    /// The user's permissions on the vhost (nothing until connection.open).
+    access: ConnAccess,
     /// By channel id, hashed with foldhash: looked up once per frame.
     channels: HashMap<u16, Channel, foldhash::fast::RandomState>,
     outbox: Arc<Outbox>,
@@ -169,6 +172,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
         caps: ClientCaps::default(),
         user: String::new(),
         vhost: None,
+        access: ConnAccess::default(),
         channels: HashMap::default(),
         outbox: Arc::new(Outbox::default()),
         out: BytesMut::with_capacity(16 * 1024),
@@ -585,10 +589,10 @@ impl Connection {
                 self.read_client_caps(&s.client_properties);
                 match self
                     .broker
-                    .users
+                    .access
                     .login(s.mechanism.as_str(), s.response.as_bytes(), self.peer.ip())
                 {
-                    Ok(user) => self.user = user,
+                    Ok(user) => self.user = user.name,
                     Err(e) => {
                         warn!(connection = self.id, peer = %self.peer, error = %e, "login refused");
                         if self.caps.auth_failure_close {
@@ -641,14 +645,9 @@ impl Connection {
             (State::AwaitOpen, C::Open(o)) => {
                 let name = o.virtual_host.as_str();
                 let Some(vhost) = self.broker.vhost(name) else {
-                    return Err(AmqpError::new(
-                        NOT_ALLOWED,
-                        format!(
-                            "access to vhost '{name}' refused for user '{}': vhost not found",
-                            self.user
-                        ),
-                    ));
+                    return Err(AmqpError::new(NOT_ALLOWED, format!("vhost {name} not found")));
                 };
+                self.access = self.open_access(name)?;
                 self.vhost = Some(vhost);
                 encode_method(
                     &mut self.out,
@@ -686,7 +685,7 @@ impl Connection {
                 response.extend_from_slice(self.user.as_bytes());
                 response.push(0);
                 response.extend_from_slice(u.new_secret.as_bytes());
-                if let Err(e) = self.broker.users.login("PLAIN", &response, self.peer.ip()) {
+                if let Err(e) = self.broker.access.login("PLAIN", &response, self.peer.ip()) {
                     warn!(connection = self.id, peer = %self.peer, error = %e, "update-secret refused");
                     return Err(AmqpError::new(
                         ACCESS_REFUSED,
@@ -707,6 +706,38 @@ impl Connection {
             ))
             .on(&AMQPClass::Connection(other.clone()))),
         }
+    }
+
+    /// connection.open's checks beyond the vhost's existence: the user needs permissions on the vhost, and the
+    /// vhost's and the user's connection limits must allow one more (RabbitMQ's 530 texts).
+    fn open_access(&self, vhost: &str) -> Result<ConnAccess, AmqpError> {
+        let user = &self.user;
+        let refused = |why: String| {
+            warn!(target: crate::auth::AUDIT, connection = self.id, peer = %self.peer, user = %user, vhost, reason = %why, "connection.open refused");
+            AmqpError::new(NOT_ALLOWED, why)
+        };
+        let Some(access) = ConnAccess::open(&self.broker.access, user, vhost) else {
+            return Err(refused(format!("access to vhost '{vhost}' refused for user '{user}'")));
+        };
+        let others = self.broker.connection_entries();
+        let count = |f: &dyn Fn(&crate::broker::ConnectionEntry) -> bool| {
+            others.iter().filter(|c| c.id != self.id && f(c)).count() as u64
+        };
+        if let Some(max) = self.broker.access.vhost_limits(vhost).max_connections {
+            if count(&|c| *c.vhost.lock().unwrap_or_else(|e| e.into_inner()) == vhost) >= max {
+                return Err(refused(format!(
+                    "access to vhost '{vhost}' refused for user '{user}': connection limit ({max}) is reached"
+                )));
+            }
+        }
+        if let Some(max) = self.broker.access.user_limits(user).max_connections {
+            if count(&|c| *c.user.lock().unwrap_or_else(|e| e.into_inner()) == *user) >= max {
+                return Err(refused(format!(
+                    "connection refused for user '{user}': user connection limit ({max}) is reached"
+                )));
+            }
+        }
+        Ok(access)
     }
 
     fn read_client_caps(&mut self, props: &FieldTable) {
@@ -776,6 +807,7 @@ impl Connection {
         cancel_notify: bool,
         kick: &'a mut Vec<Arc<Queue>>,
         flush: &'a mut Vec<Arc<Queue>>,
+        access: &'a mut ConnAccess,
     ) -> Ctx<'a> {
         Ctx {
             broker,
@@ -787,6 +819,7 @@ impl Connection {
             cancel_notify,
             kick,
             flush,
+            access,
         }
     }
 
@@ -813,6 +846,24 @@ impl Connection {
                     format!("channel {id} is above the negotiated channel_max {}", self.channel_max),
                 ));
             }
+            if let Some(max) = self.broker.access.user_limits(&self.user).max_channels {
+                let open: u64 = self
+                    .broker
+                    .connection_entries()
+                    .iter()
+                    .filter(|c| *c.user.lock().unwrap_or_else(|e| e.into_inner()) == self.user)
+                    .map(|c| c.channels.lock().unwrap_or_else(|e| e.into_inner()).len() as u64)
+                    .sum();
+                if open >= max {
+                    return Err(AmqpError::new(
+                        NOT_ALLOWED,
+                        format!(
+                            "number of channels opened for user '{}' has reached the maximum allowed user limit of ({max})",
+                            self.user
+                        ),
+                    ));
+                }
+            }
             self.channels.insert(id, Channel::new(id));
             self.entry.channels.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
             encode_method(
@@ -838,6 +889,7 @@ impl Connection {
             self.caps.cancel_notify,
             &mut self.kick,
             &mut self.flush,
+            &mut self.access,
         );
         if let Frame::Method(_, m) = &frame {
             match **m {
@@ -915,6 +967,7 @@ impl Connection {
                     self.caps.cancel_notify,
                     &mut self.kick,
                     &mut self.flush,
+                    &mut self.access,
                 );
                 for ch in self.channels.values_mut() {
                     ch.flush_acks(&mut ctx);
@@ -969,6 +1022,7 @@ impl Connection {
                 self.caps.cancel_notify,
                 &mut self.kick,
                 &mut self.flush,
+                &mut self.access,
             );
             let mut delivered_on: Vec<u16> = Vec::new();
             for item in items.drain(..) {
@@ -1044,6 +1098,7 @@ impl Connection {
             false,
             &mut self.kick,
             &mut self.flush,
+            &mut self.access,
         );
         for (_, mut ch) in self.channels.drain() {
             ch.close_down(&mut ctx);

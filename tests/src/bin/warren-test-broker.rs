@@ -5,7 +5,12 @@ use clap::Parser;
 use warren_broker::config::{Cli, Config};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let config = Config::load(Cli::parse())?;
+    let cli = Cli::parse();
+    if let Some(warren_broker::config::Command::HashPassword) = cli.command {
+        println!("{}", warren_broker::auth::password::hash_line(std::io::stdin().lock())?);
+        return Ok(());
+    }
+    let config = Config::load(cli)?;
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log)?)
         .init();
