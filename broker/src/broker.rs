@@ -57,6 +57,8 @@ pub struct Broker {
     pub store: Arc<Store>,
     /// Users, vhosts' access records, permissions and limits.
     pub access: Access,
+    /// The audit trail (operator actions, access changes, refused logins).
+    pub audit: Arc<crate::audit::Journal>,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     /// What a vhost made at run time needs (the same as those made at start).
     durability: Durability,
@@ -141,11 +143,13 @@ impl Broker {
             definitions: Arc::new(definitions),
         };
         let legacy: Vec<String> = saved.vhosts.keys().cloned().collect();
+        let audit = Arc::new(crate::audit::Journal::default());
         let access = Access::new(
             saved.access.clone(),
             &config,
             &legacy,
             Some(durability.definitions.clone()),
+            audit.clone(),
         )
         .map_err(|source| StoreError::Definitions {
             path: store.root.clone(),
@@ -202,6 +206,7 @@ impl Broker {
         Ok(Arc::new(Broker {
             alarms,
             access,
+            audit,
             config,
             store,
             vhosts: RwLock::new(vhosts),

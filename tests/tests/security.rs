@@ -637,3 +637,79 @@ fn hash_password_reads_stdin_and_its_hash_logs_in() {
     assert!(warren_broker::auth::password::verify(hash, alg, "s3cret"));
     assert!(!warren_broker::auth::password::verify(hash, alg, "s3cret\n"));
 }
+
+#[tokio::test]
+async fn admin_actions_access_changes_and_failed_logins_are_audited() {
+    let b = TestBroker::start_with(|c| {
+        c.users = vec![user("watcher", "pw", &["monitoring"])];
+        c.permissions = vec![permission("watcher", "/", "", "", "")];
+    });
+    let g = "guest:guest";
+    let conn = connect(&b.url()).await;
+    let ch = channel(&conn).await;
+    declare(&ch, "jobs").await.expect("declare");
+    for _ in 0..3 {
+        ch.basic_publish(
+            "".into(),
+            "jobs".into(),
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish");
+    }
+    sync(&ch).await;
+    assert_eq!(
+        request(b.admin_addr, "DELETE", "/api/queues/%2F/jobs/contents", g, "").0,
+        200
+    );
+    assert_eq!(
+        request(
+            b.admin_addr,
+            "PUT",
+            "/api/users/app",
+            g,
+            r#"{"password":"x","tags":""}"#
+        )
+        .0,
+        201
+    );
+    assert!(try_connect(&url(&b, "app", "nope", "/")).await.is_err());
+    assert_eq!(request(b.admin_addr, "GET", "/api/overview", "app:wrong", "").0, 401);
+    assert_eq!(
+        request(b.admin_addr, "DELETE", "/api/queues/%2F/jobs", "watcher:pw", "").0,
+        403
+    );
+
+    let (s, page) = request(b.admin_addr, "GET", "/api/audit?page_size=10", "watcher:pw", "");
+    assert_eq!(s, 200, "monitoring reads the audit trail");
+    let entries = page.as_array().expect("list");
+    let find = |action: &str| entries.iter().find(|e| e["action"] == action).cloned();
+    let purge = find("purge").expect("the purge");
+    assert_eq!(
+        (
+            purge["user"].as_str(),
+            purge["object"].as_str(),
+            purge["messages"].as_u64()
+        ),
+        (Some("guest"), Some("jobs"), Some(3))
+    );
+    assert!(purge["peer"].as_str().is_some_and(|p| p.starts_with("127.")), "{purge}");
+    assert_eq!(find("put_user").expect("put_user")["object"], "app");
+    let failed: Vec<_> = entries.iter().filter(|e| e["action"] == "login_failed").collect();
+    assert_eq!(failed.len(), 2, "AMQP and HTTP: {page}");
+    assert!(failed.iter().all(|e| e["user"] == "app"));
+    let refused = find("refused").expect("the refused delete");
+    assert_eq!(refused["user"], "watcher");
+    let ids: Vec<u64> = entries.iter().filter_map(|e| e["id"].as_u64()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    let (_, older) = request(b.admin_addr, "GET", &format!("/api/audit?before={}", ids[1]), g, "");
+    assert!(older
+        .as_array()
+        .expect("list")
+        .iter()
+        .all(|e| e["id"].as_u64() < Some(ids[1])));
+    let (s, _) = request(b.admin_addr, "GET", "/api/audit?page_size=0", g, "");
+    assert_eq!(s, 400);
+}

@@ -1,9 +1,8 @@
 //! Users, vhosts, permissions and limits, on RabbitMQ's paths and in its JSON shapes:
 //! `/api/whoami`, `/api/users[/{name}[/permissions]]`, `/api/vhosts[/{vhost}[/permissions]]`,
 //! `/api/permissions[/{vhost}/{user}]`, `/api/topic-permissions[/{vhost}/{user}]`,
-//! `/api/vhost-limits[/{vhost}[/{name}]]`, `/api/user-limits[/{user}[/{name}]]`, and `POST /api/definitions`
-//! for the access part of a RabbitMQ definitions export (users with their password hashes, vhosts, permissions,
-//! topic permissions, limits).
+//! (limits are `limits.rs`; `POST /api/definitions`, which imports the same records from a RabbitMQ export, is
+//! `definitions.rs`).
 //!
 //! Reads of other users' records and every change are for administrators (`caller::gate` lets nothing else
 //! through, and the handlers say so again); `GET /api/vhosts` shows a user the vhosts they may see. Each change is
@@ -15,14 +14,14 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::caller::Caller;
 use super::{AdminState, Body, Error, OptionalBody};
-use crate::auth::{password, AccessError, AUDIT};
+use crate::auth::{password, AccessError};
 use crate::broker::Broker;
 use crate::store::access_defs::{AccessOp, Limits, Origin, PermissionDef, TopicPermissionDef, UserDef, VHostDef};
 
@@ -47,22 +46,9 @@ pub fn router() -> Router<AdminState> {
                 .put(put_topic_permission)
                 .delete(delete_topic_permission),
         )
-        .route("/api/vhost-limits", get(vhost_limits))
-        .route("/api/vhost-limits/{vhost}", get(vhost_limits_of))
-        .route(
-            "/api/vhost-limits/{vhost}/{name}",
-            axum::routing::put(put_vhost_limit).delete(delete_vhost_limit),
-        )
-        .route("/api/user-limits", get(user_limits))
-        .route("/api/user-limits/{user}", get(user_limits_of))
-        .route(
-            "/api/user-limits/{user}/{name}",
-            axum::routing::put(put_user_limit).delete(delete_user_limit),
-        )
-        .route("/api/definitions", post(import_definitions))
 }
 
-fn stored(e: AccessError) -> Error {
+pub(super) fn stored(e: AccessError) -> Error {
     match e {
         AccessError::Invalid(r) => Error::bad_request(r),
         AccessError::NotFound(r) => Error::not_found(r),
@@ -83,11 +69,18 @@ fn created(new: bool) -> Response {
     }
 }
 
-fn audit(caller: &Caller, action: &str, object: &str, result: &str) {
-    tracing::info!(target: AUDIT, user = %caller.user, peer = ?caller.peer, action, object, result, "admin change");
+pub(super) fn audit(b: &Broker, caller: &Caller, action: &str, object: &str, result: &str) {
+    b.audit.record(crate::audit::Event {
+        user: &caller.user,
+        peer: caller.peer,
+        action,
+        object,
+        result,
+        ..Default::default()
+    });
 }
 
-fn limits_json(l: &Limits) -> Value {
+pub(super) fn limits_json(l: &Limits) -> Value {
     let mut m = serde_json::Map::new();
     if let Some(n) = l.max_connections {
         m.insert("max-connections".into(), n.into());
@@ -102,7 +95,7 @@ fn limits_json(l: &Limits) -> Value {
 }
 
 /// Sets one limit by RabbitMQ's name; a negative value (RabbitMQ's -1) or `None` removes it.
-fn set_limit(l: &mut Limits, name: &str, value: Option<i64>, for_user: bool) -> Result<(), Error> {
+pub(super) fn set_limit(l: &mut Limits, name: &str, value: Option<i64>, for_user: bool) -> Result<(), Error> {
     let v = value.and_then(|v| u64::try_from(v).ok());
     match (name, for_user) {
         ("max-connections", _) => l.max_connections = v,
@@ -151,7 +144,7 @@ fn topic_json(t: &TopicPermissionDef) -> Value {
 }
 
 /// Tags as RabbitMQ takes them: a comma-separated string or a list.
-fn tags(v: Option<&Value>) -> Result<Vec<String>, Error> {
+pub(super) fn tags(v: Option<&Value>) -> Result<Vec<String>, Error> {
     match v {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::String(s)) => Ok(s
@@ -241,7 +234,7 @@ async fn put_user(
         origin: Origin::Api,
     };
     b.access.change(vec![AccessOp::PutUser { user }]).map_err(stored)?;
-    audit(&caller, "put_user", &name, "ok");
+    audit(&b, &caller, "put_user", &name, "ok");
     Ok(created(existing.is_none()))
 }
 
@@ -265,6 +258,7 @@ async fn delete_user(
         &format!("user '{name}' is deleted"),
     );
     audit(
+        &b,
         &caller,
         "delete_user",
         &name,
@@ -335,7 +329,7 @@ async fn put_vhost(
         origin: Origin::Api,
     };
     let new = b.put_vhost(def).map_err(stored)?;
-    audit(&caller, "put_vhost", &name, "ok");
+    audit(&b, &caller, "put_vhost", &name, "ok");
     Ok(created(new))
 }
 
@@ -346,7 +340,7 @@ async fn delete_vhost(
 ) -> Result<Response, Error> {
     caller.require_admin()?;
     b.delete_vhost(&name).map_err(stored)?;
-    audit(&caller, "delete_vhost", &name, "ok");
+    audit(&b, &caller, "delete_vhost", &name, "ok");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -424,7 +418,7 @@ async fn put_permission(
     b.access
         .change(vec![AccessOp::SetPermission { permission }])
         .map_err(stored)?;
-    audit(&caller, "set_permissions", &format!("{user}@{vhost}"), "ok");
+    audit(&b, &caller, "set_permissions", &format!("{user}@{vhost}"), "ok");
     Ok(created(new))
 }
 
@@ -446,7 +440,7 @@ async fn delete_permission(
             by_api: true,
         }])
         .map_err(stored)?;
-    audit(&caller, "clear_permissions", &format!("{user}@{vhost}"), "ok");
+    audit(&b, &caller, "clear_permissions", &format!("{user}@{vhost}"), "ok");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -507,7 +501,7 @@ async fn put_topic_permission(
     b.access
         .change(vec![AccessOp::SetTopicPermission { permission }])
         .map_err(stored)?;
-    audit(&caller, "set_topic_permissions", &format!("{user}@{vhost}"), "ok");
+    audit(&b, &caller, "set_topic_permissions", &format!("{user}@{vhost}"), "ok");
     Ok(created(new))
 }
 
@@ -534,306 +528,6 @@ async fn delete_topic_permission(
         )));
     }
     b.access.change(ops).map_err(stored)?;
-    audit(&caller, "clear_topic_permissions", &format!("{user}@{vhost}"), "ok");
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn vhost_limits(State(b): State<Arc<Broker>>, caller: Caller) -> Json<Value> {
-    Json(
-        b.access
-            .vhosts()
-            .iter()
-            .filter(|v| !v.limits.is_empty() && caller.may_see(&b, &v.name))
-            .map(|v| json!({"vhost": v.name, "value": limits_json(&v.limits)}))
-            .collect(),
-    )
-}
-
-async fn vhost_limits_of(State(b): State<Arc<Broker>>, Path(vhost): Path<String>) -> Result<Json<Value>, Error> {
-    let v = b
-        .access
-        .vhost(&vhost)
-        .ok_or_else(|| Error::not_found(format!("no vhost '{vhost}'")))?;
-    Ok(Json(if v.limits.is_empty() {
-        json!([])
-    } else {
-        json!([{"vhost": v.name, "value": limits_json(&v.limits)}])
-    }))
-}
-
-#[derive(Deserialize)]
-struct LimitRequest {
-    value: i64,
-}
-
-async fn change_vhost_limit(
-    b: &Broker,
-    caller: &Caller,
-    vhost: &str,
-    name: &str,
-    value: Option<i64>,
-) -> Result<Response, Error> {
-    caller.require_admin()?;
-    let mut v = b
-        .access
-        .vhost(vhost)
-        .ok_or_else(|| Error::not_found(format!("no vhost '{vhost}'")))?;
-    set_limit(&mut v.limits, name, value, false)?;
-    v.origin = Origin::Api;
-    b.put_vhost(v).map_err(stored)?;
-    audit(caller, "set_vhost_limit", &format!("{vhost}:{name}"), "ok");
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn put_vhost_limit(
-    State(b): State<Arc<Broker>>,
-    caller: Caller,
-    Path((vhost, name)): Path<(String, String)>,
-    Body(req): Body<LimitRequest>,
-) -> Result<Response, Error> {
-    change_vhost_limit(&b, &caller, &vhost, &name, Some(req.value)).await
-}
-
-async fn delete_vhost_limit(
-    State(b): State<Arc<Broker>>,
-    caller: Caller,
-    Path((vhost, name)): Path<(String, String)>,
-) -> Result<Response, Error> {
-    change_vhost_limit(&b, &caller, &vhost, &name, None).await
-}
-
-async fn user_limits(State(b): State<Arc<Broker>>, caller: Caller) -> Result<Json<Value>, Error> {
-    caller.require_admin()?;
-    Ok(Json(
-        b.access
-            .users()
-            .iter()
-            .filter(|u| !u.limits.is_empty())
-            .map(|u| json!({"user": u.name, "value": limits_json(&u.limits)}))
-            .collect(),
-    ))
-}
-
-async fn user_limits_of(
-    State(b): State<Arc<Broker>>,
-    caller: Caller,
-    Path(user): Path<String>,
-) -> Result<Json<Value>, Error> {
-    caller.require_admin()?;
-    let u = b
-        .access
-        .user(&user)
-        .ok_or_else(|| Error::not_found(format!("no user '{user}'")))?;
-    Ok(Json(if u.limits.is_empty() {
-        json!([])
-    } else {
-        json!([{"user": u.name, "value": limits_json(&u.limits)}])
-    }))
-}
-
-async fn change_user_limit(
-    b: &Broker,
-    caller: &Caller,
-    user: &str,
-    name: &str,
-    value: Option<i64>,
-) -> Result<Response, Error> {
-    caller.require_admin()?;
-    let mut u = b
-        .access
-        .user(user)
-        .ok_or_else(|| Error::not_found(format!("no user '{user}'")))?;
-    set_limit(&mut u.limits, name, value, true)?;
-    u.origin = Origin::Api;
-    b.access.change(vec![AccessOp::PutUser { user: u }]).map_err(stored)?;
-    audit(caller, "set_user_limit", &format!("{user}:{name}"), "ok");
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn put_user_limit(
-    State(b): State<Arc<Broker>>,
-    caller: Caller,
-    Path((user, name)): Path<(String, String)>,
-    Body(req): Body<LimitRequest>,
-) -> Result<Response, Error> {
-    change_user_limit(&b, &caller, &user, &name, Some(req.value)).await
-}
-
-async fn delete_user_limit(
-    State(b): State<Arc<Broker>>,
-    caller: Caller,
-    Path((user, name)): Path<(String, String)>,
-) -> Result<Response, Error> {
-    change_user_limit(&b, &caller, &user, &name, None).await
-}
-
-/// The access part of a RabbitMQ definitions file (what `rabbitmqctl export_definitions` writes).
-#[derive(Deserialize)]
-struct DefinitionsImport {
-    #[serde(default)]
-    users: Vec<ImportUser>,
-    #[serde(default)]
-    vhosts: Vec<ImportVHost>,
-    #[serde(default)]
-    permissions: Vec<PermissionImport>,
-    #[serde(default)]
-    topic_permissions: Vec<TopicPermissionImport>,
-    #[serde(default)]
-    parameters: Vec<ParameterImport>,
-    #[serde(default)]
-    queues: Vec<Value>,
-    #[serde(default)]
-    exchanges: Vec<Value>,
-    #[serde(default)]
-    bindings: Vec<Value>,
-    #[serde(default)]
-    policies: Vec<Value>,
-}
-
-#[derive(Deserialize)]
-struct ImportUser {
-    name: String,
-    #[serde(default)]
-    password_hash: String,
-    #[serde(default)]
-    hashing_algorithm: Option<String>,
-    #[serde(default)]
-    tags: Value,
-    #[serde(default)]
-    limits: Option<serde_json::Map<String, Value>>,
-}
-
-#[derive(Deserialize)]
-struct ImportVHost {
-    name: String,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    metadata: Option<serde_json::Map<String, Value>>,
-}
-
-#[derive(Deserialize)]
-struct PermissionImport {
-    user: String,
-    vhost: String,
-    configure: String,
-    write: String,
-    read: String,
-}
-
-#[derive(Deserialize)]
-struct TopicPermissionImport {
-    user: String,
-    vhost: String,
-    exchange: String,
-    write: String,
-    read: String,
-}
-
-#[derive(Deserialize)]
-struct ParameterImport {
-    component: String,
-    vhost: String,
-    value: Value,
-}
-
-fn limits_from(m: Option<&serde_json::Map<String, Value>>, for_user: bool) -> Result<Limits, Error> {
-    let mut l = Limits::default();
-    for (k, v) in m.into_iter().flatten() {
-        set_limit(&mut l, k, v.as_i64(), for_user)?;
-    }
-    Ok(l)
-}
-
-/// `POST /api/definitions`: imports users (with their RabbitMQ password hashes), vhosts, permissions, topic
-/// permissions and limits, as one stored change. Queues, exchanges, bindings and policies are not imported yet:
-/// a file with any is refused (400) rather than half-applied.
-async fn import_definitions(
-    State(b): State<Arc<Broker>>,
-    caller: Caller,
-    Body(d): Body<DefinitionsImport>,
-) -> Result<Response, Error> {
-    caller.require_admin()?;
-    if !(d.queues.is_empty() && d.exchanges.is_empty() && d.bindings.is_empty() && d.policies.is_empty()) {
-        return Err(Error::bad_request(
-            "importing queues, exchanges, bindings and policies is not supported yet; remove them from the file \
-             (users, vhosts, permissions, topic permissions and limits are imported)",
-        ));
-    }
-    let mut vhost_limits: std::collections::HashMap<String, Limits> = std::collections::HashMap::new();
-    for p in &d.parameters {
-        if p.component == "vhost-limits" {
-            vhost_limits.insert(p.vhost.clone(), limits_from(p.value.as_object(), false)?);
-        }
-    }
-    let mut vhosts = Vec::new();
-    for v in &d.vhosts {
-        let meta = v.metadata.as_ref();
-        vhosts.push(VHostDef {
-            name: v.name.clone(),
-            description: v
-                .description
-                .clone()
-                .or_else(|| {
-                    meta.and_then(|m| m.get("description"))
-                        .and_then(Value::as_str)
-                        .map(String::from)
-                })
-                .unwrap_or_default(),
-            tags: tags(meta.and_then(|m| m.get("tags")))?,
-            limits: vhost_limits.get(&v.name).copied().unwrap_or_default(),
-            origin: Origin::Api,
-        });
-    }
-    let mut ops = Vec::new();
-    for u in &d.users {
-        let alg = u
-            .hashing_algorithm
-            .clone()
-            .unwrap_or_else(|| password::RABBIT_SHA256.to_string());
-        if !u.password_hash.is_empty() {
-            password::validate(&u.password_hash, &alg)
-                .map_err(|e| Error::bad_request(format!("user '{}': {e}", u.name)))?;
-        }
-        ops.push(AccessOp::PutUser {
-            user: UserDef {
-                name: u.name.clone(),
-                password_hash: u.password_hash.clone(),
-                hashing_algorithm: alg,
-                tags: tags(Some(&u.tags))?,
-                limits: limits_from(u.limits.as_ref(), true)?,
-                origin: Origin::Api,
-            },
-        });
-    }
-    for p in d.permissions {
-        let permission = PermissionDef {
-            user: p.user,
-            vhost: p.vhost,
-            configure: p.configure,
-            write: p.write,
-            read: p.read,
-            origin: Origin::Api,
-        };
-        crate::auth::permissions::validate(&permission).map_err(Error::bad_request)?;
-        ops.push(AccessOp::SetPermission { permission });
-    }
-    for t in d.topic_permissions {
-        let permission = TopicPermissionDef {
-            user: t.user,
-            vhost: t.vhost,
-            exchange: t.exchange,
-            write: t.write,
-            read: t.read,
-        };
-        crate::auth::permissions::validate_topic(&permission).map_err(Error::bad_request)?;
-        ops.push(AccessOp::SetTopicPermission { permission });
-    }
-    let (nv, nu) = (vhosts.len(), d.users.len());
-    for v in vhosts {
-        b.put_vhost(v).map_err(stored)?;
-    }
-    b.access.change(ops).map_err(stored)?;
-    audit(&caller, "import_definitions", &format!("{nu} users, {nv} vhosts"), "ok");
+    audit(&b, &caller, "clear_topic_permissions", &format!("{user}@{vhost}"), "ok");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

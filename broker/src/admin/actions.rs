@@ -44,7 +44,7 @@ async fn delete_messages(
         ));
     }
     q.settle_moved(taken.iter());
-    audit(&caller, "delete_messages", &v, &name, taken.len() as u64);
+    audit(&b, &caller, "delete_messages", &v, &name, taken.len() as u64);
     Ok(Json(DeleteResult {
         deleted: taken.len() as u64,
     }))
@@ -104,6 +104,6 @@ async fn publish(
     for q in queues {
         routed |= q.publish(message.clone()).routed;
     }
-    audit(&caller, "publish", &v, &name, 1);
+    audit(&b, &caller, "publish", &v, &name, 1);
     Ok(Json(PublishResult { routed }))
 }

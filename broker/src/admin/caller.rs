@@ -94,10 +94,24 @@ impl Caller {
                 ),
             )
         };
-        match b.access.grant(vhost, &self.user) {
-            Some(g) => g.check(perm, kind, name).map_err(|_| refused()),
-            None => Err(refused()),
+        let allowed = b
+            .access
+            .grant(vhost, &self.user)
+            .is_some_and(|g| g.check(perm, kind, name).is_ok());
+        if allowed {
+            return Ok(());
         }
+        let e = refused();
+        b.audit.record(crate::audit::Event {
+            user: &self.user,
+            peer: self.peer,
+            action: "refused",
+            vhost: Some(vhost),
+            object: name,
+            messages: None,
+            result: &e.1.reason,
+        });
+        Err(e)
     }
 
     pub fn require_admin(&self) -> Result<(), Error> {
@@ -167,6 +181,24 @@ pub async fn gate(
             .as_ref()
             .is_some_and(|r| ACTS_WITH_PERMISSIONS.contains(&r.as_str()));
         if !(listed && caller.may_act()) {
+            let reason = format!(
+                "user '{}' may not change anything here (tags: {})",
+                caller.user,
+                if caller.tags.is_empty() {
+                    "none".to_string()
+                } else {
+                    caller.tags.join(",")
+                }
+            );
+            b.audit.record(crate::audit::Event {
+                user: &caller.user,
+                peer: caller.peer,
+                action: "refused",
+                vhost: None,
+                object: &format!("{} {}", req.method(), req.uri().path()),
+                messages: None,
+                result: &reason,
+            });
             return forbidden(format!(
                 "user '{}' may not change anything here (tags: {})",
                 caller.user,
@@ -182,17 +214,16 @@ pub async fn gate(
     next.run(req).await
 }
 
-/// Logs an operator action under the audit target: who, from where, what, on which vhost and resource, and how
-/// many messages it touched.
-pub fn audit(caller: &Caller, action: &str, vhost: &str, name: &str, messages: u64) {
-    tracing::info!(
-        target: crate::auth::AUDIT,
-        user = %caller.user,
-        peer = ?caller.peer,
+/// Records a successful operator action in the audit trail: who, from where, what, on which vhost and resource,
+/// and how many messages it touched.
+pub fn audit(b: &Broker, caller: &Caller, action: &str, vhost: &str, name: &str, messages: u64) {
+    b.audit.record(crate::audit::Event {
+        user: &caller.user,
+        peer: caller.peer,
         action,
-        vhost,
-        name,
-        messages,
-        "operator action"
-    );
+        vhost: Some(vhost),
+        object: name,
+        messages: Some(messages),
+        result: "ok",
+    });
 }

@@ -73,7 +73,15 @@ async fn close(
         .find(|c| c.id == id)
         .ok_or_else(|| Error::not_found(format!("no connection {id}")))?;
     let reason = request.reason.unwrap_or_else(|| "closed by an operator".to_string());
-    tracing::info!(target: crate::auth::AUDIT, user = %caller.user, peer = ?caller.peer, action = "close_connection", connection = id, reason = %reason, "operator action");
+    b.audit.record(crate::audit::Event {
+        user: &caller.user,
+        peer: caller.peer,
+        action: "close_connection",
+        vhost: Some(&lock(&c.vhost)),
+        object: &format!("connection {id} ({reason})"),
+        messages: None,
+        result: "ok",
+    });
     *lock(&c.close_reason) = reason;
     c.close.cancel();
     Ok(Json(Done { ok: true }))

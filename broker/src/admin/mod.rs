@@ -13,11 +13,14 @@
 
 mod access;
 mod actions;
+mod audit;
 pub mod caller;
 mod connections;
+mod definitions;
 mod exchanges;
 mod filter;
 mod json;
+mod limits;
 mod metrics;
 pub mod moves;
 mod openapi;
@@ -187,6 +190,9 @@ pub fn app(broker: Arc<Broker>) -> Router {
     Router::new()
         .merge(overview::router())
         .merge(access::router())
+        .merge(audit::router())
+        .merge(definitions::router())
+        .merge(limits::router())
         .merge(queues::router())
         .merge(exchanges::router())
         .merge(metrics::router())

@@ -181,7 +181,7 @@ async fn start(
         ("exchange", _, Some(x)) => caller.check(&b, &v, Perm::Write, Kind::Exchange, x)?,
         _ => caller.check(&b, &v, Perm::Write, Kind::Queue, &name)?,
     }
-    super::caller::audit(&caller, "move", &v, &name, 0);
+    super::caller::audit(&b, &caller, "move", &v, &name, 0);
     let shutdown = shutdown.map(|Extension(Shutdown(t))| t).unwrap_or_default();
     let vh = vhost(&b, &v)?;
     let source = vh

@@ -74,7 +74,7 @@ async fn set(
         Policy::from_json(&name, &v, &req.pattern, req.priority, &req.definition).map_err(Error::bad_request)?;
     let shown = info(&policy);
     let replaced = vh.set_policy(policy).map_err(not_saved)?;
-    super::caller::audit(&caller, "set_policy", &v, &name, 0);
+    super::caller::audit(&b, &caller, "set_policy", &v, &name, 0);
     Ok((if replaced { StatusCode::OK } else { StatusCode::CREATED }, Json(shown)))
 }
 
@@ -94,7 +94,7 @@ async fn remove(
         )),
         Some(_) => {
             vh.delete_policy(&name).map_err(not_saved)?;
-            super::caller::audit(&caller, "delete_policy", &v, &name, 0);
+            super::caller::audit(&b, &caller, "delete_policy", &v, &name, 0);
             Ok(Json(Done { ok: true }))
         }
     }

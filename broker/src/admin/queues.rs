@@ -219,6 +219,6 @@ async fn purge(
 ) -> ApiResult<PurgeResult> {
     caller.check(&b, &v, Perm::Read, Kind::Queue, &name)?;
     let purged = queue(&b, &v, &name)?.purge() as u64;
-    audit(&caller, "purge", &v, &name, purged);
+    audit(&b, &caller, "purge", &v, &name, purged);
     Ok(Json(PurgeResult { purged }))
 }

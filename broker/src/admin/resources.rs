@@ -108,7 +108,7 @@ async fn delete_queue(
         return Err(Error::not_found(format!("no queue '{name}' in vhost '{v}'")));
     }
     let dropped = vh.delete_queue(&name, false, false, API_CONNECTION).map_err(amqp)?;
-    audit(&caller, "delete_queue", &v, &name, dropped as u64);
+    audit(&b, &caller, "delete_queue", &v, &name, dropped as u64);
     Ok(Json(QueueDeleted {
         deleted: true,
         messages: dropped as u64,
@@ -152,7 +152,7 @@ async fn delete_exchange(
         return Err(Error::not_found(format!("no exchange '{name}' in vhost '{v}'")));
     }
     vh.delete_exchange(&name, false).map_err(amqp)?;
-    audit(&caller, "delete_exchange", &v, &name, 0);
+    audit(&b, &caller, "delete_exchange", &v, &name, 0);
     Ok(Json(Done { ok: true }))
 }
 
@@ -255,7 +255,7 @@ async fn set_priority(
             "none of these messages is ready in the queue (already consumed?)",
         ));
     }
-    audit(&caller, "set_priority", &v, &name, changed as u64);
+    audit(&b, &caller, "set_priority", &v, &name, changed as u64);
     Ok(Json(PriorityResult {
         changed: changed as u64,
     }))

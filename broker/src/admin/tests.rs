@@ -333,3 +333,34 @@ async fn guest_is_loopback_only_and_ipv4_mapped_loopback_counts() {
     .await;
     assert_eq!(s, StatusCode::OK, "other users may log in from anywhere");
 }
+
+#[test]
+fn an_admin_api_open_to_other_hosts_with_only_guest_as_administrator_is_warned_of() {
+    let dir = tempfile::tempdir().expect("dir");
+    let b = Broker::new(Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    })
+    .expect("broker");
+    let lo: std::net::SocketAddr = "127.0.0.1:15672".parse().expect("addr");
+    let any: std::net::SocketAddr = "0.0.0.0:15672".parse().expect("addr");
+    assert_eq!(server::exposed_guest(&b, &[lo]), None);
+    let warning = server::exposed_guest(&b, &[lo, any]).expect("a warning");
+    assert!(
+        warning.contains("0.0.0.0:15672") && warning.contains("guest"),
+        "{warning}"
+    );
+    let with_admin = tempfile::tempdir().expect("dir");
+    let b = Broker::new(Config {
+        data_dir: with_admin.path().to_path_buf(),
+        users: vec![UserConfig {
+            name: "ops".into(),
+            password: Some("pw".into()),
+            password_hash: None,
+            tags: vec!["administrator".into()],
+        }],
+        ..Config::default()
+    })
+    .expect("broker");
+    assert_eq!(server::exposed_guest(&b, &[any]), None, "ops may log in from anywhere");
+}

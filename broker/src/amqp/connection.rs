@@ -713,7 +713,15 @@ impl Connection {
     fn open_access(&self, vhost: &str) -> Result<ConnAccess, AmqpError> {
         let user = &self.user;
         let refused = |why: String| {
-            warn!(target: crate::auth::AUDIT, connection = self.id, peer = %self.peer, user = %user, vhost, reason = %why, "connection.open refused");
+            self.broker.audit.record(crate::audit::Event {
+                user,
+                peer: Some(self.peer.ip()),
+                action: "connection_refused",
+                vhost: Some(vhost),
+                object: &format!("connection {}", self.id),
+                messages: None,
+                result: &why,
+            });
             AmqpError::new(NOT_ALLOWED, why)
         };
         let Some(access) = ConnAccess::open(&self.broker.access, user, vhost) else {

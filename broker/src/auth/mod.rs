@@ -79,6 +79,8 @@ pub struct Access {
     secret: [u8; 32],
     /// Where changes are stored (`None`: a broker without a data directory, in unit tests).
     log: Option<Arc<DefinitionsLog>>,
+    /// Where refused logins are recorded.
+    journal: Arc<crate::audit::Journal>,
 }
 
 impl Access {
@@ -89,6 +91,7 @@ impl Access {
         config: &crate::config::Config,
         legacy_vhosts: &[String],
         log: Option<Arc<DefinitionsLog>>,
+        journal: Arc<crate::audit::Journal>,
     ) -> std::io::Result<Self> {
         let ops = seed::ops(&model, config, legacy_vhosts);
         if let Some(log) = &log {
@@ -109,6 +112,7 @@ impl Access {
             verified: Mutex::new(HashMap::new()),
             secret,
             log,
+            journal,
         })
     }
 
@@ -219,19 +223,29 @@ impl Access {
         peer: IpAddr,
     ) -> Result<UserDef, AuthError> {
         let now = Instant::now();
+        let refused = |why: &str| {
+            self.journal.record(crate::audit::Event {
+                user,
+                peer: Some(peer),
+                action: "login_failed",
+                object: mechanism,
+                result: why,
+                ..Default::default()
+            })
+        };
         if let Err(wait) = self.failures.check(peer, now) {
-            tracing::warn!(target: AUDIT, %peer, user, mechanism, "login refused: too many failed logins");
+            refused("too many failed logins from this address");
             return Err(AuthError::TooManyFailures { addr: peer, wait });
         }
         let found = self.user(user);
         let ok = found.as_ref().is_some_and(|u| self.password_matches(u, password));
         let Some(found) = found.filter(|_| ok) else {
             self.failures.failed(peer, now);
-            tracing::warn!(target: AUDIT, %peer, user, mechanism, "login failed: unknown user or wrong password");
+            refused("unknown user or wrong password");
             return Err(AuthError::Refused(mechanism.into()));
         };
         if self.is_loopback_only(user) && !is_loopback(peer) {
-            tracing::warn!(target: AUDIT, %peer, user, mechanism, "login refused: user may only connect via localhost");
+            refused("the user may only connect via localhost");
             return Err(AuthError::LoopbackOnly(user.into()));
         }
         self.failures.succeeded(peer);
@@ -344,7 +358,7 @@ mod tests {
     use crate::store::access_defs::Origin;
 
     fn access() -> Access {
-        Access::new(AccessModel::default(), &Config::default(), &[], None).expect("access")
+        Access::new(AccessModel::default(), &Config::default(), &[], None, Arc::default()).expect("access")
     }
 
     #[test]
