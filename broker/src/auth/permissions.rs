@@ -157,8 +157,9 @@ impl Grant {
         }
     }
 
-    pub fn has_topic_permissions(&self) -> bool {
-        !self.topics.is_empty()
+    /// Whether publishing to `exchange` is subject to topic permissions.
+    pub fn has_topic_permissions_on(&self, exchange: &str) -> bool {
+        self.topics.iter().any(|t| t.exchange == exchange)
     }
 }
 
