@@ -9,6 +9,7 @@ use axum::{Json, Router};
 use warren_shared::{Overview, QueueRates, Resources, Totals};
 
 use super::{AdminState, ApiResult};
+use super::caller::Caller;
 use crate::broker::Broker;
 use crate::queue::QueueStats;
 
@@ -16,19 +17,19 @@ pub fn router() -> Router<AdminState> {
     Router::new().route("/api/overview", get(overview))
 }
 
-async fn overview(State(b): State<Arc<Broker>>) -> ApiResult<Overview> {
-    Ok(Json(build(&b)))
+async fn overview(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Overview> {
+    Ok(Json(build(&b, &caller)))
 }
 
-/// The overview as of now.
-pub fn build(b: &Broker) -> Overview {
+/// The overview as of now, over the vhosts `caller` may see (its totals say nothing of the others).
+pub fn build(b: &Broker, caller: &Caller) -> Overview {
     let mut rates = QueueRates::default();
     let mut t = Totals {
         connections: b.connections.load(Ordering::Relaxed),
         returned: b.returned.load(Ordering::Relaxed),
         ..Totals::default()
     };
-    for v in b.vhosts() {
+    for v in b.vhosts().into_iter().filter(|v| caller.may_see(b, &v.name)) {
         for q in v.queues() {
             let (ready, _) = q.depth();
             let s = &q.stats;

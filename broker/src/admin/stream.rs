@@ -34,7 +34,7 @@ fn snapshot(b: &Broker, caller: &Caller) -> StreamSnapshot {
         queues.retain(|q| caller.may_see(b, &q.vhost));
     }
     StreamSnapshot {
-        overview: super::overview::build(b),
+        overview: super::overview::build(b, caller),
         queues,
     }
 }
