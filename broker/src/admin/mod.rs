@@ -17,6 +17,7 @@ mod audit;
 pub mod caller;
 mod connections;
 mod definitions;
+mod definitions_export;
 mod exchanges;
 mod filter;
 mod json;

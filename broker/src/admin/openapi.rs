@@ -311,7 +311,10 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Op> {
         },
         Op {
             query: &[
-                ("page_size", "Records per page, newest first (default 100, at most 1000)"),
+                (
+                    "page_size",
+                    "Records per page, newest first (default 100, at most 1000)",
+                ),
                 ("before", "Only records with ids below this one (the next page)"),
             ],
             ..op(

@@ -8,8 +8,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use warren_shared::{Overview, QueueRates, Resources, Totals};
 
-use super::{AdminState, ApiResult};
 use super::caller::Caller;
+use super::{AdminState, ApiResult};
 use crate::broker::Broker;
 use crate::queue::QueueStats;
 

@@ -35,7 +35,7 @@ pub fn router() -> Router<AdminState> {
 }
 
 /// The connection id the API acts as (no AMQP connection has it).
-const API_CONNECTION: u64 = 0;
+pub(super) const API_CONNECTION: u64 = 0;
 
 fn amqp(e: AmqpError) -> Error {
     let status = match e.code {
@@ -50,7 +50,7 @@ fn amqp(e: AmqpError) -> Error {
     Error::new(status, "rejected", e.text)
 }
 
-fn arguments(json: &serde_json::Map<String, serde_json::Value>) -> Result<FieldTable, Error> {
+pub(super) fn arguments(json: &serde_json::Map<String, serde_json::Value>) -> Result<FieldTable, Error> {
     let mut t = FieldTable::default();
     for (k, v) in json {
         let value = match v {
