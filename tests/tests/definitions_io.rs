@@ -108,7 +108,7 @@ async fn an_export_imports_into_a_fresh_broker_unchanged() {
             r#"{"durable":false}"#
         )
         .0,
-        200
+        201
     );
     let (s, exported) = request(one.admin_addr, "GET", "/api/definitions", g, "");
     assert_eq!(s, 200);

@@ -233,9 +233,9 @@ async fn a_management_user_sees_only_its_vhosts_and_acts_with_its_permissions() 
         c.permissions = vec![permission("mgr", "team", "^team\\.", ".*", ".*")];
     });
     let put = |path: &str| request(b.admin_addr, "PUT", path, "guest:guest", r#"{"durable":true}"#);
-    assert_eq!(put("/api/queues/%2F/secret").0, 200);
-    assert_eq!(put("/api/queues/team/team.jobs").0, 200);
-    assert_eq!(put("/api/queues/team/other").0, 200, "administrators may do everything");
+    assert_eq!(put("/api/queues/%2F/secret").0, 201);
+    assert_eq!(put("/api/queues/team/team.jobs").0, 201);
+    assert_eq!(put("/api/queues/team/other").0, 201, "administrators may do everything");
 
     let (status, body) = request(b.admin_addr, "GET", "/api/queues", "mgr:pw", "");
     assert_eq!(status, 200);

@@ -36,7 +36,7 @@ fn exchanges(v: &VHost) -> Vec<ExchangeInfo> {
     out
 }
 
-fn bindings(v: &VHost) -> Vec<BindingInfo> {
+pub(super) fn bindings(v: &VHost) -> Vec<BindingInfo> {
     v.bindings()
         .into_iter()
         .map(|(source, b)| BindingInfo {
@@ -47,6 +47,7 @@ fn bindings(v: &VHost) -> Vec<BindingInfo> {
                 Destination::Queue(_) => "queue".into(),
                 Destination::Exchange(_) => "exchange".into(),
             },
+            properties_key: super::bindings::properties_key(&b.routing_key, &b.arguments),
             routing_key: b.routing_key,
             arguments: json::table(&b.arguments),
         })

@@ -14,16 +14,19 @@
 mod access;
 mod actions;
 mod audit;
+mod bindings;
 pub mod caller;
 mod connections;
 mod definitions;
 mod definitions_export;
 mod exchanges;
 mod filter;
+mod get;
 mod json;
 mod limits;
 mod metrics;
 pub mod moves;
+mod nodes;
 mod openapi;
 mod overview;
 mod policies;
@@ -192,6 +195,9 @@ pub fn app(broker: Arc<Broker>) -> Router {
         .merge(overview::router())
         .merge(access::router())
         .merge(audit::router())
+        .merge(nodes::router())
+        .merge(bindings::router())
+        .merge(get::router())
         .merge(definitions::router())
         .merge(limits::router())
         .merge(queues::router())

@@ -7,7 +7,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use warren_shared::{
-    LatencySummary, PeekRequest, PeekedMessage, PurgeResult, QueueCounters, QueueInfo, QueueRates, Rate,
+    rabbit, LatencySummary, PeekRequest, PeekedMessage, PurgeResult, QueueCounters, QueueInfo, QueueRates, Rate,
 };
 
 use super::caller::{audit, Caller};
@@ -70,6 +70,30 @@ pub fn info(q: &Queue, dead_letter_sources: Vec<String>) -> QueueInfo {
         dead_letter_exchange: q.limits().dead_letter_exchange.clone(),
         dead_letter_routing_key: q.limits().dead_letter_routing_key.clone(),
         dead_letter_sources,
+        rabbitmq: rabbit::QueueFields {
+            messages_unacknowledged: unacked,
+            message_stats: message_stats(s, &rates(q)),
+            state: "running".into(),
+            node: super::nodes::node_name(),
+        },
+    }
+}
+
+/// RabbitMQ's `message_stats` from a queue's counters and rates (the 10 s rate, as RabbitMQ's default sample).
+pub fn message_stats(s: &QueueStats, r: &QueueRates) -> rabbit::MessageStats {
+    let d = |rate: &Rate| rabbit::Details { rate: rate.last_10s };
+    let delivered = QueueStats::get(&s.delivered);
+    rabbit::MessageStats {
+        publish: QueueStats::get(&s.published),
+        publish_details: d(&r.publish),
+        deliver_get: delivered,
+        deliver_get_details: d(&r.deliver),
+        deliver: delivered,
+        deliver_details: d(&r.deliver),
+        ack: QueueStats::get(&s.acked),
+        ack_details: d(&r.ack),
+        redeliver: QueueStats::get(&s.redelivered),
+        redeliver_details: d(&r.redeliver),
     }
 }
 
