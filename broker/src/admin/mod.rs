@@ -29,6 +29,7 @@ pub mod moves;
 mod nodes;
 mod openapi;
 mod overview;
+mod paging;
 mod policies;
 mod queues;
 mod resources;

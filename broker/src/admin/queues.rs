@@ -2,10 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine;
+use serde_json::Value;
 use warren_shared::{
     rabbit, LatencySummary, PeekRequest, PeekedMessage, PurgeResult, QueueCounters, QueueInfo, QueueRates, Rate,
 };
@@ -166,17 +169,25 @@ pub fn all_infos(b: &Broker) -> Vec<QueueInfo> {
     sorted(b.vhosts().iter().flat_map(|v| vhost_infos(v)).collect())
 }
 
-async fn all(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Vec<QueueInfo>> {
+async fn all(
+    State(b): State<Arc<Broker>>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Error> {
     let mut all = all_infos(&b);
     if !caller.sees_all() {
         all.retain(|q| caller.may_see(&b, &q.vhost));
     }
-    Ok(Json(all))
+    super::paging::respond(all, &q)
 }
 
-async fn in_vhost(State(b): State<Arc<Broker>>, Path(v): Path<String>) -> ApiResult<Vec<QueueInfo>> {
+async fn in_vhost(
+    State(b): State<Arc<Broker>>,
+    Path(v): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Error> {
     let vh = vhost(&b, &v)?;
-    Ok(Json(sorted(vhost_infos(&vh))))
+    super::paging::respond(sorted(vhost_infos(&vh)), &q)
 }
 
 async fn one(State(b): State<Arc<Broker>>, Path((v, name)): Path<(String, String)>) -> ApiResult<QueueInfo> {
