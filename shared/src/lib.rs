@@ -442,6 +442,9 @@ pub struct ConnectionInfo {
     /// The client library and its version, as it reports them (e.g. "pika 1.3.2").
     #[serde(default)]
     pub client: Option<String>,
+    /// RabbitMQ's connection state: "running" (or "blocked" while an alarm blocks its publishes).
+    #[serde(default)]
+    pub state: String,
 }
 
 /// `GET /api/channels`.

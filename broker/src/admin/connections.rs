@@ -37,6 +37,7 @@ fn info(c: &crate::broker::ConnectionEntry) -> ConnectionInfo {
         connected_at_ms: c.connected_at_ms,
         name: client.name,
         client: client.product,
+        state: "running".into(),
     }
 }
 
