@@ -157,6 +157,19 @@ impl Users {
         }
         Ok(user)
     }
+
+    /// The EXTERNAL mechanism: `cn` is the subject CN of a client certificate that the TLS handshake verified
+    /// against the configured CA. The user must exist (no password is checked), and the loopback-only rule
+    /// applies as for every login.
+    pub fn login_external(&self, cn: &str, peer: IpAddr) -> Result<String, AuthError> {
+        if self.get(cn).is_none() {
+            return Err(AuthError::Refused("EXTERNAL".into()));
+        }
+        if self.is_loopback_only(cn) && !is_loopback(peer) {
+            return Err(AuthError::LoopbackOnly(cn.into()));
+        }
+        Ok(cn.into())
+    }
 }
 
 /// Whether a peer is on this host. A listener on `[::]` sees IPv4 clients as IPv4-mapped IPv6 addresses
@@ -243,5 +256,25 @@ mod tests {
             users.login("EXTERNAL", b"", lo),
             Err(AuthError::UnknownMechanism(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod external_tests {
+    use super::*;
+
+    #[test]
+    fn external_needs_an_existing_user_and_keeps_the_loopback_rule() {
+        let users = Users::from_config(&Config::default());
+        let lo: IpAddr = [127, 0, 0, 1].into();
+        assert_eq!(users.login_external("guest", lo), Ok("guest".into()));
+        assert_eq!(
+            users.login_external("nobody", lo),
+            Err(AuthError::Refused("EXTERNAL".into()))
+        );
+        assert_eq!(
+            users.login_external("guest", [10, 0, 0, 1].into()),
+            Err(AuthError::LoopbackOnly("guest".into()))
+        );
     }
 }
