@@ -4,7 +4,18 @@
 use clap::Parser;
 use warren_broker::config::{Cli, Config};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Errors are printed on one line with their message (as `warren-broker`'s color-eyre report starts), not Debug.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::load(Cli::parse())?;
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log)?)
