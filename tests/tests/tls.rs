@@ -3,7 +3,8 @@
 //! support would pull in PKCS#12 and platform-verifier crates, about 40 more packages); pika covers AMQPS with a
 //! real client library in `tests/python/test_tls.py`, and curl the admin API here.
 //!
-//! What is shown: guest logs in over AMQPS and bulk deliveries arrive whole (the TLS writer's flush path); EXTERNAL
+//! What is shown: guest logs in over AMQPS and bulk deliveries arrive whole (the TLS writer's flush path); clients
+//! that stall their handshakes do not stop others from being served; EXTERNAL
 //! logs in as a verified certificate's CN and refuses an unknown CN; a client that trusts another CA, or presents a
 //! certificate from another CA, fails the handshake; `fail_if_no_peer_cert` refuses clients without a certificate;
 //! `reload_tls` (what SIGHUP calls) serves new certificates to new handshakes, keeps open connections, and survives a
@@ -241,6 +242,20 @@ fn fail_if_no_peer_cert_refuses_clients_without_one() {
     let guest = pki.ca.client("guest", "client-guest").expect("client certificate");
     let mut c = connect_tls(broker.amqps_addr(), client_config(&pki.ca.cert, Some(&guest))).expect("handshake");
     c.open_as(0, &[], "EXTERNAL", "").expect("with a certificate");
+}
+
+#[test]
+fn a_stalled_handshake_does_not_hold_up_accepting() {
+    let pki = pki();
+    let broker = tls_broker(tls_config(&pki, false, false));
+    // Clients that connect and never send a ClientHello, on AMQPS and admin HTTPS.
+    let _silent: Vec<TcpStream> = (0..4)
+        .flat_map(|_| [broker.amqps_addr(), broker.admin_https_addr()])
+        .map(|a| TcpStream::connect(a).expect("connect"))
+        .collect();
+    let mut c = connect_tls(broker.amqps_addr(), client_config(&pki.ca.cert, None)).expect("handshake");
+    c.open_as(0, &[], "PLAIN", "\0guest\0guest")
+        .expect("a new client is served while others stall their handshakes");
 }
 
 /// Replaces the broker's certificate and key files with a new pair from `ca`.
