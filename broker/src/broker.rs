@@ -1,16 +1,17 @@
 //! The broker's shared state: configuration, users, vhosts, and the direct reply-to registry.
 //!
-//! Each piece has its own owner and lock: vhosts are created at start and only read afterwards; the reply-to
+//! Each piece has its own owner and lock: the vhost map is a short `RwLock` section (vhosts are added and
+//! deleted through the admin API, together with their access record in `auth::Access`); the reply-to
 //! registry is a short `Mutex` section per request-reply message. Per-queue and per-connection state lives in
 //! `Queue` and in each connection's task.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use crate::auth::Users;
+use crate::auth::{Access, AccessError};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::outbox::Outbox;
@@ -54,8 +55,13 @@ pub struct Broker {
     pub config: Config,
     /// The data directory: durable definitions and messages.
     pub store: Arc<Store>,
-    pub users: Users,
-    vhosts: HashMap<String, Arc<VHost>>,
+    /// Users, vhosts' access records, permissions and limits.
+    pub access: Access,
+    /// The audit trail (operator actions, access changes, refused logins).
+    pub audit: Arc<crate::audit::Journal>,
+    vhosts: RwLock<HashMap<String, Arc<VHost>>>,
+    /// What a vhost made at run time needs (the same as those made at start).
+    durability: Durability,
     next_connection_id: AtomicU64,
     /// Open client connections.
     pub connections: AtomicU64,
@@ -71,6 +77,15 @@ pub struct Broker {
     pub clock: Clock,
     /// Wakes queues and delayed exchanges at their deadlines (see `timer`); its task starts with the server.
     pub timer: Timer,
+}
+
+/// A vhost object for `name`, with the config file's policies for it.
+fn build_vhost(name: &str, durability: &Durability, clock: &Clock, timer: &Timer, config: &Config) -> Arc<VHost> {
+    let policies: Vec<_> = config.policies.iter().filter(|p| p.vhost == name).cloned().collect();
+    Arc::new_cyclic(|me| {
+        VHost::with_durability(name, Some(durability.clone()), clock.clone(), timer.clone(), me.clone())
+            .with_policies(policies)
+    })
 }
 
 /// Queue directories that no definition names hold messages nobody can reach until a queue of that name is
@@ -127,35 +142,33 @@ impl Broker {
             store: store.clone(),
             definitions: Arc::new(definitions),
         };
-        let mut names: Vec<String> = vec!["/".to_string()];
-        names.extend(config.vhosts.iter().cloned());
-        names.extend(saved.vhosts.keys().cloned());
-        names.sort();
-        names.dedup();
+        let legacy: Vec<String> = saved.vhosts.keys().cloned().collect();
+        let audit = Arc::new(crate::audit::Journal::default());
+        let access = Access::new(
+            saved.access.clone(),
+            &config,
+            &legacy,
+            Some(durability.definitions.clone()),
+            audit.clone(),
+        )
+        .map_err(|source| StoreError::Definitions {
+            path: store.root.clone(),
+            source,
+        })?;
         let clock = Clock::new();
         // Queues and delayed exchanges recovered below arm it at once; their arms wait in its channel until its task
         // starts with the server.
         let timer = Timer::new(clock.clone());
         let mut vhosts = HashMap::new();
-        for name in names {
-            let policies: Vec<_> = config.policies.iter().filter(|p| p.vhost == name).cloned().collect();
-            let vhost = Arc::new_cyclic(|me| {
-                VHost::with_durability(
-                    &name,
-                    Some(durability.clone()),
-                    clock.clone(),
-                    timer.clone(),
-                    me.clone(),
-                )
-                .with_policies(policies)
-            });
-            if let Some(defs) = saved.vhosts.get(&name) {
+        for def in access.vhosts() {
+            let vhost = build_vhost(&def.name, &durability, &clock, &timer, &config);
+            if let Some(defs) = saved.vhosts.get(&def.name) {
                 vhost.restore(defs).map_err(|source| StoreError::Definitions {
                     path: store.root.clone(),
                     source,
                 })?;
             }
-            vhosts.insert(name, vhost);
+            vhosts.insert(def.name, vhost);
         }
         if let Err(e) = store.txlog.compact() {
             tracing::warn!(error = %e, "could not compact the transaction log");
@@ -192,10 +205,12 @@ impl Broker {
         ));
         Ok(Arc::new(Broker {
             alarms,
-            users: Users::from_config(&config),
+            access,
+            audit,
             config,
             store,
-            vhosts,
+            vhosts: RwLock::new(vhosts),
+            durability,
             next_connection_id: AtomicU64::new(1),
             connections: AtomicU64::new(0),
             returned: AtomicU64::new(0),
@@ -219,11 +234,68 @@ impl Broker {
     }
 
     pub fn vhosts(&self) -> Vec<Arc<VHost>> {
-        self.vhosts.values().cloned().collect()
+        self.vhosts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
-        self.vhosts.get(name).cloned()
+        self.vhosts.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    /// Creates a vhost, or changes its description, tags and limits (stored first); true when it was created.
+    pub fn put_vhost(&self, def: crate::store::access_defs::VHostDef) -> Result<bool, AccessError> {
+        let name = def.name.clone();
+        if name.is_empty() || name.len() > 255 {
+            return Err(AccessError::Invalid("a vhost name is 1 to 255 bytes".into()));
+        }
+        let mut map = self.vhosts.write().unwrap_or_else(|e| e.into_inner());
+        self.access
+            .change(vec![crate::store::access_defs::AccessOp::PutVHost { vhost: def }])?;
+        if map.contains_key(&name) {
+            return Ok(false);
+        }
+        let vhost = build_vhost(&name, &self.durability, &self.clock, &self.timer, &self.config);
+        map.insert(name, vhost);
+        Ok(true)
+    }
+
+    /// Deletes a vhost: its connections are closed, its queues and their messages removed, its exchanges,
+    /// bindings, policies and permissions dropped, and the deletion stored.
+    pub fn delete_vhost(&self, name: &str) -> Result<(), AccessError> {
+        let Some(vhost) = self.vhost(name) else {
+            return Err(AccessError::NotFound(format!("vhost '{name}' not found")));
+        };
+        self.access
+            .change(vec![crate::store::access_defs::AccessOp::DeleteVHost {
+                name: name.to_string(),
+                by_api: true,
+            }])?;
+        self.vhosts.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        self.close_connections(
+            |c| *c.vhost.lock().unwrap_or_else(|e| e.into_inner()) == name,
+            &format!("vhost '{name}' is deleted"),
+        );
+        for q in vhost.queues() {
+            vhost.remove_queue(&q);
+        }
+        Ok(())
+    }
+
+    /// Asks every connection that `which` picks to close (320 CONNECTION_FORCED with `reason`).
+    pub fn close_connections(&self, which: impl Fn(&ConnectionEntry) -> bool, reason: &str) -> usize {
+        let mut n = 0;
+        for c in self.connection_entries() {
+            if which(&c) {
+                *c.close_reason.lock().unwrap_or_else(|e| e.into_inner()) = reason.to_string();
+                c.close.cancel();
+                n += 1;
+            }
+        }
+        n
     }
 
     pub fn next_connection_id(&self) -> u64 {

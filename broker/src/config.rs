@@ -74,6 +74,8 @@ pub const DEFAULT_DATA_DIR: &str = "./warren-data";
     about = "Warren: a lightweight, persistent AMQP 0-9-1 message broker"
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// AMQP listen address; repeat the flag (or comma-separate the variable) for several; `none` turns plain AMQP
     /// off (AMQPS only) [default: 127.0.0.1:5672]
     #[arg(long, env = "WARREN_LISTEN", value_name = "ADDR|none", value_delimiter = ',')]
@@ -168,6 +170,14 @@ pub struct Cli {
     pub force_empty_definitions: Option<bool>,
 }
 
+/// What the binary does instead of running the broker.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Reads a password from standard input (one line) and prints its argon2id hash, for `password_hash` in the
+    /// config file or `PUT /api/users/{name}`
+    HashPassword,
+}
+
 /// A user as written in the config file. Give either `password` (hashed at load, never kept in clear) or
 /// `password_hash` (as printed by `warren-broker hash-password`, see README).
 #[derive(Debug, Clone, Deserialize)]
@@ -178,6 +188,24 @@ pub struct UserConfig {
     pub password_hash: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+}
+
+/// A user's permissions on a vhost, as written in the config file (`[[permissions]]`), with RabbitMQ's
+/// semantics: each is a regular expression searched for in the names of the queues and exchanges it applies to;
+/// `""` grants nothing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionConfig {
+    pub user: String,
+    #[serde(default = "default_vhost")]
+    pub vhost: String,
+    pub configure: String,
+    pub write: String,
+    pub read: String,
+}
+
+fn default_vhost() -> String {
+    "/".to_string()
 }
 
 /// Listen addresses in the config file: one (`listen = "127.0.0.1:5672"`, as before), several, or `"none"`.
@@ -235,6 +263,8 @@ pub struct FileConfig {
     pub vhosts: Vec<String>,
     #[serde(default)]
     pub users: Vec<UserConfig>,
+    #[serde(default)]
+    pub permissions: Vec<PermissionConfig>,
     /// Users that may only connect from loopback [default: ["guest"]].
     pub loopback_users: Option<Vec<String>>,
     /// Heartbeat offered to clients, in seconds [default: 60].
@@ -278,6 +308,8 @@ pub struct Config {
     pub force_empty_definitions: bool,
     pub vhosts: Vec<String>,
     pub users: Vec<UserConfig>,
+    /// Permissions seeded from the file (guest gets `.*` on `/` when the file does not define guest).
+    pub permissions: Vec<PermissionConfig>,
     pub loopback_users: Vec<String>,
     pub heartbeat: u16,
     pub policies: Vec<Policy>,
@@ -334,6 +366,7 @@ impl Default for Config {
             force_empty_definitions: false,
             vhosts: Vec::new(),
             users: Vec::new(),
+            permissions: Vec::new(),
             loopback_users: vec!["guest".to_string()],
             heartbeat: 60,
             policies: Vec::new(),
@@ -462,6 +495,7 @@ impl Config {
             }
         }
         c.users = file.users;
+        c.permissions = file.permissions;
         if let Some(l) = file.loopback_users {
             c.loopback_users = l;
         }

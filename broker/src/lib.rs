@@ -7,6 +7,7 @@ pub mod admin;
 pub mod alarm;
 pub mod amqp;
 pub mod args;
+pub mod audit;
 pub mod auth;
 pub mod broker;
 pub mod clock;

@@ -18,6 +18,7 @@
 //! Nothing here knows the admin API: it asks these methods and builds its own DTOs.
 
 mod declare;
+pub use declare::generate_queue_name;
 mod policies;
 mod route;
 mod topology_write;

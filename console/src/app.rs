@@ -9,6 +9,7 @@
 //! answer reaches only the dialog that sent it (by request id), anything else goes to the flash line; queue marks
 //! only name queues the last snapshot had.
 
+pub mod audit;
 pub mod dialog;
 pub mod history;
 pub mod keys;
@@ -25,6 +26,7 @@ use std::collections::HashSet;
 use warren_shared::{BindingInfo, ConnectionInfo, ConsumerInfo, ExchangeInfo, Overview, QueueInfo};
 
 use crate::event::{ApiEvent, Command, Event, QueueKey, RequestId, Resource};
+use audit::AuditTrail;
 use dialog::{Dialog, Phase};
 use history::History;
 pub use listings::Listing;
@@ -66,6 +68,7 @@ pub enum View {
     Bindings,
     Connections,
     Consumers,
+    Audit,
 }
 
 impl View {
@@ -78,6 +81,7 @@ impl View {
             View::Bindings => "bindings",
             View::Connections => "connections",
             View::Consumers => "consumers",
+            View::Audit => "audit",
         }
     }
 }
@@ -162,6 +166,7 @@ pub struct App {
     pub bindings: Listing<BindingInfo>,
     pub connections: Listing<ConnectionInfo>,
     pub consumers: Listing<ConsumerInfo>,
+    pub audit: AuditTrail,
     pub prompt: Option<Prompt>,
     pub dialog: Option<Dialog>,
     pub flash: Option<Flash>,
@@ -195,6 +200,7 @@ impl App {
             bindings: Listing::default(),
             connections: Listing::default(),
             consumers: Listing::default(),
+            audit: AuditTrail::default(),
             prompt: None,
             dialog: None,
             flash: None,
@@ -259,6 +265,10 @@ impl App {
             View::Bindings => commands.extend(self.fetch(Resource::Bindings)),
             View::Connections => commands.extend(self.fetch(Resource::Connections)),
             View::Consumers => commands.extend(self.fetch(Resource::Consumers)),
+            View::Audit => {
+                self.audit.open();
+                commands.extend(self.read_audit(false));
+            }
             View::Queues => {}
         }
         if self.views.last() != Some(&view) {
@@ -304,6 +314,19 @@ impl App {
         Some(Command::Fetch(r))
     }
 
+    /// A read of the audit trail's newest page (or, with `older`, the page after the last entry held), unless the
+    /// broker is unreachable.
+    pub fn read_audit(&mut self, older: bool) -> Option<Command> {
+        if self.is_stale() {
+            return None;
+        }
+        if older {
+            self.audit.read_older()
+        } else {
+            self.audit.read_newest()
+        }
+    }
+
     /// Re-reads what the current view shows when it is older than the refresh interval.
     fn refresh(&mut self) -> Vec<Command> {
         let now = self.now_ms;
@@ -323,7 +346,8 @@ impl App {
                     _ => Vec::new(),
                 };
             }
-            View::Queues => None,
+            View::Audit if due(self.audit.list.fetched_ms) => return self.read_audit(false).into_iter().collect(),
+            View::Audit | View::Queues => None,
         };
         match resource {
             Some(r) if due(self.listing_state(r).1) => self.fetch(r).into_iter().collect(),
@@ -411,6 +435,7 @@ fn on_api(app: &mut App, event: ApiEvent) -> Vec<Command> {
             app.bindings.pending = false;
             app.connections.pending = false;
             app.consumers.pending = false;
+            app.audit.list.pending = false;
             if let Some(m) = &mut app.messages {
                 m.loading = false;
             }
@@ -525,6 +550,15 @@ fn on_api(app: &mut App, event: ApiEvent) -> Vec<Command> {
         ApiEvent::FetchFailed { resource, error } => {
             *app.listing_state(resource).0 = false;
             app.flash(Level::Error, format!("reading {}: {error}", resource.name()));
+        }
+        ApiEvent::Audit { before, entries } => app.audit.load(before, entries, now),
+        ApiEvent::AuditFailed { denied, error, .. } => {
+            app.audit.failed(denied, now);
+            if denied {
+                app.flash(Level::Warn, audit::DENIED);
+            } else {
+                app.flash(Level::Error, format!("reading the audit trail: {error}"));
+            }
         }
     }
     commands

@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 use warren_shared::{
-    ApiError, BindingInfo, CloseRequest, ConnectionInfo, ConsumerInfo, DeleteMessages, DeleteResult, ExchangeInfo,
-    MoveTask, PeekRequest, PeekedMessage, PriorityResult, PublishResult, PurgeResult, StreamSnapshot,
+    ApiError, AuditEntry, BindingInfo, CloseRequest, ConnectionInfo, ConsumerInfo, DeleteMessages, DeleteResult,
+    ExchangeInfo, MoveTask, PeekRequest, PeekedMessage, PriorityResult, PublishResult, PurgeResult, StreamSnapshot,
 };
 
 use crate::event::{ApiEvent, Command, Event, QueueKey, RequestId, Resource};
@@ -387,8 +387,41 @@ impl Client {
                 .map_err(|e| failed(format!("close connection {connection}: {e}")))?;
                 send(tx, ApiEvent::ConnectionClosed { request_id, connection });
             }
+            Command::ReadAudit { before, page_size } => {
+                let e = match self.audit_page(before, page_size).await {
+                    Ok(entries) => ApiEvent::Audit { before, entries },
+                    Err((denied, error)) => ApiEvent::AuditFailed { before, denied, error },
+                };
+                send(tx, e);
+            }
         }
         Ok(())
+    }
+
+    /// A page of the audit trail (`GET /api/audit`), newest first, older than entry `before` if given. A refusal
+    /// (403: the user is neither administrator nor monitoring) is told apart from other failures (`true`), so the
+    /// console can say who may read it and stop asking.
+    async fn audit_page(&self, before: Option<u64>, page_size: usize) -> Result<Vec<AuditEntry>, (bool, String)> {
+        let mut path = format!("/api/audit?page_size={page_size}");
+        if let Some(id) = before {
+            path.push_str(&format!("&before={id}"));
+        }
+        let resp = self
+            .request(Method::GET, &path)
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .map_err(|e| (false, describe(e)))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| (false, describe(e)))?;
+        if !status.is_success() {
+            let reason = match serde_json::from_slice::<ApiError>(&bytes) {
+                Ok(e) => format!("{} ({})", e.reason, status.as_u16()),
+                Err(_) => format!("HTTP {status}"),
+            };
+            return Err((status == StatusCode::FORBIDDEN, reason));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| (false, format!("unexpected answer from {path}: {e}")))
     }
 
     /// Polls a running move until it ends, reporting each state (the progress bar) as an answer to `request_id`.
@@ -477,5 +510,71 @@ mod tests {
         .expect("stream_once gives up by itself");
         assert_eq!(result, Err("no answer to the stream request in 200ms".to_string()));
         silent.abort();
+    }
+
+    /// A "broker" that answers one request with `status` and `body`, and hands back the request line it got.
+    async fn answer_once(status: &str, body: &str) -> (String, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        let response = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.expect("read");
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
+            socket.write_all(response.as_bytes()).await.expect("write");
+            let text = String::from_utf8_lossy(&request).to_string();
+            text.lines().next().unwrap_or_default().to_string()
+        });
+        (format!("http://{addr}"), server)
+    }
+
+    #[tokio::test]
+    async fn an_older_audit_page_is_asked_for_with_before() {
+        let body = r#"[{"id":41,"at_ms":1700000000000,"user":"ops","peer":"10.0.0.7","action":"purge",
+            "vhost":"/","object":"orders","messages":12,"result":"ok"}]"#;
+        let (url, server) = answer_once("200 OK", body).await;
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = Client::new(&url, "guest", "guest", tx).expect("client");
+        let page = client.audit_page(Some(42), 200).await.expect("a page");
+        assert_eq!(
+            server.await.expect("server"),
+            "GET /api/audit?page_size=200&before=42 HTTP/1.1"
+        );
+        assert_eq!(page.len(), 1);
+        assert_eq!(
+            (page[0].id, page[0].messages, page[0].user.as_str()),
+            (41, Some(12), "ops")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_audit_read_is_told_apart() {
+        let body = r#"{"error":"access_refused","reason":"user 'app' may not read the audit trail"}"#;
+        let (url, server) = answer_once("403 Forbidden", body).await;
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = Client::new(&url, "app", "secret", tx).expect("client");
+        let result = client.audit_page(None, 200).await;
+        assert_eq!(server.await.expect("server"), "GET /api/audit?page_size=200 HTTP/1.1");
+        assert_eq!(
+            result,
+            Err((true, "user 'app' may not read the audit trail (403)".to_string()))
+        );
+
+        let (url, server) = answer_once("500 Internal Server Error", "oops").await;
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = Client::new(&url, "guest", "guest", tx).expect("client");
+        assert!(matches!(client.audit_page(None, 200).await, Err((false, _))));
+        server.await.expect("server");
     }
 }

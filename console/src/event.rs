@@ -10,8 +10,8 @@
 
 use ratatui::crossterm::event::KeyEvent;
 use warren_shared::{
-    BindingInfo, ConnectionInfo, ConsumerInfo, ExchangeInfo, MessageFilter, MoveRequest, MoveTask, PeekedMessage,
-    PriorityRequest, PublishRequest, StreamSnapshot,
+    AuditEntry, BindingInfo, ConnectionInfo, ConsumerInfo, ExchangeInfo, MessageFilter, MoveRequest, MoveTask,
+    PeekedMessage, PriorityRequest, PublishRequest, StreamSnapshot,
 };
 
 /// A queue, by vhost and name (the key of everything per-queue in the console).
@@ -116,6 +116,17 @@ pub enum ApiEvent {
         resource: Resource,
         error: String,
     },
+    /// A page of the audit trail, newest first: the newest entries (`before: None`) or those older than `before`.
+    Audit {
+        before: Option<u64>,
+        entries: Vec<AuditEntry>,
+    },
+    /// A read of the audit trail failed; `denied` when the broker refused it to this user (403).
+    AuditFailed {
+        before: Option<u64>,
+        denied: bool,
+        error: String,
+    },
 }
 
 /// A listing the console reads on demand (the stream covers only overview and queues).
@@ -185,6 +196,11 @@ pub enum Command {
         connection: u64,
         reason: String,
     },
+    /// Reads `page_size` entries of the audit trail: the newest, or those older than the entry `before`.
+    ReadAudit {
+        before: Option<u64>,
+        page_size: usize,
+    },
     Quit,
 }
 
@@ -199,7 +215,7 @@ impl Command {
             | Command::Priority { request_id, .. }
             | Command::Publish { request_id, .. }
             | Command::CloseConnection { request_id, .. } => Some(*request_id),
-            Command::Fetch(_) | Command::Peek { .. } | Command::Quit => None,
+            Command::Fetch(_) | Command::Peek { .. } | Command::ReadAudit { .. } | Command::Quit => None,
         }
     }
 }

@@ -1,12 +1,12 @@
 //! Test fixtures: a broker's worth of made-up but plausible data (queues with rates, latency histograms and
-//! dead-letter links; messages with x-death; connections, consumers, exchanges, bindings) fed through `update`
+//! dead-letter links; messages with x-death; connections, consumers, exchanges, bindings, audit entries) fed through `update`
 //! exactly as the client would, at fixed instants, so unit and snapshot tests are deterministic.
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use serde_json::json;
 use warren_shared::{
-    BindingInfo, ConnectionInfo, ConsumerInfo, ExchangeInfo, LatencySummary, MoveTask, Overview, PeekedMessage,
-    QueueInfo, StreamSnapshot, Totals,
+    AuditEntry, BindingInfo, ConnectionInfo, ConsumerInfo, ExchangeInfo, LatencySummary, MoveTask, Overview,
+    PeekedMessage, QueueInfo, StreamSnapshot, Totals,
 };
 
 use crate::app::{update, App, Settings};
@@ -296,4 +296,58 @@ pub fn bindings() -> Vec<BindingInfo> {
         ..BindingInfo::default()
     })
     .collect()
+}
+
+/// A page of the audit trail, newest first (ids 106 down to 101, a minute or so apart): operator actions, an access
+/// change, a refusal and a failed login.
+pub fn audit_entries() -> Vec<AuditEntry> {
+    type Row<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        &'a str,
+        Option<u64>,
+        &'a str,
+    );
+    let rows: [Row; 6] = [
+        ("guest", "127.0.0.1", "purge", Some("/"), "orders.dlq", Some(1234), "ok"),
+        (
+            "mallory",
+            "10.0.0.9",
+            "login_failed",
+            None,
+            "amqp",
+            None,
+            "invalid credentials",
+        ),
+        (
+            "app",
+            "10.0.0.7",
+            "refused",
+            Some("/"),
+            "queue 'payments'",
+            None,
+            "access to queue 'payments' in vhost '/' refused for user 'app': configure",
+        ),
+        ("guest", "127.0.0.1", "move", Some("/"), "orders.dlq", Some(0), "ok"),
+        ("admin", "", "put_user", None, "app", None, "ok"),
+        ("guest", "127.0.0.1", "close_connection", Some("/"), "3", None, "ok"),
+    ];
+    rows.iter()
+        .zip(0..)
+        .map(
+            |((user, peer, action, vhost, object, messages, result), i)| AuditEntry {
+                id: 106 - i,
+                at_ms: T0 - i * 61_000,
+                user: user.to_string(),
+                peer: (!peer.is_empty()).then(|| peer.to_string()),
+                action: action.to_string(),
+                vhost: vhost.map(str::to_string),
+                object: object.to_string(),
+                messages: *messages,
+                result: result.to_string(),
+            },
+        )
+        .collect()
 }

@@ -62,6 +62,14 @@ pub fn clock(unix_ms: u64, utc_offset_s: i32) -> String {
     format!("{:02}:{:02}:{:02}", day / 3600, (day % 3600) / 60, day % 60)
 }
 
+/// The date and wall-clock time of `unix_ms` as `YYYY-MM-DD HH:MM:SS`, shifted by the local UTC offset.
+pub fn date_time(unix_ms: u64, utc_offset_s: i32) -> String {
+    let local_ms = unix_ms as i64 + utc_offset_s as i64 * 1000;
+    chrono::DateTime::from_timestamp_millis(local_ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| clock(unix_ms, utc_offset_s))
+}
+
 /// `512B`, `1.5KiB`, `3.2MiB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
@@ -141,6 +149,7 @@ mod tests {
         assert_eq!(clock(3_723_000, 0), "01:02:03");
         assert_eq!(clock(3_723_000, 3600), "02:02:03");
         assert_eq!(clock(0, -3600), "23:00:00");
+        assert_eq!(date_time(1_700_000_000_000, 3600), "2023-11-14 23:13:20");
         assert_eq!(bytes(512), "512B");
         assert_eq!(bytes(1536), "1.5KiB");
         assert_eq!(path_segment("/"), "%2F");

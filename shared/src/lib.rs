@@ -203,6 +203,29 @@ pub struct UserInfo {
     pub tags: Vec<String>,
 }
 
+/// One record of the audit journal (`GET /api/audit`): an operator action, an access change, or a refused login.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct AuditEntry {
+    /// Increasing; `GET /api/audit?before=ID` pages back from it.
+    pub id: u64,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Who (the user name given, for a failed login).
+    pub user: String,
+    /// From where (the client's address), when known.
+    pub peer: Option<String>,
+    /// What: `purge`, `delete_queue`, `move`, `put_user`, `login_failed`, …
+    pub action: String,
+    pub vhost: Option<String>,
+    /// On what: a queue, exchange, user, connection, …
+    pub object: String,
+    /// How many messages it touched, where that applies.
+    pub messages: Option<u64>,
+    /// `ok`, or why not.
+    pub result: String,
+}
+
 /// Which messages an operation applies to; every field given must match (none given: every message).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]

@@ -25,6 +25,14 @@ pub fn reply_code(e: &lapin::Error) -> Option<u16> {
     }
 }
 
+/// The AMQP reply text in a lapin error, if the broker closed something.
+pub fn reply_text(e: &lapin::Error) -> Option<String> {
+    match e.kind() {
+        ErrorKind::ProtocolError(a) => Some(a.get_message().to_string()),
+        _ => None,
+    }
+}
+
 /// The next delivery, or None after `wait`.
 pub async fn next(consumer: &mut Consumer, wait: Duration) -> Option<Delivery> {
     match tokio::time::timeout(wait, consumer.next()).await {

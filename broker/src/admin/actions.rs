@@ -11,8 +11,10 @@ use axum::{Json, Router};
 use base64::Engine;
 use warren_shared::{DeleteMessages, DeleteResult, PublishRequest, PublishResult};
 
+use super::caller::{audit, Caller};
 use super::queues::vhost;
 use super::{AdminState, ApiResult, Body, Error};
+use crate::auth::{Kind, Perm};
 use crate::broker::Broker;
 use crate::message::Message;
 
@@ -24,9 +26,11 @@ pub fn router() -> Router<AdminState> {
 
 async fn delete_messages(
     State(b): State<Arc<Broker>>,
+    caller: Caller,
     Path((v, name)): Path<(String, String)>,
     Body(req): Body<DeleteMessages>,
 ) -> ApiResult<DeleteResult> {
+    caller.check(&b, &v, Perm::Read, Kind::Queue, &name)?;
     let q = vhost(&b, &v)?
         .queue(&name)
         .ok_or_else(|| Error::not_found(format!("no queue '{name}' in vhost '{v}'")))?;
@@ -40,6 +44,7 @@ async fn delete_messages(
         ));
     }
     q.settle_moved(taken.iter());
+    audit(&b, &caller, "delete_messages", &v, &name, taken.len() as u64);
     Ok(Json(DeleteResult {
         deleted: taken.len() as u64,
     }))
@@ -47,11 +52,17 @@ async fn delete_messages(
 
 async fn publish(
     State(b): State<Arc<Broker>>,
+    caller: Caller,
     Path((v, name)): Path<(String, String)>,
     Body(req): Body<PublishRequest>,
 ) -> ApiResult<PublishResult> {
+    caller.check(&b, &v, Perm::Write, Kind::Exchange, &name)?;
     let vh = vhost(&b, &v)?;
-    let exchange = if name == "amq.default" { String::new() } else { name };
+    let exchange = if name == "amq.default" {
+        String::new()
+    } else {
+        name.clone()
+    };
     let body = match req.payload_encoding.as_deref().unwrap_or("utf8") {
         "utf8" => req.payload.into_bytes(),
         "base64" => base64::engine::general_purpose::STANDARD
@@ -93,5 +104,6 @@ async fn publish(
     for q in queues {
         routed |= q.publish(message.clone()).routed;
     }
+    audit(&b, &caller, "publish", &v, &name, 1);
     Ok(Json(PublishResult { routed }))
 }

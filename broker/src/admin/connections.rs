@@ -7,8 +7,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use warren_shared::{ChannelInfo, CloseRequest, ConnectionInfo, ConsumerInfo, Done};
 
+use super::caller::Caller;
 use super::{path_id, AdminState, ApiResult, Error, OptionalBody};
-use crate::broker::Broker;
+use crate::broker::{Broker, ConnectionEntry};
 
 pub fn router() -> Router<AdminState> {
     Router::new()
@@ -37,13 +38,23 @@ fn info(c: &crate::broker::ConnectionEntry) -> ConnectionInfo {
     }
 }
 
-async fn connections(State(b): State<Arc<Broker>>) -> ApiResult<Vec<ConnectionInfo>> {
-    Ok(Json(b.connection_entries().iter().map(|c| info(c)).collect()))
+/// The connections `caller` may see: all for administrators and monitoring users, their own for the others (as in
+/// RabbitMQ).
+fn visible(b: &Broker, caller: &Caller) -> Vec<Arc<ConnectionEntry>> {
+    let mut all = b.connection_entries();
+    if !caller.sees_all() {
+        all.retain(|c| *lock(&c.user) == caller.user);
+    }
+    all
 }
 
-async fn connection(State(b): State<Arc<Broker>>, Path(id): Path<String>) -> ApiResult<ConnectionInfo> {
+async fn connections(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Vec<ConnectionInfo>> {
+    Ok(Json(visible(&b, &caller).iter().map(|c| info(c)).collect()))
+}
+
+async fn connection(State(b): State<Arc<Broker>>, caller: Caller, Path(id): Path<String>) -> ApiResult<ConnectionInfo> {
     let id = path_id(&id, "connection")?;
-    let c = b.connection_entries().into_iter().find(|c| c.id == id);
+    let c = visible(&b, &caller).into_iter().find(|c| c.id == id);
     c.map(|c| Json(info(&c)))
         .ok_or_else(|| Error::not_found(format!("no connection {id}")))
 }
@@ -51,24 +62,34 @@ async fn connection(State(b): State<Arc<Broker>>, Path(id): Path<String>) -> Api
 /// Closes a connection with `connection.close` 320 and the given reason.
 async fn close(
     State(b): State<Arc<Broker>>,
+    caller: Caller,
     Path(id): Path<String>,
     OptionalBody(request): OptionalBody<CloseRequest>,
 ) -> ApiResult<Done> {
     let id = path_id(&id, "connection")?;
-    let c = b
-        .connection_entries()
+    // Administrators close any connection; other users only their own (monitoring users none: `gate`).
+    let c = visible(&b, &caller)
         .into_iter()
         .find(|c| c.id == id)
         .ok_or_else(|| Error::not_found(format!("no connection {id}")))?;
     let reason = request.reason.unwrap_or_else(|| "closed by an operator".to_string());
+    b.audit.record(crate::audit::Event {
+        user: &caller.user,
+        peer: caller.peer,
+        action: "close_connection",
+        vhost: Some(&lock(&c.vhost)),
+        object: &format!("connection {id} ({reason})"),
+        messages: None,
+        result: "ok",
+    });
     *lock(&c.close_reason) = reason;
     c.close.cancel();
     Ok(Json(Done { ok: true }))
 }
 
-async fn channels(State(b): State<Arc<Broker>>) -> ApiResult<Vec<ChannelInfo>> {
+async fn channels(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Vec<ChannelInfo>> {
     let mut out = Vec::new();
-    for c in b.connection_entries() {
+    for c in visible(&b, &caller) {
         let (user, vhost) = (lock(&c.user).clone(), lock(&c.vhost).clone());
         for ch in lock(&c.channels).iter() {
             out.push(ChannelInfo {
@@ -82,9 +103,9 @@ async fn channels(State(b): State<Arc<Broker>>) -> ApiResult<Vec<ChannelInfo>> {
     Ok(Json(out))
 }
 
-async fn consumers(State(b): State<Arc<Broker>>) -> ApiResult<Vec<ConsumerInfo>> {
+async fn consumers(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Vec<ConsumerInfo>> {
     let mut out = Vec::new();
-    for v in b.vhosts() {
+    for v in b.vhosts().into_iter().filter(|v| caller.may_see(&b, &v.name)) {
         for q in v.queues() {
             for (tag, connection, channel, exclusive, priority, ack_required) in q.consumer_infos() {
                 out.push(ConsumerInfo {

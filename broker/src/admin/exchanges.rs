@@ -7,6 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use warren_shared::{BindingInfo, ExchangeInfo};
 
+use super::caller::Caller;
 use super::queues::vhost;
 use super::{json, AdminState, ApiResult};
 use crate::broker::Broker;
@@ -52,8 +53,14 @@ fn bindings(v: &VHost) -> Vec<BindingInfo> {
         .collect()
 }
 
-async fn exchanges_all(State(b): State<Arc<Broker>>) -> ApiResult<Vec<ExchangeInfo>> {
-    Ok(Json(b.vhosts().iter().flat_map(|v| exchanges(v)).collect()))
+async fn exchanges_all(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Vec<ExchangeInfo>> {
+    Ok(Json(
+        b.vhosts()
+            .iter()
+            .filter(|v| caller.may_see(&b, &v.name))
+            .flat_map(|v| exchanges(v))
+            .collect(),
+    ))
 }
 
 async fn exchanges_in(State(b): State<Arc<Broker>>, Path(v): Path<String>) -> ApiResult<Vec<ExchangeInfo>> {
@@ -61,8 +68,14 @@ async fn exchanges_in(State(b): State<Arc<Broker>>, Path(v): Path<String>) -> Ap
     Ok(Json(exchanges(&v)))
 }
 
-async fn bindings_all(State(b): State<Arc<Broker>>) -> ApiResult<Vec<BindingInfo>> {
-    Ok(Json(b.vhosts().iter().flat_map(|v| bindings(v)).collect()))
+async fn bindings_all(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Vec<BindingInfo>> {
+    Ok(Json(
+        b.vhosts()
+            .iter()
+            .filter(|v| caller.may_see(&b, &v.name))
+            .flat_map(|v| bindings(v))
+            .collect(),
+    ))
 }
 
 async fn bindings_in(State(b): State<Arc<Broker>>, Path(v): Path<String>) -> ApiResult<Vec<BindingInfo>> {

@@ -11,11 +11,17 @@
 //! Handlers read broker state through short, non-async lock sections (queue and topology locks); none is held
 //! across an `.await`.
 
+mod access;
 mod actions;
+mod audit;
+pub mod caller;
 mod connections;
+mod definitions;
+mod definitions_export;
 mod exchanges;
 mod filter;
 mod json;
+mod limits;
 mod metrics;
 pub mod moves;
 mod openapi;
@@ -30,7 +36,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -184,6 +190,10 @@ impl FromRef<AdminState> for Arc<moves::Moves> {
 pub fn app(broker: Arc<Broker>) -> Router {
     Router::new()
         .merge(overview::router())
+        .merge(access::router())
+        .merge(audit::router())
+        .merge(definitions::router())
+        .merge(limits::router())
         .merge(queues::router())
         .merge(exchanges::router())
         .merge(metrics::router())
@@ -195,6 +205,7 @@ pub fn app(broker: Arc<Broker>) -> Router {
         .merge(connections::router())
         .merge(openapi::router())
         .fallback(|| async { Error::not_found("no such endpoint") })
+        .layer(middleware::from_fn_with_state(broker.clone(), caller::gate))
         .layer(middleware::from_fn_with_state(broker.clone(), authenticate))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(AdminState {
@@ -203,8 +214,8 @@ pub fn app(broker: Arc<Broker>) -> Router {
         })
 }
 
-/// HTTP basic auth against broker users; monitoring users may only read; loopback-only users (`guest`) only from a
-/// loopback peer. A request without `ConnectInfo` comes from inside the process (`oneshot` in tests, the fuzz
+/// HTTP basic auth against broker users (loopback-only users, `guest`, only from a loopback peer); puts the
+/// [`caller::Caller`] into the request for [`caller::gate`] and the handlers. A request without `ConnectInfo` comes from inside the process (`oneshot` in tests, the fuzz
 /// target): `server` always inserts it for requests from the network.
 async fn authenticate(State(broker): State<Arc<Broker>>, req: Request, next: Next) -> Response {
     let creds = req
@@ -222,29 +233,36 @@ async fn authenticate(State(broker): State<Arc<Broker>>, req: Request, next: Nex
         )
         .into_response();
     };
-    let Some(tags) = broker.users.check(user, pass) else {
-        return Error::new(StatusCode::UNAUTHORIZED, "not_authorised", "Login failed").into_response();
-    };
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    if peer.is_some_and(|ip| broker.users.is_loopback_only(user) && !crate::auth::is_loopback(ip)) {
-        return Error::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("user '{user}' can only connect via localhost"),
-        )
-        .into_response();
+    // A request without a peer comes from inside the process (tests): it counts as loopback.
+    let from = peer.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+    let found = match broker.access.authenticate("HTTP basic", user, pass, from) {
+        Ok(found) => found,
+        Err(crate::auth::AuthError::LoopbackOnly(_)) => {
+            return Error::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("user '{user}' can only connect via localhost"),
+            )
+            .into_response()
+        }
+        Err(e @ crate::auth::AuthError::TooManyFailures { .. }) => {
+            let text = e.to_string();
+            let text = text.split_once(" - ").map_or(text.clone(), |(_, t)| t.to_string());
+            return Error::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", text).into_response();
+        }
+        Err(_) => return Error::new(StatusCode::UNAUTHORIZED, "not_authorised", "Login failed").into_response(),
+    };
+    let caller = caller::Caller {
+        user: found.name,
+        tags: found.tags,
+        peer,
+    };
+    if !caller.is_management() {
+        return Error::new(StatusCode::UNAUTHORIZED, "not_authorised", "Not management user").into_response();
     }
-    let admin = tags.iter().any(|t| t == "administrator");
-    let monitoring = admin || tags.iter().any(|t| t == "monitoring");
-    let reads = matches!(*req.method(), Method::GET | Method::HEAD);
-    if !monitoring || (!reads && !admin) {
-        return Error::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("user '{user}' may not {} here", if reads { "read" } else { "act" }),
-        )
-        .into_response();
-    }
+    let mut req = req;
+    req.extensions_mut().insert(caller);
     next.run(req).await
 }
 

@@ -168,10 +168,20 @@ fn select(source: &Queue, ids: Option<Vec<u64>>, message_filter: &warren_shared:
 async fn start(
     State(b): State<Arc<Broker>>,
     State(moves): State<Arc<Moves>>,
+    caller: super::caller::Caller,
     Path((v, name)): Path<(String, String)>,
     shutdown: Option<Extension<Shutdown>>,
     Body(req): Body<MoveRequest>,
 ) -> Result<(StatusCode, Json<MoveTask>), Error> {
+    // A move consumes from its source and publishes to its destination.
+    use crate::auth::{Kind, Perm};
+    caller.check(&b, &v, Perm::Read, Kind::Queue, &name)?;
+    match (req.to.as_str(), &req.queue, &req.exchange) {
+        ("queue", Some(q), _) => caller.check(&b, &v, Perm::Write, Kind::Queue, q)?,
+        ("exchange", _, Some(x)) => caller.check(&b, &v, Perm::Write, Kind::Exchange, x)?,
+        _ => caller.check(&b, &v, Perm::Write, Kind::Queue, &name)?,
+    }
+    super::caller::audit(&b, &caller, "move", &v, &name, 0);
     let shutdown = shutdown.map(|Extension(Shutdown(t))| t).unwrap_or_default();
     let vh = vhost(&b, &v)?;
     let source = vh
@@ -407,8 +417,14 @@ impl Job {
     }
 }
 
-async fn list(State(moves): State<Arc<Moves>>) -> ApiResult<Vec<MoveTask>> {
-    Ok(Json(moves.list()))
+async fn list(
+    State(b): State<Arc<Broker>>,
+    State(moves): State<Arc<Moves>>,
+    caller: super::caller::Caller,
+) -> ApiResult<Vec<MoveTask>> {
+    let mut all = moves.list();
+    all.retain(|m| caller.may_see(&b, &m.vhost));
+    Ok(Json(all))
 }
 
 async fn one(State(moves): State<Arc<Moves>>, Path(id): Path<String>) -> ApiResult<MoveTask> {

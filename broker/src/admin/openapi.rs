@@ -309,6 +309,30 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Op> {
                 Answer::Text("text/event-stream"),
             )
         },
+        Op {
+            query: &[
+                (
+                    "page_size",
+                    "Records per page, newest first (default 100, at most 1000)",
+                ),
+                ("before", "Only records with ids below this one (the next page)"),
+            ],
+            ..op(
+                "get",
+                "/api/audit",
+                "The audit trail: operator actions, access changes, refusals and failed logins \
+                 (administrator and monitoring users)",
+                None,
+                ok(schema::<Vec<AuditEntry>>(g)),
+            )
+        },
+        op(
+            "get",
+            "/api/whoami",
+            "The calling user's name and tags",
+            None,
+            ok(schema::<UserInfo>(g)),
+        ),
         op(
             "get",
             "/metrics",

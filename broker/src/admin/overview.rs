@@ -6,32 +6,30 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use warren_shared::{Overview, QueueRates, Resources, Totals, UserInfo, VhostInfo};
+use warren_shared::{Overview, QueueRates, Resources, Totals};
 
+use super::caller::Caller;
 use super::{AdminState, ApiResult};
 use crate::broker::Broker;
 use crate::queue::QueueStats;
 
 pub fn router() -> Router<AdminState> {
-    Router::new()
-        .route("/api/overview", get(overview))
-        .route("/api/vhosts", get(vhosts))
-        .route("/api/users", get(users))
+    Router::new().route("/api/overview", get(overview))
 }
 
-async fn overview(State(b): State<Arc<Broker>>) -> ApiResult<Overview> {
-    Ok(Json(build(&b)))
+async fn overview(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Overview> {
+    Ok(Json(build(&b, &caller)))
 }
 
-/// The overview as of now.
-pub fn build(b: &Broker) -> Overview {
+/// The overview as of now, over the vhosts `caller` may see (its totals say nothing of the others).
+pub fn build(b: &Broker, caller: &Caller) -> Overview {
     let mut rates = QueueRates::default();
     let mut t = Totals {
         connections: b.connections.load(Ordering::Relaxed),
         returned: b.returned.load(Ordering::Relaxed),
         ..Totals::default()
     };
-    for v in b.vhosts() {
+    for v in b.vhosts().into_iter().filter(|v| caller.may_see(b, &v.name)) {
         for q in v.queues() {
             let (ready, _) = q.depth();
             let s = &q.stats;
@@ -88,23 +86,4 @@ pub fn resources(b: &Broker) -> Resources {
         disk_free_limit: a.disk_free_limit(),
         disk_alarm: state.disk,
     }
-}
-
-async fn vhosts(State(b): State<Arc<Broker>>) -> ApiResult<Vec<VhostInfo>> {
-    let mut v: Vec<VhostInfo> = b.vhosts().iter().map(|v| VhostInfo { name: v.name.clone() }).collect();
-    v.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Json(v))
-}
-
-async fn users(State(b): State<Arc<Broker>>) -> ApiResult<Vec<UserInfo>> {
-    Ok(Json(
-        b.users
-            .list()
-            .into_iter()
-            .map(|u| UserInfo {
-                name: u.name.clone(),
-                tags: u.tags.clone(),
-            })
-            .collect(),
-    ))
 }

@@ -11,6 +11,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use warren_shared::{Done, PolicyInfo, PolicyRequest};
 
+use super::caller::Caller;
 use super::queues::vhost;
 use super::{AdminState, ApiResult, Body, Error};
 use crate::broker::Broker;
@@ -43,9 +44,14 @@ fn not_saved(e: std::io::Error) -> Error {
     )
 }
 
-async fn all(State(b): State<Arc<Broker>>) -> ApiResult<Vec<PolicyInfo>> {
+async fn all(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Vec<PolicyInfo>> {
     Ok(Json(
-        b.vhosts().iter().flat_map(|v| v.policies()).map(|p| info(&p)).collect(),
+        b.vhosts()
+            .iter()
+            .filter(|v| caller.may_see(&b, &v.name))
+            .flat_map(|v| v.policies())
+            .map(|p| info(&p))
+            .collect(),
     ))
 }
 
@@ -55,9 +61,11 @@ async fn in_vhost(State(b): State<Arc<Broker>>, Path(v): Path<String>) -> ApiRes
 
 async fn set(
     State(b): State<Arc<Broker>>,
+    caller: Caller,
     Path((v, name)): Path<(String, String)>,
     Body(req): Body<PolicyRequest>,
 ) -> Result<(StatusCode, Json<PolicyInfo>), Error> {
+    caller.require_policymaker(&b, &v)?;
     let vh = vhost(&b, &v)?;
     if name.is_empty() || name.len() > 255 {
         return Err(Error::bad_request("a policy name is 1 to 255 bytes"));
@@ -66,10 +74,16 @@ async fn set(
         Policy::from_json(&name, &v, &req.pattern, req.priority, &req.definition).map_err(Error::bad_request)?;
     let shown = info(&policy);
     let replaced = vh.set_policy(policy).map_err(not_saved)?;
+    super::caller::audit(&b, &caller, "set_policy", &v, &name, 0);
     Ok((if replaced { StatusCode::OK } else { StatusCode::CREATED }, Json(shown)))
 }
 
-async fn remove(State(b): State<Arc<Broker>>, Path((v, name)): Path<(String, String)>) -> ApiResult<Done> {
+async fn remove(
+    State(b): State<Arc<Broker>>,
+    caller: Caller,
+    Path((v, name)): Path<(String, String)>,
+) -> ApiResult<Done> {
+    caller.require_policymaker(&b, &v)?;
     let vh = vhost(&b, &v)?;
     match vh.policies().iter().find(|p| p.name == name) {
         None => Err(Error::not_found(format!("no policy '{name}' in vhost '{v}'"))),
@@ -80,6 +94,7 @@ async fn remove(State(b): State<Arc<Broker>>, Path((v, name)): Path<(String, Str
         )),
         Some(_) => {
             vh.delete_policy(&name).map_err(not_saved)?;
+            super::caller::audit(&b, &caller, "delete_policy", &v, &name, 0);
             Ok(Json(Done { ok: true }))
         }
     }

@@ -10,7 +10,9 @@ use warren_shared::{
     LatencySummary, PeekRequest, PeekedMessage, PurgeResult, QueueCounters, QueueInfo, QueueRates, Rate,
 };
 
+use super::caller::{audit, Caller};
 use super::{json, AdminState, ApiResult, Error, OptionalBody};
+use crate::auth::{Kind, Perm};
 use crate::broker::Broker;
 use crate::queue::{Queue, QueueStats};
 use crate::vhost::VHost;
@@ -140,8 +142,12 @@ pub fn all_infos(b: &Broker) -> Vec<QueueInfo> {
     sorted(b.vhosts().iter().flat_map(|v| vhost_infos(v)).collect())
 }
 
-async fn all(State(b): State<Arc<Broker>>) -> ApiResult<Vec<QueueInfo>> {
-    Ok(Json(all_infos(&b)))
+async fn all(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Vec<QueueInfo>> {
+    let mut all = all_infos(&b);
+    if !caller.sees_all() {
+        all.retain(|q| caller.may_see(&b, &q.vhost));
+    }
+    Ok(Json(all))
 }
 
 async fn in_vhost(State(b): State<Arc<Broker>>, Path(v): Path<String>) -> ApiResult<Vec<QueueInfo>> {
@@ -157,10 +163,12 @@ async fn one(State(b): State<Arc<Broker>>, Path((v, name)): Path<(String, String
 
 async fn peek(
     State(b): State<Arc<Broker>>,
+    caller: Caller,
     Path((v, name)): Path<(String, String)>,
     // The body is optional: none means the first page, unfiltered.
     OptionalBody(req): OptionalBody<PeekRequest>,
 ) -> ApiResult<Vec<PeekedMessage>> {
+    caller.check(&b, &v, Perm::Read, Kind::Queue, &name)?;
     let count = req.count.unwrap_or(50);
     if count == 0 || count > 1000 {
         return Err(Error::bad_request("count must be between 1 and 1000"));
@@ -204,8 +212,13 @@ async fn peek(
     ))
 }
 
-async fn purge(State(b): State<Arc<Broker>>, Path((v, name)): Path<(String, String)>) -> ApiResult<PurgeResult> {
-    Ok(Json(PurgeResult {
-        purged: queue(&b, &v, &name)?.purge() as u64,
-    }))
+async fn purge(
+    State(b): State<Arc<Broker>>,
+    caller: Caller,
+    Path((v, name)): Path<(String, String)>,
+) -> ApiResult<PurgeResult> {
+    caller.check(&b, &v, Perm::Read, Kind::Queue, &name)?;
+    let purged = queue(&b, &v, &name)?.purge() as u64;
+    audit(&b, &caller, "purge", &v, &name, purged);
+    Ok(Json(PurgeResult { purged }))
 }

@@ -14,9 +14,11 @@ use warren_shared::{
     BindingRequest, Done, ExchangeRequest, PriorityRequest, PriorityResult, QueueDeleted, QueueInfo, QueueRequest,
 };
 
+use super::caller::{audit, Caller};
 use super::queues::vhost;
 use super::{AdminState, ApiResult, Body, Error};
 use crate::amqp::error::AmqpError;
+use crate::auth::{Kind, Perm};
 use crate::broker::Broker;
 use crate::routing::{Binding, Destination};
 use crate::vhost::{ExchangeDeclare, QueueDeclare};
@@ -33,7 +35,7 @@ pub fn router() -> Router<AdminState> {
 }
 
 /// The connection id the API acts as (no AMQP connection has it).
-const API_CONNECTION: u64 = 0;
+pub(super) const API_CONNECTION: u64 = 0;
 
 fn amqp(e: AmqpError) -> Error {
     let status = match e.code {
@@ -48,7 +50,7 @@ fn amqp(e: AmqpError) -> Error {
     Error::new(status, "rejected", e.text)
 }
 
-fn arguments(json: &serde_json::Map<String, serde_json::Value>) -> Result<FieldTable, Error> {
+pub(super) fn arguments(json: &serde_json::Map<String, serde_json::Value>) -> Result<FieldTable, Error> {
     let mut t = FieldTable::default();
     for (k, v) in json {
         let value = match v {
@@ -71,10 +73,16 @@ fn arguments(json: &serde_json::Map<String, serde_json::Value>) -> Result<FieldT
 
 async fn put_queue(
     State(b): State<Arc<Broker>>,
+    caller: Caller,
     Path((v, name)): Path<(String, String)>,
     Body(body): Body<QueueRequest>,
 ) -> ApiResult<QueueInfo> {
     let args = arguments(&body.arguments)?;
+    caller.check(&b, &v, Perm::Configure, Kind::Queue, &name)?;
+    if let Some(dlx) = crate::args::get_str(&args, "x-dead-letter-exchange") {
+        caller.check(&b, &v, Perm::Read, Kind::Queue, &name)?;
+        caller.check(&b, &v, Perm::Write, Kind::Exchange, dlx)?;
+    }
     let q = vhost(&b, &v)?
         .declare_queue(&QueueDeclare {
             name: &name,
@@ -91,13 +99,16 @@ async fn put_queue(
 
 async fn delete_queue(
     State(b): State<Arc<Broker>>,
+    caller: Caller,
     Path((v, name)): Path<(String, String)>,
 ) -> ApiResult<QueueDeleted> {
+    caller.check(&b, &v, Perm::Configure, Kind::Queue, &name)?;
     let vh = vhost(&b, &v)?;
     if vh.queue(&name).is_none() {
         return Err(Error::not_found(format!("no queue '{name}' in vhost '{v}'")));
     }
     let dropped = vh.delete_queue(&name, false, false, API_CONNECTION).map_err(amqp)?;
+    audit(&b, &caller, "delete_queue", &v, &name, dropped as u64);
     Ok(Json(QueueDeleted {
         deleted: true,
         messages: dropped as u64,
@@ -106,10 +117,16 @@ async fn delete_queue(
 
 async fn put_exchange(
     State(b): State<Arc<Broker>>,
+    caller: Caller,
     Path((v, name)): Path<(String, String)>,
     Body(body): Body<ExchangeRequest>,
 ) -> ApiResult<Done> {
     let args = arguments(&body.arguments)?;
+    caller.check(&b, &v, Perm::Configure, Kind::Exchange, &name)?;
+    if let Some(ae) = crate::args::get_str(&args, "alternate-exchange") {
+        caller.check(&b, &v, Perm::Read, Kind::Exchange, &name)?;
+        caller.check(&b, &v, Perm::Write, Kind::Exchange, ae)?;
+    }
     vhost(&b, &v)?
         .declare_exchange(&ExchangeDeclare {
             name: &name,
@@ -124,12 +141,18 @@ async fn put_exchange(
     Ok(Json(Done { ok: true }))
 }
 
-async fn delete_exchange(State(b): State<Arc<Broker>>, Path((v, name)): Path<(String, String)>) -> ApiResult<Done> {
+async fn delete_exchange(
+    State(b): State<Arc<Broker>>,
+    caller: Caller,
+    Path((v, name)): Path<(String, String)>,
+) -> ApiResult<Done> {
+    caller.check(&b, &v, Perm::Configure, Kind::Exchange, &name)?;
     let vh = vhost(&b, &v)?;
     if !vh.has_exchange(&name) {
         return Err(Error::not_found(format!("no exchange '{name}' in vhost '{v}'")));
     }
     vh.delete_exchange(&name, false).map_err(amqp)?;
+    audit(&b, &caller, "delete_exchange", &v, &name, 0);
     Ok(Json(Done { ok: true }))
 }
 
@@ -150,29 +173,48 @@ fn binding(body: &BindingRequest) -> Result<Binding, Error> {
     })
 }
 
+/// A binding needs `write` on its destination and `read` on its source.
+fn check_binding(b: &Broker, caller: &Caller, v: &str, body: &BindingRequest) -> Result<(), Error> {
+    let kind = if body.destination_type == "exchange" {
+        Kind::Exchange
+    } else {
+        Kind::Queue
+    };
+    caller.check(b, v, Perm::Write, kind, &body.destination)?;
+    caller.check(b, v, Perm::Read, Kind::Exchange, &body.source)
+}
+
 async fn bind(
     State(b): State<Arc<Broker>>,
+    caller: Caller,
     Path(v): Path<String>,
     Body(body): Body<BindingRequest>,
 ) -> ApiResult<Done> {
+    check_binding(&b, &caller, &v, &body)?;
     vhost(&b, &v)?.bind(&body.source, binding(&body)?).map_err(amqp)?;
     Ok(Json(Done { ok: true }))
 }
 
 async fn unbind(
     State(b): State<Arc<Broker>>,
+    caller: Caller,
     Path(v): Path<String>,
     Body(body): Body<BindingRequest>,
 ) -> ApiResult<Done> {
+    check_binding(&b, &caller, &v, &body)?;
     vhost(&b, &v)?.unbind(&body.source, &binding(&body)?).map_err(amqp)?;
     Ok(Json(Done { ok: true }))
 }
 
 async fn set_priority(
     State(b): State<Arc<Broker>>,
+    caller: Caller,
     Path((v, name)): Path<(String, String)>,
     Body(body): Body<PriorityRequest>,
 ) -> ApiResult<PriorityResult> {
+    // Reprioritising takes messages out and puts them back: read and write on the queue.
+    caller.check(&b, &v, Perm::Read, Kind::Queue, &name)?;
+    caller.check(&b, &v, Perm::Write, Kind::Queue, &name)?;
     let q = vhost(&b, &v)?
         .queue(&name)
         .ok_or_else(|| Error::not_found(format!("no queue '{name}' in vhost '{v}'")))?;
@@ -213,6 +255,7 @@ async fn set_priority(
             "none of these messages is ready in the queue (already consumed?)",
         ));
     }
+    audit(&b, &caller, "set_priority", &v, &name, changed as u64);
     Ok(Json(PriorityResult {
         changed: changed as u64,
     }))

@@ -49,6 +49,15 @@ pub async fn serve(
     max_connections: usize,
 ) -> std::io::Result<()> {
     let idle = broker.config.admin_idle_timeout;
+    // HTTP and HTTPS listeners alike: either exposes the API.
+    let addrs: Vec<SocketAddr> = listeners
+        .iter()
+        .chain(https.iter().flat_map(|t| &t.listeners))
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    if let Some(warning) = exposed_guest(&broker, &addrs) {
+        tracing::warn!("{warning}");
+    }
     let app = super::app(broker).layer(axum::Extension(super::stream::Shutdown(shutdown.clone())));
     let tracker = TaskTracker::new();
     let limit = Arc::new(Semaphore::new(max_connections));
@@ -103,6 +112,29 @@ pub async fn serve(
         tracing::warn!("some admin connections did not close within {SHUTDOWN_GRACE:?}");
     }
     Ok(())
+}
+
+/// The loud warning for an admin API reachable from other hosts while the only administrator is a loopback-only
+/// user (`guest`): nobody can administer the broker from where the API is offered. `None` when all is well.
+pub fn exposed_guest(broker: &Broker, addrs: &[SocketAddr]) -> Option<String> {
+    let exposed: Vec<&SocketAddr> = addrs.iter().filter(|a| !crate::auth::is_loopback(a.ip())).collect();
+    let first = exposed.first()?;
+    let admins: Vec<String> = broker
+        .access
+        .users()
+        .into_iter()
+        .filter(|u| u.tags.iter().any(|t| t == "administrator"))
+        .map(|u| u.name)
+        .collect();
+    if admins.is_empty() || admins.iter().any(|a| !broker.access.is_loopback_only(a)) {
+        return None;
+    }
+    Some(format!(
+        "!!! the admin API listens on {first}, reachable from other hosts, but its only administrator ({}) may log \
+         in from localhost only. Create an administrator (PUT /api/users/NAME with tags administrator, or [[users]] \
+         in the config file) and delete guest, or bind the admin API to 127.0.0.1 !!!",
+        admins.join(", ")
+    ))
 }
 
 /// Serves one connection until the client closes it, a timeout closes it, or shutdown; `_permit` is its place

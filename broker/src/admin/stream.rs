@@ -16,6 +16,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use warren_shared::StreamSnapshot;
 
+use super::caller::Caller;
 use super::{AdminState, Error};
 use crate::broker::Broker;
 
@@ -27,15 +28,20 @@ pub fn router() -> Router<AdminState> {
     Router::new().route("/api/stream", get(stream_handler))
 }
 
-fn snapshot(b: &Broker) -> StreamSnapshot {
+fn snapshot(b: &Broker, caller: &Caller) -> StreamSnapshot {
+    let mut queues = super::queues::all_infos(b);
+    if !caller.sees_all() {
+        queues.retain(|q| caller.may_see(b, &q.vhost));
+    }
     StreamSnapshot {
-        overview: super::overview::build(b),
-        queues: super::queues::all_infos(b),
+        overview: super::overview::build(b, caller),
+        queues,
     }
 }
 
 async fn stream_handler(
     State(b): State<Arc<Broker>>,
+    caller: Caller,
     Query(p): Query<std::collections::HashMap<String, String>>,
     shutdown: Option<Extension<Shutdown>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>, Error> {
@@ -47,15 +53,18 @@ async fn stream_handler(
     };
     let every = Duration::from_millis(interval_ms.clamp(100, 3_600_000));
     let stop = shutdown.map(|Extension(Shutdown(t))| t).unwrap_or_default();
-    let events = stream::unfold((b, true), move |(b, first)| async move {
-        if !first {
-            tokio::time::sleep(every).await;
+    let events = stream::unfold((b, true), move |(b, first)| {
+        let caller = caller.clone();
+        async move {
+            if !first {
+                tokio::time::sleep(every).await;
+            }
+            let data = serde_json::to_string(&snapshot(&b, &caller)).unwrap_or_else(|_| "{}".to_string());
+            let event = Event::default()
+                .event(if first { "snapshot" } else { "update" })
+                .data(data);
+            Some((Ok(event), (b, false)))
         }
-        let data = serde_json::to_string(&snapshot(&b)).unwrap_or_else(|_| "{}".to_string());
-        let event = Event::default()
-            .event(if first { "snapshot" } else { "update" })
-            .data(data);
-        Some((Ok(event), (b, false)))
     })
     .take_until(stop.cancelled_owned());
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))

@@ -2,6 +2,7 @@
 
 use super::*;
 use axum::body::Body;
+use axum::http::Method;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -77,7 +78,9 @@ async fn auth_is_required_and_monitoring_may_only_read() {
     assert_eq!(body["product"], "Warren");
     let (s, body) = call(&b, Method::DELETE, "/api/queues/%2F/q/contents", Some("watcher:pw"), "").await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    assert!(body["reason"].as_str().is_some_and(|r| r.contains("may not act")));
+    assert!(body["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("may not change anything")));
 }
 
 #[tokio::test]
@@ -104,7 +107,11 @@ async fn every_read_endpoint_answers_and_unknowns_are_404_json() {
     }
     let (s, body) = call(&b, Method::GET, "/api/users", Some("guest:guest"), "").await;
     assert_eq!(s, StatusCode::OK);
-    assert!(!body.to_string().contains("hash"), "never password hashes: {body}");
+    let text = body.to_string();
+    assert!(
+        !text.contains("password_hash") && !text.contains("$argon2"),
+        "never password hashes: {body}"
+    );
     for path in ["/api/queues/nope", "/api/queues/%2F/missing", "/api/nothing-here"] {
         let (s, body) = call(&b, Method::GET, path, Some("guest:guest"), "").await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
@@ -325,4 +332,35 @@ async fn guest_is_loopback_only_and_ipv4_mapped_loopback_counts() {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "other users may log in from anywhere");
+}
+
+#[test]
+fn an_admin_api_open_to_other_hosts_with_only_guest_as_administrator_is_warned_of() {
+    let dir = tempfile::tempdir().expect("dir");
+    let b = Broker::new(Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    })
+    .expect("broker");
+    let lo: std::net::SocketAddr = "127.0.0.1:15672".parse().expect("addr");
+    let any: std::net::SocketAddr = "0.0.0.0:15672".parse().expect("addr");
+    assert_eq!(server::exposed_guest(&b, &[lo]), None);
+    let warning = server::exposed_guest(&b, &[lo, any]).expect("a warning");
+    assert!(
+        warning.contains("0.0.0.0:15672") && warning.contains("guest"),
+        "{warning}"
+    );
+    let with_admin = tempfile::tempdir().expect("dir");
+    let b = Broker::new(Config {
+        data_dir: with_admin.path().to_path_buf(),
+        users: vec![UserConfig {
+            name: "ops".into(),
+            password: Some("pw".into()),
+            password_hash: None,
+            tags: vec!["administrator".into()],
+        }],
+        ..Config::default()
+    })
+    .expect("broker");
+    assert_eq!(server::exposed_guest(&b, &[any]), None, "ops may log in from anywhere");
 }

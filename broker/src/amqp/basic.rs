@@ -119,6 +119,12 @@ impl Channel {
             return self.consume_reply_to(ctx, c, tag);
         }
         let name = self.queue_name(c.queue.as_str())?.to_string();
+        ctx.access.check(
+            &ctx.broker.access,
+            crate::auth::Perm::Read,
+            crate::auth::Kind::Queue,
+            &name,
+        )?;
         let queue = ctx.vhost.queue_for(&name, ctx.connection_id)?;
         let credit = if c.no_ack {
             Arc::new(ConsumerCredit::new(NO_ACK_WINDOW, Arc::new(Credit::new(0))))
@@ -217,6 +223,12 @@ impl Channel {
 
     fn get(&mut self, ctx: &mut Ctx<'_>, g: &basic::Get) -> AmqpResult<()> {
         let name = self.queue_name(g.queue.as_str())?.to_string();
+        ctx.access.check(
+            &ctx.broker.access,
+            crate::auth::Perm::Read,
+            crate::auth::Kind::Queue,
+            &name,
+        )?;
         let queue = ctx.vhost.queue_for(&name, ctx.connection_id)?;
         let Some((entry, remaining)) = queue.get() else {
             ctx.send(

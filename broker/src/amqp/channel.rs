@@ -47,6 +47,8 @@ pub struct Ctx<'a> {
     /// Queues holding this batch's deferred records: `Queue::flush_writes` at the end of the batch, before any
     /// confirm is sent.
     pub flush: &'a mut Vec<Arc<Queue>>,
+    /// The connection's permissions on its vhost.
+    pub access: &'a mut crate::amqp::access::ConnAccess,
 }
 
 impl Ctx<'_> {
@@ -297,6 +299,10 @@ impl Channel {
             }
             Frame::Publish(_, p) => self
                 .expect_no_content()
+                .and_then(|()| {
+                    ctx.access
+                        .check_publish(&ctx.broker.access, p.exchange.as_str(), p.routing_key.as_str())
+                })
                 .and_then(|()| self.start_publish(p))
                 .map_err(|e| e.on_ids(60, 40)),
             Frame::Header(_, header) => self.on_header(ctx, header),
@@ -336,7 +342,11 @@ impl Channel {
         }
         match method {
             // The codec decodes publishes as `Frame::Publish`; a boxed one is handled the same way.
-            C::Basic(basic::AMQPMethod::Publish(p)) => self.start_publish(p.clone()),
+            C::Basic(basic::AMQPMethod::Publish(p)) => {
+                ctx.access
+                    .check_publish(&ctx.broker.access, p.exchange.as_str(), p.routing_key.as_str())?;
+                self.start_publish(p.clone())
+            }
             C::Basic(m) => self.handle_basic(ctx, m),
             C::Exchange(m) => self.handle_exchange(ctx, m),
             C::Queue(m) => self.handle_queue(ctx, m),

@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::alarm::AlarmState;
+use crate::amqp::access::ConnAccess;
 use crate::amqp::channel::{Channel, Ctx};
 use crate::amqp::codec::{cut_large_body, decode_step, encode_heartbeat, encode_method, Frame, Step, PROTOCOL_HEADER};
 use crate::amqp::error::{AmqpError, ACCESS_REFUSED, CHANNEL_ERROR, CONNECTION_FORCED, FRAME_ERROR, NOT_ALLOWED};
@@ -107,6 +108,8 @@ pub struct Connection {
     caps: ClientCaps,
     user: String,
     vhost: Option<Arc<VHost>>,
+    /// The user's permissions on the vhost (nothing until connection.open).
+    access: ConnAccess,
     /// By channel id, hashed with foldhash: looked up once per frame.
     channels: HashMap<u16, Channel, foldhash::fast::RandomState>,
     outbox: Arc<Outbox>,
@@ -202,6 +205,7 @@ async fn serve_halves<R: ReadHalf, W: WriteHalf>(
         caps: ClientCaps::default(),
         user: String::new(),
         vhost: None,
+        access: ConnAccess::default(),
         channels: HashMap::default(),
         outbox: Arc::new(Outbox::default()),
         out: BytesMut::with_capacity(16 * 1024),
@@ -634,7 +638,7 @@ impl Connection {
             (State::AwaitStartOk, C::StartOk(s)) => {
                 self.read_client_caps(&s.client_properties);
                 match self.login(s.mechanism.as_str(), s.response.as_bytes()) {
-                    Ok(user) => self.user = user,
+                    Ok(user) => self.user = user.name,
                     Err(e) => {
                         warn!(connection = self.id, peer = %self.peer, error = %e, "login refused");
                         if self.caps.auth_failure_close {
@@ -687,14 +691,9 @@ impl Connection {
             (State::AwaitOpen, C::Open(o)) => {
                 let name = o.virtual_host.as_str();
                 let Some(vhost) = self.broker.vhost(name) else {
-                    return Err(AmqpError::new(
-                        NOT_ALLOWED,
-                        format!(
-                            "access to vhost '{name}' refused for user '{}': vhost not found",
-                            self.user
-                        ),
-                    ));
+                    return Err(AmqpError::new(NOT_ALLOWED, format!("vhost {name} not found")));
                 };
+                self.access = self.open_access(name)?;
                 self.vhost = Some(vhost);
                 encode_method(
                     &mut self.out,
@@ -732,7 +731,7 @@ impl Connection {
                 response.extend_from_slice(self.user.as_bytes());
                 response.push(0);
                 response.extend_from_slice(u.new_secret.as_bytes());
-                if let Err(e) = self.broker.users.login("PLAIN", &response, self.peer.ip()) {
+                if let Err(e) = self.broker.access.login("PLAIN", &response, self.peer.ip()) {
                     warn!(connection = self.id, peer = %self.peer, error = %e, "update-secret refused");
                     return Err(AmqpError::new(
                         ACCESS_REFUSED,
@@ -757,11 +756,55 @@ impl Connection {
 
     /// Checks connection.start-ok's mechanism and response. EXTERNAL logs in as the verified client certificate's
     /// CN (the response is ignored, as RabbitMQ's rabbitmq_auth_mechanism_ssl does); it is unknown without one.
-    fn login(&self, mechanism: &str, response: &[u8]) -> Result<String, crate::auth::AuthError> {
+    fn login(
+        &self,
+        mechanism: &str,
+        response: &[u8],
+    ) -> Result<crate::store::access_defs::UserDef, crate::auth::AuthError> {
         match (mechanism, &self.peer_cn) {
-            ("EXTERNAL", Some(cn)) => self.broker.users.login_external(cn, self.peer.ip()),
-            _ => self.broker.users.login(mechanism, response, self.peer.ip()),
+            ("EXTERNAL", Some(cn)) => self.broker.access.login_external(cn, self.peer.ip()),
+            _ => self.broker.access.login(mechanism, response, self.peer.ip()),
         }
+    }
+
+    /// connection.open's checks beyond the vhost's existence: the user needs permissions on the vhost, and the
+    /// vhost's and the user's connection limits must allow one more (RabbitMQ's 530 texts).
+    fn open_access(&self, vhost: &str) -> Result<ConnAccess, AmqpError> {
+        let user = &self.user;
+        let refused = |why: String| {
+            self.broker.audit.record(crate::audit::Event {
+                user,
+                peer: Some(self.peer.ip()),
+                action: "connection_refused",
+                vhost: Some(vhost),
+                object: &format!("connection {}", self.id),
+                messages: None,
+                result: &why,
+            });
+            AmqpError::new(NOT_ALLOWED, why)
+        };
+        let Some(access) = ConnAccess::open(&self.broker.access, user, vhost) else {
+            return Err(refused(format!("access to vhost '{vhost}' refused for user '{user}'")));
+        };
+        let others = self.broker.connection_entries();
+        let count = |f: &dyn Fn(&crate::broker::ConnectionEntry) -> bool| {
+            others.iter().filter(|c| c.id != self.id && f(c)).count() as u64
+        };
+        if let Some(max) = self.broker.access.vhost_limits(vhost).max_connections {
+            if count(&|c| *c.vhost.lock().unwrap_or_else(|e| e.into_inner()) == vhost) >= max {
+                return Err(refused(format!(
+                    "access to vhost '{vhost}' refused for user '{user}': connection limit ({max}) is reached"
+                )));
+            }
+        }
+        if let Some(max) = self.broker.access.user_limits(user).max_connections {
+            if count(&|c| *c.user.lock().unwrap_or_else(|e| e.into_inner()) == *user) >= max {
+                return Err(refused(format!(
+                    "connection refused for user '{user}': user connection limit ({max}) is reached"
+                )));
+            }
+        }
+        Ok(access)
     }
 
     fn read_client_caps(&mut self, props: &FieldTable) {
@@ -835,6 +878,7 @@ impl Connection {
         cancel_notify: bool,
         kick: &'a mut Vec<Arc<Queue>>,
         flush: &'a mut Vec<Arc<Queue>>,
+        access: &'a mut ConnAccess,
     ) -> Ctx<'a> {
         Ctx {
             broker,
@@ -846,6 +890,7 @@ impl Connection {
             cancel_notify,
             kick,
             flush,
+            access,
         }
     }
 
@@ -872,6 +917,24 @@ impl Connection {
                     format!("channel {id} is above the negotiated channel_max {}", self.channel_max),
                 ));
             }
+            if let Some(max) = self.broker.access.user_limits(&self.user).max_channels {
+                let open: u64 = self
+                    .broker
+                    .connection_entries()
+                    .iter()
+                    .filter(|c| *c.user.lock().unwrap_or_else(|e| e.into_inner()) == self.user)
+                    .map(|c| c.channels.lock().unwrap_or_else(|e| e.into_inner()).len() as u64)
+                    .sum();
+                if open >= max {
+                    return Err(AmqpError::new(
+                        NOT_ALLOWED,
+                        format!(
+                            "number of channels opened for user '{}' has reached the maximum allowed user limit of ({max})",
+                            self.user
+                        ),
+                    ));
+                }
+            }
             self.channels.insert(id, Channel::new(id));
             self.entry.channels.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
             encode_method(
@@ -897,6 +960,7 @@ impl Connection {
             self.caps.cancel_notify,
             &mut self.kick,
             &mut self.flush,
+            &mut self.access,
         );
         if let Frame::Method(_, m) = &frame {
             match **m {
@@ -974,6 +1038,7 @@ impl Connection {
                     self.caps.cancel_notify,
                     &mut self.kick,
                     &mut self.flush,
+                    &mut self.access,
                 );
                 for ch in self.channels.values_mut() {
                     ch.flush_acks(&mut ctx);
@@ -1028,6 +1093,7 @@ impl Connection {
                 self.caps.cancel_notify,
                 &mut self.kick,
                 &mut self.flush,
+                &mut self.access,
             );
             let mut delivered_on: Vec<u16> = Vec::new();
             for item in items.drain(..) {
@@ -1103,6 +1169,7 @@ impl Connection {
             false,
             &mut self.kick,
             &mut self.flush,
+            &mut self.access,
         );
         for (_, mut ch) in self.channels.drain() {
             ch.close_down(&mut ctx);

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use amq_protocol::types::FieldTable;
 use serde::{Deserialize, Serialize};
 
+use super::access_defs::{AccessModel, AccessOp};
 use crate::policy::Policy;
 use crate::queue::Queue;
 use crate::routing::{Binding, Destination, Exchange};
@@ -22,6 +23,9 @@ use crate::routing::{Binding, Destination, Exchange};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Definitions {
     pub vhosts: BTreeMap<String, VHostDefinitions>,
+    /// Users, vhosts and permissions (none in a `definitions.json` of earlier versions).
+    #[serde(skip)]
+    pub access: AccessModel,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -153,12 +157,16 @@ pub enum DefOp {
         vhost: String,
         name: String,
     },
+    /// Users, vhosts and permissions (`access_defs.rs`); their records carry their own `op` names.
+    #[serde(untagged)]
+    Access(AccessOp),
 }
 
 /// The live definitions, keyed for cheap ops: what replaying the log gives, and what a compaction writes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Model {
     vhosts: BTreeMap<String, VHostModel>,
+    access: AccessModel,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -203,6 +211,12 @@ impl Model {
             DefOp::DeletePolicy { vhost, name } => {
                 self.vhost(vhost).policies.remove(&name);
             }
+            DefOp::Access(op) => {
+                if let AccessOp::DeleteVHost { name, .. } = &op {
+                    self.vhosts.remove(name);
+                }
+                self.access.apply(op);
+            }
         }
     }
 
@@ -215,7 +229,8 @@ impl Model {
         self.vhosts
             .values()
             .map(|v| v.exchanges.len() + v.queues.len() + v.bindings.len() + v.policies.len())
-            .sum()
+            .sum::<usize>()
+            + self.access.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -230,6 +245,7 @@ impl Model {
     /// The ops that rebuild the model from nothing: exchanges and queues before the bindings between them.
     pub fn snapshot(&self) -> Vec<DefOp> {
         let mut ops = Vec::with_capacity(self.len());
+        ops.extend(self.access.snapshot().into_iter().map(DefOp::Access));
         for (name, v) in &self.vhosts {
             let vhost = || name.clone();
             ops.extend(v.policies.values().map(|p| DefOp::SetPolicy {
@@ -267,7 +283,10 @@ impl Model {
                 (name.clone(), defs)
             })
             .collect();
-        Definitions { vhosts }
+        Definitions {
+            vhosts,
+            access: self.access.clone(),
+        }
     }
 
     /// The model of definitions read from the old `definitions.json`.

@@ -28,6 +28,7 @@
 //! writes. A failed write makes its queue drop the records it covered (`QueueLog::drop_unwritten`), so a nacked
 //! message is never delivered or recovered later.
 
+pub mod access_defs;
 pub mod definitions;
 pub mod definitions_log;
 pub mod io_pool;

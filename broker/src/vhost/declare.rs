@@ -434,7 +434,7 @@ impl VHost {
 }
 
 /// `amq.gen-` followed by 22 url-safe random characters, like RabbitMQ's server-named queues.
-fn generate_queue_name() -> String {
+pub fn generate_queue_name() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut rng = rand::thread_rng();
     let suffix: String = (0..22)

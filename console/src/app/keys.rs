@@ -21,6 +21,7 @@ pub enum Context {
     Detail,
     Messages,
     Connections,
+    Audit,
     Dialog,
 }
 
@@ -45,14 +46,16 @@ const fn b(keys: &'static str, what: &'static str, context: Context, action: boo
     }
 }
 
-use Context::{Connections as Conns, Detail as Det, Dialog as Dlg, Global as Glob, Messages as Msgs, Queues as Qs};
+use Context::{
+    Audit as Aud, Connections as Conns, Detail as Det, Dialog as Dlg, Global as Glob, Messages as Msgs, Queues as Qs,
+};
 
 /// Every key the console knows.
 pub const BINDINGS: &[Binding] = &[
     b("?", "help: every key", Glob, false, "help"),
     b(
         ":",
-        "command: queues, exchanges, bindings, connections, consumers, messages <queue>, detail <queue>, quit",
+        "command: queues, exchanges, bindings, connections, consumers, audit, messages <queue>, detail <queue>, quit",
         Glob,
         false,
         "views",
@@ -104,6 +107,8 @@ pub const BINDINGS: &[Binding] = &[
     b("P", "purge the queue", Msgs, true, ""),
     b("N", "publish a test message", Msgs, true, ""),
     b("x ^k", "close the selected connection", Conns, true, "close"),
+    b("enter", "show / hide the whole record", Aud, false, "record"),
+    b("]", "read older entries (the next page)", Aud, false, "older"),
     b("y / enter", "confirm", Dlg, false, "confirm"),
     b("n / esc", "cancel", Dlg, false, "cancel"),
     b(
@@ -136,6 +141,7 @@ pub fn context_of(view: &View) -> Context {
         View::Detail(_) => Context::Detail,
         View::Messages(_) => Context::Messages,
         View::Connections => Context::Connections,
+        View::Audit => Context::Audit,
         _ => Context::Global,
     }
 }
@@ -275,6 +281,7 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
         View::Detail(q) => on_detail_key(app, key, q),
         View::Messages(q) => on_messages_key(app, key, q),
         View::Connections => on_connections_key(app, key),
+        View::Audit => on_audit_key(app, key),
         View::Exchanges | View::Bindings | View::Consumers => {
             on_list_key(app, key);
             Vec::new()
@@ -289,6 +296,7 @@ fn list_filter(app: &App) -> String {
         View::Bindings => app.bindings.filter.clone(),
         View::Connections => app.connections.filter.clone(),
         View::Consumers => app.consumers.filter.clone(),
+        View::Audit => app.audit.list.filter.clone(),
         _ => String::new(),
     }
 }
@@ -300,6 +308,7 @@ fn on_list_key(app: &mut App, key: KeyEvent) {
         View::Bindings => move_in(&mut app.bindings, &key, page),
         View::Connections => move_in(&mut app.connections, &key, page),
         View::Consumers => move_in(&mut app.consumers, &key, page),
+        View::Audit => move_in(&mut app.audit.list, &key, page),
         _ => {}
     }
 }
@@ -493,6 +502,20 @@ fn on_connections_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
     Vec::new()
 }
 
+fn on_audit_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
+    if key.code == KeyCode::Enter {
+        app.audit.show_entry = !app.audit.show_entry;
+    } else if is(&key, ']') {
+        if !app.audit.more && !app.audit.list.pending {
+            app.flash(Level::Info, "no older entries: that is as far back as the broker keeps");
+        }
+        return app.read_audit(true).into_iter().collect();
+    } else {
+        on_list_key(app, key);
+    }
+    Vec::new()
+}
+
 fn on_dialog_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
     let Some(d) = app.dialog.as_mut() else {
         return Vec::new();
@@ -623,16 +646,18 @@ fn set_filter(app: &mut App, text: String) {
         View::Bindings => app.bindings.set_filter(text),
         View::Connections => app.connections.set_filter(text),
         View::Consumers => app.consumers.set_filter(text),
+        View::Audit => app.audit.list.set_filter(text),
         View::Detail(_) | View::Messages(_) => {}
     }
 }
 
-const COMMANDS: [&str; 8] = [
+const COMMANDS: [&str; 9] = [
     "queues",
     "exchanges",
     "bindings",
     "connections",
     "consumers",
+    "audit",
     "messages",
     "detail",
     "quit",
@@ -661,6 +686,7 @@ pub fn run_command(app: &mut App, text: &str) -> Vec<Command> {
         "b" | "bi" | "binding" | "bindings" => View::Bindings,
         "co" | "conn" | "conns" | "connection" | "connections" => View::Connections,
         "cs" | "cons" | "consumer" | "consumers" => View::Consumers,
+        "a" | "au" | "audit" => View::Audit,
         "m" | "msg" | "messages" | "peek" | "d" | "detail" => {
             let Some(name) = arg else {
                 app.flash(Level::Warn, format!("usage: :{word} <queue>"));
@@ -681,7 +707,9 @@ pub fn run_command(app: &mut App, text: &str) -> Vec<Command> {
         other => {
             app.flash(
                 Level::Warn,
-                format!("unknown command ':{other}' (try :queues, :exchanges, :bindings, :connections, :consumers)"),
+                format!(
+                    "unknown command ':{other}' (try :queues, :exchanges, :bindings, :connections, :consumers, :audit)"
+                ),
             );
             return Vec::new();
         }

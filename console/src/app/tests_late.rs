@@ -307,3 +307,98 @@ fn a_dead_keyboard_quits_with_the_reason() {
         Some("cannot read the terminal any more: Bad file descriptor (os error 9)")
     );
 }
+
+#[test]
+fn the_audit_view_reads_pages_filters_and_says_who_may_read_it() {
+    use super::audit::PAGE;
+    use super::View;
+    let mut app = app();
+    type_text(&mut app, ":au");
+    update(&mut app, code(KeyCode::Tab));
+    assert_eq!(app.prompt.as_ref().map(|p| p.text.as_str()), Some("audit"));
+    let cmds = update(&mut app, code(KeyCode::Enter));
+    assert_eq!(app.view(), &View::Audit);
+    assert_eq!(
+        cmds,
+        vec![Command::ReadAudit {
+            before: None,
+            page_size: PAGE
+        }]
+    );
+    assert!(
+        update(&mut app, Event::Tick { now_ms: T0 + 5000 }).is_empty(),
+        "one read at a time"
+    );
+
+    // A full page: `]` reads the one older than its last entry, and appends it.
+    let full: Vec<_> = (0..PAGE as u64)
+        .map(|i| warren_shared::AuditEntry {
+            id: 1000 - i,
+            action: "purge".into(),
+            result: "ok".into(),
+            ..Default::default()
+        })
+        .collect();
+    api(
+        &mut app,
+        ApiEvent::Audit {
+            before: None,
+            entries: full,
+        },
+    );
+    assert_eq!(
+        press(&mut app, ']'),
+        vec![Command::ReadAudit {
+            before: Some(801),
+            page_size: PAGE
+        }]
+    );
+    api(
+        &mut app,
+        ApiEvent::Audit {
+            before: Some(801),
+            entries: audit_entries(),
+        },
+    );
+    assert_eq!(app.audit.list.items.len(), PAGE + 6);
+    assert!(press(&mut app, ']').is_empty(), "a short page was the oldest");
+    assert_eq!(flash(&app).map(|f| f.0), Some(Level::Info));
+
+    // The filter runs over the row text; the cursor moves within what it lets through.
+    type_text(&mut app, "/mallory");
+    update(&mut app, code(KeyCode::Enter));
+    assert_eq!(app.audit.list.rows().len(), 1);
+    assert_eq!(app.audit.list.selected_row().map(|e| e.id), Some(105));
+    press(&mut app, 'j');
+    assert_eq!(app.audit.list.selected, 0);
+
+    // The refresh asks for the newest page again once the interval has passed.
+    let cmds = update(&mut app, Event::Tick { now_ms: T0 + 10_000 });
+    assert_eq!(
+        cmds,
+        vec![Command::ReadAudit {
+            before: None,
+            page_size: PAGE
+        }]
+    );
+
+    // A user who may not read it is told who may, once, and is not asked again.
+    api(
+        &mut app,
+        ApiEvent::AuditFailed {
+            before: None,
+            denied: true,
+            error: "user 'app' may not read the audit trail (403)".into(),
+        },
+    );
+    assert_eq!(
+        flash(&app),
+        Some((Level::Warn, "the audit trail is for administrator and monitoring users"))
+    );
+    assert!(update(&mut app, Event::Tick { now_ms: T0 + 60_000 }).is_empty());
+    assert!(press(&mut app, ']').is_empty());
+    update(&mut app, code(KeyCode::Esc));
+    type_text(&mut app, ":audit");
+    let cmds = update(&mut app, code(KeyCode::Enter));
+    assert_eq!(cmds.len(), 1, "opening the view again asks again");
+}

@@ -18,6 +18,7 @@ fn section(c: Context) -> &'static str {
         Context::Detail => "queue detail",
         Context::Messages => "messages",
         Context::Connections => "connections",
+        Context::Audit => "audit",
         Context::Dialog => "dialogs",
     }
 }
@@ -30,6 +31,7 @@ pub fn lines(app: &App) -> Vec<Line<'static>> {
         Context::Detail,
         Context::Messages,
         Context::Connections,
+        Context::Audit,
         Context::Dialog,
     ] {
         let keys: Vec<_> = BINDINGS

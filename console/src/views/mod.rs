@@ -5,6 +5,7 @@
 //! of the state and snapshot tests are deterministic; every view draws something sane down to 40x12; while the feed
 //! is stale, the body is greyed out.
 
+pub mod audit;
 pub mod bindings;
 pub mod connections;
 pub mod consumers;
@@ -111,6 +112,7 @@ pub fn render(frame: &mut Frame, app: &App) {
         View::Bindings => bindings::render(frame, body, app),
         View::Connections => connections::render(frame, body, app),
         View::Consumers => consumers::render(frame, body, app),
+        View::Audit => audit::render(frame, body, app),
     }
     if app.is_stale() {
         frame
@@ -137,6 +139,21 @@ pub struct ListSpec<'a> {
 
 /// A plain listing table (exchanges, bindings, connections, consumers).
 pub fn list_table(frame: &mut Frame, area: Rect, spec: ListSpec, rows: Vec<Vec<String>>, selected: usize) {
+    let plain = Style::default().fg(Color::White);
+    let rows = rows.into_iter().map(|r| (r, plain)).collect();
+    styled_table(frame, area, spec, "all", rows, selected);
+}
+
+/// A listing table whose rows each have a style of their own (the audit trail marks failures), titled
+/// `name(scope)[count]`.
+pub fn styled_table(
+    frame: &mut Frame,
+    area: Rect,
+    spec: ListSpec,
+    scope: &str,
+    rows: Vec<(Vec<String>, Style)>,
+    selected: usize,
+) {
     use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
     let ListSpec {
         name,
@@ -144,7 +161,7 @@ pub fn list_table(frame: &mut Frame, area: Rect, spec: ListSpec, rows: Vec<Vec<S
         head,
         widths,
     } = spec;
-    let block = frame_block(title(name, "all", rows.len(), filter));
+    let block = frame_block(title(name, scope, rows.len(), filter));
     if rows.is_empty() {
         let text = if filter.is_empty() {
             "nothing here"
@@ -160,7 +177,7 @@ pub fn list_table(frame: &mut Frame, area: Rect, spec: ListSpec, rows: Vec<Vec<S
     let header = Row::new(head.iter().map(|h| Cell::from(*h))).style(header_style());
     let body = rows
         .into_iter()
-        .map(|r| Row::new(r.into_iter().map(Cell::from)).style(Style::default().fg(Color::White)));
+        .map(|(r, style)| Row::new(r.into_iter().map(Cell::from)).style(style));
     let table = Table::new(body, widths.to_vec())
         .header(header)
         .block(block)

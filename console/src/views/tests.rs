@@ -237,3 +237,42 @@ fn memory_alarm_in_the_header() {
     api(&mut app, ApiEvent::Snapshot(Box::new(s)));
     insta::assert_snapshot!(draw(&app, 140, 12).backend());
 }
+
+#[test]
+fn audit() {
+    let mut app = app();
+    go(&mut app, "audit");
+    api(
+        &mut app,
+        ApiEvent::Audit {
+            before: None,
+            entries: audit_entries(),
+        },
+    );
+    let t = draw(&app, 120, 14);
+    insta::assert_snapshot!("audit", t.backend());
+    // Failures are drawn in the error colour, successes not (the snapshot holds the text only).
+    let colour = |row: u16| t.backend().buffer()[(2, row)].fg;
+    assert_eq!(
+        (colour(3), colour(4), colour(5), colour(6)),
+        (
+            ratatui::style::Color::White,
+            super::BAD,
+            super::BAD,
+            ratatui::style::Color::White
+        )
+    );
+    type_text(&mut app, "jj");
+    update(&mut app, code(KeyCode::Enter));
+    insta::assert_snapshot!("audit_record", draw(&app, 100, 24).backend());
+    insta::assert_snapshot!("tiny_audit_record", draw(&app, 40, 12).backend());
+    api(
+        &mut app,
+        ApiEvent::AuditFailed {
+            before: None,
+            denied: true,
+            error: "user 'app' may not read the audit trail (403)".into(),
+        },
+    );
+    insta::assert_snapshot!("audit_refused", draw(&app, 100, 10).backend());
+}

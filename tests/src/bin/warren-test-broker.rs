@@ -16,7 +16,12 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let config = Config::load(Cli::parse())?;
+    let cli = Cli::parse();
+    if let Some(warren_broker::config::Command::HashPassword) = cli.command {
+        println!("{}", warren_broker::auth::password::hash_line(std::io::stdin().lock())?);
+        return Ok(());
+    }
+    let config = Config::load(cli)?;
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log)?)
         .init();

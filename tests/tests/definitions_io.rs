@@ -1,0 +1,178 @@
+//! Definitions in RabbitMQ's format (issue 13): a RabbitMQ 3.10.8 export imports whole (access, topology and
+//! policies), and Warren's export imports into a fresh Warren unchanged.
+
+use std::path::Path;
+
+use lapin::options::*;
+use lapin::BasicProperties;
+use serde_json::Value;
+use warren_tests::client::*;
+use warren_tests::http::request;
+use warren_tests::TestBroker;
+
+fn fixture() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/rabbitmq-3.10-definitions.json"))
+        .expect("fixture")
+}
+
+/// The records of `key`, each without the fields that differ by design, sorted.
+fn records(d: &Value, key: &str) -> Vec<String> {
+    let mut v: Vec<String> = d[key]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    if let Some(o) = r.as_object_mut() {
+                        o.remove("limits");
+                        o.remove("metadata");
+                    }
+                    r.to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn a_rabbitmq_export_imports_with_its_topology_and_policies() {
+    let b = TestBroker::start();
+    let g = "guest:guest";
+    let (s, body) = request(b.admin_addr, "POST", "/api/definitions", g, &fixture());
+    assert_eq!(s, 204, "{body}");
+
+    let (_, q) = request(b.admin_addr, "GET", "/api/queues/orders/app.orders", g, "");
+    assert_eq!(q["policy"], "cap", "{q}");
+    assert_eq!(q["arguments"]["x-max-priority"], 5);
+    assert!(
+        q["arguments"].get("x-queue-type").is_none(),
+        "RabbitMQ's implicit classic type is dropped"
+    );
+    let (_, x) = request(b.admin_addr, "GET", "/api/exchanges/orders", g, "");
+    let names: Vec<&str> = x
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    for want in ["orders.events", "orders.unrouted", "orders.dlx"] {
+        assert!(names.contains(&want), "{want} in {names:?}");
+    }
+
+    // The imported topology routes: orders.# reaches app.orders.
+    let conn = connect(&format!("amqp://ops:ops-pass-1@{}/orders", b.addr)).await;
+    let ch = channel(&conn).await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    ch.basic_publish(
+        "orders.events".into(),
+        "orders.new".into(),
+        BasicPublishOptions::default(),
+        b"o1",
+        BasicProperties::default(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("confirm");
+    assert_eq!(depth(&ch, "app.orders").await, 1);
+}
+
+#[tokio::test]
+async fn an_export_imports_into_a_fresh_broker_unchanged() {
+    let one = TestBroker::start();
+    let g = "guest:guest";
+    let (s, body) = request(one.admin_addr, "POST", "/api/definitions", g, &fixture());
+    assert_eq!(s, 204, "{body}");
+    // Something Warren-made too: a user with an argon2id hash, a transient queue (not exported).
+    assert_eq!(
+        request(
+            one.admin_addr,
+            "PUT",
+            "/api/users/local",
+            g,
+            r#"{"password":"pw","tags":""}"#
+        )
+        .0,
+        201
+    );
+    assert_eq!(
+        request(
+            one.admin_addr,
+            "PUT",
+            "/api/queues/%2F/scratch",
+            g,
+            r#"{"durable":false}"#
+        )
+        .0,
+        200
+    );
+    let (s, exported) = request(one.admin_addr, "GET", "/api/definitions", g, "");
+    assert_eq!(s, 200);
+    assert!(
+        !records(&exported, "queues").iter().any(|q| q.contains("scratch")),
+        "transient queues are not exported"
+    );
+    assert!(
+        !records(&exported, "exchanges").iter().any(|x| x.contains("\"amq.")),
+        "built-in exchanges are not exported"
+    );
+
+    let two = TestBroker::start();
+    let (s, body) = request(two.admin_addr, "POST", "/api/definitions", g, &exported.to_string());
+    assert_eq!(s, 204, "{body}");
+    let (_, again) = request(two.admin_addr, "GET", "/api/definitions", g, "");
+    for key in [
+        "users",
+        "vhosts",
+        "permissions",
+        "topic_permissions",
+        "parameters",
+        "policies",
+        "queues",
+        "exchanges",
+        "bindings",
+    ] {
+        assert_eq!(records(&again, key), records(&exported, key), "{key}");
+    }
+    // The users log in on the second broker with their passwords, RabbitMQ-hashed or argon2id alike.
+    connect(&format!("amqp://ops:ops-pass-1@{}/orders", two.addr)).await;
+    let (s, _) = request(
+        two.admin_addr,
+        "PUT",
+        "/api/permissions/%2F/local",
+        g,
+        r#"{"configure":".*","write":".*","read":".*"}"#,
+    );
+    assert_eq!(s, 201);
+    connect(&format!("amqp://local:pw@{}/%2f", two.addr)).await;
+
+    // One vhost's definitions: its topology only.
+    let (s, orders) = request(one.admin_addr, "GET", "/api/definitions/orders", g, "");
+    assert_eq!(s, 200);
+    assert!(orders.get("users").is_none());
+    assert_eq!(records(&orders, "queues").len(), 2, "{orders}");
+}
+
+#[tokio::test]
+async fn a_bad_record_is_a_400_that_names_it() {
+    let b = TestBroker::start();
+    let g = "guest:guest";
+    let bad =
+        r#"{"queues": [{"name": "q", "vhost": "nowhere", "durable": true, "auto_delete": false, "arguments": {}}]}"#;
+    let (s, body) = request(b.admin_addr, "POST", "/api/definitions", g, bad);
+    assert_eq!(s, 400);
+    assert!(body["reason"].as_str().is_some_and(|r| r.contains("nowhere")), "{body}");
+    let bad = r#"{"users": [{"name": "u", "password_hash": "nope", "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ""}]}"#;
+    let (s, body) = request(b.admin_addr, "POST", "/api/definitions", g, bad);
+    assert_eq!(s, 400, "{body}");
+    let strings =
+        r#"{"queues": [{"name": "q", "vhost": "/", "durable": "true", "auto_delete": "false", "arguments": {}}]}"#;
+    let (s, body) = request(b.admin_addr, "POST", "/api/definitions", g, strings);
+    assert_eq!(s, 204, "booleans as strings, as rabbitmqadmin sends them: {body}");
+    let (s, _) = request(b.admin_addr, "GET", "/api/definitions", "nobody:x", "");
+    assert_eq!(s, 401);
+}
