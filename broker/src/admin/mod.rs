@@ -50,6 +50,7 @@ use warren_shared::ApiError;
 use crate::broker::Broker;
 
 /// An API error: status plus the JSON body.
+#[derive(Debug)]
 pub struct Error(StatusCode, ApiError);
 
 impl Error {

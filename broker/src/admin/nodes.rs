@@ -134,7 +134,13 @@ async fn port_listener(State(b): State<Arc<Broker>>, Path(port): Path<String>) -
         return Error::bad_request(format!("'{port}' is not a port")).into_response();
     };
     let c = &b.config;
-    if c.listen.iter().chain(&c.admin_listen).any(|a| a.port() == port) {
+    let all = c
+        .listen
+        .iter()
+        .chain(&c.admin_listen)
+        .chain(&c.amqps_listen)
+        .chain(&c.admin_https_listen);
+    if all.into_iter().any(|a| a.port() == port) {
         ok()
     } else {
         failed(format!("no listener on port {port}"))

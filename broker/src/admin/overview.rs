@@ -77,7 +77,9 @@ pub fn build(b: &Broker, caller: &Caller) -> Overview {
         .listen
         .iter()
         .map(|a| ("amqp", a))
+        .chain(b.config.amqps_listen.iter().map(|a| ("amqp/ssl", a)))
         .chain(b.config.admin_listen.iter().map(|a| ("http", a)))
+        .chain(b.config.admin_https_listen.iter().map(|a| ("https", a)))
         .map(|(protocol, a)| rabbit::Listener {
             node: node.clone(),
             protocol: protocol.into(),
