@@ -168,6 +168,10 @@ pub struct Cli {
         default_missing_value = "true"
     )]
     pub force_empty_definitions: Option<bool>,
+    /// A definitions file in RabbitMQ's format (an export) to import at every start, as RabbitMQ's
+    /// `load_definitions` [default: none]
+    #[arg(long, env = "WARREN_LOAD_DEFINITIONS", value_name = "FILE")]
+    pub load_definitions: Option<PathBuf>,
 }
 
 /// What the binary does instead of running the broker.
@@ -258,6 +262,8 @@ pub struct FileConfig {
     pub queue_ram: Option<ByteCount>,
     /// Start without definitions although queue directories exist (see `--force-empty-definitions`).
     pub force_empty_definitions: Option<bool>,
+    /// A definitions file to import at every start (see `--load-definitions`).
+    pub load_definitions: Option<PathBuf>,
     /// Extra vhosts besides `/`.
     #[serde(default)]
     pub vhosts: Vec<String>,
@@ -306,6 +312,8 @@ pub struct Config {
     /// Start although the data directory has queue directories and no definitions: only an operator who knows
     /// the definitions are lost for good sets it, since those queues then stay hidden.
     pub force_empty_definitions: bool,
+    /// A RabbitMQ-format definitions file imported at every start.
+    pub load_definitions: Option<PathBuf>,
     pub vhosts: Vec<String>,
     pub users: Vec<UserConfig>,
     /// Permissions seeded from the file (guest gets `.*` on `/` when the file does not define guest).
@@ -364,6 +372,7 @@ impl Default for Config {
             threads: 0,
             fsync: FsyncMode::Batch,
             force_empty_definitions: false,
+            load_definitions: None,
             vhosts: Vec::new(),
             users: Vec::new(),
             permissions: Vec::new(),
@@ -488,6 +497,7 @@ impl Config {
             .force_empty_definitions
             .or(file.force_empty_definitions)
             .unwrap_or(c.force_empty_definitions);
+        c.load_definitions = cli.load_definitions.or(file.load_definitions);
         c.vhosts = file.vhosts;
         for u in &file.users {
             if u.password.is_some() == u.password_hash.is_some() {

@@ -39,6 +39,8 @@ pub enum RunError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("{0}")]
+    Definitions(String),
 }
 
 /// Every listener a broker serves, already bound (port 0 in tests). TLS listeners need a [`tls::Tls`].
@@ -78,6 +80,10 @@ pub fn launch(config: Config) -> Result<(), RunError> {
     };
     runtime.block_on(async move {
         let broker = Broker::new(config)?;
+        if let Some(path) = &broker.config.load_definitions {
+            let loaded = admin::definitions::load_file(&broker, path).map_err(RunError::Definitions)?;
+            tracing::info!(file = %path.display(), loaded = %loaded, "loaded definitions (--load-definitions)");
+        }
         let c = &broker.config;
         let listeners = Listeners {
             amqp: bind_all(&c.listen, "AMQP (is another broker running?)").await?,

@@ -17,7 +17,7 @@ mod audit;
 mod bindings;
 pub mod caller;
 mod connections;
-mod definitions;
+pub mod definitions;
 mod definitions_export;
 mod exchanges;
 mod filter;

@@ -380,10 +380,12 @@ pub fn build() -> Value {
         match &op.answer {
             Answer::Json(codes, s) => {
                 for code in *codes {
-                    responses.insert(
-                        code.to_string(),
-                        json!({"description": "OK", "content": {"application/json": {"schema": s}}}),
-                    );
+                    let answer = if *code == 204 {
+                        json!({"description": "No content (it existed already)"})
+                    } else {
+                        json!({"description": "OK", "content": {"application/json": {"schema": s}}})
+                    };
+                    responses.insert(code.to_string(), answer);
                 }
             }
             Answer::Text(kind) => {
