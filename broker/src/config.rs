@@ -5,7 +5,9 @@
 //!
 //! Invariant: `listen` and `admin_listen` are never empty. Each may be given several times (`--listen A --listen B`),
 //! as a comma-separated list in its environment variable, or as a string or a list in the file; a list from a
-//! higher-precedence source replaces a lower one rather than adding to it.
+//! higher-precedence source replaces a lower one rather than adding to it. `prometheus_listen` is given the same
+//! ways but may be empty: an empty value (`--prometheus-listen ''`, `WARREN_PROMETHEUS_LISTEN=`,
+//! `prometheus_listen = ""` or `[]`) turns the Prometheus listener off.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,8 @@ use crate::policy::{Policy, PolicyConfig};
 use crate::store::FsyncMode;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5672";
+/// RabbitMQ's `rabbitmq_prometheus` port.
+pub const DEFAULT_PROMETHEUS_LISTEN: &str = "127.0.0.1:15692";
 pub const DEFAULT_DATA_DIR: &str = "./warren-data";
 
 /// Command-line flags; each can also come from its `WARREN_*` environment variable.
@@ -37,6 +41,20 @@ pub struct Cli {
     /// Admin HTTP API listen address; repeatable like --listen [default: 127.0.0.1:15672]
     #[arg(long, env = "WARREN_ADMIN_LISTEN", value_name = "ADDR", value_delimiter = ',')]
     pub admin_listen: Vec<SocketAddr>,
+    /// Prometheus metrics listen address (GET /metrics, /metrics/per-object); repeatable like --listen; an empty
+    /// value turns it off [default: 127.0.0.1:15692]
+    #[arg(long, env = "WARREN_PROMETHEUS_LISTEN", value_name = "ADDR", value_delimiter = ',')]
+    pub prometheus_listen: Vec<MaybeAddr>,
+    /// Require HTTP basic auth (a user with a management tag) on the Prometheus listener, which RabbitMQ's plugin
+    /// does not by default [default: false]
+    #[arg(
+        long,
+        env = "WARREN_PROMETHEUS_AUTH",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub prometheus_auth: Option<bool>,
     /// Most AMQP connections served at once; more wait in the listen backlog [default: 10000]
     #[arg(long, env = "WARREN_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
@@ -126,12 +144,13 @@ fn default_vhost() -> String {
     "/".to_string()
 }
 
-/// Listen addresses in the config file: one (`listen = "127.0.0.1:5672"`, as before) or several.
+/// Listen addresses in the config file: one (`listen = "127.0.0.1:5672"`, as before), several, or none (`""`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Addrs {
     One(SocketAddr),
     Many(Vec<SocketAddr>),
+    None(NoAddr),
 }
 
 impl Addrs {
@@ -139,6 +158,38 @@ impl Addrs {
         match self {
             Addrs::One(a) => vec![a],
             Addrs::Many(v) => v,
+            Addrs::None(_) => Vec::new(),
+        }
+    }
+}
+
+/// An empty string in the config file: no address.
+#[derive(Debug, Clone)]
+pub struct NoAddr;
+
+impl<'de> Deserialize<'de> for NoAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.trim().is_empty() {
+            Ok(NoAddr)
+        } else {
+            Err(serde::de::Error::custom(format!("invalid address '{s}'")))
+        }
+    }
+}
+
+/// A listen address on the command line, or an empty value for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaybeAddr(pub Option<SocketAddr>);
+
+impl std::str::FromStr for MaybeAddr {
+    type Err = std::net::AddrParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() {
+            Ok(MaybeAddr(None))
+        } else {
+            s.parse().map(|a| MaybeAddr(Some(a)))
         }
     }
 }
@@ -149,6 +200,9 @@ impl Addrs {
 pub struct FileConfig {
     pub listen: Option<Addrs>,
     pub admin_listen: Option<Addrs>,
+    /// `""` or `[]` for no Prometheus listener.
+    pub prometheus_listen: Option<Addrs>,
+    pub prometheus_auth: Option<bool>,
     pub max_connections: Option<usize>,
     pub admin_max_connections: Option<usize>,
     /// Seconds.
@@ -189,6 +243,10 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// The admin HTTP API's listeners (never empty).
     pub admin_listen: Vec<SocketAddr>,
+    /// The Prometheus listeners (`/metrics`, `/metrics/per-object`); empty: none.
+    pub prometheus_listen: Vec<SocketAddr>,
+    /// Whether the Prometheus listener asks for HTTP basic auth (off, as in RabbitMQ's plugin).
+    pub prometheus_auth: bool,
     /// The most AMQP connections served at once (lowered at start if the open-file limit cannot hold them).
     pub max_connections: usize,
     /// The most admin API connections served at once, so idle HTTP clients cannot use up the descriptors the
@@ -248,6 +306,8 @@ impl Default for Config {
         Config {
             listen: vec![([127, 0, 0, 1], 5672).into()],
             admin_listen: vec![([127, 0, 0, 1], 15672).into()],
+            prometheus_listen: vec![([127, 0, 0, 1], 15692).into()],
+            prometheus_auth: false,
             max_connections: 10_000,
             admin_max_connections: 256,
             admin_idle_timeout: Duration::from_secs(30),
@@ -290,6 +350,15 @@ impl Config {
             (_, Some(file)) => file.into_vec(),
             (_, None) => c.admin_listen,
         };
+        c.prometheus_listen = match (cli.prometheus_listen, file.prometheus_listen) {
+            (flag, _) if !flag.is_empty() => flag.into_iter().filter_map(|a| a.0).collect(),
+            (_, Some(file)) => file.into_vec(),
+            (_, None) => c.prometheus_listen,
+        };
+        c.prometheus_auth = cli
+            .prometheus_auth
+            .or(file.prometheus_auth)
+            .unwrap_or(c.prometheus_auth);
         if c.listen.is_empty() {
             return Err(ConfigError::NoAddress("listen"));
         }
@@ -454,6 +523,62 @@ mod tests {
             ..Default::default()
         })
         .expect_err("an empty list");
+        assert!(err.to_string().contains("at least one address"), "{err}");
+    }
+
+    /// The Prometheus listener: on by default, several addresses, off with an empty value from any source.
+    #[test]
+    fn prometheus_listen_may_be_turned_off() {
+        let addrs = |v: &[&str]| -> Vec<SocketAddr> { v.iter().map(|a| a.parse().expect("addr")).collect() };
+        let c = Config::load(Cli::default()).expect("load");
+        assert_eq!(c.prometheus_listen, addrs(&[DEFAULT_PROMETHEUS_LISTEN]));
+        assert!(!c.prometheus_auth);
+        let cli = Cli::try_parse_from([
+            "warren-broker",
+            "--prometheus-listen",
+            "127.0.0.1:1,[::1]:1",
+            "--prometheus-auth",
+        ])
+        .expect("flags");
+        let c = Config::load(cli).expect("load");
+        assert_eq!(c.prometheus_listen, addrs(&["127.0.0.1:1", "[::1]:1"]));
+        assert!(c.prometheus_auth);
+        // What clap does with WARREN_PROMETHEUS_LISTEN= (an empty value).
+        let cli = Cli::try_parse_from(["warren-broker", "--prometheus-listen", ""]).expect("empty");
+        assert!(Config::load(cli).expect("load").prometheus_listen.is_empty());
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("warren.toml");
+        for (text, want) in [
+            ("prometheus_listen = \"\"\n", vec![]),
+            ("prometheus_listen = []\n", vec![]),
+            (
+                "prometheus_listen = \"127.0.0.1:9\"\nprometheus_auth = true\n",
+                addrs(&["127.0.0.1:9"]),
+            ),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let c = Config::load(Cli {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+            .expect("load");
+            assert_eq!(c.prometheus_listen, want, "{text}");
+        }
+        assert!(
+            Config::load(Cli {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+            .expect("load")
+            .prometheus_auth
+        );
+        std::fs::write(&path, "admin_listen = \"\"\n").expect("write");
+        let err = Config::load(Cli {
+            config: Some(path),
+            ..Default::default()
+        })
+        .expect_err("the admin API needs an address");
         assert!(err.to_string().contains("at least one address"), "{err}");
     }
 

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod counters;
 pub mod message;
 pub mod outbox;
 pub mod policy;

@@ -41,6 +41,7 @@ use crate::amqp::codec::{cut_large_body, decode_step, encode_heartbeat, encode_m
 use crate::amqp::error::{AmqpError, ACCESS_REFUSED, CHANNEL_ERROR, CONNECTION_FORCED, FRAME_ERROR, NOT_ALLOWED};
 use crate::amqp::unacked::{requeue_grouped, Pending};
 use crate::broker::Broker;
+use crate::counters::bump;
 use crate::outbox::{Outbox, OutboxItem};
 use crate::queue::Queue;
 use crate::store::SyncProgress;
@@ -158,6 +159,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
         channels: std::sync::Mutex::new(Default::default()),
         close: CancellationToken::new(),
         close_reason: std::sync::Mutex::new(String::new()),
+        counters: Arc::default(),
         client: std::sync::Mutex::new(Default::default()),
     });
     let mut conn = Connection {
@@ -872,7 +874,8 @@ impl Connection {
                     ));
                 }
             }
-            self.channels.insert(id, Channel::new(id));
+            self.channels.insert(id, Channel::new(id, self.entry.counters.clone()));
+            bump(&self.entry.counters.channels_opened, 1);
             self.entry.channels.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
             encode_method(
                 &mut self.out,
@@ -952,7 +955,9 @@ impl Connection {
     }
 
     fn remove_channel(&mut self, id: u16) {
-        self.channels.remove(&id);
+        if self.channels.remove(&id).is_some() {
+            bump(&self.entry.counters.channels_closed, 1);
+        }
         self.entry
             .channels
             .lock()
@@ -1110,6 +1115,7 @@ impl Connection {
         );
         for (_, mut ch) in self.channels.drain() {
             ch.close_down(&mut ctx);
+            bump(&self.entry.counters.channels_closed, 1);
         }
     }
 
