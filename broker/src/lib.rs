@@ -16,6 +16,7 @@ pub mod counters;
 pub mod message;
 pub mod outbox;
 pub mod policy;
+pub mod prometheus;
 pub mod queue;
 pub mod routing;
 pub mod server;
@@ -46,7 +47,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
 }
 
 /// Runs the broker as the binary does: builds the runtime `config.threads` asks for, opens and recovers the data
-/// directory, listens on every `config.listen` and `config.admin_listen` address, and serves until SIGINT or SIGTERM. Blocks until shut down.
+/// directory, listens on every `config.listen`, `config.admin_listen` and `config.prometheus_listen` address, and
+/// serves until SIGINT or SIGTERM. Blocks until shut down.
 pub fn launch(config: Config) -> Result<(), RunError> {
     raise_open_file_limit();
     let runtime = match config.threads {
@@ -61,10 +63,11 @@ pub fn launch(config: Config) -> Result<(), RunError> {
         let broker = Broker::new(config)?;
         let amqp = bind_all(&broker.config.listen, "AMQP (is another broker running?)").await?;
         let admin = bind_all(&broker.config.admin_listen, "the admin API").await?;
+        let prometheus = bind_all(&broker.config.prometheus_listen, "Prometheus metrics").await?;
         tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %broker.config.data_dir.display(), "starting Warren");
         let shutdown = CancellationToken::new();
         tokio::spawn(signal_shutdown(shutdown.clone()));
-        serve_all(amqp, admin, broker, shutdown).await?;
+        serve_all(amqp, admin, prometheus, broker, shutdown).await?;
         tracing::info!("Warren stopped");
         Ok(())
     })
@@ -120,29 +123,45 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancell
     Ok(server::run(vec![listener], broker, shutdown, caps.amqp).await?)
 }
 
-/// Serves AMQP on every listener in `amqp` and the admin API on every listener in `admin` (none: no admin API),
-/// until `shutdown` is cancelled. Both servers' connection caps come from the open-file limit
-/// ([`server::ConnectionCaps`]).
+/// Serves AMQP on every listener in `amqp`, the admin API on every listener in `admin` (none: no admin API) and
+/// Prometheus metrics on every listener in `prometheus` (none: no metrics listener), until `shutdown` is cancelled.
+/// The servers' connection caps come from the open-file limit ([`server::ConnectionCaps`]); the Prometheus
+/// listener's few connections come out of the admin API's share.
 pub async fn serve_all(
     amqp: Vec<TcpListener>,
     admin: Vec<TcpListener>,
+    prometheus: Vec<TcpListener>,
     broker: Arc<Broker>,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let caps = server::ConnectionCaps::for_config(&broker.config);
-    let admin_task = (!admin.is_empty()).then(|| {
-        tokio::spawn(admin::server::serve(
-            admin,
+    let prometheus_cap = (caps.admin / 4).clamp(1, prometheus::MAX_CONNECTIONS);
+    let admin_cap = match prometheus.is_empty() {
+        true => caps.admin,
+        false => caps.admin.saturating_sub(prometheus_cap).max(1),
+    };
+    let prometheus_task = (!prometheus.is_empty()).then(|| {
+        tokio::spawn(prometheus::serve(
+            prometheus,
             broker.clone(),
             shutdown.clone(),
-            caps.admin,
+            prometheus_cap,
         ))
     });
+    let admin_task = (!admin.is_empty())
+        .then(|| tokio::spawn(admin::server::serve(admin, broker.clone(), shutdown.clone(), admin_cap)));
     let result = server::run(amqp, broker, shutdown, caps.amqp).await;
     if let Some(t) = admin_task {
         match t.await {
             Ok(Err(e)) => tracing::error!(error = %e, "admin API failed"),
             Err(e) => tracing::error!(error = %e, "admin API task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    if let Some(t) = prometheus_task {
+        match t.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "Prometheus listener failed"),
+            Err(e) => tracing::error!(error = %e, "Prometheus listener task failed"),
             Ok(Ok(())) => {}
         }
     }

@@ -8,9 +8,11 @@
 //! real time (`tests/deadlines.rs`). The broker's runtime itself keeps real time (its sockets,
 //! handshake and heartbeat timeouts would misfire under tokio's auto-advancing paused time).
 //!
-//! Listeners: the harness sets `config.listen` and `config.admin_listen` to `[127.0.0.1:0]` before the caller's
-//! adjustment; a test that wants several listeners adds addresses there (port 0 for a fresh port). Each is bound
-//! before the broker starts; `addrs` / `admin_addrs` list them all, `addr` / `admin_addr` are the first.
+//! Listeners: the harness sets `config.listen`, `config.admin_listen` and `config.prometheus_listen` to
+//! `[127.0.0.1:0]` before the caller's adjustment; a test that wants several listeners adds addresses there (port 0
+//! for a fresh port), and one that wants no Prometheus listener empties its list. Each is bound before the broker
+//! starts; `addrs` / `admin_addrs` / `prometheus_addrs` list them all, `addr` / `admin_addr` / `prometheus_addr` are
+//! the first.
 
 pub mod client;
 pub mod http;
@@ -33,6 +35,10 @@ pub struct TestBroker {
     pub addrs: Vec<SocketAddr>,
     /// Every admin listener.
     pub admin_addrs: Vec<SocketAddr>,
+    /// The Prometheus listener (its first; `None` when the test turned it off).
+    pub prometheus_addr: Option<SocketAddr>,
+    /// Every Prometheus listener.
+    pub prometheus_addrs: Vec<SocketAddr>,
     pub broker: Option<Arc<Broker>>,
     shutdown: CancellationToken,
     thread: Option<JoinHandle<()>>,
@@ -61,6 +67,8 @@ impl TestBroker {
             admin_addr: "127.0.0.1:0".parse().expect("addr"),
             addrs: Vec::new(),
             admin_addrs: Vec::new(),
+            prometheus_addr: None,
+            prometheus_addrs: Vec::new(),
             broker: None,
             shutdown: CancellationToken::new(),
             thread: None,
@@ -83,6 +91,7 @@ impl TestBroker {
             data_dir: self.data_dir.clone(),
             listen: vec![any],
             admin_listen: vec![any],
+            prometheus_listen: vec![any],
             // RabbitMQ's default (50 MB), not Warren's 1 GiB: a test machine with little free disk must still run the
             // suite (the alarm tests set their own limits).
             disk_free_limit: 50 * 1000 * 1000,
@@ -100,6 +109,14 @@ impl TestBroker {
         } else {
             &self.admin_addrs
         });
+        let prometheus = if self.prometheus_addrs.is_empty() {
+            bind_any(&config.prometheus_listen)
+        } else {
+            bind_all(&self.prometheus_addrs)
+        };
+        self.prometheus_addrs = local_addrs(&prometheus);
+        self.prometheus_addr = self.prometheus_addrs.first().copied();
+        config.prometheus_listen = self.prometheus_addrs.clone();
         self.addrs = local_addrs(&amqp);
         self.admin_addrs = local_addrs(&admin);
         self.addr = self.addrs[0];
@@ -122,11 +139,19 @@ impl TestBroker {
                         .map(|l| tokio::net::TcpListener::from_std(l).expect("listener"))
                         .collect()
                 };
-                warren_broker::serve_all(from_std(amqp), from_std(admin), broker, token)
+                warren_broker::serve_all(from_std(amqp), from_std(admin), from_std(prometheus), broker, token)
                     .await
                     .expect("broker run");
             });
         }));
+    }
+
+    /// The Prometheus listener's base URL.
+    pub fn prometheus_url(&self) -> String {
+        format!(
+            "http://{}",
+            self.prometheus_addr.expect("the Prometheus listener is on")
+        )
     }
 
     /// The admin API's base URL.
@@ -173,6 +198,15 @@ fn bind_all(addrs: &[SocketAddr]) -> Vec<std::net::TcpListener> {
             l
         })
         .collect()
+}
+
+/// Like `bind_all`, for a listener list that may be empty (the Prometheus listener turned off).
+fn bind_any(addrs: &[SocketAddr]) -> Vec<std::net::TcpListener> {
+    if addrs.is_empty() {
+        Vec::new()
+    } else {
+        bind_all(addrs)
+    }
 }
 
 fn local_addrs(listeners: &[std::net::TcpListener]) -> Vec<SocketAddr> {
