@@ -218,6 +218,10 @@ async fn both_endpoints_parse_and_serve_every_dashboard_metric() {
         ("rabbitmq_channel_messages_delivered_total", 0.0),
         ("rabbitmq_channel_messages_acked_total", 4.0),
         ("rabbitmq_channel_get_empty_total", 1.0),
+        ("rabbitmq_global_messages_received_total", 12.0),
+        ("rabbitmq_global_messages_routed_total", 10.0),
+        ("rabbitmq_global_messages_delivered_total", 8.0),
+        ("rabbitmq_global_messages_acknowledged_total", 4.0),
     ] {
         assert_eq!(agg.samples.iter().filter(|s| s.metric == name).count(), 1, "{name}");
         assert_eq!(value(&agg, name), want, "{name}");

@@ -5,7 +5,8 @@
 //! Two views, as in RabbitMQ:
 //! - **aggregated** (`/metrics`): node-wide figures, and queue figures summed over every queue, without labels;
 //! - **per object** (`/metrics/per-object`): the same node-wide figures, and queue figures per queue (labels `vhost`
-//!   and `queue`), with Warren's own per-queue counters and latency histograms.
+//!   and `queue`), with Warren's own per-queue counters and latency histograms (only for queues that have delivered,
+//!   or had an ack: an idle queue adds no histogram series).
 //!
 //! Invariants: every queue is read once per scrape, each through its own short lock sections (depth, consumers,
 //! latency), never two queues' locks at once; the figures are read in one pass and then written family by family
@@ -290,7 +291,96 @@ fn node(enc: &mut DescriptorEncoder, b: &Broker, rows: &[QueueRow]) -> fmt::Resu
         "Published but not yet confirmed messages on channels in confirm mode",
         ch.unconfirmed,
     )?;
+    global(enc, &ch, consumers)?;
     resources(enc, b)
+}
+
+/// RabbitMQ 3.9's global counters (label `protocol`), which newer dashboards query instead of the channel ones:
+/// the same figures, summed the same way.
+fn global(enc: &mut DescriptorEncoder, ch: &crate::counters::ChannelTotals, consumers: u64) -> fmt::Result {
+    let protocol = [("protocol", "amqp091")];
+    let routed = ch
+        .published
+        .saturating_sub(ch.unroutable_returned + ch.unroutable_dropped);
+    for (name, help, v) in [
+        (
+            "rabbitmq_global_messages_received",
+            "Total number of messages received from publishers",
+            ch.published,
+        ),
+        (
+            "rabbitmq_global_messages_routed",
+            "Total number of messages routed to queues or streams",
+            routed,
+        ),
+        (
+            "rabbitmq_global_messages_unroutable_dropped",
+            "Total number of messages published as non-mandatory into an exchange and dropped as unroutable",
+            ch.unroutable_dropped,
+        ),
+        (
+            "rabbitmq_global_messages_unroutable_returned",
+            "Total number of messages published as mandatory into an exchange and returned to the publisher as unroutable",
+            ch.unroutable_returned,
+        ),
+        (
+            "rabbitmq_global_messages_confirmed",
+            "Total number of messages confirmed to publishers",
+            ch.confirmed,
+        ),
+        (
+            "rabbitmq_global_messages_delivered",
+            "Total number of messages delivered to consumers",
+            ch.delivered + ch.delivered_ack + ch.get + ch.get_ack,
+        ),
+        (
+            "rabbitmq_global_messages_delivered_consume_manual_ack",
+            "Total number of messages delivered to consumers using basic.consume with manual acknowledgment",
+            ch.delivered_ack,
+        ),
+        (
+            "rabbitmq_global_messages_delivered_consume_auto_ack",
+            "Total number of messages delivered to consumers using basic.consume with automatic acknowledgment",
+            ch.delivered,
+        ),
+        (
+            "rabbitmq_global_messages_delivered_get_manual_ack",
+            "Total number of messages delivered to consumers using basic.get with manual acknowledgment",
+            ch.get_ack,
+        ),
+        (
+            "rabbitmq_global_messages_delivered_get_auto_ack",
+            "Total number of messages delivered to consumers using basic.get with automatic acknowledgment",
+            ch.get,
+        ),
+        (
+            "rabbitmq_global_messages_get_empty",
+            "Total number of times basic.get operations fetched no message",
+            ch.get_empty,
+        ),
+        (
+            "rabbitmq_global_messages_redelivered",
+            "Total number of messages redelivered to consumers",
+            ch.redelivered,
+        ),
+        (
+            "rabbitmq_global_messages_acknowledged",
+            "Total number of messages acknowledged by consumers",
+            ch.acked,
+        ),
+    ] {
+        enc.encode_descriptor(name, help, None, MetricType::Counter)?
+            .encode_family(&protocol)?
+            .encode_counter::<NoLabelSet, u64, u64>(&v, None)?;
+    }
+    enc.encode_descriptor(
+        "rabbitmq_global_consumers",
+        "Current number of consumers",
+        None,
+        MetricType::Gauge,
+    )?
+    .encode_family(&protocol)?
+    .encode_gauge(&consumers)
 }
 
 /// Memory, disk, file descriptors and sockets against their limits, and the alarms they raise.
@@ -487,6 +577,10 @@ fn per_queue(enc: &mut DescriptorEncoder, vhosts: &[Arc<crate::vhost::VHost>], r
         for r in rows {
             let Some(l) = &r.latency else { continue };
             let c = if ack { &l.1 } else { &l.0 };
+            if c.count == 0 {
+                // A queue that never delivered (or never had an ack) has no series: idle queues cost nothing here.
+                continue;
+            }
             for (slot, n) in buckets.iter_mut().zip(c.buckets.iter()) {
                 slot.1 = *n;
             }
