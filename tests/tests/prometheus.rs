@@ -310,6 +310,8 @@ async fn latency_histograms_are_cumulative_and_counted() {
             .map(number)
             .expect("_sum");
         assert_eq!(last.count, count, "+Inf is _count");
+        let inf = format!("{name}_bucket{{vhost=\"/\",queue=\"{qa}\",le=\"+Inf\"}}");
+        assert_eq!(text.matches(&inf).count(), 1, "one +Inf bucket: {inf}");
         assert_eq!(count, want, "{name}");
         assert!(sum >= count * 0.001, "at least 1 ms each: {sum}");
         assert!(sum < 60.0, "and well under a minute: {sum}");
@@ -365,4 +367,35 @@ fn an_empty_listen_list_turns_the_listener_off() {
     // The broker still runs.
     let (status, _) = warren_tests::http::request(b.admin_addr, "GET", "/api/overview", "guest:guest", "");
     assert_eq!(status, 200);
+}
+
+/// A second, grammar-based parser (`openmetrics-parser`, pest grammars of both formats) accepts both endpoints in
+/// both formats, and finds every dashboard metric as a family with its HELP text.
+#[tokio::test]
+async fn a_strict_grammar_accepts_both_formats() {
+    let b = TestBroker::start();
+    let (_conn, _, _) = traffic(&b).await;
+    let addr = b.prometheus_addr.expect("listener");
+    for path in ["/metrics", "/metrics/per-object"] {
+        let text = get_text(addr, path, None, None);
+        let classic = openmetrics_parser::prometheus::parse_prometheus(&text.body)
+            .unwrap_or_else(|e| panic!("{path} (text 0.0.4): {e:?}"));
+        let om = get_text(addr, path, None, Some("application/openmetrics-text; version=1.0.0"));
+        let open = openmetrics_parser::openmetrics::parse_openmetrics(&om.body)
+            .unwrap_or_else(|e| panic!("{path} (OpenMetrics): {e:?}"));
+        let helps = classic
+            .families
+            .values()
+            .map(|f| (&f.family_name, &f.help))
+            .chain(open.families.values().map(|f| (&f.family_name, &f.help)));
+        for (name, help) in helps {
+            assert!(!help.is_empty(), "{path}: {name} has no HELP");
+        }
+        for name in dashboard_metrics() {
+            assert!(classic.families.contains_key(&name), "{path} (text 0.0.4): no {name}");
+            // OpenMetrics names a counter's family without `_total`.
+            let family = name.strip_suffix("_total").unwrap_or(&name);
+            assert!(open.families.contains_key(family), "{path} (OpenMetrics): no {family}");
+        }
+    }
 }

@@ -558,8 +558,13 @@ fn per_queue(enc: &mut DescriptorEncoder, vhosts: &[Arc<crate::vhost::VHost>], r
                 .encode_counter::<NoLabelSet, u64, u64>(&r.counters[i], None)?;
         }
     }
-    // The finite bucket bounds in seconds; the overflow bucket is the encoder's `+Inf`.
-    let bounds: Vec<f64> = BUCKETS_MS.iter().map(|&ms| ms as f64 / 1000.0).collect();
+    // The bucket bounds in seconds, and the overflow bucket as `+Inf` (the OpenMetrics encoder adds none of its own;
+    // the text 0.0.4 one adds it only when it is missing).
+    let bounds: Vec<f64> = BUCKETS_MS
+        .iter()
+        .map(|&ms| ms as f64 / 1000.0)
+        .chain([f64::INFINITY])
+        .collect();
     for (name, help, ack) in [
         (
             "warren_queue_deliver_latency_seconds",
