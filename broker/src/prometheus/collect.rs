@@ -423,7 +423,14 @@ fn resources(enc: &mut DescriptorEncoder, b: &Broker) -> fmt::Result {
     if let Some(n) = max_fds {
         gauge(enc, "rabbitmq_process_max_fds", "Open file descriptors limit", n)?;
     }
-    let caps = crate::server::ConnectionCaps::for_config(&b.config);
+    // Worked out as at start (without `for_config`'s warning, which would repeat at every scrape).
+    let c = &b.config;
+    let caps = crate::server::ConnectionCaps::new(
+        max_fds.unwrap_or(1024),
+        c.fd_reserve,
+        c.max_connections,
+        c.admin_max_connections,
+    );
     gauge(
         enc,
         "rabbitmq_process_open_tcp_sockets",
