@@ -3,14 +3,22 @@
 //! Precedence, highest first: flag, environment variable, config file, built-in default. The flag names
 //! (`--listen`, `--data-dir`, `--config`, `--log`) are a stable interface that scripts and operators depend on.
 //!
-//! Invariant: `listen` and `admin_listen` are never empty. Each may be given several times (`--listen A --listen B`),
-//! as a comma-separated list in its environment variable, or as a string or a list in the file; a list from a
-//! higher-precedence source replaces a lower one rather than adding to it. `prometheus_listen` is given the same
-//! ways but may be empty: an empty value (`--prometheus-listen ''`, `WARREN_PROMETHEUS_LISTEN=`,
-//! `prometheus_listen = ""` or `[]`) turns the Prometheus listener off.
+//! Listeners: `listen`, `admin_listen`, `amqps_listen`, `admin_https_listen` and `prometheus_listen` may each be
+//! given several times (`--listen A --listen B`), as a comma-separated list in its environment variable, or as a
+//! string or a list in the file; a list from a higher-precedence source replaces a lower one rather than adding to
+//! it. `none` (as RabbitMQ's `listeners.tcp = none`) turns plain AMQP, the plain admin API or the Prometheus
+//! listener off; the Prometheus listener also takes an empty value (`--prometheus-listen ''`,
+//! `WARREN_PROMETHEUS_LISTEN=`, `prometheus_listen = ""` or `[]`), its first spelling for off.
+//!
+//! Invariants: the broker has at least one AMQP listener (plain or TLS) and at least one admin listener (HTTP or
+//! HTTPS), while `prometheus_listen` may be empty (no Prometheus listener); `none` or an empty value is never given
+//! beside addresses; TLS listeners exist only with a TLS configuration (`tls`), and `amqps_listen` defaults to
+//! 127.0.0.1:5671 when a certificate is given; `tls_fail_if_no_peer_cert` needs `tls_verify_peer`, which needs
+//! `tls_ca`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
@@ -19,10 +27,57 @@ use serde::Deserialize;
 use crate::alarm::{ByteCount, Watermark, DEFAULT_DISK_FREE_LIMIT};
 use crate::policy::{Policy, PolicyConfig};
 use crate::store::FsyncMode;
+use crate::tls::TlsConfig;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5672";
 /// RabbitMQ's `rabbitmq_prometheus` port.
 pub const DEFAULT_PROMETHEUS_LISTEN: &str = "127.0.0.1:15692";
+/// The AMQPS listener when a certificate is given and no `--amqps-listen` (RabbitMQ's port).
+pub const DEFAULT_AMQPS_LISTEN: &str = "127.0.0.1:5671";
+
+/// One `--listen` / `--admin-listen` value: an address, or `none` for no plain listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenAddr {
+    Addr(SocketAddr),
+    None,
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim().eq_ignore_ascii_case("none") {
+            return Ok(ListenAddr::None);
+        }
+        s.trim()
+            .parse()
+            .map(ListenAddr::Addr)
+            .map_err(|e| format!("'{s}' is not an address like 127.0.0.1:5672 or none: {e}"))
+    }
+}
+
+/// One `--prometheus-listen` value: as a `ListenAddr`, where an empty value is `none` too.
+fn parse_prometheus_listen(s: &str) -> Result<ListenAddr, String> {
+    if s.trim().is_empty() {
+        Ok(ListenAddr::None)
+    } else {
+        s.parse()
+    }
+}
+
+/// The addresses of a flag's values; `none` (alone) gives no address.
+fn listen_addrs(what: &'static str, values: Vec<ListenAddr>) -> Result<Vec<SocketAddr>, ConfigError> {
+    let addrs: Vec<SocketAddr> = values
+        .iter()
+        .filter_map(|v| match v {
+            ListenAddr::Addr(a) => Some(*a),
+            ListenAddr::None => None,
+        })
+        .collect();
+    if addrs.len() != values.len() && !addrs.is_empty() {
+        return Err(ConfigError::NoneWithAddresses(what));
+    }
+    Ok(addrs)
+}
 pub const DEFAULT_DATA_DIR: &str = "./warren-data";
 
 /// Command-line flags; each can also come from its `WARREN_*` environment variable.
@@ -35,16 +90,59 @@ pub const DEFAULT_DATA_DIR: &str = "./warren-data";
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// AMQP listen address; repeat the flag (or comma-separate the variable) for several [default: 127.0.0.1:5672]
-    #[arg(long, env = "WARREN_LISTEN", value_name = "ADDR", value_delimiter = ',')]
-    pub listen: Vec<SocketAddr>,
-    /// Admin HTTP API listen address; repeatable like --listen [default: 127.0.0.1:15672]
-    #[arg(long, env = "WARREN_ADMIN_LISTEN", value_name = "ADDR", value_delimiter = ',')]
-    pub admin_listen: Vec<SocketAddr>,
-    /// Prometheus metrics listen address (GET /metrics, /metrics/per-object); repeatable like --listen; an empty
-    /// value turns it off [default: 127.0.0.1:15692]
-    #[arg(long, env = "WARREN_PROMETHEUS_LISTEN", value_name = "ADDR", value_delimiter = ',')]
-    pub prometheus_listen: Vec<MaybeAddr>,
+    /// AMQP listen address; repeat the flag (or comma-separate the variable) for several; `none` turns plain AMQP
+    /// off (AMQPS only) [default: 127.0.0.1:5672]
+    #[arg(long, env = "WARREN_LISTEN", value_name = "ADDR|none", value_delimiter = ',')]
+    pub listen: Vec<ListenAddr>,
+    /// Admin HTTP API listen address; repeatable like --listen; `none` turns plain HTTP off [default: 127.0.0.1:15672]
+    #[arg(long, env = "WARREN_ADMIN_LISTEN", value_name = "ADDR|none", value_delimiter = ',')]
+    pub admin_listen: Vec<ListenAddr>,
+    /// Prometheus metrics listen address (GET /metrics, /metrics/per-object); repeatable like --listen; `none` or
+    /// an empty value turns it off [default: 127.0.0.1:15692]
+    #[arg(
+        long,
+        env = "WARREN_PROMETHEUS_LISTEN",
+        value_name = "ADDR|none",
+        value_delimiter = ',',
+        value_parser = parse_prometheus_listen
+    )]
+    pub prometheus_listen: Vec<ListenAddr>,
+    /// AMQPS (AMQP over TLS) listen address; repeatable like --listen [default: 127.0.0.1:5671 when --tls-cert is
+    /// given, none otherwise]
+    #[arg(long, env = "WARREN_AMQPS_LISTEN", value_name = "ADDR", value_delimiter = ',')]
+    pub amqps_listen: Vec<SocketAddr>,
+    /// Admin API over HTTPS listen address; repeatable like --listen [default: none]
+    #[arg(long, env = "WARREN_ADMIN_HTTPS_LISTEN", value_name = "ADDR", value_delimiter = ',')]
+    pub admin_https_listen: Vec<SocketAddr>,
+    /// The server's TLS certificate chain (PEM, leaf first); turns TLS on
+    #[arg(long, env = "WARREN_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, env = "WARREN_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that AMQPS client certificates must chain to
+    #[arg(long, env = "WARREN_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Ask AMQPS clients for a certificate and verify it against --tls-ca (RabbitMQ's verify_peer); a verified
+    /// certificate allows the EXTERNAL mechanism [default: false]
+    #[arg(
+        long,
+        env = "WARREN_TLS_VERIFY_PEER",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub tls_verify_peer: Option<bool>,
+    /// Refuse AMQPS clients without a certificate (RabbitMQ's fail_if_no_peer_cert; needs --tls-verify-peer)
+    /// [default: false]
+    #[arg(
+        long,
+        env = "WARREN_TLS_FAIL_IF_NO_PEER_CERT",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub tls_fail_if_no_peer_cert: Option<bool>,
     /// Require HTTP basic auth (a user with a management tag) on the Prometheus listener, which RabbitMQ's plugin
     /// does not by default [default: false]
     #[arg(
@@ -104,6 +202,10 @@ pub struct Cli {
         default_missing_value = "true"
     )]
     pub force_empty_definitions: Option<bool>,
+    /// A definitions file in RabbitMQ's format (an export) to import at every start, as RabbitMQ's
+    /// `load_definitions` [default: none]
+    #[arg(long, env = "WARREN_LOAD_DEFINITIONS", value_name = "FILE")]
+    pub load_definitions: Option<PathBuf>,
 }
 
 /// What the binary does instead of running the broker.
@@ -144,52 +246,24 @@ fn default_vhost() -> String {
     "/".to_string()
 }
 
-/// Listen addresses in the config file: one (`listen = "127.0.0.1:5672"`, as before), several, or none (`""`).
+/// Listen addresses in the config file: one (`listen = "127.0.0.1:5672"`, as before), several, or `"none"`
+/// (and for `prometheus_listen` also `""`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Addrs {
     One(SocketAddr),
     Many(Vec<SocketAddr>),
-    None(NoAddr),
+    Word(String),
 }
 
 impl Addrs {
-    fn into_vec(self) -> Vec<SocketAddr> {
+    fn into_vec(self, what: &'static str, empty_is_none: bool) -> Result<Vec<SocketAddr>, ConfigError> {
         match self {
-            Addrs::One(a) => vec![a],
-            Addrs::Many(v) => v,
-            Addrs::None(_) => Vec::new(),
-        }
-    }
-}
-
-/// An empty string in the config file: no address.
-#[derive(Debug, Clone)]
-pub struct NoAddr;
-
-impl<'de> Deserialize<'de> for NoAddr {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if s.trim().is_empty() {
-            Ok(NoAddr)
-        } else {
-            Err(serde::de::Error::custom(format!("invalid address '{s}'")))
-        }
-    }
-}
-
-/// A listen address on the command line, or an empty value for none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MaybeAddr(pub Option<SocketAddr>);
-
-impl std::str::FromStr for MaybeAddr {
-    type Err = std::net::AddrParseError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s.is_empty() {
-            Ok(MaybeAddr(None))
-        } else {
-            s.parse().map(|a| MaybeAddr(Some(a)))
+            Addrs::One(a) => Ok(vec![a]),
+            Addrs::Many(v) => Ok(v),
+            Addrs::Word(w) if w.trim().eq_ignore_ascii_case("none") => Ok(Vec::new()),
+            Addrs::Word(w) if empty_is_none && w.trim().is_empty() => Ok(Vec::new()),
+            Addrs::Word(w) => Err(ConfigError::BadAddress(what, w)),
         }
     }
 }
@@ -200,7 +274,14 @@ impl std::str::FromStr for MaybeAddr {
 pub struct FileConfig {
     pub listen: Option<Addrs>,
     pub admin_listen: Option<Addrs>,
-    /// `""` or `[]` for no Prometheus listener.
+    pub amqps_listen: Option<Addrs>,
+    pub admin_https_listen: Option<Addrs>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_verify_peer: Option<bool>,
+    pub tls_fail_if_no_peer_cert: Option<bool>,
+    /// `"none"`, `""` or `[]` for no Prometheus listener.
     pub prometheus_listen: Option<Addrs>,
     pub prometheus_auth: Option<bool>,
     pub max_connections: Option<usize>,
@@ -220,6 +301,8 @@ pub struct FileConfig {
     pub queue_ram: Option<ByteCount>,
     /// Start without definitions although queue directories exist (see `--force-empty-definitions`).
     pub force_empty_definitions: Option<bool>,
+    /// A definitions file to import at every start (see `--load-definitions`).
+    pub load_definitions: Option<PathBuf>,
     /// Extra vhosts besides `/`.
     #[serde(default)]
     pub vhosts: Vec<String>,
@@ -239,14 +322,20 @@ pub struct FileConfig {
 /// The resolved configuration the broker runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// AMQP listeners (never empty).
+    /// Plain AMQP listeners (empty only when `amqps_listen` is not).
     pub listen: Vec<SocketAddr>,
-    /// The admin HTTP API's listeners (never empty).
+    /// The admin HTTP API's listeners (empty only when `admin_https_listen` is not).
     pub admin_listen: Vec<SocketAddr>,
     /// The Prometheus listeners (`/metrics`, `/metrics/per-object`); empty: none.
     pub prometheus_listen: Vec<SocketAddr>,
     /// Whether the Prometheus listener asks for HTTP basic auth (off, as in RabbitMQ's plugin).
     pub prometheus_auth: bool,
+    /// AMQPS listeners (only with `tls`).
+    pub amqps_listen: Vec<SocketAddr>,
+    /// The admin API's HTTPS listeners (only with `tls`).
+    pub admin_https_listen: Vec<SocketAddr>,
+    /// Certificate, key and client-certificate settings; None: no TLS.
+    pub tls: Option<TlsConfig>,
     /// The most AMQP connections served at once (lowered at start if the open-file limit cannot hold them).
     pub max_connections: usize,
     /// The most admin API connections served at once, so idle HTTP clients cannot use up the descriptors the
@@ -266,6 +355,8 @@ pub struct Config {
     /// Start although the data directory has queue directories and no definitions: only an operator who knows
     /// the definitions are lost for good sets it, since those queues then stay hidden.
     pub force_empty_definitions: bool,
+    /// A RabbitMQ-format definitions file imported at every start.
+    pub load_definitions: Option<PathBuf>,
     pub vhosts: Vec<String>,
     pub users: Vec<UserConfig>,
     /// Permissions seeded from the file (guest gets `.*` on `/` when the file does not define guest).
@@ -295,8 +386,14 @@ pub enum ConfigError {
     UserPassword(String),
     #[error("invalid policy: {0}")]
     Policy(String),
-    #[error("{0} needs at least one address")]
+    #[error("{0} needs at least one address (\"none\" only with a TLS listener beside it)")]
     NoAddress(&'static str),
+    #[error("{0}: 'none' cannot be given with addresses")]
+    NoneWithAddresses(&'static str),
+    #[error("{0}: '{1}' is not an address like 127.0.0.1:5672, a list of them, or \"none\"")]
+    BadAddress(&'static str, String),
+    #[error("invalid TLS settings: {0}")]
+    Tls(&'static str),
     #[error("{0} must be at least 1")]
     Zero(&'static str),
 }
@@ -308,6 +405,9 @@ impl Default for Config {
             admin_listen: vec![([127, 0, 0, 1], 15672).into()],
             prometheus_listen: vec![([127, 0, 0, 1], 15692).into()],
             prometheus_auth: false,
+            amqps_listen: Vec::new(),
+            admin_https_listen: Vec::new(),
+            tls: None,
             max_connections: 10_000,
             admin_max_connections: 256,
             admin_idle_timeout: Duration::from_secs(30),
@@ -317,6 +417,7 @@ impl Default for Config {
             threads: 0,
             fsync: FsyncMode::Batch,
             force_empty_definitions: false,
+            load_definitions: None,
             vhosts: Vec::new(),
             users: Vec::new(),
             permissions: Vec::new(),
@@ -341,28 +442,72 @@ impl Config {
         };
         let mut c = Config::default();
         c.listen = match (cli.listen, file.listen) {
-            (flag, _) if !flag.is_empty() => flag,
-            (_, Some(file)) => file.into_vec(),
+            (flag, _) if !flag.is_empty() => listen_addrs("listen", flag)?,
+            (_, Some(file)) => file.into_vec("listen", false)?,
             (_, None) => vec![DEFAULT_LISTEN.parse()?],
         };
         c.admin_listen = match (cli.admin_listen, file.admin_listen) {
-            (flag, _) if !flag.is_empty() => flag,
-            (_, Some(file)) => file.into_vec(),
+            (flag, _) if !flag.is_empty() => listen_addrs("admin_listen", flag)?,
+            (_, Some(file)) => file.into_vec("admin_listen", false)?,
             (_, None) => c.admin_listen,
         };
         c.prometheus_listen = match (cli.prometheus_listen, file.prometheus_listen) {
-            (flag, _) if !flag.is_empty() => flag.into_iter().filter_map(|a| a.0).collect(),
-            (_, Some(file)) => file.into_vec(),
+            (flag, _) if !flag.is_empty() => listen_addrs("prometheus_listen", flag)?,
+            (_, Some(file)) => file.into_vec("prometheus_listen", true)?,
             (_, None) => c.prometheus_listen,
         };
         c.prometheus_auth = cli
             .prometheus_auth
             .or(file.prometheus_auth)
             .unwrap_or(c.prometheus_auth);
-        if c.listen.is_empty() {
+        c.tls = Self::tls(
+            cli.tls_cert.or(file.tls_cert),
+            cli.tls_key.or(file.tls_key),
+            cli.tls_ca.or(file.tls_ca),
+        )?
+        .map(|(cert, key, ca)| -> Result<TlsConfig, ConfigError> {
+            let verify_peer = cli.tls_verify_peer.or(file.tls_verify_peer).unwrap_or(false);
+            let fail_if_no_peer_cert = cli
+                .tls_fail_if_no_peer_cert
+                .or(file.tls_fail_if_no_peer_cert)
+                .unwrap_or(false);
+            if verify_peer && ca.is_none() {
+                return Err(ConfigError::Tls(
+                    "tls_verify_peer needs tls_ca (the CA of client certificates)",
+                ));
+            }
+            if fail_if_no_peer_cert && !verify_peer {
+                return Err(ConfigError::Tls("tls_fail_if_no_peer_cert needs tls_verify_peer"));
+            }
+            Ok(TlsConfig {
+                cert,
+                key,
+                ca,
+                verify_peer,
+                fail_if_no_peer_cert,
+            })
+        })
+        .transpose()?;
+        c.amqps_listen = match (cli.amqps_listen, file.amqps_listen) {
+            (flag, _) if !flag.is_empty() => flag,
+            (_, Some(file)) => file.into_vec("amqps_listen", false)?,
+            (_, None) if c.tls.is_some() => vec![DEFAULT_AMQPS_LISTEN.parse()?],
+            (_, None) => Vec::new(),
+        };
+        c.admin_https_listen = match (cli.admin_https_listen, file.admin_https_listen) {
+            (flag, _) if !flag.is_empty() => flag,
+            (_, Some(file)) => file.into_vec("admin_https_listen", false)?,
+            (_, None) => Vec::new(),
+        };
+        if c.tls.is_none() && !(c.amqps_listen.is_empty() && c.admin_https_listen.is_empty()) {
+            return Err(ConfigError::Tls(
+                "amqps_listen and admin_https_listen need tls_cert and tls_key",
+            ));
+        }
+        if c.listen.is_empty() && c.amqps_listen.is_empty() {
             return Err(ConfigError::NoAddress("listen"));
         }
-        if c.admin_listen.is_empty() {
+        if c.admin_listen.is_empty() && c.admin_https_listen.is_empty() {
             return Err(ConfigError::NoAddress("admin_listen"));
         }
         c.max_connections = cli
@@ -406,6 +551,7 @@ impl Config {
             .force_empty_definitions
             .or(file.force_empty_definitions)
             .unwrap_or(c.force_empty_definitions);
+        c.load_definitions = cli.load_definitions.or(file.load_definitions);
         c.vhosts = file.vhosts;
         for u in &file.users {
             if u.password.is_some() == u.password_hash.is_some() {
@@ -427,6 +573,23 @@ impl Config {
             .collect::<Result<_, _>>()
             .map_err(ConfigError::Policy)?;
         Ok(c)
+    }
+
+    /// The certificate, key and CA paths (flag or variable over file); None without a certificate. A key without a
+    /// certificate, or a certificate without a key, is an error.
+    #[allow(clippy::type_complexity)]
+    fn tls(
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+        ca: Option<PathBuf>,
+    ) -> Result<Option<(PathBuf, PathBuf, Option<PathBuf>)>, ConfigError> {
+        match (cert, key) {
+            (Some(cert), Some(key)) => Ok(Some((cert, key, ca))),
+            (Some(_), None) => Err(ConfigError::Tls("tls_cert needs tls_key")),
+            (None, Some(_)) => Err(ConfigError::Tls("tls_key needs tls_cert")),
+            (None, None) if ca.is_some() => Err(ConfigError::Tls("tls_ca needs tls_cert and tls_key")),
+            (None, None) => Ok(None),
+        }
     }
 
     fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -526,7 +689,7 @@ mod tests {
         assert!(err.to_string().contains("at least one address"), "{err}");
     }
 
-    /// The Prometheus listener: on by default, several addresses, off with an empty value from any source.
+    /// The Prometheus listener: on by default, several addresses, off with an empty value or `none` from any source.
     #[test]
     fn prometheus_listen_may_be_turned_off() {
         let addrs = |v: &[&str]| -> Vec<SocketAddr> { v.iter().map(|a| a.parse().expect("addr")).collect() };
@@ -544,13 +707,19 @@ mod tests {
         assert_eq!(c.prometheus_listen, addrs(&["127.0.0.1:1", "[::1]:1"]));
         assert!(c.prometheus_auth);
         // What clap does with WARREN_PROMETHEUS_LISTEN= (an empty value).
-        let cli = Cli::try_parse_from(["warren-broker", "--prometheus-listen", ""]).expect("empty");
-        assert!(Config::load(cli).expect("load").prometheus_listen.is_empty());
+        for off in ["", "none", "NONE"] {
+            let cli = Cli::try_parse_from(["warren-broker", "--prometheus-listen", off]).expect("off");
+            assert!(Config::load(cli).expect("load").prometheus_listen.is_empty(), "{off:?}");
+        }
+        let cli = Cli::try_parse_from(["warren-broker", "--prometheus-listen", "none,127.0.0.1:1"]).expect("flags");
+        let err = Config::load(cli).expect_err("none beside an address");
+        assert!(err.to_string().contains("'none' cannot be given with addresses"), "{err}");
 
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("warren.toml");
         for (text, want) in [
             ("prometheus_listen = \"\"\n", vec![]),
+            ("prometheus_listen = \"none\"\n", vec![]),
             ("prometheus_listen = []\n", vec![]),
             (
                 "prometheus_listen = \"127.0.0.1:9\"\nprometheus_auth = true\n",
@@ -578,8 +747,119 @@ mod tests {
             config: Some(path),
             ..Default::default()
         })
-        .expect_err("the admin API needs an address");
-        assert!(err.to_string().contains("at least one address"), "{err}");
+        .expect_err("only the Prometheus listener takes an empty value for none");
+        assert!(err.to_string().contains("'' is not an address"), "{err}");
+    }
+
+    /// Issue 12: the TLS settings from flags, the file and their precedence; `none` turns plain listeners off.
+    #[test]
+    fn tls_settings_and_listeners() {
+        let parse = |args: &[&str]| {
+            let mut v = vec!["warren-broker"];
+            v.extend_from_slice(args);
+            Config::load(Cli::try_parse_from(v).expect("flags"))
+        };
+        let addrs = |v: &[&str]| -> Vec<SocketAddr> { v.iter().map(|a| a.parse().expect("addr")).collect() };
+
+        let c = parse(&["--tls-cert", "s.pem", "--tls-key", "s.key"]).expect("load");
+        let tls = c.tls.expect("TLS on");
+        assert_eq!((tls.cert, tls.key, tls.ca), ("s.pem".into(), "s.key".into(), None));
+        assert!(!tls.verify_peer && !tls.fail_if_no_peer_cert);
+        assert_eq!(
+            c.amqps_listen,
+            addrs(&[DEFAULT_AMQPS_LISTEN]),
+            "AMQPS on 5671 by default"
+        );
+        assert_eq!(c.listen, addrs(&[DEFAULT_LISTEN]), "plain AMQP stays");
+        assert!(c.admin_https_listen.is_empty(), "no HTTPS unless asked");
+
+        let c = parse(&[
+            "--tls-cert",
+            "s.pem",
+            "--tls-key",
+            "s.key",
+            "--tls-ca",
+            "ca.pem",
+            "--tls-verify-peer",
+            "--tls-fail-if-no-peer-cert",
+            "true",
+            "--listen",
+            "none",
+            "--admin-listen",
+            "none",
+            "--amqps-listen",
+            "0.0.0.0:5671,[::]:5671",
+            "--admin-https-listen",
+            "127.0.0.1:15671",
+        ])
+        .expect("load");
+        assert!(c.listen.is_empty() && c.admin_listen.is_empty(), "plain listeners off");
+        assert_eq!(c.amqps_listen, addrs(&["0.0.0.0:5671", "[::]:5671"]));
+        assert_eq!(c.admin_https_listen, addrs(&["127.0.0.1:15671"]));
+        let tls = c.tls.expect("TLS on");
+        assert!(tls.verify_peer && tls.fail_if_no_peer_cert);
+
+        for (args, says) in [
+            (&["--listen", "none"][..], "at least one address"),
+            (
+                &["--listen", "none,127.0.0.1:1"][..],
+                "'none' cannot be given with addresses",
+            ),
+            (&["--amqps-listen", "127.0.0.1:1"][..], "need tls_cert and tls_key"),
+            (&["--tls-cert", "s.pem"][..], "tls_cert needs tls_key"),
+            (
+                &["--tls-cert", "s.pem", "--tls-key", "k", "--tls-verify-peer"][..],
+                "tls_verify_peer needs tls_ca",
+            ),
+            (
+                &["--tls-cert", "s", "--tls-key", "k", "--tls-fail-if-no-peer-cert"][..],
+                "needs tls_verify_peer",
+            ),
+        ] {
+            let err = parse(args).expect_err("invalid").to_string();
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("warren.toml");
+        std::fs::write(
+            &path,
+            "listen = \"none\"\namqps_listen = \"127.0.0.1:6671\"\nadmin_https_listen = [\"127.0.0.1:16671\"]\n\
+             tls_cert = \"f.pem\"\ntls_key = \"f.key\"\ntls_ca = \"fca.pem\"\ntls_verify_peer = true\n",
+        )
+        .expect("write");
+        let config = path.to_str().expect("utf-8 path");
+        let c = parse(&["--config", config]).expect("load");
+        assert!(c.listen.is_empty());
+        assert_eq!(c.amqps_listen, addrs(&["127.0.0.1:6671"]));
+        assert_eq!(c.admin_https_listen, addrs(&["127.0.0.1:16671"]));
+        let tls = c.tls.expect("TLS from the file");
+        assert_eq!((tls.cert, tls.ca), ("f.pem".into(), Some("fca.pem".into())));
+        assert!(tls.verify_peer);
+        let c = parse(&[
+            "--config",
+            config,
+            "--tls-cert",
+            "flag.pem",
+            "--tls-verify-peer",
+            "false",
+            "--listen",
+            "127.0.0.1:5",
+        ])
+        .expect("load");
+        let tls = c.tls.expect("TLS");
+        assert_eq!(
+            (tls.cert, tls.key),
+            ("flag.pem".into(), "f.key".into()),
+            "flag over file"
+        );
+        assert!(!tls.verify_peer, "flag over file");
+        assert_eq!(c.listen, addrs(&["127.0.0.1:5"]));
+        std::fs::write(&path, "listen = \"nowhere\"\n").expect("write");
+        let err = parse(&["--config", config])
+            .expect_err("a word that is not none")
+            .to_string();
+        assert!(err.contains("'nowhere' is not an address"), "{err}");
     }
 
     #[test]

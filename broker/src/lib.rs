@@ -22,6 +22,7 @@ pub mod routing;
 pub mod server;
 pub mod store;
 pub mod timer;
+pub mod tls;
 pub mod vhost;
 
 use std::sync::Arc;
@@ -38,6 +39,25 @@ pub enum RunError {
     Store(#[from] store::StoreError),
     #[error("listener failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("{0}")]
+    Definitions(String),
+}
+
+/// Every listener a broker serves, already bound (port 0 in tests). TLS listeners need a [`tls::Tls`].
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// Plain AMQP.
+    pub amqp: Vec<TcpListener>,
+    /// AMQP over TLS.
+    pub amqps: Vec<TcpListener>,
+    /// The admin API over HTTP.
+    pub admin: Vec<TcpListener>,
+    /// The admin API over HTTPS.
+    pub admin_https: Vec<TcpListener>,
+    /// Prometheus metrics (plain HTTP, as RabbitMQ's plugin by default).
+    pub prometheus: Vec<TcpListener>,
 }
 
 /// Opens the data directory, recovers, and serves AMQP on an already-bound listener until `shutdown` is cancelled.
@@ -46,10 +66,13 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     serve(listener, broker, shutdown).await
 }
 
-/// Runs the broker as the binary does: builds the runtime `config.threads` asks for, opens and recovers the data
-/// directory, listens on every `config.listen`, `config.admin_listen` and `config.prometheus_listen` address, and
-/// serves until SIGINT or SIGTERM. Blocks until shut down.
+/// Runs the broker as the binary does: reads the TLS files, builds the runtime `config.threads` asks for, opens and
+/// recovers the data directory, listens on every `config.listen`, `config.amqps_listen`, `config.admin_listen`,
+/// `config.admin_https_listen` and `config.prometheus_listen` address, and serves until SIGINT or SIGTERM (SIGHUP
+/// reloads the TLS files). Blocks until shut down.
 pub fn launch(config: Config) -> Result<(), RunError> {
+    // Bad certificate or key files stop the broker before it touches its data directory.
+    let tls = config.tls.as_ref().map(tls::Tls::load).transpose()?.map(Arc::new);
     raise_open_file_limit();
     let runtime = match config.threads {
         1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
@@ -61,13 +84,25 @@ pub fn launch(config: Config) -> Result<(), RunError> {
     };
     runtime.block_on(async move {
         let broker = Broker::new(config)?;
-        let amqp = bind_all(&broker.config.listen, "AMQP (is another broker running?)").await?;
-        let admin = bind_all(&broker.config.admin_listen, "the admin API").await?;
-        let prometheus = bind_all(&broker.config.prometheus_listen, "Prometheus metrics").await?;
+        if let Some(path) = &broker.config.load_definitions {
+            let loaded = admin::definitions::load_file(&broker, path).map_err(RunError::Definitions)?;
+            tracing::info!(file = %path.display(), loaded = %loaded, "loaded definitions (--load-definitions)");
+        }
+        let c = &broker.config;
+        let listeners = Listeners {
+            amqp: bind_all(&c.listen, "AMQP (is another broker running?)").await?,
+            amqps: bind_all(&c.amqps_listen, "AMQPS (is another broker running?)").await?,
+            admin: bind_all(&c.admin_listen, "the admin API").await?,
+            admin_https: bind_all(&c.admin_https_listen, "the admin API over HTTPS").await?,
+            prometheus: bind_all(&c.prometheus_listen, "Prometheus metrics").await?,
+        };
         tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %broker.config.data_dir.display(), "starting Warren");
         let shutdown = CancellationToken::new();
         tokio::spawn(signal_shutdown(shutdown.clone()));
-        serve_all(amqp, admin, prometheus, broker, shutdown).await?;
+        if let Some(tls) = &tls {
+            tokio::spawn(reload_on_sighup(tls.clone(), shutdown.clone()));
+        }
+        serve_listeners(listeners, tls, broker, shutdown).await?;
         tracing::info!("Warren stopped");
         Ok(())
     })
@@ -117,10 +152,32 @@ async fn signal_shutdown(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
+/// Reloads the TLS files on every SIGHUP until shutdown; a failed reload keeps the configuration in force.
+async fn reload_on_sighup(tls: Arc<tls::Tls>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: TLS certificates will not be reloaded");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            s = hup.recv() => if s.is_none() { return },
+        }
+        match tls.reload().await {
+            Ok(()) => tracing::info!(cert = %tls.config().cert.display(), "SIGHUP: TLS certificates reloaded"),
+            Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; the previous certificates stay in use"),
+        }
+    }
+}
+
 /// Serves an already-built broker's AMQP listener (tests keep a handle on the broker).
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) -> Result<(), RunError> {
     let caps = server::ConnectionCaps::for_config(&broker.config);
-    Ok(server::run(vec![listener], broker, shutdown, caps.amqp).await?)
+    Ok(server::run(vec![listener], None, broker, shutdown, caps.amqp).await?)
 }
 
 /// Serves AMQP on every listener in `amqp`, the admin API on every listener in `admin` (none: no admin API) and
@@ -134,23 +191,61 @@ pub async fn serve_all(
     broker: Arc<Broker>,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    let listeners = Listeners {
+        amqp,
+        admin,
+        prometheus,
+        ..Listeners::default()
+    };
+    serve_listeners(listeners, None, broker, shutdown).await
+}
+
+/// Serves every listener in `listeners` (the TLS ones with `tls`, whose [`tls::Tls::reload`] takes effect on the
+/// next handshake) until `shutdown` is cancelled. TLS listeners without `tls` are an error.
+pub async fn serve_listeners(
+    listeners: Listeners,
+    tls: Option<Arc<tls::Tls>>,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let with_tls = |l: Vec<TcpListener>| -> Result<Option<tls::TlsListeners>, RunError> {
+        match (&tls, l.is_empty()) {
+            (_, true) => Ok(None),
+            (Some(tls), false) => Ok(Some(tls::TlsListeners {
+                listeners: l,
+                tls: tls.clone(),
+            })),
+            (None, false) => Err(RunError::Tls(tls::TlsError::Setup(
+                "TLS listeners need a TLS configuration (--tls-cert and --tls-key)".into(),
+            ))),
+        }
+    };
+    let amqps = with_tls(listeners.amqps)?;
+    let admin_https = with_tls(listeners.admin_https)?;
     let caps = server::ConnectionCaps::for_config(&broker.config);
     let prometheus_cap = (caps.admin / 4).clamp(1, prometheus::MAX_CONNECTIONS);
-    let admin_cap = match prometheus.is_empty() {
+    let admin_cap = match listeners.prometheus.is_empty() {
         true => caps.admin,
         false => caps.admin.saturating_sub(prometheus_cap).max(1),
     };
-    let prometheus_task = (!prometheus.is_empty()).then(|| {
+    let prometheus_task = (!listeners.prometheus.is_empty()).then(|| {
         tokio::spawn(prometheus::serve(
-            prometheus,
+            listeners.prometheus,
             broker.clone(),
             shutdown.clone(),
             prometheus_cap,
         ))
     });
-    let admin_task = (!admin.is_empty())
-        .then(|| tokio::spawn(admin::server::serve(admin, broker.clone(), shutdown.clone(), admin_cap)));
-    let result = server::run(amqp, broker, shutdown, caps.amqp).await;
+    let admin_task = (!listeners.admin.is_empty() || admin_https.is_some()).then(|| {
+        tokio::spawn(admin::server::serve(
+            listeners.admin,
+            admin_https,
+            broker.clone(),
+            shutdown.clone(),
+            admin_cap,
+        ))
+    });
+    let result = server::run(listeners.amqp, amqps, broker, shutdown, caps.amqp).await;
     if let Some(t) = admin_task {
         match t.await {
             Ok(Err(e)) => tracing::error!(error = %e, "admin API failed"),

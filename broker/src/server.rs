@@ -1,6 +1,10 @@
 //! The AMQP accept loops: one per listener, one task per connection, a cap on open connections shared by every
 //! listener, and structural shutdown. The admin server (`admin::server`) reuses [`accept_loop`].
 //!
+//! TLS listeners (AMQPS) accept the same way; the TLS handshake runs inside the connection's own task, under
+//! `tls::HANDSHAKE_TIMEOUT` and the shutdown token, never in the accept loop: a client that stalls its handshake
+//! holds one permit and one task, and accepting goes on.
+//!
 //! Invariants: a connection is accepted only while it holds a permit of its server's semaphore, so the open sockets
 //! of a server never exceed its cap; [`ConnectionCaps`] keeps the AMQP and admin caps together below the open-file
 //! limit minus a reserve, so data files can always be opened. An accept error (EMFILE and the like) never ends a
@@ -27,6 +31,7 @@ use tracing::{error, info, warn};
 use crate::amqp::connection;
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::tls::{self, TlsListeners};
 
 /// How long an accept loop waits after an accept error (out of file descriptors, ...) before it tries again: long
 /// enough not to spin on EMFILE, short enough that service resumes as soon as descriptors are freed.
@@ -166,9 +171,11 @@ pub async fn accept_loop(
     }
 }
 
-/// Serves AMQP on every listener, at most `max_connections` at once in all, until `shutdown` is cancelled.
+/// Serves AMQP on every listener (plain) and AMQPS on every listener of `tls`, at most `max_connections` at once in
+/// all, until `shutdown` is cancelled.
 pub async fn run(
     listeners: Vec<TcpListener>,
+    tls: Option<TlsListeners>,
     broker: Arc<Broker>,
     shutdown: CancellationToken,
     max_connections: usize,
@@ -193,6 +200,44 @@ pub async fn run(
                 let (broker, shutdown) = (broker.clone(), shutdown.clone());
                 connections.spawn(async move {
                     connection::serve(stream, peer, broker, shutdown).await;
+                    drop(permit);
+                });
+            },
+        ));
+    }
+    for listener in tls.iter().flat_map(|t| &t.listeners) {
+        info!(addr = %listener.local_addr()?, max_connections, "AMQPS listener ready");
+    }
+    for (listener, tls) in tls.into_iter().flat_map(|t| {
+        let tls = t.tls;
+        t.listeners.into_iter().map(move |l| (l, tls.clone()))
+    }) {
+        let (broker, shutdown, connections) = (broker.clone(), shutdown.clone(), tracker.clone());
+        tracker.spawn(accept_loop(
+            listener,
+            limit.clone(),
+            shutdown.clone(),
+            move |stream, peer, permit| {
+                let (broker, shutdown, tls) = (broker.clone(), shutdown.clone(), tls.clone());
+                connections.spawn(async move {
+                    // The acceptor is the configuration current now: a reload applies from the next handshake.
+                    let _ = stream.set_nodelay(true);
+                    let handshake = tls.amqp_acceptor().accept(stream);
+                    let stream = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        r = tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, handshake) => match r {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                info!(%peer, error = %e, "AMQPS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                info!(%peer, "AMQPS handshake timed out");
+                                return;
+                            }
+                        },
+                    };
+                    connection::serve_tls(stream, peer, broker, shutdown).await;
                     drop(permit);
                 });
             },

@@ -5,6 +5,7 @@
 //! Invariants: nothing here touches the terminal or the `App`; results only travel through the event channel, so a
 //! slow or dead broker never blocks drawing. Errors become events with a message that says what happened.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use eventsource_stream::Eventsource;
@@ -45,11 +46,56 @@ fn queue_path(q: &QueueKey, rest: &str) -> String {
     format!("/api/queues/{}/{}{rest}", path_segment(&q.vhost), path_segment(&q.name))
 }
 
+/// How https URLs are verified: the built-in roots, plus `ca` if given; `insecure` skips verification.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// A PEM file of CA certificates to trust besides the built-in roots (`--ca`).
+    pub ca: Option<PathBuf>,
+    /// Accept any certificate (`--insecure`): for a test broker only.
+    pub insecure: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot read the CA file {path}: {source}")]
+    ReadCa { path: PathBuf, source: std::io::Error },
+    #[error("no usable CA certificate in {path}: {source}")]
+    BadCa { path: PathBuf, source: reqwest::Error },
+    #[error("cannot set up the HTTP client: {0}")]
+    Build(#[from] reqwest::Error),
+}
+
 impl Client {
-    pub fn new(url: &str, user: &str, password: &str, events: UnboundedSender<Event>) -> reqwest::Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .build()?;
+    pub fn new(url: &str, user: &str, password: &str, events: UnboundedSender<Event>) -> Result<Self, ClientError> {
+        Self::with_tls(url, user, password, &TlsOptions::default(), events)
+    }
+
+    /// A client whose https connections trust `tls.ca` too (or nothing is verified with `tls.insecure`).
+    pub fn with_tls(
+        url: &str,
+        user: &str,
+        password: &str,
+        tls: &TlsOptions,
+        events: UnboundedSender<Event>,
+    ) -> Result<Self, ClientError> {
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(3));
+        if let Some(path) = &tls.ca {
+            let pem = std::fs::read(path).map_err(|source| ClientError::ReadCa {
+                path: path.clone(),
+                source,
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| ClientError::BadCa {
+                path: path.clone(),
+                source,
+            })?;
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        if tls.insecure {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let http = builder.build()?;
         Ok(Client {
             http,
             base: url.trim_end_matches('/').to_string(),
@@ -92,6 +138,12 @@ impl Client {
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
         self.call::<(), T>(Method::GET, path, None).await.map(|(_, v)| v)
+    }
+
+    /// Reads the overview once: whether the broker answers with these credentials (and, over https, a certificate
+    /// this client trusts).
+    pub async fn check(&self) -> Result<(), String> {
+        self.get::<serde_json::Value>("/api/overview").await.map(|_| ())
     }
 
     /// Runs the live feed until the channel closes: connect, forward snapshots, and on failure report the stale
@@ -405,17 +457,21 @@ impl Client {
 
 /// A transport error in words an operator can act on.
 fn describe(e: reqwest::Error) -> String {
-    if e.is_connect() {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    if e.is_connect() && text.to_ascii_lowercase().contains("certificate") {
+        format!(
+            "the broker's certificate is not trusted (give its CA with --ca, or --insecure for a test broker): {text}"
+        )
+    } else if e.is_connect() {
         "cannot connect (is the broker running, and is --url right?)".into()
     } else if e.is_timeout() {
         "timed out".into()
     } else {
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            text = format!("{text}: {s}");
-            source = s.source();
-        }
         text
     }
 }

@@ -241,6 +241,7 @@ pub fn connections() -> Vec<ConnectionInfo> {
             connected_at_ms: T0 - i * 95_000,
             name: (i == 1).then(|| "order-service".to_string()),
             client: Some(format!("pika 1.3.{i}")),
+            state: "running".into(),
         })
         .collect()
 }

@@ -35,6 +35,8 @@ pub struct Options {
     pub refresh: Duration,
     /// Frames per second.
     pub fps: u32,
+    /// How https URLs are verified (`--ca`, `--insecure`).
+    pub tls: client::TlsOptions,
 }
 
 pub fn now_ms() -> u64 {
@@ -89,7 +91,7 @@ pub fn run(options: Options) -> color_eyre::Result<()> {
 
 async fn run_async(options: Options) -> color_eyre::Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let client = client::Client::new(&options.url, &options.user, &options.password, tx.clone())?;
+    let client = client::Client::with_tls(&options.url, &options.user, &options.password, &options.tls, tx.clone())?;
     let refresh_ms = options.refresh.as_millis().max(100) as u64;
     tokio::spawn(client.clone().stream(refresh_ms));
 

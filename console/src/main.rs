@@ -26,6 +26,12 @@ struct Args {
     /// Frames drawn per second.
     #[arg(long, default_value_t = 15)]
     fps: u32,
+    /// Trust the CA certificates in this PEM file for an https --url, besides the built-in roots.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
+    /// Do not verify the broker's certificate (https): anyone on the path can read the password. Tests only.
+    #[arg(long)]
+    insecure: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -52,6 +58,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 fn main() -> color_eyre::Result<()> {
     color_eyre::install()?;
     let args = Args::parse();
+    if args.insecure {
+        eprintln!("warning: --insecure: the broker's certificate is not verified; the password may be read by anyone in between");
+    }
     warren_console::run(warren_console::Options {
         url: args.url,
         user: args.user,
@@ -59,5 +68,9 @@ fn main() -> color_eyre::Result<()> {
         read_only: args.read_only,
         refresh: args.refresh,
         fps: args.fps,
+        tls: warren_console::client::TlsOptions {
+            ca: args.ca,
+            insecure: args.insecure,
+        },
     })
 }

@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod loose;
+pub mod rabbit;
+
 /// `GET /api/overview`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
@@ -16,6 +19,9 @@ pub struct Overview {
     /// Memory and disk against their alarm limits (older brokers send none).
     #[serde(default)]
     pub resources: Resources,
+    /// RabbitMQ's fields, for the tools that read them (`rabbit.rs`).
+    #[serde(flatten, default)]
+    pub rabbitmq: rabbit::OverviewFields,
 }
 
 /// The broker's memory and disk, and the alarms that block publishers when a limit is passed.
@@ -99,6 +105,9 @@ pub struct QueueInfo {
     /// Queues (in this vhost) whose dead letters are routed into this queue.
     #[serde(default)]
     pub dead_letter_sources: Vec<String>,
+    /// RabbitMQ's names for the same figures (`messages_unacknowledged`, `message_stats`, `state`, `node`).
+    #[serde(flatten, default)]
+    pub rabbitmq: rabbit::QueueFields,
 }
 
 /// Monotonic per-queue counters since the broker started.
@@ -186,6 +195,9 @@ pub struct BindingInfo {
     pub destination_type: String,
     pub routing_key: String,
     pub arguments: serde_json::Map<String, serde_json::Value>,
+    /// What names this binding in RabbitMQ's paths (`/api/bindings/{vhost}/e/{source}/q/{destination}/{key}`).
+    #[serde(default)]
+    pub properties_key: String,
 }
 
 /// `GET /api/vhosts`.
@@ -394,10 +406,13 @@ pub struct DeleteResult {
 pub struct PublishRequest {
     pub routing_key: String,
     pub payload: String,
-    /// "utf8" (default) or "base64".
+    /// "utf8" (default; RabbitMQ's "string" too) or "base64".
     pub payload_encoding: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "loose::bool")]
     pub persistent: bool,
+    /// RabbitMQ's form: `{"delivery_mode": 2, "priority": 5, "message_id": "...", "headers": {...}}`.
+    #[serde(default)]
+    pub properties: serde_json::Map<String, serde_json::Value>,
     pub priority: Option<u8>,
     pub message_id: Option<String>,
     /// String-valued headers.
@@ -427,6 +442,9 @@ pub struct ConnectionInfo {
     /// The client library and its version, as it reports them (e.g. "pika 1.3.2").
     #[serde(default)]
     pub client: Option<String>,
+    /// RabbitMQ's connection state: "running" (or "blocked" while an alarm blocks its publishes).
+    #[serde(default)]
+    pub state: String,
 }
 
 /// `GET /api/channels`.
@@ -503,9 +521,9 @@ fn queue_destination() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct QueueRequest {
-    #[serde(default = "yes")]
+    #[serde(default = "yes", deserialize_with = "loose::bool")]
     pub durable: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "loose::bool")]
     pub auto_delete: bool,
     /// Queue arguments (`x-max-priority`, `x-dead-letter-exchange`, ...): strings, integers or booleans.
     #[serde(default)]
@@ -538,11 +556,11 @@ pub struct ExchangeRequest {
     /// direct, fanout, topic, headers or x-delayed-message.
     #[serde(rename = "type")]
     pub kind: String,
-    #[serde(default = "yes")]
+    #[serde(default = "yes", deserialize_with = "loose::bool")]
     pub durable: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "loose::bool")]
     pub auto_delete: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "loose::bool")]
     pub internal: bool,
     #[serde(default)]
     pub arguments: serde_json::Map<String, serde_json::Value>,

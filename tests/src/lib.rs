@@ -13,7 +13,13 @@
 //! for a fresh port), and one that wants no Prometheus listener empties its list. Each is bound before the broker
 //! starts; `addrs` / `admin_addrs` / `prometheus_addrs` list them all, `addr` / `admin_addr` / `prometheus_addr` are
 //! the first.
+//!
+//! TLS: a caller that sets `config.tls` and `config.amqps_listen` / `config.admin_https_listen` (port 0) gets those
+//! listeners too (`amqps_addrs`, `admin_https_addrs`); the TLS files are read when the broker starts, and
+//! `reload_tls` does what SIGHUP does in the binary. With `config.listen` emptied (plain AMQP off), `addr` is the
+//! first AMQPS listener.
 
+pub mod certs;
 pub mod client;
 pub mod http;
 pub mod raw;
@@ -24,7 +30,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use warren_broker::store::DiskBudget;
-use warren_broker::{Broker, CancellationToken, Config};
+use warren_broker::tls::Tls;
+use warren_broker::{Broker, CancellationToken, Config, Listeners};
 
 pub struct TestBroker {
     /// The first AMQP listener.
@@ -39,6 +46,12 @@ pub struct TestBroker {
     pub prometheus_addr: Option<SocketAddr>,
     /// Every Prometheus listener.
     pub prometheus_addrs: Vec<SocketAddr>,
+    /// Every AMQPS listener (empty without TLS).
+    pub amqps_addrs: Vec<SocketAddr>,
+    /// Every admin HTTPS listener (empty without TLS).
+    pub admin_https_addrs: Vec<SocketAddr>,
+    /// The broker's TLS state, when `config.tls` is set.
+    pub tls: Option<Arc<Tls>>,
     pub broker: Option<Arc<Broker>>,
     shutdown: CancellationToken,
     thread: Option<JoinHandle<()>>,
@@ -69,6 +82,9 @@ impl TestBroker {
             admin_addrs: Vec::new(),
             prometheus_addr: None,
             prometheus_addrs: Vec::new(),
+            amqps_addrs: Vec::new(),
+            admin_https_addrs: Vec::new(),
+            tls: None,
             broker: None,
             shutdown: CancellationToken::new(),
             thread: None,
@@ -98,31 +114,45 @@ impl TestBroker {
             ..Config::default()
         };
         (self.adjust)(&mut config);
+        assert!(
+            !(config.listen.is_empty() && config.amqps_listen.is_empty()),
+            "a broker needs at least one AMQP listener"
+        );
         // After a restart, the same ports as before.
-        let amqp = bind_all(if self.addrs.is_empty() {
-            &config.listen
-        } else {
-            &self.addrs
-        });
-        let admin = bind_all(if self.admin_addrs.is_empty() {
-            &config.admin_listen
-        } else {
-            &self.admin_addrs
-        });
-        let prometheus = if self.prometheus_addrs.is_empty() {
-            bind_any(&config.prometheus_listen)
-        } else {
-            bind_all(&self.prometheus_addrs)
+        let again = |before: &[SocketAddr], configured: &[SocketAddr]| -> Vec<std::net::TcpListener> {
+            bind_all(if before.is_empty() { configured } else { before })
         };
+        let amqp = again(&self.addrs, &config.listen);
+        let admin = again(&self.admin_addrs, &config.admin_listen);
+        let amqps = again(&self.amqps_addrs, &config.amqps_listen);
+        let admin_https = again(&self.admin_https_addrs, &config.admin_https_listen);
+        let prometheus = again(&self.prometheus_addrs, &config.prometheus_listen);
+        self.addrs = local_addrs(&amqp);
+        self.admin_addrs = local_addrs(&admin);
+        self.amqps_addrs = local_addrs(&amqps);
+        self.admin_https_addrs = local_addrs(&admin_https);
+        self.addr = *self
+            .addrs
+            .first()
+            .or(self.amqps_addrs.first())
+            .expect("an AMQP listener");
+        self.admin_addr = *self
+            .admin_addrs
+            .first()
+            .or(self.admin_https_addrs.first())
+            .expect("an admin listener");
+        config.listen = self.addrs.clone();
+        config.admin_listen = self.admin_addrs.clone();
+        config.amqps_listen = self.amqps_addrs.clone();
+        config.admin_https_listen = self.admin_https_addrs.clone();
         self.prometheus_addrs = local_addrs(&prometheus);
         self.prometheus_addr = self.prometheus_addrs.first().copied();
         config.prometheus_listen = self.prometheus_addrs.clone();
-        self.addrs = local_addrs(&amqp);
-        self.admin_addrs = local_addrs(&admin);
-        self.addr = self.addrs[0];
-        self.admin_addr = self.admin_addrs[0];
-        config.listen = self.addrs.clone();
-        config.admin_listen = self.admin_addrs.clone();
+        self.tls = config
+            .tls
+            .as_ref()
+            .map(|t| Tls::load(t).map(Arc::new).expect("the TLS files load"));
+        let tls = self.tls.clone();
         let broker = Broker::with_budget(config, self.budget.clone()).expect("open the data directory");
         self.broker = Some(broker.clone());
         self.shutdown = CancellationToken::new();
@@ -139,7 +169,14 @@ impl TestBroker {
                         .map(|l| tokio::net::TcpListener::from_std(l).expect("listener"))
                         .collect()
                 };
-                warren_broker::serve_all(from_std(amqp), from_std(admin), from_std(prometheus), broker, token)
+                let listeners = Listeners {
+                    amqp: from_std(amqp),
+                    amqps: from_std(amqps),
+                    admin: from_std(admin),
+                    admin_https: from_std(admin_https),
+                    prometheus: from_std(prometheus),
+                };
+                warren_broker::serve_listeners(listeners, tls, broker, token)
                     .await
                     .expect("broker run");
             });
@@ -161,6 +198,27 @@ impl TestBroker {
 
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@{}/%2f", self.addr)
+    }
+
+    /// Reads the TLS files again, as SIGHUP makes the binary do: the next handshakes use them.
+    pub async fn reload_tls(&self) -> Result<(), warren_broker::tls::TlsError> {
+        self.tls.as_ref().expect("a broker started with TLS").reload().await
+    }
+
+    /// The first AMQPS listener.
+    pub fn amqps_addr(&self) -> SocketAddr {
+        *self
+            .amqps_addrs
+            .first()
+            .expect("a broker started with an AMQPS listener")
+    }
+
+    /// The first admin HTTPS listener.
+    pub fn admin_https_addr(&self) -> SocketAddr {
+        *self
+            .admin_https_addrs
+            .first()
+            .expect("a broker started with an admin HTTPS listener")
     }
 
     /// Stops the broker and waits for it (connections get connection.close 320); the data directory stays.
@@ -189,7 +247,6 @@ impl TestBroker {
 
 /// Binds every address (non-blocking, for tokio), panicking with the address that failed.
 fn bind_all(addrs: &[SocketAddr]) -> Vec<std::net::TcpListener> {
-    assert!(!addrs.is_empty(), "a broker needs at least one listener");
     addrs
         .iter()
         .map(|a| {
@@ -198,15 +255,6 @@ fn bind_all(addrs: &[SocketAddr]) -> Vec<std::net::TcpListener> {
             l
         })
         .collect()
-}
-
-/// Like `bind_all`, for a listener list that may be empty (the Prometheus listener turned off).
-fn bind_any(addrs: &[SocketAddr]) -> Vec<std::net::TcpListener> {
-    if addrs.is_empty() {
-        Vec::new()
-    } else {
-        bind_all(addrs)
-    }
 }
 
 fn local_addrs(listeners: &[std::net::TcpListener]) -> Vec<SocketAddr> {

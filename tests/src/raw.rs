@@ -1,5 +1,6 @@
 //! A raw AMQP peer for tests that must send what no well-behaved client would: bad headers, oversized or garbage
-//! frames, out-of-order content. Frames are built and parsed with `amq-protocol`.
+//! frames, out-of-order content. Frames are built and parsed with `amq-protocol`. It speaks over any blocking
+//! `Read + Write` stream: plain TCP by default, or a rustls client stream for the TLS tests (`from_stream`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -9,8 +10,8 @@ use amq_protocol::frame::{gen_frame, parse_frame, AMQPFrame, WriteContext};
 use amq_protocol::protocol::{channel, connection, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable};
 
-pub struct RawClient {
-    pub stream: TcpStream,
+pub struct RawClient<S = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
 }
 
@@ -27,6 +28,26 @@ impl RawClient {
     pub fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        RawClient::from_stream(stream)
+    }
+
+    /// Runs the handshake as guest on vhost `/` with the given heartbeat, and opens channel 1.
+    pub fn handshake(addr: SocketAddr, heartbeat: u16) -> Self {
+        Self::handshake_with_caps(addr, heartbeat, &[])
+    }
+
+    /// `handshake`, also advertising the given client capabilities (such as `connection.blocked`).
+    pub fn handshake_with_caps(addr: SocketAddr, heartbeat: u16, extra_caps: &[&str]) -> Self {
+        let mut c = Self::connect(addr);
+        c.open_as(heartbeat, extra_caps, "PLAIN", "\0guest\0guest")
+            .unwrap_or_else(|closed| panic!("the handshake failed: {closed:?}"));
+        c
+    }
+}
+
+impl<S: Read + Write> RawClient<S> {
+    /// A client over an already-connected stream (whose reads should time out, so a test cannot hang).
+    pub fn from_stream(stream: S) -> Self {
         RawClient {
             stream,
             buf: Vec::new(),
@@ -89,19 +110,21 @@ impl RawClient {
         }
     }
 
-    /// Runs the handshake as guest on vhost `/` with the given heartbeat, and opens channel 1.
-    pub fn handshake(addr: SocketAddr, heartbeat: u16) -> Self {
-        Self::handshake_with_caps(addr, heartbeat, &[])
-    }
-
-    /// `handshake`, also advertising the given client capabilities (such as `connection.blocked`).
-    pub fn handshake_with_caps(addr: SocketAddr, heartbeat: u16, extra_caps: &[&str]) -> Self {
-        let mut c = Self::connect(addr);
-        c.send_raw(b"AMQP\x00\x00\x09\x01");
-        match c.recv_method() {
-            Some((0, AMQPClass::Connection(connection::AMQPMethod::Start(_)))) => {}
+    /// Sends the protocol header and runs the handshake with `mechanism` and `response`, on vhost `/`, then opens
+    /// channel 1. Returns the mechanisms the broker offered; Err with what the broker sent if it refused.
+    pub fn open_as(
+        &mut self,
+        heartbeat: u16,
+        extra_caps: &[&str],
+        mechanism: &str,
+        response: &str,
+    ) -> Result<String, Closed> {
+        self.send_raw(b"AMQP\x00\x00\x09\x01");
+        let offered = match self.recv_method() {
+            Some((0, AMQPClass::Connection(connection::AMQPMethod::Start(s)))) => s.mechanisms.to_string(),
+            None => return Err(Closed::Eof),
             other => panic!("expected connection.start, got {other:?}"),
-        }
+        };
         let mut caps = FieldTable::default();
         caps.insert("authentication_failure_close".into(), AMQPValue::Boolean(true));
         caps.insert("consumer_cancel_notify".into(), AMQPValue::Boolean(true));
@@ -110,20 +133,24 @@ impl RawClient {
         }
         let mut props = FieldTable::default();
         props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
-        c.send_method(
+        self.send_method(
             0,
             AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
                 client_properties: props,
-                mechanism: "PLAIN".into(),
-                response: "\0guest\0guest".into(),
+                mechanism: mechanism.into(),
+                response: response.into(),
                 locale: "en_US".into(),
             })),
         );
-        let tune = match c.recv_method() {
+        let tune = match self.recv_method() {
             Some((0, AMQPClass::Connection(connection::AMQPMethod::Tune(t)))) => t,
+            Some((0, AMQPClass::Connection(connection::AMQPMethod::Close(c)))) => {
+                return Err(Closed::Connection(c.reply_code, c.reply_text.to_string()))
+            }
+            None => return Err(Closed::Eof),
             other => panic!("expected connection.tune, got {other:?}"),
         };
-        c.send_method(
+        self.send_method(
             0,
             AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
                 channel_max: tune.channel_max,
@@ -131,22 +158,22 @@ impl RawClient {
                 heartbeat,
             })),
         );
-        c.send_method(
+        self.send_method(
             0,
             AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
                 virtual_host: "/".into(),
             })),
         );
-        match c.recv_method() {
+        match self.recv_method() {
             Some((0, AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)))) => {}
             other => panic!("expected connection.open-ok, got {other:?}"),
         }
-        c.send_method(1, AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})));
-        match c.recv_method() {
+        self.send_method(1, AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})));
+        match self.recv_method() {
             Some((1, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))) => {}
             other => panic!("expected channel.open-ok, got {other:?}"),
         }
-        c
+        Ok(offered)
     }
 
     /// Reads until the broker closes the channel or connection (answering a connection.close with close-ok).

@@ -511,7 +511,7 @@ async fn resources_and_priority_changes_through_the_api() {
         "guest:guest",
         r#"{"durable":true,"arguments":{"x-max-priority":9}}"#,
     );
-    assert_eq!(s, 200, "{q}");
+    assert_eq!(s, 201, "created, as RabbitMQ answers: {q}");
     assert_eq!(q["arguments"]["x-max-priority"], 9);
     let (s, _) = request(
         admin,
@@ -520,7 +520,18 @@ async fn resources_and_priority_changes_through_the_api() {
         "guest:guest",
         r#"{"type":"direct"}"#,
     );
-    assert_eq!(s, 200);
+    assert_eq!(s, 201);
+    let (s, _) = request(
+        admin,
+        "PUT",
+        "/api/exchanges/%2F/jobs.in",
+        "guest:guest",
+        r#"{"type":"direct","durable":"true"}"#,
+    );
+    assert_eq!(
+        s, 204,
+        "declaring it again: no content; booleans as strings, as rabbitmqadmin sends them"
+    );
     let (s, _) = request(
         admin,
         "POST",

@@ -108,7 +108,7 @@ async fn an_export_imports_into_a_fresh_broker_unchanged() {
             r#"{"durable":false}"#
         )
         .0,
-        200
+        201
     );
     let (s, exported) = request(one.admin_addr, "GET", "/api/definitions", g, "");
     assert_eq!(s, 200);
@@ -175,4 +175,68 @@ async fn a_bad_record_is_a_400_that_names_it() {
     assert_eq!(s, 204, "booleans as strings, as rabbitmqadmin sends them: {body}");
     let (s, _) = request(b.admin_addr, "GET", "/api/definitions", "nobody:x", "");
     assert_eq!(s, 401);
+}
+
+/// `--load-definitions FILE` at start (the binary, as an operator runs it): the fixture's users log in; a bad file
+/// stops the start with one line.
+#[tokio::test]
+async fn load_definitions_at_start() {
+    use std::process::{Command, Stdio};
+    let data = tempfile::tempdir().expect("temp dir");
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("port")
+    };
+    let (port, admin) = (free(), free());
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/rabbitmq-3.10-definitions.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warren-test-broker"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+            "--prometheus-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--log", "warn", "--disk-free-limit", "1MB", "--load-definitions"])
+        .arg(&fixture)
+        .arg("--data-dir")
+        .arg(data.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "broker did not come up");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    connect(&format!("amqp://ops:ops-pass-1@127.0.0.1:{port}/orders")).await;
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let bad = data.path().join("bad.json");
+    std::fs::write(&bad, r#"{"queues": [{"name": "q", "vhost": "nowhere"}]}"#).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_warren-test-broker"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--prometheus-listen",
+            "127.0.0.1:0",
+            "--log",
+            "off",
+            "--load-definitions",
+        ])
+        .arg(&bad)
+        .arg("--data-dir")
+        .arg(data.path().join("second"))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.json") && err.contains("nowhere"), "{err}");
 }

@@ -233,9 +233,9 @@ async fn a_management_user_sees_only_its_vhosts_and_acts_with_its_permissions() 
         c.permissions = vec![permission("mgr", "team", "^team\\.", ".*", ".*")];
     });
     let put = |path: &str| request(b.admin_addr, "PUT", path, "guest:guest", r#"{"durable":true}"#);
-    assert_eq!(put("/api/queues/%2F/secret").0, 200);
-    assert_eq!(put("/api/queues/team/team.jobs").0, 200);
-    assert_eq!(put("/api/queues/team/other").0, 200, "administrators may do everything");
+    assert_eq!(put("/api/queues/%2F/secret").0, 201);
+    assert_eq!(put("/api/queues/team/team.jobs").0, 201);
+    assert_eq!(put("/api/queues/team/other").0, 201, "administrators may do everything");
 
     let (status, body) = request(b.admin_addr, "GET", "/api/queues", "mgr:pw", "");
     assert_eq!(status, 200);
@@ -333,6 +333,10 @@ async fn users_vhosts_and_permissions_are_managed_through_the_api_and_apply_to_o
     let conn = connect(&url(&b, "app", "pw1", "orders")).await;
     let ch = channel(&conn).await;
     declare(&ch, "q").await.expect("declare in orders");
+    // In confirm mode the refusal (a channel.close) fails the publish's confirm with its reply code.
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
     // Narrow write to nothing: the open channel is refused from its next publish on.
     let (s, _) = request(
         b.admin_addr,
@@ -342,17 +346,16 @@ async fn users_vhosts_and_permissions_are_managed_through_the_api_and_apply_to_o
         r#"{"configure":".*","write":"","read":".*"}"#,
     );
     assert_eq!(s, 204);
-    ch.basic_publish(
-        "".into(),
-        "q".into(),
-        BasicPublishOptions::default(),
-        b"x",
-        BasicProperties::default(),
-    )
-    .await
-    .expect("the publish frame is sent");
     let err = ch
-        .basic_qos(1, BasicQosOptions::default())
+        .basic_publish(
+            "".into(),
+            "q".into(),
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("the publish frame is sent")
         .await
         .expect_err("the channel was closed");
     assert_eq!(reply_code(&err), Some(403), "{err}");
@@ -503,16 +506,19 @@ async fn a_rabbitmq_definitions_export_imports_and_its_users_log_in() {
         .await
         .expect("confirm");
     assert!(ok.is_ack(), "orders.* matches the topic permission");
-    ch.basic_publish(
-        "amq.topic".into(),
-        "other.x".into(),
-        BasicPublishOptions::default(),
-        b"x",
-        BasicProperties::default(),
-    )
-    .await
-    .expect("sent");
-    let err = ch.basic_qos(1, BasicQosOptions::default()).await.expect_err("closed");
+    // The refusal closes the channel, which fails the pending confirm with the reply.
+    let err = ch
+        .basic_publish(
+            "amq.topic".into(),
+            "other.x".into(),
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("sent")
+        .await
+        .expect_err("closed");
     assert_eq!(reply_code(&err), Some(403));
     assert_eq!(
         reply_text(&err).as_deref(),

@@ -50,6 +50,53 @@ async fn delete_messages(
     }))
 }
 
+/// RabbitMQ's `properties` object of a publish: `delivery_mode`, `priority`, the string properties, and
+/// `headers` (strings, whole numbers, booleans).
+fn rabbit_properties(
+    mut props: AMQPProperties,
+    given: &serde_json::Map<String, serde_json::Value>,
+    headers: &mut FieldTable,
+) -> Result<AMQPProperties, Error> {
+    use serde_json::Value;
+    let text = |k: &str, v: &Value| {
+        v.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::bad_request(format!("property '{k}' must be a string")))
+    };
+    let number = |k: &str, v: &Value| {
+        v.as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .and_then(|n| u8::try_from(n).ok())
+            .ok_or_else(|| Error::bad_request(format!("property '{k}' must be a number from 0 to 255")))
+    };
+    for (k, v) in given {
+        props = match k.as_str() {
+            "delivery_mode" => props.with_delivery_mode(number(k, v)?),
+            "priority" => props.with_priority(number(k, v)?),
+            "message_id" => props.with_message_id(text(k, v)?.into()),
+            "correlation_id" => props.with_correlation_id(text(k, v)?.into()),
+            "content_type" => props.with_content_type(text(k, v)?.into()),
+            "content_encoding" => props.with_content_encoding(text(k, v)?.into()),
+            "reply_to" => props.with_reply_to(text(k, v)?.into()),
+            "expiration" => props.with_expiration(text(k, v)?.into()),
+            "type" => props.with_type(text(k, v)?.into()),
+            "app_id" => props.with_app_id(text(k, v)?.into()),
+            "user_id" => props.with_user_id(text(k, v)?.into()),
+            "headers" => {
+                let Some(map) = v.as_object() else {
+                    return Err(Error::bad_request("property 'headers' must be an object"));
+                };
+                for (hk, hv) in super::resources::arguments(map)?.inner() {
+                    headers.insert(hk.clone(), hv.clone());
+                }
+                props
+            }
+            other => return Err(Error::bad_request(format!("unknown message property '{other}'"))),
+        };
+    }
+    Ok(props)
+}
+
 async fn publish(
     State(b): State<Arc<Broker>>,
     caller: Caller,
@@ -64,7 +111,7 @@ async fn publish(
         name.clone()
     };
     let body = match req.payload_encoding.as_deref().unwrap_or("utf8") {
-        "utf8" => req.payload.into_bytes(),
+        "utf8" | "string" => req.payload.into_bytes(),
         "base64" => base64::engine::general_purpose::STANDARD
             .decode(req.payload.as_bytes())
             .map_err(|e| Error::bad_request(format!("payload is not base64: {e}")))?,
@@ -77,12 +124,13 @@ async fn publish(
     if let Some(id) = req.message_id {
         props = props.with_message_id(id.into());
     }
-    if !req.headers.is_empty() {
-        let mut h = FieldTable::default();
-        for (k, val) in req.headers {
-            h.insert(k.into(), AMQPValue::LongString(LongString::from(val.as_str())));
-        }
-        props = props.with_headers(h);
+    let mut headers = FieldTable::default();
+    for (k, val) in req.headers {
+        headers.insert(k.into(), AMQPValue::LongString(LongString::from(val.as_str())));
+    }
+    props = rabbit_properties(props, &req.properties, &mut headers)?;
+    if !headers.inner().is_empty() {
+        props = props.with_headers(headers);
     }
     let message = Message::with_properties(
         exchange.clone().into(),

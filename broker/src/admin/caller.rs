@@ -42,6 +42,9 @@ const ACTS_WITH_PERMISSIONS: &[&str] = &[
     "/api/exchanges/{vhost}/{name}",
     "/api/exchanges/{vhost}/{name}/publish",
     "/api/bindings/{vhost}",
+    "/api/bindings/{vhost}/e/{source}/{kind}/{destination}",
+    "/api/bindings/{vhost}/e/{source}/{kind}/{destination}/{props}",
+    "/api/queues/{vhost}/{name}/get",
     "/api/policies/{vhost}/{name}",
     "/api/connections/{id}",
 ];

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use warren_shared::{ChannelInfo, CloseRequest, ConnectionInfo, ConsumerInfo, Done};
@@ -35,6 +37,7 @@ fn info(c: &crate::broker::ConnectionEntry) -> ConnectionInfo {
         connected_at_ms: c.connected_at_ms,
         name: client.name,
         client: client.product,
+        state: "running".into(),
     }
 }
 
@@ -48,8 +51,13 @@ fn visible(b: &Broker, caller: &Caller) -> Vec<Arc<ConnectionEntry>> {
     all
 }
 
-async fn connections(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Vec<ConnectionInfo>> {
-    Ok(Json(visible(&b, &caller).iter().map(|c| info(c)).collect()))
+async fn connections(
+    State(b): State<Arc<Broker>>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, Error> {
+    let all: Vec<ConnectionInfo> = visible(&b, &caller).iter().map(|c| info(c)).collect();
+    super::paging::respond(all, &q)
 }
 
 async fn connection(State(b): State<Arc<Broker>>, caller: Caller, Path(id): Path<String>) -> ApiResult<ConnectionInfo> {

@@ -197,6 +197,31 @@ async fn import_definitions(
     Body(d): Body<DefinitionsImport>,
 ) -> Result<Response, Error> {
     caller.require_admin()?;
+    let (summary, result) = import(&b, d)?;
+    audit(&b, &caller, "import_definitions", &summary, &result);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `--load-definitions FILE`: imports a definitions file at start, as RabbitMQ's `load_definitions` does (at
+/// every start, so the file's records win over changes made since). The error is one readable line.
+pub fn load_file(b: &Broker, path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read the definitions file {}: {e}", path.display()))?;
+    let d: DefinitionsImport = serde_json::from_slice(&text)
+        .map_err(|e| format!("the definitions file {} is not valid: {e}", path.display()))?;
+    let (summary, result) =
+        import(b, d).map_err(|e| format!("the definitions file {} was not loaded: {}", path.display(), e.1.reason))?;
+    b.audit.record(crate::audit::Event {
+        user: "(--load-definitions)",
+        action: "import_definitions",
+        object: &summary,
+        result: &result,
+        ..Default::default()
+    });
+    Ok(summary)
+}
+
+/// Imports definitions; returns what was imported and the result (with anything skipped).
+fn import(b: &Broker, d: DefinitionsImport) -> Result<(String, String), Error> {
     let mut vhost_limits: HashMap<String, Limits> = HashMap::new();
     for p in &d.parameters {
         if p.component == "vhost-limits" {
@@ -278,15 +303,8 @@ async fn import_definitions(
         policies: d.policies,
     };
     let counts = topology.counts();
-    let skipped = topology.apply(&b, None)?;
-    audit(
-        &b,
-        &caller,
-        "import_definitions",
-        &format!("{nu} users, {nv} vhosts, {counts}"),
-        &skipped_result(&skipped),
-    );
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let skipped = topology.apply(b, None)?;
+    Ok((format!("{nu} users, {nv} vhosts, {counts}"), skipped_result(&skipped)))
 }
 
 fn skipped_result(skipped: &[String]) -> String {

@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use warren_shared::{BindingInfo, ExchangeInfo};
 
 use super::caller::Caller;
 use super::queues::vhost;
-use super::{json, AdminState, ApiResult};
+use super::{json, AdminState};
 use crate::broker::Broker;
 use crate::routing::Destination;
 use crate::vhost::VHost;
@@ -36,7 +36,7 @@ fn exchanges(v: &VHost) -> Vec<ExchangeInfo> {
     out
 }
 
-fn bindings(v: &VHost) -> Vec<BindingInfo> {
+pub(super) fn bindings(v: &VHost) -> Vec<BindingInfo> {
     v.bindings()
         .into_iter()
         .map(|(source, b)| BindingInfo {
@@ -47,38 +47,42 @@ fn bindings(v: &VHost) -> Vec<BindingInfo> {
                 Destination::Queue(_) => "queue".into(),
                 Destination::Exchange(_) => "exchange".into(),
             },
+            properties_key: super::bindings::properties_key(&b.routing_key, &b.arguments),
             routing_key: b.routing_key,
             arguments: json::table(&b.arguments),
         })
         .collect()
 }
 
-async fn exchanges_all(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Vec<ExchangeInfo>> {
-    Ok(Json(
-        b.vhosts()
-            .iter()
-            .filter(|v| caller.may_see(&b, &v.name))
-            .flat_map(|v| exchanges(v))
-            .collect(),
-    ))
+async fn exchanges_all(State(b): State<Arc<Broker>>, caller: Caller, Query(q): Query<Params>) -> Paged {
+    let all: Vec<ExchangeInfo> = b
+        .vhosts()
+        .iter()
+        .filter(|v| caller.may_see(&b, &v.name))
+        .flat_map(|v| exchanges(v))
+        .collect();
+    super::paging::respond(all, &q)
 }
 
-async fn exchanges_in(State(b): State<Arc<Broker>>, Path(v): Path<String>) -> ApiResult<Vec<ExchangeInfo>> {
+async fn exchanges_in(State(b): State<Arc<Broker>>, Path(v): Path<String>, Query(q): Query<Params>) -> Paged {
     let v = vhost(&b, &v)?;
-    Ok(Json(exchanges(&v)))
+    super::paging::respond(exchanges(&v), &q)
 }
 
-async fn bindings_all(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Vec<BindingInfo>> {
-    Ok(Json(
-        b.vhosts()
-            .iter()
-            .filter(|v| caller.may_see(&b, &v.name))
-            .flat_map(|v| bindings(v))
-            .collect(),
-    ))
+async fn bindings_all(State(b): State<Arc<Broker>>, caller: Caller, Query(q): Query<Params>) -> Paged {
+    let all: Vec<BindingInfo> = b
+        .vhosts()
+        .iter()
+        .filter(|v| caller.may_see(&b, &v.name))
+        .flat_map(|v| bindings(v))
+        .collect();
+    super::paging::respond(all, &q)
 }
 
-async fn bindings_in(State(b): State<Arc<Broker>>, Path(v): Path<String>) -> ApiResult<Vec<BindingInfo>> {
+async fn bindings_in(State(b): State<Arc<Broker>>, Path(v): Path<String>, Query(q): Query<Params>) -> Paged {
     let v = vhost(&b, &v)?;
-    Ok(Json(bindings(&v)))
+    super::paging::respond(bindings(&v), &q)
 }
+
+type Params = std::collections::HashMap<String, String>;
+type Paged = Result<Json<serde_json::Value>, super::Error>;

@@ -14,18 +14,22 @@
 mod access;
 mod actions;
 mod audit;
+mod bindings;
 pub mod caller;
 mod connections;
-mod definitions;
+pub mod definitions;
 mod definitions_export;
 mod exchanges;
 mod filter;
+mod get;
 mod json;
 mod limits;
 mod metrics;
 pub mod moves;
+mod nodes;
 mod openapi;
 mod overview;
+mod paging;
 mod policies;
 mod queues;
 mod resources;
@@ -48,6 +52,7 @@ pub use definitions_export::RABBITMQ_FORMAT as RABBITMQ_VERSION;
 pub use overview::resources;
 
 /// An API error: status plus the JSON body.
+#[derive(Debug)]
 pub struct Error(StatusCode, ApiError);
 
 impl Error {
@@ -194,6 +199,9 @@ pub fn app(broker: Arc<Broker>) -> Router {
         .merge(overview::router())
         .merge(access::router())
         .merge(audit::router())
+        .merge(nodes::router())
+        .merge(bindings::router())
+        .merge(get::router())
         .merge(definitions::router())
         .merge(limits::router())
         .merge(queues::router())

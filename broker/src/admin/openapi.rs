@@ -103,9 +103,9 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Op> {
         op(
             "put",
             "/api/queues/{vhost}/{name}",
-            "Declare a queue",
+            "Declare a queue (201 with the queue when new, 204 when it existed, as RabbitMQ)",
             Some(schema::<QueueRequest>(g)),
-            ok(schema::<QueueInfo>(g)),
+            Answer::Json(&[201, 204], schema::<QueueInfo>(g)),
         ),
         op(
             "delete",
@@ -187,9 +187,9 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Op> {
         op(
             "put",
             "/api/exchanges/{vhost}/{name}",
-            "Declare an exchange",
+            "Declare an exchange (201 when new, 204 when it existed, as RabbitMQ)",
             Some(schema::<ExchangeRequest>(g)),
-            ok(schema::<Done>(g)),
+            Answer::Json(&[201, 204], schema::<Done>(g)),
         ),
         op(
             "delete",
@@ -380,10 +380,12 @@ pub fn build() -> Value {
         match &op.answer {
             Answer::Json(codes, s) => {
                 for code in *codes {
-                    responses.insert(
-                        code.to_string(),
-                        json!({"description": "OK", "content": {"application/json": {"schema": s}}}),
-                    );
+                    let answer = if *code == 204 {
+                        json!({"description": "No content (it existed already)"})
+                    } else {
+                        json!({"description": "OK", "content": {"application/json": {"schema": s}}})
+                    };
+                    responses.insert(code.to_string(), answer);
                 }
             }
             Answer::Text(kind) => {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use warren_shared::{Overview, QueueRates, Resources, Totals};
+use warren_shared::{rabbit, Overview, QueueRates, Resources, Totals};
 
 use super::caller::Caller;
 use super::{AdminState, ApiResult};
@@ -64,6 +64,62 @@ pub fn build(b: &Broker, caller: &Caller) -> Overview {
             }
         }
     }
+    let node = super::nodes::node_name();
+    let d = |r: &warren_shared::Rate| rabbit::Details { rate: r.last_10s };
+    let visible: Vec<_> = b.vhosts().into_iter().filter(|v| caller.may_see(b, &v.name)).collect();
+    let channels: u64 = b
+        .connection_entries()
+        .iter()
+        .map(|c| c.channels.lock().unwrap_or_else(|e| e.into_inner()).len() as u64)
+        .sum();
+    let listeners = b
+        .config
+        .listen
+        .iter()
+        .map(|a| ("amqp", a))
+        .chain(b.config.amqps_listen.iter().map(|a| ("amqp/ssl", a)))
+        .chain(b.config.admin_listen.iter().map(|a| ("http", a)))
+        .chain(b.config.admin_https_listen.iter().map(|a| ("https", a)))
+        .map(|(protocol, a)| rabbit::Listener {
+            node: node.clone(),
+            protocol: protocol.into(),
+            ip_address: a.ip().to_string(),
+            port: a.port(),
+        })
+        .collect();
+    let rabbitmq = rabbit::OverviewFields {
+        product_name: "Warren".into(),
+        product_version: env!("CARGO_PKG_VERSION").into(),
+        rabbitmq_version: super::definitions_export::RABBITMQ_FORMAT.into(),
+        management_version: super::definitions_export::RABBITMQ_FORMAT.into(),
+        cluster_name: node.clone(),
+        node,
+        queue_totals: rabbit::QueueTotals {
+            messages: t.messages_ready + t.messages_unacked,
+            messages_ready: t.messages_ready,
+            messages_unacknowledged: t.messages_unacked,
+        },
+        object_totals: rabbit::ObjectTotals {
+            connections: t.connections,
+            channels,
+            exchanges: visible.iter().map(|v| v.map_exchanges(|_| ()).len() as u64).sum(),
+            queues: t.queues,
+            consumers: t.consumers,
+        },
+        message_stats: rabbit::MessageStats {
+            publish: t.published,
+            publish_details: d(&rates.publish),
+            deliver_get: t.delivered,
+            deliver_get_details: d(&rates.deliver),
+            deliver: t.delivered,
+            deliver_details: d(&rates.deliver),
+            ack: t.acked,
+            ack_details: d(&rates.ack),
+            redeliver: t.redelivered,
+            redeliver_details: d(&rates.redeliver),
+        },
+        listeners,
+    };
     Overview {
         product: "Warren".into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -71,6 +127,7 @@ pub fn build(b: &Broker, caller: &Caller) -> Overview {
         totals: t,
         rates,
         resources: resources(b),
+        rabbitmq,
     }
 }
 

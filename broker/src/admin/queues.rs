@@ -2,12 +2,15 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine;
+use serde_json::Value;
 use warren_shared::{
-    LatencySummary, PeekRequest, PeekedMessage, PurgeResult, QueueCounters, QueueInfo, QueueRates, Rate,
+    rabbit, LatencySummary, PeekRequest, PeekedMessage, PurgeResult, QueueCounters, QueueInfo, QueueRates, Rate,
 };
 
 use super::caller::{audit, Caller};
@@ -70,6 +73,30 @@ pub fn info(q: &Queue, dead_letter_sources: Vec<String>) -> QueueInfo {
         dead_letter_exchange: q.limits().dead_letter_exchange.clone(),
         dead_letter_routing_key: q.limits().dead_letter_routing_key.clone(),
         dead_letter_sources,
+        rabbitmq: rabbit::QueueFields {
+            messages_unacknowledged: unacked,
+            message_stats: message_stats(s, &rates(q)),
+            state: "running".into(),
+            node: super::nodes::node_name(),
+        },
+    }
+}
+
+/// RabbitMQ's `message_stats` from a queue's counters and rates (the 10 s rate, as RabbitMQ's default sample).
+pub fn message_stats(s: &QueueStats, r: &QueueRates) -> rabbit::MessageStats {
+    let d = |rate: &Rate| rabbit::Details { rate: rate.last_10s };
+    let delivered = QueueStats::get(&s.delivered);
+    rabbit::MessageStats {
+        publish: QueueStats::get(&s.published),
+        publish_details: d(&r.publish),
+        deliver_get: delivered,
+        deliver_get_details: d(&r.deliver),
+        deliver: delivered,
+        deliver_details: d(&r.deliver),
+        ack: QueueStats::get(&s.acked),
+        ack_details: d(&r.ack),
+        redeliver: QueueStats::get(&s.redelivered),
+        redeliver_details: d(&r.redeliver),
     }
 }
 
@@ -142,17 +169,25 @@ pub fn all_infos(b: &Broker) -> Vec<QueueInfo> {
     sorted(b.vhosts().iter().flat_map(|v| vhost_infos(v)).collect())
 }
 
-async fn all(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Vec<QueueInfo>> {
+async fn all(
+    State(b): State<Arc<Broker>>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Error> {
     let mut all = all_infos(&b);
     if !caller.sees_all() {
         all.retain(|q| caller.may_see(&b, &q.vhost));
     }
-    Ok(Json(all))
+    super::paging::respond(all, &q)
 }
 
-async fn in_vhost(State(b): State<Arc<Broker>>, Path(v): Path<String>) -> ApiResult<Vec<QueueInfo>> {
+async fn in_vhost(
+    State(b): State<Arc<Broker>>,
+    Path(v): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Error> {
     let vh = vhost(&b, &v)?;
-    Ok(Json(sorted(vhost_infos(&vh))))
+    super::paging::respond(sorted(vhost_infos(&vh)), &q)
 }
 
 async fn one(State(b): State<Arc<Broker>>, Path((v, name)): Path<(String, String)>) -> ApiResult<QueueInfo> {

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::routing::{post, put};
 use axum::{Json, Router};
 use warren_shared::{
-    BindingRequest, Done, ExchangeRequest, PriorityRequest, PriorityResult, QueueDeleted, QueueInfo, QueueRequest,
+    BindingRequest, Done, ExchangeRequest, PriorityRequest, PriorityResult, QueueDeleted, QueueRequest,
 };
 
 use super::caller::{audit, Caller};
@@ -37,7 +37,7 @@ pub fn router() -> Router<AdminState> {
 /// The connection id the API acts as (no AMQP connection has it).
 pub(super) const API_CONNECTION: u64 = 0;
 
-fn amqp(e: AmqpError) -> Error {
+pub(super) fn amqp(e: AmqpError) -> Error {
     let status = match e.code {
         404 => StatusCode::NOT_FOUND,
         403 | 405 => StatusCode::FORBIDDEN,
@@ -76,14 +76,16 @@ async fn put_queue(
     caller: Caller,
     Path((v, name)): Path<(String, String)>,
     Body(body): Body<QueueRequest>,
-) -> ApiResult<QueueInfo> {
+) -> Result<axum::response::Response, Error> {
     let args = arguments(&body.arguments)?;
     caller.check(&b, &v, Perm::Configure, Kind::Queue, &name)?;
     if let Some(dlx) = crate::args::get_str(&args, "x-dead-letter-exchange") {
         caller.check(&b, &v, Perm::Read, Kind::Queue, &name)?;
         caller.check(&b, &v, Perm::Write, Kind::Exchange, dlx)?;
     }
-    let q = vhost(&b, &v)?
+    let vh = vhost(&b, &v)?;
+    let existed = vh.queue(&name).is_some();
+    let q = vh
         .declare_queue(&QueueDeclare {
             name: &name,
             passive: false,
@@ -94,7 +96,7 @@ async fn put_queue(
             connection_id: API_CONNECTION,
         })
         .map_err(amqp)?;
-    Ok(Json(super::queues::info(&q, Vec::new())))
+    Ok(created(existed, Json(super::queues::info(&q, Vec::new()))))
 }
 
 async fn delete_queue(
@@ -120,25 +122,36 @@ async fn put_exchange(
     caller: Caller,
     Path((v, name)): Path<(String, String)>,
     Body(body): Body<ExchangeRequest>,
-) -> ApiResult<Done> {
+) -> Result<axum::response::Response, Error> {
     let args = arguments(&body.arguments)?;
     caller.check(&b, &v, Perm::Configure, Kind::Exchange, &name)?;
     if let Some(ae) = crate::args::get_str(&args, "alternate-exchange") {
         caller.check(&b, &v, Perm::Read, Kind::Exchange, &name)?;
         caller.check(&b, &v, Perm::Write, Kind::Exchange, ae)?;
     }
-    vhost(&b, &v)?
-        .declare_exchange(&ExchangeDeclare {
-            name: &name,
-            kind: &body.kind,
-            passive: false,
-            durable: body.durable,
-            auto_delete: body.auto_delete,
-            internal: body.internal,
-            arguments: &args,
-        })
-        .map_err(amqp)?;
-    Ok(Json(Done { ok: true }))
+    let vh = vhost(&b, &v)?;
+    let existed = vh.has_exchange(&name);
+    vh.declare_exchange(&ExchangeDeclare {
+        name: &name,
+        kind: &body.kind,
+        passive: false,
+        durable: body.durable,
+        auto_delete: body.auto_delete,
+        internal: body.internal,
+        arguments: &args,
+    })
+    .map_err(amqp)?;
+    Ok(created(existed, Json(Done { ok: true })))
+}
+
+/// RabbitMQ's answers to a declaring PUT: 201 (with the body) for something new, 204 when it existed.
+fn created(existed: bool, body: impl axum::response::IntoResponse) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if existed {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (StatusCode::CREATED, body).into_response()
+    }
 }
 
 async fn delete_exchange(

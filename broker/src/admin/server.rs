@@ -11,7 +11,10 @@
 //! - a semaphore shared by every admin listener (`server::accept_loop`): at most `max_connections` sockets are
 //!   open; more wait in the kernel's listen backlog, holding no descriptor of ours.
 //!
-//! Invariant: every request served here carries `ConnectInfo<SocketAddr>` (the peer), which the loopback-only
+//! HTTPS listeners serve the same router: the TLS handshake runs in the connection's own task under
+//! `tls::HANDSHAKE_TIMEOUT` (never in the accept loop), then hyper serves the decrypted stream exactly as a plain one.
+//!
+//! Invariant: every request served here, over HTTP or HTTPS, carries `ConnectInfo<SocketAddr>` (the peer), which the loopback-only
 //! rule for users like `guest` reads. Long responses (the SSE stream) are not cut by the timeout: it applies only
 //! while a request is awaited. Shutdown: every connection finishes its response in flight and closes; streams end
 //! through `stream::Shutdown`; `serve` waits at most a grace period for them.
@@ -24,39 +27,48 @@ use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::broker::Broker;
+use crate::tls::{self, TlsListeners};
 
 /// How long shutdown waits for admin connections to finish the response they are writing.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Serves the admin API on every listener, at most `max_connections` connections at once in all, until `shutdown`
-/// is cancelled.
+/// Serves the admin API on every listener (HTTP) and every listener of `https`, at most `max_connections`
+/// connections at once in all, until `shutdown` is cancelled.
 pub async fn serve(
     listeners: Vec<TcpListener>,
+    https: Option<TlsListeners>,
     broker: Arc<Broker>,
     shutdown: CancellationToken,
     max_connections: usize,
 ) -> std::io::Result<()> {
     let idle = broker.config.admin_idle_timeout;
-    let addrs: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+    // HTTP and HTTPS listeners alike: either exposes the API.
+    let addrs: Vec<SocketAddr> = listeners
+        .iter()
+        .chain(https.iter().flat_map(|t| &t.listeners))
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
     if let Some(warning) = exposed_guest(&broker, &addrs) {
         tracing::warn!("{warning}");
     }
     let app = super::app(broker).layer(axum::Extension(super::stream::Shutdown(shutdown.clone())));
-    serve_router(listeners, app, idle, shutdown, max_connections, "admin API").await
+    serve_router(listeners, https, app, idle, shutdown, max_connections, "admin API").await
 }
 
-/// Serves `app` on every listener with this module's timeouts and cap (`idle`, `max_connections` in all), until
-/// `shutdown` is cancelled; `what` names the server in logs. The admin API and the Prometheus listener both run
-/// here.
+/// Serves `app` on every listener (HTTP) and every listener of `https` with this module's timeouts and cap (`idle`,
+/// `max_connections` in all), until `shutdown` is cancelled; `what` names the server in logs. The admin API and the
+/// Prometheus listener (HTTP only) both run here.
 pub async fn serve_router(
     listeners: Vec<TcpListener>,
+    https: Option<TlsListeners>,
     app: Router,
     idle: Duration,
     shutdown: CancellationToken,
@@ -74,6 +86,39 @@ pub async fn serve_router(
             shutdown.clone(),
             move |stream, peer, permit| {
                 connections.spawn(connection(stream, peer, app.clone(), idle, shutdown.clone(), permit));
+            },
+        ));
+    }
+    for (listener, tls) in https.into_iter().flat_map(|t| {
+        let tls = t.tls;
+        t.listeners.into_iter().map(move |l| (l, tls.clone()))
+    }) {
+        tracing::info!(addr = %listener.local_addr()?, max_connections, idle_timeout = ?idle, "{what} (HTTPS) ready");
+        let (app, shutdown, connections) = (app.clone(), shutdown.clone(), tracker.clone());
+        tracker.spawn(crate::server::accept_loop(
+            listener,
+            limit.clone(),
+            shutdown.clone(),
+            move |stream, peer, permit| {
+                let (app, shutdown, tls) = (app.clone(), shutdown.clone(), tls.clone());
+                connections.spawn(async move {
+                    let handshake = tls.admin_acceptor().accept(stream);
+                    let stream = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        r = tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, handshake) => match r {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "{what}: HTTPS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "{what}: HTTPS handshake timed out");
+                                return;
+                            }
+                        },
+                    };
+                    connection(stream, peer, app, idle, shutdown, permit).await
+                });
             },
         ));
     }
@@ -110,8 +155,8 @@ pub fn exposed_guest(broker: &Broker, addrs: &[SocketAddr]) -> Option<String> {
 
 /// Serves one connection until the client closes it, a timeout closes it, or shutdown; `_permit` is its place
 /// under the cap, given back when the socket closes.
-async fn connection(
-    stream: TcpStream,
+async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
     peer: SocketAddr,
     app: Router,
     idle: Duration,

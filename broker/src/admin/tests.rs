@@ -242,7 +242,7 @@ async fn a_huge_priority_step_saturates() {
         r#"{"arguments":{"x-max-priority":5}}"#,
     )
     .await;
-    assert_eq!(s, StatusCode::OK);
+    assert_eq!(s, StatusCode::CREATED);
     for (body, p) in [("low", 0), ("high", 200)] {
         let req = format!(r#"{{"routing_key":"jobs","payload":"{body}","priority":{p}}}"#);
         let (s, _) = call(&b, Method::POST, "/api/exchanges/%2F/amq.default/publish", g, &req).await;

@@ -7,6 +7,10 @@
 //! with as few syscalls as the socket allows. Reading pauses while the output buffer is above its high-water mark,
 //! which pushes back on a client that publishes faster than it reads.
 //!
+//! The stream is plain TCP or TLS (`super::stream`): the loop is the same, generic over the two halves. Over TLS,
+//! a client that presented a verified certificate is offered the EXTERNAL mechanism, which logs in as the
+//! certificate's CN.
+//!
 //! While a memory or disk alarm is on (`alarm.rs`), a connection that has published stops reading its socket and
 //! keeps writing: deliveries still go out, a publisher's queued frames wait in the kernel.
 //!
@@ -31,6 +35,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Interval};
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -39,6 +44,7 @@ use crate::amqp::access::ConnAccess;
 use crate::amqp::channel::{Channel, Ctx};
 use crate::amqp::codec::{cut_large_body, decode_step, encode_heartbeat, encode_method, Frame, Step, PROTOCOL_HEADER};
 use crate::amqp::error::{AmqpError, ACCESS_REFUSED, CHANNEL_ERROR, CONNECTION_FORCED, FRAME_ERROR, NOT_ALLOWED};
+use crate::amqp::stream::{ReadHalf, WriteHalf};
 use crate::amqp::unacked::{requeue_grouped, Pending};
 use crate::broker::Broker;
 use crate::counters::bump;
@@ -93,6 +99,8 @@ pub struct Connection {
     entry: Arc<crate::broker::ConnectionEntry>,
     id: u64,
     peer: SocketAddr,
+    /// The CN of the client certificate verified in the TLS handshake: EXTERNAL is offered and logs in as it.
+    peer_cn: Option<String>,
     broker: Arc<Broker>,
     state: State,
     frame_max: u32,
@@ -147,6 +155,30 @@ enum Event {
 /// Serves one accepted socket until it closes.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
+    let (rd, wr) = stream.into_split();
+    serve_halves(rd, wr, peer, None, broker, shutdown).await;
+}
+
+/// Serves one connection whose TLS handshake is done, until it closes.
+pub async fn serve_tls(
+    stream: TlsStream<TcpStream>,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) {
+    let peer_cn = crate::tls::peer_common_name(stream.get_ref().1);
+    let (rd, wr) = tokio::io::split(stream);
+    serve_halves(rd, wr, peer, peer_cn, broker, shutdown).await;
+}
+
+async fn serve_halves<R: ReadHalf, W: WriteHalf>(
+    rd: R,
+    wr: W,
+    peer: SocketAddr,
+    peer_cn: Option<String>,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) {
     let id = broker.next_connection_id();
     let sync_rx = broker.store.syncer.subscribe();
     let alarms = broker.alarms.subscribe();
@@ -166,6 +198,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
         entry,
         id,
         peer,
+        peer_cn,
         broker,
         state: State::AwaitStartOk,
         frame_max: PRE_TUNE_FRAME_MAX,
@@ -195,7 +228,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
         .connections
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     conn.broker.register_connection(conn.entry.clone());
-    if let Err(e) = conn.run(stream, shutdown).await {
+    if let Err(e) = conn.run(rd, wr, shutdown).await {
         debug!(connection = id, %peer, error = %e, "connection ended with an I/O error");
     }
     conn.cleanup();
@@ -209,7 +242,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
 /// After the close handshake: read and discard until the client closes its side, for at most `CLOSE_TIMEOUT`.
 /// Hanging up with unread input makes the kernel answer with a reset, and a client still writing (publishes queued
 /// behind its connection.close) then gets EPIPE or ECONNRESET instead of its close-ok, as RabbitMQ avoids.
-async fn linger(rd: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut BytesMut, shutdown: &CancellationToken) {
+async fn linger(rd: &mut impl ReadHalf, buf: &mut BytesMut, shutdown: &CancellationToken) {
     let deadline = Instant::now() + CLOSE_TIMEOUT;
     loop {
         buf.clear();
@@ -235,9 +268,24 @@ async fn tick(hb: &mut Option<Interval>) {
     }
 }
 
+/// Writes some of `out`, or, when it is empty, flushes what the writer buffered (only TLS does: `stream`).
+async fn write_or_flush<W: WriteHalf>(wr: &mut W, out: &[u8]) -> std::io::Result<usize> {
+    if out.is_empty() {
+        wr.flush().await?;
+        return Ok(0);
+    }
+    wr.write(out).await
+}
+
 impl Connection {
-    async fn run(&mut self, stream: TcpStream, shutdown: CancellationToken) -> std::io::Result<()> {
-        let (mut rd, mut wr) = stream.into_split();
+    async fn run<R: ReadHalf, W: WriteHalf>(
+        &mut self,
+        mut rd: R,
+        mut wr: W,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        // Bytes the writer holds that a flush must push out (never for plain TCP, see `stream`).
+        let mut unflushed = false;
         let mut inbuf = BytesMut::with_capacity(64 * 1024);
 
         // Protocol header.
@@ -333,7 +381,7 @@ impl Connection {
                 biased;
                 _ = shutdown.cancelled(), if !matches!(self.state, State::Closing | State::Done) => Event::Shutdown,
                 _ = closed_by_operator.cancelled(), if self.state == State::Open => Event::ClosedByOperator,
-                r = wr.write(&self.out), if !self.out.is_empty() => Event::Wrote(r),
+                r = write_or_flush(&mut wr, &self.out), if !self.out.is_empty() || unflushed => Event::Wrote(r),
                 r = rd.read_buf(&mut inbuf), if can_read => Event::Read(r),
                 _ = outbox.notified(), if can_take_more && self.state == State::Open => Event::Outbox,
                 _ = sync_rx.changed(), if awaits_sync => Event::Synced,
@@ -355,6 +403,8 @@ impl Connection {
                 Event::Read(Ok(_)) => self.last_read = Instant::now(),
                 Event::Read(Err(e)) => return Err(e),
                 Event::Wrote(Ok(n)) => {
+                    // n == 0 with nothing to write: the flush is done.
+                    unflushed = W::BUFFERS && n > 0;
                     self.out.advance(n);
                     self.wrote_since_tick = true;
                 }
@@ -589,11 +639,7 @@ impl Connection {
         match (self.state, method) {
             (State::AwaitStartOk, C::StartOk(s)) => {
                 self.read_client_caps(&s.client_properties);
-                match self
-                    .broker
-                    .access
-                    .login(s.mechanism.as_str(), s.response.as_bytes(), self.peer.ip())
-                {
+                match self.login(s.mechanism.as_str(), s.response.as_bytes()) {
                     Ok(user) => self.user = user.name,
                     Err(e) => {
                         warn!(connection = self.id, peer = %self.peer, error = %e, "login refused");
@@ -710,6 +756,19 @@ impl Connection {
         }
     }
 
+    /// Checks connection.start-ok's mechanism and response. EXTERNAL logs in as the verified client certificate's
+    /// CN (the response is ignored, as RabbitMQ's rabbitmq_auth_mechanism_ssl does); it is unknown without one.
+    fn login(
+        &self,
+        mechanism: &str,
+        response: &[u8],
+    ) -> Result<crate::store::access_defs::UserDef, crate::auth::AuthError> {
+        match (mechanism, &self.peer_cn) {
+            ("EXTERNAL", Some(cn)) => self.broker.access.login_external(cn, self.peer.ip()),
+            _ => self.broker.access.login(mechanism, response, self.peer.ip()),
+        }
+    }
+
     /// connection.open's checks beyond the vhost's existence: the user needs permissions on the vhost, and the
     /// vhost's and the user's connection limits must allow one more (RabbitMQ's 530 texts).
     fn open_access(&self, vhost: &str) -> Result<ConnAccess, AmqpError> {
@@ -799,7 +858,11 @@ impl Connection {
                 version_major: 0,
                 version_minor: 9,
                 server_properties: props,
-                mechanisms: "PLAIN AMQPLAIN".into(),
+                mechanisms: if self.peer_cn.is_some() {
+                    "PLAIN AMQPLAIN EXTERNAL".into()
+                } else {
+                    "PLAIN AMQPLAIN".into()
+                },
                 locales: "en_US".into(),
             })),
         );

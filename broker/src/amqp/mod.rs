@@ -10,4 +10,5 @@ pub mod declare;
 pub mod error;
 pub mod nesting;
 pub mod properties;
+pub mod stream;
 pub mod unacked;

@@ -297,6 +297,31 @@ impl Access {
         };
         self.authenticate(mechanism, &user, &pass, peer)
     }
+
+    /// The EXTERNAL mechanism: `cn` is the subject CN of a client certificate that the TLS handshake verified
+    /// against the configured CA. The user must exist (no password is checked), and the loopback-only rule
+    /// applies as for every login; a refusal is audited as a failed login.
+    pub fn login_external(&self, cn: &str, peer: IpAddr) -> Result<UserDef, AuthError> {
+        let refused = |why: &str| {
+            self.journal.record(crate::audit::Event {
+                user: cn,
+                peer: Some(peer),
+                action: "login_failed",
+                object: "EXTERNAL",
+                result: why,
+                ..Default::default()
+            })
+        };
+        let Some(found) = self.user(cn) else {
+            refused("no user named by the client certificate's CN");
+            return Err(AuthError::Refused("EXTERNAL".into()));
+        };
+        if self.is_loopback_only(cn) && !is_loopback(peer) {
+            refused("the user may only connect via localhost");
+            return Err(AuthError::LoopbackOnly(cn.into()));
+        }
+        Ok(found)
+    }
 }
 
 /// Every (vhost, user) grant, compiled. A stored expression that no longer compiles (it was checked when set)
@@ -359,6 +384,22 @@ mod tests {
 
     fn access() -> Access {
         Access::new(AccessModel::default(), &Config::default(), &[], None, Arc::default()).expect("access")
+    }
+
+    #[test]
+    fn external_needs_an_existing_user_and_keeps_the_loopback_rule() {
+        let users = access();
+        let lo: IpAddr = [127, 0, 0, 1].into();
+        let name = |r: Result<UserDef, AuthError>| r.map(|u| u.name);
+        assert_eq!(name(users.login_external("guest", lo)), Ok("guest".into()));
+        assert_eq!(
+            name(users.login_external("nobody", lo)),
+            Err(AuthError::Refused("EXTERNAL".into()))
+        );
+        assert_eq!(
+            name(users.login_external("guest", [10, 0, 0, 1].into())),
+            Err(AuthError::LoopbackOnly("guest".into()))
+        );
     }
 
     #[test]

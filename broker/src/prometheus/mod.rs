@@ -70,6 +70,7 @@ pub async fn serve(
     let idle = broker.config.admin_idle_timeout;
     crate::admin::server::serve_router(
         listeners,
+        None,
         app(broker),
         idle,
         shutdown,

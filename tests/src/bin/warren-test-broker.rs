@@ -4,7 +4,18 @@
 use clap::Parser;
 use warren_broker::config::{Cli, Config};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Errors are printed on one line with their message (as `warren-broker`'s color-eyre report starts), not Debug.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let cli = Cli::parse();
     if let Some(warren_broker::config::Command::HashPassword) = cli.command {
         println!("{}", warren_broker::auth::password::hash_line(std::io::stdin().lock())?);

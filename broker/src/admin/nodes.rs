@@ -1,0 +1,163 @@
+//! RabbitMQ's node and health endpoints, for the tools that read them: `GET /api/nodes`, `/api/nodes/{name}`
+//! (memory, file descriptors, disk free, alarms, uptime), `/api/aliveness-test/{vhost}`, and
+//! `/api/health/checks/{alarms,local-alarms,port-listener/{port},virtual-hosts}`. Warren is one node, named
+//! `warren@HOSTNAME`; the health checks answer 200 `{"status":"ok"}` or 503 `{"status":"failed","reason":...}`, as
+//! RabbitMQ's do.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::{AdminState, Error};
+use crate::broker::Broker;
+
+pub fn router() -> Router<AdminState> {
+    Router::new()
+        .route("/api/nodes", get(nodes))
+        .route("/api/nodes/{name}", get(node))
+        .route("/api/aliveness-test/{vhost}", get(aliveness))
+        .route("/api/health/checks/alarms", get(alarms))
+        .route("/api/health/checks/local-alarms", get(alarms))
+        .route("/api/health/checks/port-listener/{port}", get(port_listener))
+        .route("/api/health/checks/virtual-hosts", get(virtual_hosts))
+}
+
+/// This node's name, as RabbitMQ names nodes (`rabbit@host`): `warren@HOSTNAME`.
+pub fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    format!("warren@{}", if host.is_empty() { "localhost" } else { host })
+}
+
+fn open_files() -> (u64, u64) {
+    let used = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as u64)
+        .unwrap_or(0);
+    let limit = rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .map(|(soft, _)| soft)
+        .unwrap_or(0);
+    (used, limit)
+}
+
+fn node_json(b: &Broker) -> Value {
+    let r = super::overview::resources(b);
+    let (fd_used, fd_total) = open_files();
+    json!({
+        "name": node_name(),
+        "type": "disc",
+        "running": true,
+        "mem_used": r.memory_used,
+        "mem_limit": r.memory_limit,
+        "mem_alarm": r.memory_alarm,
+        "disk_free": r.disk_free,
+        "disk_free_limit": r.disk_free_limit,
+        "disk_free_alarm": r.disk_alarm,
+        "fd_used": fd_used,
+        "fd_total": fd_total,
+        "sockets_used": b.connections.load(std::sync::atomic::Ordering::Relaxed),
+        "sockets_total": b.config.max_connections,
+        "proc_used": 0,
+        "proc_total": 0,
+        "uptime": b.started.elapsed().as_millis() as u64,
+        "processors": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "os_pid": std::process::id().to_string(),
+        "partitions": [],
+        "applications": [],
+    })
+}
+
+async fn nodes(State(b): State<Arc<Broker>>) -> Json<Value> {
+    Json(json!([node_json(&b)]))
+}
+
+async fn node(State(b): State<Arc<Broker>>, Path(name): Path<String>) -> Result<Json<Value>, Error> {
+    if name != node_name() {
+        return Err(Error::not_found(format!(
+            "no node '{name}' (this one is '{}')",
+            node_name()
+        )));
+    }
+    Ok(Json(node_json(&b)))
+}
+
+fn ok() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+fn failed(reason: String) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": "failed", "reason": reason})),
+    )
+        .into_response()
+}
+
+/// RabbitMQ's aliveness test declares a queue, publishes and gets a message; Warren checks that the vhost is
+/// served and the store accepts writes (no disk alarm).
+async fn aliveness(State(b): State<Arc<Broker>>, Path(vhost): Path<String>) -> Response {
+    if b.vhost(&vhost).is_none() {
+        return Error::not_found(format!("no vhost '{vhost}'")).into_response();
+    }
+    if b.alarms.state().disk {
+        return failed("the disk alarm is on: publishers are blocked".into());
+    }
+    ok()
+}
+
+async fn alarms(State(b): State<Arc<Broker>>) -> Response {
+    let s = b.alarms.state();
+    let mut on = Vec::new();
+    if s.memory {
+        on.push("memory");
+    }
+    if s.disk {
+        on.push("disk");
+    }
+    if on.is_empty() {
+        ok()
+    } else {
+        failed(format!(
+            "resource alarms in effect on {}: {}",
+            node_name(),
+            on.join(", ")
+        ))
+    }
+}
+
+async fn port_listener(State(b): State<Arc<Broker>>, Path(port): Path<String>) -> Response {
+    let Ok(port) = port.parse::<u16>() else {
+        return Error::bad_request(format!("'{port}' is not a port")).into_response();
+    };
+    let c = &b.config;
+    let all = c
+        .listen
+        .iter()
+        .chain(&c.admin_listen)
+        .chain(&c.amqps_listen)
+        .chain(&c.admin_https_listen);
+    if all.into_iter().any(|a| a.port() == port) {
+        ok()
+    } else {
+        failed(format!("no listener on port {port}"))
+    }
+}
+
+async fn virtual_hosts(State(b): State<Arc<Broker>>) -> Response {
+    let missing: Vec<String> = b
+        .access
+        .vhosts()
+        .into_iter()
+        .filter(|v| b.vhost(&v.name).is_none())
+        .map(|v| v.name)
+        .collect();
+    if missing.is_empty() {
+        ok()
+    } else {
+        failed(format!("vhosts not running: {}", missing.join(", ")))
+    }
+}
