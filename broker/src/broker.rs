@@ -14,6 +14,7 @@ use std::time::Instant;
 use crate::auth::{Access, AccessError};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::counters::{ChannelCounters, ChannelTotals, Churn};
 use crate::outbox::Outbox;
 use crate::store::definitions::Definitions;
 use crate::store::definitions_log::DefinitionsLog;
@@ -35,6 +36,8 @@ pub struct ConnectionEntry {
     pub close_reason: Mutex<String>,
     /// What the client says of itself in connection.start-ok: `connection_name`, and `product` with `version`.
     pub client: Mutex<ClientInfo>,
+    /// What this connection's channels did; written by the connection's task only (see `counters`).
+    pub counters: Arc<ChannelCounters>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -70,8 +73,11 @@ pub struct Broker {
     reply_to: Mutex<HashMap<String, ReplyTarget>>,
     /// The memory and disk alarms that block publishers (sampled by `alarm::monitor`, started with the server).
     pub alarms: Arc<crate::alarm::Alarms>,
-    /// Live connections, for the admin API.
-    registry: Mutex<HashMap<u64, Arc<ConnectionEntry>>>,
+    /// Live connections, for the admin API, and what closed connections' channels did (folded in as each one is
+    /// unregistered, under the same lock, so that totals never go backwards).
+    registry: Mutex<Registry>,
+    /// Connection and queue churn (shared with every vhost for its queue counts).
+    pub churn: Arc<Churn>,
     pub started: Instant,
     /// The one clock every queue, exchange and connection of this broker reads (see `clock`).
     pub clock: Clock,
@@ -79,12 +85,27 @@ pub struct Broker {
     pub timer: Timer,
 }
 
+/// The live connections and the channel counters of those gone.
+#[derive(Default)]
+struct Registry {
+    live: HashMap<u64, Arc<ConnectionEntry>>,
+    closed: ChannelTotals,
+}
+
 /// A vhost object for `name`, with the config file's policies for it.
-fn build_vhost(name: &str, durability: &Durability, clock: &Clock, timer: &Timer, config: &Config) -> Arc<VHost> {
+fn build_vhost(
+    name: &str,
+    durability: &Durability,
+    clock: &Clock,
+    timer: &Timer,
+    config: &Config,
+    churn: &Arc<Churn>,
+) -> Arc<VHost> {
     let policies: Vec<_> = config.policies.iter().filter(|p| p.vhost == name).cloned().collect();
     Arc::new_cyclic(|me| {
         VHost::with_durability(name, Some(durability.clone()), clock.clone(), timer.clone(), me.clone())
             .with_policies(policies)
+            .with_churn(churn.clone())
     })
 }
 
@@ -160,8 +181,9 @@ impl Broker {
         // starts with the server.
         let timer = Timer::new(clock.clone());
         let mut vhosts = HashMap::new();
+        let churn = Arc::new(Churn::default());
         for def in access.vhosts() {
-            let vhost = build_vhost(&def.name, &durability, &clock, &timer, &config);
+            let vhost = build_vhost(&def.name, &durability, &clock, &timer, &config, &churn);
             if let Some(defs) = saved.vhosts.get(&def.name) {
                 vhost.restore(defs).map_err(|source| StoreError::Definitions {
                     path: store.root.clone(),
@@ -215,7 +237,8 @@ impl Broker {
             connections: AtomicU64::new(0),
             returned: AtomicU64::new(0),
             reply_to: Mutex::new(HashMap::new()),
-            registry: Mutex::new(HashMap::new()),
+            registry: Mutex::new(Registry::default()),
+            churn,
             started,
             clock,
             timer,
@@ -258,7 +281,14 @@ impl Broker {
         if map.contains_key(&name) {
             return Ok(false);
         }
-        let vhost = build_vhost(&name, &self.durability, &self.clock, &self.timer, &self.config);
+        let vhost = build_vhost(
+            &name,
+            &self.durability,
+            &self.clock,
+            &self.timer,
+            &self.config,
+            &self.churn,
+        );
         map.insert(name, vhost);
         Ok(true)
     }
@@ -303,14 +333,24 @@ impl Broker {
     }
 
     pub fn register_connection(&self, entry: Arc<ConnectionEntry>) {
+        Churn::inc(&self.churn.connections_opened);
         self.registry
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .live
             .insert(entry.id, entry);
     }
 
+    /// Forgets a closed connection, keeping what its channels did in the totals ([`Broker::channel_totals`]).
     pub fn unregister_connection(&self, id: u64) {
-        self.registry.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        let mut r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = r.live.remove(&id) {
+            let mut gone = entry.counters.snapshot();
+            // A closed connection has nothing unconfirmed.
+            gone.unconfirmed = 0;
+            r.closed += gone;
+            Churn::inc(&self.churn.connections_closed);
+        }
     }
 
     pub fn connection_entries(&self) -> Vec<Arc<ConnectionEntry>> {
@@ -318,11 +358,24 @@ impl Broker {
             .registry
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .live
             .values()
             .cloned()
             .collect();
         v.sort_by_key(|c| c.id);
         v
+    }
+
+    /// What every channel since the start did (closed connections included), and the channels open now.
+    pub fn channel_totals(&self) -> (ChannelTotals, u64) {
+        let r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut total = r.closed;
+        let mut open = 0;
+        for c in r.live.values() {
+            total += c.counters.snapshot();
+            open += c.channels.lock().unwrap_or_else(|e| e.into_inner()).len() as u64;
+        }
+        (total, open)
     }
 
     pub fn register_reply_to(&self, key: String, target: ReplyTarget) {

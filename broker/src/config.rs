@@ -3,13 +3,16 @@
 //! Precedence, highest first: flag, environment variable, config file, built-in default. The flag names
 //! (`--listen`, `--data-dir`, `--config`, `--log`) are a stable interface that scripts and operators depend on.
 //!
-//! Listeners: `listen`, `admin_listen`, `amqps_listen` and `admin_https_listen` may each be given several times
-//! (`--listen A --listen B`), as a comma-separated list in its environment variable, or as a string or a list in
-//! the file; a list from a higher-precedence source replaces a lower one rather than adding to it. `none` (as
-//! RabbitMQ's `listeners.tcp = none`) turns plain AMQP or the plain admin API off.
+//! Listeners: `listen`, `admin_listen`, `amqps_listen`, `admin_https_listen` and `prometheus_listen` may each be
+//! given several times (`--listen A --listen B`), as a comma-separated list in its environment variable, or as a
+//! string or a list in the file; a list from a higher-precedence source replaces a lower one rather than adding to
+//! it. `none` (as RabbitMQ's `listeners.tcp = none`) turns plain AMQP, the plain admin API or the Prometheus
+//! listener off; the Prometheus listener also takes an empty value (`--prometheus-listen ''`,
+//! `WARREN_PROMETHEUS_LISTEN=`, `prometheus_listen = ""` or `[]`), its first spelling for off.
 //!
 //! Invariants: the broker has at least one AMQP listener (plain or TLS) and at least one admin listener (HTTP or
-//! HTTPS); TLS listeners exist only with a TLS configuration (`tls`), and `amqps_listen` defaults to
+//! HTTPS), while `prometheus_listen` may be empty (no Prometheus listener); `none` or an empty value is never given
+//! beside addresses; TLS listeners exist only with a TLS configuration (`tls`), and `amqps_listen` defaults to
 //! 127.0.0.1:5671 when a certificate is given; `tls_fail_if_no_peer_cert` needs `tls_verify_peer`, which needs
 //! `tls_ca`.
 
@@ -27,6 +30,8 @@ use crate::store::FsyncMode;
 use crate::tls::TlsConfig;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5672";
+/// RabbitMQ's `rabbitmq_prometheus` port.
+pub const DEFAULT_PROMETHEUS_LISTEN: &str = "127.0.0.1:15692";
 /// The AMQPS listener when a certificate is given and no `--amqps-listen` (RabbitMQ's port).
 pub const DEFAULT_AMQPS_LISTEN: &str = "127.0.0.1:5671";
 
@@ -47,6 +52,15 @@ impl FromStr for ListenAddr {
             .parse()
             .map(ListenAddr::Addr)
             .map_err(|e| format!("'{s}' is not an address like 127.0.0.1:5672 or none: {e}"))
+    }
+}
+
+/// One `--prometheus-listen` value: as a `ListenAddr`, where an empty value is `none` too.
+fn parse_prometheus_listen(s: &str) -> Result<ListenAddr, String> {
+    if s.trim().is_empty() {
+        Ok(ListenAddr::None)
+    } else {
+        s.parse()
     }
 }
 
@@ -83,6 +97,16 @@ pub struct Cli {
     /// Admin HTTP API listen address; repeatable like --listen; `none` turns plain HTTP off [default: 127.0.0.1:15672]
     #[arg(long, env = "WARREN_ADMIN_LISTEN", value_name = "ADDR|none", value_delimiter = ',')]
     pub admin_listen: Vec<ListenAddr>,
+    /// Prometheus metrics listen address (GET /metrics, /metrics/per-object); repeatable like --listen; `none` or
+    /// an empty value turns it off [default: 127.0.0.1:15692]
+    #[arg(
+        long,
+        env = "WARREN_PROMETHEUS_LISTEN",
+        value_name = "ADDR|none",
+        value_delimiter = ',',
+        value_parser = parse_prometheus_listen
+    )]
+    pub prometheus_listen: Vec<ListenAddr>,
     /// AMQPS (AMQP over TLS) listen address; repeatable like --listen [default: 127.0.0.1:5671 when --tls-cert is
     /// given, none otherwise]
     #[arg(long, env = "WARREN_AMQPS_LISTEN", value_name = "ADDR", value_delimiter = ',')]
@@ -119,6 +143,16 @@ pub struct Cli {
         default_missing_value = "true"
     )]
     pub tls_fail_if_no_peer_cert: Option<bool>,
+    /// Require HTTP basic auth (a user with a management tag) on the Prometheus listener, which RabbitMQ's plugin
+    /// does not by default [default: false]
+    #[arg(
+        long,
+        env = "WARREN_PROMETHEUS_AUTH",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub prometheus_auth: Option<bool>,
     /// Most AMQP connections served at once; more wait in the listen backlog [default: 10000]
     #[arg(long, env = "WARREN_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
@@ -212,7 +246,8 @@ fn default_vhost() -> String {
     "/".to_string()
 }
 
-/// Listen addresses in the config file: one (`listen = "127.0.0.1:5672"`, as before), several, or `"none"`.
+/// Listen addresses in the config file: one (`listen = "127.0.0.1:5672"`, as before), several, or `"none"`
+/// (and for `prometheus_listen` also `""`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Addrs {
@@ -222,11 +257,12 @@ pub enum Addrs {
 }
 
 impl Addrs {
-    fn into_vec(self, what: &'static str) -> Result<Vec<SocketAddr>, ConfigError> {
+    fn into_vec(self, what: &'static str, empty_is_none: bool) -> Result<Vec<SocketAddr>, ConfigError> {
         match self {
             Addrs::One(a) => Ok(vec![a]),
             Addrs::Many(v) => Ok(v),
             Addrs::Word(w) if w.trim().eq_ignore_ascii_case("none") => Ok(Vec::new()),
+            Addrs::Word(w) if empty_is_none && w.trim().is_empty() => Ok(Vec::new()),
             Addrs::Word(w) => Err(ConfigError::BadAddress(what, w)),
         }
     }
@@ -245,6 +281,9 @@ pub struct FileConfig {
     pub tls_ca: Option<PathBuf>,
     pub tls_verify_peer: Option<bool>,
     pub tls_fail_if_no_peer_cert: Option<bool>,
+    /// `"none"`, `""` or `[]` for no Prometheus listener.
+    pub prometheus_listen: Option<Addrs>,
+    pub prometheus_auth: Option<bool>,
     pub max_connections: Option<usize>,
     pub admin_max_connections: Option<usize>,
     /// Seconds.
@@ -287,6 +326,10 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// The admin HTTP API's listeners (empty only when `admin_https_listen` is not).
     pub admin_listen: Vec<SocketAddr>,
+    /// The Prometheus listeners (`/metrics`, `/metrics/per-object`); empty: none.
+    pub prometheus_listen: Vec<SocketAddr>,
+    /// Whether the Prometheus listener asks for HTTP basic auth (off, as in RabbitMQ's plugin).
+    pub prometheus_auth: bool,
     /// AMQPS listeners (only with `tls`).
     pub amqps_listen: Vec<SocketAddr>,
     /// The admin API's HTTPS listeners (only with `tls`).
@@ -360,6 +403,8 @@ impl Default for Config {
         Config {
             listen: vec![([127, 0, 0, 1], 5672).into()],
             admin_listen: vec![([127, 0, 0, 1], 15672).into()],
+            prometheus_listen: vec![([127, 0, 0, 1], 15692).into()],
+            prometheus_auth: false,
             amqps_listen: Vec::new(),
             admin_https_listen: Vec::new(),
             tls: None,
@@ -398,14 +443,23 @@ impl Config {
         let mut c = Config::default();
         c.listen = match (cli.listen, file.listen) {
             (flag, _) if !flag.is_empty() => listen_addrs("listen", flag)?,
-            (_, Some(file)) => file.into_vec("listen")?,
+            (_, Some(file)) => file.into_vec("listen", false)?,
             (_, None) => vec![DEFAULT_LISTEN.parse()?],
         };
         c.admin_listen = match (cli.admin_listen, file.admin_listen) {
             (flag, _) if !flag.is_empty() => listen_addrs("admin_listen", flag)?,
-            (_, Some(file)) => file.into_vec("admin_listen")?,
+            (_, Some(file)) => file.into_vec("admin_listen", false)?,
             (_, None) => c.admin_listen,
         };
+        c.prometheus_listen = match (cli.prometheus_listen, file.prometheus_listen) {
+            (flag, _) if !flag.is_empty() => listen_addrs("prometheus_listen", flag)?,
+            (_, Some(file)) => file.into_vec("prometheus_listen", true)?,
+            (_, None) => c.prometheus_listen,
+        };
+        c.prometheus_auth = cli
+            .prometheus_auth
+            .or(file.prometheus_auth)
+            .unwrap_or(c.prometheus_auth);
         c.tls = Self::tls(
             cli.tls_cert.or(file.tls_cert),
             cli.tls_key.or(file.tls_key),
@@ -436,13 +490,13 @@ impl Config {
         .transpose()?;
         c.amqps_listen = match (cli.amqps_listen, file.amqps_listen) {
             (flag, _) if !flag.is_empty() => flag,
-            (_, Some(file)) => file.into_vec("amqps_listen")?,
+            (_, Some(file)) => file.into_vec("amqps_listen", false)?,
             (_, None) if c.tls.is_some() => vec![DEFAULT_AMQPS_LISTEN.parse()?],
             (_, None) => Vec::new(),
         };
         c.admin_https_listen = match (cli.admin_https_listen, file.admin_https_listen) {
             (flag, _) if !flag.is_empty() => flag,
-            (_, Some(file)) => file.into_vec("admin_https_listen")?,
+            (_, Some(file)) => file.into_vec("admin_https_listen", false)?,
             (_, None) => Vec::new(),
         };
         if c.tls.is_none() && !(c.amqps_listen.is_empty() && c.admin_https_listen.is_empty()) {
@@ -633,6 +687,68 @@ mod tests {
         })
         .expect_err("an empty list");
         assert!(err.to_string().contains("at least one address"), "{err}");
+    }
+
+    /// The Prometheus listener: on by default, several addresses, off with an empty value or `none` from any source.
+    #[test]
+    fn prometheus_listen_may_be_turned_off() {
+        let addrs = |v: &[&str]| -> Vec<SocketAddr> { v.iter().map(|a| a.parse().expect("addr")).collect() };
+        let c = Config::load(Cli::default()).expect("load");
+        assert_eq!(c.prometheus_listen, addrs(&[DEFAULT_PROMETHEUS_LISTEN]));
+        assert!(!c.prometheus_auth);
+        let cli = Cli::try_parse_from([
+            "warren-broker",
+            "--prometheus-listen",
+            "127.0.0.1:1,[::1]:1",
+            "--prometheus-auth",
+        ])
+        .expect("flags");
+        let c = Config::load(cli).expect("load");
+        assert_eq!(c.prometheus_listen, addrs(&["127.0.0.1:1", "[::1]:1"]));
+        assert!(c.prometheus_auth);
+        // What clap does with WARREN_PROMETHEUS_LISTEN= (an empty value).
+        for off in ["", "none", "NONE"] {
+            let cli = Cli::try_parse_from(["warren-broker", "--prometheus-listen", off]).expect("off");
+            assert!(Config::load(cli).expect("load").prometheus_listen.is_empty(), "{off:?}");
+        }
+        let cli = Cli::try_parse_from(["warren-broker", "--prometheus-listen", "none,127.0.0.1:1"]).expect("flags");
+        let err = Config::load(cli).expect_err("none beside an address");
+        assert!(err.to_string().contains("'none' cannot be given with addresses"), "{err}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("warren.toml");
+        for (text, want) in [
+            ("prometheus_listen = \"\"\n", vec![]),
+            ("prometheus_listen = \"none\"\n", vec![]),
+            ("prometheus_listen = []\n", vec![]),
+            (
+                "prometheus_listen = \"127.0.0.1:9\"\nprometheus_auth = true\n",
+                addrs(&["127.0.0.1:9"]),
+            ),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let c = Config::load(Cli {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+            .expect("load");
+            assert_eq!(c.prometheus_listen, want, "{text}");
+        }
+        assert!(
+            Config::load(Cli {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+            .expect("load")
+            .prometheus_auth
+        );
+        std::fs::write(&path, "admin_listen = \"\"\n").expect("write");
+        let err = Config::load(Cli {
+            config: Some(path),
+            ..Default::default()
+        })
+        .expect_err("only the Prometheus listener takes an empty value for none");
+        assert!(err.to_string().contains("'' is not an address"), "{err}");
     }
 
     /// Issue 12: the TLS settings from flags, the file and their precedence; `none` turns plain listeners off.

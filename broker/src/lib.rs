@@ -12,9 +12,11 @@ pub mod auth;
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod counters;
 pub mod message;
 pub mod outbox;
 pub mod policy;
+pub mod prometheus;
 pub mod queue;
 pub mod routing;
 pub mod server;
@@ -54,6 +56,8 @@ pub struct Listeners {
     pub admin: Vec<TcpListener>,
     /// The admin API over HTTPS.
     pub admin_https: Vec<TcpListener>,
+    /// Prometheus metrics (plain HTTP, as RabbitMQ's plugin by default).
+    pub prometheus: Vec<TcpListener>,
 }
 
 /// Opens the data directory, recovers, and serves AMQP on an already-bound listener until `shutdown` is cancelled.
@@ -63,9 +67,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
 }
 
 /// Runs the broker as the binary does: reads the TLS files, builds the runtime `config.threads` asks for, opens and
-/// recovers the data directory, listens on every `config.listen`, `config.amqps_listen`, `config.admin_listen` and
-/// `config.admin_https_listen` address, and serves until SIGINT or SIGTERM (SIGHUP reloads the TLS files). Blocks
-/// until shut down.
+/// recovers the data directory, listens on every `config.listen`, `config.amqps_listen`, `config.admin_listen`,
+/// `config.admin_https_listen` and `config.prometheus_listen` address, and serves until SIGINT or SIGTERM (SIGHUP
+/// reloads the TLS files). Blocks until shut down.
 pub fn launch(config: Config) -> Result<(), RunError> {
     // Bad certificate or key files stop the broker before it touches its data directory.
     let tls = config.tls.as_ref().map(tls::Tls::load).transpose()?.map(Arc::new);
@@ -90,6 +94,7 @@ pub fn launch(config: Config) -> Result<(), RunError> {
             amqps: bind_all(&c.amqps_listen, "AMQPS (is another broker running?)").await?,
             admin: bind_all(&c.admin_listen, "the admin API").await?,
             admin_https: bind_all(&c.admin_https_listen, "the admin API over HTTPS").await?,
+            prometheus: bind_all(&c.prometheus_listen, "Prometheus metrics").await?,
         };
         tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %broker.config.data_dir.display(), "starting Warren");
         let shutdown = CancellationToken::new();
@@ -175,18 +180,21 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancell
     Ok(server::run(vec![listener], None, broker, shutdown, caps.amqp).await?)
 }
 
-/// Serves AMQP on every listener in `amqp` and the admin API on every listener in `admin` (none: no admin API),
-/// until `shutdown` is cancelled. Both servers' connection caps come from the open-file limit
-/// ([`server::ConnectionCaps`]).
+/// Serves AMQP on every listener in `amqp`, the admin API on every listener in `admin` (none: no admin API) and
+/// Prometheus metrics on every listener in `prometheus` (none: no metrics listener), until `shutdown` is cancelled.
+/// The servers' connection caps come from the open-file limit ([`server::ConnectionCaps`]); the Prometheus
+/// listener's few connections come out of the admin API's share.
 pub async fn serve_all(
     amqp: Vec<TcpListener>,
     admin: Vec<TcpListener>,
+    prometheus: Vec<TcpListener>,
     broker: Arc<Broker>,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let listeners = Listeners {
         amqp,
         admin,
+        prometheus,
         ..Listeners::default()
     };
     serve_listeners(listeners, None, broker, shutdown).await
@@ -215,13 +223,26 @@ pub async fn serve_listeners(
     let amqps = with_tls(listeners.amqps)?;
     let admin_https = with_tls(listeners.admin_https)?;
     let caps = server::ConnectionCaps::for_config(&broker.config);
+    let prometheus_cap = (caps.admin / 4).clamp(1, prometheus::MAX_CONNECTIONS);
+    let admin_cap = match listeners.prometheus.is_empty() {
+        true => caps.admin,
+        false => caps.admin.saturating_sub(prometheus_cap).max(1),
+    };
+    let prometheus_task = (!listeners.prometheus.is_empty()).then(|| {
+        tokio::spawn(prometheus::serve(
+            listeners.prometheus,
+            broker.clone(),
+            shutdown.clone(),
+            prometheus_cap,
+        ))
+    });
     let admin_task = (!listeners.admin.is_empty() || admin_https.is_some()).then(|| {
         tokio::spawn(admin::server::serve(
             listeners.admin,
             admin_https,
             broker.clone(),
             shutdown.clone(),
-            caps.admin,
+            admin_cap,
         ))
     });
     let result = server::run(listeners.amqp, amqps, broker, shutdown, caps.amqp).await;
@@ -229,6 +250,13 @@ pub async fn serve_listeners(
         match t.await {
             Ok(Err(e)) => tracing::error!(error = %e, "admin API failed"),
             Err(e) => tracing::error!(error = %e, "admin API task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    if let Some(t) = prometheus_task {
+        match t.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "Prometheus listener failed"),
+            Err(e) => tracing::error!(error = %e, "Prometheus listener task failed"),
             Ok(Ok(())) => {}
         }
     }

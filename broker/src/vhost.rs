@@ -63,6 +63,8 @@ pub struct VHost {
     pub clock: Clock,
     /// The broker's timer, which queues and delayed exchanges made here arm with their deadlines.
     pub(crate) timer: Timer,
+    /// Queue declare and delete counts, shared by the broker's vhosts (a vhost of its own has its own).
+    pub churn: Arc<crate::counters::Churn>,
 }
 
 /// The durable side of a vhost.
@@ -142,7 +144,14 @@ impl VHost {
             policies: RwLock::new(Policies::default()),
             clock,
             timer,
+            churn: Arc::default(),
         }
+    }
+
+    /// Counts queue churn in the broker's counters instead of this vhost's own.
+    pub fn with_churn(mut self, churn: Arc<crate::counters::Churn>) -> Self {
+        self.churn = churn;
+        self
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Topology> {

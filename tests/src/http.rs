@@ -54,3 +54,47 @@ fn base64_encode(b: &[u8]) -> String {
     }
     out
 }
+
+/// A plain-text answer: status, `Content-Type`, body.
+pub struct TextResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+/// Sends one `GET` (basic auth when `auth` is given, an `Accept` header when `accept` is) and returns the answer
+/// as text: what the Prometheus tests read.
+pub fn get_text(addr: SocketAddr, path: &str, auth: Option<&str>, accept: Option<&str>) -> TextResponse {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(auth) = auth {
+        req.push_str(&format!("Authorization: Basic {}\r\n", base64_encode(auth.as_bytes())));
+    }
+    if let Some(accept) = accept {
+        req.push_str(&format!("Accept: {accept}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("write");
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).expect("read");
+    let text = String::from_utf8_lossy(&resp);
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let header = |name: &str| {
+        head.lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let body = if header("transfer-encoding").eq_ignore_ascii_case("chunked") {
+        dechunk(payload)
+    } else {
+        payload.to_string()
+    };
+    TextResponse {
+        status,
+        content_type: header("content-type"),
+        body,
+    }
+}

@@ -8,9 +8,11 @@
 //! real time (`tests/deadlines.rs`). The broker's runtime itself keeps real time (its sockets,
 //! handshake and heartbeat timeouts would misfire under tokio's auto-advancing paused time).
 //!
-//! Listeners: the harness sets `config.listen` and `config.admin_listen` to `[127.0.0.1:0]` before the caller's
-//! adjustment; a test that wants several listeners adds addresses there (port 0 for a fresh port). Each is bound
-//! before the broker starts; `addrs` / `admin_addrs` list them all, `addr` / `admin_addr` are the first.
+//! Listeners: the harness sets `config.listen`, `config.admin_listen` and `config.prometheus_listen` to
+//! `[127.0.0.1:0]` before the caller's adjustment; a test that wants several listeners adds addresses there (port 0
+//! for a fresh port), and one that wants no Prometheus listener empties its list. Each is bound before the broker
+//! starts; `addrs` / `admin_addrs` / `prometheus_addrs` list them all, `addr` / `admin_addr` / `prometheus_addr` are
+//! the first.
 //!
 //! TLS: a caller that sets `config.tls` and `config.amqps_listen` / `config.admin_https_listen` (port 0) gets those
 //! listeners too (`amqps_addrs`, `admin_https_addrs`); the TLS files are read when the broker starts, and
@@ -40,6 +42,10 @@ pub struct TestBroker {
     pub addrs: Vec<SocketAddr>,
     /// Every admin listener.
     pub admin_addrs: Vec<SocketAddr>,
+    /// The Prometheus listener (its first; `None` when the test turned it off).
+    pub prometheus_addr: Option<SocketAddr>,
+    /// Every Prometheus listener.
+    pub prometheus_addrs: Vec<SocketAddr>,
     /// Every AMQPS listener (empty without TLS).
     pub amqps_addrs: Vec<SocketAddr>,
     /// Every admin HTTPS listener (empty without TLS).
@@ -74,6 +80,8 @@ impl TestBroker {
             admin_addr: "127.0.0.1:0".parse().expect("addr"),
             addrs: Vec::new(),
             admin_addrs: Vec::new(),
+            prometheus_addr: None,
+            prometheus_addrs: Vec::new(),
             amqps_addrs: Vec::new(),
             admin_https_addrs: Vec::new(),
             tls: None,
@@ -99,6 +107,7 @@ impl TestBroker {
             data_dir: self.data_dir.clone(),
             listen: vec![any],
             admin_listen: vec![any],
+            prometheus_listen: vec![any],
             // RabbitMQ's default (50 MB), not Warren's 1 GiB: a test machine with little free disk must still run the
             // suite (the alarm tests set their own limits).
             disk_free_limit: 50 * 1000 * 1000,
@@ -117,6 +126,7 @@ impl TestBroker {
         let admin = again(&self.admin_addrs, &config.admin_listen);
         let amqps = again(&self.amqps_addrs, &config.amqps_listen);
         let admin_https = again(&self.admin_https_addrs, &config.admin_https_listen);
+        let prometheus = again(&self.prometheus_addrs, &config.prometheus_listen);
         self.addrs = local_addrs(&amqp);
         self.admin_addrs = local_addrs(&admin);
         self.amqps_addrs = local_addrs(&amqps);
@@ -135,6 +145,9 @@ impl TestBroker {
         config.admin_listen = self.admin_addrs.clone();
         config.amqps_listen = self.amqps_addrs.clone();
         config.admin_https_listen = self.admin_https_addrs.clone();
+        self.prometheus_addrs = local_addrs(&prometheus);
+        self.prometheus_addr = self.prometheus_addrs.first().copied();
+        config.prometheus_listen = self.prometheus_addrs.clone();
         self.tls = config
             .tls
             .as_ref()
@@ -161,12 +174,21 @@ impl TestBroker {
                     amqps: from_std(amqps),
                     admin: from_std(admin),
                     admin_https: from_std(admin_https),
+                    prometheus: from_std(prometheus),
                 };
                 warren_broker::serve_listeners(listeners, tls, broker, token)
                     .await
                     .expect("broker run");
             });
         }));
+    }
+
+    /// The Prometheus listener's base URL.
+    pub fn prometheus_url(&self) -> String {
+        format!(
+            "http://{}",
+            self.prometheus_addr.expect("the Prometheus listener is on")
+        )
     }
 
     /// The admin API's base URL.

@@ -45,6 +45,9 @@ fn spawn_broker_with_admin(port: u16, admin_port: u16, data: &Path) -> BrokerPro
             &format!("127.0.0.1:{port}"),
             "--admin-listen",
             &format!("127.0.0.1:{admin_port}"),
+            // Not RabbitMQ's default port: brokers of parallel tests would fight over it.
+            "--prometheus-listen",
+            "127.0.0.1:0",
             "--log",
             "warn",
         ])

@@ -197,6 +197,8 @@ async fn load_definitions_at_start() {
             &format!("127.0.0.1:{port}"),
             "--admin-listen",
             &format!("127.0.0.1:{admin}"),
+            "--prometheus-listen",
+            "127.0.0.1:0",
         ])
         .args(["--log", "warn", "--disk-free-limit", "1MB", "--load-definitions"])
         .arg(&fixture)
@@ -222,6 +224,8 @@ async fn load_definitions_at_start() {
             "--listen",
             "127.0.0.1:0",
             "--admin-listen",
+            "127.0.0.1:0",
+            "--prometheus-listen",
             "127.0.0.1:0",
             "--log",
             "off",

@@ -552,6 +552,7 @@ fn spawn(data: &Path, port: u16, admin: u16) -> Child9 {
     let child = Command::new(env!("CARGO_BIN_EXE_warren-test-broker"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args(["--prometheus-listen", "127.0.0.1:0"])
         .args(["--log", "warn", "--disk-free-limit", "1MB"])
         .arg("--data-dir")
         .arg(data)

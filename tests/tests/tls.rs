@@ -316,6 +316,7 @@ fn free_port() -> u16 {
 fn broker_command(tls: &TlsConfig, amqps: u16, data: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren-test-broker"));
     cmd.args(["--listen", "none", "--admin-listen", "127.0.0.1:0", "--log", "warn"])
+        .args(["--prometheus-listen", "127.0.0.1:0"])
         .args(["--amqps-listen", &format!("127.0.0.1:{amqps}")])
         .arg("--tls-cert")
         .arg(&tls.cert)

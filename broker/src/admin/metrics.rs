@@ -1,4 +1,6 @@
-//! `GET /metrics`: Prometheus text format, per-queue gauges and counters.
+//! `GET /metrics` on the admin API: Prometheus text format under Warren's earlier `warren_*` names (basic auth), kept
+//! for the scripts and tools that read it. RabbitMQ's names, with HELP lines and histograms, are on the Prometheus
+//! listener (`crate::prometheus`, port 15692).
 
 use std::fmt::Write;
 use std::sync::Arc;

@@ -48,6 +48,8 @@ use base64::Engine;
 use warren_shared::ApiError;
 
 use crate::broker::Broker;
+pub use definitions_export::RABBITMQ_FORMAT as RABBITMQ_VERSION;
+pub use overview::resources;
 
 /// An API error: status plus the JSON body.
 #[derive(Debug)]
@@ -226,6 +228,19 @@ pub fn app(broker: Arc<Broker>) -> Router {
 /// [`caller::Caller`] into the request for [`caller::gate`] and the handlers. A request without `ConnectInfo` comes from inside the process (`oneshot` in tests, the fuzz
 /// target): `server` always inserts it for requests from the network.
 async fn authenticate(State(broker): State<Arc<Broker>>, req: Request, next: Next) -> Response {
+    let caller = match management_caller(&broker, &req) {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    let mut req = req;
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+/// Who sent `req`, from its HTTP basic credentials, if that is a user with a management tag: the check the admin
+/// API and the Prometheus listener (when it asks for auth) make. The error is the response to send (401, 403 or
+/// 429, JSON `{error, reason}`).
+pub fn management_caller(broker: &Broker, req: &Request) -> Result<caller::Caller, Error> {
     let creds = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -234,12 +249,11 @@ async fn authenticate(State(broker): State<Arc<Broker>>, req: Request, next: Nex
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
         .and_then(|b| String::from_utf8(b).ok());
     let Some((user, pass)) = creds.as_deref().and_then(|c| c.split_once(':')) else {
-        return Error::new(
+        return Err(Error::new(
             StatusCode::UNAUTHORIZED,
             "not_authorised",
             "HTTP basic credentials are required",
-        )
-        .into_response();
+        ));
     };
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     // A request without a peer comes from inside the process (tests): it counts as loopback.
@@ -247,19 +261,18 @@ async fn authenticate(State(broker): State<Arc<Broker>>, req: Request, next: Nex
     let found = match broker.access.authenticate("HTTP basic", user, pass, from) {
         Ok(found) => found,
         Err(crate::auth::AuthError::LoopbackOnly(_)) => {
-            return Error::new(
+            return Err(Error::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 format!("user '{user}' can only connect via localhost"),
-            )
-            .into_response()
+            ))
         }
         Err(e @ crate::auth::AuthError::TooManyFailures { .. }) => {
             let text = e.to_string();
             let text = text.split_once(" - ").map_or(text.clone(), |(_, t)| t.to_string());
-            return Error::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", text).into_response();
+            return Err(Error::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", text));
         }
-        Err(_) => return Error::new(StatusCode::UNAUTHORIZED, "not_authorised", "Login failed").into_response(),
+        Err(_) => return Err(Error::new(StatusCode::UNAUTHORIZED, "not_authorised", "Login failed")),
     };
     let caller = caller::Caller {
         user: found.name,
@@ -267,11 +280,13 @@ async fn authenticate(State(broker): State<Arc<Broker>>, req: Request, next: Nex
         peer,
     };
     if !caller.is_management() {
-        return Error::new(StatusCode::UNAUTHORIZED, "not_authorised", "Not management user").into_response();
+        return Err(Error::new(
+            StatusCode::UNAUTHORIZED,
+            "not_authorised",
+            "Not management user",
+        ));
     }
-    let mut req = req;
-    req.extensions_mut().insert(caller);
-    next.run(req).await
+    Ok(caller)
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The admin API's HTTP/1.1 server: the accept loops, per-connection timeouts, and the connection cap.
+//! The admin API's HTTP/1.1 server: the accept loops, per-connection timeouts, and the connection cap. The
+//! Prometheus listener (`crate::prometheus`) is served by the same code ([`serve_router`]).
 //!
 //! Why not `axum::serve`: it sets no timer, so a client that connects and sends nothing (or stops halfway through
 //! its headers, or idles on keep-alive) holds its socket forever; 20,000 of them used up every file descriptor, and
@@ -59,10 +60,25 @@ pub async fn serve(
         tracing::warn!("{warning}");
     }
     let app = super::app(broker).layer(axum::Extension(super::stream::Shutdown(shutdown.clone())));
+    serve_router(listeners, https, app, idle, shutdown, max_connections, "admin API").await
+}
+
+/// Serves `app` on every listener (HTTP) and every listener of `https` with this module's timeouts and cap (`idle`,
+/// `max_connections` in all), until `shutdown` is cancelled; `what` names the server in logs. The admin API and the
+/// Prometheus listener (HTTP only) both run here.
+pub async fn serve_router(
+    listeners: Vec<TcpListener>,
+    https: Option<TlsListeners>,
+    app: Router,
+    idle: Duration,
+    shutdown: CancellationToken,
+    max_connections: usize,
+    what: &'static str,
+) -> std::io::Result<()> {
     let tracker = TaskTracker::new();
     let limit = Arc::new(Semaphore::new(max_connections));
     for listener in listeners {
-        tracing::info!(addr = %listener.local_addr()?, max_connections, idle_timeout = ?idle, "admin API ready");
+        tracing::info!(addr = %listener.local_addr()?, max_connections, idle_timeout = ?idle, "{what} ready");
         let (app, shutdown, connections) = (app.clone(), shutdown.clone(), tracker.clone());
         tracker.spawn(crate::server::accept_loop(
             listener,
@@ -77,7 +93,7 @@ pub async fn serve(
         let tls = t.tls;
         t.listeners.into_iter().map(move |l| (l, tls.clone()))
     }) {
-        tracing::info!(addr = %listener.local_addr()?, max_connections, idle_timeout = ?idle, "admin API (HTTPS) ready");
+        tracing::info!(addr = %listener.local_addr()?, max_connections, idle_timeout = ?idle, "{what} (HTTPS) ready");
         let (app, shutdown, connections) = (app.clone(), shutdown.clone(), tracker.clone());
         tracker.spawn(crate::server::accept_loop(
             listener,
@@ -92,11 +108,11 @@ pub async fn serve(
                         r = tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, handshake) => match r {
                             Ok(Ok(s)) => s,
                             Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "admin HTTPS handshake failed");
+                                tracing::debug!(%peer, error = %e, "{what}: HTTPS handshake failed");
                                 return;
                             }
                             Err(_) => {
-                                tracing::debug!(%peer, "admin HTTPS handshake timed out");
+                                tracing::debug!(%peer, "{what}: HTTPS handshake timed out");
                                 return;
                             }
                         },
@@ -109,7 +125,7 @@ pub async fn serve(
     shutdown.cancelled().await;
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
-        tracing::warn!("some admin connections did not close within {SHUTDOWN_GRACE:?}");
+        tracing::warn!("some {what} connections did not close within {SHUTDOWN_GRACE:?}");
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ use crate::amqp::error::{AmqpError, AmqpResult, NOT_ALLOWED};
 use crate::amqp::unacked::{by_queue, requeue_grouped, Pending};
 use crate::args;
 use crate::broker::ReplyTarget;
+use crate::counters::bump;
 use crate::outbox::Delivery;
 use crate::queue::{ConsumerCredit, Credit, QueueConsumer};
 
@@ -62,6 +63,7 @@ impl Channel {
             B::Get(g) => self.get(ctx, g),
             B::Ack(a) => {
                 let pending = self.take_unacked(a.delivery_tag, a.multiple)?;
+                bump(&self.counters().acked, pending.len() as u64);
                 match &mut self.tx {
                     Some(tx) => tx.acks.push(TxAck::Ack(pending)),
                     // Settled at the end of the read batch (or before the next other method), with the batch's
@@ -231,6 +233,7 @@ impl Channel {
         )?;
         let queue = ctx.vhost.queue_for(&name, ctx.connection_id)?;
         let Some((entry, remaining)) = queue.get() else {
+            bump(&self.counters().get_empty, 1);
             ctx.send(
                 self.id,
                 AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
@@ -248,6 +251,11 @@ impl Channel {
             routing_key: m.routing_key.as_str(),
         };
         encode_get_ok(ctx.out, self.id, &fields, remaining);
+        let c = self.counters();
+        bump(if g.no_ack { &c.get } else { &c.get_ack }, 1);
+        if entry.redelivered {
+            bump(&c.redelivered, 1);
+        }
         encode_content(ctx.out, self.id, &m.raw_properties, &m.body, ctx.frame_max);
         if g.no_ack {
             queue.settle([&entry]);
@@ -286,6 +294,11 @@ impl Channel {
             routing_key: m.routing_key.as_str(),
         };
         encode_deliver(ctx.out, self.id, &fields);
+        let c = self.counters();
+        bump(if no_ack { &c.delivered } else { &c.delivered_ack }, 1);
+        if d.entry.redelivered {
+            bump(&c.redelivered, 1);
+        }
         encode_content(ctx.out, self.id, &m.raw_properties, &m.body, ctx.frame_max);
         match d.queue {
             Some(queue) if no_ack => {

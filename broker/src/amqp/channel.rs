@@ -19,6 +19,7 @@ use crate::amqp::codec::{encode_content, encode_method, ContentHeader, Frame};
 use crate::amqp::error::{AmqpError, AmqpResult, INTERNAL_ERROR, NO_ROUTE};
 use crate::amqp::unacked::{requeue_grouped, Pending, Unacked};
 use crate::broker::Broker;
+use crate::counters::{bump, drop_by, ChannelCounters};
 use crate::message::Message;
 use crate::outbox::{Delivery, Outbox, OutboxItem};
 use crate::queue::{ConsumerCredit, Credit, Entry, Published, Queue, Staged};
@@ -198,6 +199,8 @@ pub struct Channel {
     /// Deliveries acked in this read batch, settled together (`flush_acks`): one lock per queue per batch.
     pub acked: Vec<crate::amqp::unacked::Pending>,
     routes: RouteCache,
+    /// The connection's counters (this channel's task is their only writer).
+    counters: Arc<ChannelCounters>,
 }
 
 /// Routes this channel resolved recently, valid while the vhost's topology generation is unchanged, so that a
@@ -268,7 +271,7 @@ impl RouteCache {
 const ROUTE_CACHE_MAX: usize = 1024;
 
 impl Channel {
-    pub fn new(id: u16) -> Self {
+    pub fn new(id: u16, counters: Arc<ChannelCounters>) -> Self {
         Channel {
             id,
             closing: false,
@@ -285,7 +288,13 @@ impl Channel {
             route_buf: Vec::new(),
             acked: Vec::new(),
             routes: RouteCache::default(),
+            counters,
         }
+    }
+
+    /// The connection's counters, for the `impl Channel` blocks in other files.
+    pub(crate) fn counters(&self) -> &ChannelCounters {
+        &self.counters
     }
 
     /// Handles one frame for this (open, not closing) channel.
@@ -449,6 +458,7 @@ impl Channel {
 
     /// A complete message arrived: route it, or buffer it in a transaction.
     fn publish(&mut self, ctx: &mut Ctx<'_>, p: basic::Publish, header: ContentHeader, body: Bytes) -> AmqpResult<()> {
+        bump(&self.counters.published, 1);
         let mandatory = p.mandatory;
         let has_headers = header.summary.has_headers;
         let message = if header.summary.reply_to_pseudo {
@@ -485,6 +495,7 @@ impl Channel {
         }
         let outcome = self.route_and_enqueue(ctx, mandatory, has_headers, message)?;
         if let Some(c) = &mut self.confirm {
+            bump(&self.counters.unconfirmed, 1);
             c.last_seq += 1;
             c.pending.push_back(PendingConfirm {
                 seq: c.last_seq,
@@ -582,8 +593,12 @@ impl Channel {
                 }
             }
         }
-        if !routed && mandatory {
-            self.send_return(ctx, &message);
+        if !routed {
+            if mandatory {
+                self.send_return(ctx, &message);
+            } else {
+                bump(&self.counters.unroutable_dropped, 1);
+            }
         }
         outcome.routed = routed;
         Ok(outcome)
@@ -641,7 +656,9 @@ impl Channel {
             };
             let seq = p.seq;
             c.pending.pop_front();
+            drop_by(&self.counters.unconfirmed, 1);
             if ok {
+                bump(&self.counters.confirmed, 1);
                 acked_run = Some(match acked_run {
                     Some((first, _)) => (first, seq),
                     None => (seq, seq),
@@ -752,6 +769,7 @@ impl Channel {
 
     fn send_return(&self, ctx: &mut Ctx<'_>, message: &Message) {
         ctx.broker.returned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        bump(&self.counters.unroutable_returned, 1);
         ctx.send(
             self.id,
             AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
@@ -835,5 +853,9 @@ impl Channel {
         all.sort_by_key(|p| p.tag);
         requeue_grouped(all);
         self.content = Content::Idle;
+        if let Some(c) = self.confirm.take() {
+            // Confirms that will never be sent.
+            drop_by(&self.counters.unconfirmed, c.pending.len() as u64);
+        }
     }
 }

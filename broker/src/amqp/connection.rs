@@ -47,6 +47,7 @@ use crate::amqp::error::{AmqpError, ACCESS_REFUSED, CHANNEL_ERROR, CONNECTION_FO
 use crate::amqp::stream::{ReadHalf, WriteHalf};
 use crate::amqp::unacked::{requeue_grouped, Pending};
 use crate::broker::Broker;
+use crate::counters::bump;
 use crate::outbox::{Outbox, OutboxItem};
 use crate::queue::Queue;
 use crate::store::SyncProgress;
@@ -190,6 +191,7 @@ async fn serve_halves<R: ReadHalf, W: WriteHalf>(
         channels: std::sync::Mutex::new(Default::default()),
         close: CancellationToken::new(),
         close_reason: std::sync::Mutex::new(String::new()),
+        counters: Arc::default(),
         client: std::sync::Mutex::new(Default::default()),
     });
     let mut conn = Connection {
@@ -935,7 +937,8 @@ impl Connection {
                     ));
                 }
             }
-            self.channels.insert(id, Channel::new(id));
+            self.channels.insert(id, Channel::new(id, self.entry.counters.clone()));
+            bump(&self.entry.counters.channels_opened, 1);
             self.entry.channels.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
             encode_method(
                 &mut self.out,
@@ -1015,7 +1018,9 @@ impl Connection {
     }
 
     fn remove_channel(&mut self, id: u16) {
-        self.channels.remove(&id);
+        if self.channels.remove(&id).is_some() {
+            bump(&self.entry.counters.channels_closed, 1);
+        }
         self.entry
             .channels
             .lock()
@@ -1173,6 +1178,7 @@ impl Connection {
         );
         for (_, mut ch) in self.channels.drain() {
             ch.close_down(&mut ctx);
+            bump(&self.entry.counters.channels_closed, 1);
         }
     }
 

@@ -1,5 +1,9 @@
 //! End-to-end latency of a queue: publish -> deliver and publish -> ack, in milliseconds, in HDR histograms over a
-//! sliding window (the current minute plus the previous one; the sampler rotates them every 60 s).
+//! sliding window (the current minute plus the previous one; the sampler rotates them every 60 s), for the admin
+//! API's percentiles; and, since the queue was made, in the fixed buckets of [`BUCKETS_MS`] ([`Cumulative`]), for
+//! Prometheus histograms, whose buckets must only ever grow.
+//!
+//! Latencies are whole milliseconds, at least 1: a sub-millisecond latency counts as 1 ms.
 
 use hdrhistogram::Histogram;
 
@@ -25,6 +29,26 @@ pub struct Window {
     /// whole number of milliseconds, so one histogram update covers a run of them. Part of `current` in every
     /// figure.
     run: (u64, u32),
+    /// Everything recorded since the queue was made (the pending run is added when read).
+    total: Cumulative,
+}
+
+/// A queue's latencies since it was made, in the buckets of [`BUCKETS_MS`] (per bucket, not cumulative; the last
+/// counts what is above the largest bound), with their count and sum: a Prometheus histogram.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cumulative {
+    pub count: u64,
+    pub sum_ms: u64,
+    pub buckets: [u64; BUCKETS_MS.len() + 1],
+}
+
+impl Cumulative {
+    fn add(&mut self, ms: u64, n: u64) {
+        self.count += n;
+        self.sum_ms += ms * n;
+        // The first bucket whose bound is at least `ms` (a bucket holds what is <= its bound).
+        self.buckets[BUCKETS_MS.partition_point(|&b| b < ms)] += n;
+    }
 }
 
 /// Percentiles (ms) and the reported buckets (upper bound ms, count) of a window.
@@ -55,6 +79,7 @@ impl Window {
         let (ms, n) = std::mem::take(&mut self.run);
         if n > 0 {
             let _ = self.current.get_or_insert_with(histogram).record_n(ms, n);
+            self.total.add(ms, u64::from(n));
         }
     }
 
@@ -62,6 +87,15 @@ impl Window {
     pub fn rotate(&mut self) {
         self.flush_run();
         self.previous = self.current.take();
+    }
+
+    /// Every latency recorded since the queue was made.
+    pub fn cumulative(&self) -> Cumulative {
+        let mut c = self.total.clone();
+        if self.run.1 > 0 {
+            c.add(self.run.0, u64::from(self.run.1));
+        }
+        c
     }
 
     pub fn summary(&self) -> Summary {
@@ -127,6 +161,22 @@ mod tests {
         assert_eq!(w.summary().count, 100, "the previous minute still counts");
         w.rotate();
         assert_eq!(w.summary().count, 0);
+        assert_eq!(w.cumulative().count, 100, "the cumulative figures never drop anything");
+    }
+
+    #[test]
+    fn cumulative_buckets_hold_what_is_at_most_their_bound() {
+        let mut w = Window::default();
+        for ms in [0, 1, 2, 3, 3, 60_000, 60_001, 5_000_000] {
+            w.record(ms);
+        }
+        let c = w.cumulative();
+        assert_eq!(c.count, 8);
+        assert_eq!(c.sum_ms, 1 + 1 + 2 + 3 + 3 + 60_000 + 60_001 + MAX_MS);
+        assert_eq!(&c.buckets[..3], &[2, 1, 2], "le=1: 0 and 1; le=2: 2; le=5: 3, 3");
+        assert_eq!(c.buckets[BUCKETS_MS.len() - 1], 1, "le=60000");
+        assert_eq!(c.buckets[BUCKETS_MS.len()], 2, "above the largest bound");
+        assert_eq!(c.buckets.iter().sum::<u64>(), c.count);
     }
 
     #[test]

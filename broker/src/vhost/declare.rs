@@ -11,6 +11,7 @@ use rand::Rng;
 
 use crate::amqp::error::{AmqpError, AmqpResult};
 use crate::args;
+use crate::counters::Churn;
 use crate::queue::spill::Spill;
 use crate::queue::{MessageStore, Queue, QueueSpec, SyncPolicy};
 use crate::routing::delayed::{open_hold, DelayedHold};
@@ -29,6 +30,7 @@ impl VHost {
             }
             return self.queue_for(d.name, d.connection_id);
         }
+        Churn::inc(&self.churn.queues_declared);
         if d.name.starts_with("amq.") {
             return Err(AmqpError::access_refused(format!(
                 "queue name '{}' contains reserved prefix 'amq.*'",
@@ -87,6 +89,7 @@ impl VHost {
             }
             return Err(self.not_saved(&format!("the declaration of queue '{name}'"), e));
         }
+        Churn::inc(&self.churn.queues_created);
         Ok(q)
     }
 
@@ -221,7 +224,9 @@ impl VHost {
         q.delete_if(if_unused, if_empty, || {
             t.remove_queue(name);
             t.save()
-                .map_err(|e| self.not_saved(&format!("the deletion of queue '{name}'"), e))
+                .map_err(|e| self.not_saved(&format!("the deletion of queue '{name}'"), e))?;
+            Churn::inc(&self.churn.queues_deleted);
+            Ok(())
         })
         .map_err(|why| match why {
             crate::queue::DeleteRefused::InUse => {
@@ -246,6 +251,7 @@ impl VHost {
             t.remove_queue(q.name());
             t.save_or_defer();
         }
+        Churn::inc(&self.churn.queues_deleted);
         q.mark_deleted()
     }
 
