@@ -1,3 +1,5 @@
-//! The library half of `warren-bench`: `warren-perf`'s load generator, callable from tests with a [`perf::Config`].
+//! The library half of `warren-bench`: `warren-perf`'s load generator, callable from tests with a [`perf::Config`],
+//! and `warren-demo`'s traffic ([`demo`]).
 
+pub mod demo;
 pub mod perf;

@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::counters::{ChannelCounters, ChannelTotals, Churn};
 use crate::outbox::Outbox;
+use crate::policy::Policy;
 use crate::store::definitions::Definitions;
 use crate::store::definitions_log::DefinitionsLog;
 use crate::store::queue_dir::QueueName;
@@ -27,6 +28,10 @@ use crate::vhost::{Durability, VHost};
 pub struct ConnectionEntry {
     pub id: u64,
     pub peer: std::net::SocketAddr,
+    /// The broker's side of the socket (None if the OS would not say).
+    pub local: Option<std::net::SocketAddr>,
+    /// Whether it came in on an AMQPS listener.
+    pub tls: bool,
     pub user: Mutex<String>,
     pub vhost: Mutex<String>,
     pub connected_at_ms: u64,
@@ -38,6 +43,18 @@ pub struct ConnectionEntry {
     pub client: Mutex<ClientInfo>,
     /// What this connection's channels did; written by the connection's task only (see `counters`).
     pub counters: Arc<ChannelCounters>,
+}
+
+impl ConnectionEntry {
+    /// RabbitMQ's name for the connection, `"peer -> local"`, with addresses written as RabbitMQ writes them (IPv6
+    /// without brackets): what the admin API's `/api/connections/{name}` takes.
+    pub fn rabbit_name(&self) -> String {
+        let addr = |a: std::net::SocketAddr| format!("{}:{}", a.ip().to_canonical(), a.port());
+        match self.local {
+            Some(local) => format!("{} -> {}", addr(self.peer), addr(local)),
+            None => addr(self.peer),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -63,6 +80,8 @@ pub struct Broker {
     /// The audit trail (operator actions, access changes, refused logins).
     pub audit: Arc<crate::audit::Journal>,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
+    /// The config file's policies as last read (at start or on SIGHUP), for vhosts created later.
+    pub(crate) file_policies: RwLock<Vec<Policy>>,
     /// What a vhost made at run time needs (the same as those made at start).
     durability: Durability,
     next_connection_id: AtomicU64,
@@ -92,16 +111,16 @@ struct Registry {
     closed: ChannelTotals,
 }
 
-/// A vhost object for `name`, with the config file's policies for it.
+/// A vhost object for `name`, with the config file's policies for it (`file_policies`: all of the file's).
 fn build_vhost(
     name: &str,
     durability: &Durability,
     clock: &Clock,
     timer: &Timer,
-    config: &Config,
+    file_policies: &[Policy],
     churn: &Arc<Churn>,
 ) -> Arc<VHost> {
-    let policies: Vec<_> = config.policies.iter().filter(|p| p.vhost == name).cloned().collect();
+    let policies: Vec<_> = file_policies.iter().filter(|p| p.vhost == name).cloned().collect();
     Arc::new_cyclic(|me| {
         VHost::with_durability(name, Some(durability.clone()), clock.clone(), timer.clone(), me.clone())
             .with_policies(policies)
@@ -183,7 +202,7 @@ impl Broker {
         let mut vhosts = HashMap::new();
         let churn = Arc::new(Churn::default());
         for def in access.vhosts() {
-            let vhost = build_vhost(&def.name, &durability, &clock, &timer, &config, &churn);
+            let vhost = build_vhost(&def.name, &durability, &clock, &timer, &config.policies, &churn);
             if let Some(defs) = saved.vhosts.get(&def.name) {
                 vhost.restore(defs).map_err(|source| StoreError::Definitions {
                     path: store.root.clone(),
@@ -226,6 +245,7 @@ impl Broker {
             store.page_pressure.pressure.clone(),
         ));
         Ok(Arc::new(Broker {
+            file_policies: RwLock::new(config.policies.clone()),
             alarms,
             access,
             audit,
@@ -286,7 +306,7 @@ impl Broker {
             &self.durability,
             &self.clock,
             &self.timer,
-            &self.config,
+            &self.file_policies.read().unwrap_or_else(|e| e.into_inner()),
             &self.churn,
         );
         map.insert(name, vhost);

@@ -78,6 +78,17 @@ fn listen_addrs(what: &'static str, values: Vec<ListenAddr>) -> Result<Vec<Socke
     }
     Ok(addrs)
 }
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines, coloured only when stdout is a terminal (and `NO_COLOR` is unset).
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`), for log shippers.
+    Json,
+}
+
 pub const DEFAULT_DATA_DIR: &str = "./warren-data";
 
 /// Command-line flags; each can also come from its `WARREN_*` environment variable.
@@ -175,6 +186,9 @@ pub struct Cli {
     /// Log filter, e.g. info, debug, warren_broker=trace [default: info]
     #[arg(long, env = "WARREN_LOG", value_name = "LEVEL")]
     pub log: Option<String>,
+    /// Log lines as text (colour only on a terminal) or as one JSON object per line [default: text]
+    #[arg(long, env = "WARREN_LOG_FORMAT", value_name = "text|json")]
+    pub log_format: Option<LogFormat>,
     /// When confirms for persistent messages are sent: always, batch (group commit) or never [default: batch]
     #[arg(long, env = "WARREN_FSYNC", value_name = "MODE")]
     pub fsync: Option<FsyncMode>,
@@ -291,6 +305,7 @@ pub struct FileConfig {
     pub fd_reserve: Option<u64>,
     pub data_dir: Option<PathBuf>,
     pub log: Option<String>,
+    pub log_format: Option<LogFormat>,
     pub threads: Option<usize>,
     pub fsync: Option<FsyncMode>,
     /// A fraction (0.4) or a size ("2GiB").
@@ -347,7 +362,10 @@ pub struct Config {
     /// Open files never given to connections: room for segment files, the definitions file and accept itself.
     pub fd_reserve: u64,
     pub data_dir: PathBuf,
+    /// The config file it was loaded from (`--config`), read again on SIGHUP.
+    pub config_file: Option<PathBuf>,
     pub log: String,
+    pub log_format: LogFormat,
     /// Runtime worker threads (0 = one per core, 1 = single-threaded runtime).
     pub threads: usize,
     /// When persistent messages are synced before their confirm.
@@ -396,6 +414,8 @@ pub enum ConfigError {
     Tls(&'static str),
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    #[error("the broker was started without a config file (--config): there is nothing to reload")]
+    NoConfigFile,
 }
 
 impl Default for Config {
@@ -413,7 +433,9 @@ impl Default for Config {
             admin_idle_timeout: Duration::from_secs(30),
             fd_reserve: 1024,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            config_file: None,
             log: "info".to_string(),
+            log_format: LogFormat::Text,
             threads: 0,
             fsync: FsyncMode::Batch,
             force_empty_definitions: false,
@@ -436,7 +458,7 @@ impl Default for Config {
 impl Config {
     /// Merges flags/environment over the config file over the defaults.
     pub fn load(cli: Cli) -> Result<Self, ConfigError> {
-        let file = match &cli.config {
+        let mut file = match &cli.config {
             Some(path) => Self::read_file(path)?,
             None => FileConfig::default(),
         };
@@ -533,6 +555,7 @@ impl Config {
         }
         c.data_dir = cli.data_dir.or(file.data_dir).unwrap_or(c.data_dir);
         c.log = cli.log.or(file.log).unwrap_or(c.log);
+        c.log_format = cli.log_format.or(file.log_format).unwrap_or(c.log_format);
         c.threads = cli.threads.or(file.threads).unwrap_or(c.threads);
         c.fsync = cli.fsync.or(file.fsync).unwrap_or(c.fsync);
         c.memory_high_watermark = cli
@@ -551,28 +574,55 @@ impl Config {
             .force_empty_definitions
             .or(file.force_empty_definitions)
             .unwrap_or(c.force_empty_definitions);
-        c.load_definitions = cli.load_definitions.or(file.load_definitions);
-        c.vhosts = file.vhosts;
-        for u in &file.users {
-            if u.password.is_some() == u.password_hash.is_some() {
-                return Err(ConfigError::UserPassword(u.name.clone()));
-            }
-        }
-        c.users = file.users;
-        c.permissions = file.permissions;
-        if let Some(l) = file.loopback_users {
+        c.load_definitions = cli.load_definitions.or(file.load_definitions.take());
+        if let Some(l) = file.loopback_users.take() {
             c.loopback_users = l;
         }
         if let Some(h) = file.heartbeat {
             c.heartbeat = h;
         }
-        c.policies = file
-            .policies
+        c.config_file = cli.config;
+        c.set_definitions(
+            std::mem::take(&mut file.vhosts),
+            std::mem::take(&mut file.users),
+            std::mem::take(&mut file.permissions),
+            &file.policies,
+        )?;
+        Ok(c)
+    }
+
+    /// This configuration with the vhosts, users, permissions and policies of its config file as the file says now
+    /// (what SIGHUP reloads); everything else as it is. `NoConfigFile` when the broker was started without one.
+    pub fn reread_definitions(&self) -> Result<Config, ConfigError> {
+        let path = self.config_file.as_ref().ok_or(ConfigError::NoConfigFile)?;
+        let file = Self::read_file(path)?;
+        let mut c = self.clone();
+        c.set_definitions(file.vhosts, file.users, file.permissions, &file.policies)?;
+        Ok(c)
+    }
+
+    /// The file's vhosts, users, permissions and policies, checked.
+    fn set_definitions(
+        &mut self,
+        vhosts: Vec<String>,
+        users: Vec<UserConfig>,
+        permissions: Vec<PermissionConfig>,
+        policies: &[PolicyConfig],
+    ) -> Result<(), ConfigError> {
+        for u in &users {
+            if u.password.is_some() == u.password_hash.is_some() {
+                return Err(ConfigError::UserPassword(u.name.clone()));
+            }
+        }
+        self.policies = policies
             .iter()
             .map(Policy::from_config)
             .collect::<Result<_, _>>()
             .map_err(ConfigError::Policy)?;
-        Ok(c)
+        self.vhosts = vhosts;
+        self.users = users;
+        self.permissions = permissions;
+        Ok(())
     }
 
     /// The certificate, key and CA paths (flag or variable over file); None without a certificate. A key without a
@@ -713,7 +763,10 @@ mod tests {
         }
         let cli = Cli::try_parse_from(["warren-broker", "--prometheus-listen", "none,127.0.0.1:1"]).expect("flags");
         let err = Config::load(cli).expect_err("none beside an address");
-        assert!(err.to_string().contains("'none' cannot be given with addresses"), "{err}");
+        assert!(
+            err.to_string().contains("'none' cannot be given with addresses"),
+            "{err}"
+        );
 
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("warren.toml");

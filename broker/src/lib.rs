@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod policy;
 pub mod prometheus;
 pub mod queue;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod store;
@@ -43,6 +44,24 @@ pub enum RunError {
     Tls(#[from] tls::TlsError),
     #[error("{0}")]
     Definitions(String),
+    #[error("invalid --log '{0}': {1}")]
+    LogFilter(String, tracing_subscriber::filter::ParseError),
+}
+
+/// Installs the process's log subscriber as `config` asks: its `--log` filter, and text (coloured only when stdout
+/// is a terminal and `NO_COLOR` is unset) or JSON lines. Binaries call it once, before `launch`.
+pub fn init_logs(config: &Config) -> Result<(), RunError> {
+    use std::io::IsTerminal;
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&config.log).map_err(|e| RunError::LogFilter(config.log.clone(), e))?;
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log_format {
+        config::LogFormat::Json => logs.json().init(),
+        config::LogFormat::Text => logs
+            .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+    }
+    Ok(())
 }
 
 /// Every listener a broker serves, already bound (port 0 in tests). TLS listeners need a [`tls::Tls`].
@@ -99,9 +118,7 @@ pub fn launch(config: Config) -> Result<(), RunError> {
         tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %broker.config.data_dir.display(), "starting Warren");
         let shutdown = CancellationToken::new();
         tokio::spawn(signal_shutdown(shutdown.clone()));
-        if let Some(tls) = &tls {
-            tokio::spawn(reload_on_sighup(tls.clone(), shutdown.clone()));
-        }
+        tokio::spawn(reload_on_sighup(broker.clone(), tls.clone(), shutdown.clone()));
         serve_listeners(listeners, tls, broker, shutdown).await?;
         tracing::info!("Warren stopped");
         Ok(())
@@ -152,13 +169,14 @@ async fn signal_shutdown(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-/// Reloads the TLS files on every SIGHUP until shutdown; a failed reload keeps the configuration in force.
-async fn reload_on_sighup(tls: Arc<tls::Tls>, shutdown: CancellationToken) {
+/// SIGHUP reloads the config file's vhosts, users, permissions and policies (`reload`), when the broker was started
+/// with one, and the TLS certificate, key and CA files, when TLS is on. A failed reload keeps what was in force.
+async fn reload_on_sighup(broker: Arc<Broker>, tls: Option<Arc<tls::Tls>>, shutdown: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP: TLS certificates will not be reloaded");
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: nothing will be reloaded");
             return;
         }
     };
@@ -167,9 +185,23 @@ async fn reload_on_sighup(tls: Arc<tls::Tls>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             s = hup.recv() => if s.is_none() { return },
         }
-        match tls.reload().await {
-            Ok(()) => tracing::info!(cert = %tls.config().cert.display(), "SIGHUP: TLS certificates reloaded"),
-            Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; the previous certificates stay in use"),
+        if let Some(path) = broker.config.config_file.clone() {
+            let b = broker.clone();
+            match tokio::task::spawn_blocking(move || b.reload_config()).await {
+                Ok(Ok(done)) => tracing::info!(file = %path.display(), %done, "SIGHUP: config file reloaded"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "SIGHUP: config file not reloaded; the previous definitions stay in force")
+                }
+                Err(e) => tracing::error!(error = %e, "SIGHUP: config file reload failed"),
+            }
+        }
+        if let Some(tls) = &tls {
+            match tls.reload().await {
+                Ok(()) => tracing::info!(cert = %tls.config().cert.display(), "SIGHUP: TLS certificates reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: TLS reload failed; the previous certificates stay in use")
+                }
+            }
         }
     }
 }

@@ -1,8 +1,12 @@
 //! `warren-broker`: parse configuration, set up logging and error reports, and hand over to the library.
+//!
+//! A failed start prints one line (`error: …: cause`) and exits 1; with `RUST_BACKTRACE` set it prints color-eyre's
+//! full report instead (`warren_shared::cli`).
+
+use std::process::ExitCode;
 
 use clap::Parser;
-use color_eyre::eyre::{bail, Context, Result};
-use tracing_subscriber::EnvFilter;
+use color_eyre::eyre::{bail, Result};
 use warren_broker::config::{Cli, Command, Config};
 
 /// jemalloc with a background thread gives freed memory back to the system on its own clock, even when the broker
@@ -11,16 +15,18 @@ use warren_broker::config::{Cli, Command, Config};
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    warren_shared::cli::exit(run())
+}
+
+fn run() -> Result<()> {
     color_eyre::install()?;
     let cli = Cli::parse();
     if let Some(Command::HashPassword) = cli.command {
         return hash_password();
     }
     let config = Config::load(cli)?;
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&config.log).wrap_err_with(|| format!("invalid --log '{}'", config.log))?)
-        .init();
+    warren_broker::init_logs(&config)?;
     warren_broker::launch(config)?;
     Ok(())
 }

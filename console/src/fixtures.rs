@@ -239,9 +239,11 @@ pub fn connections() -> Vec<ConnectionInfo> {
             vhost: "/".into(),
             channels: i,
             connected_at_ms: T0 - i * 95_000,
-            name: (i == 1).then(|| "order-service".to_string()),
+            name: format!("127.0.0.1:{} -> 127.0.0.1:5672", 50_000 + i),
+            user_provided_name: (i == 1).then(|| "order-service".to_string()),
             client: Some(format!("pika 1.3.{i}")),
             state: "running".into(),
+            ..Default::default()
         })
         .collect()
 }

@@ -103,7 +103,9 @@ async fn run_async(options: Options) -> color_eyre::Result<()> {
     };
     let mut app = App::new(settings, now_ms());
 
-    let mut terminal = ratatui::init();
+    // ratatui::init panics without a terminal (run from a pipe, a cron job, CI): say so on one line instead.
+    let mut terminal = ratatui::try_init()
+        .map_err(|e| color_eyre::eyre::eyre!("warren-console needs a terminal (stdin and stdout on a tty): {e}"))?;
     let _guard = TerminalGuard;
     let size = terminal.size()?;
     app.size = (size.width, size.height);

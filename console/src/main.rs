@@ -1,4 +1,5 @@
-//! `warren-console`: the command line (clap) and error reports (color-eyre); everything else is in the library.
+//! `warren-console`: the command line (clap; every flag also reads its `WARREN_*` variable) and error reports (one
+//! line, or color-eyre's report with `RUST_BACKTRACE`); everything else is in the library.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use clap::Parser;
 #[command(name = "warren-console", version)]
 struct Args {
     /// The broker's admin API.
-    #[arg(long, default_value = "http://127.0.0.1:15672")]
+    #[arg(long, env = "WARREN_URL", default_value = "http://127.0.0.1:15672")]
     url: String,
     /// Admin API user.
     #[arg(long, env = "WARREN_USER", default_value = "guest")]
@@ -18,19 +19,19 @@ struct Args {
     #[arg(long, env = "WARREN_PASSWORD", default_value = "guest", hide_env_values = true)]
     password: String,
     /// Hide and disable every action (purge, redrive, delete, priority, publish, close).
-    #[arg(long)]
+    #[arg(long, env = "WARREN_READ_ONLY", value_parser = clap::builder::BoolishValueParser::new())]
     read_only: bool,
     /// How often the broker sends a snapshot, e.g. 1s or 500ms.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "WARREN_REFRESH", default_value = "1s", value_parser = parse_duration)]
     refresh: Duration,
     /// Frames drawn per second.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, env = "WARREN_FPS", default_value_t = 15)]
     fps: u32,
     /// Trust the CA certificates in this PEM file for an https --url, besides the built-in roots.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "WARREN_CA", value_name = "FILE")]
     ca: Option<std::path::PathBuf>,
     /// Do not verify the broker's certificate (https): anyone on the path can read the password. Tests only.
-    #[arg(long)]
+    #[arg(long, env = "WARREN_INSECURE", value_parser = clap::builder::BoolishValueParser::new())]
     insecure: bool,
 }
 
@@ -55,7 +56,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms as u64))
 }
 
-fn main() -> color_eyre::Result<()> {
+fn main() -> std::process::ExitCode {
+    warren_shared::cli::exit(run())
+}
+
+fn run() -> color_eyre::Result<()> {
     color_eyre::install()?;
     let args = Args::parse();
     if args.insecure {
@@ -73,4 +78,25 @@ fn main() -> color_eyre::Result<()> {
             insecure: args.insecure,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every flag also reads its `WARREN_*` variable (issue 13: the console's `--url` had none); a flag wins.
+    #[test]
+    fn flags_read_their_environment_variables() {
+        std::env::set_var("WARREN_URL", "https://broker.example:15671");
+        std::env::set_var("WARREN_READ_ONLY", "1");
+        std::env::set_var("WARREN_REFRESH", "500ms");
+        let args = Args::try_parse_from(["warren-console"]).expect("parse");
+        assert_eq!(args.url, "https://broker.example:15671");
+        assert!(args.read_only);
+        assert_eq!(args.refresh, Duration::from_millis(500));
+        let args = Args::try_parse_from(["warren-console", "--url", "http://other:15672"]).expect("parse");
+        assert_eq!(args.url, "http://other:15672");
+        std::env::set_var("WARREN_READ_ONLY", "no");
+        assert!(!Args::try_parse_from(["warren-console"]).expect("parse").read_only);
+    }
 }

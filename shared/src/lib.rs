@@ -1,8 +1,10 @@
 //! The admin API contract shared by the broker (which serves it) and the console (which reads it): the JSON bodies
-//! of every endpoint. Field names are the wire names; changing one is a breaking change for both sides.
+//! of every endpoint. Field names are the wire names; changing one is a breaking change for both sides. `cli` holds
+//! the one thing the binaries share besides: how a fatal error is printed.
 
 use serde::{Deserialize, Serialize};
 
+pub mod cli;
 pub mod loose;
 pub mod rabbit;
 
@@ -426,7 +428,8 @@ pub struct PublishResult {
     pub routed: bool,
 }
 
-/// `GET /api/connections`.
+/// `GET /api/connections`: Warren's fields, and RabbitMQ's (`name`, `user_provided_name`, `peer_host`, ...), so
+/// that tools which address a connection by its `name` work unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ConnectionInfo {
@@ -436,18 +439,40 @@ pub struct ConnectionInfo {
     pub vhost: String,
     pub channels: u64,
     pub connected_at_ms: u64,
+    /// RabbitMQ's connection name, `"peer -> local"` (`127.0.0.1:50123 -> 127.0.0.1:5672`): what
+    /// `/api/connections/{name}` takes, besides the numeric `id`.
+    #[serde(default)]
+    pub name: String,
     /// The name the client gave the connection (`connection_name` in its properties), if any.
     #[serde(default)]
-    pub name: Option<String>,
+    pub user_provided_name: Option<String>,
     /// The client library and its version, as it reports them (e.g. "pika 1.3.2").
     #[serde(default)]
     pub client: Option<String>,
     /// RabbitMQ's connection state: "running" (or "blocked" while an alarm blocks its publishes).
     #[serde(default)]
     pub state: String,
+    #[serde(default)]
+    pub peer_host: String,
+    #[serde(default)]
+    pub peer_port: u16,
+    /// The broker's side of the connection.
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub port: u16,
+    /// Milliseconds since the epoch, as RabbitMQ's `connected_at`.
+    #[serde(default)]
+    pub connected_at: u64,
+    /// `AMQP 0-9-1`, as RabbitMQ says it.
+    #[serde(default)]
+    pub protocol: String,
+    /// Whether the connection is AMQPS.
+    #[serde(default)]
+    pub ssl: bool,
 }
 
-/// `GET /api/channels`.
+/// `GET /api/channels` and `/api/connections/{name}/channels`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ChannelInfo {
@@ -455,6 +480,23 @@ pub struct ChannelInfo {
     pub channel: u16,
     pub user: String,
     pub vhost: String,
+    /// RabbitMQ's channel name, `"<connection name> (<number>)"`.
+    #[serde(default)]
+    pub name: String,
+    /// The channel number (RabbitMQ's field; the same as `channel`).
+    #[serde(default)]
+    pub number: u16,
+    #[serde(default)]
+    pub connection_details: ConnectionDetails,
+}
+
+/// Which connection a channel is on, as RabbitMQ's `connection_details`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct ConnectionDetails {
+    pub name: String,
+    pub peer_host: String,
+    pub peer_port: u16,
 }
 
 /// `GET /api/consumers`.

@@ -666,14 +666,25 @@ async fn connections_channels_consumers_and_closing_a_connection() {
         "an idle consumer with room could take a message at any time"
     );
     let id = first["id"].as_u64().expect("id");
-    let mut events = conn.events_listener();
-    let (s, _) = request(
-        admin,
-        "DELETE",
-        &format!("/api/connections/{id}"),
-        "guest:guest",
-        r#"{"reason":"maintenance"}"#,
+    // RabbitMQ's name, "peer -> local", addresses the connection as the numeric id does (rabbitmqadmin's
+    // `close connection name=...` sends it percent-encoded).
+    let name = first["name"].as_str().expect("name").to_string();
+    assert_eq!(
+        name,
+        format!("{} -> {}", first["peer"].as_str().expect("peer"), broker.addr),
+        "{first}"
     );
+    assert_eq!(first["peer_host"], "127.0.0.1");
+    assert_eq!(first["port"], broker.addr.port());
+    let by_name = format!("/api/connections/{}", name.replace(' ', "%20").replace('>', "%3E"));
+    let (s, one) = request(admin, "GET", &by_name, "guest:guest", "");
+    assert_eq!((s, one["id"].as_u64()), (200, Some(id)), "{one}");
+    let (s, chans) = request(admin, "GET", &format!("{by_name}/channels"), "guest:guest", "");
+    assert_eq!(s, 200);
+    assert_eq!(chans[0]["name"], format!("{name} (1)"), "{chans}");
+    assert_eq!(chans[0]["connection_details"]["name"], name.as_str(), "{chans}");
+    let mut events = conn.events_listener();
+    let (s, _) = request(admin, "DELETE", &by_name, "guest:guest", r#"{"reason":"maintenance"}"#);
     assert_eq!(s, 200);
     // The client sees connection.close 320 with the reason (as its error callback reports it: a request racing the
     // close may fail with lapin's own "closing" error instead), and the broker forgets the connection.

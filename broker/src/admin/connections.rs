@@ -1,4 +1,7 @@
 //! Connections, channels and consumers; closing a connection with a reason.
+//!
+//! A connection is addressed by Warren's numeric `id` or by RabbitMQ's `name` (`"peer -> local"`, percent-encoded in
+//! the path), so tools that list connections and then close one by name work unchanged.
 
 use std::sync::Arc;
 
@@ -7,16 +10,17 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use warren_shared::{ChannelInfo, CloseRequest, ConnectionInfo, ConsumerInfo, Done};
+use warren_shared::{ChannelInfo, CloseRequest, ConnectionDetails, ConnectionInfo, ConsumerInfo, Done};
 
 use super::caller::Caller;
-use super::{path_id, AdminState, ApiResult, Error, OptionalBody};
+use super::{AdminState, ApiResult, Error, OptionalBody};
 use crate::broker::{Broker, ConnectionEntry};
 
 pub fn router() -> Router<AdminState> {
     Router::new()
         .route("/api/connections", get(connections))
         .route("/api/connections/{id}", get(connection).delete(close))
+        .route("/api/connections/{id}/channels", get(connection_channels))
         .route("/api/channels", get(channels))
         .route("/api/consumers", get(consumers))
 }
@@ -35,10 +39,49 @@ fn info(c: &crate::broker::ConnectionEntry) -> ConnectionInfo {
         vhost: lock(&c.vhost).clone(),
         channels: lock(&c.channels).len() as u64,
         connected_at_ms: c.connected_at_ms,
-        name: client.name,
+        name: c.rabbit_name(),
+        user_provided_name: client.name,
         client: client.product,
         state: "running".into(),
+        peer_host: c.peer.ip().to_canonical().to_string(),
+        peer_port: c.peer.port(),
+        host: c.local.map(|a| a.ip().to_canonical().to_string()).unwrap_or_default(),
+        port: c.local.map_or(0, |a| a.port()),
+        connected_at: c.connected_at_ms,
+        protocol: "AMQP 0-9-1".into(),
+        ssl: c.tls,
     }
+}
+
+/// The visible connection `key` names: its numeric id, or its RabbitMQ name.
+fn find(b: &Broker, caller: &Caller, key: &str) -> Result<Arc<ConnectionEntry>, Error> {
+    let id = key.parse::<u64>().ok();
+    visible(b, caller)
+        .into_iter()
+        .find(|c| Some(c.id) == id || c.rabbit_name() == key)
+        .ok_or_else(|| Error::not_found(format!("no connection '{key}'")))
+}
+
+/// The channels of one connection, in RabbitMQ's shape.
+fn channel_infos(c: &ConnectionEntry) -> Vec<ChannelInfo> {
+    let (user, vhost, name) = (lock(&c.user).clone(), lock(&c.vhost).clone(), c.rabbit_name());
+    let details = ConnectionDetails {
+        name: name.clone(),
+        peer_host: c.peer.ip().to_canonical().to_string(),
+        peer_port: c.peer.port(),
+    };
+    lock(&c.channels)
+        .iter()
+        .map(|ch| ChannelInfo {
+            connection: c.id,
+            channel: *ch,
+            user: user.clone(),
+            vhost: vhost.clone(),
+            name: format!("{name} ({ch})"),
+            number: *ch,
+            connection_details: details.clone(),
+        })
+        .collect()
 }
 
 /// The connections `caller` may see: all for administrators and monitoring users, their own for the others (as in
@@ -60,27 +103,44 @@ async fn connections(
     super::paging::respond(all, &q)
 }
 
-async fn connection(State(b): State<Arc<Broker>>, caller: Caller, Path(id): Path<String>) -> ApiResult<ConnectionInfo> {
-    let id = path_id(&id, "connection")?;
-    let c = visible(&b, &caller).into_iter().find(|c| c.id == id);
-    c.map(|c| Json(info(&c)))
-        .ok_or_else(|| Error::not_found(format!("no connection {id}")))
+async fn connection(
+    State(b): State<Arc<Broker>>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> ApiResult<ConnectionInfo> {
+    let c = find(&b, &caller, &key)?;
+    Ok(Json(info(&c)))
+}
+
+async fn connection_channels(
+    State(b): State<Arc<Broker>>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> ApiResult<Vec<ChannelInfo>> {
+    let c = find(&b, &caller, &key)?;
+    Ok(Json(channel_infos(&c)))
 }
 
 /// Closes a connection with `connection.close` 320 and the given reason.
 async fn close(
     State(b): State<Arc<Broker>>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(key): Path<String>,
+    headers: axum::http::HeaderMap,
     OptionalBody(request): OptionalBody<CloseRequest>,
 ) -> ApiResult<Done> {
-    let id = path_id(&id, "connection")?;
     // Administrators close any connection; other users only their own (monitoring users none: `gate`).
-    let c = visible(&b, &caller)
-        .into_iter()
-        .find(|c| c.id == id)
-        .ok_or_else(|| Error::not_found(format!("no connection {id}")))?;
-    let reason = request.reason.unwrap_or_else(|| "closed by an operator".to_string());
+    let c = find(&b, &caller, &key)?;
+    let id = c.id;
+    // RabbitMQ takes the reason from an `X-Reason` header; Warren's console sends it in the body.
+    let header = headers
+        .get("x-reason")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let reason = request
+        .reason
+        .or(header)
+        .unwrap_or_else(|| "closed by an operator".to_string());
     b.audit.record(crate::audit::Event {
         user: &caller.user,
         peer: caller.peer,
@@ -96,19 +156,9 @@ async fn close(
 }
 
 async fn channels(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Vec<ChannelInfo>> {
-    let mut out = Vec::new();
-    for c in visible(&b, &caller) {
-        let (user, vhost) = (lock(&c.user).clone(), lock(&c.vhost).clone());
-        for ch in lock(&c.channels).iter() {
-            out.push(ChannelInfo {
-                connection: c.id,
-                channel: *ch,
-                user: user.clone(),
-                vhost: vhost.clone(),
-            });
-        }
-    }
-    Ok(Json(out))
+    Ok(Json(
+        visible(&b, &caller).iter().flat_map(|c| channel_infos(c)).collect(),
+    ))
 }
 
 async fn consumers(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Vec<ConsumerInfo>> {

@@ -271,9 +271,16 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Op> {
         op(
             "get",
             "/api/connections/{id}",
-            "One connection",
+            "One connection, by its numeric id or RabbitMQ's name (\"peer -> local\")",
             None,
             ok(schema::<ConnectionInfo>(g)),
+        ),
+        op(
+            "get",
+            "/api/connections/{id}/channels",
+            "One connection's channels",
+            None,
+            ok(schema::<Vec<ChannelInfo>>(g)),
         ),
         op(
             "delete",

@@ -155,8 +155,9 @@ enum Event {
 /// Serves one accepted socket until it closes.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().ok();
     let (rd, wr) = stream.into_split();
-    serve_halves(rd, wr, peer, None, broker, shutdown).await;
+    serve_halves(rd, wr, (peer, local, false), None, broker, shutdown).await;
 }
 
 /// Serves one connection whose TLS handshake is done, until it closes.
@@ -167,14 +168,15 @@ pub async fn serve_tls(
     shutdown: CancellationToken,
 ) {
     let peer_cn = crate::tls::peer_common_name(stream.get_ref().1);
+    let local = stream.get_ref().0.local_addr().ok();
     let (rd, wr) = tokio::io::split(stream);
-    serve_halves(rd, wr, peer, peer_cn, broker, shutdown).await;
+    serve_halves(rd, wr, (peer, local, true), peer_cn, broker, shutdown).await;
 }
 
 async fn serve_halves<R: ReadHalf, W: WriteHalf>(
     rd: R,
     wr: W,
-    peer: SocketAddr,
+    (peer, local, tls): (SocketAddr, Option<SocketAddr>, bool),
     peer_cn: Option<String>,
     broker: Arc<Broker>,
     shutdown: CancellationToken,
@@ -185,6 +187,8 @@ async fn serve_halves<R: ReadHalf, W: WriteHalf>(
     let entry = Arc::new(crate::broker::ConnectionEntry {
         id,
         peer,
+        local,
+        tls,
         user: std::sync::Mutex::new(String::new()),
         vhost: std::sync::Mutex::new(String::new()),
         connected_at_ms: broker.clock.now_ms(),

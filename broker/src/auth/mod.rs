@@ -116,6 +116,13 @@ impl Access {
         })
     }
 
+    /// The changes that bring the stored model in line with `config`'s file definitions (a reload; see `seed`).
+    /// Runs argon2id for clear-text passwords in the file: not on an async worker.
+    pub fn seed_ops(&self, config: &crate::config::Config) -> Vec<AccessOp> {
+        let model = self.read().model.clone();
+        seed::ops(&model, config, &[])
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }

@@ -41,6 +41,22 @@ impl VHost {
         self
     }
 
+    /// Replaces the config file's policies (SIGHUP) and applies the policies again to every live queue; API
+    /// policies keep shadowing file policies of the same name. Returns whether the file's set changed.
+    pub fn set_file_policies(&self, policies: Vec<Policy>) -> bool {
+        self.change_policies(|ps| {
+            let same = |a: &Policy, b: &Policy| {
+                (a.name.as_str(), a.pattern.as_str(), a.priority, &a.definition)
+                    == (b.name.as_str(), b.pattern.as_str(), b.priority, &b.definition)
+            };
+            let changed =
+                ps.config.len() != policies.len() || ps.config.iter().zip(&policies).any(|(a, b)| !same(a, b));
+            ps.config = policies;
+            (changed, None)
+        })
+        .unwrap_or(false)
+    }
+
     /// The policies in force, by name.
     pub fn policies(&self) -> Vec<Policy> {
         let mut v: Vec<Policy> = self

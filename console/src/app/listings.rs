@@ -52,7 +52,10 @@ impl Row for BindingInfo {
 
 impl Row for ConnectionInfo {
     fn matches(&self, needle: &str) -> bool {
-        let (name, client) = (self.name.as_deref().unwrap_or(""), self.client.as_deref().unwrap_or(""));
+        let (name, client) = (
+            self.user_provided_name.as_deref().unwrap_or(""),
+            self.client.as_deref().unwrap_or(""),
+        );
         matches(
             needle,
             &[&self.peer, &self.user, &self.vhost, &self.id.to_string(), name, client],

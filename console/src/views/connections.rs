@@ -15,7 +15,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         .map(|c| {
             vec![
                 c.id.to_string(),
-                c.name.clone().unwrap_or_else(|| "-".into()),
+                c.user_provided_name.clone().unwrap_or_else(|| "-".into()),
                 c.client.clone().unwrap_or_else(|| "-".into()),
                 c.peer.clone(),
                 c.user.clone(),

@@ -4,27 +4,19 @@
 use clap::Parser;
 use warren_broker::config::{Cli, Config};
 
-/// Errors are printed on one line with their message (as `warren-broker`'s color-eyre report starts), not Debug.
+/// Errors are printed as `warren-broker` prints them: one line (`warren_shared::cli`).
 fn main() -> std::process::ExitCode {
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    warren_shared::cli::exit(run())
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
+fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let cli = Cli::parse();
     if let Some(warren_broker::config::Command::HashPassword) = cli.command {
         println!("{}", warren_broker::auth::password::hash_line(std::io::stdin().lock())?);
         return Ok(());
     }
     let config = Config::load(cli)?;
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log)?)
-        .init();
+    warren_broker::init_logs(&config)?;
     warren_broker::launch(config)?;
     Ok(())
 }
