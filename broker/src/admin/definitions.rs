@@ -253,14 +253,15 @@ fn import(b: &Broker, d: DefinitionsImport) -> Result<(String, String), Error> {
             .hashing_algorithm
             .clone()
             .unwrap_or_else(|| password::RABBIT_SHA256.to_string());
-        if !u.password_hash.is_empty() {
-            password::validate(&u.password_hash, &alg)
-                .map_err(|e| Error::bad_request(format!("user '{}': {e}", u.name)))?;
+        let bad = |e: password::HashError| Error::bad_request(format!("user '{}': {e}", u.name));
+        let (hash, alg) = password::from_definitions(&u.password_hash, &alg).map_err(bad)?;
+        if !hash.is_empty() {
+            password::validate(&hash, &alg).map_err(bad)?;
         }
         ops.push(AccessOp::PutUser {
             user: UserDef {
                 name: u.name.clone(),
-                password_hash: u.password_hash.clone(),
+                password_hash: hash,
                 hashing_algorithm: alg,
                 tags: tags(Some(&u.tags))?,
                 limits: limits_from(u.limits.as_ref(), true)?,

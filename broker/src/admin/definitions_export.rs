@@ -30,10 +30,11 @@ pub async fn all(State(b): State<Arc<Broker>>, caller: Caller) -> Result<Json<Va
         .users()
         .iter()
         .map(|u| {
+            let (hash, algorithm) = crate::auth::password::to_definitions(&u.password_hash, &u.hashing_algorithm);
             json!({
                 "name": u.name,
-                "password_hash": u.password_hash,
-                "hashing_algorithm": u.hashing_algorithm,
+                "password_hash": hash,
+                "hashing_algorithm": algorithm,
                 "tags": u.tags,
                 "limits": limits_json(&u.limits),
             })

@@ -9,6 +9,10 @@
 //!   their users log in with their old passwords.
 //! - Warren's earlier `hex(salt):hex(sha256(salt || password))` (config files written for earlier versions) is
 //!   still accepted.
+//! - In definitions files an argon2id hash travels in RabbitMQ's shape ([`to_definitions`]): base64 of the PHC
+//!   string, `hashing_algorithm` [`DEFINITIONS_ARGON2ID`]. RabbitMQ 3.10 then imports the file (its import fails on
+//!   a `password_hash` that is not base64) and refuses that user's logins until the password is set there again;
+//!   Warren reads it back as argon2id ([`from_definitions`]).
 //!
 //! Invariant: checks compare without an early exit, so their timing says nothing about where two hashes differ.
 //! A hash that cannot be parsed matches no password.
@@ -22,8 +26,37 @@ use sha2::{Digest, Sha256, Sha512};
 pub const ARGON2ID: &str = "argon2id";
 pub const RABBIT_SHA256: &str = "rabbit_password_hashing_sha256";
 pub const RABBIT_SHA512: &str = "rabbit_password_hashing_sha512";
+/// An argon2id hash in a definitions file: base64 of its PHC string.
+pub const DEFINITIONS_ARGON2ID: &str = "warren_password_hashing_argon2id";
 /// Warren's format before argon2id (`hex(salt):hex(sha256)`).
 pub const WARREN_SHA256: &str = "warren_salted_sha256";
+
+/// A stored hash and its algorithm as a definitions export writes them (see the module doc).
+pub fn to_definitions(hash: &str, algorithm: &str) -> (String, String) {
+    match algorithm {
+        ARGON2ID => (
+            base64::engine::general_purpose::STANDARD.encode(hash),
+            DEFINITIONS_ARGON2ID.to_string(),
+        ),
+        _ => (hash.to_string(), algorithm.to_string()),
+    }
+}
+
+/// A hash and algorithm from a definitions file as they are stored: the inverse of [`to_definitions`]; other
+/// algorithms (and an argon2id PHC string as such) pass unchanged.
+pub fn from_definitions(hash: &str, algorithm: &str) -> Result<(String, String), HashError> {
+    match algorithm {
+        DEFINITIONS_ARGON2ID => base64::engine::general_purpose::STANDARD
+            .decode(hash)
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .map(|phc| (phc, ARGON2ID.to_string()))
+            .ok_or(HashError::Malformed(
+                "warren_password_hashing_argon2id (base64 of an argon2id PHC string)",
+            )),
+        _ => Ok((hash.to_string(), algorithm.to_string())),
+    }
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HashError {
@@ -166,6 +199,28 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An argon2id hash goes out as base64 (RabbitMQ's import needs base64) and comes back as the same PHC string;
+    /// RabbitMQ's own hashes pass both ways unchanged.
+    #[test]
+    fn definitions_form_round_trips() {
+        let (h, alg) = hash("s3cret");
+        let (out, out_alg) = to_definitions(&h, alg);
+        assert_eq!(out_alg, DEFINITIONS_ARGON2ID);
+        assert!(base64::engine::general_purpose::STANDARD.decode(&out).is_ok());
+        assert_eq!(from_definitions(&out, &out_alg), Ok((h.clone(), ARGON2ID.to_string())));
+        assert_eq!(
+            from_definitions(&h, ARGON2ID),
+            Ok((h, ARGON2ID.to_string())),
+            "older exports"
+        );
+        let rabbit = ("kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR", RABBIT_SHA256);
+        assert_eq!(
+            to_definitions(rabbit.0, rabbit.1),
+            (rabbit.0.to_string(), rabbit.1.to_string())
+        );
+        assert!(from_definitions("not base64!", DEFINITIONS_ARGON2ID).is_err());
+    }
 
     #[test]
     fn argon2id_round_trip() {
