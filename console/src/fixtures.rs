@@ -261,6 +261,7 @@ pub fn consumers() -> Vec<ConsumerInfo> {
             exclusive: i == 3,
             priority: 0,
             ack_required: i != 3,
+            ..Default::default()
         })
         .collect()
 }

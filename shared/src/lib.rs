@@ -513,6 +513,22 @@ pub struct ConsumerInfo {
     /// Whether the consumer acknowledges (false: no-ack).
     #[serde(default)]
     pub ack_required: bool,
+    /// RabbitMQ's description of the consumer's channel.
+    #[serde(default)]
+    pub channel_details: ChannelDetails,
+}
+
+/// The channel a consumer is on, as RabbitMQ's `channel_details`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct ChannelDetails {
+    /// `"<connection name> (<number>)"`.
+    pub name: String,
+    pub number: u16,
+    pub connection_name: String,
+    pub peer_host: String,
+    pub peer_port: u16,
+    pub user: String,
 }
 
 /// `DELETE /api/connections/{id}` body (optional).

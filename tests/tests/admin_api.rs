@@ -656,6 +656,8 @@ async fn connections_channels_consumers_and_closing_a_connection() {
     assert_eq!(consumers[0]["consumer_tag"], "watcher");
     assert_eq!(consumers[0]["queue"], "watched");
     assert_eq!(consumers[0]["ack_required"], true);
+    assert_eq!(consumers[0]["channel_details"]["number"], 1, "{consumers}");
+    assert_eq!(consumers[0]["channel_details"]["user"], "guest", "{consumers}");
     assert!(
         conns[0]["client"].as_str().is_some_and(|c| c.contains("lapin")),
         "the client library, as it reports itself: {conns}"

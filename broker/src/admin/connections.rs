@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use warren_shared::{ChannelInfo, CloseRequest, ConnectionDetails, ConnectionInfo, ConsumerInfo, Done};
+use warren_shared::{ChannelDetails, ChannelInfo, CloseRequest, ConnectionDetails, ConnectionInfo, ConsumerInfo, Done};
 
 use super::caller::Caller;
 use super::{AdminState, ApiResult, Error, OptionalBody};
@@ -163,6 +163,21 @@ async fn channels(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Vec
 
 async fn consumers(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Vec<ConsumerInfo>> {
     let mut out = Vec::new();
+    let connections: HashMap<u64, Arc<ConnectionEntry>> =
+        b.connection_entries().into_iter().map(|c| (c.id, c)).collect();
+    let details = |connection: u64, channel: u16| {
+        connections.get(&connection).map_or_else(ChannelDetails::default, |c| {
+            let name = c.rabbit_name();
+            ChannelDetails {
+                name: format!("{name} ({channel})"),
+                number: channel,
+                connection_name: name,
+                peer_host: c.peer.ip().to_canonical().to_string(),
+                peer_port: c.peer.port(),
+                user: lock(&c.user).clone(),
+            }
+        })
+    };
     for v in b.vhosts().into_iter().filter(|v| caller.may_see(&b, &v.name)) {
         for q in v.queues() {
             for (tag, connection, channel, exclusive, priority, ack_required) in q.consumer_infos() {
@@ -175,6 +190,7 @@ async fn consumers(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Ve
                     exclusive,
                     priority,
                     ack_required,
+                    channel_details: details(connection, channel),
                 });
             }
         }
