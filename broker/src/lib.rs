@@ -22,6 +22,7 @@ pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod store;
+pub mod stream;
 pub mod timer;
 pub mod tls;
 pub mod vhost;

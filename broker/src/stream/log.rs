@@ -1,0 +1,521 @@
+//! A stream's append-only log on disk: segment files of records, each with a sparse index, appends at the tail,
+//! reads from any offset, seeks by offset or time, and retention that drops whole segments from the oldest.
+//!
+//! Files, in the stream's directory: `<first offset, 20 digits>.seg` holds records in the durable store's format
+//! (`store::record`: length, CRC32C, then `seq` = the message's offset, `enqueued_ms` = its timestamp, exchange,
+//! routing key, properties, body); `<first offset>.idx` is a sealed segment's [`IndexFile`].
+//!
+//! Invariants:
+//! - Offsets are dense and increasing across segments: a segment starts at the offset after the previous one's last.
+//!   Timestamps never go back (each message gets the later of the clock and the last stamp).
+//! - Only the last segment (the active one) is written to; it is sealed (its index file written) when it reaches
+//!   `max_segment_bytes`, and a new one starts. Retention and truncation remove sealed segments only, oldest first,
+//!   whole: a message is never removed from the middle of a stream.
+//! - Recovery follows the store's rules (`store::scan`): a torn or damaged tail of the active segment is cut off,
+//!   damage in the middle is skipped and counted, and never costs a good record after it. A sealed segment whose
+//!   index is missing, damaged or does not match the segment's size has it rebuilt by scanning the segment.
+//! - Reads go straight to the files with positioned reads (`pread`), a chunk at a time, from the index entry at or
+//!   before the wanted offset: many readers share the page cache and none holds a copy of the stream in memory. A
+//!   segment removed under a reader (retention) is skipped: the reader goes on from the oldest offset kept.
+//!
+//! This is the storage only, synchronous and owned by one caller: it does no fsync of its own (`sync` does, when the
+//! caller's durability rules say so) and must run off the async workers.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+
+use super::index::{Entry, FilterSummary, IndexFile, Seal, SparseIndex};
+use crate::store::record::{self, Meta, Record};
+use crate::store::scan;
+
+/// RabbitMQ's default `x-stream-max-segment-size-bytes` is 500 MB; Warren's is smaller, since the active segment is
+/// scanned whole at start.
+pub const DEFAULT_MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Bytes read at a time.
+const CHUNK: usize = 256 * 1024;
+
+/// One message to append.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Message<'a> {
+    pub exchange: &'a [u8],
+    pub routing_key: &'a [u8],
+    /// The content header's properties, as encoded on the wire.
+    pub properties: &'a [u8],
+    pub body: &'a [u8],
+    /// Its `x-stream-filter-value`, for the segment's filter summary.
+    pub filter: Option<&'a [u8]>,
+}
+
+/// Where a reader starts, as the `x-stream-offset` consumer argument says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    First,
+    /// The last message (RabbitMQ: the last chunk; Warren's chunks are single messages).
+    Last,
+    /// Only messages published from now on.
+    Next,
+    Offset(u64),
+    /// The first message stamped at or after this time (ms since the epoch).
+    Timestamp(u64),
+}
+
+/// Which values a filtered reader wants (`x-stream-filter`, `x-stream-match-unfiltered`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub values: Vec<Vec<u8>>,
+    pub match_unfiltered: bool,
+}
+
+/// What a read found.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub records: Vec<Record>,
+    /// Where the next read goes on from.
+    pub next: u64,
+    /// Segments a filtered read skipped without reading them.
+    pub segments_skipped: u64,
+}
+
+/// What recovery and retention did, for logs and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Damaged bytes skipped in the middle of segments, and torn or damaged tail bytes cut off, at open.
+    pub damaged_bytes: u64,
+    pub segments_removed: u64,
+    pub bytes_removed: u64,
+    /// Sealed segments whose index had to be rebuilt at open.
+    pub indexes_rebuilt: u64,
+}
+
+#[derive(Debug)]
+struct Segment {
+    first: u64,
+    seal: Seal,
+    index: SparseIndex,
+}
+
+impl Segment {
+    fn empty(first: u64) -> Self {
+        Segment {
+            first,
+            seal: Seal {
+                next_offset: first,
+                filters: FilterSummary::exact(),
+                ..Seal::default()
+            },
+            index: SparseIndex::default(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.seal.next_offset == self.first
+    }
+}
+
+pub struct StreamLog {
+    dir: PathBuf,
+    max_segment_bytes: u64,
+    /// Oldest first; the last one is the active segment.
+    segments: VecDeque<Segment>,
+    /// The active segment, open for appending.
+    file: File,
+    stats: LogStats,
+}
+
+fn seg_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("{first:020}.seg"))
+}
+
+fn idx_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("{first:020}.idx"))
+}
+
+/// The record's `x-stream-filter-value` is not in the record format: the summary of a rebuilt index is left open
+/// ("any value may be here"), which costs a filtered reader a read, never a message.
+fn open_summary() -> FilterSummary {
+    FilterSummary {
+        values: None,
+        has_unfiltered: true,
+    }
+}
+
+/// Scans a segment's file whole: its index, what it holds, and where its good bytes end.
+fn rebuild(path: &Path, first: u64) -> io::Result<(Segment, u64, u64)> {
+    let data = Bytes::from(fs::read(path)?);
+    let found = scan::scan(&data);
+    let mut seg = Segment::empty(first);
+    seg.seal.filters = open_summary();
+    let mut damaged: u64 = found.damaged.iter().map(|r| (r.end - r.start) as u64).sum();
+    let mut good_end = data.len() as u64;
+    if let Some(tail) = &found.tail {
+        good_end = tail.start as u64;
+        damaged += data.len() as u64 - good_end;
+    }
+    for f in &found.records {
+        let r = &f.record;
+        // A record out of order (a copy inside a damaged body, say) is not this segment's next offset.
+        if r.seq < seg.seal.next_offset {
+            continue;
+        }
+        if seg.is_empty() {
+            seg.seal.first_timestamp_ms = r.enqueued_ms;
+        }
+        seg.index.observe(Entry {
+            offset: r.seq,
+            position: f.offset as u64,
+            timestamp_ms: r.enqueued_ms,
+        });
+        seg.seal.next_offset = r.seq + 1;
+        seg.seal.last_timestamp_ms = r.enqueued_ms;
+    }
+    seg.seal.size = good_end;
+    Ok((seg, good_end, damaged))
+}
+
+impl StreamLog {
+    /// Opens (or creates) the stream in `dir`: sealed segments from their index files, the active one by scanning
+    /// it, its torn or damaged tail cut off.
+    pub fn open(dir: &Path, max_segment_bytes: u64) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let mut firsts: Vec<u64> = fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_suffix(".seg")?.parse().ok()
+            })
+            .collect();
+        firsts.sort_unstable();
+        let mut stats = LogStats::default();
+        let mut segments = VecDeque::new();
+        let last = firsts.pop();
+        for first in firsts {
+            let path = seg_path(dir, first);
+            let size = fs::metadata(&path)?.len();
+            let saved = fs::read(idx_path(dir, first))
+                .ok()
+                .and_then(|d| IndexFile::decode(&d))
+                .filter(|f| f.seal.size == size);
+            let seg = match saved {
+                Some(f) => Segment {
+                    first,
+                    seal: f.seal,
+                    index: f.index,
+                },
+                None => {
+                    let (seg, _, damaged) = rebuild(&path, first)?;
+                    stats.indexes_rebuilt += 1;
+                    stats.damaged_bytes += damaged;
+                    write_index(dir, &seg)?;
+                    seg
+                }
+            };
+            segments.push_back(seg);
+        }
+        let first = last.unwrap_or_else(|| segments.back().map_or(0, |s: &Segment| s.seal.next_offset));
+        let path = seg_path(dir, first);
+        let file = OpenOptions::new().create(true).read(true).append(true).open(&path)?;
+        let (mut active, good_end, damaged) = rebuild(&path, first)?;
+        if file.metadata()?.len() > good_end {
+            file.set_len(good_end)?;
+        }
+        stats.damaged_bytes += damaged;
+        // Appends record filter values exactly from here on; what the scan found stays "may be anything".
+        if active.is_empty() {
+            active.seal.filters = FilterSummary::exact();
+        }
+        segments.push_back(active);
+        Ok(StreamLog {
+            dir: dir.to_path_buf(),
+            max_segment_bytes: max_segment_bytes.max(1),
+            segments,
+            file,
+            stats,
+        })
+    }
+
+    fn active(&self) -> &Segment {
+        // `open` always leaves one segment, and nothing removes the active one.
+        &self.segments[self.segments.len() - 1]
+    }
+
+    /// The oldest offset kept.
+    pub fn first_offset(&self) -> u64 {
+        self.segments
+            .iter()
+            .find(|s| !s.is_empty())
+            .map_or(self.next_offset(), |s| s.first)
+    }
+
+    /// The offset the next message gets.
+    pub fn next_offset(&self) -> u64 {
+        self.active().seal.next_offset
+    }
+
+    /// Bytes on disk in segment files.
+    pub fn bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.seal.size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn stats(&self) -> &LogStats {
+        &self.stats
+    }
+
+    /// The newest timestamp in the stream (0 when it is empty).
+    pub fn last_timestamp_ms(&self) -> u64 {
+        self.segments
+            .iter()
+            .rev()
+            .map(|s| s.seal.last_timestamp_ms)
+            .find(|t| *t > 0)
+            .unwrap_or(0)
+    }
+
+    /// Appends `messages` stamped at `now_ms` (or the last stamp, if the clock went back); returns the offset of the
+    /// first. Nothing is synced. If the write fails the segment is cut back to where it was and nothing is
+    /// appended.
+    pub fn append(&mut self, messages: &[Message<'_>], now_ms: u64) -> io::Result<u64> {
+        if self.active().seal.size >= self.max_segment_bytes {
+            self.roll()?;
+        }
+        let timestamp = now_ms.max(self.last_timestamp_ms());
+        let first = self.next_offset();
+        let start = self.active().seal.size;
+        let mut buf = BytesMut::new();
+        let mut index = Vec::with_capacity(messages.len());
+        for (i, m) in messages.iter().enumerate() {
+            let offset = first + i as u64;
+            let position = start + buf.len() as u64;
+            record::encode(
+                &mut buf,
+                Meta {
+                    seq: offset,
+                    enqueued_ms: timestamp,
+                    tx: 0,
+                },
+                m.exchange,
+                m.routing_key,
+                m.properties,
+                m.body,
+            );
+            index.push(Entry {
+                offset,
+                position,
+                timestamp_ms: timestamp,
+            });
+        }
+        if let Err(e) = self.file.write_all(&buf) {
+            let _ = self.file.set_len(start);
+            return Err(e);
+        }
+        let n = self.segments.len();
+        let active = &mut self.segments[n - 1];
+        if active.is_empty() {
+            active.seal.first_timestamp_ms = timestamp;
+        }
+        for (entry, m) in index.into_iter().zip(messages) {
+            active.index.observe(entry);
+            active.seal.filters.observe(m.filter);
+        }
+        active.seal.next_offset = first + messages.len() as u64;
+        active.seal.size = start + buf.len() as u64;
+        if !messages.is_empty() {
+            active.seal.last_timestamp_ms = timestamp;
+        }
+        Ok(first)
+    }
+
+    /// Makes what was appended durable (fdatasync of the active segment).
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Seals the active segment (writes its index file) and starts a new one at the next offset.
+    fn roll(&mut self) -> io::Result<()> {
+        self.file.sync_data()?;
+        write_index(&self.dir, self.active())?;
+        let first = self.next_offset();
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(seg_path(&self.dir, first))?;
+        self.file = file;
+        self.segments.push_back(Segment::empty(first));
+        Ok(())
+    }
+
+    /// The offset a reader starting at `spec` reads first.
+    pub fn seek(&self, spec: OffsetSpec) -> io::Result<u64> {
+        let (first, next) = (self.first_offset(), self.next_offset());
+        Ok(match spec {
+            OffsetSpec::First => first,
+            OffsetSpec::Next => next,
+            OffsetSpec::Last => next.saturating_sub(1).max(first),
+            OffsetSpec::Offset(n) => n.clamp(first, next),
+            OffsetSpec::Timestamp(t) => {
+                let Some(seg) = self
+                    .segments
+                    .iter()
+                    .find(|s| !s.is_empty() && s.seal.last_timestamp_ms >= t)
+                else {
+                    return Ok(next);
+                };
+                let mut found = seg.seal.next_offset;
+                self.scan_segment(seg, seg.index.position_for_time(t), &mut |r| {
+                    if r.enqueued_ms >= t {
+                        found = r.seq;
+                        false
+                    } else {
+                        true
+                    }
+                })?;
+                found
+            }
+        })
+    }
+
+    /// Reads up to `max_records` messages (and about `max_bytes` of them) from `from` on; with a `filter`, skips the
+    /// segments whose summary cannot match (the records of the others come back whole: the caller matches each
+    /// message's value). A `from` older than the oldest offset kept reads from the oldest.
+    pub fn read(&self, from: u64, max_records: usize, max_bytes: usize, filter: Option<&Filter>) -> io::Result<Batch> {
+        let mut batch = Batch {
+            next: from.max(self.first_offset()),
+            ..Batch::default()
+        };
+        let mut bytes = 0usize;
+        let start = self.segments.partition_point(|s| s.seal.next_offset <= batch.next);
+        for seg in self.segments.iter().skip(start) {
+            if seg.is_empty() {
+                continue;
+            }
+            if let Some(f) = filter {
+                if !seg.seal.filters.may_match(&f.values, f.match_unfiltered) {
+                    batch.segments_skipped += 1;
+                    batch.next = batch.next.max(seg.seal.next_offset);
+                    continue;
+                }
+            }
+            let from = batch.next;
+            let done = self.scan_segment(seg, seg.index.position_for_offset(from), &mut |r| {
+                if r.seq < from {
+                    return true;
+                }
+                batch.next = r.seq + 1;
+                bytes += r.body.len() + r.properties.len();
+                batch.records.push(r);
+                batch.records.len() < max_records && bytes < max_bytes
+            });
+            match done {
+                Ok(false) => return Ok(batch),
+                Ok(true) => batch.next = batch.next.max(seg.seal.next_offset),
+                // Removed by retention under this reader: go on with what is kept.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Feeds `seg`'s records from `position` on to `each` until it returns false (then false) or the segment ends
+    /// (then true).
+    fn scan_segment(&self, seg: &Segment, mut position: u64, each: &mut dyn FnMut(Record) -> bool) -> io::Result<bool> {
+        let file = File::open(seg_path(&self.dir, seg.first))?;
+        let mut chunk = CHUNK;
+        while position < seg.seal.size {
+            let len = (chunk as u64).min(seg.seal.size - position) as usize;
+            let mut buf = vec![0u8; len];
+            file.read_exact_at(&mut buf, position)?;
+            let data = Bytes::from(buf);
+            let found = scan::scan(&data);
+            let consumed = match &found.tail {
+                Some(t) => t.start,
+                None => data.len(),
+            };
+            for f in found.records {
+                if !each(f.record) {
+                    return Ok(false);
+                }
+            }
+            if consumed == 0 {
+                // A record larger than the chunk, or damage up to the chunk's end: read more at once, up to the
+                // largest record there can be; past that, the rest of the segment is damage.
+                match record::declared_size(&data) {
+                    Some(size)
+                        if size <= record::MAX_RECORD && len < size && (len as u64) < seg.seal.size - position =>
+                    {
+                        chunk = size;
+                        continue;
+                    }
+                    _ => return Ok(true),
+                }
+            }
+            position += consumed as u64;
+            chunk = CHUNK;
+        }
+        Ok(true)
+    }
+
+    /// Removes sealed segments from the oldest while the stream is larger than `max_bytes`, or while the oldest's
+    /// newest message is older than `max_age_ms` at `now_ms`. Returns how many it removed.
+    pub fn retain(&mut self, max_bytes: Option<u64>, max_age_ms: Option<u64>, now_ms: u64) -> io::Result<usize> {
+        let mut removed = 0;
+        while self.segments.len() > 1 {
+            let oldest = &self.segments[0];
+            let too_big = max_bytes.is_some_and(|m| self.bytes() > m);
+            let too_old = max_age_ms.is_some_and(|a| oldest.seal.last_timestamp_ms.saturating_add(a) < now_ms);
+            if !(too_big || too_old) {
+                break;
+            }
+            self.remove_oldest()?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Removes the sealed segments that hold only offsets before `offset` ("truncate before"). Returns how many.
+    pub fn truncate_before(&mut self, offset: u64) -> io::Result<usize> {
+        let mut removed = 0;
+        while self.segments.len() > 1 && self.segments[0].seal.next_offset <= offset {
+            self.remove_oldest()?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    fn remove_oldest(&mut self) -> io::Result<()> {
+        let Some(seg) = self.segments.front() else {
+            return Ok(());
+        };
+        let (first, size) = (seg.first, seg.seal.size);
+        // The index first: a crash between the two leaves a segment whose index is rebuilt, never an index alone.
+        match fs::remove_file(idx_path(&self.dir, first)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        fs::remove_file(seg_path(&self.dir, first))?;
+        self.segments.pop_front();
+        self.stats.segments_removed += 1;
+        self.stats.bytes_removed += size;
+        Ok(())
+    }
+}
+
+/// Writes a sealed segment's index file (to a temporary name, then renamed: a crash leaves the old file or none).
+fn write_index(dir: &Path, seg: &Segment) -> io::Result<()> {
+    let file = IndexFile {
+        seal: seg.seal.clone(),
+        index: seg.index.clone(),
+    };
+    let tmp = dir.join(format!("{:020}.idx.tmp", seg.first));
+    fs::write(&tmp, file.encode())?;
+    fs::rename(tmp, idx_path(dir, seg.first))
+}
