@@ -234,3 +234,36 @@ fn a_filtered_read_skips_segments_that_cannot_match() {
     assert!(batch.records.is_empty());
     assert_eq!(batch.next, 100, "skipping moves the reader on");
 }
+
+/// Writes real index files as fuzz seeds when WARREN_WRITE_FUZZ_SEEDS names a directory (`fuzz/corpus/stream_index`).
+#[test]
+fn index_files_as_fuzz_seeds() {
+    let Some(out) = std::env::var_os("WARREN_WRITE_FUZZ_SEEDS") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let mut log = StreamLog::open(dir.path(), SEGMENT).expect("open");
+    for i in 0..30u64 {
+        let b = body(i);
+        let value: &[u8] = if i % 2 == 0 { b"eu" } else { b"us" };
+        let filter = (i % 3 != 0).then_some(value);
+        log.append(
+            &[Message {
+                body: &b,
+                filter,
+                ..Message::default()
+            }],
+            i,
+        )
+        .expect("append");
+    }
+    for (n, e) in std::fs::read_dir(dir.path())
+        .expect("ls")
+        .filter_map(|e| e.ok())
+        .enumerate()
+    {
+        if e.path().extension().is_some_and(|x| x == "idx") {
+            std::fs::copy(e.path(), std::path::Path::new(&out).join(format!("seed-{n}"))).expect("copy");
+        }
+    }
+}
