@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod cli;
 pub mod loose;
+pub mod management;
 pub mod rabbit;
 
 /// `GET /api/overview`.
@@ -200,21 +201,6 @@ pub struct BindingInfo {
     /// What names this binding in RabbitMQ's paths (`/api/bindings/{vhost}/e/{source}/q/{destination}/{key}`).
     #[serde(default)]
     pub properties_key: String,
-}
-
-/// `GET /api/vhosts`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
-pub struct VhostInfo {
-    pub name: String,
-}
-
-/// `GET /api/users` (never with password hashes).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
-pub struct UserInfo {
-    pub name: String,
-    pub tags: Vec<String>,
 }
 
 /// One record of the audit journal (`GET /api/audit`): an operator action, an access change, or a refused login.

@@ -11,13 +11,19 @@
 
 use std::sync::Arc;
 
+use aide::axum::routing::get_with;
+use aide::axum::ApiRouter;
+use aide::transform::TransformOperation;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+use warren_shared::management::{
+    LimitValues, PermissionInfo, TopicPermissionInfo, UserInfo, VhostInfo, VhostMetadata, Whoami,
+};
 
 use super::caller::Caller;
 use super::{AdminState, Body, Error, OptionalBody};
@@ -25,27 +31,89 @@ use crate::auth::{password, AccessError};
 use crate::broker::Broker;
 use crate::store::access_defs::{AccessOp, Limits, Origin, PermissionDef, TopicPermissionDef, UserDef, VHostDef};
 
-pub fn router() -> Router<AdminState> {
-    Router::new()
-        .route("/api/whoami", get(whoami))
-        .route("/api/users", get(users))
-        .route("/api/users/{user}", get(user).put(put_user).delete(delete_user))
-        .route("/api/users/{user}/permissions", get(user_permissions))
-        .route("/api/vhosts", get(vhosts))
-        .route("/api/vhosts/{vhost}", get(vhost).put(put_vhost).delete(delete_vhost))
-        .route("/api/vhosts/{vhost}/permissions", get(vhost_permissions))
-        .route("/api/permissions", get(permissions))
-        .route(
+pub fn router() -> ApiRouter<AdminState> {
+    ApiRouter::new()
+        .api_route(
+            "/api/whoami",
+            get_with(whoami, |o| o.summary("The calling user's name and tags")),
+        )
+        .api_route(
+            "/api/users",
+            get_with(users, |o| o.summary("Users and their tags (never password hashes)")),
+        )
+        .api_route(
+            "/api/users/{user}",
+            get_with(user, |o| o.summary("One user"))
+                .put_with(put_user, |o| {
+                    put_answers(o.summary("Create or change a user: a password, or a password hash, and tags"))
+                })
+                .delete_with(delete_user, |o| {
+                    deleted(o.summary("Delete a user and close their connections"))
+                }),
+        )
+        .api_route(
+            "/api/users/{user}/permissions",
+            get_with(user_permissions, |o| o.summary("One user's permissions")),
+        )
+        .api_route(
+            "/api/vhosts",
+            get_with(vhosts, |o| o.summary("Virtual hosts the caller may see")),
+        )
+        .api_route(
+            "/api/vhosts/{vhost}",
+            get_with(vhost, |o| o.summary("One vhost"))
+                .put_with(put_vhost, |o| {
+                    put_answers(o.summary("Create a vhost, or change its description and tags"))
+                })
+                .delete_with(delete_vhost, |o| {
+                    deleted(o.summary("Delete a vhost and everything in it"))
+                }),
+        )
+        .api_route(
+            "/api/vhosts/{vhost}/permissions",
+            get_with(vhost_permissions, |o| o.summary("The permissions in one vhost")),
+        )
+        .api_route(
+            "/api/permissions",
+            get_with(permissions, |o| o.summary("Every permission")),
+        )
+        .api_route(
             "/api/permissions/{vhost}/{user}",
-            get(permission).put(put_permission).delete(delete_permission),
+            get_with(permission, |o| o.summary("One user's permissions in one vhost"))
+                .put_with(put_permission, |o| {
+                    put_answers(o.summary("Set a user's permissions in a vhost"))
+                })
+                .delete_with(delete_permission, |o| {
+                    deleted(o.summary("Clear a user's permissions in a vhost"))
+                }),
         )
-        .route("/api/topic-permissions", get(topic_permissions))
-        .route(
+        .api_route(
+            "/api/topic-permissions",
+            get_with(topic_permissions, |o| o.summary("Every topic permission")),
+        )
+        .api_route(
             "/api/topic-permissions/{vhost}/{user}",
-            get(topic_permission)
-                .put(put_topic_permission)
-                .delete(delete_topic_permission),
+            get_with(topic_permission, |o| {
+                o.summary("One user's topic permissions in one vhost")
+            })
+            .put_with(put_topic_permission, |o| {
+                put_answers(o.summary("Set a user's topic permissions for one exchange"))
+            })
+            .delete_with(delete_topic_permission, |o| {
+                deleted(o.summary("Clear a user's topic permissions in a vhost"))
+            }),
         )
+}
+
+/// RabbitMQ's answers to a PUT (see [`created`]).
+pub(super) fn put_answers(o: TransformOperation) -> TransformOperation {
+    o.response_with::<201, (), _>(|r| r.description("Created"))
+        .response_with::<204, (), _>(|r| r.description("Changed"))
+}
+
+/// RabbitMQ's answer to a DELETE.
+pub(super) fn deleted(o: TransformOperation) -> TransformOperation {
+    o.response_with::<204, (), _>(|r| r.description("Deleted"))
 }
 
 pub(super) fn stored(e: AccessError) -> Error {
@@ -80,18 +148,12 @@ pub(super) fn audit(b: &Broker, caller: &Caller, action: &str, object: &str, res
     });
 }
 
-pub(super) fn limits_json(l: &Limits) -> Value {
-    let mut m = serde_json::Map::new();
-    if let Some(n) = l.max_connections {
-        m.insert("max-connections".into(), n.into());
+pub(super) fn limits_json(l: &Limits) -> LimitValues {
+    LimitValues {
+        max_connections: l.max_connections,
+        max_queues: l.max_queues,
+        max_channels: l.max_channels,
     }
-    if let Some(n) = l.max_queues {
-        m.insert("max-queues".into(), n.into());
-    }
-    if let Some(n) = l.max_channels {
-        m.insert("max-channels".into(), n.into());
-    }
-    Value::Object(m)
 }
 
 /// Sets one limit by RabbitMQ's name; a negative value (RabbitMQ's -1) or `None` removes it.
@@ -117,30 +179,45 @@ pub(super) fn set_limit(l: &mut Limits, name: &str, value: Option<i64>, for_user
 }
 
 /// A user as the API shows it: never the password hash (a definitions export is where hashes leave the broker).
-fn user_json(u: &UserDef) -> Value {
-    json!({
-        "name": u.name,
-        "hashing_algorithm": u.hashing_algorithm,
-        "tags": u.tags,
-        "limits": limits_json(&u.limits),
-    })
+fn user_json(u: &UserDef) -> UserInfo {
+    UserInfo {
+        name: u.name.clone(),
+        hashing_algorithm: u.hashing_algorithm.clone(),
+        tags: u.tags.clone(),
+        limits: limits_json(&u.limits),
+    }
 }
 
-fn vhost_json(v: &VHostDef) -> Value {
-    json!({
-        "name": v.name,
-        "description": v.description,
-        "tags": v.tags,
-        "metadata": {"description": v.description, "tags": v.tags},
-    })
+fn vhost_json(v: &VHostDef) -> VhostInfo {
+    VhostInfo {
+        name: v.name.clone(),
+        description: v.description.clone(),
+        tags: v.tags.clone(),
+        metadata: VhostMetadata {
+            description: v.description.clone(),
+            tags: v.tags.clone(),
+        },
+    }
 }
 
-fn permission_json(p: &PermissionDef) -> Value {
-    json!({"user": p.user, "vhost": p.vhost, "configure": p.configure, "write": p.write, "read": p.read})
+pub(super) fn permission_json(p: &PermissionDef) -> PermissionInfo {
+    PermissionInfo {
+        user: p.user.clone(),
+        vhost: p.vhost.clone(),
+        configure: p.configure.clone(),
+        write: p.write.clone(),
+        read: p.read.clone(),
+    }
 }
 
-fn topic_json(t: &TopicPermissionDef) -> Value {
-    json!({"user": t.user, "vhost": t.vhost, "exchange": t.exchange, "write": t.write, "read": t.read})
+pub(super) fn topic_json(t: &TopicPermissionDef) -> TopicPermissionInfo {
+    TopicPermissionInfo {
+        user: t.user.clone(),
+        vhost: t.vhost.clone(),
+        exchange: t.exchange.clone(),
+        write: t.write.clone(),
+        read: t.read.clone(),
+    }
 }
 
 /// Tags as RabbitMQ takes them: a comma-separated string or a list.
@@ -165,16 +242,19 @@ pub(super) fn tags(v: Option<&Value>) -> Result<Vec<String>, Error> {
     }
 }
 
-async fn whoami(caller: Caller) -> Json<Value> {
-    Json(json!({"name": caller.user, "tags": caller.tags}))
+async fn whoami(caller: Caller) -> Json<Whoami> {
+    Json(Whoami {
+        name: caller.user,
+        tags: caller.tags,
+    })
 }
 
-async fn users(State(b): State<Arc<Broker>>, caller: Caller) -> Result<Json<Value>, Error> {
+async fn users(State(b): State<Arc<Broker>>, caller: Caller) -> Result<Json<Vec<UserInfo>>, Error> {
     caller.require_admin()?;
     Ok(Json(b.access.users().iter().map(user_json).collect()))
 }
 
-async fn user(State(b): State<Arc<Broker>>, caller: Caller, Path(name): Path<String>) -> Result<Json<Value>, Error> {
+async fn user(State(b): State<Arc<Broker>>, caller: Caller, Path(name): Path<String>) -> Result<Json<UserInfo>, Error> {
     if caller.user != name {
         caller.require_admin()?;
     }
@@ -184,42 +264,51 @@ async fn user(State(b): State<Arc<Broker>>, caller: Caller, Path(name): Path<Str
         .ok_or_else(|| Error::not_found(format!("no user '{name}'")))
 }
 
+/// The body of `PUT /api/users/{name}`.
+#[derive(Deserialize, JsonSchema)]
+struct UserRequest {
+    /// Hashed here with argon2id.
+    password: Option<String>,
+    /// Instead of `password`: a hash, RabbitMQ's or Warren's (empty: no password).
+    password_hash: Option<String>,
+    /// The hash's algorithm (default: detected from the hash).
+    hashing_algorithm: Option<String>,
+    /// A comma-separated string or a list of strings.
+    tags: Option<Value>,
+}
+
 /// `PUT /api/users/{name}`: `password` (hashed here with argon2id) or `password_hash` with `hashing_algorithm`
 /// (RabbitMQ's), and `tags`.
 async fn put_user(
     State(b): State<Arc<Broker>>,
     caller: Caller,
     Path(name): Path<String>,
-    Body(req): Body<serde_json::Map<String, Value>>,
+    Body(req): Body<UserRequest>,
 ) -> Result<Response, Error> {
     caller.require_admin()?;
     if name.is_empty() || name.len() > 255 {
         return Err(Error::bad_request("a user name is 1 to 255 bytes"));
     }
     let existing = b.access.user(&name);
-    let tags = tags(req.get("tags"))?;
-    let (password_hash, hashing_algorithm) = match (req.get("password"), req.get("password_hash")) {
-        (Some(Value::String(p)), _) => {
-            let p = p.clone();
+    let tags = tags(req.tags.as_ref())?;
+    let (password_hash, hashing_algorithm) = match (req.password, req.password_hash) {
+        (Some(p), _) => {
             let (h, a) = tokio::task::spawn_blocking(move || password::hash(&p))
                 .await
                 .map_err(|e| Error::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
             (h, a.to_string())
         }
-        (Some(_), _) => return Err(Error::bad_request("password must be a string")),
-        (None, Some(Value::String(h))) => {
-            let alg = match req.get("hashing_algorithm") {
-                Some(Value::String(a)) => a.clone(),
-                None => password::detect(h).unwrap_or(password::RABBIT_SHA256).to_string(),
-                Some(_) => return Err(Error::bad_request("hashing_algorithm must be a string")),
+        (None, Some(h)) => {
+            let alg = match req.hashing_algorithm {
+                Some(a) => a,
+                None => password::detect(&h).unwrap_or(password::RABBIT_SHA256).to_string(),
             };
             // RabbitMQ's passwordless users have an empty hash.
             if !h.is_empty() {
-                password::validate(h, &alg).map_err(|e| Error::bad_request(e.to_string()))?;
+                password::validate(&h, &alg).map_err(|e| Error::bad_request(e.to_string()))?;
             }
-            (h.clone(), alg)
+            (h, alg)
         }
-        (None, Some(_)) => return Err(Error::bad_request("password_hash must be a string")),
         (None, None) => match &existing {
             Some(u) => (u.password_hash.clone(), u.hashing_algorithm.clone()),
             None => (String::new(), password::ARGON2ID.to_string()),
@@ -271,7 +360,7 @@ async fn user_permissions(
     State(b): State<Arc<Broker>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<Vec<PermissionInfo>>, Error> {
     caller.require_admin()?;
     Ok(Json(
         b.access
@@ -283,7 +372,7 @@ async fn user_permissions(
     ))
 }
 
-async fn vhosts(State(b): State<Arc<Broker>>, caller: Caller) -> Json<Value> {
+async fn vhosts(State(b): State<Arc<Broker>>, caller: Caller) -> Json<Vec<VhostInfo>> {
     Json(
         b.access
             .vhosts()
@@ -294,16 +383,17 @@ async fn vhosts(State(b): State<Arc<Broker>>, caller: Caller) -> Json<Value> {
     )
 }
 
-async fn vhost(State(b): State<Arc<Broker>>, Path(name): Path<String>) -> Result<Json<Value>, Error> {
+async fn vhost(State(b): State<Arc<Broker>>, Path(name): Path<String>) -> Result<Json<VhostInfo>, Error> {
     b.access
         .vhost(&name)
         .map(|v| Json(vhost_json(&v)))
         .ok_or_else(|| Error::not_found(format!("no vhost '{name}'")))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
 struct VHostRequest {
     description: Option<String>,
+    /// A comma-separated string or a list of strings.
     tags: Option<Value>,
 }
 
@@ -348,7 +438,7 @@ async fn vhost_permissions(
     State(b): State<Arc<Broker>>,
     caller: Caller,
     Path(vhost): Path<String>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<Vec<PermissionInfo>>, Error> {
     caller.require_admin()?;
     Ok(Json(
         b.access
@@ -360,7 +450,7 @@ async fn vhost_permissions(
     ))
 }
 
-async fn permissions(State(b): State<Arc<Broker>>, caller: Caller) -> Result<Json<Value>, Error> {
+async fn permissions(State(b): State<Arc<Broker>>, caller: Caller) -> Result<Json<Vec<PermissionInfo>>, Error> {
     caller.require_admin()?;
     Ok(Json(b.access.permissions().iter().map(permission_json).collect()))
 }
@@ -369,7 +459,7 @@ async fn permission(
     State(b): State<Arc<Broker>>,
     caller: Caller,
     Path((vhost, user)): Path<(String, String)>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<PermissionInfo>, Error> {
     if caller.user != user {
         caller.require_admin()?;
     }
@@ -379,7 +469,7 @@ async fn permission(
         .ok_or_else(|| Error::not_found(format!("no permissions for user '{user}' in vhost '{vhost}'")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct PermissionRequest {
     configure: String,
     write: String,
@@ -444,7 +534,10 @@ async fn delete_permission(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn topic_permissions(State(b): State<Arc<Broker>>, caller: Caller) -> Result<Json<Value>, Error> {
+async fn topic_permissions(
+    State(b): State<Arc<Broker>>,
+    caller: Caller,
+) -> Result<Json<Vec<TopicPermissionInfo>>, Error> {
     caller.require_admin()?;
     Ok(Json(b.access.topic_permissions().iter().map(topic_json).collect()))
 }
@@ -453,9 +546,9 @@ async fn topic_permission(
     State(b): State<Arc<Broker>>,
     caller: Caller,
     Path((vhost, user)): Path<(String, String)>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<Vec<TopicPermissionInfo>>, Error> {
     caller.require_admin()?;
-    let found: Vec<Value> = b
+    let found: Vec<TopicPermissionInfo> = b
         .access
         .topic_permissions()
         .iter()
@@ -467,10 +560,10 @@ async fn topic_permission(
             "no topic permissions for user '{user}' in vhost '{vhost}'"
         )));
     }
-    Ok(Json(Value::Array(found)))
+    Ok(Json(found))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct TopicPermissionRequest {
     exchange: String,
     write: String,

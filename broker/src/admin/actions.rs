@@ -3,11 +3,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use aide::axum::routing::post_with;
+use aide::axum::ApiRouter;
 use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use axum::extract::{Path, State};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use base64::Engine;
 use warren_shared::{DeleteMessages, DeleteResult, PublishRequest, PublishResult};
 
@@ -18,10 +19,18 @@ use crate::auth::{Kind, Perm};
 use crate::broker::Broker;
 use crate::message::Message;
 
-pub fn router() -> Router<AdminState> {
-    Router::new()
-        .route("/api/queues/{vhost}/{name}/delete", post(delete_messages))
-        .route("/api/exchanges/{vhost}/{name}/publish", post(publish))
+pub fn router() -> ApiRouter<AdminState> {
+    ApiRouter::new()
+        .api_route(
+            "/api/queues/{vhost}/{name}/delete",
+            post_with(delete_messages, |o| o.summary("Delete ready messages by id")),
+        )
+        .api_route(
+            "/api/exchanges/{vhost}/{name}/publish",
+            post_with(publish, |o| {
+                o.summary("Publish a message (the default exchange is amq.default)")
+            }),
+        )
 }
 
 async fn delete_messages(

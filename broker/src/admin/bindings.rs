@@ -7,12 +7,14 @@
 
 use std::sync::Arc;
 
+use aide::axum::routing::get_with;
+use aide::axum::ApiRouter;
 use amq_protocol::types::FieldTable;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use warren_shared::BindingInfo;
@@ -25,15 +27,24 @@ use crate::auth::{Kind, Perm};
 use crate::broker::Broker;
 use crate::routing::{Binding, Destination};
 
-pub fn router() -> Router<AdminState> {
-    Router::new()
-        .route(
+pub fn router() -> ApiRouter<AdminState> {
+    ApiRouter::new()
+        .api_route(
             "/api/bindings/{vhost}/e/{source}/{kind}/{destination}",
-            get(between).post(create),
+            get_with(between, |o| {
+                o.summary("The bindings from an exchange to a queue (kind q) or an exchange (kind e)")
+            })
+            .post_with(create, |o| {
+                o.summary("Bind (201, with the new binding's properties key in Location)")
+                    .response_with::<201, (), _>(|r| r.description("Bound"))
+            }),
         )
-        .route(
+        .api_route(
             "/api/bindings/{vhost}/e/{source}/{kind}/{destination}/{props}",
-            get(one).delete(remove),
+            get_with(one, |o| o.summary("One binding, by its properties key")).delete_with(remove, |o| {
+                o.summary("Unbind, by the binding's properties key")
+                    .response_with::<204, (), _>(|r| r.description("Unbound"))
+            }),
         )
 }
 
@@ -108,7 +119,7 @@ async fn one(
         .ok_or_else(|| Error::not_found(format!("no binding '{props}' from '{source}'")))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
 struct NewBinding {
     #[serde(default)]
     routing_key: String,

@@ -7,22 +7,38 @@ use std::sync::Arc;
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use aide::axum::routing::get_with;
+use aide::axum::ApiRouter;
+use axum::extract::{Path, State};
+use axum::Json;
 use warren_shared::{ChannelDetails, ChannelInfo, CloseRequest, ConnectionDetails, ConnectionInfo, ConsumerInfo, Done};
 
 use super::caller::Caller;
-use super::{AdminState, ApiResult, Error, OptionalBody};
+use super::paging::{ListQuery, Paged};
+use super::{AdminState, ApiResult, Error, OptionalBody, Query};
 use crate::broker::{Broker, ConnectionEntry};
 
-pub fn router() -> Router<AdminState> {
-    Router::new()
-        .route("/api/connections", get(connections))
-        .route("/api/connections/{id}", get(connection).delete(close))
-        .route("/api/connections/{id}/channels", get(connection_channels))
-        .route("/api/channels", get(channels))
-        .route("/api/consumers", get(consumers))
+pub fn router() -> ApiRouter<AdminState> {
+    ApiRouter::new()
+        .api_route(
+            "/api/connections",
+            get_with(connections, |o| o.summary("Client connections")),
+        )
+        .api_route(
+            "/api/connections/{id}",
+            get_with(connection, |o| {
+                o.summary("One connection, by its numeric id or RabbitMQ's name (\"peer -> local\")")
+            })
+            .delete_with(close, |o| {
+                o.summary("Close a connection, with an optional reason (in the body, or RabbitMQ's X-Reason header)")
+            }),
+        )
+        .api_route(
+            "/api/connections/{id}/channels",
+            get_with(connection_channels, |o| o.summary("One connection's channels")),
+        )
+        .api_route("/api/channels", get_with(channels, |o| o.summary("Channels")))
+        .api_route("/api/consumers", get_with(consumers, |o| o.summary("Consumers")))
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -97,8 +113,8 @@ fn visible(b: &Broker, caller: &Caller) -> Vec<Arc<ConnectionEntry>> {
 async fn connections(
     State(b): State<Arc<Broker>>,
     caller: Caller,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<serde_json::Value>, Error> {
+    Query(q): Query<ListQuery>,
+) -> Result<Paged<ConnectionInfo>, Error> {
     let all: Vec<ConnectionInfo> = visible(&b, &caller).iter().map(|c| info(c)).collect();
     super::paging::respond(all, &q)
 }

@@ -13,11 +13,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use aide::axum::routing::post_with;
+use aide::axum::ApiRouter;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
+use axum::Json;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -33,20 +35,42 @@ use crate::routing::{Binding, Destination};
 use crate::store::access_defs::{AccessOp, Limits, Origin, PermissionDef, TopicPermissionDef, UserDef, VHostDef};
 use crate::vhost::{ExchangeDeclare, QueueDeclare};
 
-pub fn router() -> Router<AdminState> {
-    Router::new()
-        .route(
+pub fn router() -> ApiRouter<AdminState> {
+    ApiRouter::new()
+        .api_route(
             "/api/definitions",
-            post(import_definitions).get(super::definitions_export::all),
+            post_with(import_definitions, |o| {
+                o.summary(
+                    "Import a definitions file (RabbitMQ's format): users, vhosts, permissions, limits, exchanges, \
+                     queues, bindings, policies",
+                )
+                .response_with::<204, (), _>(|r| r.description("Imported"))
+            })
+            .get_with(super::definitions_export::all, |o| {
+                o.summary("Export the definitions in RabbitMQ's format (with password hashes)")
+                    .response_with::<200, Json<DefinitionsImport>, _>(|r| {
+                        r.description("A definitions file, which POST /api/definitions imports")
+                    })
+            }),
         )
-        .route(
+        .api_route(
             "/api/definitions/{vhost}",
-            post(import_vhost_definitions).get(super::definitions_export::one_vhost),
+            post_with(import_vhost_definitions, |o| {
+                o.summary("Import a vhost's exchanges, queues, bindings and policies")
+                    .response_with::<204, (), _>(|r| r.description("Imported"))
+            })
+            .get_with(super::definitions_export::one_vhost, |o| {
+                o.summary("Export one vhost's exchanges, queues, bindings and policies")
+                    .response_with::<200, Json<DefinitionsImport>, _>(|r| {
+                        r.description("A vhost's definitions, which POST /api/definitions/{vhost} imports")
+                    })
+            }),
         )
 }
 
-/// The access part of a RabbitMQ definitions file (what `rabbitmqctl export_definitions` writes).
-#[derive(Deserialize)]
+/// A RabbitMQ definitions file (what `rabbitmqctl export_definitions` and `GET /api/definitions` write).
+#[derive(Deserialize, JsonSchema)]
+#[schemars(rename = "Definitions")]
 struct DefinitionsImport {
     #[serde(default)]
     users: Vec<ImportUser>,
@@ -72,7 +96,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct QueueImport {
     name: String,
     vhost: Option<String>,
@@ -84,7 +108,7 @@ struct QueueImport {
     arguments: serde_json::Map<String, Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct ExchangeImport {
     name: String,
     vhost: Option<String>,
@@ -100,7 +124,7 @@ struct ExchangeImport {
     arguments: serde_json::Map<String, Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct BindingImport {
     source: String,
     vhost: Option<String>,
@@ -112,7 +136,7 @@ struct BindingImport {
     arguments: serde_json::Map<String, Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct PolicyImport {
     vhost: Option<String>,
     name: String,
@@ -135,7 +159,7 @@ pub(super) fn loose_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool,
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct ImportUser {
     name: String,
     #[serde(default)]
@@ -148,7 +172,7 @@ struct ImportUser {
     limits: Option<serde_json::Map<String, Value>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct ImportVHost {
     name: String,
     #[serde(default)]
@@ -157,7 +181,7 @@ struct ImportVHost {
     metadata: Option<serde_json::Map<String, Value>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct PermissionImport {
     user: String,
     vhost: String,
@@ -166,7 +190,7 @@ struct PermissionImport {
     read: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct TopicPermissionImport {
     user: String,
     vhost: String,
@@ -175,7 +199,7 @@ struct TopicPermissionImport {
     read: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct ParameterImport {
     component: String,
     vhost: String,

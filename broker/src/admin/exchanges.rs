@@ -2,24 +2,34 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use aide::axum::routing::get_with;
+use aide::axum::ApiRouter;
+use axum::extract::{Path, State};
 use warren_shared::{BindingInfo, ExchangeInfo};
 
 use super::caller::Caller;
+use super::paging::{ListQuery, Paged};
 use super::queues::vhost;
-use super::{json, AdminState};
+use super::{json, AdminState, Error, Query};
 use crate::broker::Broker;
 use crate::routing::Destination;
 use crate::vhost::VHost;
 
-pub fn router() -> Router<AdminState> {
-    Router::new()
-        .route("/api/exchanges", get(exchanges_all))
-        .route("/api/exchanges/{vhost}", get(exchanges_in))
-        .route("/api/bindings", get(bindings_all))
-        .route("/api/bindings/{vhost}", get(bindings_in))
+pub fn router() -> ApiRouter<AdminState> {
+    ApiRouter::new()
+        .api_route(
+            "/api/exchanges",
+            get_with(exchanges_all, |o| o.summary("Every exchange")),
+        )
+        .api_route(
+            "/api/exchanges/{vhost}",
+            get_with(exchanges_in, |o| o.summary("The exchanges of a vhost")),
+        )
+        .api_route("/api/bindings", get_with(bindings_all, |o| o.summary("Every binding")))
+        .api_route(
+            "/api/bindings/{vhost}",
+            get_with(bindings_in, |o| o.summary("The bindings of a vhost")),
+        )
 }
 
 fn exchanges(v: &VHost) -> Vec<ExchangeInfo> {
@@ -54,7 +64,11 @@ pub(super) fn bindings(v: &VHost) -> Vec<BindingInfo> {
         .collect()
 }
 
-async fn exchanges_all(State(b): State<Arc<Broker>>, caller: Caller, Query(q): Query<Params>) -> Paged {
+async fn exchanges_all(
+    State(b): State<Arc<Broker>>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Paged<ExchangeInfo>, Error> {
     let all: Vec<ExchangeInfo> = b
         .vhosts()
         .iter()
@@ -64,12 +78,20 @@ async fn exchanges_all(State(b): State<Arc<Broker>>, caller: Caller, Query(q): Q
     super::paging::respond(all, &q)
 }
 
-async fn exchanges_in(State(b): State<Arc<Broker>>, Path(v): Path<String>, Query(q): Query<Params>) -> Paged {
+async fn exchanges_in(
+    State(b): State<Arc<Broker>>,
+    Path(v): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Paged<ExchangeInfo>, Error> {
     let v = vhost(&b, &v)?;
     super::paging::respond(exchanges(&v), &q)
 }
 
-async fn bindings_all(State(b): State<Arc<Broker>>, caller: Caller, Query(q): Query<Params>) -> Paged {
+async fn bindings_all(
+    State(b): State<Arc<Broker>>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Paged<BindingInfo>, Error> {
     let all: Vec<BindingInfo> = b
         .vhosts()
         .iter()
@@ -79,10 +101,11 @@ async fn bindings_all(State(b): State<Arc<Broker>>, caller: Caller, Query(q): Qu
     super::paging::respond(all, &q)
 }
 
-async fn bindings_in(State(b): State<Arc<Broker>>, Path(v): Path<String>, Query(q): Query<Params>) -> Paged {
+async fn bindings_in(
+    State(b): State<Arc<Broker>>,
+    Path(v): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Paged<BindingInfo>, Error> {
     let v = vhost(&b, &v)?;
     super::paging::respond(bindings(&v), &q)
 }
-
-type Params = std::collections::HashMap<String, String>;
-type Paged = Result<Json<serde_json::Value>, super::Error>;

@@ -9,13 +9,15 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use aide::axum::routing::post_with;
+use aide::axum::ApiRouter;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use base64::Engine;
+use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use warren_shared::management::GotMessage;
 
 use super::caller::{audit, Caller};
 use super::queues::vhost;
@@ -23,20 +25,29 @@ use super::{json, AdminState, Body, Error};
 use crate::auth::{Kind, Perm};
 use crate::broker::Broker;
 
-pub fn router() -> Router<AdminState> {
-    Router::new().route("/api/queues/{vhost}/{name}/get", post(get))
+pub fn router() -> ApiRouter<AdminState> {
+    ApiRouter::new().api_route(
+        "/api/queues/{vhost}/{name}/get",
+        post_with(get, |o| {
+            o.summary("Get messages, as RabbitMQ does (ack_requeue_true only looks, without consuming)")
+        }),
+    )
 }
 
 /// The most messages one request returns.
 const MAX_COUNT: u64 = 1000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct GetRequest {
+    /// How many messages, 1 to 1000 (a number, or a string as rabbitmqadmin sends it).
     #[serde(deserialize_with = "warren_shared::loose::u64")]
     count: u64,
+    /// `ack_requeue_true`, `reject_requeue_true` (look), `ack_requeue_false` or `reject_requeue_false` (take).
     ackmode: String,
+    /// `auto` (text when the body is UTF-8) or `base64`.
     #[serde(default = "auto")]
     encoding: String,
+    /// Show at most this many bytes of each body.
     #[serde(default, deserialize_with = "optional_u64")]
     truncate: Option<u64>,
 }
@@ -54,7 +65,7 @@ async fn get(
     caller: Caller,
     Path((v, name)): Path<(String, String)>,
     Body(req): Body<GetRequest>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<Vec<GotMessage>>, Error> {
     caller.check(&b, &v, Perm::Read, Kind::Queue, &name)?;
     let consume = match req.ackmode.as_str() {
         "ack_requeue_true" | "reject_requeue_true" => false,
@@ -93,7 +104,7 @@ async fn get(
     .await
     .map_err(|e| Error::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     let mut left = q.depth().0;
-    let out: Vec<Value> = entries
+    let out: Vec<GotMessage> = entries
         .iter()
         .map(|e| {
             let m = &e.message;
@@ -106,20 +117,20 @@ async fn get(
             if !consume {
                 left = left.saturating_sub(1);
             }
-            json!({
-                "payload_bytes": bytes.len(),
-                "redelivered": e.redelivered,
-                "exchange": m.exchange.as_str(),
-                "routing_key": m.routing_key.as_str(),
-                "message_count": left,
-                "properties": Value::Object(json::properties(&m.properties())),
-                "payload": payload,
-                "payload_encoding": encoding,
-            })
+            GotMessage {
+                payload_bytes: bytes.len() as u64,
+                redelivered: e.redelivered,
+                exchange: m.exchange.to_string(),
+                routing_key: m.routing_key.to_string(),
+                message_count: left,
+                properties: json::properties(&m.properties()),
+                payload,
+                payload_encoding: encoding.into(),
+            }
         })
         .collect();
     if consume {
         audit(&b, &caller, "get", &v, &name, out.len() as u64);
     }
-    Ok(Json(Value::Array(out)))
+    Ok(Json(out))
 }

@@ -6,13 +6,15 @@
 
 use std::sync::Arc;
 
+use aide::axum::routing::{get_with, put_with};
+use aide::axum::ApiRouter;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
-use axum::{Json, Router};
+use axum::Json;
+use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use warren_shared::management::{UserLimits, VhostLimits};
 
 use super::access::{audit, limits_json, set_limit, stored};
 use super::caller::Caller;
@@ -20,47 +22,83 @@ use super::{AdminState, Body, Error};
 use crate::broker::Broker;
 use crate::store::access_defs::{AccessOp, Origin};
 
-pub fn router() -> Router<AdminState> {
-    Router::new()
-        .route("/api/vhost-limits", get(vhost_limits))
-        .route("/api/vhost-limits/{vhost}", get(vhost_limits_of))
-        .route(
-            "/api/vhost-limits/{vhost}/{name}",
-            put(put_vhost_limit).delete(delete_vhost_limit),
+pub fn router() -> ApiRouter<AdminState> {
+    ApiRouter::new()
+        .api_route(
+            "/api/vhost-limits",
+            get_with(vhost_limits, |o| o.summary("The limits of every vhost that has any")),
         )
-        .route("/api/user-limits", get(user_limits))
-        .route("/api/user-limits/{user}", get(user_limits_of))
-        .route(
+        .api_route(
+            "/api/vhost-limits/{vhost}",
+            get_with(vhost_limits_of, |o| {
+                o.summary("One vhost's limits (an empty list: none)")
+            }),
+        )
+        .api_route(
+            "/api/vhost-limits/{vhost}/{name}",
+            put_with(put_vhost_limit, |o| {
+                o.summary("Set a vhost limit: max-connections or max-queues (a negative value removes it)")
+                    .response_with::<204, (), _>(|r| r.description("Set"))
+            })
+            .delete_with(delete_vhost_limit, |o| {
+                super::access::deleted(o.summary("Remove a vhost limit"))
+            }),
+        )
+        .api_route(
+            "/api/user-limits",
+            get_with(user_limits, |o| o.summary("The limits of every user that has any")),
+        )
+        .api_route(
+            "/api/user-limits/{user}",
+            get_with(user_limits_of, |o| o.summary("One user's limits (an empty list: none)")),
+        )
+        .api_route(
             "/api/user-limits/{user}/{name}",
-            put(put_user_limit).delete(delete_user_limit),
+            put_with(put_user_limit, |o| {
+                o.summary("Set a user limit: max-connections or max-channels (a negative value removes it)")
+                    .response_with::<204, (), _>(|r| r.description("Set"))
+            })
+            .delete_with(delete_user_limit, |o| {
+                super::access::deleted(o.summary("Remove a user limit"))
+            }),
         )
 }
 
-async fn vhost_limits(State(b): State<Arc<Broker>>, caller: Caller) -> Json<Value> {
+async fn vhost_limits(State(b): State<Arc<Broker>>, caller: Caller) -> Json<Vec<VhostLimits>> {
     Json(
         b.access
             .vhosts()
             .iter()
             .filter(|v| !v.limits.is_empty() && caller.may_see(&b, &v.name))
-            .map(|v| json!({"vhost": v.name, "value": limits_json(&v.limits)}))
+            .map(|v| VhostLimits {
+                vhost: v.name.clone(),
+                value: limits_json(&v.limits),
+            })
             .collect(),
     )
 }
 
-async fn vhost_limits_of(State(b): State<Arc<Broker>>, Path(vhost): Path<String>) -> Result<Json<Value>, Error> {
+async fn vhost_limits_of(
+    State(b): State<Arc<Broker>>,
+    Path(vhost): Path<String>,
+) -> Result<Json<Vec<VhostLimits>>, Error> {
     let v = b
         .access
         .vhost(&vhost)
         .ok_or_else(|| Error::not_found(format!("no vhost '{vhost}'")))?;
     Ok(Json(if v.limits.is_empty() {
-        json!([])
+        Vec::new()
     } else {
-        json!([{"vhost": v.name, "value": limits_json(&v.limits)}])
+        vec![VhostLimits {
+            vhost: v.name.clone(),
+            value: limits_json(&v.limits),
+        }]
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct LimitRequest {
+    /// The limit; a negative value (RabbitMQ's -1) removes it.
     value: i64,
 }
 
@@ -100,14 +138,17 @@ async fn delete_vhost_limit(
     change_vhost_limit(&b, &caller, &vhost, &name, None).await
 }
 
-async fn user_limits(State(b): State<Arc<Broker>>, caller: Caller) -> Result<Json<Value>, Error> {
+async fn user_limits(State(b): State<Arc<Broker>>, caller: Caller) -> Result<Json<Vec<UserLimits>>, Error> {
     caller.require_admin()?;
     Ok(Json(
         b.access
             .users()
             .iter()
             .filter(|u| !u.limits.is_empty())
-            .map(|u| json!({"user": u.name, "value": limits_json(&u.limits)}))
+            .map(|u| UserLimits {
+                user: u.name.clone(),
+                value: limits_json(&u.limits),
+            })
             .collect(),
     ))
 }
@@ -116,16 +157,19 @@ async fn user_limits_of(
     State(b): State<Arc<Broker>>,
     caller: Caller,
     Path(user): Path<String>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<Vec<UserLimits>>, Error> {
     caller.require_admin()?;
     let u = b
         .access
         .user(&user)
         .ok_or_else(|| Error::not_found(format!("no user '{user}'")))?;
     Ok(Json(if u.limits.is_empty() {
-        json!([])
+        Vec::new()
     } else {
-        json!([{"user": u.name, "value": limits_json(&u.limits)}])
+        vec![UserLimits {
+            user: u.name.clone(),
+            value: limits_json(&u.limits),
+        }]
     }))
 }
 

@@ -5,25 +5,34 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
+use aide::axum::routing::get_with;
+use aide::axum::ApiRouter;
 use axum::extract::State;
 use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
+use axum::response::{IntoResponse, Response};
 
 use super::AdminState;
 use crate::broker::Broker;
 use crate::queue::QueueStats;
 
-pub fn router() -> Router<AdminState> {
-    Router::new().route("/metrics", get(metrics))
+pub fn router() -> ApiRouter<AdminState> {
+    ApiRouter::new().api_route(
+        "/metrics",
+        get_with(metrics, |o| {
+            super::openapi::text(
+                o.summary("Prometheus text format (Warren's warren_* names)"),
+                "text/plain",
+                "The metrics",
+            )
+        }),
+    )
 }
 
 fn label(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
+async fn metrics(State(b): State<Arc<Broker>>) -> Response {
     let mut out = String::new();
     let gauges = [
         "warren_queue_messages_ready",
@@ -144,5 +153,5 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
     let _ = writeln!(out, "# TYPE warren_alarm gauge");
     let _ = writeln!(out, "warren_alarm{{resource=\"memory\"}} {}", u8::from(r.memory_alarm));
     let _ = writeln!(out, "warren_alarm{{resource=\"disk\"}} {}", u8::from(r.disk_alarm));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

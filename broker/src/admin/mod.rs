@@ -1,7 +1,8 @@
 //! The admin HTTP API (axum), served inside the broker on every `--admin-listen` address (default
 //! 127.0.0.1:15672) by [`server`] (timeouts and a connection cap).
 //!
-//! One router per resource (`overview`, `queues`, `exchanges`, `metrics`), merged in [`app`]; every request is
+//! One router per resource (`overview`, `queues`, `exchanges`, `access`, ...), merged in [`routes`]; each is an
+//! `aide` router, so every route is in the OpenAPI document ([`openapi`]) by construction. Every request is
 //! authenticated with HTTP basic auth against the broker's users: tag `administrator` may read and act, tag
 //! `monitoring` may only read, and users in `loopback_users` (`guest`) only from a loopback peer. Errors are JSON
 //! `{error, reason}` (`ApiError`), never internals; a body over [`MAX_BODY`] is 413, one that does not arrive within
@@ -39,6 +40,7 @@ mod stream;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use aide::axum::ApiRouter;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
@@ -165,6 +167,25 @@ where
     }
 }
 
+/// Query parameters, typed: a value of the wrong type (`page=x`, `use_regex=maybe`) is a JSON 400 naming it, as
+/// `Body`'s rejections are. Parameters a handler does not know are ignored (RabbitMQ's tools send a few).
+pub struct Query<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Query<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(e) => Err(Error::bad_request(e.body_text())),
+        }
+    }
+}
+
 /// A numeric id from a path; anything else names no `what` (404).
 pub fn path_id(id: &str, what: &str) -> Result<u64, Error> {
     id.parse().map_err(|_| Error::not_found(format!("no {what} '{id}'")))
@@ -193,9 +214,9 @@ impl FromRef<AdminState> for Arc<moves::Moves> {
     }
 }
 
-/// The whole API for one broker, without a socket (tests drive it with `tower::ServiceExt::oneshot`).
-pub fn app(broker: Arc<Broker>) -> Router {
-    Router::new()
+/// Every route of the API, documented.
+fn routes() -> ApiRouter<AdminState> {
+    ApiRouter::new()
         .merge(overview::router())
         .merge(access::router())
         .merge(audit::router())
@@ -214,6 +235,14 @@ pub fn app(broker: Arc<Broker>) -> Router {
         .merge(resources::router())
         .merge(connections::router())
         .merge(openapi::router())
+}
+
+/// The whole API for one broker, without a socket (tests drive it with `tower::ServiceExt::oneshot`).
+pub fn app(broker: Arc<Broker>) -> Router {
+    let mut api = aide::openapi::OpenApi::default();
+    let router = routes().finish_api_with(&mut api, openapi::finish);
+    router
+        .layer(axum::Extension(openapi::serialize(&api)))
         .fallback(|| async { Error::not_found("no such endpoint") })
         .layer(middleware::from_fn_with_state(broker.clone(), caller::gate))
         .layer(middleware::from_fn_with_state(broker.clone(), authenticate))

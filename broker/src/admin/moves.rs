@@ -16,12 +16,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aide::axum::routing::{get_with, post_with};
+use aide::axum::ApiRouter;
 use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::types::AMQPValue;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use tokio_util::sync::CancellationToken;
 use warren_shared::{MoveRequest, MoveTask};
 
@@ -40,11 +41,24 @@ const KEEP_FINISHED: usize = 100;
 /// Messages per batch when no rate limit asks for smaller ones.
 const BATCH: usize = 256;
 
-pub fn router() -> Router<AdminState> {
-    Router::new()
-        .route("/api/queues/{vhost}/{name}/move", post(start))
-        .route("/api/moves", get(list))
-        .route("/api/moves/{id}", get(one).delete(cancel))
+pub fn router() -> ApiRouter<AdminState> {
+    ApiRouter::new()
+        .api_route(
+            "/api/queues/{vhost}/{name}/move",
+            post_with(start, |o| {
+                o.summary("Move or redrive messages in a background task (202; 200 with wait)")
+                    .response_with::<202, Json<MoveTask>, _>(|r| r.description("Started"))
+                    .response_with::<200, Json<MoveTask>, _>(|r| r.description("Finished (with wait)"))
+            }),
+        )
+        .api_route(
+            "/api/moves",
+            get_with(list, |o| o.summary("Move tasks, running and recent")),
+        )
+        .api_route(
+            "/api/moves/{id}",
+            get_with(one, |o| o.summary("One move task")).delete_with(cancel, |o| o.summary("Cancel a move task")),
+        )
 }
 
 /// The admin API's move tasks, running and recently finished (held by `AdminState`).

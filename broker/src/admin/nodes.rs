@@ -6,25 +6,57 @@
 
 use std::sync::Arc;
 
+use aide::axum::routing::get_with;
+use aide::axum::ApiRouter;
+use aide::transform::TransformOperation;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use axum::Json;
+use warren_shared::management::{HealthStatus, NodeInfo};
 
 use super::{AdminState, Error};
 use crate::broker::Broker;
 
-pub fn router() -> Router<AdminState> {
-    Router::new()
-        .route("/api/nodes", get(nodes))
-        .route("/api/nodes/{name}", get(node))
-        .route("/api/aliveness-test/{vhost}", get(aliveness))
-        .route("/api/health/checks/alarms", get(alarms))
-        .route("/api/health/checks/local-alarms", get(alarms))
-        .route("/api/health/checks/port-listener/{port}", get(port_listener))
-        .route("/api/health/checks/virtual-hosts", get(virtual_hosts))
+pub fn router() -> ApiRouter<AdminState> {
+    ApiRouter::new()
+        .api_route("/api/nodes", get_with(nodes, |o| o.summary("The nodes: this one")))
+        .api_route(
+            "/api/nodes/{name}",
+            get_with(node, |o| {
+                o.summary("This node: memory, file descriptors, disk free, alarms")
+            }),
+        )
+        .api_route(
+            "/api/aliveness-test/{vhost}",
+            get_with(aliveness, |o| {
+                health(o.summary("The vhost is served and the store accepts writes"))
+            }),
+        )
+        .api_route(
+            "/api/health/checks/alarms",
+            get_with(alarms, |o| health(o.summary("No resource alarm is in effect"))),
+        )
+        .api_route(
+            "/api/health/checks/local-alarms",
+            get_with(alarms, |o| {
+                health(o.summary("No resource alarm is in effect on this node"))
+            }),
+        )
+        .api_route(
+            "/api/health/checks/port-listener/{port}",
+            get_with(port_listener, |o| health(o.summary("A listener is on this port"))),
+        )
+        .api_route(
+            "/api/health/checks/virtual-hosts",
+            get_with(virtual_hosts, |o| health(o.summary("Every vhost is running"))),
+        )
+}
+
+/// A health check's answers (see the module doc).
+fn health(o: TransformOperation) -> TransformOperation {
+    o.response_with::<200, Json<HealthStatus>, _>(|r| r.description("ok"))
+        .response_with::<503, Json<HealthStatus>, _>(|r| r.description("failed, with the reason"))
 }
 
 /// This node's name, as RabbitMQ names nodes (`rabbit@host`): `warren@HOSTNAME`.
@@ -44,38 +76,38 @@ fn open_files() -> (u64, u64) {
     (used, limit)
 }
 
-fn node_json(b: &Broker) -> Value {
+fn node_json(b: &Broker) -> NodeInfo {
     let r = super::overview::resources(b);
     let (fd_used, fd_total) = open_files();
-    json!({
-        "name": node_name(),
-        "type": "disc",
-        "running": true,
-        "mem_used": r.memory_used,
-        "mem_limit": r.memory_limit,
-        "mem_alarm": r.memory_alarm,
-        "disk_free": r.disk_free,
-        "disk_free_limit": r.disk_free_limit,
-        "disk_free_alarm": r.disk_alarm,
-        "fd_used": fd_used,
-        "fd_total": fd_total,
-        "sockets_used": b.connections.load(std::sync::atomic::Ordering::Relaxed),
-        "sockets_total": b.config.max_connections,
-        "proc_used": 0,
-        "proc_total": 0,
-        "uptime": b.started.elapsed().as_millis() as u64,
-        "processors": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "os_pid": std::process::id().to_string(),
-        "partitions": [],
-        "applications": [],
-    })
+    NodeInfo {
+        name: node_name(),
+        kind: "disc".into(),
+        running: true,
+        mem_used: r.memory_used,
+        mem_limit: r.memory_limit,
+        mem_alarm: r.memory_alarm,
+        disk_free: r.disk_free,
+        disk_free_limit: r.disk_free_limit,
+        disk_free_alarm: r.disk_alarm,
+        fd_used,
+        fd_total,
+        sockets_used: b.connections.load(std::sync::atomic::Ordering::Relaxed),
+        sockets_total: b.config.max_connections as u64,
+        proc_used: 0,
+        proc_total: 0,
+        uptime: b.started.elapsed().as_millis() as u64,
+        processors: std::thread::available_parallelism().map_or(1, |n| n.get()) as u64,
+        os_pid: std::process::id().to_string(),
+        partitions: Vec::new(),
+        applications: Vec::new(),
+    }
 }
 
-async fn nodes(State(b): State<Arc<Broker>>) -> Json<Value> {
-    Json(json!([node_json(&b)]))
+async fn nodes(State(b): State<Arc<Broker>>) -> Json<Vec<NodeInfo>> {
+    Json(vec![node_json(&b)])
 }
 
-async fn node(State(b): State<Arc<Broker>>, Path(name): Path<String>) -> Result<Json<Value>, Error> {
+async fn node(State(b): State<Arc<Broker>>, Path(name): Path<String>) -> Result<Json<NodeInfo>, Error> {
     if name != node_name() {
         return Err(Error::not_found(format!(
             "no node '{name}' (this one is '{}')",
@@ -86,13 +118,20 @@ async fn node(State(b): State<Arc<Broker>>, Path(name): Path<String>) -> Result<
 }
 
 fn ok() -> Response {
-    Json(json!({"status": "ok"})).into_response()
+    Json(HealthStatus {
+        status: "ok".into(),
+        reason: None,
+    })
+    .into_response()
 }
 
 fn failed(reason: String) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"status": "failed", "reason": reason})),
+        Json(HealthStatus {
+            status: "failed".into(),
+            reason: Some(reason),
+        }),
     )
         .into_response()
 }

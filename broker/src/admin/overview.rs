@@ -3,9 +3,10 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use aide::axum::routing::get_with;
+use aide::axum::ApiRouter;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use warren_shared::{rabbit, Overview, QueueRates, Resources, Totals};
 
 use super::caller::Caller;
@@ -13,8 +14,13 @@ use super::{AdminState, ApiResult};
 use crate::broker::Broker;
 use crate::queue::QueueStats;
 
-pub fn router() -> Router<AdminState> {
-    Router::new().route("/api/overview", get(overview))
+pub fn router() -> ApiRouter<AdminState> {
+    ApiRouter::new().api_route(
+        "/api/overview",
+        get_with(overview, |o| {
+            o.summary("Version, uptime, totals, global rates and error counters")
+        }),
+    )
 }
 
 async fn overview(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Overview> {

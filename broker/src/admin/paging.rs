@@ -4,30 +4,122 @@
 //! `page_size` (default 100, at most 500). With `page`, the answer is RabbitMQ's page object (`items`, `page`,
 //! `page_count`, `page_size`, `filtered_count`, `item_count`, `total_count`); without, the list itself, as before.
 //!
+//! Other parameters are ignored (RabbitMQ's UI and Flower send `pagination`; Warren pages whenever `page` is given).
+//!
 //! Invariant: with no parameters the answer is exactly the unpaged list, so Warren's console and older clients
 //! see no change. A bad parameter is a 400 naming it.
+//!
+//! The answer is built as JSON (columns pick fields out of the items), so it is a [`Paged<T>`]: the JSON, and the
+//! item type for the OpenAPI document, which describes all four shapes (list or page, whole items or columns).
 
-use std::collections::HashMap;
+use std::marker::PhantomData;
 
+use aide::generate::GenContext;
+use aide::openapi::{Operation, Response};
+use aide::OperationOutput;
+use axum::response::IntoResponse;
 use axum::Json;
-use serde::Serialize;
-use serde_json::{json, Map, Value};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::Error;
 
 const MAX_PAGE_SIZE: usize = 500;
 
+/// The list query parameters (see the module doc).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+pub struct ListQuery {
+    /// The page to answer with, from 1; with it the answer is a page object, without it the whole list.
+    #[schemars(range(min = 1))]
+    pub page: Option<usize>,
+    /// Items per page, with `page` (default 100).
+    #[schemars(range(min = 1, max = 500))]
+    pub page_size: Option<usize>,
+    /// Only the items whose name contains this (or matches it, with `use_regex`).
+    pub name: Option<String>,
+    /// `name` is a regular expression.
+    pub use_regex: Option<bool>,
+    /// The field to sort by, dotted for nested fields (`message_stats.publish`).
+    pub sort: Option<String>,
+    /// Sort in descending order.
+    pub sort_reverse: Option<bool>,
+    /// The fields to keep in each item, comma-separated, dotted for nested fields.
+    pub columns: Option<String>,
+}
+
+/// RabbitMQ's page object.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Page<T> {
+    pub filtered_count: usize,
+    pub item_count: usize,
+    pub items: Vec<T>,
+    pub page: usize,
+    pub page_count: usize,
+    pub page_size: usize,
+    pub total_count: usize,
+}
+
+/// A list endpoint's answer: the JSON that [`respond`] built from a list of `T`.
+pub struct Paged<T>(Value, PhantomData<T>);
+
+impl<T> IntoResponse for Paged<T> {
+    fn into_response(self) -> axum::response::Response {
+        Json(self.0).into_response()
+    }
+}
+
+/// Items with only the chosen `columns`.
+type Columns = Map<String, Value>;
+
+impl<T: JsonSchema> OperationOutput for Paged<T> {
+    type Inner = Value;
+
+    fn operation_response(ctx: &mut GenContext, operation: &mut Operation) -> Option<Response> {
+        let mut res = Json::<Vec<T>>::operation_response(ctx, operation)?;
+        let any_of = vec![
+            ctx.schema.subschema_for::<Vec<T>>(),
+            ctx.schema.subschema_for::<Page<T>>(),
+            ctx.schema.subschema_for::<Vec<Columns>>(),
+            ctx.schema.subschema_for::<Page<Columns>>(),
+        ];
+        let schema = schemars::schema::SchemaObject {
+            subschemas: Some(Box::new(schemars::schema::SubschemaValidation {
+                any_of: Some(any_of),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        res.description =
+            "The list; a page of it with `page`; only the chosen fields of each item with `columns`".into();
+        for media in res.content.values_mut() {
+            media.schema = Some(aide::openapi::SchemaObject {
+                json_schema: schema.clone().into(),
+                example: None,
+                external_docs: None,
+            });
+        }
+        Some(res)
+    }
+
+    fn inferred_responses(ctx: &mut GenContext, operation: &mut Operation) -> Vec<(Option<u16>, Response)> {
+        Self::operation_response(ctx, operation)
+            .map(|r| vec![(Some(200), r)])
+            .unwrap_or_default()
+    }
+}
+
 /// Applies the query to `items` (see the module doc).
-pub fn respond<T: Serialize>(items: Vec<T>, q: &HashMap<String, String>) -> Result<Json<Value>, Error> {
+pub fn respond<T: Serialize>(items: Vec<T>, q: &ListQuery) -> Result<Paged<T>, Error> {
     let items: Vec<Value> = items
         .into_iter()
         .map(|i| serde_json::to_value(i).unwrap_or(Value::Null))
         .collect();
     let total = items.len();
-    let mut items = match q.get("name").filter(|n| !n.is_empty()) {
+    let mut items = match q.name.as_ref().filter(|n| !n.is_empty()) {
         None => items,
         Some(name) => {
-            let regex = q.get("use_regex").is_some_and(|v| v == "true");
+            let regex = q.use_regex == Some(true);
             let matcher: Box<dyn Fn(&str) -> bool> = if regex {
                 let re = regex::RegexBuilder::new(name)
                     .size_limit(1 << 20)
@@ -44,32 +136,29 @@ pub fn respond<T: Serialize>(items: Vec<T>, q: &HashMap<String, String>) -> Resu
                 .collect()
         }
     };
-    if let Some(field) = q.get("sort").filter(|s| !s.is_empty()) {
+    if let Some(field) = q.sort.as_ref().filter(|s| !s.is_empty()) {
         items.sort_by(|a, b| compare(path(a, field), path(b, field)));
-        if q.get("sort_reverse").is_some_and(|v| v == "true") {
+        if q.sort_reverse == Some(true) {
             items.reverse();
         }
     }
-    if let Some(columns) = q.get("columns").filter(|c| !c.is_empty()) {
+    if let Some(columns) = q.columns.as_ref().filter(|c| !c.is_empty()) {
         let columns: Vec<&str> = columns.split(',').map(str::trim).collect();
         items = items.into_iter().map(|i| keep(&i, &columns)).collect();
     }
-    let Some(page) = q.get("page") else {
-        return Ok(Json(Value::Array(items)));
+    let paged = |v: Value| Ok(Paged(v, PhantomData));
+    let Some(page) = q.page else {
+        return paged(Value::Array(items));
     };
-    let page: usize = page
-        .parse()
-        .ok()
-        .filter(|p| *p >= 1)
-        .ok_or_else(|| Error::bad_request(format!("page must be a whole number from 1, not '{page}'")))?;
-    let size: usize = match q.get("page_size") {
-        None => 100,
-        Some(s) => s
-            .parse()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-            .ok_or_else(|| Error::bad_request(format!("page_size must be from 1 to {MAX_PAGE_SIZE}, not '{s}'")))?,
-    };
+    if page < 1 {
+        return Err(Error::bad_request("page must be a whole number from 1, not 0"));
+    }
+    let size = q.page_size.unwrap_or(100);
+    if !(1..=MAX_PAGE_SIZE).contains(&size) {
+        return Err(Error::bad_request(format!(
+            "page_size must be from 1 to {MAX_PAGE_SIZE}, not {size}"
+        )));
+    }
     let filtered = items.len();
     let page_count = filtered.div_ceil(size).max(1);
     if page > page_count {
@@ -78,15 +167,18 @@ pub fn respond<T: Serialize>(items: Vec<T>, q: &HashMap<String, String>) -> Resu
         )));
     }
     let shown: Vec<Value> = items.into_iter().skip((page - 1) * size).take(size).collect();
-    Ok(Json(json!({
-        "filtered_count": filtered,
-        "item_count": shown.len(),
-        "items": shown,
-        "page": page,
-        "page_count": page_count,
-        "page_size": size,
-        "total_count": total,
-    })))
+    paged(
+        serde_json::to_value(Page {
+            filtered_count: filtered,
+            item_count: shown.len(),
+            items: shown,
+            page,
+            page_count,
+            page_size: size,
+            total_count: total,
+        })
+        .unwrap_or(Value::Null),
+    )
 }
 
 fn path<'a>(v: &'a Value, dotted: &str) -> Option<&'a Value> {
@@ -132,9 +224,16 @@ fn keep(item: &Value, columns: &[&str]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    /// The query string `pairs` make, parsed as the handlers parse it.
+    fn q(pairs: &[(&str, &str)]) -> ListQuery {
+        let text: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        serde_urlencoded::from_str(&text.join("&")).expect("a valid query")
+    }
+
+    fn respond(items: Vec<Value>, q: &ListQuery) -> Result<Json<Value>, Error> {
+        super::respond(items, q).map(|Paged(v, _)| Json(v))
     }
 
     fn items() -> Vec<Value> {
@@ -177,5 +276,6 @@ mod tests {
         assert!(respond(items(), &q(&[("page", "9")])).is_err());
         assert!(respond(items(), &q(&[("page", "1"), ("page_size", "501")])).is_err());
         assert!(respond(items(), &q(&[("name", "("), ("use_regex", "true")])).is_err());
+        assert!(serde_urlencoded::from_str::<ListQuery>("use_regex=maybe").is_err());
     }
 }

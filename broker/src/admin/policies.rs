@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
+use aide::axum::routing::{get_with, put_with};
+use aide::axum::ApiRouter;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, put};
-use axum::{Json, Router};
+use axum::Json;
 use warren_shared::{Done, PolicyInfo, PolicyRequest};
 
 use super::caller::Caller;
@@ -17,11 +18,22 @@ use super::{AdminState, ApiResult, Body, Error};
 use crate::broker::Broker;
 use crate::policy::Policy;
 
-pub fn router() -> Router<AdminState> {
-    Router::new()
-        .route("/api/policies", get(all))
-        .route("/api/policies/{vhost}", get(in_vhost))
-        .route("/api/policies/{vhost}/{name}", put(set).delete(remove))
+pub fn router() -> ApiRouter<AdminState> {
+    ApiRouter::new()
+        .api_route("/api/policies", get_with(all, |o| o.summary("Every policy")))
+        .api_route(
+            "/api/policies/{vhost}",
+            get_with(in_vhost, |o| o.summary("The policies of a vhost")),
+        )
+        .api_route(
+            "/api/policies/{vhost}/{name}",
+            put_with(set, |o| {
+                o.summary("Create or replace a policy (201 created, 200 replaced)")
+                    .response_with::<201, Json<PolicyInfo>, _>(|r| r.description("Created"))
+                    .response_with::<200, Json<PolicyInfo>, _>(|r| r.description("Replaced"))
+            })
+            .delete_with(remove, |o| o.summary("Delete a policy set through the API")),
+        )
 }
 
 fn info(p: &Policy) -> PolicyInfo {

@@ -2,31 +2,44 @@
 
 use std::sync::Arc;
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use aide::axum::routing::{delete_with, get_with, post_with};
+use aide::axum::ApiRouter;
+use axum::extract::{Path, State};
+use axum::Json;
 use base64::Engine;
-use serde_json::Value;
 use warren_shared::{
     rabbit, LatencySummary, PeekRequest, PeekedMessage, PurgeResult, QueueCounters, QueueInfo, QueueRates, Rate,
 };
 
 use super::caller::{audit, Caller};
-use super::{json, AdminState, ApiResult, Error, OptionalBody};
+use super::paging::{ListQuery, Paged};
+use super::{json, AdminState, ApiResult, Error, OptionalBody, Query};
 use crate::auth::{Kind, Perm};
 use crate::broker::Broker;
 use crate::queue::{Queue, QueueStats};
 use crate::vhost::VHost;
 
-pub fn router() -> Router<AdminState> {
-    Router::new()
-        .route("/api/queues", get(all))
-        .route("/api/queues/{vhost}", get(in_vhost))
-        .route("/api/queues/{vhost}/{name}", get(one))
-        .route("/api/queues/{vhost}/{name}/peek", post(peek))
-        .route("/api/queues/{vhost}/{name}/contents", delete(purge))
+pub fn router() -> ApiRouter<AdminState> {
+    ApiRouter::new()
+        .api_route(
+            "/api/queues",
+            get_with(all, |o| {
+                o.summary("Every queue with its counters, rates, lag and latency")
+            }),
+        )
+        .api_route(
+            "/api/queues/{vhost}",
+            get_with(in_vhost, |o| o.summary("The queues of a vhost")),
+        )
+        .api_route("/api/queues/{vhost}/{name}", get_with(one, |o| o.summary("One queue")))
+        .api_route(
+            "/api/queues/{vhost}/{name}/peek",
+            post_with(peek, |o| o.summary("Look at ready messages without consuming them")),
+        )
+        .api_route(
+            "/api/queues/{vhost}/{name}/contents",
+            delete_with(purge, |o| o.summary("Purge a queue's ready messages")),
+        )
 }
 
 /// A queue as the API shows it; `dead_letter_sources` comes from `VHost::dead_letter_sources`.
@@ -172,8 +185,8 @@ pub fn all_infos(b: &Broker) -> Vec<QueueInfo> {
 async fn all(
     State(b): State<Arc<Broker>>,
     caller: Caller,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, Error> {
+    Query(q): Query<ListQuery>,
+) -> Result<Paged<QueueInfo>, Error> {
     let mut all = all_infos(&b);
     if !caller.sees_all() {
         all.retain(|q| caller.may_see(&b, &q.vhost));
@@ -184,8 +197,8 @@ async fn all(
 async fn in_vhost(
     State(b): State<Arc<Broker>>,
     Path(v): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, Error> {
+    Query(q): Query<ListQuery>,
+) -> Result<Paged<QueueInfo>, Error> {
     let vh = vhost(&b, &v)?;
     super::paging::respond(sorted(vhost_infos(&vh)), &q)
 }

@@ -5,13 +5,14 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use aide::axum::routing::{post_with, put_with};
+use aide::axum::ApiRouter;
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{post, put};
-use axum::{Json, Router};
+use axum::Json;
 use warren_shared::{
-    BindingRequest, Done, ExchangeRequest, PriorityRequest, PriorityResult, QueueDeleted, QueueRequest,
+    BindingRequest, Done, ExchangeRequest, PriorityRequest, PriorityResult, QueueDeleted, QueueInfo, QueueRequest,
 };
 
 use super::caller::{audit, Caller};
@@ -23,15 +24,34 @@ use crate::broker::Broker;
 use crate::routing::{Binding, Destination};
 use crate::vhost::{ExchangeDeclare, QueueDeclare};
 
-pub fn router() -> Router<AdminState> {
-    Router::new()
-        .route("/api/queues/{vhost}/{name}", put(put_queue).delete(delete_queue))
-        .route(
-            "/api/exchanges/{vhost}/{name}",
-            put(put_exchange).delete(delete_exchange),
+pub fn router() -> ApiRouter<AdminState> {
+    ApiRouter::new()
+        .api_route(
+            "/api/queues/{vhost}/{name}",
+            put_with(put_queue, |o| {
+                o.summary("Declare a queue (201 with the queue when new, 204 when it existed, as RabbitMQ)")
+                    .response_with::<201, Json<QueueInfo>, _>(|r| r.description("Declared"))
+                    .response_with::<204, (), _>(|r| r.description("It existed already"))
+            })
+            .delete_with(delete_queue, |o| o.summary("Delete a queue and its messages")),
         )
-        .route("/api/bindings/{vhost}", post(bind).delete(unbind))
-        .route("/api/queues/{vhost}/{name}/priority", post(set_priority))
+        .api_route(
+            "/api/exchanges/{vhost}/{name}",
+            put_with(put_exchange, |o| {
+                o.summary("Declare an exchange (201 when new, 204 when it existed, as RabbitMQ)")
+                    .response_with::<201, Json<Done>, _>(|r| r.description("Declared"))
+                    .response_with::<204, (), _>(|r| r.description("It existed already"))
+            })
+            .delete_with(delete_exchange, |o| o.summary("Delete an exchange")),
+        )
+        .api_route(
+            "/api/bindings/{vhost}",
+            post_with(bind, |o| o.summary("Bind")).delete_with(unbind, |o| o.summary("Unbind")),
+        )
+        .api_route(
+            "/api/queues/{vhost}/{name}/priority",
+            post_with(set_priority, |o| o.summary("Change the priority of ready messages")),
+        )
 }
 
 /// The connection id the API acts as (no AMQP connection has it).

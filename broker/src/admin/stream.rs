@@ -6,26 +6,44 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use aide::axum::routing::get_with;
+use aide::axum::ApiRouter;
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use axum::Router;
-use futures::stream::{self, Stream};
+use futures::stream;
 use futures::StreamExt;
+use schemars::JsonSchema;
+use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use warren_shared::StreamSnapshot;
 
 use super::caller::Caller;
-use super::{AdminState, Error};
+use super::{AdminState, Error, Query};
 use crate::broker::Broker;
 
 /// The admin server's shutdown signal, handed to long-lived responses.
 #[derive(Clone)]
 pub struct Shutdown(pub CancellationToken);
 
-pub fn router() -> Router<AdminState> {
-    Router::new().route("/api/stream", get(stream_handler))
+pub fn router() -> ApiRouter<AdminState> {
+    ApiRouter::new().api_route(
+        "/api/stream",
+        get_with(stream_handler, |o| {
+            super::openapi::text(
+                o.summary("Server-Sent Events: a StreamSnapshot on connect, then one per interval"),
+                "text/event-stream",
+                "`snapshot` and `update` events, each a StreamSnapshot in JSON",
+            )
+        }),
+    )
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct StreamQuery {
+    /// Milliseconds between updates (default 1000, at least 100).
+    interval_ms: Option<u64>,
 }
 
 fn snapshot(b: &Broker, caller: &Caller) -> StreamSnapshot {
@@ -42,15 +60,10 @@ fn snapshot(b: &Broker, caller: &Caller) -> StreamSnapshot {
 async fn stream_handler(
     State(b): State<Arc<Broker>>,
     caller: Caller,
-    Query(p): Query<std::collections::HashMap<String, String>>,
+    Query(p): Query<StreamQuery>,
     shutdown: Option<Extension<Shutdown>>,
-) -> Result<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>, Error> {
-    let interval_ms = match p.get("interval_ms") {
-        None => 1000,
-        Some(v) => v.parse::<u64>().map_err(|_| {
-            Error::bad_request(format!("interval_ms must be a whole number of milliseconds, not '{v}'"))
-        })?,
-    };
+) -> Result<Response, Error> {
+    let interval_ms = p.interval_ms.unwrap_or(1000);
     let every = Duration::from_millis(interval_ms.clamp(100, 3_600_000));
     let stop = shutdown.map(|Extension(Shutdown(t))| t).unwrap_or_default();
     let events = stream::unfold((b, true), move |(b, first)| {
@@ -63,9 +76,11 @@ async fn stream_handler(
             let event = Event::default()
                 .event(if first { "snapshot" } else { "update" })
                 .data(data);
-            Some((Ok(event), (b, false)))
+            Some((Ok::<_, std::convert::Infallible>(event), (b, false)))
         }
     })
     .take_until(stop.cancelled_owned());
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
 }
