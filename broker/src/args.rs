@@ -58,9 +58,15 @@ pub fn describe(v: Option<&AMQPValue>) -> String {
     }
 }
 
-/// The first argument (by name) whose value differs between two declarations, if any.
+/// The first argument whose value differs between two declarations, if any: `x-queue-type` first (as RabbitMQ
+/// reports a stream redeclared as a classic queue), then by name.
 pub fn first_difference<'a>(current: &'a FieldTable, received: &'a FieldTable) -> Option<&'a str> {
-    let keys = current.inner().keys().chain(received.inner().keys());
+    let queue_type = current
+        .inner()
+        .keys()
+        .chain(received.inner().keys())
+        .filter(|k| k.as_str() == "x-queue-type");
+    let keys = queue_type.chain(current.inner().keys()).chain(received.inner().keys());
     for k in keys {
         let a = current.inner().get(k.as_str());
         let b = received.inner().get(k.as_str());

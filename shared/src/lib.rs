@@ -108,9 +108,54 @@ pub struct QueueInfo {
     /// Queues (in this vhost) whose dead letters are routed into this queue.
     #[serde(default)]
     pub dead_letter_sources: Vec<String>,
+    /// A stream's log and its consumers' positions (`type` "stream" only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamSummary>,
     /// RabbitMQ's names for the same figures (`messages_unacknowledged`, `message_stats`, `state`, `node`).
     #[serde(flatten, default)]
     pub rabbitmq: rabbit::QueueFields,
+}
+
+/// A stream's figures: its offsets, size, retention, and where each consumer is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct StreamSummary {
+    /// The oldest offset kept.
+    pub first_offset: u64,
+    /// The offset the next message gets.
+    pub next_offset: u64,
+    /// When the oldest and newest messages kept were appended (unix ms; 0 when empty).
+    pub first_timestamp_ms: u64,
+    pub last_timestamp_ms: u64,
+    pub bytes: u64,
+    pub segments: u64,
+    /// Retention (`x-max-length-bytes`, `x-max-age` in ms) and `x-stream-max-segment-size-bytes`.
+    pub max_bytes: Option<u64>,
+    pub max_age_ms: Option<u64>,
+    pub segment_bytes: u64,
+    /// Segments filtered readers skipped without reading them.
+    pub segments_skipped: u64,
+    /// Messages filtered readers were not given.
+    pub filtered_out: u64,
+    pub consumers: Vec<StreamConsumerSummary>,
+    /// Stored offsets of named consumers (`x-stream-consumer-name`), connected or not: the next offset each reads.
+    pub stored_offsets: std::collections::BTreeMap<String, u64>,
+}
+
+/// One consumer of a stream.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct StreamConsumerSummary {
+    pub consumer_tag: String,
+    pub connection_id: u64,
+    pub channel: u16,
+    /// `x-stream-consumer-name`, if it has one.
+    pub name: Option<String>,
+    /// The next offset it is given.
+    pub offset: u64,
+    /// Messages between it and the head, and how far behind the head's time it is.
+    pub lag: u64,
+    pub lag_ms: u64,
 }
 
 /// Monotonic per-queue counters since the broker started.
@@ -623,4 +668,33 @@ pub struct BindingRequest {
     pub routing_key: String,
     #[serde(default)]
     pub arguments: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `POST /api/queues/{vhost}/{name}/stream/offsets/{consumer}`: where a named stream consumer reads next (an
+/// operator's "replay from"). Exactly one of `offset` (`"first"`, `"last"`, `"next"` or a number) and `timestamp_ms`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct StreamOffsetReset {
+    #[serde(default)]
+    pub offset: Option<serde_json::Value>,
+    #[serde(default)]
+    pub timestamp_ms: Option<u64>,
+}
+
+/// `POST /api/queues/{vhost}/{name}/stream/truncate`: remove the segments wholly before `before`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct StreamTruncate {
+    pub before: u64,
+}
+
+/// What a stream action did: the stored offset set, or the segments removed, and the stream's first offset after it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct StreamActionResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments_removed: Option<u64>,
+    pub first_offset: u64,
 }

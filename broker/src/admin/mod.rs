@@ -36,6 +36,7 @@ mod queues;
 mod resources;
 pub mod server;
 mod stream;
+mod streams;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -72,6 +73,9 @@ impl Error {
     }
     pub fn bad_request(reason: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", reason)
+    }
+    pub fn internal(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", reason)
     }
 }
 
@@ -232,6 +236,7 @@ fn routes() -> ApiRouter<AdminState> {
         .merge(moves::router())
         .merge(policies::router())
         .merge(stream::router())
+        .merge(streams::router())
         .merge(resources::router())
         .merge(connections::router())
         .merge(openapi::router())

@@ -9,6 +9,7 @@ use axum::Json;
 use base64::Engine;
 use warren_shared::{
     rabbit, LatencySummary, PeekRequest, PeekedMessage, PurgeResult, QueueCounters, QueueInfo, QueueRates, Rate,
+    StreamConsumerSummary, StreamSummary,
 };
 
 use super::caller::{audit, Caller};
@@ -44,7 +45,11 @@ pub fn router() -> ApiRouter<AdminState> {
 
 /// A queue as the API shows it; `dead_letter_sources` comes from `VHost::dead_letter_sources`.
 pub fn info(q: &Queue, dead_letter_sources: Vec<String>) -> QueueInfo {
-    let (ready, bytes) = q.depth();
+    let stream = q.stream_info().map(stream_summary);
+    let (ready, bytes) = match &stream {
+        Some(s) => (s.next_offset - s.first_offset, s.bytes),
+        None => q.depth(),
+    };
     let s = &q.stats;
     let unacked = QueueStats::get(&s.unacked);
     // One lock for both summaries (a second lock taken in the same expression would deadlock).
@@ -55,7 +60,7 @@ pub fn info(q: &Queue, dead_letter_sources: Vec<String>) -> QueueInfo {
     QueueInfo {
         vhost: q.spec.vhost.clone(),
         name: q.spec.name.clone(),
-        kind: "classic".into(),
+        kind: if stream.is_some() { "stream" } else { "classic" }.into(),
         durable: q.spec.durable,
         exclusive: q.spec.exclusive_owner.is_some(),
         auto_delete: q.spec.auto_delete,
@@ -86,12 +91,43 @@ pub fn info(q: &Queue, dead_letter_sources: Vec<String>) -> QueueInfo {
         dead_letter_exchange: q.limits().dead_letter_exchange.clone(),
         dead_letter_routing_key: q.limits().dead_letter_routing_key.clone(),
         dead_letter_sources,
+        stream,
         rabbitmq: rabbit::QueueFields {
             messages_unacknowledged: unacked,
             message_stats: message_stats(s, &rates(q)),
             state: "running".into(),
             node: super::nodes::node_name(),
         },
+    }
+}
+
+fn stream_summary(s: crate::queue::StreamInfo) -> StreamSummary {
+    StreamSummary {
+        first_offset: s.first_offset,
+        next_offset: s.next_offset,
+        first_timestamp_ms: s.first_timestamp_ms,
+        last_timestamp_ms: s.last_timestamp_ms,
+        bytes: s.bytes,
+        segments: s.segments,
+        max_bytes: s.max_bytes,
+        max_age_ms: s.max_age_ms,
+        segment_bytes: s.segment_bytes,
+        segments_skipped: s.segments_skipped,
+        filtered_out: s.filtered_out,
+        consumers: s
+            .consumers
+            .into_iter()
+            .map(|c| StreamConsumerSummary {
+                consumer_tag: c.tag,
+                connection_id: c.connection_id,
+                channel: c.channel,
+                name: c.name,
+                offset: c.offset,
+                lag: c.lag,
+                lag_ms: c.lag_ms,
+            })
+            .collect(),
+        stored_offsets: s.stored.into_iter().collect(),
     }
 }
 
@@ -266,7 +302,13 @@ async fn purge(
     Path((v, name)): Path<(String, String)>,
 ) -> ApiResult<PurgeResult> {
     caller.check(&b, &v, Perm::Read, Kind::Queue, &name)?;
-    let purged = queue(&b, &v, &name)?.purge() as u64;
+    let q = queue(&b, &v, &name)?;
+    if q.is_stream() {
+        return Err(Error::bad_request(format!(
+            "queue '{name}' in vhost '{v}' is a stream: streams are not purged (see truncate-before and retention)"
+        )));
+    }
+    let purged = q.purge() as u64;
     audit(&b, &caller, "purge", &v, &name, purged);
     Ok(Json(PurgeResult { purged }))
 }

@@ -134,10 +134,12 @@ impl Channel {
             Arc::new(ConsumerCredit::new(self.consumer_prefetch, self.credit.clone()))
         };
         let priority = args::get_i64(&c.arguments, "x-priority").unwrap_or(0);
-        // consume-ok only once the queue took the consumer (an exclusive consumer there refuses it with 403). The
-        // queue may hand it deliveries at once, but those wait in the outbox until this batch is written, after
-        // consume-ok.
-        queue.add_consumer(QueueConsumer {
+        let stream_args = if queue.is_stream() {
+            Some(self.stream_consume_args(ctx, c, &name)?)
+        } else {
+            None
+        };
+        let consumer = QueueConsumer {
             tag: tag.clone(),
             channel: self.id,
             connection_id: ctx.connection_id,
@@ -146,7 +148,14 @@ impl Channel {
             exclusive: c.exclusive,
             priority,
             ack_required: !c.no_ack,
-        })?;
+        };
+        // consume-ok only once the queue took the consumer (an exclusive consumer there refuses it with 403). The
+        // queue may hand it deliveries at once, but those wait in the outbox until this batch is written, after
+        // consume-ok.
+        match stream_args {
+            Some(a) => queue.add_stream_consumer(consumer, a)?,
+            None => queue.add_consumer(consumer)?,
+        }
         if !c.nowait {
             ctx.send(
                 self.id,
@@ -164,6 +173,28 @@ impl Channel {
             },
         );
         Ok(())
+    }
+
+    /// RabbitMQ's rules for consuming from a stream (manual acks, a prefetch) and the consumer's stream arguments.
+    fn stream_consume_args(
+        &self,
+        ctx: &Ctx<'_>,
+        c: &basic::Consume,
+        name: &str,
+    ) -> AmqpResult<crate::stream::args::ConsumerArgs> {
+        if c.no_ack {
+            return Err(AmqpError::not_implemented(format!(
+                "automatic acknowledgement not supported by stream queues queue '{name}' in vhost '{}'",
+                ctx.vhost.name
+            )));
+        }
+        if self.consumer_prefetch == 0 && !self.credit.has_limit() {
+            return Err(AmqpError::precondition(format!(
+                "consumer prefetch count is not set for 'queue '{name}' in vhost '{}''",
+                ctx.vhost.name
+            )));
+        }
+        crate::stream::args::consumer(&c.arguments, ctx.broker.clock.now_ms()).map_err(AmqpError::precondition)
     }
 
     fn consume_reply_to(&mut self, ctx: &mut Ctx<'_>, c: &basic::Consume, tag: Arc<str>) -> AmqpResult<()> {
@@ -232,6 +263,12 @@ impl Channel {
             &name,
         )?;
         let queue = ctx.vhost.queue_for(&name, ctx.connection_id)?;
+        if queue.is_stream() {
+            return Err(AmqpError::not_implemented(format!(
+                "basic.get not supported by stream queues queue '{name}' in vhost '{}'",
+                ctx.vhost.name
+            )));
+        }
         let Some((entry, remaining)) = queue.get() else {
             bump(&self.counters().get_empty, 1);
             ctx.send(
@@ -341,8 +378,21 @@ impl Channel {
     }
 
     pub(crate) fn settle(&mut self, ctx: &mut Ctx<'_>, pending: Vec<Pending>) {
+        // A stream consumer's acks move its stored offset (if it has a name).
+        let mut streams = false;
+        for p in pending.iter().filter(|p| p.queue.is_stream()) {
+            if let Some(c) = &p.credit {
+                c.note_acked(p.entry.seq);
+                streams = true;
+            }
+        }
         // One lock and one ack write per queue.
-        let unblocked = by_queue(pending, |q, entries| q.settle(&entries));
+        let unblocked = by_queue(pending, |q, entries| {
+            q.settle(&entries);
+            if streams && q.is_stream() {
+                q.stream_acked();
+            }
+        });
         if unblocked {
             self.kick_consumer_queues(ctx);
         }
@@ -356,6 +406,15 @@ impl Channel {
 
     fn reject(&mut self, ctx: &mut Ctx<'_>, tag: u64, multiple: bool, requeue: bool, nack: bool) -> AmqpResult<()> {
         let pending = self.take_unacked(tag, multiple)?;
+        if let Some(p) = pending.iter().find(|p| p.queue.is_stream()) {
+            // The connection closes (a hard error), which settles what was taken.
+            let name = p.queue.name().to_string();
+            requeue_grouped(pending);
+            return Err(AmqpError::not_implemented(format!(
+                "basic.nack and basic.reject not supported by stream queues queue '{name}' in vhost '{}'",
+                ctx.vhost.name
+            )));
+        }
         match &mut self.tx {
             Some(tx) => tx.acks.push(TxAck::Reject { pending, requeue, nack }),
             None => self.reject_pending(ctx, pending, requeue, nack),

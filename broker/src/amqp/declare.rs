@@ -151,6 +151,12 @@ impl Channel {
                 let name = self.queue_name(p.queue.as_str())?.to_string();
                 check(ctx, Perm::Read, Kind::Queue, &name)?;
                 let q = ctx.vhost.queue_for(&name, ctx.connection_id)?;
+                if q.is_stream() {
+                    return Err(AmqpError::not_implemented(format!(
+                        "queue.purge not supported by stream queues queue '{name}' in vhost '{}'",
+                        ctx.vhost.name
+                    )));
+                }
                 (
                     p.nowait,
                     Q::PurgeOk(queue::PurgeOk {

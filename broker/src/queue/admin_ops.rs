@@ -136,8 +136,7 @@ impl Queue {
     /// (tag, connection, channel, exclusive, priority, ack_required) of every consumer, for the admin API.
     pub fn consumer_infos(&self) -> Vec<(String, u64, u16, bool, i64, bool)> {
         self.lock()
-            .consumers
-            .iter()
+            .all_consumers()
             .map(|c| {
                 let t = (c.tag.to_string(), c.connection_id, c.channel, c.exclusive, c.priority);
                 (t.0, t.1, t.2, t.3, t.4, c.ack_required)

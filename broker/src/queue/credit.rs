@@ -6,7 +6,7 @@
 //! channel's limit (`global=true`). A limit of 0 means unlimited. Counters are atomics because the queue and the
 //! connection run on different tasks; no lock is taken.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug, Default)]
@@ -25,6 +25,11 @@ impl Credit {
 
     pub fn set_limit(&self, limit: u32) {
         self.limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// Whether a limit is set (0 means none).
+    pub fn has_limit(&self) -> bool {
+        self.limit.load(Ordering::Relaxed) != 0
     }
 
     pub fn has_room(&self) -> bool {
@@ -59,6 +64,8 @@ impl Credit {
 pub struct ConsumerCredit {
     pub own: Credit,
     pub channel: Arc<Credit>,
+    /// A stream consumer's acks: the offset after the highest one acked (0: none yet).
+    acked: AtomicU64,
 }
 
 impl ConsumerCredit {
@@ -66,7 +73,23 @@ impl ConsumerCredit {
         ConsumerCredit {
             own: Credit::new(limit),
             channel,
+            acked: AtomicU64::new(0),
         }
+    }
+
+    /// A stream consumer acked the message at `offset`.
+    pub fn note_acked(&self, offset: u64) {
+        self.acked.fetch_max(offset.saturating_add(1), Ordering::AcqRel);
+    }
+
+    /// The offset after the highest one this consumer acked (0: none yet).
+    pub fn acked_next(&self) -> u64 {
+        self.acked.load(Ordering::Acquire)
+    }
+
+    /// An operator moved the consumer's stored offset: acks count from there again.
+    pub fn reset_acked(&self, next: u64) {
+        self.acked.store(next, Ordering::Release);
     }
 
     pub fn has_room(&self) -> bool {

@@ -37,10 +37,10 @@ impl Queue {
         unlink: impl FnOnce() -> Result<(), E>,
     ) -> Result<u32, DeleteRefused<E>> {
         let mut st = self.lock();
-        if if_unused && !st.consumers.is_empty() {
+        if if_unused && st.all_consumers().next().is_some() {
             return Err(DeleteRefused::InUse);
         }
-        if if_empty && !st.store.is_empty() {
+        if if_empty && (!st.store.is_empty() || Self::stream_message_count(&st) > 0) {
             return Err(DeleteRefused::NotEmpty);
         }
         unlink().map_err(DeleteRefused::NotSaved)?;
@@ -51,7 +51,24 @@ impl Queue {
         self.deleted.store(true, Ordering::Release);
         let n = st.store.len() as u32;
         st.store.destroy();
-        for c in st.consumers.drain(..) {
+        let mut consumers: Vec<_> = st.consumers.drain(..).collect();
+        if let Some(s) = st.stream.take() {
+            let n = s.message_count().min(u32::MAX as u64) as u32;
+            let dir = s.dir().to_path_buf();
+            consumers.extend(s.consumers.into_iter().map(|c| c.consumer));
+            drop(s.log);
+            if let Err(e) = crate::store::blocking(|| std::fs::remove_dir_all(&dir)) {
+                tracing::warn!(queue = %self.spec.name, error = %e, "could not remove a deleted stream's files");
+            }
+            for c in consumers {
+                c.outbox.push(OutboxItem::Cancel {
+                    channel: c.channel,
+                    consumer_tag: c.tag.clone(),
+                });
+            }
+            return n;
+        }
+        for c in consumers {
             c.outbox.push(OutboxItem::Cancel {
                 channel: c.channel,
                 consumer_tag: c.tag.clone(),

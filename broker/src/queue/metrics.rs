@@ -116,10 +116,11 @@ impl Queue {
     pub fn sample_utilisation(&self) {
         let able = {
             let st = self.lock();
-            if st.consumers.is_empty() {
+            let mut consumers = st.all_consumers().peekable();
+            if consumers.peek().is_none() {
                 None
             } else {
-                Some(st.consumers.iter().any(|c| c.credit.has_room()))
+                Some(consumers.any(|c| c.credit.has_room()))
             }
         };
         let mut u = self.utilisation.lock().unwrap_or_else(|e| e.into_inner());
@@ -147,6 +148,6 @@ impl Queue {
     }
 
     pub fn consumer_count(&self) -> u32 {
-        self.lock().consumers.len() as u32
+        self.lock().all_consumers().count() as u32
     }
 }

@@ -31,6 +31,7 @@ mod metrics;
 mod settings;
 pub mod spill;
 mod store;
+mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -43,6 +44,7 @@ pub use delete::DeleteRefused;
 pub use metrics::{QueueStats, RateWindow};
 pub use settings::QueueSpec;
 pub use store::{keep_on_recovery, Entry, MessageStore, ReadAhead, ReadTarget, Staged};
+pub use stream::{StreamConsumerInfo, StreamInfo};
 
 use crate::amqp::error::{AmqpError, AmqpResult};
 use crate::clock::Clock;
@@ -124,6 +126,8 @@ pub struct Queue {
     me: Weak<Queue>,
     /// The broker's clock: TTL, `x-expires`, latencies, de-duplication windows and `x-death` times.
     pub(crate) clock: Clock,
+    /// `x-queue-type: stream`: `QueueState::stream` holds its state (`stream.rs`).
+    is_stream: bool,
     /// The broker's timer, armed with this queue's next deadline.
     timer: Timer,
     /// The deadline (unix ms) the timer is known to wake this queue at or before (`NOT_ARMED`: none). Lowered by
@@ -156,6 +160,16 @@ struct QueueState {
     next_consumer: usize,
     /// An auto-delete queue is deleted when its last consumer goes, but only once it has had one.
     had_consumer: bool,
+    /// A stream's log, tail and consumers (`stream.rs`); `store` stays empty.
+    stream: Option<Box<crate::stream::state::StreamState>>,
+}
+
+impl QueueState {
+    /// Every consumer: a classic queue's, or a stream's.
+    fn all_consumers(&self) -> impl Iterator<Item = &QueueConsumer> {
+        let stream = self.stream.iter().flat_map(|s| s.consumers.iter().map(|c| &c.consumer));
+        self.consumers.iter().chain(stream)
+    }
 }
 
 /// What removing a consumer left behind.
@@ -170,11 +184,36 @@ impl Queue {
     /// messages on a disk-backed store are made durable before their confirm.
     pub fn new(
         spec: QueueSpec,
+        store: MessageStore,
+        sync: Option<SyncPolicy>,
+        vhost: Weak<VHost>,
+        clock: Clock,
+        timer: Timer,
+    ) -> Arc<Self> {
+        Self::build(spec, store, sync, vhost, clock, timer, None)
+    }
+
+    /// A stream queue over its opened files (`x-queue-type: stream`); `sync` makes its appends durable.
+    pub fn new_stream(
+        spec: QueueSpec,
+        stream: crate::stream::state::StreamState,
+        sync: Option<SyncPolicy>,
+        vhost: Weak<VHost>,
+        clock: Clock,
+        timer: Timer,
+    ) -> Arc<Self> {
+        let store = MessageStore::new(0, None);
+        Self::build(spec, store, sync, vhost, clock, timer, Some(Box::new(stream)))
+    }
+
+    fn build(
+        spec: QueueSpec,
         mut store: MessageStore,
         sync: Option<SyncPolicy>,
         vhost: Weak<VHost>,
         clock: Clock,
         timer: Timer,
+        stream: Option<Box<crate::stream::state::StreamState>>,
     ) -> Arc<Self> {
         store.set_clock(clock.clone());
         let dedup = dedup::DedupSettings::from_arguments(&spec.arguments).map(|settings| match store.dir() {
@@ -194,7 +233,9 @@ impl Queue {
             next_consumer: 0,
             had_consumer: false,
             deliveries: Vec::new(),
+            stream,
         };
+        let is_stream = state.stream.is_some();
         let q = Arc::new_cyclic(|me| Queue {
             limits: RwLock::new(Arc::new(QueueLimits::from_arguments(&spec.effective_arguments()))),
             policy: RwLock::new(spec.policy.clone()),
@@ -212,6 +253,7 @@ impl Queue {
             clock,
             timer,
             armed_at: AtomicU64::new(NOT_ARMED),
+            is_stream,
         });
         // A durable queue's write-behind buffers go to the syncer thread, which tells us when one could not be
         // written.
@@ -294,6 +336,9 @@ impl Queue {
 
     /// The queue's next deadline: its store's, and `x-expires`.
     fn next_deadline(&self, st: &QueueState) -> Option<u64> {
+        if let Some(s) = &st.stream {
+            return s.next_retention();
+        }
         let store = st.store.next_deadline(IDLE_FILES_AFTER);
         match (store, self.expires_at(st)) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -344,7 +389,13 @@ impl Queue {
     /// for (with `fsync = never` the round only writes). No disk I/O here. `Err` means they could not be handed
     /// over (a queue without a syncer wrote them itself and failed): their publishes must be nacked.
     pub fn flush_writes(&self) -> std::io::Result<u64> {
-        self.lock().store.hand_over()
+        let mut st = self.lock();
+        if self.is_stream {
+            return self
+                .stream_hand_over(&mut st)
+                .map_err(|()| std::io::Error::other("the stream's write failed"));
+        }
+        st.store.hand_over()
     }
 
     /// The syncer could not write what this queue handed over at `from` in `segment`: those records, and every
@@ -364,6 +415,9 @@ impl Queue {
         let mut st = self.lock();
         if self.is_deleted() {
             return (Published::default(), Vec::new());
+        }
+        if self.is_stream {
+            return (self.stream_publish(&mut st, message, defer), Vec::new());
         }
         if let Some(cache) = &mut st.dedup {
             if let Some(key) = dedup::dedup_key(&message) {
@@ -495,6 +549,9 @@ impl Queue {
     }
 
     fn dispatch_locked(this: &Queue, st: &mut QueueState) {
+        if this.is_stream {
+            return Self::stream_dispatch(this, st);
+        }
         let arc = match this.self_arc() {
             Some(a) => a,
             None => return,
@@ -618,8 +675,34 @@ impl Queue {
         Ok(())
     }
 
+    /// Adds a stream's consumer, starting where `args` say (or its stored offset), and dispatches to it.
+    pub fn add_stream_consumer(
+        &self,
+        consumer: QueueConsumer,
+        args: crate::stream::args::ConsumerArgs,
+    ) -> AmqpResult<()> {
+        let mut st = self.lock();
+        if self.is_deleted() {
+            return Err(AmqpError::not_found(format!(
+                "no queue '{}' in vhost '{}'",
+                self.spec.name, self.spec.vhost
+            )));
+        }
+        self.stream_add_consumer(&mut st, consumer, args)?;
+        self.touch();
+        Self::stream_dispatch(self, &mut st);
+        Ok(())
+    }
+
     pub fn remove_consumer(&self, connection_id: u64, channel: u16, tag: &str) -> ConsumerRemoved {
         let mut st = self.lock();
+        if self.is_stream {
+            let found = Self::stream_remove_consumer(&mut st, connection_id, channel, tag);
+            return ConsumerRemoved {
+                found,
+                auto_delete_now: false,
+            };
+        }
         let before = st.consumers.len();
         st.consumers
             .retain(|c| !(c.connection_id == connection_id && c.channel == channel && &*c.tag == tag));
@@ -643,6 +726,12 @@ impl Queue {
     pub fn requeue(&self, entries: impl IntoIterator<Item = Entry>) {
         let mut st = self.lock();
         if self.is_deleted() {
+            return;
+        }
+        if self.is_stream {
+            // A stream keeps everything: what a consumer gave back is simply not acked.
+            QueueStats::sub(&self.stats.unacked, entries.into_iter().count() as u64);
+            Self::stream_dispatch(self, &mut st);
             return;
         }
         let delivery_limit = self.limits().delivery_limit;
@@ -691,6 +780,10 @@ impl Queue {
     /// dead-letter exchange.
     pub fn reject(&self, entries: impl IntoIterator<Item = Entry>, nack: bool) {
         let mut st = self.lock();
+        if self.is_stream {
+            QueueStats::sub(&self.stats.unacked, entries.into_iter().count() as u64);
+            return;
+        }
         for e in entries {
             QueueStats::add(if nack { &self.stats.nacked } else { &self.stats.rejected }, 1);
             QueueStats::sub(&self.stats.unacked, 1);
@@ -717,6 +810,14 @@ impl Queue {
     /// `armed_at` becomes exactly that (under the lock, so an arm racing with this one is never lost).
     fn upkeep(&self, fired: bool) -> Upkeep {
         let mut st = self.lock();
+        if self.is_stream {
+            self.stream_retain(&mut st);
+            let next = st.stream.as_ref().and_then(|s| s.next_retention());
+            if fired {
+                self.armed_at.store(next.unwrap_or(NOT_ARMED), Ordering::Relaxed);
+            }
+            return Upkeep { unused: false, next };
+        }
         let retried = {
             let st = &mut *st;
             // Messages that failed to read back are put at the head again first, so TTL and delivery see them.
@@ -812,11 +913,19 @@ impl Queue {
     }
 
     pub fn message_count(&self) -> u32 {
-        self.lock().store.len() as u32
+        let st = self.lock();
+        if self.is_stream {
+            return Self::stream_message_count(&st).min(u32::MAX as u64) as u32;
+        }
+        st.store.len() as u32
     }
 
     pub fn counts(&self) -> (u32, u32) {
         let st = self.lock();
+        if self.is_stream {
+            let n = Self::stream_message_count(&st).min(u32::MAX as u64) as u32;
+            return (n, Self::stream_consumer_count(&st) as u32);
+        }
         (st.store.len() as u32, st.consumers.len() as u32)
     }
 

@@ -48,9 +48,13 @@ pub struct ReadRequest {
 /// What a batch's reader calls with one result per request, in request order.
 pub type ReadDone = Box<dyn FnOnce(Vec<io::Result<Record>>) + Send>;
 
-struct Job {
-    requests: Vec<ReadRequest>,
-    done: ReadDone,
+enum Job {
+    Batch {
+        requests: Vec<ReadRequest>,
+        done: ReadDone,
+    },
+    /// Any other read (a stream consumer's): it does its own reading and hands the result on.
+    Task(Box<dyn FnOnce() + Send>),
 }
 
 #[derive(Default)]
@@ -96,7 +100,15 @@ impl Reader {
     /// Queues a batch of reads; `done` runs on a read thread once they are all done. Never blocks on the disk.
     pub fn submit(&self, requests: Vec<ReadRequest>, done: ReadDone) {
         let mut jobs = self.shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        jobs.queue.push_back(Job { requests, done });
+        jobs.queue.push_back(Job::Batch { requests, done });
+        drop(jobs);
+        self.shared.wake.notify_one();
+    }
+
+    /// Queues a read that is not a batch of records (a stream consumer's), to run on a read thread.
+    pub fn run(&self, task: Box<dyn FnOnce() + Send>) {
+        let mut jobs = self.shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.queue.push_back(Job::Task(task));
         drop(jobs);
         self.shared.wake.notify_one();
     }
@@ -123,8 +135,10 @@ fn run(shared: &Shared) {
             }
         };
         shared.budget.wait_for_reads();
-        let records = read_batch(&job.requests);
-        (job.done)(records);
+        match job {
+            Job::Batch { requests, done } => done(read_batch(&requests)),
+            Job::Task(task) => task(),
+        }
     }
 }
 

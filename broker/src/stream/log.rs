@@ -18,14 +18,23 @@
 //!   before the wanted offset: many readers share the page cache and none holds a copy of the stream in memory. A
 //!   segment removed under a reader (retention) is skipped: the reader goes on from the oldest offset kept.
 //!
-//! This is the storage only, synchronous and owned by one caller: it does no fsync of its own (`sync` does, when the
-//! caller's durability rules say so) and must run off the async workers.
+//! - Appends are buffered (`append_buffered`): the encoded records wait in memory until the owner takes them
+//!   (`take_writes`) and has them written in order (the syncer thread, for a stream queue), or `append` writes them
+//!   at once. `written` says which offsets are in the files: a read never goes past it, so it never sees a record
+//!   that is only half written, and the owner serves newer records from memory.
+//! - Reads need no `&StreamLog`: `plan` takes, under the owner's lock, which segments and positions a read covers
+//!   (a few numbers per segment), and `ReadPlan::read` reads them with no lock held.
+//!
+//! This is the storage only, owned by one caller: it does no fsync of its own (`sync` does, when the caller's
+//! durability rules say so); reads and immediate appends must run off the async workers.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
@@ -122,9 +131,53 @@ pub struct StreamLog {
     max_segment_bytes: u64,
     /// Oldest first; the last one is the active segment.
     segments: VecDeque<Segment>,
-    /// The active segment, open for appending.
-    file: File,
+    /// The active segment, open for writing at explicit positions.
+    file: Arc<File>,
     stats: LogStats,
+    /// Records appended to the active segment and not yet taken, and the position in it where they go.
+    buf: BytesMut,
+    buf_at: u64,
+    /// Taken from `buf` at segment rolls, waiting for `take_writes`.
+    ready: Vec<Handover>,
+    /// Every offset below this is written to its segment file (readable by `ReadPlan::read`).
+    written: Arc<AtomicU64>,
+}
+
+/// Appended records to write: `bytes` at `position` of `file`, in the order handed out.
+pub struct Handover {
+    pub file: Arc<File>,
+    pub position: u64,
+    pub bytes: Bytes,
+    /// Once written, every offset before this one is in the files.
+    pub end_offset: u64,
+    /// The segment these bytes end was sealed: its index file, to write after them.
+    pub seal: Option<SealWrite>,
+}
+
+/// A sealed segment's index file, written once the segment's last bytes are.
+pub struct SealWrite {
+    dir: PathBuf,
+    first: u64,
+    file: IndexFile,
+}
+
+impl SealWrite {
+    /// Writes the index file (after the segment's last bytes are written).
+    pub fn write_index(&self) -> io::Result<()> {
+        write_index_file(&self.dir, self.first, &self.file)
+    }
+}
+
+impl Handover {
+    /// Writes the bytes (and the seal's index file), then marks the offsets written in `written`.
+    pub fn write(&self, written: &AtomicU64) -> io::Result<()> {
+        self.file.write_all_at(&self.bytes, self.position)?;
+        if let Some(seal) = &self.seal {
+            write_index_file(&seal.dir, seal.first, &seal.file)?;
+        }
+        written.fetch_max(self.end_offset, Ordering::AcqRel);
+        Ok(())
+    }
 }
 
 fn seg_path(dir: &Path, first: u64) -> PathBuf {
@@ -218,7 +271,12 @@ impl StreamLog {
         }
         let first = last.unwrap_or_else(|| segments.back().map_or(0, |s: &Segment| s.seal.next_offset));
         let path = seg_path(dir, first);
-        let file = OpenOptions::new().create(true).read(true).append(true).open(&path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)?;
         let (mut active, good_end, damaged) = rebuild(&path, first)?;
         if file.metadata()?.len() > good_end {
             file.set_len(good_end)?;
@@ -228,13 +286,18 @@ impl StreamLog {
         if active.is_empty() {
             active.seal.filters = FilterSummary::exact();
         }
+        let next = active.seal.next_offset;
         segments.push_back(active);
         Ok(StreamLog {
             dir: dir.to_path_buf(),
             max_segment_bytes: max_segment_bytes.max(1),
             segments,
-            file,
+            file: Arc::new(file),
             stats,
+            buf: BytesMut::new(),
+            buf_at: good_end,
+            ready: Vec::new(),
+            written: Arc::new(AtomicU64::new(next)),
         })
     }
 
@@ -269,6 +332,33 @@ impl StreamLog {
         &self.stats
     }
 
+    /// The oldest timestamp kept (0 when the stream is empty).
+    pub fn first_timestamp_ms(&self) -> u64 {
+        self.segments
+            .iter()
+            .find(|s| !s.is_empty())
+            .map_or(0, |s| s.seal.first_timestamp_ms)
+    }
+
+    /// About when `offset` was appended, from the index (exact for index entries; otherwise the last entry before
+    /// it, so never later than the truth). 0 when the stream does not hold it.
+    pub fn timestamp_near(&self, offset: u64) -> u64 {
+        let i = self.segments.partition_point(|s| s.seal.next_offset <= offset);
+        let Some(seg) = self.segments.get(i).filter(|s| !s.is_empty() && s.first <= offset) else {
+            return 0;
+        };
+        let entries = seg.index.entries();
+        let j = entries.partition_point(|e| e.offset <= offset);
+        entries
+            .get(j.wrapping_sub(1))
+            .map_or(seg.seal.first_timestamp_ms, |e| e.timestamp_ms)
+    }
+
+    /// The newest timestamp of the oldest sealed segment (what age retention removes first), if there is one.
+    pub fn oldest_sealed_last_timestamp(&self) -> Option<u64> {
+        (self.segments.len() > 1).then(|| self.segments[0].seal.last_timestamp_ms)
+    }
+
     /// The newest timestamp in the stream (0 when it is empty).
     pub fn last_timestamp_ms(&self) -> u64 {
         self.segments
@@ -279,23 +369,41 @@ impl StreamLog {
             .unwrap_or(0)
     }
 
-    /// Appends `messages` stamped at `now_ms` (or the last stamp, if the clock went back); returns the offset of the
-    /// first. Nothing is synced. If the write fails the segment is cut back to where it was and nothing is
-    /// appended.
+    /// Appends `messages` stamped at `now_ms` (or the last stamp, if the clock went back) and writes them at once;
+    /// returns the offset of the first. Nothing is synced. If the write fails the segment is cut back to where it
+    /// was; the log must then be reopened before it is used again.
     pub fn append(&mut self, messages: &[Message<'_>], now_ms: u64) -> io::Result<u64> {
+        let start = self.buf_at;
+        let first = self.append_buffered(messages, now_ms)?;
+        for h in self.take_writes() {
+            if let Err(e) = h.write(&self.written) {
+                let _ = h.file.set_len(start.min(h.position));
+                return Err(e);
+            }
+        }
+        Ok(first)
+    }
+
+    /// Appends `messages` to the buffer (see `append`); `take_writes` hands the bytes out for writing. Fails only
+    /// when a new segment's file cannot be created.
+    pub fn append_buffered(&mut self, messages: &[Message<'_>], now_ms: u64) -> io::Result<u64> {
         if self.active().seal.size >= self.max_segment_bytes {
             self.roll()?;
         }
         let timestamp = now_ms.max(self.last_timestamp_ms());
         let first = self.next_offset();
         let start = self.active().seal.size;
-        let mut buf = BytesMut::new();
-        let mut index = Vec::with_capacity(messages.len());
+        let buf_start = self.buf.len();
+        let n = self.segments.len();
+        let active = &mut self.segments[n - 1];
+        if active.is_empty() && !messages.is_empty() {
+            active.seal.first_timestamp_ms = timestamp;
+        }
         for (i, m) in messages.iter().enumerate() {
             let offset = first + i as u64;
-            let position = start + buf.len() as u64;
+            let position = start + (self.buf.len() - buf_start) as u64;
             record::encode(
-                &mut buf,
+                &mut self.buf,
                 Meta {
                     seq: offset,
                     enqueued_ms: timestamp,
@@ -306,49 +414,81 @@ impl StreamLog {
                 m.properties,
                 m.body,
             );
-            index.push(Entry {
+            active.index.observe(Entry {
                 offset,
                 position,
                 timestamp_ms: timestamp,
             });
-        }
-        if let Err(e) = self.file.write_all(&buf) {
-            let _ = self.file.set_len(start);
-            return Err(e);
-        }
-        let n = self.segments.len();
-        let active = &mut self.segments[n - 1];
-        if active.is_empty() {
-            active.seal.first_timestamp_ms = timestamp;
-        }
-        for (entry, m) in index.into_iter().zip(messages) {
-            active.index.observe(entry);
             active.seal.filters.observe(m.filter);
         }
         active.seal.next_offset = first + messages.len() as u64;
-        active.seal.size = start + buf.len() as u64;
+        active.seal.size = start + (self.buf.len() - buf_start) as u64;
         if !messages.is_empty() {
             active.seal.last_timestamp_ms = timestamp;
         }
         Ok(first)
     }
 
-    /// Makes what was appended durable (fdatasync of the active segment).
+    /// What was appended and not yet handed out, in the order it must be written.
+    pub fn take_writes(&mut self) -> Vec<Handover> {
+        if !self.buf.is_empty() {
+            let bytes = self.buf.split().freeze();
+            let position = self.buf_at;
+            self.buf_at += bytes.len() as u64;
+            self.ready.push(Handover {
+                file: self.file.clone(),
+                position,
+                bytes,
+                end_offset: self.next_offset(),
+                seal: None,
+            });
+        }
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Offsets below this are in the files (see `Handover::write`).
+    pub fn written(&self) -> &Arc<AtomicU64> {
+        &self.written
+    }
+
+    /// Bytes appended and not yet handed out by `take_writes`.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buf.len() + self.ready.iter().map(|h| h.bytes.len()).sum::<usize>()
+    }
+
+    /// Makes what was written durable (fdatasync of the active segment).
     pub fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
 
-    /// Seals the active segment (writes its index file) and starts a new one at the next offset.
+    /// Seals the active segment (its last bytes and its index file go out with the next `take_writes`) and starts a
+    /// new one at the next offset.
     fn roll(&mut self) -> io::Result<()> {
-        self.file.sync_data()?;
-        write_index(&self.dir, self.active())?;
         let first = self.next_offset();
         let file = OpenOptions::new()
             .create(true)
             .read(true)
-            .append(true)
+            .write(true)
+            .truncate(false)
             .open(seg_path(&self.dir, first))?;
-        self.file = file;
+        let active = self.active();
+        let seal = SealWrite {
+            dir: self.dir.clone(),
+            first: active.first,
+            file: IndexFile {
+                seal: active.seal.clone(),
+                index: active.index.clone(),
+            },
+        };
+        let bytes = self.buf.split().freeze();
+        self.ready.push(Handover {
+            file: std::mem::replace(&mut self.file, Arc::new(file)),
+            position: self.buf_at,
+            bytes,
+            end_offset: first,
+            seal: Some(seal),
+        });
+        self.buf_at = 0;
         self.segments.push_back(Segment::empty(first));
         Ok(())
     }
@@ -370,7 +510,8 @@ impl StreamLog {
                     return Ok(next);
                 };
                 let mut found = seg.seal.next_offset;
-                self.scan_segment(seg, seg.index.position_for_time(t), &mut |r| {
+                let span = self.span(seg, seg.index.position_for_time(t), false);
+                scan_span(&self.dir, &span, &mut |r| {
                     if r.enqueued_ms >= t {
                         found = r.seq;
                         false
@@ -385,83 +526,50 @@ impl StreamLog {
 
     /// Reads up to `max_records` messages (and about `max_bytes` of them) from `from` on; with a `filter`, skips the
     /// segments whose summary cannot match (the records of the others come back whole: the caller matches each
-    /// message's value). A `from` older than the oldest offset kept reads from the oldest.
+    /// message's value). A `from` older than the oldest offset kept reads from the oldest. Reads only what is
+    /// written.
     pub fn read(&self, from: u64, max_records: usize, max_bytes: usize, filter: Option<&Filter>) -> io::Result<Batch> {
-        let mut batch = Batch {
-            next: from.max(self.first_offset()),
-            ..Batch::default()
-        };
-        let mut bytes = 0usize;
-        let start = self.segments.partition_point(|s| s.seal.next_offset <= batch.next);
-        for seg in self.segments.iter().skip(start) {
-            if seg.is_empty() {
-                continue;
-            }
-            if let Some(f) = filter {
-                if !seg.seal.filters.may_match(&f.values, f.match_unfiltered) {
-                    batch.segments_skipped += 1;
-                    batch.next = batch.next.max(seg.seal.next_offset);
-                    continue;
-                }
-            }
-            let from = batch.next;
-            let done = self.scan_segment(seg, seg.index.position_for_offset(from), &mut |r| {
-                if r.seq < from {
-                    return true;
-                }
-                batch.next = r.seq + 1;
-                bytes += r.body.len() + r.properties.len();
-                batch.records.push(r);
-                batch.records.len() < max_records && bytes < max_bytes
-            });
-            match done {
-                Ok(false) => return Ok(batch),
-                Ok(true) => batch.next = batch.next.max(seg.seal.next_offset),
-                // Removed by retention under this reader: go on with what is kept.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(batch)
+        self.plan(from, filter, usize::MAX).read(max_records, max_bytes)
     }
 
-    /// Feeds `seg`'s records from `position` on to `each` until it returns false (then false) or the segment ends
-    /// (then true).
-    fn scan_segment(&self, seg: &Segment, mut position: u64, each: &mut dyn FnMut(Record) -> bool) -> io::Result<bool> {
-        let file = File::open(seg_path(&self.dir, seg.first))?;
-        let mut chunk = CHUNK;
-        while position < seg.seal.size {
-            let len = (chunk as u64).min(seg.seal.size - position) as usize;
-            let mut buf = vec![0u8; len];
-            file.read_exact_at(&mut buf, position)?;
-            let data = Bytes::from(buf);
-            let found = scan::scan(&data);
-            let consumed = match &found.tail {
-                Some(t) => t.start,
-                None => data.len(),
-            };
-            for f in found.records {
-                if !each(f.record) {
-                    return Ok(false);
-                }
-            }
-            if consumed == 0 {
-                // A record larger than the chunk, or damage up to the chunk's end: read more at once, up to the
-                // largest record there can be; past that, the rest of the segment is damage.
-                match record::declared_size(&data) {
-                    Some(size)
-                        if size <= record::MAX_RECORD && len < size && (len as u64) < seg.seal.size - position =>
-                    {
-                        chunk = size;
-                        continue;
-                    }
-                    _ => return Ok(true),
-                }
-            }
-            position += consumed as u64;
-            chunk = CHUNK;
+    /// What a read from `from` covers (at most `max_segments` segments), for `ReadPlan::read` with no lock held.
+    pub fn plan(&self, from: u64, filter: Option<&Filter>, max_segments: usize) -> ReadPlan {
+        let from = from.max(self.first_offset());
+        let start = self.segments.partition_point(|s| s.seal.next_offset <= from);
+        let spans = self
+            .segments
+            .iter()
+            .skip(start)
+            .filter(|seg| !seg.is_empty())
+            .take(max_segments)
+            .map(|seg| {
+                let skip = filter.is_some_and(|f| !seg.seal.filters.may_match(&f.values, f.match_unfiltered));
+                let position = if seg.first < from {
+                    seg.index.position_for_offset(from)
+                } else {
+                    0
+                };
+                self.span(seg, position, skip)
+            })
+            .collect();
+        ReadPlan {
+            dir: self.dir.clone(),
+            spans,
+            from,
+            limit: self.written.load(Ordering::Acquire),
         }
-        Ok(true)
+    }
+
+    fn span(&self, seg: &Segment, position: u64, skip: bool) -> Span {
+        let active = std::ptr::eq(seg, self.active());
+        Span {
+            first: seg.first,
+            position,
+            // The active segment grows while it is read: read to what the file holds.
+            size: if active { u64::MAX } else { seg.seal.size },
+            next_offset: seg.seal.next_offset,
+            skip,
+        }
     }
 
     /// Removes sealed segments from the oldest while the stream is larger than `max_bytes`, or while the oldest's
@@ -509,13 +617,145 @@ impl StreamLog {
     }
 }
 
-/// Writes a sealed segment's index file (to a temporary name, then renamed: a crash leaves the old file or none).
+/// Writes a sealed segment's index file.
 fn write_index(dir: &Path, seg: &Segment) -> io::Result<()> {
     let file = IndexFile {
         seal: seg.seal.clone(),
         index: seg.index.clone(),
     };
-    let tmp = dir.join(format!("{:020}.idx.tmp", seg.first));
+    write_index_file(dir, seg.first, &file)
+}
+
+/// Writes an index file (to a temporary name, then renamed: a crash leaves the old file or none).
+fn write_index_file(dir: &Path, first: u64, file: &IndexFile) -> io::Result<()> {
+    let tmp = dir.join(format!("{first:020}.idx.tmp"));
     fs::write(&tmp, file.encode())?;
-    fs::rename(tmp, idx_path(dir, seg.first))
+    fs::rename(tmp, idx_path(dir, first))
+}
+
+/// One segment's part of a read.
+#[derive(Debug, Clone)]
+struct Span {
+    first: u64,
+    /// Where to start scanning (an index entry at or before the wanted offset).
+    position: u64,
+    /// Bytes of the segment (`u64::MAX` for the active one: what the file holds).
+    size: u64,
+    /// The offset after the segment's last, when the plan was made.
+    next_offset: u64,
+    /// The filter cannot match here: not read.
+    skip: bool,
+}
+
+/// A read taken under the owner's lock and done without it (`StreamLog::plan`).
+#[derive(Debug, Clone)]
+pub struct ReadPlan {
+    dir: PathBuf,
+    spans: Vec<Span>,
+    from: u64,
+    /// Offsets from here on may not be written yet: the read stops there.
+    limit: u64,
+}
+
+impl ReadPlan {
+    /// Reads up to `max_records` messages (and about `max_bytes`): see `StreamLog::read`. A segment removed since the
+    /// plan was made (retention) is passed over.
+    pub fn read(&self, max_records: usize, max_bytes: usize) -> io::Result<Batch> {
+        let mut batch = Batch {
+            next: self.from,
+            ..Batch::default()
+        };
+        let mut bytes = 0usize;
+        for span in &self.spans {
+            if batch.next >= self.limit {
+                break;
+            }
+            if span.skip {
+                batch.segments_skipped += 1;
+                batch.next = batch.next.max(span.next_offset.min(self.limit));
+                continue;
+            }
+            let (from, limit) = (batch.next, self.limit);
+            let mut at_limit = false;
+            let done = scan_span(&self.dir, span, &mut |r| {
+                if r.seq < from {
+                    return true;
+                }
+                if r.seq >= limit {
+                    at_limit = true;
+                    return false;
+                }
+                batch.next = r.seq + 1;
+                bytes += r.body.len() + r.properties.len();
+                batch.records.push(r);
+                batch.records.len() < max_records && bytes < max_bytes
+            });
+            match done {
+                Ok(true) => batch.next = batch.next.max(span.next_offset.min(self.limit)),
+                Ok(false) => return Ok(batch),
+                // Removed by retention under this reader: go on with what is kept.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+            if at_limit {
+                break;
+            }
+        }
+        Ok(batch)
+    }
+}
+
+/// Reads up to `len` bytes at `position`; fewer at the end of the file.
+fn read_upto(file: &File, position: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match file.read_at(&mut buf[got..], position + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
+/// Feeds a span's records from its position on to `each` until it returns false (then false) or the segment ends
+/// (then true).
+fn scan_span(dir: &Path, span: &Span, each: &mut dyn FnMut(Record) -> bool) -> io::Result<bool> {
+    let file = File::open(seg_path(dir, span.first))?;
+    let mut chunk = CHUNK;
+    let mut position = span.position;
+    while position < span.size {
+        let len = (chunk as u64).min(span.size - position) as usize;
+        let data = Bytes::from(read_upto(&file, position, len)?);
+        if data.is_empty() {
+            return Ok(true);
+        }
+        let found = scan::scan(&data);
+        let consumed = match &found.tail {
+            Some(t) => t.start,
+            None => data.len(),
+        };
+        for f in found.records {
+            if !each(f.record) {
+                return Ok(false);
+            }
+        }
+        if consumed == 0 {
+            // A record larger than the chunk, or damage up to the chunk's end: read more at once, up to the largest
+            // record there can be; past that, the rest of the segment is damage (or not written yet).
+            match record::declared_size(&data) {
+                Some(size) if size <= record::MAX_RECORD && data.len() == len && len < size => {
+                    chunk = size;
+                    continue;
+                }
+                _ => return Ok(true),
+            }
+        }
+        position += consumed as u64;
+        chunk = CHUNK;
+    }
+    Ok(true)
 }

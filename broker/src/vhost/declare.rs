@@ -53,6 +53,9 @@ impl VHost {
         } else {
             d.name.to_string()
         };
+        if crate::stream::args::is_stream(d.arguments) {
+            self.check_stream_declare(d, &name)?;
+        }
         validate_queue_arguments(d.arguments)?;
         crate::queue::dead_letter::validate(d.arguments).map_err(AmqpError::precondition)?;
         let spec = QueueSpec {
@@ -93,6 +96,71 @@ impl VHost {
         Ok(q)
     }
 
+    /// RabbitMQ's rules for declaring a stream: durable, not exclusive, not auto-delete, and only the arguments a
+    /// stream has.
+    fn check_stream_declare(&self, d: &QueueDeclare<'_>, name: &str) -> AmqpResult<()> {
+        let property = |p: &str| {
+            AmqpError::precondition(format!(
+                "invalid property '{p}' for queue '{name}' in vhost '{}'",
+                self.name
+            ))
+        };
+        if !d.durable {
+            return Err(property("non-durable"));
+        }
+        if d.exclusive {
+            return Err(property("exclusive-owner"));
+        }
+        if d.auto_delete {
+            return Err(property("auto-delete"));
+        }
+        crate::stream::args::settings(d.arguments, name, &self.name).map_err(AmqpError::precondition)?;
+        if self.durability.is_none() {
+            return Err(AmqpError::precondition(format!(
+                "cannot declare stream '{name}' in vhost '{}': streams need a data directory",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Opens a stream's files (recovering them) and builds its queue.
+    fn make_stream(&self, spec: QueueSpec, d: &Durability) -> std::io::Result<Arc<Queue>> {
+        let settings = crate::stream::args::settings(&spec.arguments, &spec.name, &self.name).unwrap_or_else(|e| {
+            tracing::warn!(vhost = %self.name, queue = %spec.name, error = %e, "a stream's stored arguments no longer check; using the defaults");
+            crate::stream::args::StreamSettings {
+                max_bytes: None,
+                max_age_ms: None,
+                segment_bytes: crate::stream::log::DEFAULT_MAX_SEGMENT_BYTES,
+            }
+        });
+        let dir = d.store.queue_dir(&self.name, &spec.name);
+        let mut state = crate::stream::state::StreamState::open(&dir, settings, crate::stream::state::TAIL_BYTES)?;
+        state.reader = d.store.reader.clone();
+        if state.message_count() > 0 {
+            tracing::info!(
+                vhost = %self.name,
+                queue = %spec.name,
+                first_offset = state.log.first_offset(),
+                next_offset = state.log.next_offset(),
+                segments = state.log.segment_count(),
+                "recovered stream"
+            );
+        }
+        let sync = SyncPolicy {
+            mode: d.store.fsync,
+            syncer: d.store.syncer.clone(),
+        };
+        Ok(Queue::new_stream(
+            spec,
+            state,
+            Some(sync),
+            self.me.clone(),
+            self.clock.clone(),
+            self.timer.clone(),
+        ))
+    }
+
     /// Builds a queue: durable (and not auto-delete) queues get a disk-backed store, recovering what their
     /// directory holds; the rest live in memory.
     pub(super) fn make_queue(&self, mut spec: QueueSpec) -> std::io::Result<Arc<Queue>> {
@@ -104,6 +172,12 @@ impl VHost {
         .cloned()
         .map(Arc::new);
         let persists = spec.durable && !spec.auto_delete && spec.exclusive_owner.is_none();
+        if crate::stream::args::is_stream(&spec.arguments) {
+            return match &self.durability {
+                Some(d) => self.make_stream(spec, d),
+                None => Err(std::io::Error::other("streams need a data directory")),
+            };
+        }
         match &self.durability {
             Some(d) if persists => {
                 let started = std::time::Instant::now();
