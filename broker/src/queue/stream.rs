@@ -238,8 +238,16 @@ impl Queue {
             };
             match &reader {
                 Some(reader) => reader.run(Box::new(task)),
-                // No read threads: read in place, off the async worker's other tasks.
-                None => crate::store::blocking(task),
+                // No read threads could start: a thread of its own (never in place: the queue's lock is held here,
+                // and the read's end takes it).
+                None => {
+                    if let Err(e) = std::thread::Builder::new()
+                        .name("warren-stream-read".into())
+                        .spawn(task)
+                    {
+                        tracing::error!(queue = %this.spec.name, error = %e, "could not start a stream read");
+                    }
+                }
             }
         }
     }
