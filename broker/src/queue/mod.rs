@@ -43,6 +43,7 @@ pub use credit::{ConsumerCredit, Credit};
 pub use delete::DeleteRefused;
 pub use metrics::{QueueStats, RateWindow};
 pub use settings::QueueSpec;
+pub(crate) use store::message_of;
 pub use store::{keep_on_recovery, Entry, MessageStore, ReadAhead, ReadTarget, Staged};
 pub use stream::{StreamConsumerInfo, StreamInfo};
 

@@ -770,7 +770,7 @@ impl MessageStore {
 
 /// The message a record holds. Its properties are scanned, not decoded (a record whose checksum holds was written
 /// from a publish that passed the same scan; one that does not scan counts as plain, with its bytes kept as they are).
-fn message_of(r: &Record) -> Message {
+pub(crate) fn message_of(r: &Record) -> Message {
     let summary = crate::amqp::properties::scan(&r.properties).unwrap_or_default();
     Message::from_summary(
         String::from_utf8_lossy(&r.exchange).into_owned().into(),

@@ -138,14 +138,7 @@ pub fn filter_value(properties: &amq_protocol::protocol::basic::AMQPProperties) 
 /// A message read back from the log (its properties already carry its offset); its filter value only when a reader
 /// filters.
 pub fn cached_of(r: Record, with_filter: bool) -> Cached {
-    let summary = crate::amqp::properties::scan(&r.properties).unwrap_or_default();
-    let message = Message::from_summary(
-        String::from_utf8_lossy(&r.exchange).into_owned().into(),
-        String::from_utf8_lossy(&r.routing_key).into_owned().into(),
-        &summary,
-        r.properties,
-        r.body,
-    );
+    let message = crate::queue::message_of(&r);
     let filter = if with_filter {
         filter_value(&message.properties())
     } else {
