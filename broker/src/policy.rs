@@ -4,8 +4,10 @@
 //! kept in `definitions.log`; an API policy replaces a config policy of the same name). A change applies to live
 //! queues at once. Of the policies whose
 //! vhost and pattern match a queue, the one with the highest priority applies. Against the queue's own arguments
-//! RabbitMQ's precedence holds: for `max-length`, `max-length-bytes`, `message-ttl`, `expires` and `delivery-limit`
-//! the lower value wins; for `overflow`, `dead-letter-exchange` and `dead-letter-routing-key` the argument wins.
+//! RabbitMQ's precedence holds: for `max-length`, `max-length-bytes`, `message-ttl`, `expires`, `delivery-limit`,
+//! and streams' `max-age` and `stream-max-segment-size-bytes` the lower value wins; for `overflow`,
+//! `dead-letter-exchange` and `dead-letter-routing-key` the argument wins. A stream uses only `max-length-bytes`,
+//! `max-age` and `stream-max-segment-size-bytes`, as RabbitMQ's streams do.
 
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use regex::Regex;
@@ -23,6 +25,9 @@ const KEYS: &[(&str, &str)] = &[
     ("dead-letter-exchange", "x-dead-letter-exchange"),
     ("dead-letter-routing-key", "x-dead-letter-routing-key"),
     ("delivery-limit", "x-delivery-limit"),
+    // Streams' (other queues ignore them).
+    ("max-age", "x-max-age"),
+    ("stream-max-segment-size-bytes", "x-stream-max-segment-size-bytes"),
 ];
 
 /// Where the lower of policy and argument applies.
@@ -32,6 +37,7 @@ const LOWER_WINS: &[&str] = &[
     "x-message-ttl",
     "x-expires",
     "x-delivery-limit",
+    "x-stream-max-segment-size-bytes",
 ];
 
 /// A policy as written in the config file.
@@ -101,6 +107,12 @@ impl Policy {
                 {
                     return Err(format!(
                         "policy '{}': overflow must be drop-head, reject-publish or reject-publish-dlx",
+                        c.name
+                    ));
+                }
+                ("max-age", toml::Value::String(s)) if crate::stream::args::parse_age(s).is_none() => {
+                    return Err(format!(
+                        "policy '{}': max-age must be a number and a unit (Y, M, D, h, m or s), like 7D",
                         c.name
                     ));
                 }
@@ -188,6 +200,15 @@ pub fn effective_arguments(arguments: &FieldTable, policy: Option<&Policy>) -> F
         match arguments.inner().get(key) {
             None => {
                 out.insert(k.clone(), v.clone());
+            }
+            // Ages are strings ("7D", "12h"): the shorter wins.
+            Some(arg) if key == "x-max-age" => {
+                let age = |v: &AMQPValue| args::as_str(v).and_then(crate::stream::args::parse_age);
+                if let (Some(a), Some(b)) = (age(arg), age(v)) {
+                    if b < a {
+                        out.insert(k.clone(), v.clone());
+                    }
+                }
             }
             Some(arg) if LOWER_WINS.contains(&key) => {
                 if let (Some(a), Some(b)) = (args::as_i64(arg), args::as_i64(v)) {

@@ -16,10 +16,13 @@ pub mod keys;
 pub mod listings;
 pub mod messages;
 pub mod queues;
+pub mod stream;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_late;
+#[cfg(test)]
+mod tests_stream;
 
 use std::collections::HashSet;
 
@@ -97,6 +100,10 @@ pub enum Link {
         retry_at_ms: u64,
         error: String,
     },
+    /// The broker refused the credentials: nothing more is asked of it (the console must be started again).
+    Refused {
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +135,8 @@ pub enum PromptKind {
     Filter,
     /// `/` in the messages view — a server-side message filter, applied on enter.
     MessageFilter,
+    /// `o` in a stream's messages view — where the pages start: first, an offset or a time.
+    StreamStart,
 }
 
 /// The detail view's chart settings.
@@ -137,6 +146,8 @@ pub struct DetailState {
     pub zoom: usize,
     /// The charts stop at this instant while frozen.
     pub frozen_at: Option<u64>,
+    /// Streams: the selected row of the consumer panel.
+    pub stream_row: usize,
 }
 
 impl Default for DetailState {
@@ -144,6 +155,7 @@ impl Default for DetailState {
         DetailState {
             zoom: 1,
             frozen_at: None,
+            stream_row: 0,
         }
     }
 }
@@ -218,7 +230,7 @@ impl App {
     }
 
     pub fn is_stale(&self) -> bool {
-        matches!(self.link, Link::Stale { .. })
+        matches!(self.link, Link::Stale { .. } | Link::Refused { .. })
     }
 
     pub fn queue(&self, key: &QueueKey) -> Option<&QueueInfo> {
@@ -259,6 +271,7 @@ impl App {
             }
             View::Detail(_) => {
                 self.detail.frozen_at = None;
+                self.detail.stream_row = 0;
                 commands.extend(self.fetch(Resource::Consumers));
             }
             View::Exchanges => commands.extend(self.fetch(Resource::Exchanges)),
@@ -417,6 +430,22 @@ fn on_api(app: &mut App, event: ApiEvent) -> Vec<Command> {
             app.overview = Some(s.overview);
             app.queues = s.queues;
         }
+        ApiEvent::CredentialsRefused { error } => {
+            app.flash(
+                Level::Error,
+                format!(
+                    "{} refused these credentials ({error}); start warren-console again with the right --user and \
+                     --password",
+                    app.settings.url
+                ),
+            );
+            app.link = Link::Refused { error };
+            app.exchanges.pending = false;
+            app.bindings.pending = false;
+            app.connections.pending = false;
+            app.consumers.pending = false;
+            app.audit.list.pending = false;
+        }
         ApiEvent::StreamDown { error, retry_in_ms } => {
             let since_ms = match &app.link {
                 Link::Stale { since_ms, .. } => *since_ms,
@@ -540,6 +569,28 @@ fn on_api(app: &mut App, event: ApiEvent) -> Vec<Command> {
         ApiEvent::ConnectionClosed { request_id, connection } => {
             finish(app, request_id, format!("Closed connection {connection}."));
             commands.extend(app.fetch(Resource::Connections));
+        }
+        ApiEvent::StreamActed {
+            request_id,
+            queue,
+            result,
+        } => {
+            let first = crate::format::count(result.first_offset);
+            let text = match (result.offset, result.segments_removed) {
+                (Some(o), _) => format!(
+                    "It reads from offset {} next ({} starts at offset {first}).",
+                    crate::format::count(o),
+                    queue.name
+                ),
+                (None, Some(n)) => format!(
+                    "Removed {n} segment{}; {} now starts at offset {first}.",
+                    if n == 1 { "" } else { "s" },
+                    queue.name
+                ),
+                (None, None) => format!("Done; {} starts at offset {first}.", queue.name),
+            };
+            finish(app, request_id, text);
+            commands.extend(reload_messages(app, &queue));
         }
         ApiEvent::ActionFailed { request_id, error } => match app.dialog.as_mut() {
             Some(d) if d.sent(request_id) && matches!(d.phase, Phase::Running | Phase::Progress(_)) => {

@@ -16,7 +16,8 @@ use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 use warren_shared::{
     ApiError, AuditEntry, BindingInfo, CloseRequest, ConnectionInfo, ConsumerInfo, DeleteMessages, DeleteResult,
-    ExchangeInfo, MoveTask, PeekRequest, PeekedMessage, PriorityResult, PublishResult, PurgeResult, StreamSnapshot,
+    ExchangeInfo, MoveTask, PeekRequest, PeekedMessage, PriorityResult, PublishResult, PurgeResult, StreamActionResult,
+    StreamSnapshot, StreamTruncate,
 };
 
 use crate::event::{ApiEvent, Command, Event, QueueKey, RequestId, Resource};
@@ -44,6 +45,21 @@ fn send(tx: &UnboundedSender<Event>, e: ApiEvent) {
 
 fn queue_path(q: &QueueKey, rest: &str) -> String {
     format!("/api/queues/{}/{}{rest}", path_segment(&q.vhost), path_segment(&q.name))
+}
+
+fn stream_acted(request_id: RequestId, queue: QueueKey, result: StreamActionResult) -> ApiEvent {
+    ApiEvent::StreamActed {
+        request_id,
+        queue,
+        result,
+    }
+}
+
+/// Why the live feed failed: the credentials were refused (401: retrying cannot help), or anything else.
+#[derive(Debug, PartialEq)]
+enum Failure {
+    Refused(String),
+    Other(String),
 }
 
 /// How https URLs are verified: the built-in roots, plus `ca` if given; `insecure` skips verification.
@@ -155,7 +171,12 @@ impl Client {
         loop {
             let error = match self.stream_once(interval_ms, idle, &mut backoff).await {
                 Ok(()) => "the broker closed the stream".to_string(),
-                Err(e) => e,
+                Err(Failure::Refused(error)) => {
+                    // Retrying cannot help: the operator has to start again with other credentials.
+                    send(&self.events, ApiEvent::CredentialsRefused { error });
+                    return;
+                }
+                Err(Failure::Other(e)) => e,
             };
             if self.events.is_closed() {
                 return;
@@ -172,7 +193,7 @@ impl Client {
         }
     }
 
-    async fn stream_once(&self, interval_ms: u64, idle: Duration, backoff: &mut Duration) -> Result<(), String> {
+    async fn stream_once(&self, interval_ms: u64, idle: Duration, backoff: &mut Duration) -> Result<(), Failure> {
         // A broker that accepts the connection but never answers would otherwise hold this task (and so every
         // reconnect) forever: no answer within `idle` counts as a failure like any other.
         let connect = self
@@ -181,8 +202,8 @@ impl Client {
             .send();
         let resp = tokio::time::timeout(idle, connect)
             .await
-            .map_err(|_| format!("no answer to the stream request in {idle:?}"))?
-            .map_err(describe)?;
+            .map_err(|_| Failure::Other(format!("no answer to the stream request in {idle:?}")))?
+            .map_err(|e| Failure::Other(describe(e)))?;
         if !resp.status().is_success() {
             let status = resp.status();
             let reason = resp
@@ -190,18 +211,23 @@ impl Client {
                 .await
                 .map(|e| e.reason)
                 .unwrap_or_else(|_| status.to_string());
-            return Err(format!("{reason} ({})", status.as_u16()));
+            let error = format!("{reason} ({})", status.as_u16());
+            return Err(if status == reqwest::StatusCode::UNAUTHORIZED {
+                Failure::Refused(error)
+            } else {
+                Failure::Other(error)
+            });
         }
         send(&self.events, ApiEvent::StreamUp);
         let mut events = resp.bytes_stream().eventsource();
         loop {
             let next = tokio::time::timeout(idle, events.next())
                 .await
-                .map_err(|_| format!("no data for {} s", idle.as_secs()))?;
+                .map_err(|_| Failure::Other(format!("no data for {} s", idle.as_secs())))?;
             let Some(event) = next else {
                 return Ok(());
             };
-            let event = event.map_err(|e| format!("stream broken: {e}"))?;
+            let event = event.map_err(|e| Failure::Other(format!("stream broken: {e}")))?;
             if event.data.is_empty() {
                 continue;
             }
@@ -210,7 +236,7 @@ impl Client {
                     *backoff = BACKOFF_MIN;
                     send(&self.events, ApiEvent::Snapshot(Box::new(s)));
                 }
-                Err(e) => return Err(format!("unreadable snapshot: {e}")),
+                Err(e) => return Err(Failure::Other(format!("unreadable snapshot: {e}"))),
             }
             if self.events.is_closed() {
                 return Ok(());
@@ -264,10 +290,14 @@ impl Client {
                 from,
                 count,
                 filter,
+                offset,
+                timestamp_ms,
             } => {
                 let body = PeekRequest {
                     from,
                     count: Some(count),
+                    offset,
+                    timestamp_ms,
                     filter,
                 };
                 let result = self
@@ -386,6 +416,24 @@ impl Client {
                 .await
                 .map_err(|e| failed(format!("close connection {connection}: {e}")))?;
                 send(tx, ApiEvent::ConnectionClosed { request_id, connection });
+            }
+            Command::StreamReplay {
+                queue, consumer, reset, ..
+            } => {
+                let path = queue_path(&queue, &format!("/stream/offsets/{}", path_segment(&consumer)));
+                let result = self
+                    .call::<_, StreamActionResult>(Method::POST, &path, Some(&reset))
+                    .await
+                    .map_err(|e| failed(format!("replay {consumer} on {}: {e}", queue.name)))?;
+                send(tx, stream_acted(request_id, queue, result.1));
+            }
+            Command::StreamTruncate { queue, before, .. } => {
+                let body = StreamTruncate { before };
+                let result = self
+                    .call::<_, StreamActionResult>(Method::POST, &queue_path(&queue, "/stream/truncate"), Some(&body))
+                    .await
+                    .map_err(|e| failed(format!("truncate {}: {e}", queue.name)))?;
+                send(tx, stream_acted(request_id, queue, result.1));
             }
             Command::ReadAudit { before, page_size } => {
                 let e = match self.audit_page(before, page_size).await {
@@ -508,7 +556,10 @@ mod tests {
         )
         .await
         .expect("stream_once gives up by itself");
-        assert_eq!(result, Err("no answer to the stream request in 200ms".to_string()));
+        assert_eq!(
+            result,
+            Err(Failure::Other("no answer to the stream request in 200ms".to_string()))
+        );
         silent.abort();
     }
 
@@ -537,6 +588,31 @@ mod tests {
             text.lines().next().unwrap_or_default().to_string()
         });
         (format!("http://{addr}"), server)
+    }
+
+    /// Issue 15: "a wrong password says 'lost the broker' and retries forever". A 401 on the live feed is reported
+    /// as refused credentials once, and the feed stops (the answering "broker" takes one request only: a retry would
+    /// hang on its closed port instead of ending).
+    #[tokio::test]
+    async fn refused_credentials_end_the_feed_instead_of_retrying() {
+        let body = r#"{"error":"not_authorised","reason":"Login failed"}"#;
+        let (url, server) = answer_once("401 Unauthorized", body).await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = Client::new(&url, "guest", "wrong", tx).expect("client");
+        tokio::time::timeout(Duration::from_secs(10), client.stream(1000))
+            .await
+            .expect("the feed ends by itself");
+        assert!(server.await.expect("server").starts_with("GET /api/stream"));
+        let mut events = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        assert_eq!(
+            events,
+            vec![Event::Api(ApiEvent::CredentialsRefused {
+                error: "Login failed (401)".into()
+            })]
+        );
     }
 
     #[tokio::test]

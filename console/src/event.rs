@@ -11,7 +11,7 @@
 use ratatui::crossterm::event::KeyEvent;
 use warren_shared::{
     AuditEntry, BindingInfo, ConnectionInfo, ConsumerInfo, ExchangeInfo, MessageFilter, MoveRequest, MoveTask,
-    PeekedMessage, PriorityRequest, PublishRequest, StreamSnapshot,
+    PeekedMessage, PriorityRequest, PublishRequest, StreamActionResult, StreamOffsetReset, StreamSnapshot,
 };
 
 /// A queue, by vhost and name (the key of everything per-queue in the console).
@@ -54,6 +54,10 @@ pub enum ApiEvent {
     /// The live stream (`GET /api/stream`) is open.
     StreamUp,
     Snapshot(Box<StreamSnapshot>),
+    /// The broker refused the credentials (401): the feed has stopped, retrying cannot help.
+    CredentialsRefused {
+        error: String,
+    },
     /// The stream failed or went quiet; the client retries after `retry_in_ms`.
     StreamDown {
         error: String,
@@ -105,6 +109,12 @@ pub enum ApiEvent {
     ConnectionClosed {
         request_id: RequestId,
         connection: u64,
+    },
+    /// A stream replay or truncate was done.
+    StreamActed {
+        request_id: RequestId,
+        queue: QueueKey,
+        result: StreamActionResult,
     },
     /// An action the operator asked for failed (shown in its dialog, or the flash line if that dialog is gone).
     ActionFailed {
@@ -160,6 +170,9 @@ pub enum Command {
         from: u64,
         count: u64,
         filter: MessageFilter,
+        /// Streams only: start at this offset, or at this time (unix ms), instead of the oldest.
+        offset: Option<u64>,
+        timestamp_ms: Option<u64>,
     },
     Purge {
         request_id: RequestId,
@@ -196,6 +209,19 @@ pub enum Command {
         connection: u64,
         reason: String,
     },
+    /// Sets where the named stream consumer `consumer` reads next ("replay from").
+    StreamReplay {
+        request_id: RequestId,
+        queue: QueueKey,
+        consumer: String,
+        reset: StreamOffsetReset,
+    },
+    /// Removes the stream's segments wholly before offset `before`.
+    StreamTruncate {
+        request_id: RequestId,
+        queue: QueueKey,
+        before: u64,
+    },
     /// Reads `page_size` entries of the audit trail: the newest, or those older than the entry `before`.
     ReadAudit {
         before: Option<u64>,
@@ -214,7 +240,9 @@ impl Command {
             | Command::Delete { request_id, .. }
             | Command::Priority { request_id, .. }
             | Command::Publish { request_id, .. }
-            | Command::CloseConnection { request_id, .. } => Some(*request_id),
+            | Command::CloseConnection { request_id, .. }
+            | Command::StreamReplay { request_id, .. }
+            | Command::StreamTruncate { request_id, .. } => Some(*request_id),
             Command::Fetch(_) | Command::Peek { .. } | Command::ReadAudit { .. } | Command::Quit => None,
         }
     }

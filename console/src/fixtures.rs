@@ -6,7 +6,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use serde_json::json;
 use warren_shared::{
     AuditEntry, BindingInfo, ConnectionInfo, ConsumerInfo, ExchangeInfo, LatencySummary, MoveTask, Overview,
-    PeekedMessage, QueueInfo, StreamSnapshot, Totals,
+    PeekedMessage, QueueInfo, StreamConsumerSummary, StreamSnapshot, StreamSummary, Totals,
 };
 
 use crate::app::{update, App, Settings};
@@ -180,7 +180,8 @@ pub fn snapshot(i: u64) -> StreamSnapshot {
 pub fn message(id: u64, source: Option<&str>) -> PeekedMessage {
     let mut headers = json!({"x-tenant": format!("t{}", id % 4)});
     if let Some(s) = source {
-        headers["x-death"] = json!([{"queue": s, "reason": "rejected", "count": 1, "exchange": ""}]);
+        headers["x-death"] = json!([{"queue": s, "reason": "rejected", "count": 1, "exchange": "",
+            "routing-keys": [s], "time": (T0 - 1000 * (60 - id)) / 1000}]);
         headers["x-first-death-queue"] = json!(s);
         headers["x-first-death-reason"] = json!("rejected");
     }
@@ -205,6 +206,67 @@ pub fn message(id: u64, source: Option<&str>) -> PeekedMessage {
 
 pub fn messages(n: u64, source: Option<&str>) -> Vec<PeekedMessage> {
     (1..=n).map(|i| message(i, source)).collect()
+}
+
+/// A stream `events` of offsets 1,000 to 50,999 with a named consumer near the head, an unnamed one far behind, and
+/// the stored offset of a named consumer that is away.
+pub fn stream_queue() -> QueueInfo {
+    let mut q = queue("events", 0);
+    q.kind = "stream".into();
+    q.arguments = json!({"x-queue-type": "stream", "x-max-age": "7D"})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    q.messages_ready = 50_000;
+    q.messages = 50_000;
+    q.consumers = 2;
+    q.message_bytes = 3_200_000;
+    q.stream = Some(StreamSummary {
+        first_offset: 1_000,
+        next_offset: 51_000,
+        first_timestamp_ms: T0 - 86_400_000,
+        last_timestamp_ms: T0 - 500,
+        bytes: 3_200_000,
+        segments: 4,
+        max_bytes: None,
+        max_age_ms: Some(7 * 86_400_000),
+        segment_bytes: 1_000_000,
+        segments_skipped: 12,
+        filtered_out: 3_400,
+        consumers: vec![
+            StreamConsumerSummary {
+                consumer_tag: "ctag-etl".into(),
+                connection_id: 3,
+                channel: 1,
+                name: Some("etl".into()),
+                offset: 50_900,
+                lag: 100,
+                lag_ms: 1_200,
+            },
+            StreamConsumerSummary {
+                consumer_tag: "ctag-replayer".into(),
+                connection_id: 4,
+                channel: 1,
+                name: None,
+                offset: 11_000,
+                lag: 40_000,
+                lag_ms: 61_000_000,
+            },
+        ],
+        stored_offsets: [("etl".to_string(), 50_900), ("billing".to_string(), 30_000)]
+            .into_iter()
+            .collect(),
+    });
+    q
+}
+
+/// [`app`], and a snapshot at [`T0`] that also holds [`stream_queue`].
+pub fn app_with_stream() -> App {
+    let mut app = app();
+    let mut s = snapshot(30);
+    s.queues.push(stream_queue());
+    update(&mut app, Event::Api(ApiEvent::Snapshot(Box::new(s))));
+    app
 }
 
 /// An app that has seen 30 snapshots, one a second, ending at [`T0`].

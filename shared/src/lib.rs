@@ -301,6 +301,12 @@ pub struct PeekRequest {
     pub from: u64,
     /// At most this many (default 50, at most 1000).
     pub count: Option<u64>,
+    /// Streams only: start at this offset (clamped to what the stream keeps) instead of the oldest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// Streams only: start at the first message appended at or after this time (unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_ms: Option<u64>,
     #[serde(flatten)]
     pub filter: MessageFilter,
 }
@@ -359,6 +365,10 @@ pub struct MoveRequest {
     pub ids: Option<Vec<u64>>,
     #[serde(flatten)]
     pub filter: MessageFilter,
+    /// With neither `ids` nor a filter: at most this many messages from the head (the number the operator was
+    /// shown, so messages that arrive meanwhile stay); default: as many as are ready when the move starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
     /// At most this many messages per second; default: as fast as the destination syncs.
     pub rate: Option<u32>,
     /// Answer when the move has finished (200) instead of at once (202).
@@ -675,9 +685,9 @@ pub struct BindingRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct StreamOffsetReset {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<serde_json::Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp_ms: Option<u64>,
 }
 

@@ -804,3 +804,56 @@ fn dead_letter_sources_follow_exchange_bindings() {
         assert_eq!(info["dead_letter_sources"], serde_json::json!(["src"]), "{q}: {info}");
     }
 }
+
+/// Issue 15: a redrive of "all 322 ready messages" moved 346, because messages that arrived in between were taken
+/// too. With `limit` (what the console's dialog counted), a move takes exactly that many from the head; the
+/// messages that arrived later stay.
+#[tokio::test]
+async fn a_move_with_a_limit_takes_exactly_that_many_from_the_head() {
+    let broker = TestBroker::start();
+    let admin = broker.admin_addr;
+    for q in ["parked", "target"] {
+        let (s, r) = request(
+            admin,
+            "PUT",
+            &format!("/api/queues/%2F/{q}"),
+            "guest:guest",
+            r#"{"durable":true}"#,
+        );
+        assert!(s == 200 || s == 201, "{s} {r}");
+    }
+    // The operator was shown 3; 2 more arrived before the move started.
+    for i in 0..5 {
+        let body = format!(r#"{{"routing_key":"parked","payload":"m{i}","persistent":true}}"#);
+        let (s, _) = request(
+            admin,
+            "POST",
+            "/api/exchanges/%2F/amq.default/publish",
+            "guest:guest",
+            &body,
+        );
+        assert_eq!(s, 200);
+    }
+    let (s, t) = request(
+        admin,
+        "POST",
+        "/api/queues/%2F/parked/move",
+        "guest:guest",
+        r#"{"to":"queue","queue":"target","limit":3,"wait":true}"#,
+    );
+    assert_eq!(
+        (s, t["total"].clone(), t["moved"].clone()),
+        (200, 3.into(), 3.into()),
+        "{t}"
+    );
+    let (_, moved) = request(admin, "POST", "/api/queues/%2F/target/peek", "guest:guest", "{}");
+    let bodies: Vec<&str> = moved
+        .as_array()
+        .expect("a page")
+        .iter()
+        .map(|m| m["body"].as_str().expect("body"))
+        .collect();
+    assert_eq!(bodies, vec!["m0", "m1", "m2"]);
+    let (_, parked) = request(admin, "GET", "/api/queues/%2F/parked", "guest:guest", "");
+    assert_eq!(parked["messages_ready"], 2, "the later arrivals stay");
+}

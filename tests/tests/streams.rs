@@ -732,3 +732,198 @@ async fn the_admin_api_shows_a_stream_replays_a_named_consumer_and_truncates() {
     assert!(first > 0 && first <= 30, "{body}");
     assert_eq!(depth(&ch, "log").await as u64, 50 - first);
 }
+
+/// Peek on a stream starts at an offset or a time and consumes nothing; dead letters and redrives land in a stream
+/// like in any queue; and what takes messages out of a queue (moves, deletes, get) is refused on a stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peek_reads_a_stream_by_offset_and_time_and_dead_letters_and_redrives_land_in_it() {
+    use warren_tests::http::request;
+    let broker = TestBroker::start();
+    let conn = connect(&broker.url()).await;
+    let ch = confirming(&conn).await;
+    declare_stream(
+        &ch,
+        "log",
+        &[("x-stream-max-segment-size-bytes", AMQPValue::LongInt(400))],
+    )
+    .await
+    .expect("declare");
+    let post = |path: &str, body: &str| request(broker.admin_addr, "POST", path, "guest:guest", body);
+    for b in bodies(0, 10) {
+        publish(&ch, "log", &b, None).await;
+    }
+    let (_, q) = request(broker.admin_addr, "GET", "/api/queues/%2F/log", "guest:guest", "");
+    let t0 = q["stream"]["last_timestamp_ms"].as_u64().expect("a timestamp");
+    broker.advance(Duration::from_secs(3600));
+    for b in bodies(10, 20) {
+        publish(&ch, "log", &b, None).await;
+    }
+    let page = |v: &serde_json::Value| -> Vec<(u64, String)> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("a page: {v}"))
+            .iter()
+            .map(|m| {
+                (
+                    m["id"].as_u64().expect("id"),
+                    m["body"].as_str().expect("body").to_string(),
+                )
+            })
+            .collect()
+    };
+    let (status, all) = post("/api/queues/%2F/log/peek", "{}");
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(page(&all), (0..20).map(|i| (i, format!("m{i}"))).collect::<Vec<_>>());
+    let (_, at) = post("/api/queues/%2F/log/peek", r#"{"offset": 5, "count": 3}"#);
+    assert_eq!(page(&at), vec![(5, "m5".into()), (6, "m6".into()), (7, "m7".into())]);
+    let (_, since) = post(
+        "/api/queues/%2F/log/peek",
+        &format!(r#"{{"timestamp_ms": {}, "count": 2}}"#, t0 + 1),
+    );
+    assert_eq!(page(&since), vec![(10, "m10".into()), (11, "m11".into())]);
+    let (_, filtered) = post("/api/queues/%2F/log/peek", r#"{"offset": 2, "body_contains": "m1"}"#);
+    assert_eq!(
+        page(&filtered).len(),
+        10,
+        "m10..m19 (m1 is before offset 2): {filtered}"
+    );
+    let (status, body) = post("/api/queues/%2F/log/peek", r#"{"offset": 1, "timestamp_ms": 1}"#);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(depth(&ch, "log").await, 20, "peek consumed nothing");
+
+    // A classic queue dead-letters into the stream.
+    let work_args = table(&[
+        ("x-dead-letter-exchange", s("")),
+        ("x-dead-letter-routing-key", s("log")),
+    ]);
+    ch.queue_declare("work".into(), QueueDeclareOptions::default(), work_args)
+        .await
+        .expect("declare work");
+    let (status, body) = post("/api/queues/%2F/work/peek", r#"{"offset": 1}"#);
+    assert_eq!(status, 400, "offset is for streams: {body}");
+    publish(&ch, "work", "dead", None).await;
+    let got = ch
+        .basic_get("work".into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("a message");
+    ch.basic_reject(got.delivery.delivery_tag, BasicRejectOptions { requeue: false })
+        .await
+        .expect("reject");
+    sync(&ch).await;
+    let (_, dead) = post("/api/queues/%2F/log/peek", r#"{"offset": 20}"#);
+    assert_eq!(page(&dead), vec![(20, "dead".into())]);
+    assert!(dead[0]["properties"]["headers"]["x-death"].is_array(), "{dead}");
+
+    // A redrive from a classic queue into the stream appends to it.
+    ch.queue_declare("dlq".into(), QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .expect("declare dlq");
+    for b in ["r0", "r1", "r2"] {
+        publish(&ch, "dlq", b, None).await;
+    }
+    let (status, task) = post(
+        "/api/queues/%2F/dlq/move",
+        r#"{"to": "queue", "queue": "log", "wait": true}"#,
+    );
+    assert_eq!((status, task["moved"].clone()), (200, 3.into()), "{task}");
+    let (_, redriven) = post("/api/queues/%2F/log/peek", r#"{"offset": 21}"#);
+    assert_eq!(
+        page(&redriven),
+        vec![(21, "r0".into()), (22, "r1".into()), (23, "r2".into())]
+    );
+    assert_eq!(redriven[0]["properties"]["headers"]["x-redriven"], 1, "{redriven}");
+    assert_eq!(depth(&ch, "dlq").await, 0);
+
+    // Nothing takes messages out of a stream.
+    for (path, body) in [
+        ("/api/queues/%2F/log/move", r#"{"to": "queue", "queue": "dlq"}"#),
+        ("/api/queues/%2F/log/delete", r#"{"ids": [0]}"#),
+        (
+            "/api/queues/%2F/log/get",
+            r#"{"count": 1, "ackmode": "ack_requeue_false", "encoding": "auto"}"#,
+        ),
+    ] {
+        let (status, answer) = post(path, body);
+        assert_eq!(status, 400, "{path}: {answer}");
+        assert!(
+            answer["reason"].as_str().is_some_and(|r| r.contains("append-only")),
+            "{path}: {answer}"
+        );
+    }
+    assert_eq!(depth(&ch, "log").await, 24);
+}
+
+/// A policy's `max-length-bytes` and `max-age` lower a live stream's retention at once (RabbitMQ's precedence: the
+/// lower wins), what it newly allows to go goes, and a `max-age` that does not read is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_set_a_streams_retention() {
+    use warren_tests::http::request;
+    let broker = TestBroker::start();
+    let conn = connect(&broker.url()).await;
+    let ch = confirming(&conn).await;
+    for name in ["capped", "aged"] {
+        declare_stream(
+            &ch,
+            name,
+            &[("x-stream-max-segment-size-bytes", AMQPValue::LongInt(300))],
+        )
+        .await
+        .expect("declare");
+        for b in bodies(0, 40) {
+            publish(&ch, name, &b, None).await;
+        }
+    }
+    let put = |path: &str, body: &str| request(broker.admin_addr, "PUT", path, "guest:guest", body);
+    let stream_of = |name: &str| {
+        let (_, q) = request(
+            broker.admin_addr,
+            "GET",
+            &format!("/api/queues/%2F/{name}"),
+            "guest:guest",
+            "",
+        );
+        q
+    };
+    let before = stream_of("capped");
+    assert_eq!(before["stream"]["first_offset"], 0);
+    let (status, body) = put(
+        "/api/policies/%2F/cap",
+        r#"{"pattern": "^capped$", "definition": {"max-length-bytes": 1000}}"#,
+    );
+    assert!(status == 201 || status == 204, "{status} {body}");
+    let after = stream_of("capped");
+    assert_eq!(after["policy"], "cap", "{after}");
+    assert_eq!(after["stream"]["max_bytes"], 1000, "{after}");
+    let first = after["stream"]["first_offset"].as_u64().expect("first offset");
+    assert!(first > 0, "old segments went at once: {after}");
+    assert!(
+        after["stream"]["bytes"].as_u64().expect("bytes") <= 1000 + 300,
+        "{after}"
+    );
+    assert_eq!(depth(&ch, "capped").await as u64, 40 - first);
+
+    let (status, body) = put(
+        "/api/policies/%2F/bad-age",
+        r#"{"pattern": "^aged$", "definition": {"max-age": "7X"}}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = put(
+        "/api/policies/%2F/age",
+        r#"{"pattern": "^aged$", "definition": {"max-age": "1h"}}"#,
+    );
+    assert!(status == 201 || status == 204, "{status} {body}");
+    assert_eq!(stream_of("aged")["stream"]["max_age_ms"], 3_600_000);
+    assert_eq!(
+        stream_of("aged")["stream"]["first_offset"],
+        0,
+        "nothing is an hour old yet"
+    );
+    broker.advance(Duration::from_secs(2 * 3600));
+    publish(&ch, "aged", "fresh", None).await;
+    broker.advance(Duration::ZERO);
+    let aged = stream_of("aged");
+    assert!(
+        aged["stream"]["first_offset"].as_u64().expect("first") >= 30,
+        "only the active segment's messages and the fresh one stay: {aged}"
+    );
+}

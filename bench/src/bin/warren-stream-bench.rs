@@ -34,6 +34,45 @@ struct Args {
     /// Replays to run, each with this many consumers at once.
     #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
     consumers: Vec<usize>,
+    /// Each replaying consumer reads the first this many messages (default: the whole stream). For long runs: 16
+    /// consumers replaying 10M messages through one lapin process take most of an hour per broker.
+    #[arg(long)]
+    replay_limit: Option<u64>,
+}
+
+/// The broker's peak RSS while `f` runs, sampled every 200 ms (with the sample at its end).
+async fn peak_rss<T>(pid: Option<u32>, f: impl std::future::Future<Output = T>) -> (T, String) {
+    let Some(pid) = pid else {
+        return (f.await, "-".into());
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut peak = 0.0f64;
+            loop {
+                peak = peak.max(rss_kb(pid).unwrap_or(0.0));
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return peak;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    let out = f.await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.await.unwrap_or(0.0);
+    (out, format!("{:.0} MB", peak / 1024.0))
+}
+
+fn rss_kb(pid: u32) -> Option<f64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        })
 }
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -44,18 +83,6 @@ async fn open(url: &str) -> Res<(Connection, Channel)> {
     let conn = Connection::connect(url, ConnectionProperties::default()).await?;
     let ch = conn.create_channel().await?;
     Ok((conn, ch))
-}
-
-fn rss_mb(pid: Option<u32>) -> String {
-    let Some(pid) = pid else { return "-".into() };
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        })
-        .map_or("?".into(), |kb| format!("{:.0} MB", kb / 1024.0))
 }
 
 async fn publish_all(url: &str, n: u64, size: usize, window: usize) -> Res<f64> {
@@ -166,29 +193,31 @@ async fn main() -> Res<()> {
     let pids = args.pids.iter().map(|t| split(t)).collect::<Res<Vec<_>>>()?;
     let pid_of = |name: &str| pids.iter().find(|(n, _)| n == name).and_then(|(_, p)| p.parse().ok());
     let n = args.messages;
+    let replay = args.replay_limit.unwrap_or(n).min(n);
     println!(
-        "streams: {} messages of {} B, confirms (window {}), replays from first with {:?} consumers",
-        n, args.size, args.window, args.consumers
+        "streams: {} messages of {} B, confirms (window {}), replays of {} messages from first with {:?} consumers",
+        n, args.size, args.window, replay, args.consumers
     );
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
     for (name, url) in &targets {
         let pid = pid_of(name);
         let mut cells = Vec::new();
         eprintln!("[{name}] publishing");
-        let rate = publish_all(url, n, args.size, args.window).await?;
-        cells.push(format!("{rate:.0}"));
-        cells.push(rss_mb(pid));
+        let (rate, rss) = peak_rss(pid, publish_all(url, n, args.size, args.window)).await;
+        cells.push(format!("{:.0}", rate?));
+        cells.push(rss);
         for &k in &args.consumers {
             eprintln!("[{name}] replay with {k} consumers");
             let t = Instant::now();
-            let runs = (0..k).map(|_| tokio::spawn(replay_one(url.clone(), n)));
+            let runs = (0..k).map(|_| tokio::spawn(replay_one(url.clone(), replay)));
+            let (results, rss) = peak_rss(pid, futures::future::join_all(runs)).await;
             let mut slowest = f64::MAX;
-            for r in futures::future::join_all(runs).await {
+            for r in results {
                 slowest = slowest.min(r??);
             }
-            let total = (n * k as u64) as f64 / t.elapsed().as_secs_f64();
+            let total = (replay * k as u64) as f64 / t.elapsed().as_secs_f64();
             cells.push(format!("{slowest:.0} each, {total:.0} total"));
-            cells.push(rss_mb(pid));
+            cells.push(rss);
         }
         let first = first_delivery_from(url, n / 10 * 9).await?;
         cells.push(format!("{:.1} ms", first.as_secs_f64() * 1000.0));
@@ -196,10 +225,10 @@ async fn main() -> Res<()> {
         ch.queue_delete(STREAM.into(), QueueDeleteOptions::default()).await?;
         rows.push((name.clone(), cells));
     }
-    let mut headers = vec!["publish msg/s".to_string(), "RSS after publish".to_string()];
+    let mut headers = vec!["publish msg/s".to_string(), "peak RSS publishing".to_string()];
     for k in &args.consumers {
         headers.push(format!("replay x{k} msg/s"));
-        headers.push(format!("RSS after x{k}"));
+        headers.push(format!("peak RSS replaying x{k}"));
     }
     headers.push(format!("first delivery from offset {}", n / 10 * 9));
     for (i, h) in headers.iter().enumerate() {
@@ -209,12 +238,30 @@ async fn main() -> Res<()> {
         }
         println!();
     }
+    // Ratios of the first target to each other: rates (the total for replays) and the first delivery's time, each
+    // oriented so that above 1 means the first target is ahead.
     if let Some((base_name, base)) = rows.first() {
+        let last = |s: &str| s.split_whitespace().rev().nth(1).and_then(|x| x.parse::<f64>().ok());
+        let first = |s: &str| s.split_whitespace().next().and_then(|x| x.parse::<f64>().ok());
         for (name, cells) in rows.iter().skip(1) {
-            let num = |s: &str| s.split_whitespace().next().and_then(|x| x.parse::<f64>().ok());
-            if let (Some(a), Some(b)) = (num(&base[0]), num(&cells[0])) {
-                println!("publish: {base_name} / {name} = {:.2}x", a / b);
+            let mut ratios = Vec::new();
+            if let (Some(a), Some(b)) = (first(&base[0]), first(&cells[0])) {
+                ratios.push(format!("publish {:.2}x", a / b));
             }
+            for (i, k) in args.consumers.iter().enumerate() {
+                let at = 2 + 2 * i;
+                if let (Some(a), Some(b)) = (last(&base[at]), last(&cells[at])) {
+                    ratios.push(format!("replay x{k} {:.2}x", a / b));
+                }
+                if let (Some(a), Some(b)) = (first(&base[at + 1]), first(&cells[at + 1])) {
+                    ratios.push(format!("RSS x{k} {:.2}x less", b / a.max(1.0)));
+                }
+            }
+            let at = headers.len() - 1;
+            if let (Some(a), Some(b)) = (first(&base[at]), first(&cells[at])) {
+                ratios.push(format!("first delivery {:.1}x sooner", b / a.max(0.001)));
+            }
+            println!("{base_name} vs {name}: {}", ratios.join(", "));
         }
     }
     Ok(())

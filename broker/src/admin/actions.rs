@@ -43,6 +43,7 @@ async fn delete_messages(
     let q = vhost(&b, &v)?
         .queue(&name)
         .ok_or_else(|| Error::not_found(format!("no queue '{name}' in vhost '{v}'")))?;
+    super::queues::refuse_stream(&q, &v, &name, "deleting messages")?;
     let ids: HashSet<u64> = req.ids.iter().copied().collect();
     let taken = q.take(Some(&ids));
     if taken.len() < ids.len() && taken.is_empty() {

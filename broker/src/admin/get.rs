@@ -89,6 +89,7 @@ async fn get(
     let q = vhost(&b, &v)?
         .queue(&name)
         .ok_or_else(|| Error::not_found(format!("no queue '{name}' in vhost '{v}'")))?;
+    super::queues::refuse_stream(&q, &v, &name, "get")?;
     let count = req.count as usize;
     // Reading a disk-backed queue's head may touch files: not on an async worker.
     let q2 = q.clone();

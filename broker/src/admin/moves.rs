@@ -157,8 +157,13 @@ enum Selection {
 }
 
 /// What a move takes: the given ids (those that match the filter, if there is one), the messages matching the
-/// filter, or — with neither — as many from the head as are ready now.
-fn select(source: &Queue, ids: Option<Vec<u64>>, message_filter: &warren_shared::MessageFilter) -> Selection {
+/// filter, or — with neither — as many from the head as are ready now (at most `limit`).
+fn select(
+    source: &Queue,
+    ids: Option<Vec<u64>>,
+    message_filter: &warren_shared::MessageFilter,
+    limit: Option<u64>,
+) -> Selection {
     let matches = filter::matcher(message_filter);
     match ids {
         Some(ids) => {
@@ -175,7 +180,7 @@ fn select(source: &Queue, ids: Option<Vec<u64>>, message_filter: &warren_shared:
             let ids: HashSet<u64> = source.matching_ids(&matches).into_iter().collect();
             Selection::Taken(source.take(Some(&ids)))
         }
-        None => Selection::Head(source.depth().0),
+        None => Selection::Head(source.depth().0.min(limit.unwrap_or(u64::MAX))),
     }
 }
 
@@ -201,6 +206,8 @@ async fn start(
     let source = vh
         .queue(&name)
         .ok_or_else(|| Error::not_found(format!("no queue '{name}' in vhost '{v}'")))?;
+    // Moves take messages out of their source: not from a stream (into one is fine: it is appended to).
+    super::queues::refuse_stream(&source, &v, &name, "moving messages out")?;
     let destination = match req.to.as_str() {
         "source" => None,
         "queue" if req.queue.is_some() => req.queue.clone(),
@@ -225,8 +232,8 @@ async fn start(
         }
     }
     // Selecting may read a whole disk-backed queue: not on an async worker.
-    let (q, ids, message_filter) = (source.clone(), req.ids.clone(), req.filter.clone());
-    let selection = tokio::task::spawn_blocking(move || select(&q, ids, &message_filter))
+    let (q, ids, message_filter, limit) = (source.clone(), req.ids.clone(), req.filter.clone(), req.limit);
+    let selection = tokio::task::spawn_blocking(move || select(&q, ids, &message_filter, limit))
         .await
         .map_err(|e| Error::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     let total = match &selection {

@@ -18,6 +18,7 @@ use super::{json, AdminState, ApiResult, Error, OptionalBody, Query};
 use crate::auth::{Kind, Perm};
 use crate::broker::Broker;
 use crate::queue::{Queue, QueueStats};
+use crate::stream::log::OffsetSpec;
 use crate::vhost::VHost;
 
 pub fn router() -> ApiRouter<AdminState> {
@@ -258,16 +259,35 @@ async fn peek(
         return Err(Error::bad_request("count must be between 1 and 1000"));
     }
     let q = queue(&b, &v, &name)?;
-    // A page far from the head, or a filter, may read much of a disk-backed queue: not on an async worker.
+    let start = match (req.offset, req.timestamp_ms) {
+        _ if !q.is_stream() && (req.offset.is_some() || req.timestamp_ms.is_some()) => {
+            return Err(Error::bad_request(format!(
+                "queue '{name}' in vhost '{v}' is not a stream: 'offset' and 'timestamp_ms' are for streams"
+            )))
+        }
+        (Some(_), Some(_)) => return Err(Error::bad_request("give 'offset' or 'timestamp_ms', not both")),
+        (Some(o), None) => OffsetSpec::Offset(o),
+        (None, Some(t)) => OffsetSpec::Timestamp(t),
+        (None, None) => OffsetSpec::First,
+    };
+    // A page far from the head, or a filter, may read much of a disk-backed queue or a stream: not on an async
+    // worker.
     let entries = tokio::task::spawn_blocking(move || {
-        if req.filter.is_empty() {
+        if q.is_stream() {
+            let matches = super::filter::matcher(&req.filter);
+            return q
+                .stream_peek(start, req.from as usize, count as usize, &matches)
+                .unwrap_or(Ok(Vec::new()));
+        }
+        Ok(if req.filter.is_empty() {
             q.peek(req.from as usize, count as usize)
         } else {
             q.peek_matching(req.from as usize, count as usize, &super::filter::matcher(&req.filter))
-        }
+        })
     })
     .await
-    .map_err(|e| Error::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    .map_err(|e| Error::internal(e.to_string()))?
+    .map_err(|e| Error::internal(format!("could not read the stream: {e}")))?;
     Ok(Json(
         entries
             .into_iter()
@@ -296,6 +316,18 @@ async fn peek(
     ))
 }
 
+/// Streams are append-only: the actions that take messages out of a queue (purge, get, delete, move) are refused on
+/// them with a 400 that says what to use instead.
+pub fn refuse_stream(q: &Queue, vhost: &str, name: &str, what: &str) -> Result<(), Error> {
+    if !q.is_stream() {
+        return Ok(());
+    }
+    Err(Error::bad_request(format!(
+        "queue '{name}' in vhost '{vhost}' is a stream: streams are append-only, so {what} is refused \
+         (read with peek or a consumer; see replay, truncate-before and retention)"
+    )))
+}
+
 async fn purge(
     State(b): State<Arc<Broker>>,
     caller: Caller,
@@ -303,11 +335,7 @@ async fn purge(
 ) -> ApiResult<PurgeResult> {
     caller.check(&b, &v, Perm::Read, Kind::Queue, &name)?;
     let q = queue(&b, &v, &name)?;
-    if q.is_stream() {
-        return Err(Error::bad_request(format!(
-            "queue '{name}' in vhost '{v}' is a stream: streams are not purged (see truncate-before and retention)"
-        )));
-    }
+    refuse_stream(&q, &v, &name, "purge")?;
     let purged = q.purge() as u64;
     audit(&b, &caller, "purge", &v, &name, purged);
     Ok(Json(PurgeResult { purged }))

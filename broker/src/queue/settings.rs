@@ -67,7 +67,16 @@ impl Queue {
         let effective = crate::policy::effective_arguments(&self.spec.arguments, policy.as_deref());
         *self.limits.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(QueueLimits::from_arguments(&effective));
         *self.policy.write().unwrap_or_else(|e| e.into_inner()) = policy;
-        self.lock().store.set_ttl(message_ttl(&effective));
+        if self.is_stream {
+            // A stream takes only retention and segment size from a policy; what it newly allows to go, goes now.
+            let mut st = self.lock();
+            if let Some(s) = st.stream.as_mut() {
+                s.set_settings(crate::stream::args::effective_settings(&effective));
+            }
+            self.stream_retain(&mut st);
+        } else {
+            self.lock().store.set_ttl(message_ttl(&effective));
+        }
         // A new TTL or `x-expires` may be due earlier than what is armed.
         self.arm_next();
     }

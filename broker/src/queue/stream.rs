@@ -22,6 +22,9 @@ use crate::stream::args::ConsumerArgs;
 use crate::stream::log::OffsetSpec;
 use crate::stream::state::{run_read, Next, ReadRequest, ReadResult};
 
+/// How much of a stream one peek reads at most.
+pub const PEEK_SCAN_BYTES: usize = 64 * 1024 * 1024;
+
 /// A stream's figures for the admin API.
 #[derive(Debug, Clone, Default)]
 pub struct StreamInfo {
@@ -332,6 +335,49 @@ impl Queue {
         };
         Self::stream_dispatch(self, &mut st);
         Some(result)
+    }
+
+    /// Looks at messages without consuming anything (the admin API's peek): from where `start` seeks to, passes
+    /// over `skip` messages that `matches`, then returns up to `count` that match, each with its offset as
+    /// `Entry::seq`. The read is planned under the lock and done without it; it stops after [`PEEK_SCAN_BYTES`] of
+    /// messages, so a filter that matches little cannot read a whole large stream. None for other queues.
+    pub fn stream_peek(
+        &self,
+        start: OffsetSpec,
+        skip: usize,
+        count: usize,
+        matches: &dyn Fn(&Entry) -> bool,
+    ) -> Option<std::io::Result<Vec<Entry>>> {
+        let plan = {
+            let st = self.lock();
+            let s = st.stream.as_ref()?;
+            match crate::store::blocking(|| s.log.seek(start)) {
+                Ok(from) => s.log.plan(from, None, usize::MAX),
+                Err(e) => return Some(Err(e)),
+            }
+        };
+        let (mut out, mut skipped, mut scanned) = (Vec::new(), 0, 0usize);
+        let visited = plan.visit(&mut |r| {
+            scanned += r.body.len() + r.properties.len();
+            let e = Entry {
+                seq: r.seq,
+                message: Arc::new(super::message_of(&r)),
+                redelivered: false,
+                expires_at: None,
+                loc: None,
+                delivery_count: 0,
+                enqueued_ms: r.enqueued_ms,
+            };
+            if matches(&e) {
+                if skipped < skip {
+                    skipped += 1;
+                } else {
+                    out.push(e);
+                }
+            }
+            out.len() < count && scanned < PEEK_SCAN_BYTES
+        });
+        Some(visited.map(|_| out))
     }
 
     /// The stream's figures (None for other queues).

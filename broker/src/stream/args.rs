@@ -71,6 +71,19 @@ pub fn parse_age(s: &str) -> Option<u64> {
     n.checked_mul(secs)?.checked_mul(1000)
 }
 
+/// A stream's settings from its effective arguments (`crate::policy::effective_arguments`: the declared ones with
+/// the policy's `max-length-bytes`, `max-age` and `stream-max-segment-size-bytes` applied, the lower winning). Keys
+/// a stream does not use (a policy's `message-ttl` or dead-lettering) are ignored, and a value that does not read
+/// leaves the default (the declare checked the queue's own).
+pub fn effective_settings(effective: &FieldTable) -> StreamSettings {
+    let positive = |k: &str| args::get_i64(effective, k).filter(|n| *n > 0).map(|n| n as u64);
+    StreamSettings {
+        max_bytes: positive("x-max-length-bytes"),
+        max_age_ms: args::get_str(effective, "x-max-age").and_then(parse_age),
+        segment_bytes: positive("x-stream-max-segment-size-bytes").unwrap_or(DEFAULT_MAX_SEGMENT_BYTES),
+    }
+}
+
 /// Checks a stream declare's arguments and reads its settings; `Err` is the 406's text.
 pub fn settings(arguments: &FieldTable, queue: &str, vhost: &str) -> Result<StreamSettings, String> {
     let invalid = |k: &str, why: &str| format!("invalid arg '{k}' for queue '{queue}' in vhost '{vhost}': {why}");

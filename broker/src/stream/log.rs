@@ -188,21 +188,19 @@ fn idx_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("{first:020}.idx"))
 }
 
-/// The record's `x-stream-filter-value` is not in the record format: the summary of a rebuilt index is left open
-/// ("any value may be here"), which costs a filtered reader a read, never a message.
-fn open_summary() -> FilterSummary {
-    FilterSummary {
-        values: None,
-        has_unfiltered: true,
-    }
+/// A record's `x-stream-filter-value`, read back from its encoded properties (the rebuild of an index's filter
+/// summary). Properties that do not decode count as unfiltered.
+fn filter_value_of(r: &Record) -> Option<Bytes> {
+    let props = crate::amqp::nesting::parse_properties_bounded(&r.properties[..]).ok()?;
+    super::state::filter_value(&props)
 }
 
 /// Scans a segment's file whole: its index, what it holds, and where its good bytes end.
 fn rebuild(path: &Path, first: u64) -> io::Result<(Segment, u64, u64)> {
     let data = Bytes::from(fs::read(path)?);
     let found = scan::scan(&data);
+    // The summary is rebuilt exactly, from each record's filter value.
     let mut seg = Segment::empty(first);
-    seg.seal.filters = open_summary();
     let mut damaged: u64 = found.damaged.iter().map(|r| (r.end - r.start) as u64).sum();
     let mut good_end = data.len() as u64;
     if let Some(tail) = &found.tail {
@@ -223,6 +221,7 @@ fn rebuild(path: &Path, first: u64) -> io::Result<(Segment, u64, u64)> {
             position: f.offset as u64,
             timestamp_ms: r.enqueued_ms,
         });
+        seg.seal.filters.observe(filter_value_of(r).as_deref());
         seg.seal.next_offset = r.seq + 1;
         seg.seal.last_timestamp_ms = r.enqueued_ms;
     }
@@ -277,15 +276,11 @@ impl StreamLog {
             .write(true)
             .truncate(false)
             .open(&path)?;
-        let (mut active, good_end, damaged) = rebuild(&path, first)?;
+        let (active, good_end, damaged) = rebuild(&path, first)?;
         if file.metadata()?.len() > good_end {
             file.set_len(good_end)?;
         }
         stats.damaged_bytes += damaged;
-        // Appends record filter values exactly from here on; what the scan found stays "may be anything".
-        if active.is_empty() {
-            active.seal.filters = FilterSummary::exact();
-        }
         let next = active.seal.next_offset;
         segments.push_back(active);
         Ok(StreamLog {
@@ -307,6 +302,11 @@ impl StreamLog {
     }
 
     /// The oldest offset kept.
+    /// The size at which the active segment is sealed from now on (a policy changed it).
+    pub fn set_max_segment_bytes(&mut self, bytes: u64) {
+        self.max_segment_bytes = bytes.max(1);
+    }
+
     pub fn first_offset(&self) -> u64 {
         self.segments
             .iter()
@@ -661,47 +661,54 @@ impl ReadPlan {
     /// Reads up to `max_records` messages (and about `max_bytes`): see `StreamLog::read`. A segment removed since the
     /// plan was made (retention) is passed over.
     pub fn read(&self, max_records: usize, max_bytes: usize) -> io::Result<Batch> {
-        let mut batch = Batch {
-            next: self.from,
-            ..Batch::default()
-        };
+        let mut records = Vec::new();
         let mut bytes = 0usize;
+        let (next, segments_skipped) = self.visit(&mut |r| {
+            bytes += r.body.len() + r.properties.len();
+            records.push(r);
+            records.len() < max_records && bytes < max_bytes
+        })?;
+        Ok(Batch {
+            records,
+            next,
+            segments_skipped,
+        })
+    }
+
+    /// Feeds the messages the plan covers to `each`, in offset order, until it returns false or the plan's written
+    /// end. Returns where a next read goes on from, and how many segments the filter skipped. A segment removed
+    /// since the plan was made (retention) is passed over.
+    pub fn visit(&self, each: &mut dyn FnMut(Record) -> bool) -> io::Result<(u64, u64)> {
+        let (mut next, mut skipped) = (self.from, 0);
         for span in &self.spans {
-            if batch.next >= self.limit {
+            if next >= self.limit {
                 break;
             }
             if span.skip {
-                batch.segments_skipped += 1;
-                batch.next = batch.next.max(span.next_offset.min(self.limit));
+                skipped += 1;
+                next = next.max(span.next_offset.min(self.limit));
                 continue;
             }
-            let (from, limit) = (batch.next, self.limit);
-            let mut at_limit = false;
+            let (from, limit) = (next, self.limit);
             let done = scan_span(&self.dir, span, &mut |r| {
                 if r.seq < from {
                     return true;
                 }
                 if r.seq >= limit {
-                    at_limit = true;
                     return false;
                 }
-                batch.next = r.seq + 1;
-                bytes += r.body.len() + r.properties.len();
-                batch.records.push(r);
-                batch.records.len() < max_records && bytes < max_bytes
+                next = r.seq + 1;
+                each(r)
             });
             match done {
-                Ok(true) => batch.next = batch.next.max(span.next_offset.min(self.limit)),
-                Ok(false) => return Ok(batch),
+                Ok(true) => next = next.max(span.next_offset.min(self.limit)),
+                Ok(false) => return Ok((next, skipped)),
                 // Removed by retention under this reader: go on with what is kept.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             }
-            if at_limit {
-                break;
-            }
         }
-        Ok(batch)
+        Ok((next, skipped))
     }
 }
 

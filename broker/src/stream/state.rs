@@ -197,6 +197,13 @@ impl StreamState {
         })
     }
 
+    /// New retention and segment size (a policy changed): retention applies at the next `retain`, the segment
+    /// size to the active segment from now on.
+    pub fn set_settings(&mut self, settings: StreamSettings) {
+        self.log.set_max_segment_bytes(settings.segment_bytes);
+        self.settings = settings;
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

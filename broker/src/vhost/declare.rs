@@ -126,14 +126,8 @@ impl VHost {
 
     /// Opens a stream's files (recovering them) and builds its queue.
     fn make_stream(&self, spec: QueueSpec, d: &Durability) -> std::io::Result<Arc<Queue>> {
-        let settings = crate::stream::args::settings(&spec.arguments, &spec.name, &self.name).unwrap_or_else(|e| {
-            tracing::warn!(vhost = %self.name, queue = %spec.name, error = %e, "a stream's stored arguments no longer check; using the defaults");
-            crate::stream::args::StreamSettings {
-                max_bytes: None,
-                max_age_ms: None,
-                segment_bytes: crate::stream::log::DEFAULT_MAX_SEGMENT_BYTES,
-            }
-        });
+        // The declare checked the arguments; a policy may lower retention and segment size.
+        let settings = crate::stream::args::effective_settings(&spec.effective_arguments());
         let dir = d.store.queue_dir(&self.name, &spec.name);
         let mut state = crate::stream::state::StreamState::open(&dir, settings, crate::stream::state::TAIL_BYTES)?;
         state.reader = d.store.reader.clone();

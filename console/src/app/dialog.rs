@@ -10,6 +10,7 @@
 
 use warren_shared::{ConnectionInfo, MessageFilter, MoveRequest, MoveTask, PriorityRequest, PublishRequest};
 
+use super::stream::Position;
 use crate::event::{Command, QueueKey, RequestId};
 use crate::format::count;
 
@@ -32,7 +33,11 @@ pub enum Scope {
 impl Scope {
     fn describe(&self) -> String {
         match self {
-            Scope::All { count: n } => format!("all {} ready messages", count(*n)),
+            Scope::All { count: n } => format!(
+                "the {} ready message{} at the head (messages that arrive meanwhile stay)",
+                count(*n),
+                plural(*n as usize)
+            ),
             Scope::Marked(ids) => format!("{} marked message{}", count(ids.len() as u64), plural(ids.len())),
             Scope::Filtered { text, shown, .. } => {
                 format!("every message matching “{text}” ({} on this page)", count(*shown))
@@ -75,6 +80,20 @@ pub enum Action {
     },
     Close {
         connection: ConnectionInfo,
+    },
+    /// `input`: where the named stream consumer reads next (see [`Position::parse`]). `offset` and `lag`: where it
+    /// is now, as the last snapshot saw it.
+    Replay {
+        queue: QueueKey,
+        consumer: String,
+        offset: u64,
+        lag: u64,
+    },
+    /// `input`: the offset before which whole segments go. `first` and `next`: the stream's span now.
+    Truncate {
+        queue: QueueKey,
+        first: u64,
+        next: u64,
     },
 }
 
@@ -139,7 +158,9 @@ impl Dialog {
     pub fn takes_input(&self) -> bool {
         self.phase == Phase::Confirm
             && match self.action {
-                Action::Priority { .. } | Action::Publish { .. } => true,
+                Action::Priority { .. } | Action::Publish { .. } | Action::Replay { .. } | Action::Truncate { .. } => {
+                    true
+                }
                 Action::Redrive { .. } => self.choosing_queue,
                 _ => false,
             }
@@ -153,6 +174,8 @@ impl Dialog {
             Action::Priority { .. } => "Change priority",
             Action::Publish { .. } => "Publish a test message",
             Action::Close { .. } => "Close connection",
+            Action::Replay { .. } => "Replay a stream consumer",
+            Action::Truncate { .. } => "Truncate a stream",
         }
     }
 
@@ -235,12 +258,39 @@ impl Dialog {
                 c.channels,
                 plural(c.channels as usize)
             )],
+            Action::Replay {
+                queue,
+                consumer,
+                offset,
+                lag,
+            } => vec![
+                format!(
+                    "Replay consumer “{consumer}” of stream {} on {}: it is at offset {} ({} behind).",
+                    queue.name,
+                    queue.vhost,
+                    count(*offset),
+                    count(*lag)
+                ),
+                "Its stored offset is replaced; if it is connected, it moves there at once.".into(),
+                "From: first, last, next, an offset, a time (2026-12-01T09:30:00Z) or -15m:".into(),
+            ],
+            Action::Truncate { queue, first, next } => vec![
+                format!(
+                    "Remove the segments of stream {} on {} that lie wholly before an offset (it holds {} to {}).",
+                    queue.name,
+                    queue.vhost,
+                    count(*first),
+                    count(next.saturating_sub(1))
+                ),
+                "Whole segments only: the stream may keep some messages before it. This cannot be undone.".into(),
+                "Before offset:".into(),
+            ],
         }
     }
 
     /// The operator confirmed: the commands to send, tagged with `request_id`, or `None` when the input is not valid
     /// (the dialog then says why and stays open).
-    pub fn confirm(&mut self, request_id: RequestId) -> Option<Vec<Command>> {
+    pub fn confirm(&mut self, request_id: RequestId, now_ms: u64) -> Option<Vec<Command>> {
         if self.phase != Phase::Confirm {
             return None;
         }
@@ -272,7 +322,8 @@ impl Dialog {
                     request.queue = Some(name.to_string());
                 }
                 match scope {
-                    Scope::All { .. } => {}
+                    // Exactly the messages the dialog counted, from the head: later arrivals stay.
+                    Scope::All { count } => request.limit = Some(*count),
                     Scope::Marked(ids) => request.ids = Some(ids.clone()),
                     Scope::Filtered { filter, .. } => request.filter = filter.clone(),
                 }
@@ -331,6 +382,29 @@ impl Dialog {
                 connection: connection.id,
                 reason: "closed from warren-console".into(),
             }],
+            Action::Replay { queue, consumer, .. } => match Position::parse(&self.input, now_ms) {
+                Ok(p) => vec![Command::StreamReplay {
+                    request_id,
+                    queue: queue.clone(),
+                    consumer: consumer.clone(),
+                    reset: p.reset(),
+                }],
+                Err(e) => {
+                    self.error = Some(e);
+                    return None;
+                }
+            },
+            Action::Truncate { queue, .. } => match self.input.trim().parse::<u64>() {
+                Ok(before) => vec![Command::StreamTruncate {
+                    request_id,
+                    queue: queue.clone(),
+                    before,
+                }],
+                Err(_) => {
+                    self.error = Some(format!("“{}” is not an offset", self.input.trim()));
+                    return None;
+                }
+            },
         };
         self.phase = Phase::Running;
         self.request_id = Some(request_id);
@@ -436,10 +510,10 @@ mod tests {
             ids: vec![1, 2],
         });
         d.input = "x".into();
-        assert_eq!(d.confirm(1), None);
+        assert_eq!(d.confirm(1, 0), None);
         assert!(d.error.is_some());
         d.input = "-2".into();
-        let Some(cmds) = d.confirm(1) else {
+        let Some(cmds) = d.confirm(1, 0) else {
             panic!("a step is valid")
         };
         assert!(
@@ -451,7 +525,7 @@ mod tests {
         });
         d.input = "+3".into();
         assert!(
-            matches!(&d.confirm(1).unwrap_or_default()[0], Command::Priority { request, .. } if request.step == Some(3))
+            matches!(&d.confirm(1, 0).unwrap_or_default()[0], Command::Priority { request, .. } if request.step == Some(3))
         );
         let mut d = Dialog::new(Action::Priority {
             queue: q("emails"),
@@ -459,7 +533,7 @@ mod tests {
         });
         d.input = "7".into();
         assert!(
-            matches!(&d.confirm(1).unwrap_or_default()[0], Command::Priority { request, .. } if request.set == Some(7))
+            matches!(&d.confirm(1, 0).unwrap_or_default()[0], Command::Priority { request, .. } if request.set == Some(7))
         );
     }
 }

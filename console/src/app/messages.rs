@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use warren_shared::{MessageFilter, PeekedMessage};
 
+use super::stream::Position;
 use crate::event::{Command, QueueKey};
 
 /// Messages per page.
@@ -32,6 +33,8 @@ pub struct MessagesState {
     pub show_detail: bool,
     /// The sequence number of the latest peek sent; answers to any other are stale.
     pub peek_seq: u64,
+    /// Streams only: where the pages start (an offset or a time; `None`: the oldest offset kept).
+    pub start: Option<Position>,
 }
 
 impl MessagesState {
@@ -48,6 +51,7 @@ impl MessagesState {
             loaded_ms: None,
             show_detail: false,
             peek_seq: 0,
+            start: None,
         }
     }
 
@@ -62,6 +66,14 @@ impl MessagesState {
             from,
             count: PAGE,
             filter: self.filter.clone(),
+            offset: match self.start {
+                Some(Position::Offset(n)) => Some(n),
+                _ => None,
+            },
+            timestamp_ms: match self.start {
+                Some(Position::Time(t)) => Some(t),
+                _ => None,
+            },
         }
     }
 
@@ -137,6 +149,62 @@ pub fn death(m: &PeekedMessage) -> Option<(String, String)> {
         .and_then(|v| v.as_str())
         .unwrap_or("?");
     Some((reason.to_string(), queue.to_string()))
+}
+
+/// One `x-death` entry, readable: count, reason, queue, exchange, routing keys, and the time (local).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeathRow {
+    pub count: String,
+    pub reason: String,
+    pub queue: String,
+    pub exchange: String,
+    pub routing_keys: String,
+    pub time: String,
+}
+
+/// The message's `x-death` history as rows (newest first, as the broker keeps it). Its `time` is an AMQP timestamp:
+/// seconds since the epoch, shown as a local date and time.
+pub fn death_rows(m: &PeekedMessage, utc_offset_s: i32) -> Vec<DeathRow> {
+    let Some(deaths) = m
+        .properties
+        .get("headers")
+        .and_then(|h| h.get("x-death"))
+        .and_then(|d| d.as_array())
+    else {
+        return Vec::new();
+    };
+    let text = |d: &serde_json::Value, k: &str| match d.get(k) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    };
+    deaths
+        .iter()
+        .map(|d| {
+            let exchange = text(d, "exchange");
+            let keys = match d.get("routing-keys").and_then(|k| k.as_array()) {
+                Some(keys) => keys.iter().filter_map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
+                None => String::new(),
+            };
+            let time = d
+                .get("time")
+                .and_then(|t| t.as_u64())
+                .map(|secs| crate::format::date_time(secs.saturating_mul(1000), utc_offset_s))
+                .unwrap_or_default();
+            DeathRow {
+                count: text(d, "count"),
+                reason: text(d, "reason"),
+                queue: text(d, "queue"),
+                exchange: if exchange.is_empty() {
+                    "(default)".into()
+                } else {
+                    exchange
+                },
+                routing_keys: keys,
+                time,
+            }
+        })
+        .collect()
 }
 
 /// The body as bytes (decoding base64 bodies).
@@ -224,6 +292,35 @@ mod tests {
             id,
             ..PeekedMessage::default()
         }
+    }
+
+    /// Issue 15: "the x-death JSON in the message view is one cut-off line with epoch seconds". Each entry is a row
+    /// with its time as a local date and time.
+    #[test]
+    fn x_death_is_rows_with_local_times() {
+        let mut m = message(1);
+        m.properties = json!({"headers": {"x-death": [
+            {"count": 2, "reason": "expired", "queue": "orders", "exchange": "",
+             "routing-keys": ["orders", "eu.orders"], "time": 1_700_000_000u64},
+            {"count": 1, "reason": "rejected", "queue": "payments", "exchange": "billing"}
+        ]}})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+        let rows = death_rows(&m, 3600);
+        assert_eq!(
+            rows[0],
+            DeathRow {
+                count: "2".into(),
+                reason: "expired".into(),
+                queue: "orders".into(),
+                exchange: "(default)".into(),
+                routing_keys: "orders, eu.orders".into(),
+                time: "2023-11-14 23:13:20".into(),
+            }
+        );
+        assert_eq!((rows[1].exchange.as_str(), rows[1].time.as_str()), ("billing", ""));
+        assert!(death_rows(&message(2), 0).is_empty());
     }
 
     #[test]

@@ -88,19 +88,24 @@ pub fn key(q: &QueueInfo) -> QueueKey {
     QueueKey::new(&q.vhost, &q.name)
 }
 
-/// "priority" (x-max-priority), the x-queue-type argument if any, else "classic"; "dlq" when other queues dead-letter
-/// into it.
-pub fn kind(q: &QueueInfo) -> &'static str {
-    if !q.dead_letter_sources.is_empty() {
-        "dlq"
-    } else if q.arguments.contains_key("x-max-priority") {
-        "priority"
+/// The queue's type as the API says it (`classic`, `stream`; `classic` when the broker sent none).
+pub fn kind(q: &QueueInfo) -> &str {
+    if q.kind.is_empty() {
+        "classic"
     } else {
-        match q.arguments.get("x-queue-type").and_then(|v| v.as_str()) {
-            Some("quorum") => "quorum",
-            Some("stream") => "stream",
-            _ => "classic",
-        }
+        &q.kind
+    }
+}
+
+/// What the queue is used as, beside its type (which it never contradicts): `dlq` when other queues dead-letter
+/// into it, `prio` with `x-max-priority`.
+pub fn role(q: &QueueInfo) -> Option<&'static str> {
+    if !q.dead_letter_sources.is_empty() {
+        Some("dlq")
+    } else if q.arguments.contains_key("x-max-priority") {
+        Some("prio")
+    } else {
+        None
     }
 }
 
@@ -114,7 +119,7 @@ fn compare(a: &QueueInfo, b: &QueueInfo, column: Column, history: &History) -> O
     let f = |x: f64, y: f64| x.partial_cmp(&y).unwrap_or(Ordering::Equal);
     match column {
         Column::Name => a.name.cmp(&b.name),
-        Column::Type => kind(a).cmp(kind(b)),
+        Column::Type => (kind(a), role(a)).cmp(&(kind(b), role(b))),
         Column::Ready => a.messages_ready.cmp(&b.messages_ready),
         Column::Unacked => a.messages_unacked.cmp(&b.messages_unacked),
         Column::Consumers => a.consumers.cmp(&b.consumers),

@@ -256,7 +256,12 @@ fn redrive_all_with_progress_and_cancel() {
             scope: Scope::All { count: 1234 }
         }
     );
-    assert_eq!(d.describe()[0], "Redrive all 1,234 ready messages from orders.dlq on /");
+    // Issue 15: the dialog said "all 322" and the broker moved 346 (arrivals in between). It now says exactly what
+    // will move, and the request is limited to that many.
+    assert_eq!(
+        d.describe()[0],
+        "Redrive the 1,234 ready messages at the head (messages that arrive meanwhile stay) from orders.dlq on /"
+    );
     assert_eq!(d.describe()[2], "at full speed");
     // `r` cycles the rate limit: 10, 100 messages/s.
     press(&mut app, 'r');
@@ -276,9 +281,10 @@ fn redrive_all_with_progress_and_cancel() {
             request.to.as_str(),
             request.ids.as_ref(),
             request.queue.as_ref(),
-            request.rate
+            request.rate,
+            request.limit
         ),
-        ("source", None, None, Some(100))
+        ("source", None, None, Some(100), Some(1234))
     );
     assert!(request.filter.is_empty());
     api(&mut app, moved(id, task("running", 0)));

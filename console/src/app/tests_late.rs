@@ -402,3 +402,104 @@ fn the_audit_view_reads_pages_filters_and_says_who_may_read_it() {
     let cmds = update(&mut app, code(KeyCode::Enter));
     assert_eq!(cmds.len(), 1, "opening the view again asks again");
 }
+
+/// Issue 15: "a wrong password says 'lost the broker' and retries forever". Refused credentials say so, stay in the
+/// header, and the console stops asking the broker for anything.
+#[test]
+fn refused_credentials_are_named_and_nothing_more_is_asked() {
+    let mut app = App::new(crate::app::Settings::default(), T0);
+    api(
+        &mut app,
+        ApiEvent::CredentialsRefused {
+            error: "Login failed (401)".into(),
+        },
+    );
+    assert!(matches!(app.link, super::Link::Refused { .. }));
+    let (level, text) = flash(&app).expect("a flash");
+    assert_eq!(level, Level::Error);
+    assert!(
+        text.contains("refused these credentials") && !text.contains("lost the broker"),
+        "{text}"
+    );
+    type_text(&mut app, ":exchanges");
+    assert!(update(&mut app, code(KeyCode::Enter)).is_empty(), "no read is sent");
+}
+
+/// Issue 15: the purge dialog's hint said "y / enter confirm" while enter cancelled. In every kind of dialog, every
+/// key of every confirm or cancel binding the hint bar shows does exactly that.
+#[test]
+fn every_hinted_dialog_key_does_what_its_hint_says() {
+    use super::keys::{hints, presses_of, Do};
+    type Opener = fn(&mut App);
+    let openers: [(&str, Opener); 5] = [
+        ("purge", |app| {
+            press(app, 'P');
+        }),
+        ("delete", |app| {
+            press(app, 'D');
+        }),
+        ("redrive", |app| {
+            press(app, 'R');
+        }),
+        ("priority", |app| {
+            press(app, 'p');
+            type_text(app, "5");
+        }),
+        ("publish", |app| {
+            press(app, 'N');
+            type_text(app, "hello");
+        }),
+    ];
+    for (name, open) in openers {
+        let mut app = on_dlq();
+        open(&mut app);
+        assert!(app.dialog.is_some(), "{name}: a dialog");
+        let shown: Vec<_> = hints(&app)
+            .into_iter()
+            .filter(|b| {
+                matches!(
+                    b.does,
+                    Do::Confirm | Do::ConfirmYes | Do::ConfirmTyped | Do::Cancel | Do::CancelDefault | Do::CancelTyped
+                )
+            })
+            .collect();
+        assert_eq!(shown.len(), 2, "{name}: one confirm and one cancel hint");
+        for binding in shown {
+            for key in presses_of(binding.keys) {
+                let mut app = on_dlq();
+                open(&mut app);
+                let cmds = update(&mut app, crate::event::Event::Key(key));
+                if matches!(binding.does, Do::Confirm | Do::ConfirmYes | Do::ConfirmTyped) {
+                    assert!(
+                        !cmds.is_empty(),
+                        "{name}: {key:?} is hinted “{}” but sent nothing",
+                        binding.hint
+                    );
+                    assert!(matches!(phase(&app), Some(Phase::Running)), "{name}: {key:?}");
+                } else {
+                    assert!(
+                        cmds.is_empty(),
+                        "{name}: {key:?} is hinted “{}” but sent {cmds:?}",
+                        binding.hint
+                    );
+                    assert!(app.dialog.is_none(), "{name}: {key:?} is hinted “{}”", binding.hint);
+                }
+            }
+        }
+    }
+}
+
+/// Issue 15: the TYPE column said `dlq` or `priority` where the API says `classic`. The type is the API's; what the
+/// queue is used as is a separate marker.
+#[test]
+fn the_type_is_the_apis_and_the_role_is_a_marker() {
+    use super::queues::{kind, role};
+    let app = app();
+    let of = |name: &str| app.queue(&q(name)).cloned().expect("queue");
+    let (dlq, emails, orders) = (of("orders.dlq"), of("emails"), of("orders"));
+    assert_eq!((kind(&dlq), role(&dlq)), ("classic", Some("dlq")));
+    assert_eq!((kind(&emails), role(&emails)), ("classic", Some("prio")));
+    assert_eq!((kind(&orders), role(&orders)), ("classic", None));
+    let stream = stream_queue();
+    assert_eq!((kind(&stream), role(&stream)), ("stream", None));
+}

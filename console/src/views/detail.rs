@@ -11,7 +11,7 @@ use ratatui::Frame;
 use warren_shared::{LatencySummary, QueueInfo};
 
 use super::{frame_block, ACCENT, BAD, DIM, OK, TITLE, WARN};
-use crate::app::queues::kind;
+use crate::app::queues::{kind, role};
 use crate::app::{App, WINDOWS_S};
 use crate::event::QueueKey;
 use crate::format;
@@ -28,6 +28,11 @@ fn summary_lines(app: &App, q: &QueueInfo) -> Vec<Line<'static>> {
     let key = QueueKey::new(&q.vhost, &q.name);
     let trend = app.history.trend(&key);
     let mut flags = vec![kind(q).to_string()];
+    match role(q) {
+        Some("dlq") => flags.push("dead-letter queue".into()),
+        Some(_) => flags.push("priority".into()),
+        None => {}
+    }
     if q.durable {
         flags.push("durable".into());
     }
@@ -419,7 +424,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, key: &QueueKey) {
         frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), inner);
         return;
     }
-    let bottom = if inner.height >= 24 { 10 } else { 0 };
+    // A stream's panel (span, retention, consumers with lag bars) takes the place of errors, consumers and
+    // arguments.
+    let bottom = match &q.stream {
+        Some(s) => super::stream::height(s).min(inner.height.saturating_sub(summary.len() as u16 + 8)),
+        None if inner.height >= 24 => 10,
+        None => 0,
+    };
     let [top, charts, lower] = Layout::vertical([
         Constraint::Length(summary.len() as u16),
         Constraint::Min(8),
@@ -430,6 +441,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, key: &QueueKey) {
     let [left, right] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(charts);
     rate_chart(frame, left, app, key);
     histogram(frame, right, &q.latency_deliver);
+    if let Some(s) = &q.stream {
+        super::stream::render(frame, lower, app, s);
+        return;
+    }
     if bottom > 0 {
         let [a, b, c] = Layout::horizontal([
             Constraint::Length(34),

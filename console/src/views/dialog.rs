@@ -22,6 +22,14 @@ fn key(k: &str, what: &str) -> Vec<Span<'static>> {
     ]
 }
 
+/// The dialog's keys in its phase, as the key table has them (`app::keys::hints`).
+fn table_keys(app: &App) -> Vec<Span<'static>> {
+    crate::app::keys::hints(app)
+        .into_iter()
+        .flat_map(|b| key(b.keys, b.hint))
+        .collect()
+}
+
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let Some(d) = &app.dialog else {
         return;
@@ -49,35 +57,23 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 lines.push(Line::from(Span::styled(e.clone(), Style::default().fg(BAD))));
             }
             lines.push(Line::from(""));
-            let mut keys = Vec::new();
-            if d.takes_input() {
-                keys.extend(key("enter", "confirm"));
-                keys.extend(key("esc", "cancel"));
-            } else if matches!(d.action, Action::Redrive { .. }) {
-                keys.extend(key("y/enter", "redrive"));
-                keys.extend(key("esc", "cancel"));
-            } else {
-                keys.extend(key("y", "yes"));
-                keys.extend(key("N/esc", "no"));
-            }
+            // The same bindings as the hint bar, from the one key table: what is shown is what the keys do.
+            let mut keys = table_keys(app);
             if matches!(d.action, Action::Redrive { .. }) {
-                keys.extend(key(
-                    "tab",
+                keys.push(Span::styled(
                     if d.choosing_queue {
-                        "to x-death source"
+                        "(now: to a queue you type)"
                     } else {
-                        "to a queue…"
+                        "(now: to each one's x-death source)"
                     },
+                    Style::default().fg(DIM),
                 ));
-                if !d.choosing_queue {
-                    keys.extend(key("r", "rate"));
-                }
             }
             lines.push(Line::from(keys));
         }
         Phase::Running => {
             lines.push(Line::from(Span::styled("working…", Style::default().fg(WARN))));
-            lines.push(Line::from(key("esc", "hide (the result shows below)")));
+            lines.push(Line::from(table_keys(app)));
         }
         Phase::Progress(task) => {
             let ratio = if task.total == 0 {
@@ -102,9 +98,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 format!("move #{} running", task.id),
                 Style::default().fg(WARN),
             )));
-            let mut keys = key("c", "cancel the move (the rest stays)");
-            keys.extend(key("esc", "hide (it keeps running)"));
-            lines.push(Line::from(keys));
+            lines.push(Line::from(table_keys(app)));
         }
         Phase::Done { ok, lines: result } => {
             let color = if *ok { OK } else { BAD };

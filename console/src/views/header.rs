@@ -37,6 +37,14 @@ fn link(app: &App, short: bool) -> Span<'static> {
             };
             Span::styled(text, Style::default().fg(BAD).add_modifier(Modifier::BOLD))
         }
+        Link::Refused { .. } => Span::styled(
+            if short {
+                "✕ login refused"
+            } else {
+                "✕ credentials refused: not retrying"
+            },
+            Style::default().fg(BAD).add_modifier(Modifier::BOLD),
+        ),
     }
 }
 

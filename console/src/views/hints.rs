@@ -17,6 +17,7 @@ pub fn render_flash(frame: &mut Frame, area: Rect, app: &App) {
             PromptKind::Command => ":",
             PromptKind::Filter => "/",
             PromptKind::MessageFilter => "/ (h:header=value p:property=value text) ",
+            PromptKind::StreamStart => "start at (first, an offset, 2026-12-01T09:30:00Z, -15m) ",
         };
         let line = Line::from(vec![
             Span::styled(lead, Style::default().fg(WARN).add_modifier(Modifier::BOLD)),

@@ -10,12 +10,56 @@ use ratatui::Frame;
 use warren_shared::PeekedMessage;
 
 use super::{frame_block, header_style, selected_style, title, DIM, MARK, TITLE, WARN};
-use crate::app::messages::{body_lines, death, preview, MessagesState, PAGE};
+use crate::app::messages::{body_lines, death, death_rows, preview, DeathRow, MessagesState, PAGE};
 use crate::app::App;
 use crate::event::QueueKey;
 use crate::format;
 
-fn detail_lines(m: &PeekedMessage) -> Vec<Line<'static>> {
+/// `x-death` as a table with local times, instead of one long line of JSON with epoch seconds.
+fn death_lines(m: &PeekedMessage, utc_offset_s: i32) -> Vec<Line<'static>> {
+    let rows = death_rows(m, utc_offset_s);
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let w = |f: &dyn Fn(&DeathRow) -> &str, head: &str| {
+        rows.iter()
+            .map(|r| f(r).chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(head.len())
+    };
+    let widths = [
+        w(&|r| &r.count, "COUNT"),
+        w(&|r| &r.reason, "REASON"),
+        w(&|r| &r.queue, "QUEUE"),
+        w(&|r| &r.exchange, "EXCHANGE"),
+        w(&|r| &r.routing_keys, "ROUTING KEYS"),
+    ];
+    let line = |cells: [&str; 6], style: Style| {
+        let mut text = String::from("    ");
+        for (cell, width) in cells.iter().zip(widths) {
+            text.push_str(&format!("{cell:<width$}  "));
+        }
+        text.push_str(cells[5]);
+        Line::from(Span::styled(text, style))
+    };
+    let mut lines = vec![
+        Line::from(Span::styled("  x-death:", Style::default().fg(DIM))),
+        line(
+            ["COUNT", "REASON", "QUEUE", "EXCHANGE", "ROUTING KEYS", "TIME"],
+            Style::default().fg(DIM),
+        ),
+    ];
+    for r in &rows {
+        lines.push(line(
+            [&r.count, &r.reason, &r.queue, &r.exchange, &r.routing_keys, &r.time],
+            Style::default(),
+        ));
+    }
+    lines
+}
+
+fn detail_lines(m: &PeekedMessage, utc_offset_s: i32) -> Vec<Line<'static>> {
     let dim = Style::default().fg(DIM);
     let mut lines = vec![Line::from(vec![
         Span::styled("id ", dim),
@@ -49,6 +93,10 @@ fn detail_lines(m: &PeekedMessage) -> Vec<Line<'static>> {
     if let Some(headers) = m.properties.get("headers").and_then(|h| h.as_object()) {
         lines.push(Line::from(Span::styled("headers", Style::default().fg(TITLE))));
         for (k, v) in headers {
+            if k == "x-death" && v.is_array() {
+                lines.extend(death_lines(m, utc_offset_s));
+                continue;
+            }
             let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
             lines.push(Line::from(vec![Span::styled(format!("  {k}: "), dim), Span::raw(v)]));
         }
@@ -125,8 +173,20 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, key: &QueueKey) {
     };
     let ready = app.queue(key).map_or(0, |q| q.messages_ready);
     let page = state.from / PAGE + 1;
+    let stream = app.queue(key).and_then(|q| q.stream.as_ref());
     let scope = if area.width < 60 {
         key.name.clone()
+    } else if let Some(s) = stream {
+        let start = match state.start {
+            Some(p) => p.describe(app.settings.utc_offset_s),
+            None => "the first offset kept".into(),
+        };
+        format!(
+            "{} · page {page} from {start} · offsets {} – {}",
+            key.name,
+            format::count(s.first_offset),
+            format::count(s.next_offset.saturating_sub(1))
+        )
     } else if state.marked.is_empty() {
         format!("{} · page {page} · {} ready", key.name, format::count(ready))
     } else {
@@ -142,6 +202,8 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, key: &QueueKey) {
             "reading…"
         } else if !state.filter.is_empty() {
             "no message matches the filter"
+        } else if stream.is_some() {
+            "no messages from there on (o: start elsewhere)"
         } else {
             "no ready messages"
         };
@@ -170,7 +232,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, key: &QueueKey) {
             .border_style(Style::default().fg(DIM))
             .title(Span::styled(format!(" message {} ", m.id), Style::default().fg(TITLE)));
         frame.render_widget(
-            Paragraph::new(detail_lines(m)).wrap(Wrap { trim: false }).block(b),
+            Paragraph::new(detail_lines(m, app.settings.utc_offset_s))
+                .wrap(Wrap { trim: false })
+                .block(b),
             detail,
         );
     }

@@ -17,6 +17,7 @@ pub mod help;
 pub mod hints;
 pub mod messages;
 pub mod queues;
+pub mod stream;
 #[cfg(test)]
 mod tests;
 

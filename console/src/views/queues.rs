@@ -25,7 +25,7 @@ enum Col {
 fn width(c: Col) -> u16 {
     match c {
         Col::Data(Column::Name) => 14,
-        Col::Data(Column::Type) => 8,
+        Col::Data(Column::Type) => 12,
         Col::Data(Column::Ready) => 9,
         Col::Data(Column::Unacked) => 8,
         Col::Data(Column::Consumers) => 5,
@@ -109,9 +109,13 @@ fn cell(app: &App, q: &QueueInfo, col: Col, name_width: usize) -> Cell<'static> 
             Cell::from(format::truncate(&name, name_width))
         }
         Col::Data(Column::Type) => {
-            let kind = queues::kind(q);
-            let color = if kind == "dlq" { WARN } else { DIM };
-            Cell::from(Span::styled(kind, Style::default().fg(color)))
+            // The API's type, then the role as a marker (a dead-letter queue stands out).
+            let mut spans = vec![Span::styled(queues::kind(q).to_string(), Style::default().fg(DIM))];
+            if let Some(role) = queues::role(q) {
+                let color = if role == "dlq" { WARN } else { DIM };
+                spans.push(Span::styled(format!("·{role}"), Style::default().fg(color)));
+            }
+            Cell::from(Line::from(spans))
         }
         Col::Data(Column::Ready) => {
             let style = if q.messages_ready > 0 && q.consumers == 0 {

@@ -276,3 +276,47 @@ fn audit() {
     );
     insta::assert_snapshot!("audit_refused", draw(&app, 100, 10).backend());
 }
+
+#[test]
+fn stream_detail_and_replay() {
+    let mut app = app_with_stream();
+    go(&mut app, "detail events");
+    insta::assert_snapshot!("stream_detail_140x40", draw(&app, 140, 40).backend());
+    press(&mut app, 'R');
+    type_text(&mut app, "-1h");
+    insta::assert_snapshot!("stream_replay_dialog_100x30", draw(&app, 100, 30).backend());
+    let mut app = app_with_stream();
+    go(&mut app, "messages events");
+    insta::assert_snapshot!("stream_messages_empty_100x12", draw(&app, 100, 12).backend());
+}
+
+/// The rows of a drawn screen, as text.
+fn screen(t: &Terminal<TestBackend>) -> Vec<String> {
+    let b = t.backend().buffer();
+    (0..b.area.height)
+        .map(|y| (0..b.area.width).map(|x| b[(x, y)].symbol()).collect::<String>())
+        .collect()
+}
+
+/// Issue 15: "lines in the help overlay are cut even at 200 columns". At 200 columns every description is whole on
+/// its row; on a narrow terminal they wrap, and no word is lost.
+#[test]
+fn help_lines_are_whole_when_wide_and_wrap_when_narrow() {
+    use crate::app::keys::BINDINGS;
+    let mut app = app();
+    update(&mut app, key('?'));
+    let wide = screen(&draw(&app, 200, 90));
+    for b in BINDINGS {
+        assert!(
+            wide.iter().any(|row| row.contains(b.what)),
+            "cut at 200 columns: {}",
+            b.what
+        );
+    }
+    let narrow = screen(&draw(&app, 70, 200)).join(" ");
+    for b in BINDINGS {
+        for word in b.what.split_whitespace() {
+            assert!(narrow.contains(word), "“{word}” of “{}” lost at 70 columns", b.what);
+        }
+    }
+}

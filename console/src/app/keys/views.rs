@@ -1,0 +1,395 @@
+//! What a binding does in each view: the handlers behind the key table (`mod.rs`), one per view, each matching on
+//! the binding's [`Do`] (the key itself only says which way a move, a sort or a page goes).
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
+
+use super::super::dialog::{Action, Scope};
+use super::super::listings::{Listing, Row};
+use super::super::queues::{self, Column};
+use super::super::stream::{self, Position};
+use super::super::{next_id, App, Level, Prompt, PromptKind, View, WINDOWS_S};
+use super::{ctrl, is, Binding, Do};
+use crate::event::{Command, QueueKey};
+
+/// Cursor movement common to every table: the new index for `len` rows (the key is one of the move bindings).
+fn movement(key: &KeyEvent, current: usize, len: usize, page: usize) -> usize {
+    let last = len.saturating_sub(1);
+    let next = match key.code {
+        KeyCode::Down => current + 1,
+        KeyCode::Up => current.saturating_sub(1),
+        KeyCode::Home => 0,
+        KeyCode::End => last,
+        KeyCode::PageDown => current + page,
+        KeyCode::PageUp => current.saturating_sub(page),
+        _ if ctrl(key, 'f') || ctrl(key, 'd') => current + page,
+        _ if ctrl(key, 'b') || ctrl(key, 'u') => current.saturating_sub(page),
+        _ if is(key, 'j') => current + 1,
+        _ if is(key, 'k') => current.saturating_sub(1),
+        _ if is(key, 'g') => 0,
+        _ if is(key, 'G') => last,
+        _ => current,
+    };
+    next.min(last)
+}
+
+/// Rows a page-up/down moves: the table's visible height, roughly.
+fn page(app: &App) -> usize {
+    (app.size.1 as usize).saturating_sub(8).max(1)
+}
+
+/// Action keys do nothing in read-only mode (and say so).
+fn allowed(app: &mut App) -> bool {
+    if app.settings.read_only {
+        app.flash(Level::Warn, "read-only mode: actions are disabled");
+        return false;
+    }
+    true
+}
+
+fn open(app: &mut App, action: Action) -> Vec<Command> {
+    if allowed(app) {
+        app.dialog = Some(super::super::dialog::Dialog::new(action));
+    }
+    Vec::new()
+}
+
+const APPEND_ONLY: &str = "streams are append-only: nothing is purged, deleted, moved out or reprioritised";
+
+fn is_stream(app: &App, queue: &QueueKey) -> bool {
+    app.queue(queue).is_some_and(|q| q.stream.is_some())
+}
+
+/// A press of `binding`: the global meanings first, then the view's own.
+pub fn on_binding(app: &mut App, binding: &Binding, key: KeyEvent) -> Vec<Command> {
+    match binding.does {
+        Do::Quit => {
+            app.quit = true;
+            return vec![Command::Quit];
+        }
+        Do::Help => {
+            app.help = true;
+            app.help_scroll = 0;
+            return Vec::new();
+        }
+        Do::CommandLine => {
+            app.prompt = Some(Prompt {
+                kind: PromptKind::Command,
+                text: String::new(),
+            });
+            return Vec::new();
+        }
+        Do::Filter => {
+            let (kind, text) = match app.view() {
+                View::Messages(_) => (
+                    PromptKind::MessageFilter,
+                    app.messages.as_ref().map(|m| m.filter_text.clone()).unwrap_or_default(),
+                ),
+                View::Queues => (PromptKind::Filter, app.queue_table.filter.clone()),
+                View::Detail(_) => return Vec::new(),
+                _ => (PromptKind::Filter, list_filter(app)),
+            };
+            app.prompt = Some(Prompt { kind, text });
+            return Vec::new();
+        }
+        Do::Back => {
+            if *app.view() == View::Queues && !app.queue_table.filter.is_empty() {
+                app.queue_table.filter.clear();
+            } else {
+                app.back();
+            }
+            return Vec::new();
+        }
+        _ => {}
+    }
+    match app.view().clone() {
+        View::Queues => on_queues(app, binding.does, key),
+        View::Detail(q) => on_detail(app, binding.does, key, q),
+        View::Messages(q) => on_messages(app, binding.does, key, q),
+        View::Connections => on_connections(app, binding.does, key),
+        View::Audit => on_audit(app, binding.does, key),
+        View::Exchanges | View::Bindings | View::Consumers => {
+            if binding.does == Do::Move {
+                on_list_move(app, key);
+            }
+            Vec::new()
+        }
+    }
+}
+
+/// The filter of the listing shown (empty elsewhere).
+fn list_filter(app: &App) -> String {
+    match app.view() {
+        View::Exchanges => app.exchanges.filter.clone(),
+        View::Bindings => app.bindings.filter.clone(),
+        View::Connections => app.connections.filter.clone(),
+        View::Consumers => app.consumers.filter.clone(),
+        View::Audit => app.audit.list.filter.clone(),
+        _ => String::new(),
+    }
+}
+
+fn on_list_move(app: &mut App, key: KeyEvent) {
+    let page = page(app);
+    match app.view() {
+        View::Exchanges => move_in(&mut app.exchanges, &key, page),
+        View::Bindings => move_in(&mut app.bindings, &key, page),
+        View::Connections => move_in(&mut app.connections, &key, page),
+        View::Consumers => move_in(&mut app.consumers, &key, page),
+        View::Audit => move_in(&mut app.audit.list, &key, page),
+        _ => {}
+    }
+}
+
+/// Moves a listing's cursor within the rows the filter lets through (the ones drawn).
+fn move_in<T: Row>(listing: &mut Listing<T>, key: &KeyEvent, page: usize) {
+    listing.selected = movement(key, listing.selected, listing.rows().len(), page);
+}
+
+fn on_queues(app: &mut App, does: Do, key: KeyEvent) -> Vec<Command> {
+    let rows = queues::rows(&app.queues, &app.queue_table, &app.history);
+    let keys: Vec<QueueKey> = rows.iter().map(|q| queues::key(q)).collect();
+    let current = queues::selected_index(&rows, &app.queue_table).unwrap_or(0);
+    drop(rows);
+    let selected = keys.get(current).cloned();
+    match does {
+        Do::Move => {
+            let i = movement(&key, current, keys.len(), page(app));
+            app.queue_table.selected = keys.get(i).cloned();
+            Vec::new()
+        }
+        Do::OpenDetail => selected.map(|q| app.push(View::Detail(q))).unwrap_or_default(),
+        Do::Messages => selected.map(|q| app.push(View::Messages(q))).unwrap_or_default(),
+        Do::Mark => {
+            if let Some(q) = selected {
+                if !app.queue_table.marked.remove(&q) {
+                    app.queue_table.marked.insert(q);
+                }
+                app.queue_table.selected = keys.get((current + 1).min(keys.len().saturating_sub(1))).cloned();
+            }
+            Vec::new()
+        }
+        Do::Sort if is(&key, 'S') => {
+            app.queue_table.descending = !app.queue_table.descending;
+            Vec::new()
+        }
+        Do::Sort => {
+            app.queue_table.sort = app.queue_table.sort.next();
+            app.queue_table.descending = false;
+            Vec::new()
+        }
+        Do::SortColumn => {
+            if let KeyCode::Char(c @ '0'..='9') = key.code {
+                let i = if c == '0' { 9 } else { c as usize - '1' as usize };
+                let column = Column::ALL[i];
+                if app.queue_table.sort == column {
+                    app.queue_table.descending = !app.queue_table.descending;
+                } else {
+                    app.queue_table.sort = column;
+                    app.queue_table.descending = false;
+                }
+            }
+            Vec::new()
+        }
+        Do::Purge => {
+            let targets: Vec<QueueKey> = if app.queue_table.marked.is_empty() {
+                selected.into_iter().collect()
+            } else {
+                app.queue_table.marked.iter().cloned().collect()
+            };
+            purge(app, targets)
+        }
+        Do::Publish => match selected {
+            Some(queue) => open(app, Action::Publish { queue }),
+            None => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+fn purge(app: &mut App, targets: Vec<QueueKey>) -> Vec<Command> {
+    if targets.is_empty() {
+        return Vec::new();
+    }
+    if let Some(s) = targets.iter().find(|k| is_stream(app, k)) {
+        app.flash(Level::Warn, format!("{} is a stream: {APPEND_ONLY}", s.name));
+        return Vec::new();
+    }
+    let queues = targets
+        .into_iter()
+        .map(|k| {
+            let n = app.queue(&k).map_or(0, |q| q.messages_ready);
+            (k, n)
+        })
+        .collect();
+    open(app, Action::Purge { queues })
+}
+
+fn on_detail(app: &mut App, does: Do, key: KeyEvent, queue: QueueKey) -> Vec<Command> {
+    match does {
+        Do::Zoom if is(&key, '+') => app.detail.zoom = app.detail.zoom.saturating_sub(1),
+        Do::Zoom => app.detail.zoom = (app.detail.zoom + 1).min(WINDOWS_S.len() - 1),
+        Do::Freeze => {
+            app.detail.frozen_at = match app.detail.frozen_at {
+                Some(_) => None,
+                None => Some(app.now_ms),
+            }
+        }
+        Do::Messages => return app.push(View::Messages(queue)),
+        Do::Purge => return purge(app, vec![queue]),
+        Do::Publish => return open(app, Action::Publish { queue }),
+        Do::Replay | Do::Truncate => return on_stream_action(app, does, queue),
+        Do::Move => {
+            let rows = app.queue(&queue).map(stream::rows_of).unwrap_or_default();
+            app.detail.stream_row = movement(&key, app.detail.stream_row, rows.len(), page(app));
+        }
+        _ => {}
+    }
+    Vec::new()
+}
+
+/// `R` (replay the selected named consumer) and `T` (truncate before) in a stream's detail.
+fn on_stream_action(app: &mut App, does: Do, queue: QueueKey) -> Vec<Command> {
+    let Some(s) = app.queue(&queue).and_then(|q| q.stream.clone()) else {
+        app.flash(Level::Warn, "replay and truncate are for streams");
+        return Vec::new();
+    };
+    if does == Do::Truncate {
+        return open(
+            app,
+            Action::Truncate {
+                queue,
+                first: s.first_offset,
+                next: s.next_offset,
+            },
+        );
+    }
+    let rows = stream::rows(&s);
+    match rows.get(app.detail.stream_row.min(rows.len().saturating_sub(1))) {
+        None => app.flash(Level::Warn, "this stream has no consumers to replay"),
+        Some(r) => match &r.name {
+            None => app.flash(
+                Level::Warn,
+                "only consumers with an x-stream-consumer-name have a stored offset to replay",
+            ),
+            Some(name) => {
+                let action = Action::Replay {
+                    queue,
+                    consumer: name.clone(),
+                    offset: r.offset,
+                    lag: r.lag,
+                };
+                return open(app, action);
+            }
+        },
+    }
+    Vec::new()
+}
+
+fn on_messages(app: &mut App, does: Do, key: KeyEvent, queue: QueueKey) -> Vec<Command> {
+    let page_rows = page(app);
+    let ready = app.queue(&queue).map_or(0, |q| q.messages_ready);
+    let stream = is_stream(app, &queue);
+    let Some(m) = app.messages.as_mut() else {
+        return Vec::new();
+    };
+    let selected_id = m.selected_message().map(|x| x.id);
+    // Marked messages, else the one under the cursor.
+    let targets: Vec<u64> = if m.marked.is_empty() {
+        selected_id.into_iter().collect()
+    } else {
+        m.marked.iter().copied().collect()
+    };
+    match does {
+        Do::Move => m.selected = movement(&key, m.selected, m.items.len(), page_rows),
+        Do::Pane => m.show_detail = !m.show_detail,
+        Do::Mark => {
+            if let Some(id) = selected_id {
+                if !m.marked.remove(&id) {
+                    m.marked.insert(id);
+                }
+                m.selected = (m.selected + 1).min(m.items.len().saturating_sub(1));
+            }
+        }
+        Do::MarkPage => {
+            let page_ids: Vec<u64> = m.items.iter().map(|x| x.id).collect();
+            if page_ids.iter().all(|id| m.marked.contains(id)) {
+                m.marked.clear();
+            } else {
+                m.marked.extend(page_ids);
+            }
+        }
+        Do::Page => {
+            let size = super::super::messages::PAGE;
+            // `]`: the next page, when this one is full; `[`: the previous one, if any.
+            let from = if is(&key, ']') {
+                (m.items.len() as u64 == size).then_some(m.from + size)
+            } else {
+                (m.from > 0).then(|| m.from.saturating_sub(size))
+            };
+            if let Some(from) = from {
+                return vec![m.peek(from, next_id(&mut app.last_id))];
+            }
+        }
+        Do::Reread => return vec![m.peek(m.from, next_id(&mut app.last_id))],
+        Do::StreamStart if stream => {
+            let text = match m.start {
+                Some(Position::Offset(n)) => n.to_string(),
+                _ => String::new(),
+            };
+            app.prompt = Some(Prompt {
+                kind: PromptKind::StreamStart,
+                text,
+            });
+        }
+        Do::StreamStart => app.flash(Level::Warn, "offsets are for streams"),
+        Do::Redrive | Do::Delete | Do::Priority | Do::Purge if stream => app.flash(Level::Warn, APPEND_ONLY),
+        Do::Redrive => {
+            let scope = if !m.marked.is_empty() {
+                Scope::Marked(m.marked.iter().copied().collect())
+            } else if !m.filter.is_empty() {
+                Scope::Filtered {
+                    filter: m.filter.clone(),
+                    text: m.filter_text.clone(),
+                    shown: m.items.len() as u64,
+                }
+            } else {
+                Scope::All { count: ready }
+            };
+            return open(app, Action::Redrive { queue, scope });
+        }
+        Do::Delete if !targets.is_empty() => return open(app, Action::Delete { queue, ids: targets }),
+        Do::Priority if !targets.is_empty() => return open(app, Action::Priority { queue, ids: targets }),
+        Do::Purge => return purge(app, vec![queue]),
+        Do::Publish => return open(app, Action::Publish { queue }),
+        _ => {}
+    }
+    Vec::new()
+}
+
+fn on_connections(app: &mut App, does: Do, key: KeyEvent) -> Vec<Command> {
+    match does {
+        Do::CloseConnection => {
+            if let Some(c) = app.connections.selected_row().cloned() {
+                return open(app, Action::Close { connection: c });
+            }
+        }
+        Do::Move => on_list_move(app, key),
+        _ => {}
+    }
+    Vec::new()
+}
+
+fn on_audit(app: &mut App, does: Do, key: KeyEvent) -> Vec<Command> {
+    match does {
+        Do::Record => app.audit.show_entry = !app.audit.show_entry,
+        Do::Older => {
+            if !app.audit.more && !app.audit.list.pending {
+                app.flash(Level::Info, "no older entries: that is as far back as the broker keeps");
+            }
+            return app.read_audit(true).into_iter().collect();
+        }
+        Do::Move => on_list_move(app, key),
+        _ => {}
+    }
+    Vec::new()
+}
