@@ -102,6 +102,8 @@ pub struct Broker {
     pub clock: Clock,
     /// Wakes queues and delayed exchanges at their deadlines (see `timer`); its task starts with the server.
     pub timer: Timer,
+    /// What operators purged or deleted, kept for undo (see `quarantine`).
+    pub quarantine: Arc<crate::quarantine::Quarantine>,
 }
 
 /// The live connections and the channel counters of those gone.
@@ -244,7 +246,12 @@ impl Broker {
             config.disk_free_limit,
             store.page_pressure.pressure.clone(),
         ));
+        let quarantine = Arc::new(crate::quarantine::Quarantine::new(
+            config.undo_window_ms,
+            config.undo_max_bytes,
+        ));
         Ok(Arc::new(Broker {
+            quarantine,
             file_policies: RwLock::new(config.policies.clone()),
             alarms,
             access,

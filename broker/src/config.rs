@@ -220,6 +220,13 @@ pub struct Cli {
     /// `load_definitions` [default: none]
     #[arg(long, env = "WARREN_LOAD_DEFINITIONS", value_name = "FILE")]
     pub load_definitions: Option<PathBuf>,
+    /// How long what an operator purges or deletes through the admin API can be put back: a number and a unit (s,
+    /// m, h, D), or 0 for no undo [default: 10m]
+    #[arg(long, env = "WARREN_UNDO_WINDOW", value_name = "DURATION")]
+    pub undo_window: Option<String>,
+    /// At most this much (bodies and properties) is kept for undo; older removals give way [default: 64MiB]
+    #[arg(long, env = "WARREN_UNDO_MAX_BYTES", value_name = "SIZE")]
+    pub undo_max_bytes: Option<ByteCount>,
 }
 
 /// What the binary does instead of running the broker.
@@ -318,6 +325,10 @@ pub struct FileConfig {
     pub force_empty_definitions: Option<bool>,
     /// A definitions file to import at every start (see `--load-definitions`).
     pub load_definitions: Option<PathBuf>,
+    /// How long a purge or delete can be undone ("10m"; "0": never).
+    pub undo_window: Option<String>,
+    /// A size ("64MiB") or a number of bytes.
+    pub undo_max_bytes: Option<ByteCount>,
     /// Extra vhosts besides `/`.
     #[serde(default)]
     pub vhosts: Vec<String>,
@@ -390,6 +401,9 @@ pub struct Config {
     pub disk_free_limit: u64,
     /// Memory each queue may give its transient messages before it pages the next ones to disk (bytes).
     pub queue_ram: usize,
+    /// How long an operator's purge or delete can be undone (ms; 0: no undo), and how much is kept for it.
+    pub undo_window_ms: u64,
+    pub undo_max_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -414,6 +428,8 @@ pub enum ConfigError {
     Tls(&'static str),
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    #[error("undo_window: '{0}' is not a duration like 10m, 1h or 0")]
+    UndoWindow(String),
     #[error("the broker was started without a config file (--config): there is nothing to reload")]
     NoConfigFile,
 }
@@ -451,6 +467,8 @@ impl Default for Config {
             memory_high_watermark: Watermark::default(),
             disk_free_limit: DEFAULT_DISK_FREE_LIMIT,
             queue_ram: crate::store::DEFAULT_QUEUE_RAM,
+            undo_window_ms: crate::quarantine::DEFAULT_WINDOW_MS,
+            undo_max_bytes: crate::quarantine::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -575,6 +593,16 @@ impl Config {
             .or(file.force_empty_definitions)
             .unwrap_or(c.force_empty_definitions);
         c.load_definitions = cli.load_definitions.or(file.load_definitions.take());
+        if let Some(w) = cli.undo_window.or(file.undo_window.take()) {
+            c.undo_window_ms = match w.trim() {
+                "0" => 0,
+                w => crate::stream::args::parse_age(w).ok_or(ConfigError::UndoWindow(w.to_string()))?,
+            };
+        }
+        c.undo_max_bytes = cli
+            .undo_max_bytes
+            .or(file.undo_max_bytes)
+            .map_or(c.undo_max_bytes, |b| b.0);
         if let Some(l) = file.loopback_users.take() {
             c.loopback_users = l;
         }

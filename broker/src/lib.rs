@@ -17,6 +17,7 @@ pub mod message;
 pub mod outbox;
 pub mod policy;
 pub mod prometheus;
+pub mod quarantine;
 pub mod queue;
 pub mod reload;
 pub mod routing;

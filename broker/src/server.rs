@@ -45,8 +45,9 @@ const METRICS_EVERY: Duration = Duration::from_secs(1);
 const LATENCY_ROTATE_TICKS: u64 = 60;
 
 /// Metrics upkeep, on a tick of its own (expiry and the other deadlines are the timer's, `crate::timer`): once a
-/// second a sample of every queue's counters for rates and one consumer-utilisation sample; every minute the latency
-/// windows move on. Touches only each queue's metrics, never what it holds.
+/// second a sample of every queue's counters for rates and one consumer-utilisation sample, and what can no longer
+/// be undone leaves the quarantine; every minute the latency windows move on. Touches only each queue's metrics,
+/// never what it holds.
 async fn sample_metrics(broker: Arc<Broker>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(METRICS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -58,6 +59,8 @@ async fn sample_metrics(broker: Arc<Broker>, shutdown: CancellationToken) {
         }
         ticks += 1;
         let rotate = ticks.is_multiple_of(LATENCY_ROTATE_TICKS);
+        // What can no longer be undone goes.
+        broker.quarantine.sweep(broker.clock.now_ms());
         for vhost in broker.vhosts() {
             for q in vhost.queues() {
                 q.sample_utilisation();
@@ -78,6 +81,7 @@ async fn sample_metrics(broker: Arc<Broker>, shutdown: CancellationToken) {
 /// left is due earlier than what it armed. Not how a running broker works (the timer wakes each at its deadline):
 /// `Broker::advance_time` runs it right after moving the clock, so that tests see every due thing happen at once.
 pub fn sweep_once(broker: &Broker) {
+    broker.quarantine.sweep(broker.clock.now_ms());
     for vhost in broker.vhosts() {
         vhost.release_delayed();
         for q in vhost.queues() {

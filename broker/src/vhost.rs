@@ -13,11 +13,12 @@
 //!
 //! This file holds the `VHost` itself, its locks, lookups, restore and binds; the rest is split by concern, each an
 //! `impl VHost` block in a child module: `declare.rs` (declaring and deleting queues and exchanges), `route.rs`
-//! (routing a publish, and which queues an exchange can reach), `policies.rs` (operator policies) and
-//! `topology_write.rs` (the write lock and saving changes). Delayed-message release is in `routing/delayed.rs`.
+//! (routing a publish, and which queues an exchange can reach), `policies.rs` (operator policies), `pause.rs`
+//! (pausing queues) and `topology_write.rs` (the write lock and saving changes). Delayed-message release is in `routing/delayed.rs`.
 //! Nothing here knows the admin API: it asks these methods and builds its own DTOs.
 
 mod declare;
+mod pause;
 pub use declare::generate_queue_name;
 mod policies;
 mod route;
@@ -246,6 +247,7 @@ impl VHost {
                 policy: None,
             };
             let queue = self.make_queue(spec)?;
+            queue.set_paused(q.paused);
             t.queues.insert(q.name.clone(), queue);
         }
         for b in &defs.bindings {

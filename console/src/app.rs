@@ -22,6 +22,8 @@ mod tests;
 #[cfg(test)]
 mod tests_late;
 #[cfg(test)]
+mod tests_ops;
+#[cfg(test)]
 mod tests_stream;
 
 use std::collections::HashSet;
@@ -192,6 +194,19 @@ pub struct App {
     pub fatal: Option<String>,
     /// The last request id (and peek sequence number) handed out; see [`next_id`].
     pub last_id: RequestId,
+    /// The last purge or delete made from this console that the broker keeps for undo (`u`, `:undo`).
+    pub last_undo: Option<UndoRef>,
+}
+
+/// A removal that can be undone: what the broker's ticket says, and what it was, for the undo dialog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UndoRef {
+    pub id: u64,
+    pub queue: QueueKey,
+    /// "purged" or "deleted".
+    pub action: String,
+    pub count: u64,
+    pub until_ms: u64,
 }
 
 impl App {
@@ -222,6 +237,7 @@ impl App {
             quit: false,
             fatal: None,
             last_id: 0,
+            last_undo: None,
         }
     }
 
@@ -569,6 +585,56 @@ fn on_api(app: &mut App, event: ApiEvent) -> Vec<Command> {
         ApiEvent::ConnectionClosed { request_id, connection } => {
             finish(app, request_id, format!("Closed connection {connection}."));
             commands.extend(app.fetch(Resource::Connections));
+        }
+        ApiEvent::Undoable {
+            request_id,
+            queue,
+            action,
+            count,
+            ticket,
+        } => {
+            let until = crate::format::clock(ticket.until_ms, app.settings.utc_offset_s);
+            if let Some(d) = app.dialog.as_mut().filter(|d| d.sent(request_id)) {
+                d.note_undo(format!("u undoes it until {until}."));
+            }
+            app.last_undo = Some(UndoRef {
+                id: ticket.id,
+                queue,
+                action,
+                count,
+                until_ms: ticket.until_ms,
+            });
+        }
+        ApiEvent::Undone { request_id, result } => {
+            if app.last_undo.as_ref().is_some_and(|u| u.queue.name == result.queue) {
+                app.last_undo = None;
+            }
+            let queue = QueueKey::new(&result.vhost, &result.queue);
+            finish(
+                app,
+                request_id,
+                format!(
+                    "Put back {} message{} into {}.",
+                    crate::format::count(result.restored),
+                    if result.restored == 1 { "" } else { "s" },
+                    result.queue
+                ),
+            );
+            commands.extend(reload_messages(app, &queue));
+        }
+        ApiEvent::Paused {
+            request_id,
+            queue,
+            paused,
+            changed,
+        } => {
+            let text = match (paused, changed) {
+                (true, true) => format!("Paused {}: nothing is delivered until it is resumed.", queue.name),
+                (false, true) => format!("Resumed {}.", queue.name),
+                (true, false) => format!("{} was already paused.", queue.name),
+                (false, false) => format!("{} was not paused.", queue.name),
+            };
+            finish(app, request_id, text);
         }
         ApiEvent::StreamActed {
             request_id,

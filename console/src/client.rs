@@ -16,8 +16,8 @@ use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 use warren_shared::{
     ApiError, AuditEntry, BindingInfo, CloseRequest, ConnectionInfo, ConsumerInfo, DeleteMessages, DeleteResult,
-    ExchangeInfo, MoveTask, PeekRequest, PeekedMessage, PriorityResult, PublishResult, PurgeResult, StreamActionResult,
-    StreamSnapshot, StreamTruncate,
+    ExchangeInfo, MoveTask, PauseResult, PeekRequest, PeekedMessage, PriorityResult, PublishResult, PurgeResult,
+    StreamActionResult, StreamSnapshot, StreamTruncate, UndoResult, UndoTicket,
 };
 
 use crate::event::{ApiEvent, Command, Event, QueueKey, RequestId, Resource};
@@ -45,6 +45,16 @@ fn send(tx: &UnboundedSender<Event>, e: ApiEvent) {
 
 fn queue_path(q: &QueueKey, rest: &str) -> String {
     format!("/api/queues/{}/{}{rest}", path_segment(&q.vhost), path_segment(&q.name))
+}
+
+fn undoable(request_id: RequestId, queue: QueueKey, action: &str, count: u64, ticket: UndoTicket) -> ApiEvent {
+    ApiEvent::Undoable {
+        request_id,
+        queue,
+        action: action.into(),
+        count,
+        ticket,
+    }
 }
 
 fn stream_acted(request_id: RequestId, queue: QueueKey, result: StreamActionResult) -> ApiEvent {
@@ -326,10 +336,13 @@ impl Client {
                     tx,
                     ApiEvent::Purged {
                         request_id,
-                        queue,
+                        queue: queue.clone(),
                         purged: r.purged,
                     },
                 );
+                if let Some(ticket) = r.undo {
+                    send(tx, undoable(request_id, queue, "purged", r.purged, ticket));
+                }
             }
             Command::Move { queue, request, .. } => {
                 let (_, task) = self
@@ -363,10 +376,20 @@ impl Client {
                     tx,
                     ApiEvent::Deleted {
                         request_id,
-                        queue,
+                        queue: queue.clone(),
                         deleted: r.deleted,
                     },
                 );
+                if let Some(ticket) = r.undo {
+                    send(tx, undoable(request_id, queue, "deleted", r.deleted, ticket));
+                }
+            }
+            Command::Undo { id, .. } => {
+                let (_, result) = self
+                    .call::<(), UndoResult>(Method::POST, &format!("/api/undo/{id}"), None)
+                    .await
+                    .map_err(|e| failed(format!("undo: {e}")))?;
+                send(tx, ApiEvent::Undone { request_id, result });
             }
             Command::Priority { queue, request, .. } => {
                 let (_, r) = self
@@ -416,6 +439,28 @@ impl Client {
                 .await
                 .map_err(|e| failed(format!("close connection {connection}: {e}")))?;
                 send(tx, ApiEvent::ConnectionClosed { request_id, connection });
+            }
+            Command::Pause { queue, paused, .. } => {
+                let path = queue_path(&queue, if paused { "/pause" } else { "/resume" });
+                let (_, r) = self
+                    .call::<(), PauseResult>(Method::PUT, &path, None)
+                    .await
+                    .map_err(|e| {
+                        failed(format!(
+                            "{} {}: {e}",
+                            if paused { "pause" } else { "resume" },
+                            queue.name
+                        ))
+                    })?;
+                send(
+                    tx,
+                    ApiEvent::Paused {
+                        request_id,
+                        queue,
+                        paused: r.paused,
+                        changed: r.changed,
+                    },
+                );
             }
             Command::StreamReplay {
                 queue, consumer, reset, ..

@@ -11,7 +11,8 @@
 use ratatui::crossterm::event::KeyEvent;
 use warren_shared::{
     AuditEntry, BindingInfo, ConnectionInfo, ConsumerInfo, ExchangeInfo, MessageFilter, MoveRequest, MoveTask,
-    PeekedMessage, PriorityRequest, PublishRequest, StreamActionResult, StreamOffsetReset, StreamSnapshot,
+    PeekedMessage, PriorityRequest, PublishRequest, StreamActionResult, StreamOffsetReset, StreamSnapshot, UndoResult,
+    UndoTicket,
 };
 
 /// A queue, by vhost and name (the key of everything per-queue in the console).
@@ -109,6 +110,27 @@ pub enum ApiEvent {
     ConnectionClosed {
         request_id: RequestId,
         connection: u64,
+    },
+    /// The purge or delete `request_id` can be undone with `ticket` (sent right after its `Purged` / `Deleted`).
+    Undoable {
+        request_id: RequestId,
+        queue: QueueKey,
+        /// "purged" or "deleted".
+        action: String,
+        count: u64,
+        ticket: UndoTicket,
+    },
+    /// An undo put messages back.
+    Undone {
+        request_id: RequestId,
+        result: UndoResult,
+    },
+    /// A queue was paused or resumed (`changed`: it was not already).
+    Paused {
+        request_id: RequestId,
+        queue: QueueKey,
+        paused: bool,
+        changed: bool,
     },
     /// A stream replay or truncate was done.
     StreamActed {
@@ -209,6 +231,17 @@ pub enum Command {
         connection: u64,
         reason: String,
     },
+    /// Puts back what purge or delete `id` removed.
+    Undo {
+        request_id: RequestId,
+        id: u64,
+    },
+    /// Pauses (`paused`) or resumes a queue.
+    Pause {
+        request_id: RequestId,
+        queue: QueueKey,
+        paused: bool,
+    },
     /// Sets where the named stream consumer `consumer` reads next ("replay from").
     StreamReplay {
         request_id: RequestId,
@@ -241,6 +274,8 @@ impl Command {
             | Command::Priority { request_id, .. }
             | Command::Publish { request_id, .. }
             | Command::CloseConnection { request_id, .. }
+            | Command::Pause { request_id, .. }
+            | Command::Undo { request_id, .. }
             | Command::StreamReplay { request_id, .. }
             | Command::StreamTruncate { request_id, .. } => Some(*request_id),
             Command::Fetch(_) | Command::Peek { .. } | Command::ReadAudit { .. } | Command::Quit => None,

@@ -147,6 +147,12 @@ fn queue(name: &str, i: u64) -> QueueInfo {
     }
     q.messages = q.messages_ready + q.messages_unacked;
     q.message_bytes = q.messages * 60;
+    q.drain_ms = match name {
+        "emails" => Some(45_000 - i * 1000),
+        "orders" | "orders.dlq" => None,
+        "payments" => Some(15_000),
+        _ => Some(0),
+    };
     q
 }
 

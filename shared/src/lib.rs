@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod cli;
+pub mod drain;
 pub mod loose;
 pub mod management;
 pub mod rabbit;
@@ -22,6 +23,12 @@ pub struct Overview {
     /// Memory and disk against their alarm limits (older brokers send none).
     #[serde(default)]
     pub resources: Resources,
+    /// How long an operator's purge or delete can be undone (0: no undo), so dialogs can say so beforehand.
+    #[serde(default)]
+    pub undo_window_ms: u64,
+    /// At most this much of a purge or delete (bodies and properties) is kept for undo.
+    #[serde(default)]
+    pub undo_max_bytes: u64,
     /// RabbitMQ's fields, for the tools that read them (`rabbit.rs`).
     #[serde(flatten, default)]
     pub rabbitmq: rabbit::OverviewFields,
@@ -98,6 +105,10 @@ pub struct QueueInfo {
     pub rates: QueueRates,
     /// How long the oldest ready message has waited (consumer lag in time; the count behind is messages_ready).
     pub time_behind_ms: u64,
+    /// How long the ready backlog takes to drain at the net rate of the last 10 s (`drain::time_to_drain_ms`): 0
+    /// when nothing is ready, null when it does not shrink at this rate.
+    #[serde(default)]
+    pub drain_ms: Option<u64>,
     /// Publish -> deliver latency over the last one to two minutes.
     pub latency_deliver: LatencySummary,
     /// Publish -> ack latency over the last one to two minutes.
@@ -108,6 +119,9 @@ pub struct QueueInfo {
     /// Queues (in this vhost) whose dead letters are routed into this queue.
     #[serde(default)]
     pub dead_letter_sources: Vec<String>,
+    /// Paused by an operator: consumers stay subscribed, nothing is delivered (`rabbitmq.state` is "paused").
+    #[serde(default)]
+    pub paused: bool,
     /// A stream's log and its consumers' positions (`type` "stream" only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<StreamSummary>,
@@ -339,6 +353,50 @@ pub struct PeekedMessage {
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PurgeResult {
     pub purged: u64,
+    /// How to undo it (`POST /api/undo/{id}`), and until when; none when undo is off or it was too large to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<UndoTicket>,
+}
+
+/// A removal that can be undone: `POST /api/undo/{id}` until `until_ms` (unix ms).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct UndoTicket {
+    pub id: u64,
+    pub until_ms: u64,
+}
+
+/// `GET /api/undo`: a purge or delete that can still be undone (newest first).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct UndoBatch {
+    pub id: u64,
+    pub vhost: String,
+    pub queue: String,
+    /// "purge" or "delete".
+    pub action: String,
+    pub user: String,
+    pub messages: u64,
+    pub bytes: u64,
+    pub at_ms: u64,
+    pub until_ms: u64,
+}
+
+/// `POST /api/undo/{id}`: the messages put back into their queue.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct UndoResult {
+    pub vhost: String,
+    pub queue: String,
+    pub restored: u64,
+}
+
+/// `PUT /api/queues/{vhost}/{name}/pause` and `/resume`: the state now, and whether this call changed it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct PauseResult {
+    pub paused: bool,
+    pub changed: bool,
 }
 
 /// Every error: `{ "error": "...", "reason": "..." }`.
@@ -441,6 +499,9 @@ pub struct DeleteMessages {
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct DeleteResult {
     pub deleted: u64,
+    /// As for a purge: how to undo it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<UndoTicket>,
 }
 
 /// `POST /api/exchanges/{vhost}/{name}/publish` (the default exchange is `amq.default`).

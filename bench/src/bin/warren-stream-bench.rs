@@ -3,7 +3,7 @@
 //! Per target: publish N messages of `--size` bytes with confirms into a fresh stream (a window of confirms in
 //! flight); then 1, 4 and 16 consumers (each on its own connection, prefetch 1000, acking with `multiple` every 100)
 //! replay the whole stream from `first` at once; then the time from `basic.consume` at offset 0.9 N to the first
-//! delivery. With `--pid NAME=PID` it samples that broker's RSS after the publish and at the end of each replay.
+//! delivery. With `--pid NAME=PID` it samples that broker's RSS every 200 ms and reports the peak of each phase.
 //!
 //! Usage: `warren-stream-bench --target warren=amqp://... --target rabbitmq=amqp://... [--pid warren=123]` (see
 //! `scripts/bench-streams`).
@@ -34,10 +34,26 @@ struct Args {
     /// Replays to run, each with this many consumers at once.
     #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
     consumers: Vec<usize>,
-    /// Each replaying consumer reads the first this many messages (default: the whole stream). For long runs: 16
-    /// consumers replaying 10M messages through one lapin process take most of an hour per broker.
-    #[arg(long)]
-    replay_limit: Option<u64>,
+    /// Each replaying consumer reads the first this many messages (default: the whole stream): `M` for every
+    /// replay, or `K=M` for the replay with K consumers (comma-separated). For long runs: 16 consumers replaying
+    /// 10M messages through one lapin process take most of an hour per broker.
+    #[arg(long, value_delimiter = ',')]
+    replay_limit: Vec<String>,
+}
+
+impl Args {
+    /// How many messages each of `k` replaying consumers reads.
+    fn replay_of(&self, k: usize) -> Res<u64> {
+        let mut limit = self.messages;
+        for l in &self.replay_limit {
+            match l.split_once('=') {
+                Some((count, m)) if count.parse::<usize>()? == k => limit = m.parse()?,
+                Some(_) => {}
+                None => limit = l.parse()?,
+            }
+        }
+        Ok(limit.min(self.messages))
+    }
 }
 
 /// The broker's peak RSS while `f` runs, sampled every 200 ms (with the sample at its end).
@@ -193,10 +209,21 @@ async fn main() -> Res<()> {
     let pids = args.pids.iter().map(|t| split(t)).collect::<Res<Vec<_>>>()?;
     let pid_of = |name: &str| pids.iter().find(|(n, _)| n == name).and_then(|(_, p)| p.parse().ok());
     let n = args.messages;
-    let replay = args.replay_limit.unwrap_or(n).min(n);
+    let replays = args
+        .consumers
+        .iter()
+        .map(|&k| Ok((k, args.replay_of(k)?)))
+        .collect::<Res<Vec<(usize, u64)>>>()?;
     println!(
-        "streams: {} messages of {} B, confirms (window {}), replays of {} messages from first with {:?} consumers",
-        n, args.size, args.window, replay, args.consumers
+        "streams: {} messages of {} B, confirms (window {}), replays from first: {}",
+        n,
+        args.size,
+        args.window,
+        replays
+            .iter()
+            .map(|(k, m)| format!("{k} consumer(s) reading {m} each"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
     for (name, url) in &targets {
@@ -206,7 +233,7 @@ async fn main() -> Res<()> {
         let (rate, rss) = peak_rss(pid, publish_all(url, n, args.size, args.window)).await;
         cells.push(format!("{:.0}", rate?));
         cells.push(rss);
-        for &k in &args.consumers {
+        for &(k, replay) in &replays {
             eprintln!("[{name}] replay with {k} consumers");
             let t = Instant::now();
             let runs = (0..k).map(|_| tokio::spawn(replay_one(url.clone(), replay)));

@@ -54,10 +54,10 @@ async fn delete_messages(
         ));
     }
     q.settle_moved(taken.iter());
-    audit(&b, &caller, "delete_messages", &v, &name, taken.len() as u64);
-    Ok(Json(DeleteResult {
-        deleted: taken.len() as u64,
-    }))
+    let deleted = taken.len() as u64;
+    audit(&b, &caller, "delete_messages", &v, &name, deleted);
+    let undo = super::undo::keep(&b, &caller, &v, &name, "delete", taken);
+    Ok(Json(DeleteResult { deleted, undo }))
 }
 
 /// RabbitMQ's `properties` object of a publish: `delivery_mode`, `priority`, the string properties, and

@@ -31,12 +31,14 @@ mod nodes;
 mod openapi;
 mod overview;
 mod paging;
+mod pause;
 mod policies;
 mod queues;
 mod resources;
 pub mod server;
 mod stream;
 mod streams;
+mod undo;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -237,6 +239,8 @@ fn routes() -> ApiRouter<AdminState> {
         .merge(policies::router())
         .merge(stream::router())
         .merge(streams::router())
+        .merge(pause::router())
+        .merge(undo::router())
         .merge(resources::router())
         .merge(connections::router())
         .merge(openapi::router())

@@ -422,19 +422,23 @@ impl Job {
             }
         }
         if last > 0 {
-            let mut rx = self.broker.store.syncer.subscribe();
-            loop {
-                if let Some(ok) = rx.borrow_and_update().outcome_range(first, last) {
-                    failed |= !ok;
-                    break;
-                }
-                if rx.changed().await.is_err() {
-                    failed = true;
-                    break;
-                }
-            }
+            failed |= !synced(&self.broker, first, last).await;
         }
         (moved, kept, !failed)
+    }
+}
+
+/// Waits until the syncer's rounds `first..=last` (the tickets of publishes) are done; whether all of them stored
+/// what they held.
+pub(super) async fn synced(broker: &Broker, first: u64, last: u64) -> bool {
+    let mut rx = broker.store.syncer.subscribe();
+    loop {
+        if let Some(ok) = rx.borrow_and_update().outcome_range(first, last) {
+            return ok;
+        }
+        if rx.changed().await.is_err() {
+            return false;
+        }
     }
 }
 

@@ -133,6 +133,8 @@ pub fn build(b: &Broker, caller: &Caller) -> Overview {
         totals: t,
         rates,
         resources: resources(b),
+        undo_window_ms: b.quarantine.window_ms,
+        undo_max_bytes: b.quarantine.max_bytes,
         rabbitmq,
     }
 }

@@ -58,6 +58,8 @@ pub fn info(q: &Queue, dead_letter_sources: Vec<String>) -> QueueInfo {
         let l = q.latency.lock().unwrap_or_else(|e| e.into_inner());
         (latency(&l.deliver), latency(&l.ack))
     };
+    let queue_rates = rates(q);
+    let message_stats = message_stats(s, &queue_rates);
     QueueInfo {
         vhost: q.spec.vhost.clone(),
         name: q.spec.name.clone(),
@@ -85,7 +87,11 @@ pub fn info(q: &Queue, dead_letter_sources: Vec<String>) -> QueueInfo {
             expired: QueueStats::get(&s.expired),
             dropped: QueueStats::get(&s.dropped),
         },
-        rates: rates(q),
+        // A stream never drains: reading removes nothing.
+        drain_ms: match stream {
+            Some(_) => None,
+            None => warren_shared::drain::time_to_drain_ms(ready, &queue_rates),
+        },
         time_behind_ms: q.time_behind_ms(),
         latency_deliver,
         latency_ack,
@@ -93,10 +99,12 @@ pub fn info(q: &Queue, dead_letter_sources: Vec<String>) -> QueueInfo {
         dead_letter_routing_key: q.limits().dead_letter_routing_key.clone(),
         dead_letter_sources,
         stream,
+        paused: q.is_paused(),
+        rates: queue_rates,
         rabbitmq: rabbit::QueueFields {
             messages_unacknowledged: unacked,
-            message_stats: message_stats(s, &rates(q)),
-            state: "running".into(),
+            message_stats,
+            state: if q.is_paused() { "paused" } else { "running" }.into(),
             node: super::nodes::node_name(),
         },
     }
@@ -336,7 +344,23 @@ async fn purge(
     caller.check(&b, &v, Perm::Read, Kind::Queue, &name)?;
     let q = queue(&b, &v, &name)?;
     refuse_stream(&q, &v, &name, "purge")?;
-    let purged = q.purge() as u64;
+    let (ready, bytes) = q.depth();
+    let (purged, undo) = if ready > 0 && b.quarantine.fits(bytes) {
+        // Kept for undo: taken out and settled (durably gone from the queue), then held by the quarantine. Taking
+        // may read a disk-backed queue: not on an async worker.
+        let q2 = q.clone();
+        let taken = tokio::task::spawn_blocking(move || {
+            let taken = q2.take(None);
+            q2.settle_moved(taken.iter());
+            taken
+        })
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?;
+        let n = taken.len() as u64;
+        (n, super::undo::keep(&b, &caller, &v, &name, "purge", taken))
+    } else {
+        (q.purge() as u64, None)
+    };
     audit(&b, &caller, "purge", &v, &name, purged);
-    Ok(Json(PurgeResult { purged }))
+    Ok(Json(PurgeResult { purged, undo }))
 }

@@ -173,6 +173,8 @@ async fn peek_changes_nothing_and_purge_counts() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (_, info) = call(&b, Method::GET, "/api/queues/%2F/q", Some("guest:guest"), "").await;
     assert_eq!(info["messages_ready"], 5, "peek took nothing");
+    // Published to, with no consumer: the backlog does not drain at this rate.
+    assert_eq!(info["drain_ms"], serde_json::Value::Null, "{info}");
     let (s, body) = call(
         &b,
         Method::DELETE,
@@ -182,6 +184,8 @@ async fn peek_changes_nothing_and_purge_counts() {
     )
     .await;
     assert_eq!((s, body["purged"].clone()), (StatusCode::OK, serde_json::json!(5)));
+    let (_, info) = call(&b, Method::GET, "/api/queues/%2F/q", Some("guest:guest"), "").await;
+    assert_eq!(info["drain_ms"], 0, "nothing ready: drained");
 }
 
 /// The OpenAPI document is generated from the routers: every operation in it is served (no "no such endpoint", no

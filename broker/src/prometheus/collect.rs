@@ -558,6 +558,16 @@ fn per_queue(enc: &mut DescriptorEncoder, vhosts: &[Arc<crate::vhost::VHost>], r
             m.encode_family(&labels(vhosts, r))?.encode_gauge(&u)?;
         }
     }
+    let mut m = enc.encode_descriptor(
+        "warren_queue_paused",
+        "1 while an operator has the queue paused (consumers stay, nothing is delivered)",
+        None,
+        MetricType::Gauge,
+    )?;
+    for r in rows {
+        m.encode_family(&labels(vhosts, r))?
+            .encode_gauge(&u64::from(r.queue.is_paused()))?;
+    }
     for (i, name, help) in WARREN_QUEUE_COUNTERS {
         let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
         for r in rows {

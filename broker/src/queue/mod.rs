@@ -28,6 +28,7 @@ pub mod dedup;
 mod delete;
 pub mod latency;
 mod metrics;
+mod pause;
 mod settings;
 pub mod spill;
 mod store;
@@ -123,6 +124,8 @@ pub struct Queue {
     sync: Option<SyncPolicy>,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
+    /// Paused by an operator (`pause.rs`): consumers stay, nothing is delivered.
+    paused: AtomicBool,
     /// Ourselves, so deliveries can carry an `Arc<Queue>` back to the connection for acks.
     me: Weak<Queue>,
     /// The broker's clock: TTL, `x-expires`, latencies, de-duplication windows and `x-death` times.
@@ -250,6 +253,7 @@ impl Queue {
             sync,
             state: Mutex::new(state),
             deleted: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
             me: me.clone(),
             clock,
             timer,
@@ -550,6 +554,9 @@ impl Queue {
     }
 
     fn dispatch_locked(this: &Queue, st: &mut QueueState) {
+        if this.is_paused() {
+            return;
+        }
         if this.is_stream {
             return Self::stream_dispatch(this, st);
         }
@@ -871,9 +878,12 @@ impl Queue {
         self.arm_store(&st);
     }
 
-    /// basic.get: the next ready message and how many remain.
+    /// basic.get: the next ready message and how many remain (none while the queue is paused).
     pub fn get(&self) -> Option<(Entry, u32)> {
         self.touch();
+        if self.is_paused() {
+            return None;
+        }
         let mut st = self.lock();
         let e = loop {
             let popped = {

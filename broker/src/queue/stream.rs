@@ -172,6 +172,9 @@ impl Queue {
     /// Gives each stream consumer what it may take now; starts reads for those whose next messages are only in the
     /// files.
     pub(super) fn stream_dispatch(this: &Queue, st: &mut QueueState) {
+        if this.is_paused() {
+            return;
+        }
         let Some(arc) = this.self_arc() else { return };
         let Some(s) = st.stream.as_mut() else { return };
         let mut reads = Vec::new();

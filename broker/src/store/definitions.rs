@@ -59,6 +59,9 @@ pub struct ExchangeDef {
 pub struct QueueDef {
     pub name: String,
     pub arguments: FieldTable,
+    /// Paused by an operator (older records have no such field: not paused).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +105,7 @@ impl QueueDef {
         QueueDef {
             name: q.name().to_string(),
             arguments: q.spec.arguments.clone(),
+            paused: q.is_paused(),
         }
     }
 }
@@ -157,6 +161,12 @@ pub enum DefOp {
         vhost: String,
         name: String,
     },
+    /// An operator paused or resumed a durable queue.
+    PauseQueue {
+        vhost: String,
+        name: String,
+        paused: bool,
+    },
     /// Users, vhosts and permissions (`access_defs.rs`); their records carry their own `op` names.
     #[serde(untagged)]
     Access(AccessOp),
@@ -210,6 +220,11 @@ impl Model {
             }
             DefOp::DeletePolicy { vhost, name } => {
                 self.vhost(vhost).policies.remove(&name);
+            }
+            DefOp::PauseQueue { vhost, name, paused } => {
+                if let Some(q) = self.vhost(vhost).queues.get_mut(&name) {
+                    q.paused = paused;
+                }
             }
             DefOp::Access(op) => {
                 if let AccessOp::DeleteVHost { name, .. } = &op {
@@ -348,6 +363,7 @@ mod tests {
         QueueDef {
             name: name.into(),
             arguments: FieldTable::default(),
+            paused: false,
         }
     }
 

@@ -13,6 +13,7 @@ fn queue(name: &str) -> DefOp {
         queue: QueueDef {
             name: name.into(),
             arguments,
+            paused: false,
         },
     }
 }
@@ -144,6 +145,7 @@ fn an_old_definitions_json_is_migrated_once() {
             queues: vec![QueueDef {
                 name: "q".into(),
                 arguments: FieldTable::default(),
+                paused: false,
             }],
             bindings: vec![BindingDef {
                 source: "x".into(),

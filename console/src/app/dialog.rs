@@ -81,6 +81,21 @@ pub enum Action {
     Close {
         connection: ConnectionInfo,
     },
+    /// Put back what purge or delete `id` removed (`what`: "the 7 messages purged"; `until`: when the undo
+    /// window ends, as a local time).
+    Undo {
+        id: u64,
+        queue: QueueKey,
+        what: String,
+        until: String,
+    },
+    /// Pause (`pause`) or resume a queue; `consumers` and `ready` as the last snapshot saw them.
+    Pause {
+        queue: QueueKey,
+        pause: bool,
+        consumers: u64,
+        ready: u64,
+    },
     /// `input`: where the named stream consumer reads next (see [`Position::parse`]). `offset` and `lag`: where it
     /// is now, as the last snapshot saw it.
     Replay {
@@ -125,6 +140,9 @@ pub struct Dialog {
     pub request_id: Option<RequestId>,
     /// Redrive only: the broker's move task, once the first answer named it (cancel and progress go by it).
     pub move_task: Option<u64>,
+    /// Purge and delete: whether (and for how long) the broker keeps what they remove for undo, in words; none: it
+    /// cannot be undone.
+    pub undo_note: Option<String>,
 }
 
 impl Dialog {
@@ -141,7 +159,15 @@ impl Dialog {
             failed: false,
             request_id: None,
             move_task: None,
+            undo_note: None,
         }
+    }
+
+    /// The line that says whether the removal can be undone.
+    fn undo_line(&self) -> String {
+        self.undo_note
+            .clone()
+            .unwrap_or_else(|| "This cannot be undone.".into())
     }
 
     /// Whether an answer to `request_id` is meant for this dialog.
@@ -174,6 +200,9 @@ impl Dialog {
             Action::Priority { .. } => "Change priority",
             Action::Publish { .. } => "Publish a test message",
             Action::Close { .. } => "Close connection",
+            Action::Undo { .. } => "Undo",
+            Action::Pause { pause: true, .. } => "Pause a queue",
+            Action::Pause { pause: false, .. } => "Resume a queue",
             Action::Replay { .. } => "Replay a stream consumer",
             Action::Truncate { .. } => "Truncate a stream",
         }
@@ -206,7 +235,7 @@ impl Dialog {
                         v
                     }
                 };
-                lines.push("This cannot be undone.".into());
+                lines.push(self.undo_line());
                 lines
             }
             Action::Redrive { queue, scope } => {
@@ -225,13 +254,23 @@ impl Dialog {
                     rate,
                 ]
             }
-            Action::Delete { queue, ids } => vec![format!(
-                "Delete {} message{} from {} on {}. This cannot be undone.",
-                count(ids.len() as u64),
-                plural(ids.len()),
-                queue.name,
-                queue.vhost
-            )],
+            Action::Delete { queue, ids } => vec![
+                format!(
+                    "Delete {} message{} from {} on {}.",
+                    count(ids.len() as u64),
+                    plural(ids.len()),
+                    queue.name,
+                    queue.vhost
+                ),
+                self.undo_line(),
+            ],
+            Action::Undo { queue, what, until, .. } => vec![
+                format!(
+                    "Put back {what} into {} on {} (at its tail, in their order)?",
+                    queue.name, queue.vhost
+                ),
+                format!("Undo is possible until {until}."),
+            ],
             Action::Priority { queue, ids } => vec![
                 format!(
                     "Change the priority of {} message{} in {} on {}.",
@@ -257,6 +296,36 @@ impl Dialog {
                 c.vhost,
                 c.channels,
                 plural(c.channels as usize)
+            )],
+            Action::Pause {
+                queue,
+                pause: true,
+                consumers,
+                ready,
+            } => vec![
+                format!(
+                    "Pause queue {} on {} until it is resumed: its consumers ({}) stay subscribed and get nothing; \
+                     {} ready message{} wait.",
+                    queue.name,
+                    queue.vhost,
+                    count(*consumers),
+                    count(*ready),
+                    plural(*ready as usize)
+                ),
+                "Publishing, peek, moves and purge go on; a durable queue stays paused across restarts.".into(),
+            ],
+            Action::Pause {
+                queue,
+                consumers,
+                ready,
+                ..
+            } => vec![format!(
+                "Resume queue {} on {}: its consumers ({}) get the {} ready message{} at once.",
+                queue.name,
+                queue.vhost,
+                count(*consumers),
+                count(*ready),
+                plural(*ready as usize)
             )],
             Action::Replay {
                 queue,
@@ -382,6 +451,12 @@ impl Dialog {
                 connection: connection.id,
                 reason: "closed from warren-console".into(),
             }],
+            Action::Undo { id, .. } => vec![Command::Undo { request_id, id: *id }],
+            Action::Pause { queue, pause, .. } => vec![Command::Pause {
+                request_id,
+                queue: queue.clone(),
+                paused: *pause,
+            }],
             Action::Replay { queue, consumer, .. } => match Position::parse(&self.input, now_ms) {
                 Ok(p) => vec![Command::StreamReplay {
                     request_id,
@@ -423,6 +498,15 @@ impl Dialog {
 
     pub fn finish(&mut self, ok: bool, lines: Vec<String>) {
         self.phase = Phase::Done { ok, lines };
+    }
+
+    /// The answer said the removal can be undone: say how, under the result (or, while answers of a purge of
+    /// several queues are still coming, with the results).
+    pub fn note_undo(&mut self, line: String) {
+        match &mut self.phase {
+            Phase::Done { lines, .. } => lines.push(line),
+            _ => self.results.push(line),
+        }
     }
 
     /// A move task arrived (accepted, progressed or ended). Progress only moves forward: a running report after

@@ -10,7 +10,7 @@ use warren_shared::QueueInfo;
 use super::history::{History, Trend};
 use crate::event::QueueKey;
 
-/// The queue table's columns, in display order (the digit keys 1..9, 0, - sort by them in that order).
+/// The queue table's columns, in display order (the digit keys 1..9, 0 sort by the first ten in that order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Column {
     Name,
@@ -21,13 +21,14 @@ pub enum Column {
     In,
     Out,
     Behind,
+    Drain,
     Trend,
     P99,
     Errors,
 }
 
 impl Column {
-    pub const ALL: [Column; 11] = [
+    pub const ALL: [Column; 12] = [
         Column::Name,
         Column::Type,
         Column::Ready,
@@ -36,6 +37,7 @@ impl Column {
         Column::In,
         Column::Out,
         Column::Behind,
+        Column::Drain,
         Column::Trend,
         Column::P99,
         Column::Errors,
@@ -51,6 +53,7 @@ impl Column {
             Column::In => "IN/s",
             Column::Out => "OUT/s",
             Column::Behind => "BEHIND",
+            Column::Drain => "DRAIN",
             Column::Trend => "TREND",
             Column::P99 => "P99",
             Column::Errors => "ERR/s",
@@ -109,6 +112,15 @@ pub fn role(q: &QueueInfo) -> Option<&'static str> {
     }
 }
 
+/// Time to drain, short: `drained`, `4m12s`, `never` (at this rate).
+pub fn drain_text(q: &QueueInfo) -> String {
+    match q.drain_ms {
+        Some(0) => "drained".into(),
+        Some(ms) => crate::format::duration_ms(ms),
+        None => "never".into(),
+    }
+}
+
 /// Rejects, nacks, expiries and drops per second (over ten seconds, so one bad message does not flicker).
 pub fn error_rate(q: &QueueInfo) -> f64 {
     let r = &q.rates;
@@ -126,6 +138,8 @@ fn compare(a: &QueueInfo, b: &QueueInfo, column: Column, history: &History) -> O
         Column::In => f(a.rates.publish.last_1s, b.rates.publish.last_1s),
         Column::Out => f(a.rates.deliver.last_1s, b.rates.deliver.last_1s),
         Column::Behind => a.time_behind_ms.cmp(&b.time_behind_ms),
+        // Sooner first; "never" last.
+        Column::Drain => a.drain_ms.unwrap_or(u64::MAX).cmp(&b.drain_ms.unwrap_or(u64::MAX)),
         Column::Trend => trend_rank(history.trend(&key(a))).cmp(&trend_rank(history.trend(&key(b)))),
         Column::P99 => a.latency_deliver.p99.cmp(&b.latency_deliver.p99),
         Column::Errors => f(error_rate(a), error_rate(b)),

@@ -503,3 +503,26 @@ fn the_type_is_the_apis_and_the_role_is_a_marker() {
     let stream = stream_queue();
     assert_eq!((kind(&stream), role(&stream)), ("stream", None));
 }
+
+/// Issue 15, item 6: time to drain sorts sooner first and "never" last, and reads "drained", "45.0s" or "never".
+#[test]
+fn time_to_drain_sorts_never_last() {
+    use super::queues::{drain_text, rows, Column};
+    let mut app = app();
+    app.queue_table.sort = Column::Drain;
+    let order: Vec<String> = rows(&app.queues, &app.queue_table, &app.history)
+        .iter()
+        .map(|q| format!("{} {}", q.name, drain_text(q)))
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            "analytics drained",
+            "audit drained",
+            "payments 15.0s",
+            "emails 16.0s",
+            "orders never",
+            "orders.dlq never"
+        ]
+    );
+}

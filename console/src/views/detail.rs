@@ -46,10 +46,19 @@ fn summary_lines(app: &App, q: &QueueInfo) -> Vec<Line<'static>> {
         .consumer_utilisation
         .map(|u| format!(" (utilisation {:.0}%)", u * 100.0))
         .unwrap_or_default();
+    let paused = if q.paused {
+        Span::styled(
+            "   ⏸ PAUSED: nothing is delivered (Z resumes)",
+            Style::default().fg(WARN).add_modifier(Modifier::BOLD),
+        )
+    } else {
+        Span::raw("")
+    };
     let mut lines = vec![
         Line::from(vec![
             label("type"),
             value(flags.join(", ")),
+            paused,
             Span::raw("   "),
             label("policy"),
             value(q.policy.clone().unwrap_or_else(|| "none".into())),
@@ -69,6 +78,14 @@ fn summary_lines(app: &App, q: &QueueInfo) -> Vec<Line<'static>> {
             Span::raw("  "),
             label("behind"),
             value(format::duration_ms(q.time_behind_ms)),
+            Span::raw("  "),
+            label("drains"),
+            value(match q.drain_ms {
+                _ if q.stream.is_some() => "never (a stream keeps its messages)".to_string(),
+                Some(0) => "now (nothing ready)".to_string(),
+                Some(ms) => format!("in {}", format::duration_ms(ms)),
+                None => "never at this rate".to_string(),
+            }),
             Span::raw("  "),
             label("trend"),
             value(trend.word()),

@@ -32,6 +32,7 @@ fn width(c: Col) -> u16 {
         Col::Data(Column::In) | Col::Data(Column::Out) => 6,
         Col::Spark => 12,
         Col::Data(Column::Behind) => 8,
+        Col::Data(Column::Drain) => 8,
         Col::Data(Column::Trend) => 9,
         Col::Data(Column::P99) => 7,
         Col::Data(Column::Errors) => 6,
@@ -49,13 +50,14 @@ fn keep(c: Col) -> u8 {
         Col::Data(Column::Consumers) => 6,
         Col::Data(Column::Behind) => 7,
         Col::Spark => 8,
-        Col::Data(Column::Errors) => 9,
-        Col::Data(Column::P99) => 10,
-        Col::Data(Column::Type) => 11,
+        Col::Data(Column::Type) => 9,
+        Col::Data(Column::Drain) => 10,
+        Col::Data(Column::Errors) => 11,
+        Col::Data(Column::P99) => 12,
     }
 }
 
-const ORDER: [Col; 12] = [
+const ORDER: [Col; 13] = [
     Col::Data(Column::Name),
     Col::Data(Column::Type),
     Col::Data(Column::Ready),
@@ -65,6 +67,7 @@ const ORDER: [Col; 12] = [
     Col::Data(Column::Out),
     Col::Spark,
     Col::Data(Column::Behind),
+    Col::Data(Column::Drain),
     Col::Data(Column::Trend),
     Col::Data(Column::P99),
     Col::Data(Column::Errors),
@@ -106,6 +109,14 @@ fn cell(app: &App, q: &QueueInfo, col: Col, name_width: usize) -> Cell<'static> 
             } else {
                 format!("{}/{}", q.vhost, q.name)
             };
+            if q.paused {
+                // A paused queue must stand out: nothing is delivered from it.
+                let name = format::truncate(&name, name_width.saturating_sub(2));
+                return Cell::from(Line::from(vec![
+                    Span::styled("⏸ ", Style::default().fg(WARN)),
+                    Span::raw(name),
+                ]));
+            }
             Cell::from(format::truncate(&name, name_width))
         }
         Col::Data(Column::Type) => {
@@ -138,6 +149,13 @@ fn cell(app: &App, q: &QueueInfo, col: Col, name_width: usize) -> Cell<'static> 
         } else {
             format::duration_ms(q.time_behind_ms)
         }),
+        Col::Data(Column::Drain) => {
+            let style = match q.drain_ms {
+                None if q.messages_ready > 0 => Style::default().fg(WARN),
+                _ => Style::default(),
+            };
+            Cell::from(Line::from(Span::styled(queues::drain_text(q), style)).right_aligned())
+        }
         Col::Data(Column::Trend) => trend_cell(app.history.trend(&key)),
         Col::Data(Column::P99) => r(if q.latency_deliver.count == 0 {
             "-".into()

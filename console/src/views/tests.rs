@@ -320,3 +320,17 @@ fn help_lines_are_whole_when_wide_and_wrap_when_narrow() {
         }
     }
 }
+
+/// A paused queue stands out in the table (⏸ before its name) and in its detail.
+#[test]
+fn a_paused_queue() {
+    let mut app = app();
+    let mut s = snapshot(30);
+    if let Some(o) = s.queues.iter_mut().find(|q| q.name == "orders") {
+        o.paused = true;
+    }
+    api(&mut app, ApiEvent::Snapshot(Box::new(s)));
+    insta::assert_snapshot!("queues_with_a_paused_queue_120x14", draw(&app, 120, 14).backend());
+    go(&mut app, "detail orders");
+    insta::assert_snapshot!("detail_paused_120x12", draw(&app, 120, 12).backend());
+}

@@ -164,7 +164,7 @@ fn set_filter(app: &mut App, text: String) {
     }
 }
 
-const COMMANDS: [&str; 9] = [
+const COMMANDS: [&str; 10] = [
     "queues",
     "exchanges",
     "bindings",
@@ -173,6 +173,7 @@ const COMMANDS: [&str; 9] = [
     "audit",
     "messages",
     "detail",
+    "undo",
     "quit",
 ];
 
@@ -200,6 +201,7 @@ pub fn run_command(app: &mut App, text: &str) -> Vec<Command> {
         "co" | "conn" | "conns" | "connection" | "connections" => View::Connections,
         "cs" | "cons" | "consumer" | "consumers" => View::Consumers,
         "a" | "au" | "audit" => View::Audit,
+        "u" | "undo" => return super::views::undo(app),
         "m" | "msg" | "messages" | "peek" | "d" | "detail" => {
             let Some(name) = arg else {
                 app.flash(Level::Warn, format!("usage: :{word} <queue>"));

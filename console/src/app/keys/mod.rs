@@ -49,6 +49,8 @@ pub enum Do {
     SortColumn,
     Purge,
     Publish,
+    Pause,
+    Undo,
     /// `+`: in, `-`: out.
     Zoom,
     Freeze,
@@ -122,7 +124,8 @@ pub const BINDINGS: &[Binding] = &[
     b("?", "help: every key", Glob, false, "help", Do::Help),
     b(
         ":",
-        "command: queues, exchanges, bindings, connections, consumers, audit, messages <queue>, detail <queue>, quit",
+        "command: queues, exchanges, bindings, connections, consumers, audit, messages <queue>, detail <queue>, undo, \
+         quit",
         Glob,
         false,
         "views",
@@ -134,6 +137,14 @@ pub const BINDINGS: &[Binding] = &[
     b("g G home end", "first / last row", Glob, false, "", Do::Move),
     b("pgup pgdn ^b ^f ^u ^d", "page up / down", Glob, false, "", Do::Move),
     b("/", "filter the table", Glob, false, "filter", Do::Filter),
+    b(
+        "u",
+        "undo the last purge or delete made here, while the broker keeps it (also :undo)",
+        Glob,
+        true,
+        "",
+        Do::Undo,
+    ),
     b("enter", "open the queue's detail", Qs, false, "detail", Do::OpenDetail),
     b(
         "m",
@@ -162,11 +173,20 @@ pub const BINDINGS: &[Binding] = &[
         Do::Purge,
     ),
     b("N", "publish a test message", Qs, true, "", Do::Publish),
+    b("Z", "pause / resume the selected queue", Qs, true, "", Do::Pause),
     b("+ -", "zoom the rate charts in / out", Det, false, "zoom", Do::Zoom),
     b("f", "freeze / unfreeze the charts", Det, false, "freeze", Do::Freeze),
     b("m", "messages (peek)", Det, false, "messages", Do::Messages),
     b("P", "purge the queue", Det, true, "purge", Do::Purge),
     b("N", "publish a test message", Det, true, "publish", Do::Publish),
+    b(
+        "Z",
+        "pause / resume the queue (consumers stay, nothing is delivered)",
+        Det,
+        true,
+        "pause",
+        Do::Pause,
+    ),
     b("j k", "streams: select a consumer", Det, false, "", Do::Move),
     b(
         "R",
@@ -265,7 +285,7 @@ pub const BINDINGS: &[Binding] = &[
     b("n / esc", "cancel", Dlg, false, "cancel", Do::Cancel),
     b(
         "y",
-        "confirm (purge, delete, close a connection)",
+        "confirm (purge, delete, close a connection, pause, undo)",
         Dlg,
         false,
         "confirm",
@@ -396,7 +416,11 @@ fn dialog_allows(app: &App, does: Do) -> bool {
     // yes/no of purge, delete and close (y only: enter means no).
     let yes_no = matches!(
         d.action,
-        Action::Purge { .. } | Action::Delete { .. } | Action::Close { .. }
+        Action::Purge { .. }
+            | Action::Delete { .. }
+            | Action::Close { .. }
+            | Action::Pause { .. }
+            | Action::Undo { .. }
     );
     match d.phase {
         Phase::Confirm => match does {

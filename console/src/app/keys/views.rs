@@ -53,6 +53,60 @@ fn open(app: &mut App, action: Action) -> Vec<Command> {
     Vec::new()
 }
 
+/// Opens a purge or delete of about `bytes`, saying whether the broker will keep it for undo (from the overview's
+/// window and bound).
+fn open_removal(app: &mut App, action: Action, bytes: u64) -> Vec<Command> {
+    let note = app.overview.as_ref().and_then(|o| {
+        if o.undo_window_ms == 0 {
+            None
+        } else if bytes > o.undo_max_bytes {
+            Some(format!(
+                "This cannot be undone: {} is more than the {} the broker keeps for undo.",
+                crate::format::bytes(bytes),
+                crate::format::bytes(o.undo_max_bytes)
+            ))
+        } else {
+            Some(format!(
+                "It can be undone for {} afterwards (u, or :undo).",
+                crate::format::duration_ms(o.undo_window_ms)
+            ))
+        }
+    });
+    open(app, action);
+    if let Some(d) = app.dialog.as_mut() {
+        d.undo_note = note;
+    }
+    Vec::new()
+}
+
+/// `u` and `:undo`: put back the last purge or delete made from this console, behind a confirmation.
+pub fn undo(app: &mut App) -> Vec<Command> {
+    let Some(u) = app.last_undo.clone() else {
+        app.flash(
+            Level::Info,
+            "nothing to undo: purges and deletes made from this console can be undone for a while",
+        );
+        return Vec::new();
+    };
+    if u.until_ms <= app.now_ms {
+        app.last_undo = None;
+        app.flash(Level::Warn, format!("too late: the undo of {} has ended", u.queue.name));
+        return Vec::new();
+    }
+    let action = Action::Undo {
+        id: u.id,
+        what: format!(
+            "the {} message{} {}",
+            crate::format::count(u.count),
+            if u.count == 1 { "" } else { "s" },
+            u.action
+        ),
+        until: crate::format::clock(u.until_ms, app.settings.utc_offset_s),
+        queue: u.queue,
+    };
+    open(app, action)
+}
+
 const APPEND_ONLY: &str = "streams are append-only: nothing is purged, deleted, moved out or reprioritised";
 
 fn is_stream(app: &App, queue: &QueueKey) -> bool {
@@ -91,6 +145,7 @@ pub fn on_binding(app: &mut App, binding: &Binding, key: KeyEvent) -> Vec<Comman
             app.prompt = Some(Prompt { kind, text });
             return Vec::new();
         }
+        Do::Undo => return undo(app),
         Do::Back => {
             if *app.view() == View::Queues && !app.queue_table.filter.is_empty() {
                 app.queue_table.filter.clear();
@@ -202,6 +257,10 @@ fn on_queues(app: &mut App, does: Do, key: KeyEvent) -> Vec<Command> {
             Some(queue) => open(app, Action::Publish { queue }),
             None => Vec::new(),
         },
+        Do::Pause => match selected {
+            Some(queue) => pause(app, queue),
+            None => Vec::new(),
+        },
         _ => Vec::new(),
     }
 }
@@ -214,6 +273,13 @@ fn purge(app: &mut App, targets: Vec<QueueKey>) -> Vec<Command> {
         app.flash(Level::Warn, format!("{} is a stream: {APPEND_ONLY}", s.name));
         return Vec::new();
     }
+    // Each queue's purge is kept for undo on its own: the largest decides what the dialog can promise.
+    let largest = targets
+        .iter()
+        .filter_map(|k| app.queue(k))
+        .map(|q| q.message_bytes)
+        .max()
+        .unwrap_or(0);
     let queues = targets
         .into_iter()
         .map(|k| {
@@ -221,7 +287,21 @@ fn purge(app: &mut App, targets: Vec<QueueKey>) -> Vec<Command> {
             (k, n)
         })
         .collect();
-    open(app, Action::Purge { queues })
+    open_removal(app, Action::Purge { queues }, largest)
+}
+
+/// `Z`: pause a running queue, resume a paused one (as the last snapshot saw it).
+fn pause(app: &mut App, queue: QueueKey) -> Vec<Command> {
+    let Some(q) = app.queue(&queue) else {
+        return Vec::new();
+    };
+    let action = Action::Pause {
+        pause: !q.paused,
+        consumers: q.consumers,
+        ready: q.messages_ready,
+        queue,
+    };
+    open(app, action)
 }
 
 fn on_detail(app: &mut App, does: Do, key: KeyEvent, queue: QueueKey) -> Vec<Command> {
@@ -237,6 +317,7 @@ fn on_detail(app: &mut App, does: Do, key: KeyEvent, queue: QueueKey) -> Vec<Com
         Do::Messages => return app.push(View::Messages(queue)),
         Do::Purge => return purge(app, vec![queue]),
         Do::Publish => return open(app, Action::Publish { queue }),
+        Do::Pause => return pause(app, queue),
         Do::Replay | Do::Truncate => return on_stream_action(app, does, queue),
         Do::Move => {
             let rows = app.queue(&queue).map(stream::rows_of).unwrap_or_default();
@@ -357,7 +438,10 @@ fn on_messages(app: &mut App, does: Do, key: KeyEvent, queue: QueueKey) -> Vec<C
             };
             return open(app, Action::Redrive { queue, scope });
         }
-        Do::Delete if !targets.is_empty() => return open(app, Action::Delete { queue, ids: targets }),
+        Do::Delete if !targets.is_empty() => {
+            let bytes = m.items.iter().filter(|x| targets.contains(&x.id)).map(|x| x.size).sum();
+            return open_removal(app, Action::Delete { queue, ids: targets }, bytes);
+        }
         Do::Priority if !targets.is_empty() => return open(app, Action::Priority { queue, ids: targets }),
         Do::Purge => return purge(app, vec![queue]),
         Do::Publish => return open(app, Action::Publish { queue }),
