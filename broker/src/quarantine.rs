@@ -1,5 +1,6 @@
 //! Undo for an operator's purge and message delete: what they remove is kept here, per vhost and queue, for a
-//! window (`--undo-window`, default 10 minutes) and within a size bound (`--undo-max-bytes`, default 64 MiB), and
+//! window (`--undo-window`, default 10 minutes) and within a size bound (`--undo-max-bytes`, default 64 MiB: bodies,
+//! properties and [`PER_MESSAGE`] bytes each), and
 //! can be put back into its queue (`admin/undo.rs`) until the window ends; then it is dropped.
 //!
 //! Invariants:
@@ -57,9 +58,13 @@ pub struct Quarantine {
     pub max_bytes: u64,
 }
 
+/// What each message kept costs besides its body and properties (its `Arc`, the message struct, the batch's slot),
+/// roughly: counted so that many small messages cannot pass the bound unseen.
+pub const PER_MESSAGE: u64 = 256;
+
 /// Bytes a message counts for.
 fn size(m: &Message) -> u64 {
-    m.size() as u64
+    m.size() as u64 + PER_MESSAGE
 }
 
 impl Quarantine {
@@ -75,7 +80,8 @@ impl Quarantine {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether a removal of about `bytes` can be kept for undo.
+    /// Whether a removal of about `bytes` (counted as `keep` counts them: with [`PER_MESSAGE`] each) can be kept for
+    /// undo.
     pub fn fits(&self, bytes: u64) -> bool {
         self.window_ms > 0 && bytes <= self.max_bytes
     }

@@ -120,7 +120,7 @@ async fn a_purge_and_a_delete_can_be_undone_within_the_window_and_nothing_is_los
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_bound_a_purge_cannot_be_undone_and_an_undo_into_a_deleted_queue_waits() {
-    let broker = TestBroker::start_with(|c| c.undo_max_bytes = 100);
+    let broker = TestBroker::start_with(|c| c.undo_max_bytes = 1000);
     let admin = broker.admin_addr;
     let conn = connect(&broker.url()).await;
     let ch = channel(&conn).await;

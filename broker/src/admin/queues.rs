@@ -345,7 +345,8 @@ async fn purge(
     let q = queue(&b, &v, &name)?;
     refuse_stream(&q, &v, &name, "purge")?;
     let (ready, bytes) = q.depth();
-    let (purged, undo) = if ready > 0 && b.quarantine.fits(bytes) {
+    let kept_bytes = bytes + ready * crate::quarantine::PER_MESSAGE;
+    let (purged, undo) = if ready > 0 && b.quarantine.fits(kept_bytes) {
         // Kept for undo: taken out and settled (durably gone from the queue), then held by the quarantine. Taking
         // may read a disk-backed queue: not on an async worker.
         let q2 = q.clone();

@@ -197,7 +197,7 @@ fn a_purge_too_large_to_keep_says_it_cannot_be_undone_and_a_late_undo_says_too_l
     let lines = app.dialog.as_ref().map(|d| d.describe()).unwrap_or_default();
     assert_eq!(
         lines.last().map(String::as_str),
-        Some("This cannot be undone: 72.3KiB is more than the 1000B the broker keeps for undo.")
+        Some("This cannot be undone: 380.8KiB is more than the 1000B the broker keeps for undo.")
     );
     update(&mut app, code(KeyCode::Esc));
     app.last_undo = Some(super::UndoRef {

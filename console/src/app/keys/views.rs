@@ -53,9 +53,14 @@ fn open(app: &mut App, action: Action) -> Vec<Command> {
     Vec::new()
 }
 
-/// Opens a purge or delete of about `bytes`, saying whether the broker will keep it for undo (from the overview's
-/// window and bound).
-fn open_removal(app: &mut App, action: Action, bytes: u64) -> Vec<Command> {
+/// What the broker counts for each message it keeps for undo besides its body and properties (its
+/// `quarantine::PER_MESSAGE`).
+const UNDO_PER_MESSAGE: u64 = 256;
+
+/// Opens a purge or delete of `count` messages of about `bytes`, saying whether the broker will keep it for undo
+/// (from the overview's window and bound).
+fn open_removal(app: &mut App, action: Action, count: u64, bytes: u64) -> Vec<Command> {
+    let bytes = bytes + count * UNDO_PER_MESSAGE;
     let note = app.overview.as_ref().and_then(|o| {
         if o.undo_window_ms == 0 {
             None
@@ -274,12 +279,12 @@ fn purge(app: &mut App, targets: Vec<QueueKey>) -> Vec<Command> {
         return Vec::new();
     }
     // Each queue's purge is kept for undo on its own: the largest decides what the dialog can promise.
-    let largest = targets
+    let (count, largest) = targets
         .iter()
         .filter_map(|k| app.queue(k))
-        .map(|q| q.message_bytes)
-        .max()
-        .unwrap_or(0);
+        .map(|q| (q.messages_ready, q.message_bytes))
+        .max_by_key(|(n, bytes)| bytes + n * UNDO_PER_MESSAGE)
+        .unwrap_or((0, 0));
     let queues = targets
         .into_iter()
         .map(|k| {
@@ -287,7 +292,7 @@ fn purge(app: &mut App, targets: Vec<QueueKey>) -> Vec<Command> {
             (k, n)
         })
         .collect();
-    open_removal(app, Action::Purge { queues }, largest)
+    open_removal(app, Action::Purge { queues }, count, largest)
 }
 
 /// `Z`: pause a running queue, resume a paused one (as the last snapshot saw it).
@@ -440,7 +445,8 @@ fn on_messages(app: &mut App, does: Do, key: KeyEvent, queue: QueueKey) -> Vec<C
         }
         Do::Delete if !targets.is_empty() => {
             let bytes = m.items.iter().filter(|x| targets.contains(&x.id)).map(|x| x.size).sum();
-            return open_removal(app, Action::Delete { queue, ids: targets }, bytes);
+            let count = targets.len() as u64;
+            return open_removal(app, Action::Delete { queue, ids: targets }, count, bytes);
         }
         Do::Priority if !targets.is_empty() => return open(app, Action::Priority { queue, ids: targets }),
         Do::Purge => return purge(app, vec![queue]),
