@@ -145,26 +145,22 @@ impl Quarantine {
         Self::sweep_locked(&mut self.lock(), now_ms);
     }
 
-    /// What can be undone now, newest first, without the messages.
-    pub fn list(&self, now_ms: u64) -> Vec<Batch> {
+    /// What can be undone now, newest first: each batch without its messages, and how many it holds.
+    pub fn list(&self, now_ms: u64) -> Vec<(Batch, usize)> {
         let mut inner = self.lock();
         Self::sweep_locked(&mut inner, now_ms);
         inner
             .batches
             .iter()
             .rev()
-            .map(|b| Batch {
-                messages: Vec::new(),
-                ..b.clone()
+            .map(|b| {
+                let listed = Batch {
+                    messages: Vec::new(),
+                    ..b.clone()
+                };
+                (listed, b.messages.len())
             })
             .collect()
-    }
-
-    /// How many messages batch `id` holds, if it can still be undone.
-    pub fn count(&self, id: u64, now_ms: u64) -> Option<usize> {
-        let mut inner = self.lock();
-        Self::sweep_locked(&mut inner, now_ms);
-        inner.batches.iter().find(|b| b.id == id).map(|b| b.messages.len())
     }
 
     /// Takes batch `id` out to restore it (None: unknown, or its window has ended).
@@ -217,7 +213,7 @@ mod tests {
             .expect("kept");
         assert_eq!(until, 6_000);
         assert_eq!(q.list(5_500).len(), 1);
-        assert_eq!(q.count(id, 5_999), Some(3));
+        assert_eq!(q.list(5_999).first().map(|(b, n)| (b.id, *n)), Some((id, 3)));
         assert!(q.list(6_000).is_empty(), "the window has ended");
         assert!(q.take(id, 6_000).is_none());
         assert_eq!(q.totals(), (0, 0), "the space is reclaimed");
@@ -231,7 +227,7 @@ mod tests {
         let a = q.keep("/", "a", "purge", "ops", messages(1, 100), 0).expect("a");
         let b = q.keep("/", "b", "delete", "ops", messages(1, 100), 1).expect("b");
         let c = q.keep("/", "c", "purge", "ops", messages(1, 100), 2).expect("c");
-        let ids: Vec<u64> = q.list(3).iter().map(|x| x.id).collect();
+        let ids: Vec<u64> = q.list(3).iter().map(|(x, _)| x.id).collect();
         assert_eq!(ids, vec![c.0, b.0], "newest first; the oldest gave way");
         assert!(q.take(a.0, 3).is_none());
         assert!(
@@ -258,7 +254,7 @@ mod tests {
         assert_eq!(q.totals().0, 1);
         q.put_back(taken);
         assert_eq!(q.totals().0, 3);
-        let ids: Vec<u64> = q.list(3).iter().map(|x| x.id).collect();
+        let ids: Vec<u64> = q.list(3).iter().map(|(x, _)| x.id).collect();
         assert_eq!(ids, vec![b.0, a.0]);
     }
 }

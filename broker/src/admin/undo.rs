@@ -57,10 +57,10 @@ async fn list(State(b): State<Arc<Broker>>, caller: Caller) -> ApiResult<Vec<Und
         .quarantine
         .list(b.clock.now_ms())
         .into_iter()
-        .filter(|x| caller.sees_all() || caller.may_see(&b, &x.vhost))
-        .map(|x| UndoBatch {
+        .filter(|(x, _)| caller.sees_all() || caller.may_see(&b, &x.vhost))
+        .map(|(x, messages)| UndoBatch {
             id: x.id,
-            messages: b.quarantine.count(x.id, b.clock.now_ms()).unwrap_or(0) as u64,
+            messages: messages as u64,
             vhost: x.vhost,
             queue: x.queue,
             action: x.action,
@@ -81,11 +81,11 @@ async fn restore(State(b): State<Arc<Broker>>, caller: Caller, Path(id): Path<St
         ))
     };
     let now = b.clock.now_ms();
-    let found = b
+    let (found, _) = b
         .quarantine
         .list(now)
         .into_iter()
-        .find(|x| x.id == id)
+        .find(|(x, _)| x.id == id)
         .ok_or_else(gone)?;
     caller.check(&b, &found.vhost, Perm::Write, Kind::Queue, &found.queue)?;
     let batch = b.quarantine.take(id, now).ok_or_else(gone)?;
