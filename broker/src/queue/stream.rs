@@ -351,26 +351,23 @@ impl Queue {
         count: usize,
         matches: &dyn Fn(&Entry) -> bool,
     ) -> Option<std::io::Result<Vec<Entry>>> {
-        let plan = {
+        // What the files hold is read without the lock; what is appended and not written yet (the plan's limit)
+        // is only in the tail, and is taken with the plan.
+        let (plan, unwritten) = {
             let st = self.lock();
             let s = st.stream.as_ref()?;
             match crate::store::blocking(|| s.log.seek(start)) {
-                Ok(from) => s.log.plan(from, None, usize::MAX),
+                Ok(from) => {
+                    let plan = s.log.plan(from, None, usize::MAX);
+                    let unwritten = s.unwritten_from(from, plan.limit());
+                    (plan, unwritten)
+                }
                 Err(e) => return Some(Err(e)),
             }
         };
         let (mut out, mut skipped, mut scanned) = (Vec::new(), 0, 0usize);
-        let visited = plan.visit(&mut |r| {
-            scanned += r.body.len() + r.properties.len();
-            let e = Entry {
-                seq: r.seq,
-                message: Arc::new(super::message_of(&r)),
-                redelivered: false,
-                expires_at: None,
-                loc: None,
-                delivery_count: 0,
-                enqueued_ms: r.enqueued_ms,
-            };
+        let mut each = |e: Entry| {
+            scanned += e.message.body.len() + e.message.raw_properties.len();
             if matches(&e) {
                 if skipped < skip {
                     skipped += 1;
@@ -379,8 +376,30 @@ impl Queue {
                 }
             }
             out.len() < count && scanned < PEEK_SCAN_BYTES
-        });
-        Some(visited.map(|_| out))
+        };
+        let entry = |seq: u64, message: Arc<Message>, enqueued_ms: u64| Entry {
+            seq,
+            message,
+            redelivered: false,
+            expires_at: None,
+            loc: None,
+            delivery_count: 0,
+            enqueued_ms,
+        };
+        let mut more = true;
+        if let Err(e) = plan.visit(&mut |r| {
+            more = each(entry(r.seq, Arc::new(super::message_of(&r)), r.enqueued_ms));
+            more
+        }) {
+            return Some(Err(e));
+        }
+        for m in unwritten {
+            if !more {
+                break;
+            }
+            more = each(entry(m.offset, m.message, m.enqueued_ms));
+        }
+        Some(Ok(out))
     }
 
     /// The stream's figures (None for other queues).

@@ -658,6 +658,11 @@ pub struct ReadPlan {
 }
 
 impl ReadPlan {
+    /// Offsets from here on were not written when the plan was made: the read stops there.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
     /// Reads up to `max_records` messages (and about `max_bytes`): see `StreamLog::read`. A segment removed since the
     /// plan was made (retention) is passed over.
     pub fn read(&self, max_records: usize, max_bytes: usize) -> io::Result<Batch> {

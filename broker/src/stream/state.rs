@@ -248,6 +248,14 @@ impl StreamState {
         Ok(offset)
     }
 
+    /// The tail's messages from `from` on that are not in the files yet (a read of the files stops where they
+    /// start, at `written`), in offset order.
+    pub fn unwritten_from(&self, from: u64, written: u64) -> Vec<Cached> {
+        let start = from.max(written).max(self.tail_first);
+        let skip = (start - self.tail_first) as usize;
+        self.tail.iter().skip(skip).cloned().collect()
+    }
+
     /// Lets go of tail messages that are written, past the budget.
     pub fn trim_tail(&mut self) {
         let written = self.log.written().load(std::sync::atomic::Ordering::Acquire);
