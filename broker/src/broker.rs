@@ -32,6 +32,8 @@ pub struct ConnectionEntry {
     pub local: Option<std::net::SocketAddr>,
     /// Whether it came in on an AMQPS listener.
     pub tls: bool,
+    /// The protocol it speaks, as RabbitMQ names it: `AMQP 0-9-1`, `MQTT 3.1.1`, `MQTT 5.0`.
+    pub protocol: &'static str,
     pub user: Mutex<String>,
     pub vhost: Mutex<String>,
     pub connected_at_ms: u64,

@@ -118,6 +118,19 @@ pub struct Cli {
         value_parser = parse_prometheus_listen
     )]
     pub prometheus_listen: Vec<ListenAddr>,
+    /// MQTT 3.1.1 / 5.0 listen address; repeatable like --listen; `none` or an empty value turns it off
+    /// [default: 127.0.0.1:1883]
+    #[arg(
+        long,
+        env = "WARREN_MQTT_LISTEN",
+        value_name = "ADDR|none",
+        value_delimiter = ',',
+        value_parser = parse_prometheus_listen
+    )]
+    pub mqtt_listen: Vec<ListenAddr>,
+    /// The exchange MQTT publishes go to and MQTT subscriptions bind to (a topic exchange) [default: amq.topic]
+    #[arg(long, env = "WARREN_MQTT_EXCHANGE", value_name = "EXCHANGE")]
+    pub mqtt_exchange: Option<String>,
     /// AMQPS (AMQP over TLS) listen address; repeatable like --listen [default: 127.0.0.1:5671 when --tls-cert is
     /// given, none otherwise]
     #[arg(long, env = "WARREN_AMQPS_LISTEN", value_name = "ADDR", value_delimiter = ',')]
@@ -305,6 +318,9 @@ pub struct FileConfig {
     /// `"none"`, `""` or `[]` for no Prometheus listener.
     pub prometheus_listen: Option<Addrs>,
     pub prometheus_auth: Option<bool>,
+    /// `"none"`, `""` or `[]` for no MQTT listener.
+    pub mqtt_listen: Option<Addrs>,
+    pub mqtt_exchange: Option<String>,
     pub max_connections: Option<usize>,
     pub admin_max_connections: Option<usize>,
     /// Seconds.
@@ -356,6 +372,10 @@ pub struct Config {
     pub prometheus_listen: Vec<SocketAddr>,
     /// Whether the Prometheus listener asks for HTTP basic auth (off, as in RabbitMQ's plugin).
     pub prometheus_auth: bool,
+    /// MQTT listeners; empty: none.
+    pub mqtt_listen: Vec<SocketAddr>,
+    /// The topic exchange MQTT publishes and subscriptions use.
+    pub mqtt_exchange: String,
     /// AMQPS listeners (only with `tls`).
     pub amqps_listen: Vec<SocketAddr>,
     /// The admin API's HTTPS listeners (only with `tls`).
@@ -441,6 +461,8 @@ impl Default for Config {
             admin_listen: vec![([127, 0, 0, 1], 15672).into()],
             prometheus_listen: vec![([127, 0, 0, 1], 15692).into()],
             prometheus_auth: false,
+            mqtt_listen: vec![([127, 0, 0, 1], 1883).into()],
+            mqtt_exchange: "amq.topic".into(),
             amqps_listen: Vec::new(),
             admin_https_listen: Vec::new(),
             tls: None,
@@ -496,6 +518,14 @@ impl Config {
             (_, Some(file)) => file.into_vec("prometheus_listen", true)?,
             (_, None) => c.prometheus_listen,
         };
+        c.mqtt_listen = match (cli.mqtt_listen, file.mqtt_listen) {
+            (flag, _) if !flag.is_empty() => listen_addrs("mqtt_listen", flag)?,
+            (_, Some(file)) => file.into_vec("mqtt_listen", true)?,
+            (_, None) => c.mqtt_listen,
+        };
+        if let Some(x) = cli.mqtt_exchange.or(file.mqtt_exchange) {
+            c.mqtt_exchange = x;
+        }
         c.prometheus_auth = cli
             .prometheus_auth
             .or(file.prometheus_auth)

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod counters;
 pub mod message;
+pub mod mqtt;
 pub mod outbox;
 pub mod policy;
 pub mod prometheus;
@@ -79,6 +80,8 @@ pub struct Listeners {
     pub admin_https: Vec<TcpListener>,
     /// Prometheus metrics (plain HTTP, as RabbitMQ's plugin by default).
     pub prometheus: Vec<TcpListener>,
+    /// MQTT 3.1.1 and 5.0.
+    pub mqtt: Vec<TcpListener>,
 }
 
 /// Opens the data directory, recovers, and serves AMQP on an already-bound listener until `shutdown` is cancelled.
@@ -116,6 +119,7 @@ pub fn launch(config: Config) -> Result<(), RunError> {
             admin: bind_all(&c.admin_listen, "the admin API").await?,
             admin_https: bind_all(&c.admin_https_listen, "the admin API over HTTPS").await?,
             prometheus: bind_all(&c.prometheus_listen, "Prometheus metrics").await?,
+            mqtt: bind_all(&c.mqtt_listen, "MQTT (is another MQTT broker running? --mqtt-listen none turns it off)").await?,
         };
         tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %broker.config.data_dir.display(), "starting Warren");
         let shutdown = CancellationToken::new();
@@ -279,7 +283,26 @@ pub async fn serve_listeners(
             admin_cap,
         ))
     });
+    let mqtt_task = if listeners.mqtt.is_empty() {
+        None
+    } else {
+        let mqtt = mqtt::Mqtt::open(&broker)?;
+        Some(tokio::spawn(mqtt::run(
+            listeners.mqtt,
+            broker.clone(),
+            mqtt,
+            shutdown.clone(),
+            caps.amqp,
+        )))
+    };
     let result = server::run(listeners.amqp, amqps, broker, shutdown, caps.amqp).await;
+    if let Some(t) = mqtt_task {
+        match t.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "MQTT listener failed"),
+            Err(e) => tracing::error!(error = %e, "MQTT listener task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     if let Some(t) = admin_task {
         match t.await {
             Ok(Err(e)) => tracing::error!(error = %e, "admin API failed"),

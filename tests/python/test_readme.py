@@ -1,17 +1,38 @@
-"""The README's pika snippet, run as written (with the test broker's address)."""
+"""The README's snippets, run as written (with the test broker's addresses): the pika one, and the MQTT one."""
 
 import os
 import re
 from pathlib import Path
 
+import pika
+import pytest
+
 HOST = os.environ.get("WARREN_HOST", "127.0.0.1")
 PORT = os.environ.get("WARREN_PORT", "5672")
+MQTT_PORT = os.environ.get("WARREN_MQTT_PORT")
+
+
+def blocks():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    found = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert found, "README.md has python blocks"
+    return found
 
 
 def test_readme_pika_snippet(capsys):
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
-    assert blocks, "README.md has a python block"
-    code = blocks[0].replace("localhost:5672", f"{HOST}:{PORT}")
+    code = next(b for b in blocks() if "import pika" in b).replace("localhost:5672", f"{HOST}:{PORT}")
     exec(compile(code, "README.md", "exec"), {})
     assert "received b'hello, warren'" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not MQTT_PORT, reason="WARREN_MQTT_PORT is not set")
+def test_readme_mqtt_snippet():
+    conn = pika.BlockingConnection(pika.ConnectionParameters(host=HOST, port=int(PORT)))
+    ch = conn.channel()
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(q, "amq.topic", "sensors.#")
+    code = next(b for b in blocks() if "paho" in b).replace('"localhost", 1883', f'"{HOST}", {MQTT_PORT}')
+    exec(compile(code, "README.md", "exec"), {})
+    method, _, body = ch.basic_get(q, auto_ack=True)
+    assert (method.routing_key, body) == ("sensors.kitchen.temp", b"21.5")
+    conn.close()

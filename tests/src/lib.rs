@@ -46,6 +46,10 @@ pub struct TestBroker {
     pub prometheus_addr: Option<SocketAddr>,
     /// Every Prometheus listener.
     pub prometheus_addrs: Vec<SocketAddr>,
+    /// The MQTT listener (its first; `None` when the test turned it off).
+    pub mqtt_addr: Option<SocketAddr>,
+    /// Every MQTT listener.
+    pub mqtt_addrs: Vec<SocketAddr>,
     /// Every AMQPS listener (empty without TLS).
     pub amqps_addrs: Vec<SocketAddr>,
     /// Every admin HTTPS listener (empty without TLS).
@@ -82,6 +86,8 @@ impl TestBroker {
             admin_addrs: Vec::new(),
             prometheus_addr: None,
             prometheus_addrs: Vec::new(),
+            mqtt_addr: None,
+            mqtt_addrs: Vec::new(),
             amqps_addrs: Vec::new(),
             admin_https_addrs: Vec::new(),
             tls: None,
@@ -108,6 +114,7 @@ impl TestBroker {
             listen: vec![any],
             admin_listen: vec![any],
             prometheus_listen: vec![any],
+            mqtt_listen: vec![any],
             // RabbitMQ's default (50 MB), not Warren's 1 GiB: a test machine with little free disk must still run the
             // suite (the alarm tests set their own limits).
             disk_free_limit: 50 * 1000 * 1000,
@@ -127,6 +134,10 @@ impl TestBroker {
         let amqps = again(&self.amqps_addrs, &config.amqps_listen);
         let admin_https = again(&self.admin_https_addrs, &config.admin_https_listen);
         let prometheus = again(&self.prometheus_addrs, &config.prometheus_listen);
+        let mqtt = again(&self.mqtt_addrs, &config.mqtt_listen);
+        self.mqtt_addrs = local_addrs(&mqtt);
+        self.mqtt_addr = self.mqtt_addrs.first().copied();
+        config.mqtt_listen = self.mqtt_addrs.clone();
         self.addrs = local_addrs(&amqp);
         self.admin_addrs = local_addrs(&admin);
         self.amqps_addrs = local_addrs(&amqps);
@@ -175,6 +186,7 @@ impl TestBroker {
                     admin: from_std(admin),
                     admin_https: from_std(admin_https),
                     prometheus: from_std(prometheus),
+                    mqtt: from_std(mqtt),
                 };
                 warren_broker::serve_listeners(listeners, tls, broker, token)
                     .await

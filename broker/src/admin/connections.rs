@@ -64,7 +64,7 @@ fn info(c: &crate::broker::ConnectionEntry) -> ConnectionInfo {
         host: c.local.map(|a| a.ip().to_canonical().to_string()).unwrap_or_default(),
         port: c.local.map_or(0, |a| a.port()),
         connected_at: c.connected_at_ms,
-        protocol: "AMQP 0-9-1".into(),
+        protocol: c.protocol.into(),
         ssl: c.tls,
     }
 }

@@ -111,6 +111,26 @@ async fn metrics(State(b): State<Arc<Broker>>) -> Response {
         "warren_connections {}",
         b.connections.load(std::sync::atomic::Ordering::Relaxed)
     );
+    // Open connections per protocol (AMQP 0-9-1, MQTT 3.1.1, MQTT 5.0), every protocol named even at 0.
+    let mut by_protocol: std::collections::BTreeMap<&str, u64> =
+        [("AMQP 0-9-1", 0), ("MQTT 3.1.1", 0), ("MQTT 5.0", 0)]
+            .into_iter()
+            .collect();
+    for c in b.connection_entries() {
+        *by_protocol.entry(c.protocol).or_default() += 1;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP warren_protocol_connections Open client connections by protocol."
+    );
+    let _ = writeln!(out, "# TYPE warren_protocol_connections gauge");
+    for (protocol, n) in by_protocol {
+        let _ = writeln!(
+            out,
+            "warren_protocol_connections{{protocol=\"{}\"}} {n}",
+            label(protocol)
+        );
+    }
     let _ = writeln!(out, "# TYPE warren_returned_total counter");
     let _ = writeln!(
         out,

@@ -431,15 +431,7 @@ impl Job {
 /// Waits until the syncer's rounds `first..=last` (the tickets of publishes) are done; whether all of them stored
 /// what they held.
 pub(super) async fn synced(broker: &Broker, first: u64, last: u64) -> bool {
-    let mut rx = broker.store.syncer.subscribe();
-    loop {
-        if let Some(ok) = rx.borrow_and_update().outcome_range(first, last) {
-            return ok;
-        }
-        if rx.changed().await.is_err() {
-            return false;
-        }
-    }
+    broker.store.syncer.wait(first, last).await
 }
 
 async fn list(

@@ -189,6 +189,7 @@ async fn serve_halves<R: ReadHalf, W: WriteHalf>(
         peer,
         local,
         tls,
+        protocol: "AMQP 0-9-1",
         user: std::sync::Mutex::new(String::new()),
         vhost: std::sync::Mutex::new(String::new()),
         connected_at_ms: broker.clock.now_ms(),

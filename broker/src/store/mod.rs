@@ -329,6 +329,20 @@ impl Syncer {
         self.progress.subscribe()
     }
 
+    /// Waits until rounds `first..=last` (the tickets of publishes) are done; whether all of them stored what they
+    /// held.
+    pub async fn wait(&self, first: u64, last: u64) -> bool {
+        let mut rx = self.subscribe();
+        loop {
+            if let Some(ok) = rx.borrow_and_update().outcome_range(first, last) {
+                return ok;
+            }
+            if rx.changed().await.is_err() {
+                return false;
+            }
+        }
+    }
+
     fn run(&self) {
         use std::os::unix::fs::FileExt;
         loop {
@@ -560,4 +574,19 @@ pub fn hex(b: &[u8]) -> String {
         return "_".to_string();
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The name `hex` made `s` from, if it is one (and UTF-8).
+pub fn unhex(s: &str) -> Option<String> {
+    if s == "_" {
+        return Some(String::new());
+    }
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect();
+    String::from_utf8(bytes?).ok()
 }

@@ -10,6 +10,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    // Tests run several brokers at once: MQTT on a free port unless a test names one (1883 would clash).
+    if std::env::var_os("WARREN_MQTT_LISTEN").is_none() && !std::env::args().any(|a| a.starts_with("--mqtt-listen")) {
+        std::env::set_var("WARREN_MQTT_LISTEN", "127.0.0.1:0");
+    }
     let cli = Cli::parse();
     if let Some(warren_broker::config::Command::HashPassword) = cli.command {
         println!("{}", warren_broker::auth::password::hash_line(std::io::stdin().lock())?);
