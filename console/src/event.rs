@@ -47,6 +47,25 @@ pub enum Event {
     /// The terminal can no longer be read (the input thread stopped): the app quits with this error rather than
     /// leave the operator in raw mode with a dead keyboard.
     InputFailed(String),
+    /// The console now talks to another broker (`:ctx`): the live feed was restarted against it; everything the app
+    /// knew of the old one must go.
+    ContextSwitched(ContextInfo),
+    /// A switch to the context `name` could not be made (its password command failed, its CA file is unreadable,
+    /// ...): the console stays on the broker it was on.
+    ContextFailed {
+        name: String,
+        error: String,
+    },
+}
+
+/// A named broker from the config file, as the app shows and picks it (no secrets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextInfo {
+    pub name: String,
+    pub url: String,
+    /// The header's colour for this context (e.g. red for production).
+    pub color: Option<ratatui::style::Color>,
+    pub read_only: bool,
 }
 
 /// Everything the client reports.
@@ -260,6 +279,8 @@ pub enum Command {
         before: Option<u64>,
         page_size: usize,
     },
+    /// Switch to the named context (done by the run loop, which owns the client and the feed).
+    SwitchContext(String),
     Quit,
 }
 
@@ -278,7 +299,11 @@ impl Command {
             | Command::Undo { request_id, .. }
             | Command::StreamReplay { request_id, .. }
             | Command::StreamTruncate { request_id, .. } => Some(*request_id),
-            Command::Fetch(_) | Command::Peek { .. } | Command::ReadAudit { .. } | Command::Quit => None,
+            Command::Fetch(_)
+            | Command::Peek { .. }
+            | Command::ReadAudit { .. }
+            | Command::SwitchContext(_)
+            | Command::Quit => None,
         }
     }
 }

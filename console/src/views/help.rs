@@ -20,6 +20,7 @@ fn section(c: Context) -> &'static str {
         Context::Connections => "connections",
         Context::Audit => "audit",
         Context::Dialog => "dialogs",
+        Context::Picker => "context picker (:ctx)",
     }
 }
 
@@ -65,7 +66,7 @@ fn shown(app: &App, c: Context) -> Vec<&'static crate::app::keys::Binding> {
         .collect()
 }
 
-const SECTIONS: [Context; 7] = [
+const SECTIONS: [Context; 8] = [
     Context::Global,
     Context::Queues,
     Context::Detail,
@@ -73,6 +74,7 @@ const SECTIONS: [Context; 7] = [
     Context::Connections,
     Context::Audit,
     Context::Dialog,
+    Context::Picker,
 ];
 
 /// The widest the overlay needs to be to show every line whole (its borders included).

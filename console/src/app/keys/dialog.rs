@@ -164,7 +164,7 @@ fn set_filter(app: &mut App, text: String) {
     }
 }
 
-const COMMANDS: [&str; 10] = [
+const COMMANDS: [&str; 11] = [
     "queues",
     "exchanges",
     "bindings",
@@ -174,6 +174,7 @@ const COMMANDS: [&str; 10] = [
     "messages",
     "detail",
     "undo",
+    "ctx",
     "quit",
 ];
 
@@ -202,6 +203,7 @@ pub fn run_command(app: &mut App, text: &str) -> Vec<Command> {
         "cs" | "cons" | "consumer" | "consumers" => View::Consumers,
         "a" | "au" | "audit" => View::Audit,
         "u" | "undo" => return super::views::undo(app),
+        "ctx" | "context" | "contexts" => return super::super::contexts::command(app, arg),
         "m" | "msg" | "messages" | "peek" | "d" | "detail" => {
             let Some(name) = arg else {
                 app.flash(Level::Warn, format!("usage: :{word} <queue>"));
@@ -223,7 +225,7 @@ pub fn run_command(app: &mut App, text: &str) -> Vec<Command> {
             app.flash(
                 Level::Warn,
                 format!(
-                    "unknown command ':{other}' (try :queues, :exchanges, :bindings, :connections, :consumers, :audit)"
+                    "unknown command ':{other}' (try :queues, :exchanges, :bindings, :connections, :consumers, :audit, :ctx)"
                 ),
             );
             return Vec::new();

@@ -3,7 +3,7 @@
 //! match presses ([`matches`]); its [`Do`] says what it does; the handlers (`views.rs`, `dialog.rs`) turn that into
 //! state changes and commands.
 //!
-//! Order of precedence: the help overlay, then an open dialog, then the prompt line, then the current view's
+//! Order of precedence: the help overlay, then the `:ctx` picker, then an open dialog, then the prompt line, then the current view's
 //! bindings, then the global ones. With `--read-only`, action keys do nothing and are neither hinted nor listed.
 
 mod dialog;
@@ -27,6 +27,8 @@ pub enum Context {
     Connections,
     Audit,
     Dialog,
+    /// The `:ctx` picker.
+    Picker,
 }
 
 /// What a binding does (the handlers give it its meaning in each view).
@@ -81,6 +83,8 @@ pub enum Do {
     Rate,
     CancelMove,
     Hide,
+    /// Picker: switch to the selected context.
+    Pick,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -125,7 +129,7 @@ pub const BINDINGS: &[Binding] = &[
     b(
         ":",
         "command: queues, exchanges, bindings, connections, consumers, audit, messages <queue>, detail <queue>, undo, \
-         quit",
+         ctx [<context>], quit",
         Glob,
         false,
         "views",
@@ -333,6 +337,16 @@ pub const BINDINGS: &[Binding] = &[
         "hide",
         Do::Hide,
     ),
+    b("j k ↓ ↑", "select a context", Context::Picker, false, "", Do::Move),
+    b(
+        "enter",
+        "switch to the selected context (the live feed restarts there)",
+        Context::Picker,
+        false,
+        "switch",
+        Do::Pick,
+    ),
+    b("esc", "close the picker", Context::Picker, false, "cancel", Do::Cancel),
 ];
 
 pub fn context_of(view: &View) -> Context {
@@ -398,7 +412,8 @@ fn find(context: Context, key: &KeyEvent, allowed: &dyn Fn(Do) -> bool) -> Optio
         .iter()
         .find(|b| b.context == context && allowed(b.does) && matches(b.keys, key));
     own.or_else(|| {
-        (context != Context::Dialog)
+        // Dialogs and the picker have no global keys.
+        (context != Context::Dialog && context != Context::Picker)
             .then(|| {
                 BINDINGS
                     .iter()
@@ -439,6 +454,12 @@ fn dialog_allows(app: &App, does: Do) -> bool {
 
 /// The bindings to hint at right now.
 pub fn hints(app: &App) -> Vec<&'static Binding> {
+    if app.picker.is_some() {
+        return BINDINGS
+            .iter()
+            .filter(|b| b.context == Context::Picker && !b.hint.is_empty())
+            .collect();
+    }
     if app.dialog.is_some() {
         return BINDINGS
             .iter()
@@ -495,6 +516,9 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
         }
         return Vec::new();
     }
+    if app.picker.is_some() {
+        return on_picker_key(app, key);
+    }
     if app.dialog.is_some() {
         return dialog::on_dialog_key(app, key);
     }
@@ -505,6 +529,20 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
         return Vec::new();
     };
     views::on_binding(app, binding, key)
+}
+
+/// Keys while the `:ctx` picker is open (only its own bindings).
+fn on_picker_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
+    let Some(binding) = find(Context::Picker, &key, &|_| true) else {
+        return Vec::new();
+    };
+    match binding.does {
+        Do::Move if is(&key, 'k') || key.code == KeyCode::Up => super::contexts::pick_move(app, -1),
+        Do::Move => super::contexts::pick_move(app, 1),
+        Do::Pick => return super::contexts::pick(app),
+        _ => app.picker = None,
+    }
+    Vec::new()
 }
 
 /// The presses a binding's `keys` text stands for (for tests that press every listed key).
