@@ -123,7 +123,7 @@ pub fn main(args: Args) -> ExitCode {
             fps: args.tui.fps,
         }));
     };
-    match run(command, &target) {
+    match run(command, &target, args.broker.read_only) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("error: {f}");
@@ -132,11 +132,11 @@ pub fn main(args: Args) -> ExitCode {
     }
 }
 
-/// Runs one subcommand against `target`.
-pub fn run(command: Cmd, target: &Target) -> Outcome {
+/// Runs one subcommand against `target` (`read_only_flag`: `--read-only` was given, for the message).
+pub fn run(command: Cmd, target: &Target, read_only_flag: bool) -> Outcome {
     if command.writes() && target.read_only {
         let whose = match &target.context {
-            Some(c) if c.read_only => format!("context '{}' is read-only", c.name),
+            Some(c) if !read_only_flag => format!("context '{}' is read-only", c.name),
             _ => "--read-only is set".to_string(),
         };
         return Err(Failure::Usage(format!("{whose}: {} is refused", command.name())));
