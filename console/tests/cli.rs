@@ -284,6 +284,17 @@ async fn redrive_moves_dead_letters_back_and_move_takes_them_elsewhere() {
     assert_eq!(text.stdout, "done: moved 3 of 3 from work.dlq.\n", "{text:?}");
     assert_eq!((s.ready("work"), s.ready("work.dlq")), (5, 0));
 
+    // A message that never died has no x-death source: it stays, and the redrive says so with exit 1.
+    s.publish("work.dlq", "never died", "");
+    let partial = s.run(&["redrive", "work.dlq", "--yes"]);
+    assert_eq!(partial.code, 1, "{partial:?}");
+    assert!(partial.stdout.contains("1 not moved"), "{partial:?}");
+    assert_eq!(partial.stderr, "error: redrive from work.dlq: 1 message not moved\n");
+    assert_eq!(s.ready("work.dlq"), 1);
+    let missing = s.run(&["move", "work", "--to", "nowhere", "--yes"]);
+    assert_eq!(missing.code, 1, "{missing:?}");
+    assert!(missing.stderr.contains("no queue 'nowhere'"), "{missing:?}");
+
     s.declare("archive", "{}");
     let task = s
         .run(&["move", "work", "--to", "archive", "--limit", "4", "--yes", "--json"])

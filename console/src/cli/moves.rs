@@ -1,6 +1,7 @@
 //! `redrive`, `move` and `priority`: the subcommands that rearrange ready messages, with the same requests as the
 //! console's dialogs. A move runs as a broker task; the subcommand follows it until it ends, so its exit code says how
-//! it ended (done: 0; failed or cancelled: 1).
+//! it ended: 0 when it is done and moved everything it selected; 1 when it failed, was cancelled, or left messages
+//! behind (a dead letter without an x-death source, a destination deleted meanwhile), which stay in the source.
 
 use std::time::Duration;
 
@@ -159,6 +160,12 @@ async fn follow(api: &Api, queue: &QueueKey, request: &MoveRequest, verb: &str, 
         println!("{}", summary(&task));
     }
     match task.state.as_str() {
+        "done" if task.not_moved > 0 => Err(Failure::Failed(format!(
+            "{verb} from {}: {} message{} not moved",
+            queue.name,
+            task.not_moved,
+            if task.not_moved == 1 { "" } else { "s" }
+        ))),
         "done" => Ok(()),
         state => Err(Failure::Failed(format!(
             "{verb} from {} {state}{}",
