@@ -85,7 +85,8 @@ pub struct Context {
     pub password: Option<String>,
     /// Run through `sh -c`; the first line it prints is the password (`pass show warren/prod`).
     pub password_command: Option<String>,
-    /// A PEM file of CA certificates for an https url (`~/` is the home directory).
+    /// A PEM file of CA certificates for an https url (`~/` is the home directory; a relative path is relative to
+    /// the config file).
     pub ca: Option<PathBuf>,
     #[serde(default)]
     pub insecure: bool,
@@ -248,10 +249,12 @@ fn home() -> PathBuf {
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default()
 }
 
-/// `~/x` as a path in the home directory.
-fn expand(p: &Path) -> PathBuf {
+/// A path from the file: `~/x` in the home directory, a relative one next to the file (as it was written there, not
+/// wherever the console happens to be started).
+fn expand(p: &Path, file: &Path) -> PathBuf {
     match p.strip_prefix("~") {
         Ok(rest) => home().join(rest),
+        Err(_) if p.is_relative() => file.parent().unwrap_or(Path::new("")).join(p),
         Err(_) => p.to_path_buf(),
     }
 }
@@ -341,7 +344,10 @@ pub fn resolve(config: Option<&ConsoleConfig>, pick: Option<&str>, flags: &Overr
             .unwrap_or_else(|| DEFAULT_USER.to_string()),
         password,
         tls: TlsOptions {
-            ca: flags.ca.clone().or_else(|| ctx.ca.as_deref().map(expand)),
+            ca: flags
+                .ca
+                .clone()
+                .or_else(|| Some(expand(ctx.ca.as_deref()?, &config?.path))),
             insecure: flags.insecure || ctx.insecure,
         },
         url,
@@ -506,6 +512,18 @@ insecure = true
         assert_eq!((t.user.as_str(), t.password.as_str()), ("ops", "s3cret"));
         assert!(t.read_only);
         assert_eq!(t.tls.ca, Some(home().join("pki/prod-ca.pem")));
+        let relative = ConsoleConfig::parse(
+            Path::new("/etc/warren/console.toml"),
+            "[contexts.a]\nurl = \"https://x\"\nca = \"ca.pem\"\n[contexts.b]\nurl = \"https://y\"\nca = \"/pki/ca.pem\"\n",
+        )
+        .expect("parses");
+        let ca = |name| relative.target(name, false).map(|t| t.tls.ca);
+        assert_eq!(
+            ca("a"),
+            Ok(Some(PathBuf::from("/etc/warren/ca.pem"))),
+            "next to the file"
+        );
+        assert_eq!(ca("b"), Ok(Some(PathBuf::from("/pki/ca.pem"))));
         assert_eq!(t.context.as_ref().and_then(|c| c.color), Some(Color::Red));
         // Flags win.
         let flags = Overrides {
