@@ -416,3 +416,69 @@ fn completions_for_each_shell() {
         assert!(run.stdout.contains("redrive"), "{shell}");
     }
 }
+
+/// A stand-in for a broker with journeys (`GET /api/trace/...`, built on another branch): answers every request
+/// with `body`, and hands back the request lines it got.
+fn journey_server(body: &'static str, requests: usize) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let server = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for _ in 0..requests {
+            let (mut socket, _) = listener.accept().expect("accept");
+            let mut reader = BufReader::new(socket.try_clone().expect("clone"));
+            let mut first = String::new();
+            reader.read_line(&mut first).expect("read");
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            lines.push(first.trim().to_string());
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(answer.as_bytes()).expect("write");
+        }
+        lines
+    });
+    (url, server)
+}
+
+#[test]
+fn trace_prints_a_journey_as_a_timeline() {
+    let journey = r#"{"vhost":"/","id":"order-17","truncated":false,"events":[
+        {"at_ms":1764583200000,"kind":"published","connection":3,"user":"app","exchange":"","routing_key":"work"},
+        {"at_ms":1764583200250,"kind":"rejected","queue":"work","requeue":false,"nack":false},
+        {"at_ms":1764583201250,"kind":"dead_lettered","queue":"work","reason":"rejected","exchange":"","to":["work.dlq"]}]}"#;
+    let (url, server) = journey_server(journey, 2);
+    let home = tempfile::tempdir().expect("temp dir");
+    let run = common::run_in(
+        home.path(),
+        &["trace", "order-17", "--vhost", "shop", "--url", &url],
+        None,
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines[0], "journey of order-17 in shop: 3 events");
+    assert!(
+        lines[1].ends_with("  published  connection=3  exchange=  routing_key=work  user=app"),
+        "{run:?}"
+    );
+    assert!(
+        lines[2].contains("(+250ms)  rejected  nack=false  queue=work  requeue=false"),
+        "{run:?}"
+    );
+    assert!(lines[3].contains("(+1.0s)  dead_lettered"), "{run:?}");
+    assert!(lines[3].ends_with("to=work.dlq"), "{run:?}");
+    let json = common::run_in(home.path(), &["trace", "order-17", "--json", "--url", &url], None).ok_json();
+    assert_eq!(json["events"][2]["to"][0], "work.dlq");
+    assert_eq!(
+        server.join().expect("server"),
+        [
+            "GET /api/trace/shop/order-17 HTTP/1.1",
+            "GET /api/trace/%2F/order-17 HTTP/1.1"
+        ]
+    );
+}

@@ -69,10 +69,15 @@ pub async fn trace(api: &Api, vhost: &str, id: &str, out: Output) -> Outcome {
     let journey = match api.trace(vhost, id).await {
         Ok(j) => j,
         Err(ApiFailure::Refused { status: 404, reason }) => {
+            // The broker's own words when it has them; otherwise (a broker without journeys) what it may mean.
+            let why = if reason.starts_with("no journey") {
+                reason
+            } else {
+                format!("the broker has none ({reason}): is tracing on for its queue or vhost?")
+            };
             return Err(Failure::Failed(format!(
-                "no journey for '{id}' in vhost '{vhost}' (tracing is off for it, it was never traced, or the broker \
-                 has no journeys): {reason}"
-            )))
+                "no journey for '{id}' in vhost '{vhost}': {why}"
+            )));
         }
         Err(e) => return Err(failed(format!("trace {id}"))(e)),
     };
@@ -124,6 +129,12 @@ fn event_line(e: &Value, previous: &mut Option<u64>) -> String {
         }
         let v = match v {
             Value::String(s) => s.clone(),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(","),
+            Value::Null => continue,
             other => other.to_string(),
         };
         line.push_str(&format!("  {k}={v}"));
