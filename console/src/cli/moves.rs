@@ -138,21 +138,12 @@ async fn follow(api: &Api, queue: &QueueKey, request: &MoveRequest, verb: &str, 
         .start_move(queue, request)
         .await
         .map_err(failed(format!("{verb} from {}", queue.name)))?;
-    let mut errors = 0;
-    while task.state == "running" {
-        tokio::time::sleep(POLL).await;
-        match api.move_task(task.id).await {
-            Ok(t) => {
-                task = t;
-                errors = 0;
-            }
-            Err(e) => {
-                errors += 1;
-                if errors >= 10 {
-                    return Err(Failure::Failed(format!("lost track of move {}: {e}", task.id)));
-                }
-            }
-        }
+    if task.state == "running" {
+        let id = task.id;
+        task = api
+            .follow_move(id, POLL, |_| true)
+            .await
+            .map_err(|e| Failure::Failed(format!("lost track of move {id}: {e}")))?;
     }
     if out.json {
         print_json(&task)?;

@@ -211,6 +211,35 @@ impl Api {
         self.get(&format!("/api/moves/{id}")).await
     }
 
+    /// Polls move `id` every `every` until it ends, handing `progress` each state read (it returns whether to go
+    /// on following); the last state read, or the error of the tenth failed poll in a row.
+    pub async fn follow_move(
+        &self,
+        id: u64,
+        every: Duration,
+        mut progress: impl FnMut(MoveTask) -> bool,
+    ) -> Result<MoveTask, ApiFailure> {
+        let mut errors = 0;
+        loop {
+            tokio::time::sleep(every).await;
+            match self.move_task(id).await {
+                Ok(task) => {
+                    errors = 0;
+                    let running = task.state == "running";
+                    if !progress(task.clone()) || !running {
+                        return Ok(task);
+                    }
+                }
+                Err(e) => {
+                    errors += 1;
+                    if errors >= 10 {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
     pub async fn cancel_move(&self, id: u64) -> Result<MoveTask, ApiFailure> {
         self.call::<(), _>(Method::DELETE, &format!("/api/moves/{id}"), None)
             .await

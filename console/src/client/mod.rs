@@ -395,32 +395,19 @@ impl Client {
 
     /// Polls a running move until it ends, reporting each state (the progress bar) as an answer to `request_id`.
     async fn follow_move(&self, request_id: RequestId, id: u64) -> Result<(), ApiEvent> {
-        let mut errors = 0;
-        loop {
-            tokio::time::sleep(MOVE_POLL).await;
-            match self.api.move_task(id).await {
-                Ok(task) => {
-                    errors = 0;
-                    let running = task.state == "running";
-                    send(&self.events, ApiEvent::Move { request_id, task });
-                    if !running {
-                        return Ok(());
-                    }
-                }
-                Err(e) => {
-                    errors += 1;
-                    if errors >= 10 {
-                        return Err(ApiEvent::ActionFailed {
-                            request_id,
-                            error: format!("lost track of move {id}: {e}"),
-                        });
-                    }
-                }
-            }
-            if self.events.is_closed() {
-                return Ok(());
-            }
-        }
+        let events = &self.events;
+        self.api
+            .follow_move(id, MOVE_POLL, |task| {
+                send(events, ApiEvent::Move { request_id, task });
+                // Nobody is listening any more (the console quit, or switched brokers).
+                !events.is_closed()
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiEvent::ActionFailed {
+                request_id,
+                error: format!("lost track of move {id}: {e}"),
+            })
     }
 }
 
