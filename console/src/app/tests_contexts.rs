@@ -150,3 +150,18 @@ fn a_failed_switch_keeps_the_current_broker() {
     assert_eq!(app.settings.context.as_ref().map(|c| c.name.as_str()), Some("local"));
     assert_eq!(app.queues.len(), queues);
 }
+
+#[test]
+fn tab_completes_a_context_name_after_ctx() {
+    let mut app = app_on_local();
+    type_text(&mut app, ":ctx p");
+    update(&mut app, code(KeyCode::Tab));
+    assert_eq!(app.prompt.as_ref().map(|p| p.text.as_str()), Some("ctx prod"));
+    assert_eq!(
+        update(&mut app, code(KeyCode::Enter)),
+        vec![Command::SwitchContext("prod".into())]
+    );
+    type_text(&mut app, ":ct");
+    update(&mut app, code(KeyCode::Tab));
+    assert_eq!(app.prompt.as_ref().map(|p| p.text.as_str()), Some("ctx"));
+}

@@ -366,6 +366,7 @@ fn context_in_the_header_and_the_picker() {
 
     go(&mut app, "ctx");
     insta::assert_snapshot!("context_picker_100x16", draw(&app, 100, 16).backend());
+    insta::assert_snapshot!("context_picker_tiny", draw(&app, 40, 12).backend());
     // A context without a colour is plain accent text.
     let local = app_on_local();
     let cell = find_cell(&draw(&local, 120, 20), "⎈ local").expect("local is in the header");

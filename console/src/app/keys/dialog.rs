@@ -111,8 +111,11 @@ pub fn on_prompt_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
             Vec::new()
         }
         KeyCode::Tab if kind == PromptKind::Command => {
-            if let Some(done) = complete(&prompt.text) {
-                prompt.text = done;
+            let names: Vec<&str> = app.contexts.iter().map(|c| c.name.as_str()).collect();
+            if let Some(done) = complete(&prompt.text, &names) {
+                if let Some(p) = app.prompt.as_mut() {
+                    p.text = done;
+                }
             }
             Vec::new()
         }
@@ -178,10 +181,16 @@ const COMMANDS: [&str; 11] = [
     "quit",
 ];
 
-fn complete(text: &str) -> Option<String> {
-    let mut matches = COMMANDS.iter().filter(|c| c.starts_with(text) && !text.is_empty());
+/// Tab in the command line: a command by its prefix, or after `ctx ` a context by its prefix (when only one fits).
+fn complete(text: &str, contexts: &[&str]) -> Option<String> {
+    let (lead, prefix, choices): (&str, &str, Vec<&str>) = match text.strip_prefix("ctx ") {
+        Some(name) => ("ctx ", name, contexts.to_vec()),
+        None if !text.is_empty() => ("", text, COMMANDS.to_vec()),
+        None => return None,
+    };
+    let mut matches = choices.into_iter().filter(|c| c.starts_with(prefix));
     let first = matches.next()?;
-    matches.next().is_none().then(|| first.to_string())
+    matches.next().is_none().then(|| format!("{lead}{first}"))
 }
 
 /// `:` commands: a view by (a prefix of) its name, `messages <queue>` / `detail <queue>`, or `quit`.
