@@ -10,6 +10,7 @@
 //! only name queues the last snapshot had.
 
 pub mod audit;
+pub mod contexts;
 pub mod dialog;
 pub mod edit;
 pub mod history;
@@ -21,6 +22,8 @@ pub mod scheduled;
 pub mod stream;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_contexts;
 #[cfg(test)]
 mod tests_edit;
 #[cfg(test)]
@@ -36,7 +39,7 @@ use std::collections::HashSet;
 
 use warren_shared::{BindingInfo, ConnectionInfo, ConsumerInfo, ExchangeInfo, Overview, QueueInfo};
 
-use crate::event::{ApiEvent, Command, Event, QueueKey, RequestId, Resource};
+use crate::event::{ApiEvent, Command, ContextInfo, Event, QueueKey, RequestId, Resource};
 use audit::AuditTrail;
 use dialog::{Dialog, Phase};
 use history::History;
@@ -57,6 +60,8 @@ pub struct Settings {
     pub utc_offset_s: i32,
     /// How often listings and message pages are re-read while shown.
     pub refresh_ms: u64,
+    /// The context (named broker of the config file) the console is on; none without a config file.
+    pub context: Option<ContextInfo>,
 }
 
 impl Default for Settings {
@@ -66,6 +71,7 @@ impl Default for Settings {
             read_only: false,
             utc_offset_s: 0,
             refresh_ms: 2_000,
+            context: None,
         }
     }
 }
@@ -205,6 +211,10 @@ pub struct App {
     pub last_id: RequestId,
     /// The last purge or delete made from this console that the broker keeps for undo (`u`, `:undo`).
     pub last_undo: Option<UndoRef>,
+    /// Every context of the config file, for `:ctx` (empty without one).
+    pub contexts: Vec<ContextInfo>,
+    /// The `:ctx` picker, when open: the selected row of `contexts`.
+    pub picker: Option<usize>,
 }
 
 /// A removal that can be undone: what the broker's ticket says, and what it was, for the undo dialog.
@@ -248,6 +258,8 @@ impl App {
             fatal: None,
             last_id: 0,
             last_undo: None,
+            contexts: Vec::new(),
+            picker: None,
         }
     }
 
@@ -448,6 +460,14 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             app.quit = true;
             app.fatal = Some(format!("cannot read the terminal any more: {error}"));
             vec![Command::Quit]
+        }
+        Event::ContextSwitched(info) => {
+            contexts::switched(app, info);
+            Vec::new()
+        }
+        Event::ContextFailed { name, error } => {
+            app.flash(Level::Error, format!("cannot switch to context {name}: {error}"));
+            Vec::new()
         }
     }
 }

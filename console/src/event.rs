@@ -57,6 +57,25 @@ pub enum Event {
         before: String,
         after: Result<String, String>,
     },
+    /// The console now talks to another broker (`:ctx`): the live feed was restarted against it; everything the app
+    /// knew of the old one must go.
+    ContextSwitched(ContextInfo),
+    /// A switch to the context `name` could not be made (its password command failed, its CA file is unreadable,
+    /// ...): the console stays on the broker it was on.
+    ContextFailed {
+        name: String,
+        error: String,
+    },
+}
+
+/// A named broker from the config file, as the app shows and picks it (no secrets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextInfo {
+    pub name: String,
+    pub url: String,
+    /// The header's colour for this context (e.g. red for production).
+    pub color: Option<ratatui::style::Color>,
+    pub read_only: bool,
 }
 
 /// Everything the client reports.
@@ -312,6 +331,8 @@ pub enum Command {
         op: String,
         calls: Vec<(String, String, ScheduledAction)>,
     },
+    /// Switch to the named context (done by the run loop, which owns the client and the feed).
+    SwitchContext(String),
     Quit,
 }
 
@@ -337,6 +358,7 @@ impl Command {
             | Command::Peek { .. }
             | Command::ReadAudit { .. }
             | Command::ReadScheduled
+            | Command::SwitchContext(_)
             | Command::Quit => None,
         }
     }

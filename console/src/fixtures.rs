@@ -275,6 +275,33 @@ pub fn app_with_stream() -> App {
     app
 }
 
+/// Two contexts of a config file: `local` (no colour) and `prod` (red, read-only).
+pub fn contexts() -> Vec<crate::event::ContextInfo> {
+    use crate::event::ContextInfo;
+    vec![
+        ContextInfo {
+            name: "local".into(),
+            url: "http://127.0.0.1:15672".into(),
+            color: None,
+            read_only: false,
+        },
+        ContextInfo {
+            name: "prod".into(),
+            url: "https://warren.prod.example:15671".into(),
+            color: Some(ratatui::style::Color::Red),
+            read_only: true,
+        },
+    ]
+}
+
+/// [`app`] on the context `local` of [`contexts`].
+pub fn app_on_local() -> App {
+    let mut app = app();
+    app.contexts = contexts();
+    app.settings.context = app.contexts.first().cloned();
+    app
+}
+
 /// An app that has seen 30 snapshots, one a second, ending at [`T0`].
 pub fn app() -> App {
     let settings = Settings {
@@ -282,6 +309,7 @@ pub fn app() -> App {
         read_only: false,
         utc_offset_s: 0,
         refresh_ms: 2000,
+        context: None,
     };
     let mut app = App::new(settings, T0 - 30_000);
     app.size = (120, 40);

@@ -1,20 +1,16 @@
 //! Scheduled messages, for `:scheduled`: what every delayed exchange holds (one page per vhost that holds any,
-//! merged in due order), and the cancel / deliver / reschedule calls of one action.
+//! merged in due order), and the cancel / deliver / reschedule calls of one action. The requests are `Api`'s.
 
-use reqwest::Method;
-use warren_shared::scheduled::{
-    ScheduledAction, ScheduledActionResult, ScheduledMessage, ScheduledPage, ScheduledRequest, ScheduledSummary,
-};
+use warren_shared::scheduled::{ScheduledAction, ScheduledMessage, ScheduledRequest};
 
 use super::Client;
 use crate::app::scheduled::PAGE;
 use crate::event::ApiEvent;
-use crate::format::path_segment;
 
 impl Client {
     /// The held messages of every vhost the user may see, in due order; `total` is how many are held in all.
     pub(super) async fn read_scheduled(&self) -> Result<ApiEvent, String> {
-        let summary = self.get::<Vec<ScheduledSummary>>("/api/scheduled").await?;
+        let summary = self.api.scheduled_summary().await.map_err(|e| e.to_string())?;
         let total = summary.iter().map(|s| s.messages).sum();
         let mut vhosts: Vec<&str> = summary
             .iter()
@@ -28,8 +24,7 @@ impl Client {
                 count: Some(PAGE),
                 ..ScheduledRequest::default()
             };
-            let path = format!("/api/scheduled/{}", path_segment(vhost));
-            let (_, page) = self.call::<_, ScheduledPage>(Method::POST, &path, Some(&body)).await?;
+            let page = self.api.scheduled(vhost, &body).await.map_err(|e| e.to_string())?;
             messages.extend(page.messages);
         }
         messages.sort_by(|a, b| (a.due_ms, &a.vhost, &a.exchange, a.id).cmp(&(b.due_ms, &b.vhost, &b.exchange, b.id)));
@@ -44,13 +39,9 @@ impl Client {
     ) -> Result<u64, String> {
         let mut affected = 0;
         for (vhost, exchange, body) in calls {
-            let path = format!(
-                "/api/exchanges/{}/{}/scheduled/{op}",
-                path_segment(vhost),
-                path_segment(exchange)
-            );
-            let (_, r) = self
-                .call::<_, ScheduledActionResult>(Method::POST, &path, Some(body))
+            let r = self
+                .api
+                .scheduled_act(vhost, exchange, op, body)
                 .await
                 .map_err(|e| format!("{op} held messages of {exchange}: {e}"))?;
             affected += r.affected;

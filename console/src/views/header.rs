@@ -1,4 +1,5 @@
-//! The header: broker name, version and uptime, the connection state (live, or stale since when and retrying in how
+//! The header: broker name, version and uptime, the context (a named broker of the config file) in its colour, the
+//! connection state (live, or stale since when and retrying in how
 //! long), a resource alarm when one blocks publishers, the totals and the global rates with a sparkline of the publish
 //! rate.
 
@@ -70,6 +71,20 @@ fn alarm(r: &warren_shared::Resources) -> Option<Span<'static>> {
     ))
 }
 
+/// The context's name, as a block of its colour (e.g. red for production) so it cannot be missed; plain accent text
+/// for a context without a colour; nothing without contexts.
+fn context(app: &App) -> Option<Span<'static>> {
+    let c = app.settings.context.as_ref()?;
+    let style = match c.color {
+        Some(color) => Style::default()
+            .bg(color)
+            .fg(ratatui::style::Color::Black)
+            .add_modifier(Modifier::BOLD),
+        None => Style::default().fg(ACCENT).add_modifier(Modifier::BOLD),
+    };
+    Some(Span::styled(format!(" ⎈ {} ", c.name), style))
+}
+
 fn label(s: &str) -> Span<'static> {
     Span::styled(format!("{s} "), Style::default().fg(DIM))
 }
@@ -87,6 +102,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let brand = Span::styled(name, Style::default().fg(TITLE).add_modifier(Modifier::BOLD));
     if area.height < 3 {
         let mut spans = vec![brand, Span::raw(" ")];
+        if let Some(c) = context(app) {
+            spans.push(c);
+            spans.push(Span::raw(" "));
+        }
         if area.width >= 60 {
             if let Some(o) = &app.overview {
                 spans.push(label("up"));
@@ -106,6 +125,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         return;
     }
     let mut first = vec![brand];
+    if let Some(c) = context(app) {
+        first.push(Span::raw("  "));
+        first.push(c);
+    }
     if let Some(o) = &app.overview {
         first.push(Span::raw("  "));
         first.push(label("up"));

@@ -21,6 +21,7 @@ fn section(c: Context) -> &'static str {
         Context::Audit => "audit",
         Context::Scheduled => "scheduled messages",
         Context::Dialog => "dialogs",
+        Context::Picker => "context picker (:ctx)",
     }
 }
 
@@ -66,7 +67,7 @@ fn shown(app: &App, c: Context) -> Vec<&'static crate::app::keys::Binding> {
         .collect()
 }
 
-const SECTIONS: [Context; 8] = [
+const SECTIONS: [Context; 9] = [
     Context::Global,
     Context::Queues,
     Context::Detail,
@@ -75,6 +76,7 @@ const SECTIONS: [Context; 8] = [
     Context::Audit,
     Context::Scheduled,
     Context::Dialog,
+    Context::Picker,
 ];
 
 /// The widest the overlay needs to be to show every line whole (its borders included).

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod bindings;
 pub mod connections;
 pub mod consumers;
+pub mod contexts;
 pub mod detail;
 pub mod dialog;
 pub mod exchanges;
@@ -126,6 +127,9 @@ pub fn render(frame: &mut Frame, app: &App) {
     hints::render_hints(frame, hint, app);
     if app.dialog.is_some() {
         dialog::render(frame, area, app);
+    }
+    if app.picker.is_some() {
+        contexts::render(frame, area, app);
     }
     if app.help {
         help::render(frame, area, app);

@@ -373,3 +373,41 @@ fn edit_dialog() {
     );
     insta::assert_snapshot!("edit_dialog_100x30", draw(&app, 100, 30).backend());
 }
+
+/// The cell of the first `text` on the screen (its first character).
+fn find_cell(t: &Terminal<TestBackend>, text: &str) -> Option<ratatui::buffer::Cell> {
+    let buffer = t.backend().buffer();
+    let width = buffer.area.width as usize;
+    let chars: Vec<&str> = buffer.content.iter().map(|c| c.symbol()).collect();
+    let wanted: Vec<String> = text.chars().map(String::from).collect();
+    (0..chars.len().saturating_sub(wanted.len()))
+        .find(|&i| (i % width) + wanted.len() <= width && wanted.iter().enumerate().all(|(j, w)| chars[i + j] == w))
+        .map(|i| buffer.content[i].clone())
+}
+
+/// Issue 15, item 7: the header names the context in its colour (a red block for production), in the roomy and the
+/// one-line header; the picker lists every context with its URL and marks the current one.
+#[test]
+fn context_in_the_header_and_the_picker() {
+    use ratatui::style::Color;
+    let mut app = app_on_local();
+    update(&mut app, Event::ContextSwitched(contexts()[1].clone()));
+    update(&mut app, Event::Tick { now_ms: T0 + 500 });
+    api(&mut app, ApiEvent::StreamUp);
+    api(&mut app, ApiEvent::Snapshot(Box::new(snapshot(31))));
+    let t = draw(&app, 120, 20);
+    insta::assert_snapshot!("context_prod_header_120x20", t.backend());
+    let cell = find_cell(&t, "⎈ prod").expect("the context is in the header");
+    assert_eq!((cell.bg, cell.fg), (Color::Red, Color::Black), "prod's colour");
+    let tiny = draw(&app, 60, 12);
+    insta::assert_snapshot!("context_prod_tiny", tiny.backend());
+    assert_eq!(find_cell(&tiny, "⎈ prod").map(|c| c.bg), Some(Color::Red));
+
+    go(&mut app, "ctx");
+    insta::assert_snapshot!("context_picker_100x16", draw(&app, 100, 16).backend());
+    insta::assert_snapshot!("context_picker_tiny", draw(&app, 40, 12).backend());
+    // A context without a colour is plain accent text.
+    let local = app_on_local();
+    let cell = find_cell(&draw(&local, 120, 20), "⎈ local").expect("local is in the header");
+    assert_eq!((cell.bg, cell.fg), (Color::Reset, super::ACCENT));
+}

@@ -111,8 +111,11 @@ pub fn on_prompt_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
             Vec::new()
         }
         KeyCode::Tab if kind == PromptKind::Command => {
-            if let Some(done) = complete(&prompt.text) {
-                prompt.text = done;
+            let names: Vec<&str> = app.contexts.iter().map(|c| c.name.as_str()).collect();
+            if let Some(done) = complete(&prompt.text, &names) {
+                if let Some(p) = app.prompt.as_mut() {
+                    p.text = done;
+                }
             }
             Vec::new()
         }
@@ -165,7 +168,7 @@ fn set_filter(app: &mut App, text: String) {
     }
 }
 
-const COMMANDS: [&str; 11] = [
+const COMMANDS: [&str; 12] = [
     "queues",
     "exchanges",
     "bindings",
@@ -176,13 +179,20 @@ const COMMANDS: [&str; 11] = [
     "messages",
     "detail",
     "undo",
+    "ctx",
     "quit",
 ];
 
-fn complete(text: &str) -> Option<String> {
-    let mut matches = COMMANDS.iter().filter(|c| c.starts_with(text) && !text.is_empty());
+/// Tab in the command line: a command by its prefix, or after `ctx ` a context by its prefix (when only one fits).
+fn complete(text: &str, contexts: &[&str]) -> Option<String> {
+    let (lead, prefix, choices): (&str, &str, Vec<&str>) = match text.strip_prefix("ctx ") {
+        Some(name) => ("ctx ", name, contexts.to_vec()),
+        None if !text.is_empty() => ("", text, COMMANDS.to_vec()),
+        None => return None,
+    };
+    let mut matches = choices.into_iter().filter(|c| c.starts_with(prefix));
     let first = matches.next()?;
-    matches.next().is_none().then(|| first.to_string())
+    matches.next().is_none().then(|| format!("{lead}{first}"))
 }
 
 /// `:` commands: a view by (a prefix of) its name, `messages <queue>` / `detail <queue>`, or `quit`.
@@ -205,6 +215,7 @@ pub fn run_command(app: &mut App, text: &str) -> Vec<Command> {
         "a" | "au" | "audit" => View::Audit,
         "s" | "sc" | "sched" | "scheduled" | "delayed" => View::Scheduled,
         "u" | "undo" => return super::views::undo(app),
+        "ctx" | "context" | "contexts" => return super::super::contexts::command(app, arg),
         "m" | "msg" | "messages" | "peek" | "d" | "detail" => {
             let Some(name) = arg else {
                 app.flash(Level::Warn, format!("usage: :{word} <queue>"));
@@ -227,7 +238,7 @@ pub fn run_command(app: &mut App, text: &str) -> Vec<Command> {
                 Level::Warn,
                 format!(
                     "unknown command ':{other}' (try :queues, :exchanges, :bindings, :connections, :consumers, :audit, \
-                     :scheduled)"
+                     :scheduled, :ctx)"
                 ),
             );
             return Vec::new();

@@ -3,7 +3,7 @@
 //! match presses ([`matches`]); its [`Do`] says what it does; the handlers (`views.rs`, `dialog.rs`) turn that into
 //! state changes and commands.
 //!
-//! Order of precedence: the help overlay, then an open dialog, then the prompt line, then the current view's
+//! Order of precedence: the help overlay, then the `:ctx` picker, then an open dialog, then the prompt line, then the current view's
 //! bindings, then the global ones. With `--read-only`, action keys do nothing and are neither hinted nor listed.
 
 mod dialog;
@@ -28,6 +28,8 @@ pub enum Context {
     Audit,
     Scheduled,
     Dialog,
+    /// The `:ctx` picker.
+    Picker,
 }
 
 /// What a binding does (the handlers give it its meaning in each view).
@@ -89,6 +91,8 @@ pub enum Do {
     Edit,
     DeliverNow,
     Reschedule,
+    /// Picker: switch to the selected context.
+    Pick,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -134,7 +138,7 @@ pub const BINDINGS: &[Binding] = &[
     b(
         ":",
         "command: queues, exchanges, bindings, connections, consumers, audit, scheduled, messages <queue>, \
-         detail <queue>, undo, quit",
+         detail <queue>, undo, ctx [<context>], quit",
         Glob,
         false,
         "views",
@@ -390,6 +394,16 @@ pub const BINDINGS: &[Binding] = &[
         "hide",
         Do::Hide,
     ),
+    b("j k ↓ ↑", "select a context", Context::Picker, false, "", Do::Move),
+    b(
+        "enter",
+        "switch to the selected context (the live feed restarts there)",
+        Context::Picker,
+        false,
+        "switch",
+        Do::Pick,
+    ),
+    b("esc", "close the picker", Context::Picker, false, "cancel", Do::Cancel),
 ];
 
 pub fn context_of(view: &View) -> Context {
@@ -456,7 +470,8 @@ fn find(context: Context, key: &KeyEvent, allowed: &dyn Fn(Do) -> bool) -> Optio
         .iter()
         .find(|b| b.context == context && allowed(b.does) && matches(b.keys, key));
     own.or_else(|| {
-        (context != Context::Dialog)
+        // Dialogs and the picker have no global keys.
+        (context != Context::Dialog && context != Context::Picker)
             .then(|| {
                 BINDINGS
                     .iter()
@@ -497,6 +512,12 @@ fn dialog_allows(app: &App, does: Do) -> bool {
 
 /// The bindings to hint at right now.
 pub fn hints(app: &App) -> Vec<&'static Binding> {
+    if app.picker.is_some() {
+        return BINDINGS
+            .iter()
+            .filter(|b| b.context == Context::Picker && !b.hint.is_empty())
+            .collect();
+    }
     if app.dialog.is_some() {
         return BINDINGS
             .iter()
@@ -553,6 +574,9 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
         }
         return Vec::new();
     }
+    if app.picker.is_some() {
+        return on_picker_key(app, key);
+    }
     if app.dialog.is_some() {
         return dialog::on_dialog_key(app, key);
     }
@@ -565,73 +589,21 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
     views::on_binding(app, binding, key)
 }
 
-/// The presses a binding's `keys` text stands for (for tests that press every listed key).
-#[cfg(test)]
-pub fn presses_of(keys: &str) -> Vec<KeyEvent> {
-    let tokens: Vec<&str> = keys.split_whitespace().collect();
-    tokens
-        .iter()
-        .filter(|t| !(tokens.len() > 1 && **t == "/"))
-        .map(|t| {
-            if let Some(c) = t.strip_prefix('^') {
-                return KeyEvent::new(KeyCode::Char(c.chars().next().unwrap_or(' ')), KeyModifiers::CONTROL);
-            }
-            let code = match *t {
-                "enter" => KeyCode::Enter,
-                "esc" => KeyCode::Esc,
-                "space" => KeyCode::Char(' '),
-                "tab" => KeyCode::Tab,
-                "home" => KeyCode::Home,
-                "end" => KeyCode::End,
-                "pgup" => KeyCode::PageUp,
-                "pgdn" => KeyCode::PageDown,
-                "↓" => KeyCode::Down,
-                "↑" => KeyCode::Up,
-                other => KeyCode::Char(other.chars().next().unwrap_or(' ')),
-            };
-            KeyEvent::new(code, KeyModifiers::NONE)
-        })
-        .collect()
+/// Keys while the `:ctx` picker is open (only its own bindings).
+fn on_picker_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
+    let Some(binding) = find(Context::Picker, &key, &|_| true) else {
+        return Vec::new();
+    };
+    match binding.does {
+        Do::Move if is(&key, 'k') || key.code == KeyCode::Up => super::contexts::pick_move(app, -1),
+        Do::Move => super::contexts::pick_move(app, 1),
+        Do::Pick => return super::contexts::pick(app),
+        _ => app.picker = None,
+    }
+    Vec::new()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn press(code: KeyCode, modifiers: KeyModifiers) -> KeyEvent {
-        KeyEvent::new(code, modifiers)
-    }
-
-    #[test]
-    fn keys_text_is_what_matches() {
-        let none = KeyModifiers::NONE;
-        assert!(matches("y / enter", &press(KeyCode::Enter, none)));
-        assert!(matches("y / enter", &press(KeyCode::Char('y'), none)));
-        assert!(
-            !matches("y / enter", &press(KeyCode::Char('/'), none)),
-            "a lone / between keys separates"
-        );
-        assert!(matches("/", &press(KeyCode::Char('/'), none)));
-        assert!(matches("q ^c", &press(KeyCode::Char('c'), KeyModifiers::CONTROL)));
-        assert!(!matches("q ^c", &press(KeyCode::Char('c'), none)));
-        assert!(matches("1..9 0", &press(KeyCode::Char('7'), none)));
-        assert!(matches("1..9 0", &press(KeyCode::Char('0'), none)));
-        assert!(matches("s S", &press(KeyCode::Char('S'), KeyModifiers::SHIFT)));
-        assert!(matches("j k ↓ ↑", &press(KeyCode::Down, none)));
-        assert!(!matches("x ^k", &press(KeyCode::Char('x'), KeyModifiers::CONTROL)));
-    }
-
-    /// Every key text in the table parses into presses that match it: nothing is listed that no press can reach.
-    #[test]
-    fn every_listed_key_can_be_pressed() {
-        for binding in BINDINGS {
-            for key in presses_of(binding.keys) {
-                assert!(
-                    matches(binding.keys, &key),
-                    "{key:?} of “{}” matches no press",
-                    binding.keys
-                );
-            }
-        }
-    }
-}
+mod tests;
+#[cfg(test)]
+pub use tests::presses_of;

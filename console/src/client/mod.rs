@@ -1,29 +1,26 @@
-//! The broker side: an HTTP client for the admin API (basic auth, JSON bodies from `warren-shared`), the live feed
-//! (`GET /api/stream`, Server-Sent Events) in a background task that reconnects with backoff, and the executor that
-//! runs each [`Command`] from `update` in a task of its own and reports back as an [`ApiEvent`].
+//! The TUI's side of the broker: the live feed (`GET /api/stream`, Server-Sent Events) in a background task that
+//! reconnects with backoff, and the executor that runs each [`Command`] from `update` in a task of its own and
+//! reports back as an [`ApiEvent`]. The requests themselves are [`api::Api`]'s, which the scriptable twin
+//! (`crate::cli`) uses too.
 //!
 //! Invariants: nothing here touches the terminal or the `App`; results only travel through the event channel, so a
 //! slow or dead broker never blocks drawing. Errors become events with a message that says what happened.
 
+pub mod api;
 mod scheduled;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
-use reqwest::{Method, StatusCode};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use reqwest::Method;
 use tokio::sync::mpsc::UnboundedSender;
-use warren_shared::{
-    ApiError, AuditEntry, BindingInfo, CloseRequest, ConnectionInfo, ConsumerInfo, DeleteMessages, DeleteResult,
-    ExchangeInfo, MoveTask, PauseResult, PeekRequest, PeekedMessage, PriorityResult, PublishResult, PurgeResult,
-    StreamActionResult, StreamSnapshot, StreamTruncate, UndoResult, UndoTicket,
-};
+use warren_shared::{AuditEntry, PeekRequest, StreamActionResult, StreamSnapshot, UndoTicket};
+
+pub use api::{Api, ApiFailure, ClientError, TlsOptions};
 
 use crate::event::{ApiEvent, Command, Event, QueueKey, RequestId, Resource};
-use crate::format::path_segment;
+use api::describe;
 
 /// First and longest wait between reconnection attempts.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
@@ -31,22 +28,16 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How often a running move is polled for the progress bar.
 const MOVE_POLL: Duration = Duration::from_millis(300);
 
+/// The TUI's side of the broker: the admin API and where its answers go.
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
-    base: String,
-    user: String,
-    password: String,
+    api: Api,
     events: UnboundedSender<Event>,
 }
 
 fn send(tx: &UnboundedSender<Event>, e: ApiEvent) {
-    // The receiver is gone only when the console is quitting.
+    // The receiver is gone only when the console is quitting (or has switched to another context).
     let _ = tx.send(Event::Api(e));
-}
-
-fn queue_path(q: &QueueKey, rest: &str) -> String {
-    format!("/api/queues/{}/{}{rest}", path_segment(&q.vhost), path_segment(&q.name))
 }
 
 fn undoable(request_id: RequestId, queue: QueueKey, action: &str, count: u64, ticket: UndoTicket) -> ApiEvent {
@@ -74,25 +65,6 @@ enum Failure {
     Other(String),
 }
 
-/// How https URLs are verified: the built-in roots, plus `ca` if given; `insecure` skips verification.
-#[derive(Debug, Clone, Default)]
-pub struct TlsOptions {
-    /// A PEM file of CA certificates to trust besides the built-in roots (`--ca`).
-    pub ca: Option<PathBuf>,
-    /// Accept any certificate (`--insecure`): for a test broker only.
-    pub insecure: bool,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("cannot read the CA file {path}: {source}")]
-    ReadCa { path: PathBuf, source: std::io::Error },
-    #[error("no usable CA certificate in {path}: {source}")]
-    BadCa { path: PathBuf, source: reqwest::Error },
-    #[error("cannot set up the HTTP client: {0}")]
-    Build(#[from] reqwest::Error),
-}
-
 impl Client {
     pub fn new(url: &str, user: &str, password: &str, events: UnboundedSender<Event>) -> Result<Self, ClientError> {
         Self::with_tls(url, user, password, &TlsOptions::default(), events)
@@ -106,72 +78,18 @@ impl Client {
         tls: &TlsOptions,
         events: UnboundedSender<Event>,
     ) -> Result<Self, ClientError> {
-        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(3));
-        if let Some(path) = &tls.ca {
-            let pem = std::fs::read(path).map_err(|source| ClientError::ReadCa {
-                path: path.clone(),
-                source,
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| ClientError::BadCa {
-                path: path.clone(),
-                source,
-            })?;
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
-        }
-        if tls.insecure {
-            builder = builder.danger_accept_invalid_certs(true);
-        }
-        let http = builder.build()?;
-        Ok(Client {
-            http,
-            base: url.trim_end_matches('/').to_string(),
-            user: user.to_string(),
-            password: password.to_string(),
-            events,
-        })
+        Ok(Self::of(Api::new(url, user, password, tls)?, events))
     }
 
-    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.base))
-            .basic_auth(&self.user, Some(&self.password))
-    }
-
-    /// Sends a request and decodes the answer; an error answer becomes its `reason`.
-    async fn call<B: Serialize, T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-    ) -> Result<(StatusCode, T), String> {
-        let mut req = self.request(method, path).timeout(Duration::from_secs(15));
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.map_err(describe)?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(describe)?;
-        if !status.is_success() {
-            return Err(match serde_json::from_slice::<ApiError>(&bytes) {
-                Ok(e) => format!("{} ({})", e.reason, status.as_u16()),
-                Err(_) => format!("HTTP {status}"),
-            });
-        }
-        serde_json::from_slice(&bytes)
-            .map(|v| (status, v))
-            .map_err(|e| format!("unexpected answer from {path}: {e}"))
-    }
-
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
-        self.call::<(), T>(Method::GET, path, None).await.map(|(_, v)| v)
+    /// A client over `api` that reports to `events`.
+    pub fn of(api: Api, events: UnboundedSender<Event>) -> Self {
+        Client { api, events }
     }
 
     /// Reads the overview once: whether the broker answers with these credentials (and, over https, a certificate
     /// this client trusts).
     pub async fn check(&self) -> Result<(), String> {
-        self.get::<serde_json::Value>("/api/overview").await.map(|_| ())
+        self.api.check().await.map_err(|e| e.to_string())
     }
 
     /// Runs the live feed until the channel closes: connect, forward snapshots, and on failure report the stale
@@ -209,6 +127,7 @@ impl Client {
         // A broker that accepts the connection but never answers would otherwise hold this task (and so every
         // reconnect) forever: no answer within `idle` counts as a failure like any other.
         let connect = self
+            .api
             .request(Method::GET, &format!("/api/stream?interval_ms={interval_ms}"))
             .header("accept", "text/event-stream")
             .send();
@@ -219,7 +138,7 @@ impl Client {
         if !resp.status().is_success() {
             let status = resp.status();
             let reason = resp
-                .json::<ApiError>()
+                .json::<warren_shared::ApiError>()
                 .await
                 .map(|e| e.reason)
                 .unwrap_or_else(|_| status.to_string());
@@ -269,31 +188,23 @@ impl Client {
 
     async fn run(&self, command: Command) -> Result<(), ApiEvent> {
         let tx = &self.events;
+        let api = &self.api;
         // Reads report their own failures below; only actions reach `failed`.
         let request_id = command.request().unwrap_or(0);
         let failed = |error: String| ApiEvent::ActionFailed { request_id, error };
         match command {
-            Command::Quit => {}
+            Command::Quit | Command::SwitchContext(_) => {}
             Command::Fetch(r) => {
                 let result = match r {
-                    Resource::Exchanges => self
-                        .get::<Vec<ExchangeInfo>>("/api/exchanges")
-                        .await
-                        .map(ApiEvent::Exchanges),
-                    Resource::Bindings => self
-                        .get::<Vec<BindingInfo>>("/api/bindings")
-                        .await
-                        .map(ApiEvent::Bindings),
-                    Resource::Connections => self
-                        .get::<Vec<ConnectionInfo>>("/api/connections")
-                        .await
-                        .map(ApiEvent::Connections),
-                    Resource::Consumers => self
-                        .get::<Vec<ConsumerInfo>>("/api/consumers")
-                        .await
-                        .map(ApiEvent::Consumers),
+                    Resource::Exchanges => api.exchanges().await.map(ApiEvent::Exchanges),
+                    Resource::Bindings => api.bindings().await.map(ApiEvent::Bindings),
+                    Resource::Connections => api.connections().await.map(ApiEvent::Connections),
+                    Resource::Consumers => api.consumers().await.map(ApiEvent::Consumers),
                 };
-                let e = result.map_err(|error| ApiEvent::FetchFailed { resource: r, error })?;
+                let e = result.map_err(|e| ApiEvent::FetchFailed {
+                    resource: r,
+                    error: e.to_string(),
+                })?;
                 send(tx, e);
             }
             Command::Peek {
@@ -312,12 +223,15 @@ impl Client {
                     timestamp_ms,
                     filter,
                 };
-                let result = self
-                    .call::<_, Vec<PeekedMessage>>(Method::POST, &queue_path(&queue, "/peek"), Some(&body))
-                    .await;
-                let (_, messages) = match result {
-                    Ok(r) => r,
-                    Err(error) => return Err(ApiEvent::PeekFailed { seq, queue, error }),
+                let messages = match api.peek(&queue, &body).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        return Err(ApiEvent::PeekFailed {
+                            seq,
+                            queue,
+                            error: e.to_string(),
+                        })
+                    }
                 };
                 send(
                     tx,
@@ -330,8 +244,8 @@ impl Client {
                 );
             }
             Command::Purge { queue, .. } => {
-                let (_, r) = self
-                    .call::<(), PurgeResult>(Method::DELETE, &queue_path(&queue, "/contents"), None)
+                let r = api
+                    .purge(&queue)
                     .await
                     .map_err(|e| failed(format!("purge {}: {e}", queue.name)))?;
                 send(
@@ -347,8 +261,8 @@ impl Client {
                 }
             }
             Command::Move { queue, request, .. } => {
-                let (_, task) = self
-                    .call::<_, MoveTask>(Method::POST, &queue_path(&queue, "/move"), Some(&request))
+                let task = api
+                    .start_move(&queue, &request)
                     .await
                     .map_err(|e| failed(format!("redrive from {}: {e}", queue.name)))?;
                 let running = task.state == "running";
@@ -359,19 +273,15 @@ impl Client {
                 }
             }
             Command::CancelMove { task: id, .. } => {
-                let (_, task) = self
-                    .call::<(), MoveTask>(Method::DELETE, &format!("/api/moves/{id}"), None)
+                let task = api
+                    .cancel_move(id)
                     .await
                     .map_err(|e| failed(format!("cancel move {id}: {e}")))?;
                 send(tx, ApiEvent::Move { request_id, task });
             }
             Command::Delete { queue, ids, .. } => {
-                let (_, r) = self
-                    .call::<_, DeleteResult>(
-                        Method::POST,
-                        &queue_path(&queue, "/delete"),
-                        Some(&DeleteMessages { ids }),
-                    )
+                let r = api
+                    .delete(&queue, ids)
                     .await
                     .map_err(|e| failed(format!("delete from {}: {e}", queue.name)))?;
                 send(
@@ -387,15 +297,12 @@ impl Client {
                 }
             }
             Command::Undo { id, .. } => {
-                let (_, result) = self
-                    .call::<(), UndoResult>(Method::POST, &format!("/api/undo/{id}"), None)
-                    .await
-                    .map_err(|e| failed(format!("undo: {e}")))?;
+                let result = api.undo(id).await.map_err(|e| failed(format!("undo: {e}")))?;
                 send(tx, ApiEvent::Undone { request_id, result });
             }
             Command::Priority { queue, request, .. } => {
-                let (_, r) = self
-                    .call::<_, PriorityResult>(Method::POST, &queue_path(&queue, "/priority"), Some(&request))
+                let r = api
+                    .priority(&queue, &request)
                     .await
                     .map_err(|e| failed(format!("priority in {}: {e}", queue.name)))?;
                 send(
@@ -413,13 +320,8 @@ impl Client {
                 request,
                 ..
             } => {
-                let path = format!(
-                    "/api/exchanges/{}/{}/publish",
-                    path_segment(&queue.vhost),
-                    path_segment(&exchange)
-                );
-                let (_, r) = self
-                    .call::<_, PublishResult>(Method::POST, &path, Some(&request))
+                let r = api
+                    .publish(&queue.vhost, &exchange, &request)
                     .await
                     .map_err(|e| failed(format!("publish to {}: {e}", queue.name)))?;
                 send(
@@ -432,28 +334,19 @@ impl Client {
                 );
             }
             Command::CloseConnection { connection, reason, .. } => {
-                let body = CloseRequest { reason: Some(reason) };
-                self.call::<_, serde_json::Value>(
-                    Method::DELETE,
-                    &format!("/api/connections/{connection}"),
-                    Some(&body),
-                )
-                .await
-                .map_err(|e| failed(format!("close connection {connection}: {e}")))?;
+                api.close_connection(connection, reason)
+                    .await
+                    .map_err(|e| failed(format!("close connection {connection}: {e}")))?;
                 send(tx, ApiEvent::ConnectionClosed { request_id, connection });
             }
             Command::Pause { queue, paused, .. } => {
-                let path = queue_path(&queue, if paused { "/pause" } else { "/resume" });
-                let (_, r) = self
-                    .call::<(), PauseResult>(Method::PUT, &path, None)
-                    .await
-                    .map_err(|e| {
-                        failed(format!(
-                            "{} {}: {e}",
-                            if paused { "pause" } else { "resume" },
-                            queue.name
-                        ))
-                    })?;
+                let r = api.pause(&queue, paused).await.map_err(|e| {
+                    failed(format!(
+                        "{} {}: {e}",
+                        if paused { "pause" } else { "resume" },
+                        queue.name
+                    ))
+                })?;
                 send(
                     tx,
                     ApiEvent::Paused {
@@ -467,27 +360,24 @@ impl Client {
             Command::StreamReplay {
                 queue, consumer, reset, ..
             } => {
-                let path = queue_path(&queue, &format!("/stream/offsets/{}", path_segment(&consumer)));
-                let result = self
-                    .call::<_, StreamActionResult>(Method::POST, &path, Some(&reset))
+                let result = api
+                    .stream_replay(&queue, &consumer, &reset)
                     .await
                     .map_err(|e| failed(format!("replay {consumer} on {}: {e}", queue.name)))?;
-                send(tx, stream_acted(request_id, queue, result.1));
+                send(tx, stream_acted(request_id, queue, result));
             }
             Command::StreamTruncate { queue, before, .. } => {
-                let body = StreamTruncate { before };
-                let result = self
-                    .call::<_, StreamActionResult>(Method::POST, &queue_path(&queue, "/stream/truncate"), Some(&body))
+                let result = api
+                    .stream_truncate(&queue, before)
                     .await
                     .map_err(|e| failed(format!("truncate {}: {e}", queue.name)))?;
-                send(tx, stream_acted(request_id, queue, result.1));
+                send(tx, stream_acted(request_id, queue, result));
             }
             // The main loop runs the editor; it never reaches the client.
             Command::OpenEditor { .. } => {}
             Command::Edit { queue, id, request, .. } => {
-                let path = queue_path(&queue, &format!("/messages/{id}/edit"));
-                let (_, result) = self
-                    .call::<_, warren_shared::edit::EditResult>(Method::POST, &path, Some(&request))
+                let result = api
+                    .edit(&queue, id, &request)
                     .await
                     .map_err(|e| failed(format!("edit message {id} of {}: {e}", queue.name)))?;
                 send(
@@ -528,95 +418,37 @@ impl Client {
         Ok(())
     }
 
-    /// A page of the audit trail (`GET /api/audit`), newest first, older than entry `before` if given. A refusal
-    /// (403: the user is neither administrator nor monitoring) is told apart from other failures (`true`), so the
-    /// console can say who may read it and stop asking.
+    /// A page of the audit trail, newest first, older than entry `before` if given. A refusal (403: the user is
+    /// neither administrator nor monitoring) is told apart from other failures (`true`), so the console can say who
+    /// may read it and stop asking.
     async fn audit_page(&self, before: Option<u64>, page_size: usize) -> Result<Vec<AuditEntry>, (bool, String)> {
-        let mut path = format!("/api/audit?page_size={page_size}");
-        if let Some(id) = before {
-            path.push_str(&format!("&before={id}"));
-        }
-        let resp = self
-            .request(Method::GET, &path)
-            .timeout(Duration::from_secs(15))
-            .send()
+        self.api
+            .audit_page(before, page_size)
             .await
-            .map_err(|e| (false, describe(e)))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| (false, describe(e)))?;
-        if !status.is_success() {
-            let reason = match serde_json::from_slice::<ApiError>(&bytes) {
-                Ok(e) => format!("{} ({})", e.reason, status.as_u16()),
-                Err(_) => format!("HTTP {status}"),
-            };
-            return Err((status == StatusCode::FORBIDDEN, reason));
-        }
-        serde_json::from_slice(&bytes).map_err(|e| (false, format!("unexpected answer from {path}: {e}")))
+            .map_err(|e| (e.status() == Some(403), e.to_string()))
     }
 
     /// Polls a running move until it ends, reporting each state (the progress bar) as an answer to `request_id`.
     async fn follow_move(&self, request_id: RequestId, id: u64) -> Result<(), ApiEvent> {
-        let mut errors = 0;
-        loop {
-            tokio::time::sleep(MOVE_POLL).await;
-            match self.get::<MoveTask>(&format!("/api/moves/{id}")).await {
-                Ok(task) => {
-                    errors = 0;
-                    let running = task.state == "running";
-                    send(&self.events, ApiEvent::Move { request_id, task });
-                    if !running {
-                        return Ok(());
-                    }
-                }
-                Err(e) => {
-                    errors += 1;
-                    if errors >= 10 {
-                        return Err(ApiEvent::ActionFailed {
-                            request_id,
-                            error: format!("lost track of move {id}: {e}"),
-                        });
-                    }
-                }
-            }
-            if self.events.is_closed() {
-                return Ok(());
-            }
-        }
-    }
-}
-
-/// A transport error in words an operator can act on.
-fn describe(e: reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    if e.is_connect() && text.to_ascii_lowercase().contains("certificate") {
-        format!(
-            "the broker's certificate is not trusted (give its CA with --ca, or --insecure for a test broker): {text}"
-        )
-    } else if e.is_connect() {
-        "cannot connect (is the broker running, and is --url right?)".into()
-    } else if e.is_timeout() {
-        "timed out".into()
-    } else {
-        text
+        let events = &self.events;
+        self.api
+            .follow_move(id, MOVE_POLL, |task| {
+                send(events, ApiEvent::Move { request_id, task });
+                // Nobody is listening any more (the console quit, or switched brokers).
+                !events.is_closed()
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiEvent::ActionFailed {
+                request_id,
+                error: format!("lost track of move {id}: {e}"),
+            })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn default_vhost_is_percent_encoded() {
-        assert_eq!(
-            queue_path(&QueueKey::new("/", "orders.dlq"), "/move"),
-            "/api/queues/%2F/orders.dlq/move"
-        );
-    }
 
     #[tokio::test]
     async fn a_stream_request_never_answered_fails_after_the_idle_time() {
