@@ -546,6 +546,13 @@ impl Session {
         if let Some(q) = &self.queue {
             return Ok(q.clone());
         }
+        // A persistent session's queue from an earlier connection is taken as it is (its session expiry may have
+        // been another: declaring it again with other arguments would be refused).
+        if let Some(q) = self.vhost.queue(&self.queue_name) {
+            self.consume(&q, OWN_TAG.into())?;
+            self.queue = Some(q.clone());
+            return Ok(q);
+        }
         let mut args = FieldTable::default();
         if let Some(s) = self.session_expiry_s.filter(|s| self.persistent && *s < u32::MAX) {
             args.insert("x-expires".into(), AMQPValue::LongLongInt(i64::from(s.max(1)) * 1000));
