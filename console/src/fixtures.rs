@@ -207,6 +207,7 @@ pub fn message(id: u64, source: Option<&str>) -> PeekedMessage {
             .unwrap_or_default(),
         body_encoding: "utf8".into(),
         body: format!(r#"{{"order_id":{id},"customer":"c-{}","amount":{}.50}}"#, id * 7 % 500, id * 3),
+        trace_id: Some(format!("order-{id}")),
     }
 }
 

@@ -158,6 +158,11 @@ async fn publish(
     )
     .map_err(|e| Error::not_found(e.text))?;
     let message = Arc::new(message);
+    let traced = vh.trace.any() && vh.trace_publish(0, &caller.user, &message, &queues);
+    if traced && queues.is_empty() {
+        let event = crate::trace::TraceEvent::Unroutable { returned: false };
+        vh.trace.journal.record_message(&v, &message, event);
+    }
     let mut routed = false;
     for q in queues {
         routed |= q.publish(message.clone()).routed;

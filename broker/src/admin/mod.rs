@@ -38,6 +38,7 @@ mod resources;
 pub mod server;
 mod stream;
 mod streams;
+mod trace;
 mod undo;
 
 use std::net::SocketAddr;
@@ -241,6 +242,7 @@ fn routes() -> ApiRouter<AdminState> {
         .merge(streams::router())
         .merge(pause::router())
         .merge(undo::router())
+        .merge(trace::router())
         .merge(resources::router())
         .merge(connections::router())
         .merge(openapi::router())

@@ -305,7 +305,9 @@ async fn peek(
                     Ok(t) => ("utf8", t.to_string()),
                     Err(_) => ("base64", base64::engine::general_purpose::STANDARD.encode(&m.body)),
                 };
+                let props = m.properties();
                 PeekedMessage {
+                    trace_id: crate::trace::peek_id(m, &props),
                     id: e.seq,
                     exchange: m.exchange.to_string(),
                     routing_key: m.routing_key.to_string(),
@@ -315,7 +317,7 @@ async fn peek(
                     priority: m.priority,
                     size: m.size() as u64,
                     persistent: m.persistent,
-                    properties: json::properties(&m.properties()),
+                    properties: json::properties(&props),
                     body_encoding: body_encoding.into(),
                     body,
                 }
@@ -353,6 +355,12 @@ async fn purge(
         let taken = tokio::task::spawn_blocking(move || {
             let taken = q2.take(None);
             q2.settle_moved(taken.iter());
+            if q2.trace_any() {
+                for e in taken.iter().filter(|e| q2.traces(&e.message)) {
+                    let queue = q2.name().to_string();
+                    q2.record_trace(&e.message, crate::trace::TraceEvent::Purged { queue });
+                }
+            }
             taken
         })
         .await
