@@ -25,6 +25,9 @@ mod tests_late;
 mod tests_ops;
 #[cfg(test)]
 mod tests_stream;
+#[cfg(test)]
+mod tests_trace;
+pub mod trace;
 
 use std::collections::HashSet;
 
@@ -74,6 +77,11 @@ pub enum View {
     Connections,
     Consumers,
     Audit,
+    /// A message's journey (`t` on a message, `:trace ID`).
+    Trace {
+        vhost: String,
+        id: String,
+    },
 }
 
 impl View {
@@ -87,6 +95,7 @@ impl View {
             View::Connections => "connections",
             View::Consumers => "consumers",
             View::Audit => "audit",
+            View::Trace { .. } => "journey",
         }
     }
 }
@@ -196,6 +205,8 @@ pub struct App {
     pub last_id: RequestId,
     /// The last purge or delete made from this console that the broker keeps for undo (`u`, `:undo`).
     pub last_undo: Option<UndoRef>,
+    /// The journey shown by the trace view.
+    pub trace: Option<trace::TraceState>,
 }
 
 /// A removal that can be undone: what the broker's ticket says, and what it was, for the undo dialog.
@@ -238,6 +249,7 @@ impl App {
             fatal: None,
             last_id: 0,
             last_undo: None,
+            trace: None,
         }
     }
 
@@ -297,6 +309,9 @@ impl App {
             View::Audit => {
                 self.audit.open();
                 commands.extend(self.read_audit(false));
+            }
+            View::Trace { vhost, id } => {
+                return trace::open(self, vhost.clone(), id.clone());
             }
             View::Queues => {}
         }
@@ -376,7 +391,7 @@ impl App {
                 };
             }
             View::Audit if due(self.audit.list.fetched_ms) => return self.read_audit(false).into_iter().collect(),
-            View::Audit | View::Queues => None,
+            View::Audit | View::Queues | View::Trace { .. } => None,
         };
         match resource {
             Some(r) if due(self.listing_state(r).1) => self.fetch(r).into_iter().collect(),
@@ -669,6 +684,7 @@ fn on_api(app: &mut App, event: ApiEvent) -> Vec<Command> {
             app.flash(Level::Error, format!("reading {}: {error}", resource.name()));
         }
         ApiEvent::Audit { before, entries } => app.audit.load(before, entries, now),
+        ApiEvent::Traced { seq, result } => trace::loaded(app, seq, result),
         ApiEvent::AuditFailed { denied, error, .. } => {
             app.audit.failed(denied, now);
             if denied {

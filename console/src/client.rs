@@ -487,6 +487,11 @@ impl Client {
                 };
                 send(tx, e);
             }
+            Command::Trace { seq, vhost, id } => {
+                let path = format!("/api/trace/{}/{}", path_segment(&vhost), path_segment(&id));
+                let result = self.get::<warren_shared::trace::Journey>(&path).await;
+                send(tx, ApiEvent::Traced { seq, result });
+            }
         }
         Ok(())
     }

@@ -159,6 +159,11 @@ pub enum ApiEvent {
         denied: bool,
         error: String,
     },
+    /// The answer to the journey read `seq` (`Command::Trace`).
+    Traced {
+        seq: u64,
+        result: Result<warren_shared::trace::Journey, String>,
+    },
 }
 
 /// A listing the console reads on demand (the stream covers only overview and queues).
@@ -260,6 +265,12 @@ pub enum Command {
         before: Option<u64>,
         page_size: usize,
     },
+    /// Reads a message's journey (`GET /api/trace/{vhost}/{id}`); `seq` is echoed in the answer.
+    Trace {
+        seq: u64,
+        vhost: String,
+        id: String,
+    },
     Quit,
 }
 
@@ -278,7 +289,11 @@ impl Command {
             | Command::Undo { request_id, .. }
             | Command::StreamReplay { request_id, .. }
             | Command::StreamTruncate { request_id, .. } => Some(*request_id),
-            Command::Fetch(_) | Command::Peek { .. } | Command::ReadAudit { .. } | Command::Quit => None,
+            Command::Fetch(_)
+            | Command::Peek { .. }
+            | Command::ReadAudit { .. }
+            | Command::Trace { .. }
+            | Command::Quit => None,
         }
     }
 }

@@ -19,6 +19,7 @@ fn section(c: Context) -> &'static str {
         Context::Messages => "messages",
         Context::Connections => "connections",
         Context::Audit => "audit",
+        Context::Trace => "journey",
         Context::Dialog => "dialogs",
     }
 }
@@ -65,13 +66,14 @@ fn shown(app: &App, c: Context) -> Vec<&'static crate::app::keys::Binding> {
         .collect()
 }
 
-const SECTIONS: [Context; 7] = [
+const SECTIONS: [Context; 8] = [
     Context::Global,
     Context::Queues,
     Context::Detail,
     Context::Messages,
     Context::Connections,
     Context::Audit,
+    Context::Trace,
     Context::Dialog,
 ];
 

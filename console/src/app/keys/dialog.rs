@@ -160,11 +160,11 @@ fn set_filter(app: &mut App, text: String) {
         View::Connections => app.connections.set_filter(text),
         View::Consumers => app.consumers.set_filter(text),
         View::Audit => app.audit.list.set_filter(text),
-        View::Detail(_) | View::Messages(_) => {}
+        View::Detail(_) | View::Messages(_) | View::Trace { .. } => {}
     }
 }
 
-const COMMANDS: [&str; 10] = [
+const COMMANDS: [&str; 11] = [
     "queues",
     "exchanges",
     "bindings",
@@ -174,6 +174,7 @@ const COMMANDS: [&str; 10] = [
     "messages",
     "detail",
     "undo",
+    "trace",
     "quit",
 ];
 
@@ -202,6 +203,7 @@ pub fn run_command(app: &mut App, text: &str) -> Vec<Command> {
         "cs" | "cons" | "consumer" | "consumers" => View::Consumers,
         "a" | "au" | "audit" => View::Audit,
         "u" | "undo" => return super::views::undo(app),
+        "t" | "trace" | "journey" => return super::super::trace::command(app, arg),
         "m" | "msg" | "messages" | "peek" | "d" | "detail" => {
             let Some(name) = arg else {
                 app.flash(Level::Warn, format!("usage: :{word} <queue>"));

@@ -26,6 +26,7 @@ pub enum Context {
     Messages,
     Connections,
     Audit,
+    Trace,
     Dialog,
 }
 
@@ -81,6 +82,8 @@ pub enum Do {
     Rate,
     CancelMove,
     Hide,
+    /// `t`: the selected message's journey.
+    Trace,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -124,8 +127,8 @@ pub const BINDINGS: &[Binding] = &[
     b("?", "help: every key", Glob, false, "help", Do::Help),
     b(
         ":",
-        "command: queues, exchanges, bindings, connections, consumers, audit, messages <queue>, detail <queue>, undo, \
-         quit",
+        "command: queues, exchanges, bindings, connections, consumers, audit, messages <queue>, detail <queue>, \
+         trace <message id>, undo, quit",
         Glob,
         false,
         "views",
@@ -255,6 +258,14 @@ pub const BINDINGS: &[Binding] = &[
         "priority",
         Do::Priority,
     ),
+    b(
+        "t",
+        "the selected message's journey, as a timeline (also :trace ID)",
+        Msgs,
+        false,
+        "journey",
+        Do::Trace,
+    ),
     b("P", "purge the queue", Msgs, true, "", Do::Purge),
     b("N", "publish a test message", Msgs, true, "", Do::Publish),
     b(
@@ -280,6 +291,14 @@ pub const BINDINGS: &[Binding] = &[
         false,
         "older",
         Do::Older,
+    ),
+    b(
+        "r",
+        "read the journey again",
+        Context::Trace,
+        false,
+        "reread",
+        Do::Reread,
     ),
     b("y / enter", "confirm (redrive)", Dlg, false, "confirm", Do::Confirm),
     b("n / esc", "cancel", Dlg, false, "cancel", Do::Cancel),
@@ -342,6 +361,7 @@ pub fn context_of(view: &View) -> Context {
         View::Messages(_) => Context::Messages,
         View::Connections => Context::Connections,
         View::Audit => Context::Audit,
+        View::Trace { .. } => Context::Trace,
         _ => Context::Global,
     }
 }
