@@ -750,6 +750,30 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
     }
 
+    /// Message journeys: bounds and the OTLP endpoint from the file, a flag over the file, and zero bounds refused.
+    #[test]
+    fn trace_settings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("warren.toml");
+        std::fs::write(
+            &path,
+            "trace_journeys = 50\ntrace_max_bytes = \"1MiB\"\notlp_endpoint = \"http://127.0.0.1:4318\"\n",
+        )
+        .expect("write");
+        let p = path.to_str().expect("utf-8");
+        let c =
+            Config::load(Cli::try_parse_from(["warren-broker", "--config", p, "--trace-events", "8"]).expect("cli"))
+                .expect("load");
+        assert_eq!((c.trace.journeys, c.trace.events, c.trace.max_bytes), (50, 8, 1 << 20));
+        assert_eq!(c.trace.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4318"));
+        assert!(
+            Config::default().trace.otlp_endpoint.is_none(),
+            "no export unless asked"
+        );
+        let zero = Cli::try_parse_from(["warren-broker", "--trace-journeys", "0"]).expect("cli");
+        assert!(matches!(Config::load(zero), Err(ConfigError::Zero(_))));
+    }
+
     /// Issue 10 #11: several listen addresses from the file, the flags and the environment's comma-separated list.
     #[test]
     fn several_listen_addresses() {
