@@ -556,3 +556,57 @@ async fn journeys_are_switched_and_served() {
     call(&b, Method::DELETE, "/api/vhosts/%2F/trace", admin, "").await;
     assert!(!b.vhost("/").expect("vhost").trace.any());
 }
+
+/// Operators' actions on a traced message are in its journey: a priority change (from, to) and a move.
+#[tokio::test]
+async fn priority_changes_and_moves_are_journey_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let g = Some("guest:guest");
+    call(
+        &b,
+        Method::PUT,
+        "/api/queues/%2F/jobs",
+        g,
+        r#"{"arguments":{"x-max-priority":5}}"#,
+    )
+    .await;
+    call(&b, Method::PUT, "/api/queues/%2F/later", g, "{}").await;
+    call(&b, Method::PUT, "/api/queues/%2F/jobs/trace", g, "").await;
+    let req = r#"{"routing_key":"jobs","payload":"x","priority":1,"message_id":"job-1"}"#;
+    call(&b, Method::POST, "/api/exchanges/%2F/amq.default/publish", g, req).await;
+    let (_, page) = call(&b, Method::POST, "/api/queues/%2F/jobs/peek", g, "{}").await;
+    let id = page[0]["id"].as_u64().expect("id");
+    let (s, _) = call(
+        &b,
+        Method::POST,
+        "/api/queues/%2F/jobs/priority",
+        g,
+        &format!(r#"{{"ids":[{id}],"set":4}}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, task) = call(
+        &b,
+        Method::POST,
+        "/api/queues/%2F/jobs/move",
+        g,
+        r#"{"to":"queue","queue":"later","wait":true}"#,
+    )
+    .await;
+    assert_eq!((s, task["moved"].clone()), (StatusCode::OK, 1.into()), "{task}");
+    let (_, j) = call(&b, Method::GET, "/api/trace/%2F/job-1", g, "").await;
+    let e = &j["events"];
+    let kinds: Vec<&str> = e
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["published", "routed", "reprioritised", "moved"], "{j}");
+    assert_eq!((e[2]["from"].clone(), e[2]["to"].clone()), (1.into(), 4.into()));
+    assert_eq!(
+        (e[3]["from"].clone(), e[3]["to"].clone()),
+        ("jobs".into(), serde_json::json!(["later"]))
+    );
+}

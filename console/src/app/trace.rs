@@ -87,13 +87,16 @@ pub fn from_selected_message(app: &mut App) -> Vec<Command> {
     }
 }
 
-/// `:trace ID`: the journey of `ID` in the vhost of the queue in view (or `/`).
+/// `:trace ID`: the journey of `ID` in the vhost in view (a queue's, or the journey's shown), else `/`.
 pub fn command(app: &mut App, id: Option<&str>) -> Vec<Command> {
     let Some(id) = id else {
         app.flash(Level::Warn, "usage: :trace <message id>");
         return Vec::new();
     };
-    let vhost = app.current_queue().map_or_else(|| "/".to_string(), |q| q.vhost);
+    let vhost = match app.view() {
+        View::Trace { vhost, .. } => vhost.clone(),
+        _ => app.current_queue().map_or_else(|| "/".to_string(), |q| q.vhost),
+    };
     open(app, vhost, id.to_string())
 }
 
