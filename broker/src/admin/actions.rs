@@ -54,6 +54,7 @@ async fn delete_messages(
         ));
     }
     q.settle_moved(taken.iter());
+    q.record_purged(&taken);
     let deleted = taken.len() as u64;
     audit(&b, &caller, "delete_messages", &v, &name, deleted);
     let undo = super::undo::keep(&b, &caller, &v, &name, "delete", taken);

@@ -355,12 +355,7 @@ async fn purge(
         let taken = tokio::task::spawn_blocking(move || {
             let taken = q2.take(None);
             q2.settle_moved(taken.iter());
-            if q2.trace_any() {
-                for e in taken.iter().filter(|e| q2.traces(&e.message)) {
-                    let queue = q2.name().to_string();
-                    q2.record_trace(&e.message, crate::trace::TraceEvent::Purged { queue });
-                }
-            }
+            q2.record_purged(&taken);
             taken
         })
         .await

@@ -59,6 +59,17 @@ impl Queue {
         self.trace.journal.record_message(&self.spec.vhost, m, event);
     }
 
+    /// An operator's purge or delete took these out (through the admin API, which keeps them for undo).
+    pub fn record_purged(&self, entries: &[super::Entry]) {
+        if !self.trace_any() {
+            return;
+        }
+        for e in entries.iter().filter(|e| self.traces(&e.message)) {
+            let queue = self.spec.name.clone();
+            self.record_trace(&e.message, TraceEvent::Purged { queue });
+        }
+    }
+
     /// A message enters this queue: a traced queue marks it, so what happens to it later is recorded anywhere.
     pub(super) fn trace_enter(&self, m: &Message) {
         if self.trace_any() && self.is_traced() && !m.is_traced() {
