@@ -436,3 +436,35 @@ async fn journeys_are_exported_as_spans_to_an_otlp_collector() {
         "the collector received spans for the journey, in the message's trace"
     );
 }
+
+/// A persistent message published in a transaction is traced when the commit routes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_published_in_a_transaction_is_traced_at_commit() {
+    let broker = TestBroker::start();
+    let conn = connect(&broker.url()).await;
+    let ch = channel(&conn).await;
+    declare(&ch, "ledger", FieldTable::default()).await;
+    let (status, _) = request(
+        broker.admin_addr,
+        "PUT",
+        "/api/queues/%2F/ledger/trace",
+        "guest:guest",
+        "",
+    );
+    assert_eq!(status, 200);
+    ch.tx_select().await.expect("tx.select");
+    let props = BasicProperties::default()
+        .with_message_id(ShortString::from("tx-1"))
+        .with_delivery_mode(2);
+    ch.basic_publish("".into(), "ledger".into(), BasicPublishOptions::default(), b"x", props)
+        .await
+        .expect("publish");
+    let (status, _) = request(broker.admin_addr, "GET", "/api/trace/%2F/tx-1", "guest:guest", "");
+    assert_eq!(status, 404, "nothing before the commit");
+    ch.tx_commit().await.expect("tx.commit");
+    let (status, journey) = request(broker.admin_addr, "GET", "/api/trace/%2F/tx-1", "guest:guest", "");
+    assert_eq!(
+        (status, kinds(&journey)),
+        (200, vec!["published".to_string(), "routed".into()])
+    );
+}

@@ -713,6 +713,10 @@ impl Channel {
             if queues.is_empty() && !r.duplicate && p.mandatory {
                 self.send_return(ctx, &message);
             }
+            if ctx.vhost.trace.any() {
+                ctx.vhost
+                    .trace_publish(ctx.connection_id, ctx.access.user(), &message, &queues);
+            }
             for q in queues {
                 if q.is_durable() {
                     let s = q.stage(&message, txid).map_err(failed)?;
