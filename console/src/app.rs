@@ -11,18 +11,24 @@
 
 pub mod audit;
 pub mod dialog;
+pub mod edit;
 pub mod history;
 pub mod keys;
 pub mod listings;
 pub mod messages;
 pub mod queues;
+pub mod scheduled;
 pub mod stream;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_edit;
+#[cfg(test)]
 mod tests_late;
 #[cfg(test)]
 mod tests_ops;
+#[cfg(test)]
+mod tests_scheduled;
 #[cfg(test)]
 mod tests_stream;
 #[cfg(test)]
@@ -82,6 +88,7 @@ pub enum View {
         vhost: String,
         id: String,
     },
+    Scheduled,
 }
 
 impl View {
@@ -96,6 +103,7 @@ impl View {
             View::Consumers => "consumers",
             View::Audit => "audit",
             View::Trace { .. } => "journey",
+            View::Scheduled => "scheduled",
         }
     }
 }
@@ -190,6 +198,7 @@ pub struct App {
     pub connections: Listing<ConnectionInfo>,
     pub consumers: Listing<ConsumerInfo>,
     pub audit: AuditTrail,
+    pub scheduled: scheduled::ScheduledState,
     pub prompt: Option<Prompt>,
     pub dialog: Option<Dialog>,
     pub flash: Option<Flash>,
@@ -239,6 +248,7 @@ impl App {
             connections: Listing::default(),
             consumers: Listing::default(),
             audit: AuditTrail::default(),
+            scheduled: scheduled::ScheduledState::default(),
             prompt: None,
             dialog: None,
             flash: None,
@@ -313,6 +323,7 @@ impl App {
             View::Trace { vhost, id } => {
                 return trace::open(self, vhost.clone(), id.clone());
             }
+            View::Scheduled => commands.extend(self.read_scheduled()),
             View::Queues => {}
         }
         if self.views.last() != Some(&view) {
@@ -371,6 +382,15 @@ impl App {
         }
     }
 
+    /// A read of the held messages, unless one is in flight or the broker is unreachable.
+    pub fn read_scheduled(&mut self) -> Option<Command> {
+        if self.is_stale() || self.scheduled.pending {
+            return None;
+        }
+        self.scheduled.pending = true;
+        Some(Command::ReadScheduled)
+    }
+
     /// Re-reads what the current view shows when it is older than the refresh interval.
     fn refresh(&mut self) -> Vec<Command> {
         let now = self.now_ms;
@@ -391,7 +411,10 @@ impl App {
                 };
             }
             View::Audit if due(self.audit.list.fetched_ms) => return self.read_audit(false).into_iter().collect(),
-            View::Audit | View::Queues | View::Trace { .. } => None,
+            View::Scheduled if due(self.scheduled.fetched_ms) && self.dialog.is_none() => {
+                return self.read_scheduled().into_iter().collect()
+            }
+            View::Audit | View::Scheduled | View::Queues | View::Trace { .. } => None,
         };
         match resource {
             Some(r) if due(self.listing_state(r).1) => self.fetch(r).into_iter().collect(),
@@ -427,6 +450,15 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
         }
         Event::Key(key) => keys::on_key(app, key),
         Event::Api(api) => on_api(app, api),
+        Event::Edited {
+            queue,
+            id,
+            before,
+            after,
+        } => {
+            edit::on_edited(app, queue, id, &before, after);
+            Vec::new()
+        }
         Event::InputFailed(error) => {
             app.quit = true;
             app.fatal = Some(format!("cannot read the terminal any more: {error}"));
@@ -476,6 +508,7 @@ fn on_api(app: &mut App, event: ApiEvent) -> Vec<Command> {
             app.connections.pending = false;
             app.consumers.pending = false;
             app.audit.list.pending = false;
+            app.scheduled.pending = false;
         }
         ApiEvent::StreamDown { error, retry_in_ms } => {
             let since_ms = match &app.link {
@@ -496,6 +529,7 @@ fn on_api(app: &mut App, event: ApiEvent) -> Vec<Command> {
             app.connections.pending = false;
             app.consumers.pending = false;
             app.audit.list.pending = false;
+            app.scheduled.pending = false;
             if let Some(m) = &mut app.messages {
                 m.loading = false;
             }
@@ -672,6 +706,47 @@ fn on_api(app: &mut App, event: ApiEvent) -> Vec<Command> {
             };
             finish(app, request_id, text);
             commands.extend(reload_messages(app, &queue));
+        }
+        ApiEvent::Edited {
+            request_id,
+            queue,
+            result,
+        } => {
+            finish(
+                app,
+                request_id,
+                format!(
+                    "Published the edited copy to {}; removed message {} from {}.",
+                    result.destination, result.original, queue.name
+                ),
+            );
+            commands.extend(reload_messages(app, &queue));
+        }
+        ApiEvent::Scheduled { total, messages } => app.scheduled.load(total, messages, now),
+        ApiEvent::ScheduledFailed { error } => {
+            app.scheduled.pending = false;
+            app.scheduled.fetched_ms = Some(now);
+            app.flash(Level::Error, format!("reading scheduled messages: {error}"));
+        }
+        ApiEvent::ScheduledActed {
+            request_id,
+            op,
+            affected,
+        } => {
+            let done = match op.as_str() {
+                "cancel" => "Cancelled",
+                "deliver" => "Delivered",
+                _ => "Rescheduled",
+            };
+            let text = format!(
+                "{done} {} held message{}.",
+                crate::format::count(affected),
+                if affected == 1 { "" } else { "s" }
+            );
+            finish(app, request_id, text);
+            app.scheduled.marked.clear();
+            app.scheduled.fetched_ms = None;
+            commands.extend(app.read_scheduled());
         }
         ApiEvent::ActionFailed { request_id, error } => match app.dialog.as_mut() {
             Some(d) if d.sent(request_id) && matches!(d.phase, Phase::Running | Phase::Progress(_)) => {

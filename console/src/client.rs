@@ -5,6 +5,8 @@
 //! Invariants: nothing here touches the terminal or the `App`; results only travel through the event channel, so a
 //! slow or dead broker never blocks drawing. Errors become events with a message that says what happened.
 
+mod scheduled;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -479,6 +481,41 @@ impl Client {
                     .await
                     .map_err(|e| failed(format!("truncate {}: {e}", queue.name)))?;
                 send(tx, stream_acted(request_id, queue, result.1));
+            }
+            // The main loop runs the editor; it never reaches the client.
+            Command::OpenEditor { .. } => {}
+            Command::Edit { queue, id, request, .. } => {
+                let path = queue_path(&queue, &format!("/messages/{id}/edit"));
+                let (_, result) = self
+                    .call::<_, warren_shared::edit::EditResult>(Method::POST, &path, Some(&request))
+                    .await
+                    .map_err(|e| failed(format!("edit message {id} of {}: {e}", queue.name)))?;
+                send(
+                    tx,
+                    ApiEvent::Edited {
+                        request_id,
+                        queue,
+                        result,
+                    },
+                );
+            }
+            Command::ReadScheduled => {
+                let e = self
+                    .read_scheduled()
+                    .await
+                    .unwrap_or_else(|error| ApiEvent::ScheduledFailed { error });
+                send(tx, e);
+            }
+            Command::ScheduledAct { op, calls, .. } => {
+                let affected = self.act_on_scheduled(&op, &calls).await.map_err(failed)?;
+                send(
+                    tx,
+                    ApiEvent::ScheduledActed {
+                        request_id,
+                        op,
+                        affected,
+                    },
+                );
             }
             Command::ReadAudit { before, page_size } => {
                 let e = match self.audit_page(before, page_size).await {

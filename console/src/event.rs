@@ -9,6 +9,8 @@
 //! dialog or page that asked for it and drops (or flashes) the rest.
 
 use ratatui::crossterm::event::KeyEvent;
+use warren_shared::edit::{EditRequest, EditResult};
+use warren_shared::scheduled::{ScheduledAction, ScheduledMessage};
 use warren_shared::{
     AuditEntry, BindingInfo, ConnectionInfo, ConsumerInfo, ExchangeInfo, MessageFilter, MoveRequest, MoveTask,
     PeekedMessage, PriorityRequest, PublishRequest, StreamActionResult, StreamOffsetReset, StreamSnapshot, UndoResult,
@@ -47,6 +49,14 @@ pub enum Event {
     /// The terminal can no longer be read (the input thread stopped): the app quits with this error rather than
     /// leave the operator in raw mode with a dead keyboard.
     InputFailed(String),
+    /// The operator's editor closed on message `id` of `queue`: the document before, and what was saved (or why
+    /// nothing could be).
+    Edited {
+        queue: QueueKey,
+        id: u64,
+        before: String,
+        after: Result<String, String>,
+    },
 }
 
 /// Everything the client reports.
@@ -139,6 +149,26 @@ pub enum ApiEvent {
         result: StreamActionResult,
     },
     /// An action the operator asked for failed (shown in its dialog, or the flash line if that dialog is gone).
+    /// An edited copy was stored and the original removed.
+    Edited {
+        request_id: RequestId,
+        queue: QueueKey,
+        result: EditResult,
+    },
+    /// The held messages of every delayed exchange (`total` held in all), in due order.
+    Scheduled {
+        total: u64,
+        messages: Vec<ScheduledMessage>,
+    },
+    ScheduledFailed {
+        error: String,
+    },
+    /// A cancel, delivery or reschedule of held messages answered: how many it applied to.
+    ScheduledActed {
+        request_id: RequestId,
+        op: String,
+        affected: u64,
+    },
     ActionFailed {
         request_id: RequestId,
         error: String,
@@ -271,6 +301,28 @@ pub enum Command {
         vhost: String,
         id: String,
     },
+    /// Suspend the screen and open `text` (message `id` of `queue` as a document) in the operator's editor; the
+    /// main loop runs it, not the client, and answers with `Event::Edited`.
+    OpenEditor {
+        queue: QueueKey,
+        id: u64,
+        text: String,
+    },
+    /// Publish an edited copy of message `id`, then remove the original.
+    Edit {
+        request_id: RequestId,
+        queue: QueueKey,
+        id: u64,
+        request: EditRequest,
+    },
+    /// Read what delayed exchanges hold, in every vhost.
+    ReadScheduled,
+    /// `op` (cancel, deliver, reschedule) on held messages: one call per (vhost, exchange, body).
+    ScheduledAct {
+        request_id: RequestId,
+        op: String,
+        calls: Vec<(String, String, ScheduledAction)>,
+    },
     Quit,
 }
 
@@ -288,10 +340,14 @@ impl Command {
             | Command::Pause { request_id, .. }
             | Command::Undo { request_id, .. }
             | Command::StreamReplay { request_id, .. }
-            | Command::StreamTruncate { request_id, .. } => Some(*request_id),
+            | Command::StreamTruncate { request_id, .. }
+            | Command::ScheduledAct { request_id, .. }
+            | Command::Edit { request_id, .. } => Some(*request_id),
             Command::Fetch(_)
+            | Command::OpenEditor { .. }
             | Command::Peek { .. }
             | Command::ReadAudit { .. }
+            | Command::ReadScheduled
             | Command::Trace { .. }
             | Command::Quit => None,
         }

@@ -512,3 +512,44 @@ pub fn journey(id: &str) -> warren_shared::trace::Journey {
             .collect(),
     }
 }
+
+/// Three messages held by delayed exchanges, due 45 s, 10 min and 2 h after [`T0`].
+pub fn scheduled_messages() -> Vec<warren_shared::scheduled::ScheduledMessage> {
+    let held = |id: u64, exchange: &str, key: &str, due_ms: u64, body: &str, message_id: &str| {
+        let mut properties = serde_json::Map::new();
+        properties.insert("message_id".into(), json!(message_id));
+        properties.insert("headers".into(), json!({ "x-delay": due_ms - (T0 - 5_000) }));
+        warren_shared::scheduled::ScheduledMessage {
+            id,
+            vhost: "/".into(),
+            exchange: exchange.into(),
+            routing_key: key.into(),
+            due_ms,
+            held_ms: T0 - 5_000,
+            size: body.len() as u64,
+            persistent: true,
+            properties,
+            body_encoding: "utf8".into(),
+            body: body.into(),
+        }
+    };
+    vec![
+        held(7, "later", "emails", T0 + 45_000, r#"{"to":"ana@example.com"}"#, "m-7"),
+        held(
+            3,
+            "retry",
+            "orders",
+            T0 + 600_000,
+            r#"{"order":1042,"attempt":2}"#,
+            "m-3",
+        ),
+        held(
+            9,
+            "later",
+            "emails",
+            T0 + 7_200_000,
+            r#"{"to":"bo@example.com"}"#,
+            "m-9",
+        ),
+    ]
+}

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod client;
+pub mod editor;
 pub mod event;
 #[cfg(test)]
 mod fixtures;
@@ -58,7 +59,7 @@ impl Drop for TerminalGuard {
 /// Reads the terminal in a thread of its own (crossterm's read blocks) until `stop` is set. If reading fails, the
 /// thread says so with [`Event::InputFailed`] before it ends: in raw mode a dead keyboard means no way out (not even
 /// ctrl-c), so the app must quit rather than run on.
-fn spawn_input(tx: mpsc::UnboundedSender<Event>, stop: Arc<AtomicBool>) {
+fn spawn_input(tx: mpsc::UnboundedSender<Event>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
             let event = match term::poll(Duration::from_millis(50)) {
@@ -77,7 +78,7 @@ fn spawn_input(tx: mpsc::UnboundedSender<Event>, stop: Arc<AtomicBool>) {
                 return;
             }
         }
-    });
+    })
 }
 
 /// Runs the console until the operator quits.
@@ -109,8 +110,8 @@ async fn run_async(options: Options) -> color_eyre::Result<()> {
     let _guard = TerminalGuard;
     let size = terminal.size()?;
     app.size = (size.width, size.height);
-    let stop = Arc::new(AtomicBool::new(false));
-    spawn_input(tx.clone(), stop.clone());
+    let mut stop = Arc::new(AtomicBool::new(false));
+    let mut input = spawn_input(tx.clone(), stop.clone());
 
     let mut frames = tokio::time::interval(Duration::from_millis(1000 / options.fps.clamp(1, 60) as u64));
     frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -125,9 +126,25 @@ async fn run_async(options: Options) -> color_eyre::Result<()> {
                 }
             }
             Some(event) = rx.recv() => {
-                for c in update(&mut app, event) {
-                    if c != Command::Quit {
-                        client.execute(c);
+                let mut commands: std::collections::VecDeque<Command> = update(&mut app, event).into();
+                while let Some(c) = commands.pop_front() {
+                    match c {
+                        Command::Quit => {}
+                        Command::OpenEditor { queue, id, text } => {
+                            // The editor gets the terminal: no input thread reading it, no raw mode, no alternate
+                            // screen; then all of them back.
+                            stop.store(true, Ordering::Relaxed);
+                            let _ = input.join();
+                            ratatui::restore();
+                            let after = tokio::task::block_in_place(|| editor::run_editor(&text));
+                            terminal = ratatui::try_init()?;
+                            terminal.clear()?;
+                            stop = Arc::new(AtomicBool::new(false));
+                            input = spawn_input(tx.clone(), stop.clone());
+                            let edited = Event::Edited { queue, id, before: text, after };
+                            commands.extend(update(&mut app, edited));
+                        }
+                        c => client.execute(c),
                     }
                 }
                 if app.quit {

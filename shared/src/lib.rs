@@ -6,9 +6,11 @@ use serde::{Deserialize, Serialize};
 
 pub mod cli;
 pub mod drain;
+pub mod edit;
 pub mod loose;
 pub mod management;
 pub mod rabbit;
+pub mod scheduled;
 pub mod trace;
 
 /// `GET /api/overview`.

@@ -63,7 +63,7 @@ async fn delete_messages(
 
 /// RabbitMQ's `properties` object of a publish: `delivery_mode`, `priority`, the string properties, and
 /// `headers` (strings, whole numbers, booleans).
-fn rabbit_properties(
+pub(super) fn rabbit_properties(
     mut props: AMQPProperties,
     given: &serde_json::Map<String, serde_json::Value>,
     headers: &mut FieldTable,

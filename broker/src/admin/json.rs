@@ -68,3 +68,11 @@ pub fn properties(p: &AMQPProperties) -> Map<String, Value> {
     put("app_id", p.app_id().as_ref().map(|v| v.to_string().into()));
     m
 }
+
+/// A body as the API shows it: `("utf8", text)` when it is UTF-8, else `("base64", encoded)`.
+pub fn body(body: &[u8]) -> (&'static str, String) {
+    match std::str::from_utf8(body) {
+        Ok(t) => ("utf8", t.to_string()),
+        Err(_) => ("base64", base64::engine::general_purpose::STANDARD.encode(body)),
+    }
+}

@@ -20,6 +20,7 @@ pub mod caller;
 mod connections;
 pub mod definitions;
 mod definitions_export;
+mod edit;
 mod exchanges;
 mod filter;
 mod get;
@@ -35,6 +36,7 @@ mod pause;
 mod policies;
 mod queues;
 mod resources;
+mod scheduled;
 pub mod server;
 mod stream;
 mod streams;
@@ -243,6 +245,8 @@ fn routes() -> ApiRouter<AdminState> {
         .merge(pause::router())
         .merge(undo::router())
         .merge(trace::router())
+        .merge(scheduled::router())
+        .merge(edit::router())
         .merge(resources::router())
         .merge(connections::router())
         .merge(openapi::router())

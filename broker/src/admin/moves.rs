@@ -122,7 +122,7 @@ impl Moves {
 }
 
 /// Where a dead letter came from: the queue of its newest `x-death` entry.
-fn source_queue(props: &AMQPProperties) -> Option<String> {
+pub(super) fn source_queue(props: &AMQPProperties) -> Option<String> {
     let headers = props.headers().as_ref()?;
     if let Some(AMQPValue::FieldArray(a)) = headers.inner().get("x-death") {
         if let Some(AMQPValue::FieldTable(t)) = a.as_slice().first() {

@@ -6,7 +6,6 @@ use aide::axum::routing::{delete_with, get_with, post_with};
 use aide::axum::ApiRouter;
 use axum::extract::{Path, State};
 use axum::Json;
-use base64::Engine;
 use warren_shared::{
     rabbit, LatencySummary, PeekRequest, PeekedMessage, PurgeResult, QueueCounters, QueueInfo, QueueRates, Rate,
     StreamConsumerSummary, StreamSummary,
@@ -301,10 +300,7 @@ async fn peek(
             .into_iter()
             .map(|e| {
                 let m = &e.message;
-                let (body_encoding, body) = match std::str::from_utf8(&m.body) {
-                    Ok(t) => ("utf8", t.to_string()),
-                    Err(_) => ("base64", base64::engine::general_purpose::STANDARD.encode(&m.body)),
-                };
+                let (body_encoding, body) = json::body(&m.body);
                 let props = m.properties();
                 PeekedMessage {
                     trace_id: crate::trace::peek_id(m, &props),

@@ -610,3 +610,42 @@ async fn priority_changes_and_moves_are_journey_events() {
         ("jobs".into(), serde_json::json!(["later"]))
     );
 }
+
+/// Edit and redrive records `edited` in the original's journey, then where the copy went (the copy keeps the
+/// journey: same `message_id`).
+#[tokio::test]
+async fn an_edit_is_a_journey_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let g = Some("guest:guest");
+    call(&b, Method::PUT, "/api/queues/%2F/held", g, "{}").await;
+    call(&b, Method::PUT, "/api/queues/%2F/fixed", g, "{}").await;
+    call(&b, Method::PUT, "/api/queues/%2F/held/trace", g, "").await;
+    let req = r#"{"routing_key":"held","payload":"bad","message_id":"e-1"}"#;
+    call(&b, Method::POST, "/api/exchanges/%2F/amq.default/publish", g, req).await;
+    let (_, page) = call(&b, Method::POST, "/api/queues/%2F/held/peek", g, "{}").await;
+    let id = page[0]["id"].as_u64().expect("id");
+    let (s, done) = call(
+        &b,
+        Method::POST,
+        &format!("/api/queues/%2F/held/messages/{id}/edit"),
+        g,
+        r#"{"to":"queue","queue":"fixed","body":"good"}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{done}");
+    let (_, j) = call(&b, Method::GET, "/api/trace/%2F/e-1", g, "").await;
+    let e = &j["events"];
+    let kinds: Vec<&str> = e
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["published", "routed", "edited", "routed"], "{j}");
+    assert_eq!(
+        (e[2]["by"].clone(), e[2]["new_id"].clone()),
+        ("guest".into(), serde_json::Value::Null)
+    );
+    assert_eq!(e[3]["queues"], serde_json::json!(["fixed"]));
+}

@@ -14,9 +14,15 @@
 //! one as the exchange's `x-delayed-type` would, with no lock held while queues take them, and acks the records of
 //! those it routed.
 //!
+//! Operators see and change what is held (the admin API's scheduled messages): `DelayedHold::list` pages the held
+//! messages in due order; `cancel`, `deliver_now` and `reschedule` take the ones picked out of the hold. A
+//! rescheduled message is held again as a new message whose `x-delay` counts from the reschedule (so a restart
+//! recovers its new due time), and its old record is acked only once the new one is synced: a crash in between
+//! can deliver it twice, never lose it.
+//!
 //! Invariant: while a hold has messages, the timer holds a wake for it at or before the earliest due time (armed when
 //! the hold is made with recovered messages, when a message due earlier than all others is held, and answered by
-//! every release).
+//! every release; a cancel or an early delivery leaves a wake that finds nothing due and answers the next).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -125,6 +131,14 @@ impl DelayedHold {
         if ready.is_empty() {
             return self.lock().next_due();
         }
+        let locs = self.route(&vhost, ready);
+        let mut held = self.lock();
+        held.released(locs);
+        held.next_due()
+    }
+
+    /// Routes messages taken out of the hold, with no lock held; returns the records of those that had one.
+    fn route(&self, vhost: &VHost, ready: Vec<Released>) -> Vec<Loc> {
         let mut locs = Vec::new();
         let mut queues = Vec::new();
         for (m, loc) in ready {
@@ -144,10 +158,108 @@ impl DelayedHold {
             }
             locs.extend(loc);
         }
-        let mut held = self.lock();
-        held.released(locs);
-        held.next_due()
+        locs
     }
+
+    /// A page of the held messages in due order: those `matches` accepts, past the first `skip` of them, at most
+    /// `count`; and how many it accepts in all.
+    pub fn list(&self, matches: &dyn Fn(&Message) -> bool, skip: usize, count: usize) -> (Vec<Scheduled>, u64) {
+        self.lock().list(matches, skip, count)
+    }
+
+    /// How many messages are held, their bytes, and when the first is due.
+    pub fn summary(&self) -> (u64, u64, Option<u64>) {
+        let held = self.lock();
+        (held.len() as u64, held.bytes, held.next_due())
+    }
+
+    /// Drops the held messages `pick` names (by id and message); returns how many.
+    pub fn cancel(&self, pick: &dyn Fn(u64, &Message) -> bool) -> usize {
+        let mut held = self.lock();
+        let taken = held.take_where(pick);
+        let n = taken.len();
+        held.released(taken.into_iter().filter_map(|(_, loc)| loc));
+        n
+    }
+
+    /// Routes the held messages `pick` names now, as if their delay had passed; returns how many.
+    pub fn deliver_now(&self, pick: &dyn Fn(u64, &Message) -> bool) -> usize {
+        let Some(vhost) = self.vhost.upgrade() else { return 0 };
+        let taken = self.lock().take_where(pick);
+        let n = taken.len();
+        let locs = self.route(&vhost, taken);
+        self.lock().released(locs);
+        n
+    }
+
+    /// Holds the messages `pick` names again, due at `due_ms` (one due by `now` is delivered at once); returns how
+    /// many. Syncs the new records before the old ones are acked, so it must run off the async workers. A message
+    /// that cannot be held again stays as it was, and the first such error is returned once the rest are done.
+    pub fn reschedule(&self, pick: &dyn Fn(u64, &Message) -> bool, due_ms: u64, now: u64) -> io::Result<usize> {
+        if due_ms <= now {
+            return Ok(self.deliver_now(pick));
+        }
+        let taken = self.lock().take_where_keyed(pick);
+        let (mut files, mut old, mut failed) = (Vec::<Arc<File>>::new(), Vec::new(), None);
+        let mut n = 0;
+        for (key, held) in taken {
+            let again = with_delay(&held.message, due_ms - now);
+            match self.hold(Arc::new(again), due_ms - now, now) {
+                Ok(f) => {
+                    for f in f {
+                        if !files.iter().any(|g| Arc::ptr_eq(g, &f)) {
+                            files.push(f);
+                        }
+                    }
+                    old.extend(held.loc);
+                    n += 1;
+                }
+                Err(e) => {
+                    self.lock().put_back(key, held);
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        for f in &files {
+            if let Err(e) = f.sync_all() {
+                // The new records may not be durable: keep the old ones too (a restart may deliver both).
+                return Err(failed.unwrap_or(e));
+            }
+        }
+        self.lock().released(old);
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
+    }
+}
+
+/// A copy of `message` whose `x-delay` header is `delay_ms`.
+fn with_delay(message: &Message, delay_ms: u64) -> Message {
+    let props = message.properties();
+    let mut headers = props.headers().clone().unwrap_or_default();
+    headers.insert(
+        "x-delay".into(),
+        amq_protocol::types::AMQPValue::LongLongInt(i64::try_from(delay_ms).unwrap_or(i64::MAX)),
+    );
+    Message::with_properties(
+        message.exchange.clone(),
+        message.routing_key.clone(),
+        props.with_headers(headers),
+        message.body.clone(),
+    )
+}
+
+/// A held message as an operator sees it.
+#[derive(Debug, Clone)]
+pub struct Scheduled {
+    /// Its id within the exchange's hold (stable while it is held).
+    pub id: u64,
+    /// When it is due (unix ms).
+    pub due_ms: u64,
+    /// When it was held (unix ms).
+    pub held_ms: u64,
+    pub message: Arc<Message>,
 }
 
 impl Due for DelayedHold {
@@ -173,10 +285,21 @@ impl VHost {
     }
 }
 
+/// One held message.
+struct Held {
+    message: Arc<Message>,
+    /// Its record, for a held persistent message on a durable exchange.
+    loc: Option<Loc>,
+    /// When it was held (unix ms).
+    since_ms: u64,
+}
+
 #[derive(Default)]
 pub struct DelayedMessages {
-    /// (due unix ms, seq) -> the message and, for a held persistent message on a durable exchange, its record.
-    pending: BTreeMap<(u64, u64), (Arc<Message>, Option<Loc>)>,
+    /// (due unix ms, seq) -> the message.
+    pending: BTreeMap<(u64, u64), Held>,
+    /// The held messages' body bytes.
+    bytes: u64,
     log: Option<QueueLog>,
     next_seq: u64,
 }
@@ -188,6 +311,7 @@ impl DelayedMessages {
         let (log, rec) = QueueLog::open(dir, budget, &TxView(None), |_| Some(0), |r, _| live.push(r.loc))?;
         let mut d = DelayedMessages {
             pending: BTreeMap::new(),
+            bytes: 0,
             log: None,
             next_seq: rec.max_seq,
         };
@@ -202,7 +326,15 @@ impl DelayedMessages {
                 r.body.clone(),
             );
             let due = r.enqueued_ms.saturating_add(delay_of(&m).unwrap_or(0));
-            d.pending.insert((due, r.seq), (Arc::new(m), Some(loc)));
+            d.bytes += m.size() as u64;
+            d.pending.insert(
+                (due, r.seq),
+                Held {
+                    message: Arc::new(m),
+                    loc: Some(loc),
+                    since_ms: r.enqueued_ms,
+                },
+            );
         }
         d.log = Some(log);
         Ok(d)
@@ -226,8 +358,15 @@ impl DelayedMessages {
             )?),
             _ => None,
         };
-        self.pending
-            .insert((now.saturating_add(delay_ms), self.next_seq), (message, loc));
+        self.bytes += message.size() as u64;
+        self.pending.insert(
+            (now.saturating_add(delay_ms), self.next_seq),
+            Held {
+                message,
+                loc,
+                since_ms: now,
+            },
+        );
         let mut to_sync = Vec::new();
         if let (Some(log), Some(_)) = (&mut self.log, loc) {
             to_sync.extend(log.active_file());
@@ -245,7 +384,63 @@ impl DelayedMessages {
     pub fn take_due(&mut self, now: u64) -> Vec<Released> {
         let later = self.pending.split_off(&(now.saturating_add(1), 0));
         let due = std::mem::replace(&mut self.pending, later);
-        due.into_values().collect()
+        due.into_values().map(|h| self.taken(h)).collect()
+    }
+
+    fn taken(&mut self, h: Held) -> Released {
+        self.bytes = self.bytes.saturating_sub(h.message.size() as u64);
+        (h.message, h.loc)
+    }
+
+    /// See `DelayedHold::list`.
+    fn list(&self, matches: &dyn Fn(&Message) -> bool, skip: usize, count: usize) -> (Vec<Scheduled>, u64) {
+        let (mut page, mut matching) = (Vec::new(), 0u64);
+        for ((due, id), h) in &self.pending {
+            if !matches(&h.message) {
+                continue;
+            }
+            if matching as usize >= skip && page.len() < count {
+                page.push(Scheduled {
+                    id: *id,
+                    due_ms: *due,
+                    held_ms: h.since_ms,
+                    message: h.message.clone(),
+                });
+            }
+            matching += 1;
+        }
+        (page, matching)
+    }
+
+    /// Takes the held messages `pick` names, in due order.
+    fn take_where(&mut self, pick: &dyn Fn(u64, &Message) -> bool) -> Vec<Released> {
+        self.take_where_keyed(pick)
+            .into_iter()
+            .map(|(_, h)| (h.message, h.loc))
+            .collect()
+    }
+
+    fn take_where_keyed(&mut self, pick: &dyn Fn(u64, &Message) -> bool) -> Vec<((u64, u64), Held)> {
+        let keys: Vec<(u64, u64)> = self
+            .pending
+            .iter()
+            .filter(|((_, id), h)| pick(*id, &h.message))
+            .map(|(k, _)| *k)
+            .collect();
+        let mut taken = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(h) = self.pending.remove(&k) {
+                self.bytes = self.bytes.saturating_sub(h.message.size() as u64);
+                taken.push((k, h));
+            }
+        }
+        taken
+    }
+
+    /// Puts back a message taken by `take_where_keyed` (its reschedule failed).
+    fn put_back(&mut self, key: (u64, u64), h: Held) {
+        self.bytes += h.message.size() as u64;
+        self.pending.insert(key, h);
     }
 
     /// Released messages were routed: their records are done with.
@@ -269,6 +464,7 @@ impl DelayedMessages {
     /// The exchange was deleted: its held messages go too.
     pub fn destroy(&mut self) {
         self.pending.clear();
+        self.bytes = 0;
         if let Some(log) = self.log.take() {
             log.destroy();
         }

@@ -10,9 +10,11 @@
 
 use warren_shared::{ConnectionInfo, MessageFilter, MoveRequest, MoveTask, PriorityRequest, PublishRequest};
 
+use super::scheduled::{self, Op, Target};
 use super::stream::Position;
 use crate::event::{Command, QueueKey, RequestId};
 use crate::format::count;
+use warren_shared::edit::EditRequest;
 
 /// Which messages a message action applies to.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +112,20 @@ pub enum Action {
         first: u64,
         next: u64,
     },
+    /// Publish the edited copy of message `id` of `queue` to `source` (from x-death), or to what `input` names once
+    /// `choosing_queue`; then the original is removed. `diff`: what the operator changed.
+    Edit {
+        queue: QueueKey,
+        id: u64,
+        source: Option<String>,
+        diff: Vec<String>,
+        request: EditRequest,
+    },
+    /// Cancel, deliver now or reschedule (`input`: when) held messages of delayed exchanges.
+    Scheduled {
+        op: Op,
+        targets: Vec<Target>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -187,7 +203,8 @@ impl Dialog {
                 Action::Priority { .. } | Action::Publish { .. } | Action::Replay { .. } | Action::Truncate { .. } => {
                     true
                 }
-                Action::Redrive { .. } => self.choosing_queue,
+                Action::Scheduled { op, .. } => op == Op::Reschedule,
+                Action::Redrive { .. } | Action::Edit { .. } => self.choosing_queue,
                 _ => false,
             }
     }
@@ -205,6 +222,10 @@ impl Dialog {
             Action::Pause { pause: false, .. } => "Resume a queue",
             Action::Replay { .. } => "Replay a stream consumer",
             Action::Truncate { .. } => "Truncate a stream",
+            Action::Edit { .. } => "Edit and redrive",
+            Action::Scheduled { op: Op::Cancel, .. } => "Cancel held messages",
+            Action::Scheduled { op: Op::Deliver, .. } => "Deliver held messages now",
+            Action::Scheduled { op: Op::Reschedule, .. } => "Reschedule held messages",
         }
     }
 
@@ -354,6 +375,14 @@ impl Dialog {
                 "Whole segments only: the stream may keep some messages before it. This cannot be undone.".into(),
                 "Before offset:".into(),
             ],
+            Action::Scheduled { op, targets } => scheduled::describe(*op, targets),
+            Action::Edit {
+                queue,
+                id,
+                source,
+                diff,
+                ..
+            } => super::edit::describe(self, queue, *id, source.as_deref(), diff),
         }
     }
 
@@ -480,6 +509,28 @@ impl Dialog {
                     return None;
                 }
             },
+            Action::Edit {
+                queue,
+                id,
+                source,
+                request,
+                ..
+            } => match super::edit::command(self, queue, *id, source.as_deref(), request, request_id) {
+                Ok(c) => vec![c],
+                Err(e) => {
+                    self.error = Some(e);
+                    return None;
+                }
+            },
+            Action::Scheduled { op, targets } => {
+                match scheduled::command(*op, targets, &self.input, request_id, now_ms) {
+                    Ok(c) => vec![c],
+                    Err(e) => {
+                        self.error = Some(e);
+                        return None;
+                    }
+                }
+            }
         };
         self.phase = Phase::Running;
         self.request_id = Some(request_id);

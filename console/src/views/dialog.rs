@@ -35,10 +35,19 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         return;
     };
     let width = area.width.saturating_sub(4).clamp(20, 76);
+    // An edit's diff: removed lines red, added lines green.
+    let diff = matches!(d.action, Action::Edit { .. });
     let mut lines: Vec<Line> = d
         .describe()
         .into_iter()
-        .map(|l| Line::from(Span::styled(l, Style::default().fg(Color::White))))
+        .map(|l| {
+            let colour = match l.get(..2) {
+                Some("- ") if diff => BAD,
+                Some("+ ") if diff => OK,
+                _ => Color::White,
+            };
+            Line::from(Span::styled(l, Style::default().fg(colour)))
+        })
         .collect();
     let mut gauge = None;
     match &d.phase {

@@ -20,6 +20,7 @@ fn section(c: Context) -> &'static str {
         Context::Connections => "connections",
         Context::Audit => "audit",
         Context::Trace => "journey",
+        Context::Scheduled => "scheduled messages",
         Context::Dialog => "dialogs",
     }
 }
@@ -66,7 +67,7 @@ fn shown(app: &App, c: Context) -> Vec<&'static crate::app::keys::Binding> {
         .collect()
 }
 
-const SECTIONS: [Context; 8] = [
+const SECTIONS: [Context; 9] = [
     Context::Global,
     Context::Queues,
     Context::Detail,
@@ -74,6 +75,7 @@ const SECTIONS: [Context; 8] = [
     Context::Connections,
     Context::Audit,
     Context::Trace,
+    Context::Scheduled,
     Context::Dialog,
 ];
 

@@ -17,6 +17,7 @@ pub mod help;
 pub mod hints;
 pub mod messages;
 pub mod queues;
+pub mod scheduled;
 pub mod stream;
 #[cfg(test)]
 mod tests;
@@ -116,6 +117,7 @@ pub fn render(frame: &mut Frame, app: &App) {
         View::Consumers => consumers::render(frame, body, app),
         View::Audit => audit::render(frame, body, app),
         View::Trace { .. } => trace::render(frame, body, app),
+        View::Scheduled => scheduled::render(frame, body, app),
     }
     if app.is_stale() {
         frame

@@ -305,7 +305,7 @@ fn help_lines_are_whole_when_wide_and_wrap_when_narrow() {
     use crate::app::keys::BINDINGS;
     let mut app = app();
     update(&mut app, key('?'));
-    let wide = screen(&draw(&app, 200, 90));
+    let wide = screen(&draw(&app, 200, 130));
     for b in BINDINGS {
         assert!(
             wide.iter().any(|row| row.contains(b.what)),
@@ -313,7 +313,7 @@ fn help_lines_are_whole_when_wide_and_wrap_when_narrow() {
             b.what
         );
     }
-    let narrow = screen(&draw(&app, 70, 200)).join(" ");
+    let narrow = screen(&draw(&app, 70, 260)).join(" ");
     for b in BINDINGS {
         for word in b.what.split_whitespace() {
             assert!(narrow.contains(word), "“{word}” of “{}” lost at 70 columns", b.what);
@@ -348,4 +348,43 @@ fn journey_timeline() {
     );
     insta::assert_snapshot!("journey_120x20", draw(&app, 120, 20).backend());
     insta::assert_snapshot!("tiny_journey", draw(&app, 40, 12).backend());
+}
+
+/// `:scheduled`: held messages in due order, one marked, then the reschedule dialog.
+#[test]
+fn scheduled() {
+    let mut app = app();
+    go(&mut app, "scheduled");
+    api(
+        &mut app,
+        ApiEvent::Scheduled {
+            total: 3,
+            messages: scheduled_messages(),
+        },
+    );
+    type_text(&mut app, "j ");
+    insta::assert_snapshot!("scheduled_120x14", draw(&app, 120, 14).backend());
+    type_text(&mut app, "r+10m");
+    insta::assert_snapshot!("scheduled_reschedule_100x20", draw(&app, 100, 20).backend());
+}
+
+/// Edit and redrive: the diff of an edited dead letter and where the copy goes.
+#[test]
+fn edit_dialog() {
+    let mut app = dlq_messages();
+    let cmds = press(&mut app, 'e');
+    let Some(Command::OpenEditor { text, .. }) = cmds.into_iter().next() else {
+        panic!("the editor opens")
+    };
+    let after = text.replace("\"amount\": 3.5", "\"amount\": 35.0");
+    update(
+        &mut app,
+        Event::Edited {
+            queue: q("orders.dlq"),
+            id: 1,
+            before: text,
+            after: Ok(after),
+        },
+    );
+    insta::assert_snapshot!("edit_dialog_100x30", draw(&app, 100, 30).backend());
 }

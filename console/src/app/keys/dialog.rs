@@ -160,17 +160,19 @@ fn set_filter(app: &mut App, text: String) {
         View::Connections => app.connections.set_filter(text),
         View::Consumers => app.consumers.set_filter(text),
         View::Audit => app.audit.list.set_filter(text),
+        View::Scheduled => app.scheduled.set_filter(text),
         View::Detail(_) | View::Messages(_) | View::Trace { .. } => {}
     }
 }
 
-const COMMANDS: [&str; 11] = [
+const COMMANDS: [&str; 12] = [
     "queues",
     "exchanges",
     "bindings",
     "connections",
     "consumers",
     "audit",
+    "scheduled",
     "messages",
     "detail",
     "undo",
@@ -202,6 +204,7 @@ pub fn run_command(app: &mut App, text: &str) -> Vec<Command> {
         "co" | "conn" | "conns" | "connection" | "connections" => View::Connections,
         "cs" | "cons" | "consumer" | "consumers" => View::Consumers,
         "a" | "au" | "audit" => View::Audit,
+        "s" | "sc" | "sched" | "scheduled" | "delayed" => View::Scheduled,
         "u" | "undo" => return super::views::undo(app),
         "t" | "trace" | "journey" => return super::super::trace::command(app, arg),
         "m" | "msg" | "messages" | "peek" | "d" | "detail" => {
@@ -225,7 +228,8 @@ pub fn run_command(app: &mut App, text: &str) -> Vec<Command> {
             app.flash(
                 Level::Warn,
                 format!(
-                    "unknown command ':{other}' (try :queues, :exchanges, :bindings, :connections, :consumers, :audit)"
+                    "unknown command ':{other}' (try :queues, :exchanges, :bindings, :connections, :consumers, :audit, \
+                     :scheduled)"
                 ),
             );
             return Vec::new();

@@ -27,6 +27,7 @@ pub enum Context {
     Connections,
     Audit,
     Trace,
+    Scheduled,
     Dialog,
 }
 
@@ -84,6 +85,13 @@ pub enum Do {
     Hide,
     /// `t`: the selected message's journey.
     Trace,
+    /// Scheduled messages: cancel the marked or selected ones, or every one shown; deliver now; reschedule.
+    CancelHeld,
+    CancelShown,
+    /// Edit the selected message in $EDITOR and publish the copy.
+    Edit,
+    DeliverNow,
+    Reschedule,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -120,6 +128,7 @@ const fn b(
 
 use Context::{
     Audit as Aud, Connections as Conns, Detail as Det, Dialog as Dlg, Global as Glob, Messages as Msgs, Queues as Qs,
+    Scheduled as Sched,
 };
 
 /// Every key the console knows.
@@ -127,8 +136,8 @@ pub const BINDINGS: &[Binding] = &[
     b("?", "help: every key", Glob, false, "help", Do::Help),
     b(
         ":",
-        "command: queues, exchanges, bindings, connections, consumers, audit, messages <queue>, detail <queue>, \
-         trace <message id>, undo, quit",
+        "command: queues, exchanges, bindings, connections, consumers, audit, scheduled, messages <queue>, \
+         detail <queue>, trace <message id>, undo, quit",
         Glob,
         false,
         "views",
@@ -266,6 +275,14 @@ pub const BINDINGS: &[Binding] = &[
         "journey",
         Do::Trace,
     ),
+    b(
+        "e",
+        "edit the selected message in $EDITOR, then publish the copy (the original goes once the copy is stored)",
+        Msgs,
+        true,
+        "edit",
+        Do::Edit,
+    ),
     b("P", "purge the queue", Msgs, true, "", Do::Purge),
     b("N", "publish a test message", Msgs, true, "", Do::Publish),
     b(
@@ -275,6 +292,39 @@ pub const BINDINGS: &[Binding] = &[
         true,
         "close",
         Do::CloseConnection,
+    ),
+    b("space", "mark / unmark", Sched, false, "mark", Do::Mark),
+    b(
+        "x",
+        "cancel the marked (or selected) held messages",
+        Sched,
+        true,
+        "cancel",
+        Do::CancelHeld,
+    ),
+    b(
+        "X",
+        "cancel every held message the filter shows",
+        Sched,
+        true,
+        "",
+        Do::CancelShown,
+    ),
+    b(
+        "n",
+        "deliver the marked (or selected) held messages now",
+        Sched,
+        true,
+        "deliver now",
+        Do::DeliverNow,
+    ),
+    b(
+        "r",
+        "reschedule the marked (or selected) held messages",
+        Sched,
+        true,
+        "reschedule",
+        Do::Reschedule,
     ),
     b(
         "enter",
@@ -300,11 +350,18 @@ pub const BINDINGS: &[Binding] = &[
         "reread",
         Do::Reread,
     ),
-    b("y / enter", "confirm (redrive)", Dlg, false, "confirm", Do::Confirm),
+    b(
+        "y / enter",
+        "confirm (redrive, edit)",
+        Dlg,
+        false,
+        "confirm",
+        Do::Confirm,
+    ),
     b("n / esc", "cancel", Dlg, false, "cancel", Do::Cancel),
     b(
         "y",
-        "confirm (purge, delete, close a connection, pause, undo)",
+        "confirm (purge, delete, close a connection, pause, undo, cancel or deliver held messages)",
         Dlg,
         false,
         "confirm",
@@ -320,7 +377,7 @@ pub const BINDINGS: &[Binding] = &[
     ),
     b(
         "enter",
-        "confirm what you typed (priority, publish, replay, truncate, a redrive's queue)",
+        "confirm what you typed (priority, publish, replay, truncate, reschedule, a redrive's queue)",
         Dlg,
         false,
         "confirm",
@@ -329,7 +386,7 @@ pub const BINDINGS: &[Binding] = &[
     b("esc", "cancel while typing", Dlg, false, "cancel", Do::CancelTyped),
     b(
         "tab",
-        "redrive: to the x-death source ↔ to a queue you type",
+        "redrive, edit: to the x-death source ↔ to a queue (or an exchange and key) you type",
         Dlg,
         false,
         "destination",
@@ -362,6 +419,7 @@ pub fn context_of(view: &View) -> Context {
         View::Connections => Context::Connections,
         View::Audit => Context::Audit,
         View::Trace { .. } => Context::Trace,
+        View::Scheduled => Context::Scheduled,
         _ => Context::Global,
     }
 }
@@ -431,7 +489,7 @@ fn find(context: Context, key: &KeyEvent, allowed: &dyn Fn(Do) -> bool) -> Optio
 /// What a dialog's keys may do in its phase (the hint bar shows exactly these).
 fn dialog_allows(app: &App, does: Do) -> bool {
     let Some(d) = &app.dialog else { return false };
-    let redrive = matches!(d.action, Action::Redrive { .. });
+    let redrive = matches!(d.action, Action::Redrive { .. } | Action::Edit { .. });
     // Three kinds of confirmation: typing (letters are text: enter and esc only), redrive (y or enter), and the
     // yes/no of purge, delete and close (y only: enter means no).
     let yes_no = matches!(
@@ -441,14 +499,14 @@ fn dialog_allows(app: &App, does: Do) -> bool {
             | Action::Close { .. }
             | Action::Pause { .. }
             | Action::Undo { .. }
-    );
+    ) || matches!(d.action, Action::Scheduled { op, .. } if op != super::scheduled::Op::Reschedule);
     match d.phase {
         Phase::Confirm => match does {
             Do::ConfirmTyped | Do::CancelTyped => d.takes_input(),
             Do::Confirm | Do::Cancel => redrive && !d.takes_input(),
             Do::ConfirmYes | Do::CancelDefault => yes_no,
             Do::Destination => redrive,
-            Do::Rate => redrive && !d.takes_input(),
+            Do::Rate => matches!(d.action, Action::Redrive { .. }) && !d.takes_input(),
             _ => false,
         },
         Phase::Running => does == Do::Hide,
@@ -473,7 +531,7 @@ pub fn hints(app: &App) -> Vec<&'static Binding> {
     };
     let applies = |d: Do| match d {
         Do::Replay | Do::Truncate | Do::StreamStart => stream,
-        Do::Redrive | Do::Delete | Do::Priority | Do::Purge if context != Context::Queues => !stream,
+        Do::Redrive | Do::Delete | Do::Priority | Do::Purge | Do::Edit if context != Context::Queues => !stream,
         _ => true,
     };
     let view_keys = BINDINGS.iter().filter(|k| {

@@ -168,6 +168,7 @@ pub fn on_binding(app: &mut App, binding: &Binding, key: KeyEvent) -> Vec<Comman
         View::Connections => on_connections(app, binding.does, key),
         View::Audit => on_audit(app, binding.does, key),
         View::Trace { .. } => on_trace(app, binding.does, key),
+        View::Scheduled => on_scheduled(app, binding.does, key),
         View::Exchanges | View::Bindings | View::Consumers => {
             if binding.does == Do::Move {
                 on_list_move(app, key);
@@ -203,6 +204,7 @@ fn list_filter(app: &App) -> String {
         View::Connections => app.connections.filter.clone(),
         View::Consumers => app.consumers.filter.clone(),
         View::Audit => app.audit.list.filter.clone(),
+        View::Scheduled => app.scheduled.filter.clone(),
         _ => String::new(),
     }
 }
@@ -222,6 +224,44 @@ fn on_list_move(app: &mut App, key: KeyEvent) {
 /// Moves a listing's cursor within the rows the filter lets through (the ones drawn).
 fn move_in<T: Row>(listing: &mut Listing<T>, key: &KeyEvent, page: usize) {
     listing.selected = movement(key, listing.selected, listing.rows().len(), page);
+}
+
+/// `:scheduled`: move, mark, and the actions on held messages (each behind a dialog).
+fn on_scheduled(app: &mut App, does: Do, key: KeyEvent) -> Vec<Command> {
+    use super::super::scheduled::{targets, Op};
+    let op = match does {
+        Do::Move => {
+            let len = app.scheduled.rows().len();
+            app.scheduled.selected = movement(&key, app.scheduled.selected, len, page(app));
+            return Vec::new();
+        }
+        Do::Mark => {
+            app.scheduled.toggle_mark();
+            let len = app.scheduled.rows().len();
+            app.scheduled.selected = (app.scheduled.selected + 1).min(len.saturating_sub(1));
+            return Vec::new();
+        }
+        Do::CancelHeld | Do::CancelShown => Op::Cancel,
+        Do::DeliverNow => Op::Deliver,
+        Do::Reschedule => Op::Reschedule,
+        _ => return Vec::new(),
+    };
+    let keys = if does == Do::CancelShown {
+        app.scheduled.shown()
+    } else {
+        app.scheduled.chosen()
+    };
+    if keys.is_empty() {
+        app.flash(Level::Info, "no held messages here");
+        return Vec::new();
+    }
+    open(
+        app,
+        Action::Scheduled {
+            op,
+            targets: targets(&keys),
+        },
+    )
 }
 
 fn on_queues(app: &mut App, does: Do, key: KeyEvent) -> Vec<Command> {
@@ -450,7 +490,20 @@ fn on_messages(app: &mut App, does: Do, key: KeyEvent, queue: QueueKey) -> Vec<C
             });
         }
         Do::StreamStart => app.flash(Level::Warn, "offsets are for streams"),
-        Do::Redrive | Do::Delete | Do::Priority | Do::Purge if stream => app.flash(Level::Warn, APPEND_ONLY),
+        Do::Redrive | Do::Delete | Do::Priority | Do::Purge | Do::Edit if stream => app.flash(Level::Warn, APPEND_ONLY),
+        Do::Edit => {
+            let Some(message) = m.selected_message() else {
+                return Vec::new();
+            };
+            let open = Command::OpenEditor {
+                queue,
+                id: message.id,
+                text: crate::editor::document(message),
+            };
+            if allowed(app) {
+                return vec![open];
+            }
+        }
         Do::Redrive => {
             let scope = if !m.marked.is_empty() {
                 Scope::Marked(m.marked.iter().copied().collect())
