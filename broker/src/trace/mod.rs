@@ -126,8 +126,8 @@ impl Journal {
         Ok(Self::with_ring(ring, disk, otlp, max_id + 1, clock))
     }
 
-    /// Records `event` in the journey of `key` in `vhost`, now. The API other features call (edit and redrive
-    /// records `TraceEvent::Edited` through it): it does not check whether tracing is on.
+    /// Records `event` in the journey of `key` in `vhost`, now: the API for other features (it does not check
+    /// whether tracing is on; `record_message` keys a message itself, as edit and redrive does for `edited`).
     pub fn record(&self, vhost: &str, key: &str, event: TraceEvent) {
         self.record_at(vhost, key, None, self.clock.now_ms(), event);
     }
