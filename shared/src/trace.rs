@@ -154,7 +154,12 @@ impl TraceEvent {
                 } else {
                     to.join(", ")
                 };
-                format!("from {queue} ({reason}) through '{exchange}' to {to}")
+                let through = if exchange.is_empty() {
+                    "the default exchange".to_string()
+                } else {
+                    format!("'{exchange}'")
+                };
+                format!("from {queue} ({reason}) through {through} to {to}")
             }
             TraceEvent::Redriven { from, to } | TraceEvent::Moved { from, to } => {
                 format!("from {from} to {}", to.join(", "))
