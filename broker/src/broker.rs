@@ -106,6 +106,8 @@ pub struct Broker {
     pub timer: Timer,
     /// What operators purged or deleted, kept for undo (see `quarantine`).
     pub quarantine: Arc<crate::quarantine::Quarantine>,
+    /// Message journeys (see `trace`), shared by every vhost.
+    pub journal: Arc<crate::trace::Journal>,
 }
 
 /// The live connections and the channel counters of those gone.
@@ -123,12 +125,24 @@ fn build_vhost(
     timer: &Timer,
     file_policies: &[Policy],
     churn: &Arc<Churn>,
+    journal: &Arc<crate::trace::Journal>,
 ) -> Arc<VHost> {
     let policies: Vec<_> = file_policies.iter().filter(|p| p.vhost == name).cloned().collect();
     Arc::new_cyclic(|me| {
         VHost::with_durability(name, Some(durability.clone()), clock.clone(), timer.clone(), me.clone())
             .with_policies(policies)
             .with_churn(churn.clone())
+            .with_journal(journal.clone())
+    })
+}
+
+/// The journal of message journeys under `<data dir>/trace`; one that cannot be opened is logged and replaced by
+/// one in memory (tracing is a diagnostic: it never stops the broker from starting).
+fn open_journal(config: &Config, root: &std::path::Path, clock: &Clock) -> Arc<crate::trace::Journal> {
+    let dir = root.join("trace");
+    crate::trace::Journal::open(&config.trace, &dir, clock.clone()).unwrap_or_else(|e| {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot open the trace journal; journeys are kept in memory only");
+        crate::trace::Journal::in_memory(clock.clone())
     })
 }
 
@@ -203,10 +217,19 @@ impl Broker {
         // Queues and delayed exchanges recovered below arm it at once; their arms wait in its channel until its task
         // starts with the server.
         let timer = Timer::new(clock.clone());
+        let journal = open_journal(&config, &store.root, &clock);
         let mut vhosts = HashMap::new();
         let churn = Arc::new(Churn::default());
         for def in access.vhosts() {
-            let vhost = build_vhost(&def.name, &durability, &clock, &timer, &config.policies, &churn);
+            let vhost = build_vhost(
+                &def.name,
+                &durability,
+                &clock,
+                &timer,
+                &config.policies,
+                &churn,
+                &journal,
+            );
             if let Some(defs) = saved.vhosts.get(&def.name) {
                 vhost.restore(defs).map_err(|source| StoreError::Definitions {
                     path: store.root.clone(),
@@ -254,6 +277,7 @@ impl Broker {
         ));
         Ok(Arc::new(Broker {
             quarantine,
+            journal,
             file_policies: RwLock::new(config.policies.clone()),
             alarms,
             access,
@@ -317,6 +341,7 @@ impl Broker {
             &self.timer,
             &self.file_policies.read().unwrap_or_else(|e| e.into_inner()),
             &self.churn,
+            &self.journal,
         );
         map.insert(name, vhost);
         Ok(true)

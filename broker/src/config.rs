@@ -240,6 +240,20 @@ pub struct Cli {
     /// At most this much (bodies and properties) is kept for undo; older removals give way [default: 64MiB]
     #[arg(long, env = "WARREN_UNDO_MAX_BYTES", value_name = "SIZE")]
     pub undo_max_bytes: Option<ByteCount>,
+    /// Message journeys kept in memory; the oldest go first [default: 10000]
+    #[arg(long, env = "WARREN_TRACE_JOURNEYS", value_name = "N")]
+    pub trace_journeys: Option<usize>,
+    /// Events kept per journey (its first and its latest) [default: 64]
+    #[arg(long, env = "WARREN_TRACE_EVENTS", value_name = "N")]
+    pub trace_events: Option<usize>,
+    /// The journeys' log under the data directory takes at most this much (two rotated files); 0 keeps them in
+    /// memory only [default: 64MiB]
+    #[arg(long, env = "WARREN_TRACE_MAX_BYTES", value_name = "SIZE")]
+    pub trace_max_bytes: Option<ByteCount>,
+    /// Export journeys as OpenTelemetry spans to this OTLP/HTTP endpoint (protobuf), e.g. http://127.0.0.1:4318
+    /// [default: none]
+    #[arg(long, env = "WARREN_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// What the binary does instead of running the broker.
@@ -345,6 +359,13 @@ pub struct FileConfig {
     pub undo_window: Option<String>,
     /// A size ("64MiB") or a number of bytes.
     pub undo_max_bytes: Option<ByteCount>,
+    /// Message journeys kept in memory, and events per journey.
+    pub trace_journeys: Option<usize>,
+    pub trace_events: Option<usize>,
+    /// A size ("64MiB") or a number of bytes; 0: journeys in memory only.
+    pub trace_max_bytes: Option<ByteCount>,
+    /// Where journeys are exported as OTLP spans (OTLP/HTTP, protobuf).
+    pub otlp_endpoint: Option<String>,
     /// Extra vhosts besides `/`.
     #[serde(default)]
     pub vhosts: Vec<String>,
@@ -424,6 +445,8 @@ pub struct Config {
     /// How long an operator's purge or delete can be undone (ms; 0: no undo), and how much is kept for it.
     pub undo_window_ms: u64,
     pub undo_max_bytes: u64,
+    /// Message journeys: memory and disk bounds, OTLP export.
+    pub trace: crate::trace::TraceSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -491,6 +514,7 @@ impl Default for Config {
             queue_ram: crate::store::DEFAULT_QUEUE_RAM,
             undo_window_ms: crate::quarantine::DEFAULT_WINDOW_MS,
             undo_max_bytes: crate::quarantine::DEFAULT_MAX_BYTES,
+            trace: crate::trace::TraceSettings::default(),
         }
     }
 }
@@ -633,6 +657,22 @@ impl Config {
             .undo_max_bytes
             .or(file.undo_max_bytes)
             .map_or(c.undo_max_bytes, |b| b.0);
+        if let Some(n) = cli.trace_journeys.or(file.trace_journeys) {
+            c.trace.journeys = n;
+        }
+        if let Some(n) = cli.trace_events.or(file.trace_events) {
+            c.trace.events = n;
+        }
+        if let Some(b) = cli.trace_max_bytes.or(file.trace_max_bytes) {
+            c.trace.max_bytes = b.0;
+        }
+        c.trace.otlp_endpoint = cli
+            .otlp_endpoint
+            .or(file.otlp_endpoint.take())
+            .filter(|e| !e.trim().is_empty());
+        if c.trace.journeys == 0 || c.trace.events == 0 {
+            return Err(ConfigError::Zero("trace_journeys and trace_events"));
+        }
         if let Some(l) = file.loopback_users.take() {
             c.loopback_users = l;
         }
@@ -738,6 +778,30 @@ mod tests {
         assert_eq!(c.vhosts, vec!["prod".to_string()]);
         assert_eq!(c.users[0].name, "app");
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    /// Message journeys: bounds and the OTLP endpoint from the file, a flag over the file, and zero bounds refused.
+    #[test]
+    fn trace_settings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("warren.toml");
+        std::fs::write(
+            &path,
+            "trace_journeys = 50\ntrace_max_bytes = \"1MiB\"\notlp_endpoint = \"http://127.0.0.1:4318\"\n",
+        )
+        .expect("write");
+        let p = path.to_str().expect("utf-8");
+        let c =
+            Config::load(Cli::try_parse_from(["warren-broker", "--config", p, "--trace-events", "8"]).expect("cli"))
+                .expect("load");
+        assert_eq!((c.trace.journeys, c.trace.events, c.trace.max_bytes), (50, 8, 1 << 20));
+        assert_eq!(c.trace.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4318"));
+        assert!(
+            Config::default().trace.otlp_endpoint.is_none(),
+            "no export unless asked"
+        );
+        let zero = Cli::try_parse_from(["warren-broker", "--trace-journeys", "0"]).expect("cli");
+        assert!(matches!(Config::load(zero), Err(ConfigError::Zero(_))));
     }
 
     /// Issue 10 #11: several listen addresses from the file, the flags and the environment's comma-separated list.

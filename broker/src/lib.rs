@@ -27,6 +27,7 @@ pub mod store;
 pub mod stream;
 pub mod timer;
 pub mod tls;
+pub mod trace;
 pub mod vhost;
 
 use std::sync::Arc;

@@ -9,6 +9,7 @@
 use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::types::ShortString;
 use bytes::Bytes;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::amqp::properties::encode_properties;
 use crate::amqp::properties::PropertySummary;
@@ -26,6 +27,9 @@ pub struct Message {
     pub expiration_ms: Option<u64>,
     /// `delivery_mode` 2: written to disk on durable queues.
     pub persistent: bool,
+    /// The journal's mark on a traced message (0: not traced), set once when it is first traced; copies the broker
+    /// makes of it carry it on (`inherit_trace`). See `crate::trace`.
+    pub trace: AtomicU64,
 }
 
 impl Message {
@@ -58,6 +62,7 @@ impl Message {
             priority: summary.priority,
             expiration_ms: summary.expiration_ms,
             persistent: summary.persistent,
+            trace: AtomicU64::new(0),
         }
     }
 
@@ -89,7 +94,20 @@ impl Message {
             priority: self.priority,
             expiration_ms: self.expiration_ms,
             persistent: self.persistent,
+            trace: AtomicU64::new(self.trace.load(Ordering::Relaxed)),
         }
+    }
+
+    /// Whether the journal traces this message (one relaxed load).
+    #[inline]
+    pub fn is_traced(&self) -> bool {
+        self.trace.load(Ordering::Relaxed) != 0
+    }
+
+    /// A copy made from `from` (a dead letter, a redrive, a changed priority) continues its journey.
+    pub fn inherit_trace(self, from: &Message) -> Self {
+        self.trace.store(from.trace.load(Ordering::Relaxed), Ordering::Relaxed);
+        self
     }
 
     pub fn size(&self) -> usize {

@@ -8,6 +8,9 @@
 //! and streams' `max-age` and `stream-max-segment-size-bytes` the lower value wins; for `overflow`,
 //! `dead-letter-exchange` and `dead-letter-routing-key` the argument wins. A stream uses only `max-length-bytes`,
 //! `max-age` and `stream-max-segment-size-bytes`, as RabbitMQ's streams do.
+//!
+//! One key is Warren's own and is no queue argument: `trace` (true or false) switches message journeys on for
+//! the queues the policy applies to (`crate::trace`).
 
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use regex::Regex;
@@ -77,6 +80,8 @@ pub struct Policy {
     pub definition: serde_json::Map<String, serde_json::Value>,
     /// Set through the admin API (saved in `definitions.log`), rather than read from the config file.
     pub from_api: bool,
+    /// `trace: true`: the queues it applies to are traced (`crate::trace`).
+    pub trace: bool,
 }
 
 impl Policy {
@@ -87,9 +92,19 @@ impl Policy {
         }
         let mut arguments = FieldTable::default();
         let mut definition = serde_json::Map::new();
+        let mut trace = false;
         for (k, v) in &c.definition {
+            if k == "trace" {
+                trace = match v {
+                    toml::Value::Boolean(b) => *b,
+                    toml::Value::String(s) if s == "true" || s == "false" => s == "true",
+                    _ => return Err(format!("policy '{}': 'trace' must be true or false", c.name)),
+                };
+                definition.insert(k.clone(), trace.into());
+                continue;
+            }
             let Some((_, arg)) = KEYS.iter().find(|(key, _)| key == k) else {
-                let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+                let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).chain(["trace"]).collect();
                 return Err(format!(
                     "policy '{}': unknown key '{k}' (known: {})",
                     c.name,
@@ -140,6 +155,7 @@ impl Policy {
             arguments,
             definition,
             from_api: false,
+            trace,
         })
     }
 
@@ -159,6 +175,7 @@ impl Policy {
                     None => return Err(format!("policy '{name}': '{k}' must be a whole number, not {n}")),
                 },
                 serde_json::Value::String(s) => toml::Value::String(s.clone()),
+                serde_json::Value::Bool(b) => toml::Value::Boolean(*b),
                 other => return Err(format!("policy '{name}': invalid value for '{k}': {other}")),
             };
             table.insert(k.clone(), value);
@@ -260,6 +277,15 @@ mod tests {
         assert!(select(&ps, "other", "orders.eu").is_none());
         let bad: PolicyConfig =
             toml::from_str("name = \"x\"\npattern = \"(\"\n[definition]\nmax-length = 1").expect("toml");
+        assert!(Policy::from_config(&bad).is_err());
+        let traced = policy("trace = true", 0);
+        assert!(
+            traced.trace && traced.arguments.inner().is_empty(),
+            "trace is no queue argument"
+        );
+        let json = Policy::from_json("t", "/", ".*", 0, &traced.definition).expect("from json");
+        assert!(json.trace);
+        let bad: PolicyConfig = toml::from_str("name = \"x\"\npattern = \"a\"\n[definition]\ntrace = 1").expect("toml");
         assert!(Policy::from_config(&bad).is_err());
         let bad: PolicyConfig = toml::from_str("name = \"x\"\npattern = \"a\"\n[definition]\nspeed = 1").expect("toml");
         assert!(Policy::from_config(&bad)

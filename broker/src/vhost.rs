@@ -23,6 +23,7 @@ pub use declare::generate_queue_name;
 mod policies;
 mod route;
 mod topology_write;
+mod trace;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,6 +67,8 @@ pub struct VHost {
     pub(crate) timer: Timer,
     /// Queue declare and delete counts, shared by the broker's vhosts (a vhost of its own has its own).
     pub churn: Arc<crate::counters::Churn>,
+    /// Message journeys: this vhost's switches and the broker's journal, shared with its queues (`vhost/trace.rs`).
+    pub trace: Arc<crate::trace::VhostTrace>,
 }
 
 /// The durable side of a vhost.
@@ -143,6 +146,7 @@ impl VHost {
             durability,
             me,
             policies: RwLock::new(Policies::default()),
+            trace: crate::trace::VhostTrace::new(crate::trace::Journal::in_memory(clock.clone())),
             clock,
             timer,
             churn: Arc::default(),

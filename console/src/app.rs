@@ -34,6 +34,9 @@ mod tests_ops;
 mod tests_scheduled;
 #[cfg(test)]
 mod tests_stream;
+#[cfg(test)]
+mod tests_trace;
+pub mod trace;
 
 use std::collections::HashSet;
 
@@ -86,6 +89,11 @@ pub enum View {
     Connections,
     Consumers,
     Audit,
+    /// A message's journey (`t` on a message, `:trace ID`).
+    Trace {
+        vhost: String,
+        id: String,
+    },
     Scheduled,
 }
 
@@ -100,6 +108,7 @@ impl View {
             View::Connections => "connections",
             View::Consumers => "consumers",
             View::Audit => "audit",
+            View::Trace { .. } => "journey",
             View::Scheduled => "scheduled",
         }
     }
@@ -215,6 +224,8 @@ pub struct App {
     pub contexts: Vec<ContextInfo>,
     /// The `:ctx` picker, when open: the selected row of `contexts`.
     pub picker: Option<usize>,
+    /// The journey shown by the trace view.
+    pub trace: Option<trace::TraceState>,
 }
 
 /// A removal that can be undone: what the broker's ticket says, and what it was, for the undo dialog.
@@ -260,6 +271,7 @@ impl App {
             last_undo: None,
             contexts: Vec::new(),
             picker: None,
+            trace: None,
         }
     }
 
@@ -319,6 +331,9 @@ impl App {
             View::Audit => {
                 self.audit.open();
                 commands.extend(self.read_audit(false));
+            }
+            View::Trace { vhost, id } => {
+                return trace::open(self, vhost.clone(), id.clone());
             }
             View::Scheduled => commands.extend(self.read_scheduled()),
             View::Queues => {}
@@ -411,7 +426,7 @@ impl App {
             View::Scheduled if due(self.scheduled.fetched_ms) && self.dialog.is_none() => {
                 return self.read_scheduled().into_iter().collect()
             }
-            View::Audit | View::Scheduled | View::Queues => None,
+            View::Audit | View::Scheduled | View::Queues | View::Trace { .. } => None,
         };
         match resource {
             Some(r) if due(self.listing_state(r).1) => self.fetch(r).into_iter().collect(),
@@ -764,6 +779,7 @@ fn on_api(app: &mut App, event: ApiEvent) -> Vec<Command> {
             app.flash(Level::Error, format!("reading {}: {error}", resource.name()));
         }
         ApiEvent::Audit { before, entries } => app.audit.load(before, entries, now),
+        ApiEvent::Traced { seq, result } => trace::loaded(app, seq, result),
         ApiEvent::AuditFailed { denied, error, .. } => {
             app.audit.failed(denied, now);
             if denied {

@@ -208,6 +208,11 @@ pub enum ApiEvent {
         denied: bool,
         error: String,
     },
+    /// The answer to the journey read `seq` (`Command::Trace`).
+    Traced {
+        seq: u64,
+        result: Result<warren_shared::trace::Journey, String>,
+    },
 }
 
 /// A listing the console reads on demand (the stream covers only overview and queues).
@@ -309,6 +314,12 @@ pub enum Command {
         before: Option<u64>,
         page_size: usize,
     },
+    /// Reads a message's journey (`GET /api/trace/{vhost}/{id}`); `seq` is echoed in the answer.
+    Trace {
+        seq: u64,
+        vhost: String,
+        id: String,
+    },
     /// Suspend the screen and open `text` (message `id` of `queue` as a document) in the operator's editor; the
     /// main loop runs it, not the client, and answers with `Event::Edited`.
     OpenEditor {
@@ -359,6 +370,7 @@ impl Command {
             | Command::ReadAudit { .. }
             | Command::ReadScheduled
             | Command::SwitchContext(_)
+            | Command::Trace { .. }
             | Command::Quit => None,
         }
     }

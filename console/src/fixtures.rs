@@ -207,6 +207,7 @@ pub fn message(id: u64, source: Option<&str>) -> PeekedMessage {
             .unwrap_or_default(),
         body_encoding: "utf8".into(),
         body: format!(r#"{{"order_id":{id},"customer":"c-{}","amount":{}.50}}"#, id * 7 % 500, id * 3),
+        trace_id: Some(format!("order-{id}")),
     }
 }
 
@@ -450,6 +451,94 @@ pub fn audit_entries() -> Vec<AuditEntry> {
             },
         )
         .collect()
+}
+
+/// The sequence number of the journey read among `cmds`.
+pub fn trace_seq(cmds: &[Command]) -> u64 {
+    cmds.iter()
+        .find_map(|c| match c {
+            Command::Trace { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .expect("a journey read")
+}
+
+/// A dead-lettered, redriven and finally acked message's journey.
+pub fn journey(id: &str) -> warren_shared::trace::Journey {
+    use warren_shared::trace::{Journey, JourneyStep, TraceEvent as E};
+    let q = |s: &str| s.to_string();
+    let steps = vec![
+        (
+            0,
+            E::Published {
+                connection: 3,
+                user: q("billing-svc"),
+                exchange: q(""),
+                routing_key: q("orders"),
+            },
+        ),
+        (
+            1,
+            E::Routed {
+                queues: vec![q("orders")],
+            },
+        ),
+        (
+            4,
+            E::Delivered {
+                queue: q("orders"),
+                consumer_tag: Some(q("ctag-1")),
+                connection: 7,
+                delivery_count: 0,
+                redelivered: false,
+            },
+        ),
+        (
+            1_250,
+            E::Rejected {
+                queue: q("orders"),
+                requeue: false,
+                nack: false,
+            },
+        ),
+        (
+            1_251,
+            E::DeadLettered {
+                queue: q("orders"),
+                reason: q("rejected"),
+                exchange: q("dlx"),
+                to: vec![q("orders.dlq")],
+            },
+        ),
+        (
+            252_000,
+            E::Redriven {
+                from: q("orders.dlq"),
+                to: vec![q("orders")],
+            },
+        ),
+        (
+            252_003,
+            E::Delivered {
+                queue: q("orders"),
+                consumer_tag: Some(q("ctag-2")),
+                connection: 9,
+                delivery_count: 0,
+                redelivered: false,
+            },
+        ),
+        (252_040, E::Acked { queue: q("orders") }),
+    ];
+    Journey {
+        vhost: "/".into(),
+        id: id.into(),
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        truncated: false,
+        events: steps
+            .into_iter()
+            .map(|(dt, event)| JourneyStep { at_ms: T0 + dt, event })
+            .collect(),
+    }
 }
 
 /// Three messages held by delayed exchanges, due 45 s, 10 min and 2 h after [`T0`].

@@ -11,6 +11,7 @@ pub mod loose;
 pub mod management;
 pub mod rabbit;
 pub mod scheduled;
+pub mod trace;
 
 /// `GET /api/overview`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -348,6 +349,10 @@ pub struct PeekedMessage {
     /// "utf8" or "base64".
     pub body_encoding: String,
     pub body: String,
+    /// Its journey's id (`GET /api/trace/{vhost}/{trace_id}`): its `message_id`, or the id the broker gave it when
+    /// it was traced; none for an untraced message without a `message_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// `DELETE /api/queues/{vhost}/{name}/contents`.

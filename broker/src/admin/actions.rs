@@ -54,6 +54,7 @@ async fn delete_messages(
         ));
     }
     q.settle_moved(taken.iter());
+    q.record_purged(&taken);
     let deleted = taken.len() as u64;
     audit(&b, &caller, "delete_messages", &v, &name, deleted);
     let undo = super::undo::keep(&b, &caller, &v, &name, "delete", taken);
@@ -158,6 +159,11 @@ async fn publish(
     )
     .map_err(|e| Error::not_found(e.text))?;
     let message = Arc::new(message);
+    let traced = vh.trace.any() && vh.trace_publish(0, &caller.user, &message, &queues);
+    if traced && queues.is_empty() {
+        let event = crate::trace::TraceEvent::Unroutable { returned: false };
+        vh.trace.journal.record_message(&v, &message, event);
+    }
     let mut routed = false;
     for q in queues {
         routed |= q.publish(message.clone()).routed;

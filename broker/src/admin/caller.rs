@@ -41,6 +41,7 @@ const ACTS_WITH_PERMISSIONS: &[&str] = &[
     "/api/queues/{vhost}/{name}/priority",
     "/api/queues/{vhost}/{name}/pause",
     "/api/queues/{vhost}/{name}/resume",
+    "/api/queues/{vhost}/{name}/trace",
     "/api/queues/{vhost}/{name}/stream/offsets/{consumer}",
     "/api/queues/{vhost}/{name}/stream/truncate",
     "/api/undo/{id}",

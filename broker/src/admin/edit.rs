@@ -95,6 +95,33 @@ async fn edit(
     }
 }
 
+/// A traced message's journey records the edit (and where the copy goes), before the copy is published.
+fn trace_edit(
+    vh: &VHost,
+    caller: &Caller,
+    queue: &str,
+    original: &Entry,
+    copy: &Message,
+    to: &[Arc<crate::queue::Queue>],
+) {
+    let traced = original.message.is_traced()
+        || vh.queue(queue).is_some_and(|q| q.is_traced())
+        || to.iter().any(|q| q.is_traced());
+    if !(vh.trace.any() && traced) {
+        return;
+    }
+    let journal = &vh.trace.journal;
+    let (old, new) = (journal.mark(&original.message), journal.mark(copy));
+    let event = crate::trace::TraceEvent::Edited {
+        queue: queue.to_string(),
+        by: caller.user.clone(),
+        new_id: (new != old).then(|| new.clone()),
+    };
+    journal.record_message(&vh.name, &original.message, event);
+    let queues = to.iter().map(|q| q.name().to_string()).collect();
+    journal.record_message(&vh.name, copy, crate::trace::TraceEvent::Routed { queues });
+}
+
 /// Builds the edited copy, publishes it and waits until it is stored; the original is untouched.
 async fn publish_copy(
     b: &Broker,
@@ -142,12 +169,15 @@ async fn publish_copy(
             (x, key, words)
         }
     };
-    let message = Arc::new(Message::with_properties(
+    // The copy goes on in the original's journey (under its own message_id, if the edit changed it).
+    let message = Message::with_properties(
         exchange.clone().into(),
         routing_key.clone().into(),
         props.clone(),
         body.into(),
-    ));
+    )
+    .inherit_trace(&original.message);
+    let message = Arc::new(message);
     let mut queues = Vec::new();
     if exchange.is_empty() {
         queues.extend(vh.queue(&routing_key));
@@ -161,6 +191,7 @@ async fn publish_copy(
             vh.name
         )));
     }
+    trace_edit(vh, caller, queue, original, &message, &queues);
     let (mut first, mut last, mut failed) = (u64::MAX, 0, false);
     let mut routed_to = Vec::new();
     for q in &queues {

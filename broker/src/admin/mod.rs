@@ -40,6 +40,7 @@ mod scheduled;
 pub mod server;
 mod stream;
 mod streams;
+mod trace;
 mod undo;
 
 use std::net::SocketAddr;
@@ -243,6 +244,7 @@ fn routes() -> ApiRouter<AdminState> {
         .merge(streams::router())
         .merge(pause::router())
         .merge(undo::router())
+        .merge(trace::router())
         .merge(scheduled::router())
         .merge(edit::router())
         .merge(resources::router())

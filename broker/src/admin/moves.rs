@@ -143,7 +143,7 @@ fn redriven(m: &Message, exchange: &str, routing_key: &str) -> (Message, AMQPPro
     let props = props.with_headers(headers);
     let raw = encode_properties(&props);
     (
-        Message::new(exchange.into(), routing_key.into(), &props, raw, m.body.clone()),
+        Message::new(exchange.into(), routing_key.into(), &props, raw, m.body.clone()).inherit_trace(m),
         props,
     )
 }
@@ -403,6 +403,16 @@ impl Job {
             if queues.is_empty() {
                 kept.push(e);
                 continue;
+            }
+            if self.vhost.trace.any() && (self.source.traces(&e.message) || queues.iter().any(|q| q.is_traced())) {
+                let from = self.source.name().to_string();
+                let to = queues.iter().map(|q| q.name().to_string()).collect();
+                let event = if req.to == "source" {
+                    crate::trace::TraceEvent::Redriven { from, to }
+                } else {
+                    crate::trace::TraceEvent::Moved { from, to }
+                };
+                self.source.record_trace(&message, event);
             }
             let mut routed = false;
             for q in &queues {

@@ -301,7 +301,9 @@ async fn peek(
             .map(|e| {
                 let m = &e.message;
                 let (body_encoding, body) = json::body(&m.body);
+                let props = m.properties();
                 PeekedMessage {
+                    trace_id: crate::trace::peek_id(m, &props),
                     id: e.seq,
                     exchange: m.exchange.to_string(),
                     routing_key: m.routing_key.to_string(),
@@ -311,7 +313,7 @@ async fn peek(
                     priority: m.priority,
                     size: m.size() as u64,
                     persistent: m.persistent,
-                    properties: json::properties(&m.properties()),
+                    properties: json::properties(&props),
                     body_encoding: body_encoding.into(),
                     body,
                 }
@@ -349,6 +351,7 @@ async fn purge(
         let taken = tokio::task::spawn_blocking(move || {
             let taken = q2.take(None);
             q2.settle_moved(taken.iter());
+            q2.record_purged(&taken);
             taken
         })
         .await

@@ -464,3 +464,7 @@ fn an_admin_api_open_to_other_hosts_with_only_guest_as_administrator_is_warned_o
     .expect("broker");
     assert_eq!(server::exposed_guest(&b, &[any]), None, "ops may log in from anywhere");
 }
+
+/// Message journeys over the API (`admin/trace.rs`, and the events of peek, purge, priority, move and edit).
+#[path = "tests_trace.rs"]
+mod journeys;

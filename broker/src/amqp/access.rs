@@ -73,6 +73,11 @@ impl ConnAccess {
         }
     }
 
+    /// The user this connection authenticated as.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
     /// basic.publish: `write` on the exchange, and the user's topic permissions on the routing key.
     pub fn check_publish(&mut self, access: &Access, exchange: &str, routing_key: &str) -> AmqpResult<()> {
         if self.last_write.as_deref() == Some(exchange) && access.generation() == self.generation {

@@ -280,6 +280,18 @@ impl Channel {
         let tag = self.next_tag;
         self.next_tag += 1;
         let m = &entry.message;
+        if queue.trace_any() && queue.traces(m) {
+            queue.record_trace(
+                m,
+                crate::trace::TraceEvent::Delivered {
+                    queue: queue.name().to_string(),
+                    consumer_tag: None,
+                    connection: ctx.connection_id,
+                    delivery_count: entry.delivery_count,
+                    redelivered: entry.redelivered,
+                },
+            );
+        }
         let fields = DeliverFields {
             consumer_tag: "",
             delivery_tag: tag,
@@ -424,6 +436,16 @@ impl Channel {
 
     /// Settles rejected (or, with `nack`, nacked) deliveries: back to their queues, or dropped / dead-lettered.
     pub(crate) fn reject_pending(&mut self, ctx: &mut Ctx<'_>, pending: Vec<Pending>, requeue: bool, nack: bool) {
+        if ctx.vhost.trace.any() {
+            for p in pending.iter().filter(|p| p.queue.traces(&p.entry.message)) {
+                let event = crate::trace::TraceEvent::Rejected {
+                    queue: p.queue.name().to_string(),
+                    requeue,
+                    nack,
+                };
+                p.queue.record_trace(&p.entry.message, event);
+            }
+        }
         if requeue {
             requeue_grouped(pending);
             self.kick_consumer_queues(ctx);

@@ -516,6 +516,7 @@ impl Channel {
         message: Arc<Message>,
     ) -> AmqpResult<Published> {
         let mut routed = false;
+        let mut traced = false;
         let mut outcome = Published::default();
         let (exchange, routing_key) = (message.exchange.as_str(), message.routing_key.as_str());
         if exchange.is_empty() && routing_key.starts_with(REPLY_TO_PREFIX) {
@@ -574,6 +575,12 @@ impl Channel {
                     resolved
                 }
             };
+            // Off: one relaxed load per publish (see `crate::trace`).
+            if ctx.vhost.trace.any() {
+                traced = ctx
+                    .vhost
+                    .trace_publish(ctx.connection_id, ctx.access.user(), &message, &queues);
+            }
             for q in queues.iter() {
                 let p = q.publish_deferred(message.clone());
                 routed |= p.routed;
@@ -592,6 +599,10 @@ impl Channel {
                     }
                 }
             }
+        }
+        if !routed && traced {
+            let event = crate::trace::TraceEvent::Unroutable { returned: mandatory };
+            ctx.vhost.trace.journal.record_message(&ctx.vhost.name, &message, event);
         }
         if !routed {
             if mandatory {
@@ -701,6 +712,10 @@ impl Channel {
             )?;
             if queues.is_empty() && !r.duplicate && p.mandatory {
                 self.send_return(ctx, &message);
+            }
+            if ctx.vhost.trace.any() {
+                ctx.vhost
+                    .trace_publish(ctx.connection_id, ctx.access.user(), &message, &queues);
             }
             for q in queues {
                 if q.is_durable() {

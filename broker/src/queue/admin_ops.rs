@@ -100,6 +100,15 @@ impl Queue {
                 raw,
                 e.message.body.clone(),
             );
+            let message = message.inherit_trace(&e.message);
+            if self.trace_any() && self.traces(&message) {
+                let event = crate::trace::TraceEvent::Reprioritised {
+                    queue: self.spec.name.clone(),
+                    from: current,
+                    to: new,
+                };
+                self.record_trace(&message, event);
+            }
             match st.store.rewrite(&e, &message) {
                 Ok(loc) => {
                     e.loc = loc;

@@ -257,6 +257,7 @@ pub fn with_delivery_count(message: &Message, count: u32) -> Message {
         props.with_headers(headers),
         message.body.clone(),
     )
+    .inherit_trace(message)
 }
 
 impl Queue {
@@ -266,6 +267,12 @@ impl Queue {
             return;
         }
         let dlx = self.limits().dead_letter_exchange.is_some();
+        if self.trace_any() {
+            for e in st.expired_buf.iter().filter(|e| self.traces(&e.message)) {
+                let queue = self.spec.name.clone();
+                self.record_trace(&e.message, crate::trace::TraceEvent::Expired { queue });
+            }
+        }
         st.expired += st.expired_buf.len() as u64;
         QueueStats::add(&self.stats.expired, st.expired_buf.len() as u64);
         if dlx {
@@ -338,6 +345,7 @@ impl Queue {
         };
         let now_s = self.clock.now_ms() / 1000;
         let mut targets = Vec::new();
+        let tracing = self.trace_any();
         for (message, reason) in dead {
             let props = dead_letter_properties(&message, &self.spec.name, reason, now_s);
             let routing_key = match &limits.dead_letter_routing_key {
@@ -354,7 +362,17 @@ impl Queue {
                 continue;
             }
             let raw = encode_properties(&props);
-            let letter = Arc::new(Message::new(dlx.into(), routing_key, &props, raw, message.body.clone()));
+            let letter = Message::new(dlx.into(), routing_key, &props, raw, message.body.clone());
+            let letter = Arc::new(letter.inherit_trace(&message));
+            if tracing && (self.traces(&message) || targets.iter().any(|q| q.is_traced())) {
+                let event = crate::trace::TraceEvent::DeadLettered {
+                    queue: self.spec.name.clone(),
+                    reason: reason.as_str().to_string(),
+                    exchange: dlx.to_string(),
+                    to: targets.iter().map(|q| q.name().to_string()).collect(),
+                };
+                self.record_trace(&letter, event);
+            }
             for q in &targets {
                 if is_automatic_cycle(&history, q.name()) {
                     tracing::debug!(queue = %q.name(), "dead letter dropped: an automatic dead-letter cycle");

@@ -35,6 +35,7 @@ mod store;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod trace;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
@@ -126,6 +127,11 @@ pub struct Queue {
     deleted: AtomicBool,
     /// Paused by an operator (`pause.rs`): consumers stay, nothing is delivered.
     paused: AtomicBool,
+    /// The vhost's tracing switches and the journal (`trace.rs`); `traced_*`: this queue is traced through the
+    /// admin API, or by its policy.
+    trace: Arc<crate::trace::VhostTrace>,
+    traced_api: AtomicBool,
+    traced_policy: AtomicBool,
     /// Ourselves, so deliveries can carry an `Arc<Queue>` back to the connection for acks.
     me: Weak<Queue>,
     /// The broker's clock: TTL, `x-expires`, latencies, de-duplication windows and `x-death` times.
@@ -240,6 +246,11 @@ impl Queue {
             stream,
         };
         let is_stream = state.stream.is_some();
+        let trace = vhost
+            .upgrade()
+            .map(|v| v.trace.clone())
+            .unwrap_or_else(|| crate::trace::VhostTrace::new(crate::trace::Journal::in_memory(clock.clone())));
+        let traced_by_policy = spec.policy.as_ref().is_some_and(|p| p.trace);
         let q = Arc::new_cyclic(|me| Queue {
             limits: RwLock::new(Arc::new(QueueLimits::from_arguments(&spec.effective_arguments()))),
             policy: RwLock::new(spec.policy.clone()),
@@ -254,6 +265,9 @@ impl Queue {
             state: Mutex::new(state),
             deleted: AtomicBool::new(false),
             paused: AtomicBool::new(false),
+            trace,
+            traced_api: AtomicBool::new(false),
+            traced_policy: AtomicBool::new(false),
             me: me.clone(),
             clock,
             timer,
@@ -273,6 +287,7 @@ impl Queue {
                 }),
             }));
         }
+        q.set_traced_by_policy(traced_by_policy);
         // Its first deadlines: `x-expires` from now, and what a recovered store holds (heads to read, records that
         // may expire).
         q.arm_next();
@@ -460,6 +475,7 @@ impl Queue {
                 return (refused, dead);
             }
         }
+        self.trace_enter(&message);
         // `fsync = always` syncs each message before its confirm, so nothing is deferred there.
         let defer = defer && self.sync.as_ref().is_none_or(|s| s.mode != FsyncMode::Always);
         let pushed = match if defer {
@@ -566,6 +582,7 @@ impl Queue {
         };
         // Read once per dispatch, not per delivery.
         let single_active = this.limits().single_active_consumer;
+        let tracing = this.trace_any();
         while !st.store.is_empty() {
             let n = st.consumers.len();
             if n == 0 {
@@ -618,6 +635,18 @@ impl Queue {
                 continue;
             };
             let consumer = &st.consumers[i];
+            if tracing && this.traces(&entry.message) {
+                this.record_trace(
+                    &entry.message,
+                    crate::trace::TraceEvent::Delivered {
+                        queue: this.spec.name.clone(),
+                        consumer_tag: Some(consumer.tag.to_string()),
+                        connection: consumer.connection_id,
+                        delivery_count: entry.delivery_count,
+                        redelivered: entry.redelivered,
+                    },
+                );
+            }
             consumer.outbox.reserved(entry.message.size());
             let item = OutboxItem::Deliver(Delivery {
                 channel: consumer.channel,
@@ -857,6 +886,16 @@ impl Queue {
 
     fn settle_counted<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>, as_ack: bool) {
         let entries: Vec<&Entry> = entries.into_iter().collect();
+        if as_ack && self.trace_any() {
+            for e in entries.iter().filter(|e| self.traces(&e.message)) {
+                self.record_trace(
+                    &e.message,
+                    crate::trace::TraceEvent::Acked {
+                        queue: self.spec.name.clone(),
+                    },
+                );
+            }
+        }
         if as_ack {
             QueueStats::add(&self.stats.acked, entries.len() as u64);
             let now = self.clock.now_ms();

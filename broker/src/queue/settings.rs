@@ -65,6 +65,7 @@ impl Queue {
     /// once; a changed message TTL applies to every message, counted from when it was enqueued.
     pub fn apply_policy(&self, policy: Option<Arc<crate::policy::Policy>>) {
         let effective = crate::policy::effective_arguments(&self.spec.arguments, policy.as_deref());
+        self.set_traced_by_policy(policy.as_ref().is_some_and(|p| p.trace));
         *self.limits.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(QueueLimits::from_arguments(&effective));
         *self.policy.write().unwrap_or_else(|e| e.into_inner()) = policy;
         if self.is_stream {

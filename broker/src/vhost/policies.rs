@@ -124,6 +124,9 @@ impl VHost {
                 .map(Arc::new);
             q.apply_policy(p);
         }
+        drop(ps);
+        // A policy with `trace: true` may have gone.
+        self.refresh_trace();
         Ok(out)
     }
 

@@ -362,6 +362,12 @@ impl Api {
     }
 
     /// A message's journey (`GET /api/trace/{vhost}/{id}`), as the broker gives it.
+    /// A message's journey (`GET /api/trace/{vhost}/{id}`), typed.
+    pub async fn journey(&self, vhost: &str, id: &str) -> Result<warren_shared::trace::Journey, ApiFailure> {
+        self.get(&format!("/api/trace/{}/{}", path_segment(vhost), path_segment(id)))
+            .await
+    }
+
     pub async fn trace(&self, vhost: &str, id: &str) -> Result<serde_json::Value, ApiFailure> {
         self.get(&format!("/api/trace/{}/{}", path_segment(vhost), path_segment(id)))
             .await

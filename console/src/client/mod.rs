@@ -414,6 +414,10 @@ impl Client {
                 };
                 send(tx, e);
             }
+            Command::Trace { seq, vhost, id } => {
+                let result = self.api.journey(&vhost, &id).await.map_err(|e| e.to_string());
+                send(tx, ApiEvent::Traced { seq, result });
+            }
         }
         Ok(())
     }

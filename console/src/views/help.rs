@@ -19,6 +19,7 @@ fn section(c: Context) -> &'static str {
         Context::Messages => "messages",
         Context::Connections => "connections",
         Context::Audit => "audit",
+        Context::Trace => "journey",
         Context::Scheduled => "scheduled messages",
         Context::Dialog => "dialogs",
         Context::Picker => "context picker (:ctx)",
@@ -67,13 +68,14 @@ fn shown(app: &App, c: Context) -> Vec<&'static crate::app::keys::Binding> {
         .collect()
 }
 
-const SECTIONS: [Context; 9] = [
+const SECTIONS: [Context; 10] = [
     Context::Global,
     Context::Queues,
     Context::Detail,
     Context::Messages,
     Context::Connections,
     Context::Audit,
+    Context::Trace,
     Context::Scheduled,
     Context::Dialog,
     Context::Picker,

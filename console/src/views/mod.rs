@@ -22,6 +22,7 @@ pub mod scheduled;
 pub mod stream;
 #[cfg(test)]
 mod tests;
+pub mod trace;
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -116,6 +117,7 @@ pub fn render(frame: &mut Frame, app: &App) {
         View::Connections => connections::render(frame, body, app),
         View::Consumers => consumers::render(frame, body, app),
         View::Audit => audit::render(frame, body, app),
+        View::Trace { .. } => trace::render(frame, body, app),
         View::Scheduled => scheduled::render(frame, body, app),
     }
     if app.is_stale() {

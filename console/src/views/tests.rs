@@ -335,6 +335,21 @@ fn a_paused_queue() {
     insta::assert_snapshot!("detail_paused_120x12", draw(&app, 120, 12).backend());
 }
 
+#[test]
+fn journey_timeline() {
+    let mut app = dlq_messages();
+    let cmds = press(&mut app, 't');
+    api(
+        &mut app,
+        ApiEvent::Traced {
+            seq: trace_seq(&cmds),
+            result: Ok(journey("order-1")),
+        },
+    );
+    insta::assert_snapshot!("journey_120x20", draw(&app, 120, 20).backend());
+    insta::assert_snapshot!("tiny_journey", draw(&app, 40, 12).backend());
+}
+
 /// `:scheduled`: held messages in due order, one marked, then the reschedule dialog.
 #[test]
 fn scheduled() {

@@ -164,11 +164,11 @@ fn set_filter(app: &mut App, text: String) {
         View::Consumers => app.consumers.set_filter(text),
         View::Audit => app.audit.list.set_filter(text),
         View::Scheduled => app.scheduled.set_filter(text),
-        View::Detail(_) | View::Messages(_) => {}
+        View::Detail(_) | View::Messages(_) | View::Trace { .. } => {}
     }
 }
 
-const COMMANDS: [&str; 12] = [
+const COMMANDS: [&str; 13] = [
     "queues",
     "exchanges",
     "bindings",
@@ -180,6 +180,7 @@ const COMMANDS: [&str; 12] = [
     "detail",
     "undo",
     "ctx",
+    "trace",
     "quit",
 ];
 
@@ -216,6 +217,7 @@ pub fn run_command(app: &mut App, text: &str) -> Vec<Command> {
         "s" | "sc" | "sched" | "scheduled" | "delayed" => View::Scheduled,
         "u" | "undo" => return super::views::undo(app),
         "ctx" | "context" | "contexts" => return super::super::contexts::command(app, arg),
+        "t" | "trace" | "journey" => return super::super::trace::command(app, arg),
         "m" | "msg" | "messages" | "peek" | "d" | "detail" => {
             let Some(name) = arg else {
                 app.flash(Level::Warn, format!("usage: :{word} <queue>"));

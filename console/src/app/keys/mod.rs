@@ -26,6 +26,7 @@ pub enum Context {
     Messages,
     Connections,
     Audit,
+    Trace,
     Scheduled,
     Dialog,
     /// The `:ctx` picker.
@@ -84,6 +85,8 @@ pub enum Do {
     Rate,
     CancelMove,
     Hide,
+    /// `t`: the selected message's journey.
+    Trace,
     /// Scheduled messages: cancel the marked or selected ones, or every one shown; deliver now; reschedule.
     CancelHeld,
     CancelShown,
@@ -138,7 +141,7 @@ pub const BINDINGS: &[Binding] = &[
     b(
         ":",
         "command: queues, exchanges, bindings, connections, consumers, audit, scheduled, messages <queue>, \
-         detail <queue>, undo, ctx [<context>], quit",
+         detail <queue>, trace <message id>, undo, ctx [<context>], quit",
         Glob,
         false,
         "views",
@@ -269,6 +272,14 @@ pub const BINDINGS: &[Binding] = &[
         Do::Priority,
     ),
     b(
+        "t",
+        "the selected message's journey, as a timeline (also :trace ID)",
+        Msgs,
+        false,
+        "journey",
+        Do::Trace,
+    ),
+    b(
         "e",
         "edit the selected message in $EDITOR, then publish the copy (the original goes once the copy is stored)",
         Msgs,
@@ -334,6 +345,14 @@ pub const BINDINGS: &[Binding] = &[
         false,
         "older",
         Do::Older,
+    ),
+    b(
+        "r",
+        "read the journey again",
+        Context::Trace,
+        false,
+        "reread",
+        Do::Reread,
     ),
     b(
         "y / enter",
@@ -413,6 +432,7 @@ pub fn context_of(view: &View) -> Context {
         View::Messages(_) => Context::Messages,
         View::Connections => Context::Connections,
         View::Audit => Context::Audit,
+        View::Trace { .. } => Context::Trace,
         View::Scheduled => Context::Scheduled,
         _ => Context::Global,
     }

@@ -167,6 +167,7 @@ pub fn on_binding(app: &mut App, binding: &Binding, key: KeyEvent) -> Vec<Comman
         View::Messages(q) => on_messages(app, binding.does, key, q),
         View::Connections => on_connections(app, binding.does, key),
         View::Audit => on_audit(app, binding.does, key),
+        View::Trace { .. } => on_trace(app, binding.does, key),
         View::Scheduled => on_scheduled(app, binding.does, key),
         View::Exchanges | View::Bindings | View::Consumers => {
             if binding.does == Do::Move {
@@ -174,6 +175,24 @@ pub fn on_binding(app: &mut App, binding: &Binding, key: KeyEvent) -> Vec<Comman
             }
             Vec::new()
         }
+    }
+}
+
+/// The journey view: move between steps, read it again.
+fn on_trace(app: &mut App, does: Do, key: KeyEvent) -> Vec<Command> {
+    let page_rows = page(app);
+    let seq = next_id(&mut app.last_id);
+    let Some(t) = app.trace.as_mut() else {
+        return Vec::new();
+    };
+    match does {
+        Do::Move => {
+            let n = t.journey.as_ref().map_or(0, |j| j.events.len());
+            t.selected = movement(&key, t.selected, n, page_rows);
+            Vec::new()
+        }
+        Do::Reread => vec![t.read(seq)],
+        _ => Vec::new(),
     }
 }
 
@@ -412,6 +431,9 @@ fn on_stream_action(app: &mut App, does: Do, queue: QueueKey) -> Vec<Command> {
 }
 
 fn on_messages(app: &mut App, does: Do, key: KeyEvent, queue: QueueKey) -> Vec<Command> {
+    if does == Do::Trace {
+        return crate::app::trace::from_selected_message(app);
+    }
     let page_rows = page(app);
     let ready = app.queue(&queue).map_or(0, |q| q.messages_ready);
     let stream = is_stream(app, &queue);
