@@ -23,6 +23,7 @@ pub mod queue;
 pub mod reload;
 pub mod routing;
 pub mod server;
+pub mod stomp;
 pub mod store;
 pub mod stream;
 pub mod timer;
