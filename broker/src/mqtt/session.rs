@@ -804,7 +804,12 @@ impl Session {
                     .find(|s| s.shared.as_ref().is_some_and(|(_, t)| t == &d.consumer_tag))
                     .map_or(0, |s| s.qos)
             };
-            let qos = sub_qos.min(mapping::published_qos(&m));
+            // The publish QoS (a header: parsing the properties) matters only when the subscription is above 0.
+            let qos = if sub_qos == 0 {
+                0
+            } else {
+                sub_qos.min(mapping::published_qos(&m))
+            };
             let mut publish = mapping::to_publish(&m, qos, false, v5);
             if qos == 0 {
                 self.send(&Out::Publish(publish));
