@@ -115,6 +115,8 @@ pub struct Broker {
 struct Registry {
     live: HashMap<u64, Arc<ConnectionEntry>>,
     closed: ChannelTotals,
+    /// The same, by protocol (`ConnectionEntry::protocol`).
+    closed_by_protocol: std::collections::BTreeMap<&'static str, ChannelTotals>,
 }
 
 /// A vhost object for `name`, with the config file's policies for it (`file_policies`: all of the file's).
@@ -403,6 +405,7 @@ impl Broker {
             // A closed connection has nothing unconfirmed.
             gone.unconfirmed = 0;
             r.closed += gone;
+            *r.closed_by_protocol.entry(entry.protocol).or_default() += gone;
             Churn::inc(&self.churn.connections_closed);
         }
     }
@@ -430,6 +433,16 @@ impl Broker {
             open += c.channels.lock().unwrap_or_else(|e| e.into_inner()).len() as u64;
         }
         (total, open)
+    }
+
+    /// What the connections of each protocol did since the start (closed connections included).
+    pub fn protocol_totals(&self) -> std::collections::BTreeMap<&'static str, ChannelTotals> {
+        let r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut by = r.closed_by_protocol.clone();
+        for c in r.live.values() {
+            *by.entry(c.protocol).or_default() += c.counters.snapshot();
+        }
+        by
     }
 
     pub fn register_reply_to(&self, key: String, target: ReplyTarget) {

@@ -131,6 +131,16 @@ pub struct Cli {
     /// The exchange MQTT publishes go to and MQTT subscriptions bind to (a topic exchange) [default: amq.topic]
     #[arg(long, env = "WARREN_MQTT_EXCHANGE", value_name = "EXCHANGE")]
     pub mqtt_exchange: Option<String>,
+    /// STOMP 1.0-1.2 listen address; repeatable like --listen; `none` or an empty value turns it off
+    /// [default: 127.0.0.1:61613]
+    #[arg(
+        long,
+        env = "WARREN_STOMP_LISTEN",
+        value_name = "ADDR|none",
+        value_delimiter = ',',
+        value_parser = parse_prometheus_listen
+    )]
+    pub stomp_listen: Vec<ListenAddr>,
     /// AMQPS (AMQP over TLS) listen address; repeatable like --listen [default: 127.0.0.1:5671 when --tls-cert is
     /// given, none otherwise]
     #[arg(long, env = "WARREN_AMQPS_LISTEN", value_name = "ADDR", value_delimiter = ',')]
@@ -335,6 +345,8 @@ pub struct FileConfig {
     /// `"none"`, `""` or `[]` for no MQTT listener.
     pub mqtt_listen: Option<Addrs>,
     pub mqtt_exchange: Option<String>,
+    /// `"none"`, `""` or `[]` for no STOMP listener.
+    pub stomp_listen: Option<Addrs>,
     pub max_connections: Option<usize>,
     pub admin_max_connections: Option<usize>,
     /// Seconds.
@@ -397,6 +409,8 @@ pub struct Config {
     pub mqtt_listen: Vec<SocketAddr>,
     /// The topic exchange MQTT publishes and subscriptions use.
     pub mqtt_exchange: String,
+    /// STOMP listeners; empty: none.
+    pub stomp_listen: Vec<SocketAddr>,
     /// AMQPS listeners (only with `tls`).
     pub amqps_listen: Vec<SocketAddr>,
     /// The admin API's HTTPS listeners (only with `tls`).
@@ -486,6 +500,7 @@ impl Default for Config {
             prometheus_auth: false,
             mqtt_listen: vec![([127, 0, 0, 1], 1883).into()],
             mqtt_exchange: "amq.topic".into(),
+            stomp_listen: vec![([127, 0, 0, 1], 61613).into()],
             amqps_listen: Vec::new(),
             admin_https_listen: Vec::new(),
             tls: None,
@@ -546,6 +561,11 @@ impl Config {
             (flag, _) if !flag.is_empty() => listen_addrs("mqtt_listen", flag)?,
             (_, Some(file)) => file.into_vec("mqtt_listen", true)?,
             (_, None) => c.mqtt_listen,
+        };
+        c.stomp_listen = match (cli.stomp_listen, file.stomp_listen) {
+            (flag, _) if !flag.is_empty() => listen_addrs("stomp_listen", flag)?,
+            (_, Some(file)) => file.into_vec("stomp_listen", true)?,
+            (_, None) => c.stomp_listen,
         };
         if let Some(x) = cli.mqtt_exchange.or(file.mqtt_exchange) {
             c.mqtt_exchange = x;

@@ -84,6 +84,8 @@ pub struct Listeners {
     pub prometheus: Vec<TcpListener>,
     /// MQTT 3.1.1 and 5.0.
     pub mqtt: Vec<TcpListener>,
+    /// STOMP 1.0, 1.1 and 1.2.
+    pub stomp: Vec<TcpListener>,
 }
 
 /// Opens the data directory, recovers, and serves AMQP on an already-bound listener until `shutdown` is cancelled.
@@ -122,6 +124,7 @@ pub fn launch(config: Config) -> Result<(), RunError> {
             admin_https: bind_all(&c.admin_https_listen, "the admin API over HTTPS").await?,
             prometheus: bind_all(&c.prometheus_listen, "Prometheus metrics").await?,
             mqtt: bind_all(&c.mqtt_listen, "MQTT (is another MQTT broker running? --mqtt-listen none turns it off)").await?,
+            stomp: bind_all(&c.stomp_listen, "STOMP (is another STOMP broker running? --stomp-listen none turns it off)").await?,
         };
         tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %broker.config.data_dir.display(), "starting Warren");
         let shutdown = CancellationToken::new();
@@ -297,11 +300,14 @@ pub async fn serve_listeners(
             caps.amqp,
         )))
     };
+    let stomp_task = (!listeners.stomp.is_empty())
+        .then(|| tokio::spawn(stomp::run(listeners.stomp, broker.clone(), shutdown.clone(), caps.amqp)));
     let result = server::run(listeners.amqp, amqps, broker, shutdown, caps.amqp).await;
-    if let Some(t) = mqtt_task {
+    for (name, task) in [("MQTT", mqtt_task), ("STOMP", stomp_task)] {
+        let Some(t) = task else { continue };
         match t.await {
-            Ok(Err(e)) => tracing::error!(error = %e, "MQTT listener failed"),
-            Err(e) => tracing::error!(error = %e, "MQTT listener task failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "{name} listener failed"),
+            Err(e) => tracing::error!(error = %e, "{name} listener task failed"),
             Ok(Ok(())) => {}
         }
     }

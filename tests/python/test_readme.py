@@ -1,4 +1,5 @@
-"""The README's snippets, run as written (with the test broker's addresses): the pika one, and the MQTT one."""
+"""The README's snippets, run as written (with the test broker's addresses): the pika one, the MQTT one and the STOMP
+one."""
 
 import os
 import re
@@ -10,6 +11,7 @@ import pytest
 HOST = os.environ.get("WARREN_HOST", "127.0.0.1")
 PORT = os.environ.get("WARREN_PORT", "5672")
 MQTT_PORT = os.environ.get("WARREN_MQTT_PORT")
+STOMP_PORT = os.environ.get("WARREN_STOMP_PORT")
 
 
 def blocks():
@@ -35,4 +37,18 @@ def test_readme_mqtt_snippet():
     exec(compile(code, "README.md", "exec"), {})
     method, _, body = ch.basic_get(q, auto_ack=True)
     assert (method.routing_key, body) == ("sensors.kitchen.temp", b"21.5")
+    conn.close()
+
+
+@pytest.mark.skipif(not STOMP_PORT, reason="WARREN_STOMP_PORT is not set")
+def test_readme_stomp_snippet():
+    pytest.importorskip("stomp")
+    conn = pika.BlockingConnection(pika.ConnectionParameters(host=HOST, port=int(PORT)))
+    ch = conn.channel()
+    ch.queue_delete("orders")
+    code = next(b for b in blocks() if "import stomp" in b).replace('("localhost", 61613)', f'("{HOST}", {STOMP_PORT})')
+    exec(compile(code, "README.md", "exec"), {})
+    method, props, body = ch.basic_get("orders", auto_ack=True)
+    assert (body, props.content_type, props.delivery_mode) == (b'{"id": 1}', "application/json", 2)
+    ch.queue_delete("orders")
     conn.close()

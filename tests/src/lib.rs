@@ -22,6 +22,7 @@
 pub mod certs;
 pub mod client;
 pub mod http;
+pub mod process;
 pub mod raw;
 
 use std::net::SocketAddr;
@@ -50,6 +51,10 @@ pub struct TestBroker {
     pub mqtt_addr: Option<SocketAddr>,
     /// Every MQTT listener.
     pub mqtt_addrs: Vec<SocketAddr>,
+    /// The STOMP listener (its first; `None` when the test turned it off).
+    pub stomp_addr: Option<SocketAddr>,
+    /// Every STOMP listener.
+    pub stomp_addrs: Vec<SocketAddr>,
     /// Every AMQPS listener (empty without TLS).
     pub amqps_addrs: Vec<SocketAddr>,
     /// Every admin HTTPS listener (empty without TLS).
@@ -88,6 +93,8 @@ impl TestBroker {
             prometheus_addrs: Vec::new(),
             mqtt_addr: None,
             mqtt_addrs: Vec::new(),
+            stomp_addr: None,
+            stomp_addrs: Vec::new(),
             amqps_addrs: Vec::new(),
             admin_https_addrs: Vec::new(),
             tls: None,
@@ -115,6 +122,7 @@ impl TestBroker {
             admin_listen: vec![any],
             prometheus_listen: vec![any],
             mqtt_listen: vec![any],
+            stomp_listen: vec![any],
             // RabbitMQ's default (50 MB), not Warren's 1 GiB: a test machine with little free disk must still run the
             // suite (the alarm tests set their own limits).
             disk_free_limit: 50 * 1000 * 1000,
@@ -138,6 +146,10 @@ impl TestBroker {
         self.mqtt_addrs = local_addrs(&mqtt);
         self.mqtt_addr = self.mqtt_addrs.first().copied();
         config.mqtt_listen = self.mqtt_addrs.clone();
+        let stomp = again(&self.stomp_addrs, &config.stomp_listen);
+        self.stomp_addrs = local_addrs(&stomp);
+        self.stomp_addr = self.stomp_addrs.first().copied();
+        config.stomp_listen = self.stomp_addrs.clone();
         self.addrs = local_addrs(&amqp);
         self.admin_addrs = local_addrs(&admin);
         self.amqps_addrs = local_addrs(&amqps);
@@ -187,6 +199,7 @@ impl TestBroker {
                     admin_https: from_std(admin_https),
                     prometheus: from_std(prometheus),
                     mqtt: from_std(mqtt),
+                    stomp: from_std(stomp),
                 };
                 warren_broker::serve_listeners(listeners, tls, broker, token)
                     .await

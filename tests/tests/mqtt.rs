@@ -2,10 +2,9 @@
 //! publish and their delivery to a persistent session; retained messages survive a restart; an MQTT session shows
 //! in the admin API with its protocol and client id, and its queue like any other; AMQP and MQTT meet on amq.topic.
 
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use lapin::options::*;
 use lapin::types::FieldTable;
@@ -13,6 +12,7 @@ use lapin::BasicProperties;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use warren_tests::client::*;
 use warren_tests::http::request;
+use warren_tests::process::{free_port, BrokerProcess};
 use warren_tests::TestBroker;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -54,26 +54,9 @@ async fn acks(events: &mut EventLoop, n: usize, suback: bool) {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A broker child process, SIGKILLed when dropped.
-struct BrokerProcess(Child);
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn_broker(amqp: u16, mqtt: u16, data: &Path) -> BrokerProcess {
-    let child = Command::new(env!("CARGO_BIN_EXE_warren-test-broker"))
-        .args(["--listen", &format!("127.0.0.1:{amqp}")])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren-test-broker"));
+    cmd.args(["--listen", &format!("127.0.0.1:{amqp}")])
         .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
         .args([
             "--admin-listen",
@@ -86,16 +69,8 @@ fn spawn_broker(amqp: u16, mqtt: u16, data: &Path) -> BrokerProcess {
         .arg("--data-dir")
         .arg(data)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the broker");
-    let child = BrokerProcess(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", mqtt)).is_err() {
-        assert!(Instant::now() < deadline, "broker did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
+        .stderr(Stdio::null());
+    BrokerProcess::spawn(cmd, mqtt)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

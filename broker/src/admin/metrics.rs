@@ -111,11 +111,8 @@ async fn metrics(State(b): State<Arc<Broker>>) -> Response {
         "warren_connections {}",
         b.connections.load(std::sync::atomic::Ordering::Relaxed)
     );
-    // Open connections per protocol (AMQP 0-9-1, MQTT 3.1.1, MQTT 5.0), every protocol named even at 0.
-    let mut by_protocol: std::collections::BTreeMap<&str, u64> =
-        [("AMQP 0-9-1", 0), ("MQTT 3.1.1", 0), ("MQTT 5.0", 0)]
-            .into_iter()
-            .collect();
+    // Open connections per protocol (AMQP 0-9-1, MQTT 3.1.1, MQTT 5.0, STOMP 1.2), every protocol named even at 0.
+    let mut by_protocol: std::collections::BTreeMap<&str, u64> = NAMED_PROTOCOLS.iter().map(|p| (*p, 0)).collect();
     for c in b.connection_entries() {
         *by_protocol.entry(c.protocol).or_default() += 1;
     }
@@ -130,6 +127,36 @@ async fn metrics(State(b): State<Arc<Broker>>) -> Response {
             "warren_protocol_connections{{protocol=\"{}\"}} {n}",
             label(protocol)
         );
+    }
+    // Messages per protocol: published by its clients, delivered to them (and polled), acknowledged by them.
+    let totals = b.protocol_totals();
+    for (name, help, value) in [
+        (
+            "warren_protocol_messages_published_total",
+            "Messages published by clients of each protocol.",
+            (|t: &crate::counters::ChannelTotals| t.published) as fn(&crate::counters::ChannelTotals) -> u64,
+        ),
+        (
+            "warren_protocol_messages_delivered_total",
+            "Messages delivered to clients of each protocol (consumers and polls).",
+            |t| t.delivered + t.delivered_ack + t.get + t.get_ack,
+        ),
+        (
+            "warren_protocol_messages_acknowledged_total",
+            "Deliveries acknowledged by clients of each protocol.",
+            |t| t.acked,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let named = NAMED_PROTOCOLS.iter().map(|p| (*p, totals.get(p).map_or(0, value)));
+        let others = totals
+            .iter()
+            .filter(|(p, _)| !NAMED_PROTOCOLS.contains(p))
+            .map(|(p, t)| (*p, value(t)));
+        for (protocol, n) in named.chain(others) {
+            let _ = writeln!(out, "{name}{{protocol=\"{}\"}} {n}", label(protocol));
+        }
     }
     let _ = writeln!(out, "# TYPE warren_returned_total counter");
     let _ = writeln!(
@@ -175,3 +202,6 @@ async fn metrics(State(b): State<Arc<Broker>>) -> Response {
     let _ = writeln!(out, "warren_alarm{{resource=\"disk\"}} {}", u8::from(r.disk_alarm));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
+
+/// The protocols `/metrics` names even at 0.
+const NAMED_PROTOCOLS: [&str; 4] = ["AMQP 0-9-1", "MQTT 3.1.1", "MQTT 5.0", "STOMP 1.2"];

@@ -33,6 +33,7 @@ use super::{Holder, Mqtt};
 use crate::amqp::access::ConnAccess;
 use crate::auth::{Kind, Perm};
 use crate::broker::{Broker, ConnectionEntry};
+use crate::counters::bump;
 use crate::message::Message;
 use crate::outbox::{Outbox, OutboxItem};
 use crate::queue::{ConsumerCredit, Credit, Entry, Queue, QueueConsumer};
@@ -496,6 +497,7 @@ impl Session {
             }
         }
         let message = Arc::new(mapping::to_message(&p, &exchange));
+        bump(&self.entry.counters.published, 1);
         if p.retain {
             let kept = (!p.payload.is_empty()).then(|| message.clone());
             let (mqtt, vhost, topic) = (self.mqtt.clone(), self.vhost.name.clone(), p.topic.clone());
@@ -811,6 +813,11 @@ impl Session {
                 sub_qos.min(mapping::published_qos(&m))
             };
             let mut publish = mapping::to_publish(&m, qos, false, v5);
+            let c = &self.entry.counters;
+            bump(if qos == 0 { &c.delivered } else { &c.delivered_ack }, 1);
+            if d.entry.redelivered {
+                bump(&c.redelivered, 1);
+            }
             if qos == 0 {
                 self.send(&Out::Publish(publish));
                 queue.settle([&d.entry]);
@@ -841,6 +848,7 @@ impl Session {
     fn acked(&mut self, pkid: u16) {
         let Some(i) = self.inflight.remove(&pkid) else { return };
         if let (Some(q), Some(e)) = (i.queue, i.entry) {
+            bump(&self.entry.counters.acked, 1);
             q.settle([&e]);
             if i.credit.is_some_and(|c| c.release()) {
                 q.dispatch();
@@ -851,17 +859,27 @@ impl Session {
     /// The connection ended: unacked deliveries go back, consumers go, a clean session's queue goes, the will is
     /// published unless the client said goodbye.
     async fn close(mut self) {
-        let inflight: Vec<Inflight> = self.inflight.drain().map(|(_, i)| i).collect();
-        for i in inflight {
-            if let (Some(q), Some(e)) = (i.queue, i.entry) {
-                q.requeue([e]);
-            }
-        }
+        // Consumers first, so that nothing given back is handed to this connection again; what is unacked, and
+        // what reached the outbox and was never written, goes back.
+        let mut emptied = Vec::new();
         for (q, tag, _) in std::mem::take(&mut self.consumers) {
             // A shared subscription's queue goes with its last member.
             if q.remove_consumer(self.id, 0, &tag).auto_delete_now {
-                self.vhost.remove_queue(&q);
+                emptied.push(q);
             }
+        }
+        let mut items = Vec::new();
+        self.outbox.take(&mut items);
+        let unsent = items.into_iter().filter_map(|i| match i {
+            OutboxItem::Deliver(d) => d.queue.map(|q| (q, d.entry)),
+            OutboxItem::Cancel { .. } => None,
+        });
+        let inflight = self.inflight.drain().filter_map(|(_, i)| i.queue.zip(i.entry));
+        for (q, e) in inflight.collect::<Vec<_>>().into_iter().chain(unsent) {
+            q.requeue([e]);
+        }
+        for q in emptied {
+            self.vhost.remove_queue(&q);
         }
         if !self.persistent && self.queue.is_some() {
             let _ = self.vhost.delete_queue(&self.queue_name, false, false, self.id);

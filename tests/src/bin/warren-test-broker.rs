@@ -10,9 +10,15 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    // Tests run several brokers at once: MQTT on a free port unless a test names one (1883 would clash).
-    if std::env::var_os("WARREN_MQTT_LISTEN").is_none() && !std::env::args().any(|a| a.starts_with("--mqtt-listen")) {
-        std::env::set_var("WARREN_MQTT_LISTEN", "127.0.0.1:0");
+    // Tests run several brokers at once: MQTT and STOMP on free ports unless a test names them (1883 and 61613
+    // would clash).
+    for (var, flag) in [
+        ("WARREN_MQTT_LISTEN", "--mqtt-listen"),
+        ("WARREN_STOMP_LISTEN", "--stomp-listen"),
+    ] {
+        if std::env::var_os(var).is_none() && !std::env::args().any(|a| a.starts_with(flag)) {
+            std::env::set_var(var, "127.0.0.1:0");
+        }
     }
     let cli = Cli::parse();
     if let Some(warren_broker::config::Command::HashPassword) = cli.command {
