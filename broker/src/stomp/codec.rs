@@ -53,6 +53,8 @@ pub enum StompError {
     NotUtf8,
     #[error("empty command")]
     EmptyCommand,
+    #[error("a command is letters only: {0:?}")]
+    BadCommand(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -168,6 +170,9 @@ pub fn decode(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Decoded>, St
         .to_string();
     if command.is_empty() {
         return Err(StompError::EmptyCommand);
+    }
+    if !command.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(StompError::BadCommand(command.chars().take(40).collect()));
     }
     let escaped = !matches!(command.as_str(), "CONNECT" | "CONNECTED");
     let mut headers = Vec::new();
@@ -338,6 +343,7 @@ mod tests {
             decode_all(b"SEND\nk:\\x\n\n\0"),
             Err(StompError::BadEscape(_))
         ));
+        assert!(matches!(decode_all(b"SEND\r\r\n\n\0"), Err(StompError::BadCommand(_))));
         assert!(matches!(
             decode_all(b"SEND\ncontent-length:x\n\n\0"),
             Err(StompError::BadContentLength(_))
