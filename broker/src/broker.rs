@@ -75,6 +75,8 @@ pub struct ReplyTarget {
 
 pub struct Broker {
     pub config: Config,
+    /// This node's cluster status when it runs with `--cluster` (set once it is elected leader).
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Status>>,
     /// The data directory: durable definitions and messages.
     pub store: Arc<Store>,
     /// Users, vhosts' access records, permissions and limits.
@@ -297,6 +299,7 @@ impl Broker {
             started,
             clock,
             timer,
+            cluster: std::sync::OnceLock::new(),
         }))
     }
 

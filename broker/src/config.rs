@@ -264,6 +264,24 @@ pub struct Cli {
     /// [default: none]
     #[arg(long, env = "WARREN_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    /// Run as a node of a cluster coordinated by etcd (experimental: leader election and failover of the service,
+    /// no replication yet; see docs/cluster.md) [default: none, a single node]
+    #[arg(long, env = "WARREN_CLUSTER", value_name = "etcd://HOST:PORT[,HOST:PORT...]")]
+    pub cluster: Option<String>,
+    /// This node's name in the cluster, unique among its nodes [default: warren@HOSTNAME]
+    #[arg(long, env = "WARREN_NODE_NAME", value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// The prefix of the cluster's keys in etcd (several clusters can share one etcd) [default: warren]
+    #[arg(long, env = "WARREN_CLUSTER_PREFIX", value_name = "PREFIX")]
+    pub cluster_prefix: Option<String>,
+    /// The leadership lease's time to live in seconds: a leader that is gone is replaced about this long after
+    /// [default: 10]
+    #[arg(long, env = "WARREN_CLUSTER_LEASE_TTL", value_name = "SECONDS")]
+    pub cluster_lease_ttl: Option<u64>,
+    /// The AMQP address (HOST:PORT) other nodes tell clients to use for this node when it leads [default: the
+    /// first --listen address]
+    #[arg(long, env = "WARREN_CLUSTER_ADVERTISE", value_name = "HOST:PORT")]
+    pub cluster_advertise: Option<String>,
 }
 
 /// What the binary does instead of running the broker.
@@ -378,6 +396,11 @@ pub struct FileConfig {
     pub trace_max_bytes: Option<ByteCount>,
     /// Where journeys are exported as OTLP spans (OTLP/HTTP, protobuf).
     pub otlp_endpoint: Option<String>,
+    pub cluster: Option<String>,
+    pub node_name: Option<String>,
+    pub cluster_prefix: Option<String>,
+    pub cluster_lease_ttl: Option<u64>,
+    pub cluster_advertise: Option<String>,
     /// Extra vhosts besides `/`.
     #[serde(default)]
     pub vhosts: Vec<String>,
@@ -461,6 +484,8 @@ pub struct Config {
     pub undo_max_bytes: u64,
     /// Message journeys: memory and disk bounds, OTLP export.
     pub trace: crate::trace::TraceSettings,
+    /// Clustering on etcd (`--cluster`); `None`: a single node.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -475,6 +500,8 @@ pub enum ConfigError {
     UserPassword(String),
     #[error("invalid policy: {0}")]
     Policy(String),
+    #[error("{0}")]
+    Cluster(String),
     #[error("{0} needs at least one address (\"none\" only with a TLS listener beside it)")]
     NoAddress(&'static str),
     #[error("{0}: 'none' cannot be given with addresses")]
@@ -530,6 +557,7 @@ impl Default for Config {
             undo_window_ms: crate::quarantine::DEFAULT_WINDOW_MS,
             undo_max_bytes: crate::quarantine::DEFAULT_MAX_BYTES,
             trace: crate::trace::TraceSettings::default(),
+            cluster: None,
         }
     }
 }
@@ -690,6 +718,38 @@ impl Config {
             .otlp_endpoint
             .or(file.otlp_endpoint.take())
             .filter(|e| !e.trim().is_empty());
+        if let Some(url) = cli.cluster.or(file.cluster.take()).filter(|u| !u.trim().is_empty()) {
+            let endpoints = crate::cluster::parse_url(&url).map_err(|e| ConfigError::Cluster(e.to_string()))?;
+            let first = c.listen.first().or(c.amqps_listen.first()).copied();
+            let admin = c.admin_listen.first().copied();
+            let amqp = cli
+                .cluster_advertise
+                .or(file.cluster_advertise.take())
+                .or_else(|| first.map(|a| a.to_string()))
+                .unwrap_or_default();
+            c.cluster = Some(crate::cluster::ClusterConfig {
+                endpoints,
+                node: cli
+                    .node_name
+                    .or(file.node_name.take())
+                    .unwrap_or_else(crate::cluster::host_node_name),
+                prefix: cli
+                    .cluster_prefix
+                    .or(file.cluster_prefix.take())
+                    .unwrap_or_else(|| "warren".into()),
+                lease_ttl: std::time::Duration::from_secs(
+                    cli.cluster_lease_ttl.or(file.cluster_lease_ttl).unwrap_or(10).max(1),
+                ),
+                advertise: warren_shared::cluster::ClusterNode {
+                    name: String::new(),
+                    amqp,
+                    admin: admin.map(|a| a.to_string()),
+                },
+            });
+            if let Some(cc) = c.cluster.as_mut() {
+                cc.advertise.name = cc.node.clone();
+            }
+        }
         if c.trace.journeys == 0 || c.trace.events == 0 {
             return Err(ConfigError::Zero("trace_journeys and trace_events"));
         }

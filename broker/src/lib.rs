@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth;
 pub mod broker;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod counters;
 pub mod message;
@@ -49,6 +50,8 @@ pub enum RunError {
     Tls(#[from] tls::TlsError),
     #[error("{0}")]
     Definitions(String),
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
     #[error("invalid --log '{0}': {1}")]
     LogFilter(String, tracing_subscriber::filter::ParseError),
 }
@@ -111,28 +114,61 @@ pub fn launch(config: Config) -> Result<(), RunError> {
             .build()?,
     };
     runtime.block_on(async move {
-        let broker = Broker::new(config)?;
-        if let Some(path) = &broker.config.load_definitions {
-            let loaded = admin::definitions::load_file(&broker, path).map_err(RunError::Definitions)?;
-            tracing::info!(file = %path.display(), loaded = %loaded, "loaded definitions (--load-definitions)");
-        }
-        let c = &broker.config;
-        let listeners = Listeners {
-            amqp: bind_all(&c.listen, "AMQP (is another broker running?)").await?,
-            amqps: bind_all(&c.amqps_listen, "AMQPS (is another broker running?)").await?,
-            admin: bind_all(&c.admin_listen, "the admin API").await?,
-            admin_https: bind_all(&c.admin_https_listen, "the admin API over HTTPS").await?,
-            prometheus: bind_all(&c.prometheus_listen, "Prometheus metrics").await?,
-            mqtt: bind_all(&c.mqtt_listen, "MQTT (is another MQTT broker running? --mqtt-listen none turns it off)").await?,
-            stomp: bind_all(&c.stomp_listen, "STOMP (is another STOMP broker running? --stomp-listen none turns it off)").await?,
-        };
-        tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %broker.config.data_dir.display(), "starting Warren");
         let shutdown = CancellationToken::new();
         tokio::spawn(signal_shutdown(shutdown.clone()));
-        tokio::spawn(reload_on_sighup(broker.clone(), tls.clone(), shutdown.clone()));
-        serve_listeners(listeners, tls, broker, shutdown).await?;
+        if config.cluster.is_some() {
+            cluster::run(config, tls, shutdown).await?;
+        } else {
+            start(config, tls, shutdown).await?;
+        }
         tracing::info!("Warren stopped");
         Ok(())
+    })
+}
+
+/// Opens and recovers the data directory, binds every listener of `config`, and serves until `shutdown` (what a
+/// single node does at start, and what a cluster node does once it is elected leader).
+pub async fn start(config: Config, tls: Option<Arc<tls::Tls>>, shutdown: CancellationToken) -> Result<(), RunError> {
+    start_with(config, tls, shutdown, |_| {}).await
+}
+
+/// [`start`], with `prepare` run on the broker before it serves (a cluster leader hands it its status).
+pub async fn start_with(
+    config: Config,
+    tls: Option<Arc<tls::Tls>>,
+    shutdown: CancellationToken,
+    prepare: impl FnOnce(&Arc<Broker>),
+) -> Result<(), RunError> {
+    let broker = Broker::new(config)?;
+    prepare(&broker);
+    if let Some(path) = &broker.config.load_definitions {
+        let loaded = admin::definitions::load_file(&broker, path).map_err(RunError::Definitions)?;
+        tracing::info!(file = %path.display(), loaded = %loaded, "loaded definitions (--load-definitions)");
+    }
+    let listeners = bind_listeners(&broker.config).await?;
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %broker.config.data_dir.display(), "starting Warren");
+    tokio::spawn(reload_on_sighup(broker.clone(), tls.clone(), shutdown.clone()));
+    serve_listeners(listeners, tls, broker, shutdown).await
+}
+
+/// Binds every listener `c` names.
+pub async fn bind_listeners(c: &Config) -> std::io::Result<Listeners> {
+    Ok(Listeners {
+        amqp: bind_all(&c.listen, "AMQP (is another broker running?)").await?,
+        amqps: bind_all(&c.amqps_listen, "AMQPS (is another broker running?)").await?,
+        admin: bind_all(&c.admin_listen, "the admin API").await?,
+        admin_https: bind_all(&c.admin_https_listen, "the admin API over HTTPS").await?,
+        prometheus: bind_all(&c.prometheus_listen, "Prometheus metrics").await?,
+        mqtt: bind_all(
+            &c.mqtt_listen,
+            "MQTT (is another MQTT broker running? --mqtt-listen none turns it off)",
+        )
+        .await?,
+        stomp: bind_all(
+            &c.stomp_listen,
+            "STOMP (is another STOMP broker running? --stomp-listen none turns it off)",
+        )
+        .await?,
     })
 }
 

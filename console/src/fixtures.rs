@@ -337,9 +337,19 @@ pub fn connections() -> Vec<ConnectionInfo> {
             channels: i,
             connected_at_ms: T0 - i * 95_000,
             name: format!("127.0.0.1:{} -> 127.0.0.1:5672", 50_000 + i),
-            user_provided_name: (i == 1).then(|| "order-service".to_string()),
-            client: Some(format!("pika 1.3.{i}")),
+            user_provided_name: match i {
+                1 => Some("order-service".to_string()),
+                2 => Some("thermostat-7".to_string()),
+                _ => None,
+            },
+            client: (i == 1).then(|| format!("pika 1.3.{i}")),
             state: "running".into(),
+            protocol: match i {
+                2 => "MQTT 5.0",
+                3 => "STOMP 1.2",
+                _ => "AMQP 0-9-1",
+            }
+            .into(),
             ..Default::default()
         })
         .collect()

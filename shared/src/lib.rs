@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod cli;
+pub mod cluster;
 pub mod drain;
 pub mod edit;
 pub mod loose;

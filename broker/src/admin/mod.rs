@@ -17,6 +17,7 @@ mod actions;
 mod audit;
 mod bindings;
 pub mod caller;
+mod cluster;
 mod connections;
 pub mod definitions;
 mod definitions_export;
@@ -229,6 +230,7 @@ fn routes() -> ApiRouter<AdminState> {
         .merge(overview::router())
         .merge(access::router())
         .merge(audit::router())
+        .merge(cluster::router())
         .merge(nodes::router())
         .merge(bindings::router())
         .merge(get::router())

@@ -61,9 +61,7 @@ fn health(o: TransformOperation) -> TransformOperation {
 
 /// This node's name, as RabbitMQ names nodes (`rabbit@host`): `warren@HOSTNAME`.
 pub fn node_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let host = host.trim();
-    format!("warren@{}", if host.is_empty() { "localhost" } else { host })
+    crate::cluster::host_node_name()
 }
 
 fn open_files() -> (u64, u64) {

@@ -58,7 +58,7 @@ impl Row for ConnectionInfo {
         );
         matches(
             needle,
-            &[&self.peer, &self.user, &self.vhost, &self.id.to_string(), name, client],
+            &[&self.peer, &self.user, &self.vhost, &self.id.to_string(), name, client, &self.protocol],
         )
     }
 }

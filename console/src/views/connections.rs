@@ -1,5 +1,5 @@
-//! `:connections` — every client connection (its name and client library as the client reports them, peer, user,
-//! vhost, channels, connected for how long); `x` closes one.
+//! `:connections` — every client connection (its name and client library as the client reports them, its protocol:
+//! AMQP, MQTT or STOMP, peer, user, vhost, channels, connected for how long); `x` closes one.
 
 use ratatui::layout::{Constraint, Rect};
 use ratatui::Frame;
@@ -17,6 +17,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 c.id.to_string(),
                 c.user_provided_name.clone().unwrap_or_else(|| "-".into()),
                 c.client.clone().unwrap_or_else(|| "-".into()),
+                if c.protocol.is_empty() { "-".into() } else { c.protocol.clone() },
                 c.peer.clone(),
                 c.user.clone(),
                 c.vhost.clone(),
@@ -31,16 +32,17 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         super::ListSpec {
             name: "connections",
             filter: &l.filter,
-            head: &["ID", "NAME", "CLIENT", "PEER", "USER", "VHOST", "CHANNELS", "AGE"],
+            head: &["ID", "NAME", "CLIENT", "PROTOCOL", "PEER", "USER", "VHOST", "CHANNELS", "AGE"],
             widths: &[
                 Constraint::Length(5),
-                Constraint::Min(16),
-                Constraint::Length(16),
-                Constraint::Length(21),
+                Constraint::Min(12),
+                Constraint::Length(12),
                 Constraint::Length(10),
+                Constraint::Length(21),
+                Constraint::Length(8),
                 Constraint::Length(6),
                 Constraint::Length(8),
-                Constraint::Length(7),
+                Constraint::Length(6),
             ],
         },
         rows,

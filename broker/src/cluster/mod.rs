@@ -1,0 +1,332 @@
+//! Clustering on etcd (issue 17), first stage: roles. With `--cluster etcd://host:2379,…` a node registers itself
+//! in etcd and campaigns for a lease-backed leadership key; the one that holds it opens its data directory and
+//! serves clients as a single node does; the others answer clients with a refusal that names the leader
+//! ([`refuse`]) and keep campaigning, so one of them takes over within a lease's time to live of the leader's end.
+//!
+//! Keys, under `--cluster-prefix` (default `warren`): `/<prefix>/leader` (the leader's [`ClusterNode`], on its
+//! lease; the key's create revision is the leader's term) and `/<prefix>/nodes/<name>` (each node's, on its own
+//! lease).
+//!
+//! Invariants:
+//! - A node serves clients only while it holds the leadership key. A leader whose lease cannot be renewed in time,
+//!   or whose key is gone or was made by another term, stops at once: it exits with status 3 (as LavinMQ does), so
+//!   that a supervisor starts it again as a follower. It never keeps serving beside a newer leader.
+//! - On a clean shutdown the leader deletes its key (only its own term's), so another node takes over without
+//!   waiting out the lease.
+//!
+//! Not yet (issue 17's later stages): replication of the data directory to followers, the in-sync set and the
+//! confirm rule. Until then a new leader serves its own data directory: failover keeps the service up, not the
+//! messages.
+
+pub mod etcd;
+mod refuse;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use warren_shared::cluster::{ClusterNode, ClusterSummary};
+
+use crate::config::Config;
+use crate::tls::Tls;
+use etcd::{Etcd, EtcdError};
+
+/// What `--cluster` and its companions resolve to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `http://host:port` of each etcd endpoint.
+    pub endpoints: Vec<String>,
+    pub node: String,
+    pub prefix: String,
+    pub lease_ttl: Duration,
+    /// This node's addresses as clients should use them.
+    pub advertise: ClusterNode,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("invalid --cluster '{0}': expected etcd://host:port[,host:port...]")]
+    BadUrl(String),
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+}
+
+/// A node's name by default, as RabbitMQ names nodes (`rabbit@host`): `warren@HOSTNAME`.
+pub fn host_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    format!("warren@{}", if host.is_empty() { "localhost" } else { host })
+}
+
+/// `etcd://a:2379,b:2379` → `["http://a:2379", "http://b:2379"]`.
+pub fn parse_url(url: &str) -> Result<Vec<String>, ClusterError> {
+    let bad = || ClusterError::BadUrl(url.to_string());
+    let rest = url.strip_prefix("etcd://").ok_or_else(bad)?;
+    let endpoints: Vec<String> = rest
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| format!("http://{}", h.trim_end_matches('/')))
+        .collect();
+    if endpoints.is_empty()
+        || rest
+            .split(',')
+            .any(|h| h.trim().is_empty() || h.contains(['/', '@', ' ']))
+    {
+        return Err(bad());
+    }
+    Ok(endpoints)
+}
+
+/// This node's view of the cluster, kept current by the role loop and read by the admin API.
+pub struct Status {
+    pub config: ClusterConfig,
+    inner: Mutex<StatusInner>,
+}
+
+#[derive(Default)]
+struct StatusInner {
+    leader: bool,
+    term: i64,
+    current: Option<ClusterNode>,
+    nodes: Vec<ClusterNode>,
+    etcd_error: Option<String>,
+}
+
+impl Status {
+    fn new(config: ClusterConfig) -> Self {
+        Status {
+            config,
+            inner: Mutex::new(StatusInner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StatusInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The leader's client address, when this node knows one.
+    pub fn leader(&self) -> Option<ClusterNode> {
+        self.lock().current.clone()
+    }
+
+    pub fn summary(&self) -> ClusterSummary {
+        let s = self.lock();
+        ClusterSummary {
+            enabled: true,
+            node: self.config.node.clone(),
+            role: if s.leader { "leader" } else { "follower" }.into(),
+            term: s.term,
+            leader: s.current.clone(),
+            nodes: s.nodes.clone(),
+            lease_ttl_s: self.config.lease_ttl.as_secs(),
+            etcd: self.config.endpoints.clone(),
+            etcd_error: s.etcd_error.clone(),
+        }
+    }
+}
+
+/// The keys of a cluster.
+struct Keys {
+    leader: String,
+    nodes: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        let p = prefix.trim_matches('/');
+        Keys {
+            leader: format!("/{p}/leader"),
+            nodes: format!("/{p}/nodes/"),
+        }
+    }
+}
+
+fn parse_node(bytes: &[u8]) -> Option<ClusterNode> {
+    serde_json::from_slice(bytes).ok()
+}
+
+/// Runs a cluster node until `shutdown`: a follower that refuses clients until it wins the leadership key, then the
+/// leader, serving as a single node does. Returns when shut down; exits the process (status 3) if it loses its
+/// leadership while serving.
+pub async fn run(config: Config, tls: Option<Arc<Tls>>, shutdown: CancellationToken) -> Result<(), crate::RunError> {
+    let Some(cc) = config.cluster.clone() else {
+        return crate::start(config, tls, shutdown).await;
+    };
+    let etcd = Etcd::new(cc.endpoints.clone());
+    let keys = Keys::new(&cc.prefix);
+    let status = Arc::new(Status::new(cc.clone()));
+    let me = serde_json::to_vec(&cc.advertise).unwrap_or_default();
+    let ttl = cc.lease_ttl.max(Duration::from_secs(1));
+    info!(node = %cc.node, etcd = %cc.endpoints.join(","), ttl_s = ttl.as_secs(), "starting as a cluster follower");
+
+    // Followers answer clients from the start, so a client learns where the leader is.
+    let follower = CancellationToken::new();
+    let listeners = crate::bind_listeners(&config).await?;
+    let refusing = tokio::spawn(refuse::serve(listeners, status.clone(), follower.clone()));
+
+    let lease = loop {
+        match etcd.grant(ttl.as_secs()).await {
+            Ok(l) => break l,
+            Err(e) => {
+                warn!(error = %e, "cannot reach etcd; retrying");
+                status.lock().etcd_error = Some(e.to_string());
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    };
+    let lease_lost = CancellationToken::new();
+    tokio::spawn(keep_alive(etcd.clone(), lease, ttl, lease_lost.clone()));
+    let node_key = format!("{}{}", keys.nodes, cc.node);
+    if let Err(e) = etcd.put(&node_key, &me, lease).await {
+        warn!(error = %e, "could not register this node in etcd");
+    }
+
+    // Campaign: try at once, then every poll, until this node holds the key.
+    let poll = (ttl / 5).clamp(Duration::from_millis(200), Duration::from_secs(1));
+    let term = loop {
+        match etcd.create(&keys.leader, &me, lease).await {
+            Ok(Ok(term)) => break term,
+            Ok(Err(holder)) => {
+                let mut s = status.lock();
+                s.term = holder.as_ref().map_or(0, |h| h.create_revision);
+                s.current = holder.as_ref().and_then(|h| parse_node(&h.value));
+                s.etcd_error = None;
+            }
+            Err(e) => status.lock().etcd_error = Some(e.to_string()),
+        }
+        if let Ok(nodes) = etcd.list(&keys.nodes).await {
+            status.lock().nodes = nodes.iter().filter_map(|kv| parse_node(&kv.value)).collect();
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                let _ = etcd.revoke(lease).await;
+                return Ok(());
+            }
+            _ = lease_lost.cancelled() => {
+                // A follower's lease lapsed (etcd was away): take a new one by starting over.
+                error!("the cluster lease expired while following; exiting to start over");
+                std::process::exit(3);
+            }
+            _ = tokio::time::sleep(poll) => {}
+        }
+    };
+
+    {
+        let mut s = status.lock();
+        s.leader = true;
+        s.term = term;
+        s.current = Some(cc.advertise.clone());
+        s.etcd_error = None;
+    }
+    info!(node = %cc.node, term, "elected cluster leader");
+    follower.cancel();
+    let _ = refusing.await;
+    tokio::spawn(watch_leadership(
+        etcd.clone(),
+        keys.leader.clone(),
+        keys.nodes.clone(),
+        term,
+        lease_lost,
+        status.clone(),
+        shutdown.clone(),
+    ));
+    let status_for_broker = status.clone();
+    let served = crate::start_with(config, tls, shutdown, move |b| {
+        let _ = b.cluster.set(status_for_broker);
+    })
+    .await;
+    // A clean stop: hand over at once rather than after the lease.
+    let _ = etcd.delete_if_created_at(&keys.leader, term).await;
+    let _ = etcd.revoke(lease).await;
+    served
+}
+
+/// Renews `lease` every third of its time to live; cancels `lost` when it could not be renewed before it would
+/// have expired (less a margin), or etcd says it is gone.
+async fn keep_alive(etcd: Etcd, lease: i64, ttl: Duration, lost: CancellationToken) {
+    let every = ttl / 3;
+    let mut renewed = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(every).await;
+        match etcd.keep_alive(lease).await {
+            Ok(left) if left > 0 => renewed = tokio::time::Instant::now(),
+            Ok(_) => {
+                error!(lease, "the cluster lease has expired");
+                lost.cancel();
+                return;
+            }
+            Err(e) => warn!(error = %e, "could not renew the cluster lease"),
+        }
+        // Stop before etcd would let another node win.
+        if renewed.elapsed() + every >= ttl {
+            error!(lease, "the cluster lease could not be renewed in time");
+            lost.cancel();
+            return;
+        }
+    }
+}
+
+/// While leading: exits the process the moment leadership is lost (the lease, or the key no longer this term's).
+async fn watch_leadership(
+    etcd: Etcd,
+    key: String,
+    nodes: String,
+    term: i64,
+    lease_lost: CancellationToken,
+    status: Arc<Status>,
+    shutdown: CancellationToken,
+) {
+    let every = (status.config.lease_ttl / 5).clamp(Duration::from_millis(200), Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = lease_lost.cancelled() => {
+                error!(term, "lost the cluster leadership (lease); stopping so that a follower takes over");
+                std::process::exit(3);
+            }
+            _ = tokio::time::sleep(every) => {}
+        }
+        match etcd.get(&key).await {
+            Ok(Some(kv)) if kv.create_revision == term => {}
+            Ok(other) => {
+                error!(term, now = ?other.map(|k| k.create_revision), "the leadership key is no longer this term's; stopping");
+                std::process::exit(3);
+            }
+            Err(e) => {
+                status.lock().etcd_error = Some(e.to_string());
+                continue;
+            }
+        }
+        if let Ok(list) = etcd.list(&nodes).await {
+            let mut s = status.lock();
+            s.nodes = list.iter().filter_map(|kv| parse_node(&kv.value)).collect();
+            s.etcd_error = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_urls_name_every_etcd_endpoint() {
+        assert_eq!(
+            parse_url("etcd://127.0.0.1:2379,10.0.0.2:2379").expect("valid"),
+            vec!["http://127.0.0.1:2379", "http://10.0.0.2:2379"]
+        );
+        for bad in ["http://x:2379", "etcd://", "etcd://a:1,,b:2", "etcd://a:1/path"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+        let k = Keys::new("/warren/");
+        assert_eq!(
+            (k.leader.as_str(), k.nodes.as_str()),
+            ("/warren/leader", "/warren/nodes/")
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! Clustering on a real etcd (issue 17, first stage: roles): three broker processes elect one leader; the others
+//! refuse AMQP, STOMP and admin clients, naming the leader; `kill -9` of the leader hands leadership to another node
+//! within the lease's time to live; a clean stop hands it over at once. A single node reports `standalone`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lapin::options::*;
+use lapin::types::FieldTable;
+use warren_tests::client::*;
+use warren_tests::etcd::Etcd;
+use warren_tests::http::request;
+use warren_tests::process::{free_port, BrokerProcess};
+use warren_tests::TestBroker;
+
+const TTL_S: u64 = 2;
+
+struct Node {
+    name: String,
+    amqp: u16,
+    admin: u16,
+    stomp: u16,
+    process: Option<BrokerProcess>,
+}
+
+impl Node {
+    fn start(name: &str, etcd: &Etcd, data: &Path) -> Node {
+        let (amqp, admin, stomp) = (free_port(), free_port(), free_port());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren-test-broker"));
+        cmd.args(["--cluster", &etcd.cluster_url(), "--node-name", name])
+            .args(["--cluster-lease-ttl", &TTL_S.to_string()])
+            .args(["--listen", &format!("127.0.0.1:{amqp}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+            .args(["--stomp-listen", &format!("127.0.0.1:{stomp}")])
+            .args(["--prometheus-listen", "none", "--log", "warn"])
+            .arg("--data-dir")
+            .arg(data.join(name))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Node {
+            name: name.to_string(),
+            amqp,
+            admin,
+            stomp,
+            process: Some(BrokerProcess::spawn(cmd, admin)),
+        }
+    }
+
+    fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.admin))
+    }
+
+    /// `GET /api/cluster` on this node; `None` while its admin port is closed (a node being promoted closes its
+    /// follower listeners and opens the leader's).
+    fn try_cluster(&self) -> Option<serde_json::Value> {
+        TcpStream::connect(self.admin_addr()).ok()?;
+        let (status, body) = request(self.admin_addr(), "GET", "/api/cluster", "guest:guest", "");
+        (status == 200).then_some(body)
+    }
+
+    fn cluster(&self) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(c) = self.try_cluster() {
+                return c;
+            }
+            assert!(Instant::now() < deadline, "{}: no /api/cluster", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Waits until exactly one of the live `nodes` says it leads and every live node names it; returns its index.
+fn await_leader(nodes: &[Node], within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        let live: Vec<usize> = (0..nodes.len()).filter(|&i| nodes[i].process.is_some()).collect();
+        let views: Vec<Option<serde_json::Value>> = live.iter().map(|&i| nodes[i].try_cluster()).collect();
+        let leaders: Vec<usize> = live
+            .iter()
+            .zip(&views)
+            .filter(|(_, v)| v.as_ref().is_some_and(|v| v["role"] == "leader"))
+            .map(|(&i, _)| i)
+            .collect();
+        if let [l] = leaders[..] {
+            let name = nodes[l].name.as_str();
+            if views
+                .iter()
+                .all(|v| v.as_ref().is_some_and(|v| v["leader"]["name"] == name))
+            {
+                return l;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no single agreed leader within {within:?}: {leaders:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A STOMP CONNECT to `port`: the first frame back, as text.
+fn stomp_answer(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s.write_all(b"CONNECT\naccept-version:1.2\nhost:/\n\n\0")
+        .expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.contains(&0) {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_elect_one_leader_the_others_refuse_clients_and_a_killed_leader_is_replaced() {
+    let etcd = Etcd::start();
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| Node::start(n, &etcd, data.path()))
+        .collect();
+    let leader = await_leader(&nodes, Duration::from_secs(10));
+    let term = nodes[leader].cluster()["term"].as_i64().unwrap_or_default();
+    assert!(term > 0, "a term is the leadership key's create revision");
+    let summary = nodes[leader].cluster();
+    assert_eq!(
+        summary["nodes"].as_array().map(Vec::len),
+        Some(3),
+        "every node registers: {summary}"
+    );
+    let leader_amqp = format!("127.0.0.1:{}", nodes[leader].amqp);
+
+    // The leader serves; a follower refuses every client, naming the leader.
+    let conn = connect(&format!("amqp://guest:guest@{leader_amqp}/%2f")).await;
+    let ch = channel(&conn).await;
+    ch.queue_declare(
+        "on-the-leader".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("the leader serves");
+    let follower = (leader + 1) % 3;
+    let refused = lapin::Connection::connect(
+        &format!("amqp://guest:guest@127.0.0.1:{}/%2f", nodes[follower].amqp),
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .err()
+    .map(|e| format!("{e}"))
+    .expect("a follower refuses AMQP");
+    assert!(
+        refused.contains(&format!("not the leader; leader is {leader_amqp}")),
+        "{refused}"
+    );
+    let stomp = stomp_answer(nodes[follower].stomp);
+    assert!(stomp.starts_with("ERROR") && stomp.contains(&leader_amqp), "{stomp}");
+    let (status, body) = request(nodes[follower].admin_addr(), "GET", "/api/queues", "guest:guest", "");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["leader"]["name"], nodes[leader].name.as_str(), "{body}");
+    drop(conn);
+
+    // kill -9 of the leader: another node leads within the lease's time to live (and a poll).
+    let killed = Instant::now();
+    if let Some(mut p) = nodes[leader].process.take() {
+        p.kill();
+    }
+    let next = await_leader(&nodes, Duration::from_secs(TTL_S + 5));
+    assert_ne!(next, leader);
+    let took = killed.elapsed();
+    assert!(
+        nodes[next].cluster()["term"].as_i64().unwrap_or_default() > term,
+        "a new term"
+    );
+    eprintln!("failover after kill -9: {took:?} (lease TTL {TTL_S} s)");
+    let conn = connect(&format!("amqp://guest:guest@127.0.0.1:{}/%2f", nodes[next].amqp)).await;
+    channel(&conn).await;
+    drop(conn);
+
+    // A clean stop hands leadership over at once (the key is deleted, not left to expire).
+    let stopped = Instant::now();
+    if let Some(mut p) = nodes[next].process.take() {
+        let _ = Command::new("kill").args(["-TERM", &p.0.id().to_string()]).status();
+        let _ = p.0.wait();
+    }
+    let last = await_leader(&nodes, Duration::from_secs(TTL_S + 5));
+    assert!(nodes[last].process.is_some());
+    eprintln!("handover after a clean stop: {:?}", stopped.elapsed());
+}
+
+#[test]
+fn a_single_node_reports_standalone() {
+    let broker = TestBroker::start();
+    let (status, body) = request(broker.admin_addr, "GET", "/api/cluster", "guest:guest", "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["enabled"].as_bool(), body["role"].as_str()),
+        (Some(false), Some("standalone"))
+    );
+}
