@@ -95,6 +95,8 @@ pub enum View {
         id: String,
     },
     Scheduled,
+    /// The cluster's nodes (`:nodes`).
+    Nodes,
 }
 
 impl View {
@@ -110,6 +112,7 @@ impl View {
             View::Audit => "audit",
             View::Trace { .. } => "journey",
             View::Scheduled => "scheduled",
+            View::Nodes => "nodes",
         }
     }
 }
@@ -203,6 +206,9 @@ pub struct App {
     pub bindings: Listing<BindingInfo>,
     pub connections: Listing<ConnectionInfo>,
     pub consumers: Listing<ConsumerInfo>,
+    /// The cluster's nodes, and this node's view of the cluster (for the header), from `/api/cluster`.
+    pub nodes: Listing<warren_shared::cluster::ClusterNode>,
+    pub cluster: Option<warren_shared::cluster::ClusterSummary>,
     pub audit: AuditTrail,
     pub scheduled: scheduled::ScheduledState,
     pub prompt: Option<Prompt>,
@@ -257,6 +263,8 @@ impl App {
             bindings: Listing::default(),
             connections: Listing::default(),
             consumers: Listing::default(),
+            nodes: Listing::default(),
+            cluster: None,
             audit: AuditTrail::default(),
             scheduled: scheduled::ScheduledState::default(),
             prompt: None,
@@ -328,6 +336,7 @@ impl App {
             View::Bindings => commands.extend(self.fetch(Resource::Bindings)),
             View::Connections => commands.extend(self.fetch(Resource::Connections)),
             View::Consumers => commands.extend(self.fetch(Resource::Consumers)),
+            View::Nodes => commands.extend(self.fetch(Resource::Nodes)),
             View::Audit => {
                 self.audit.open();
                 commands.extend(self.read_audit(false));
@@ -365,6 +374,7 @@ impl App {
             Resource::Bindings => (&mut self.bindings.pending, self.bindings.fetched_ms),
             Resource::Connections => (&mut self.connections.pending, self.connections.fetched_ms),
             Resource::Consumers => (&mut self.consumers.pending, self.consumers.fetched_ms),
+            Resource::Nodes => (&mut self.nodes.pending, self.nodes.fetched_ms),
         }
     }
 
@@ -413,6 +423,7 @@ impl App {
             View::Bindings => Some(Resource::Bindings),
             View::Connections => Some(Resource::Connections),
             View::Consumers | View::Detail(_) => Some(Resource::Consumers),
+            View::Nodes => Some(Resource::Nodes),
             View::Messages(_) => {
                 let stale = self.is_stale();
                 return match &mut self.messages {
@@ -500,6 +511,8 @@ fn on_api(app: &mut App, event: ApiEvent) -> Vec<Command> {
                 );
             }
             app.link = Link::Live;
+            // Who leads may have changed while the stream was down: the header's cluster badge reads it again.
+            commands.extend(app.fetch(Resource::Nodes));
         }
         ApiEvent::Snapshot(s) => {
             app.link = Link::Live;
@@ -558,6 +571,10 @@ fn on_api(app: &mut App, event: ApiEvent) -> Vec<Command> {
         ApiEvent::Bindings(v) => app.bindings.load(v, now),
         ApiEvent::Connections(v) => app.connections.load(v, now),
         ApiEvent::Consumers(v) => app.consumers.load(v, now),
+        ApiEvent::Cluster(c) => {
+            app.nodes.load(c.nodes.clone(), now);
+            app.cluster = Some(*c);
+        }
         ApiEvent::Peeked {
             seq,
             queue,

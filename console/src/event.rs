@@ -97,6 +97,8 @@ pub enum ApiEvent {
     Bindings(Vec<BindingInfo>),
     Connections(Vec<ConnectionInfo>),
     Consumers(Vec<ConsumerInfo>),
+    /// This node's view of its cluster (`enabled: false` on a single node).
+    Cluster(Box<warren_shared::cluster::ClusterSummary>),
     /// The answer to the peek `seq` (only the latest peek's answer is shown).
     Peeked {
         seq: u64,
@@ -222,6 +224,8 @@ pub enum Resource {
     Bindings,
     Connections,
     Consumers,
+    /// `GET /api/cluster`: the header's cluster badge and `:nodes`.
+    Nodes,
 }
 
 impl Resource {
@@ -231,6 +235,7 @@ impl Resource {
             Resource::Bindings => "bindings",
             Resource::Connections => "connections",
             Resource::Consumers => "consumers",
+            Resource::Nodes => "nodes",
         }
     }
 }

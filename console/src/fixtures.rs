@@ -355,6 +355,27 @@ pub fn connections() -> Vec<ConnectionInfo> {
         .collect()
 }
 
+/// A three-node cluster seen from its leader, n1.
+pub fn cluster() -> warren_shared::cluster::ClusterSummary {
+    use warren_shared::cluster::{ClusterNode, ClusterSummary};
+    let node = |i: u16| ClusterNode {
+        name: format!("n{i}"),
+        amqp: format!("10.0.0.{i}:5672"),
+        admin: Some(format!("10.0.0.{i}:15672")),
+    };
+    ClusterSummary {
+        enabled: true,
+        node: "n1".into(),
+        role: "leader".into(),
+        term: 7,
+        leader: Some(node(1)),
+        nodes: (1..=3).map(node).collect(),
+        lease_ttl_s: 10,
+        etcd: vec!["http://10.0.0.9:2379".into()],
+        etcd_error: None,
+    }
+}
+
 pub fn consumers() -> Vec<ConsumerInfo> {
     ["orders", "emails", "emails", "audit"]
         .iter()

@@ -5,15 +5,26 @@ use std::net::{SocketAddr, TcpStream};
 
 /// Sends one request and returns the status and the body parsed as JSON (or as a JSON string if it is not JSON).
 pub fn request(addr: SocketAddr, method: &str, path: &str, auth: &str, body: &str) -> (u16, serde_json::Value) {
+    try_request(addr, method, path, auth, body).expect("connect to the admin API")
+}
+
+/// [`request`], or `None` when the connection is refused or cut (a server restarting or handing over its port).
+pub fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: &str,
+    body: &str,
+) -> Option<(u16, serde_json::Value)> {
     let token = base64_encode(auth.as_bytes());
-    let mut s = TcpStream::connect(addr).expect("connect to the admin API");
+    let mut s = TcpStream::connect(addr).ok()?;
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).expect("write");
+    s.write_all(req.as_bytes()).ok()?;
     let mut resp = Vec::new();
-    s.read_to_end(&mut resp).expect("read");
+    s.read_to_end(&mut resp).ok()?;
     let text = String::from_utf8_lossy(&resp);
     let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -23,7 +34,7 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, auth: &str, body: &st
         payload.to_string()
     };
     let json = serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload));
-    (status, json)
+    Some((status, json))
 }
 
 fn dechunk(mut s: &str) -> String {

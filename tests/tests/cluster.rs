@@ -12,7 +12,7 @@ use lapin::options::*;
 use lapin::types::FieldTable;
 use warren_tests::client::*;
 use warren_tests::etcd::Etcd;
-use warren_tests::http::request;
+use warren_tests::http::{request, try_request};
 use warren_tests::process::{free_port, BrokerProcess};
 use warren_tests::TestBroker;
 
@@ -56,8 +56,7 @@ impl Node {
     /// `GET /api/cluster` on this node; `None` while its admin port is closed (a node being promoted closes its
     /// follower listeners and opens the leader's).
     fn try_cluster(&self) -> Option<serde_json::Value> {
-        TcpStream::connect(self.admin_addr()).ok()?;
-        let (status, body) = request(self.admin_addr(), "GET", "/api/cluster", "guest:guest", "");
+        let (status, body) = try_request(self.admin_addr(), "GET", "/api/cluster", "guest:guest", "")?;
         (status == 200).then_some(body)
     }
 
@@ -130,13 +129,20 @@ async fn three_nodes_elect_one_leader_the_others_refuse_clients_and_a_killed_lea
     let leader = await_leader(&nodes, Duration::from_secs(10));
     let term = nodes[leader].cluster()["term"].as_i64().unwrap_or_default();
     assert!(term > 0, "a term is the leadership key's create revision");
-    let summary = nodes[leader].cluster();
-    assert_eq!(
-        summary["nodes"].as_array().map(Vec::len),
-        Some(3),
-        "every node registers: {summary}"
-    );
+    // Every node registers (the leader lists them about every lease/5).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while nodes[leader].cluster()["nodes"].as_array().map(Vec::len) != Some(3) {
+        assert!(
+            Instant::now() < deadline,
+            "every node registers: {}",
+            nodes[leader].cluster()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let leader_amqp = format!("127.0.0.1:{}", nodes[leader].amqp);
+    let metrics = warren_tests::http::get_text(nodes[leader].admin_addr(), "/metrics", Some("guest:guest"), None);
+    let line = format!("warren_cluster_leader{{node=\"{}\"}} 1", nodes[leader].name);
+    assert!(metrics.body.contains(&line), "{line}: {}", metrics.body);
 
     // The leader serves; a follower refuses every client, naming the leader.
     let conn = connect(&format!("amqp://guest:guest@{leader_amqp}/%2f")).await;

@@ -158,6 +158,32 @@ async fn metrics(State(b): State<Arc<Broker>>) -> Response {
             let _ = writeln!(out, "{name}{{protocol=\"{}\"}} {n}", label(protocol));
         }
     }
+    // A cluster node (only the leader serves this): its role, the term (it rises at each failover), the nodes.
+    if let Some(c) = b.cluster.get() {
+        let s = c.summary();
+        let node = label(&s.node);
+        for (name, help, value) in [
+            (
+                "warren_cluster_leader",
+                "Whether this node leads its cluster.",
+                u64::from(s.role == "leader"),
+            ),
+            (
+                "warren_cluster_term",
+                "The leader's term (the etcd revision of its key); it rises at each failover.",
+                s.term.max(0) as u64,
+            ),
+            (
+                "warren_cluster_nodes",
+                "Nodes registered in etcd.",
+                s.nodes.len() as u64,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "{name}{{node=\"{node}\"}} {value}");
+        }
+    }
     let _ = writeln!(out, "# TYPE warren_returned_total counter");
     let _ = writeln!(
         out,

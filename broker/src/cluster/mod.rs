@@ -216,8 +216,10 @@ pub async fn run(config: Config, tls: Option<Arc<Tls>>, shutdown: CancellationTo
         }
     };
 
+    let nodes = etcd.list(&keys.nodes).await.unwrap_or_default();
     {
         let mut s = status.lock();
+        s.nodes = nodes.iter().filter_map(|kv| parse_node(&kv.value)).collect();
         s.leader = true;
         s.term = term;
         s.current = Some(cc.advertise.clone());

@@ -58,8 +58,22 @@ impl Row for ConnectionInfo {
         );
         matches(
             needle,
-            &[&self.peer, &self.user, &self.vhost, &self.id.to_string(), name, client, &self.protocol],
+            &[
+                &self.peer,
+                &self.user,
+                &self.vhost,
+                &self.id.to_string(),
+                name,
+                client,
+                &self.protocol,
+            ],
         )
+    }
+}
+
+impl Row for warren_shared::cluster::ClusterNode {
+    fn matches(&self, needle: &str) -> bool {
+        matches(needle, &[&self.name, &self.amqp, self.admin.as_deref().unwrap_or("")])
     }
 }
 

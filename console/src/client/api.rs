@@ -186,6 +186,10 @@ impl Api {
         self.get("/api/connections").await
     }
 
+    pub async fn cluster(&self) -> Result<warren_shared::cluster::ClusterSummary, ApiFailure> {
+        self.get("/api/cluster").await
+    }
+
     pub async fn consumers(&self) -> Result<Vec<ConsumerInfo>, ApiFailure> {
         self.get("/api/consumers").await
     }

@@ -200,6 +200,7 @@ impl Client {
                     Resource::Bindings => api.bindings().await.map(ApiEvent::Bindings),
                     Resource::Connections => api.connections().await.map(ApiEvent::Connections),
                     Resource::Consumers => api.consumers().await.map(ApiEvent::Consumers),
+                    Resource::Nodes => api.cluster().await.map(|c| ApiEvent::Cluster(Box::new(c))),
                 };
                 let e = result.map_err(|e| ApiEvent::FetchFailed {
                     resource: r,

@@ -17,7 +17,11 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 c.id.to_string(),
                 c.user_provided_name.clone().unwrap_or_else(|| "-".into()),
                 c.client.clone().unwrap_or_else(|| "-".into()),
-                if c.protocol.is_empty() { "-".into() } else { c.protocol.clone() },
+                if c.protocol.is_empty() {
+                    "-".into()
+                } else {
+                    c.protocol.clone()
+                },
                 c.peer.clone(),
                 c.user.clone(),
                 c.vhost.clone(),
@@ -32,7 +36,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         super::ListSpec {
             name: "connections",
             filter: &l.filter,
-            head: &["ID", "NAME", "CLIENT", "PROTOCOL", "PEER", "USER", "VHOST", "CHANNELS", "AGE"],
+            head: &[
+                "ID", "NAME", "CLIENT", "PROTOCOL", "PEER", "USER", "VHOST", "CHANNELS", "AGE",
+            ],
             widths: &[
                 Constraint::Length(5),
                 Constraint::Min(12),

@@ -1,7 +1,8 @@
 //! The header: broker name, version and uptime, the context (a named broker of the config file) in its colour, the
 //! connection state (live, or stale since when and retrying in how
-//! long), a resource alarm when one blocks publishers, the totals and the global rates with a sparkline of the publish
-//! rate.
+//! long), a resource alarm when one blocks publishers, the cluster (this node's role, the term, the nodes; a warning
+//! while the leader is unreachable, as during a failover), the totals and the global rates with a sparkline of the
+//! publish rate.
 
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
@@ -85,6 +86,23 @@ fn context(app: &App) -> Option<Span<'static>> {
     Some(Span::styled(format!(" ⎈ {} ", c.name), style))
 }
 
+/// The cluster badge, when the broker runs clustered: this node's role and term; a warning while the leader cannot
+/// be reached (the console retries, and the badge names the leader it last knew).
+fn cluster(app: &App) -> Option<Span<'static>> {
+    let c = app.cluster.as_ref().filter(|c| c.enabled)?;
+    if matches!(app.link, Link::Stale { .. }) {
+        let leader = c.leader.as_ref().map_or("?", |l| l.name.as_str());
+        return Some(Span::styled(
+            format!("⬢ leader {leader} unreachable (term {})", c.term),
+            Style::default().fg(BAD).add_modifier(Modifier::BOLD),
+        ));
+    }
+    Some(Span::styled(
+        format!("⬢ {} {} · term {} · {} nodes", c.node, c.role, c.term, c.nodes.len()),
+        Style::default().fg(ACCENT),
+    ))
+}
+
 fn label(s: &str) -> Span<'static> {
     Span::styled(format!("{s} "), Style::default().fg(DIM))
 }
@@ -141,6 +159,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     }
     first.push(Span::raw("  "));
     first.push(link(app, false));
+    if let Some(c) = cluster(app) {
+        first.push(Span::raw("  "));
+        first.push(c);
+    }
     if let Some(alarm) = app.overview.as_ref().and_then(|o| alarm(&o.resources)) {
         first.push(Span::raw("  "));
         first.push(alarm);

@@ -17,6 +17,7 @@ pub mod header;
 pub mod help;
 pub mod hints;
 pub mod messages;
+pub mod nodes;
 pub mod queues;
 pub mod scheduled;
 pub mod stream;
@@ -116,6 +117,7 @@ pub fn render(frame: &mut Frame, app: &App) {
         View::Bindings => bindings::render(frame, body, app),
         View::Connections => connections::render(frame, body, app),
         View::Consumers => consumers::render(frame, body, app),
+        View::Nodes => nodes::render(frame, body, app),
         View::Audit => audit::render(frame, body, app),
         View::Trace { .. } => trace::render(frame, body, app),
         View::Scheduled => scheduled::render(frame, body, app),

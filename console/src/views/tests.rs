@@ -155,6 +155,23 @@ fn listings() {
 }
 
 #[test]
+fn the_cluster_in_the_nodes_view_and_the_header() {
+    let mut app = app();
+    go(&mut app, "nodes");
+    api(&mut app, ApiEvent::Cluster(Box::new(cluster())));
+    insta::assert_snapshot!("nodes", draw(&app, 120, 20).backend());
+    // While the leader is unreachable (a failover), the badge says so.
+    api(
+        &mut app,
+        ApiEvent::StreamDown {
+            error: "connection refused".into(),
+            retry_in_ms: 2000,
+        },
+    );
+    insta::assert_snapshot!("nodes_leader_unreachable", draw(&app, 120, 20).backend());
+}
+
+#[test]
 fn dialogs() {
     let mut app = app();
     type_text(&mut app, "/dlq");

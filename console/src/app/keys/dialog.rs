@@ -162,14 +162,16 @@ fn set_filter(app: &mut App, text: String) {
         View::Bindings => app.bindings.set_filter(text),
         View::Connections => app.connections.set_filter(text),
         View::Consumers => app.consumers.set_filter(text),
+        View::Nodes => app.nodes.set_filter(text),
         View::Audit => app.audit.list.set_filter(text),
         View::Scheduled => app.scheduled.set_filter(text),
         View::Detail(_) | View::Messages(_) | View::Trace { .. } => {}
     }
 }
 
-const COMMANDS: [&str; 13] = [
+const COMMANDS: [&str; 14] = [
     "queues",
+    "nodes",
     "exchanges",
     "bindings",
     "connections",
@@ -213,6 +215,7 @@ pub fn run_command(app: &mut App, text: &str) -> Vec<Command> {
         "b" | "bi" | "binding" | "bindings" => View::Bindings,
         "co" | "conn" | "conns" | "connection" | "connections" => View::Connections,
         "cs" | "cons" | "consumer" | "consumers" => View::Consumers,
+        "n" | "no" | "node" | "nodes" | "cluster" => View::Nodes,
         "a" | "au" | "audit" => View::Audit,
         "s" | "sc" | "sched" | "scheduled" | "delayed" => View::Scheduled,
         "u" | "undo" => return super::views::undo(app),

@@ -140,7 +140,7 @@ pub const BINDINGS: &[Binding] = &[
     b("?", "help: every key", Glob, false, "help", Do::Help),
     b(
         ":",
-        "command: queues, exchanges, bindings, connections, consumers, audit, scheduled, messages <queue>, \
+        "command: queues, exchanges, bindings, connections, consumers, audit, scheduled, nodes, messages <queue>, \
          detail <queue>, trace <message id>, undo, ctx [<context>], quit",
         Glob,
         false,

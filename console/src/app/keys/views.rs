@@ -169,7 +169,7 @@ pub fn on_binding(app: &mut App, binding: &Binding, key: KeyEvent) -> Vec<Comman
         View::Audit => on_audit(app, binding.does, key),
         View::Trace { .. } => on_trace(app, binding.does, key),
         View::Scheduled => on_scheduled(app, binding.does, key),
-        View::Exchanges | View::Bindings | View::Consumers => {
+        View::Exchanges | View::Bindings | View::Consumers | View::Nodes => {
             if binding.does == Do::Move {
                 on_list_move(app, key);
             }
@@ -203,6 +203,7 @@ fn list_filter(app: &App) -> String {
         View::Bindings => app.bindings.filter.clone(),
         View::Connections => app.connections.filter.clone(),
         View::Consumers => app.consumers.filter.clone(),
+        View::Nodes => app.nodes.filter.clone(),
         View::Audit => app.audit.list.filter.clone(),
         View::Scheduled => app.scheduled.filter.clone(),
         _ => String::new(),
@@ -216,6 +217,7 @@ fn on_list_move(app: &mut App, key: KeyEvent) {
         View::Bindings => move_in(&mut app.bindings, &key, page),
         View::Connections => move_in(&mut app.connections, &key, page),
         View::Consumers => move_in(&mut app.consumers, &key, page),
+        View::Nodes => move_in(&mut app.nodes, &key, page),
         View::Audit => move_in(&mut app.audit.list, &key, page),
         _ => {}
     }
