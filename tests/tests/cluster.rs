@@ -1,6 +1,7 @@
 //! Clustering on a real etcd (issue 17, first stage: roles): three broker processes elect one leader; the others
-//! refuse AMQP, STOMP and admin clients, naming the leader; `kill -9` of the leader hands leadership to another node
-//! within the lease's time to live; a clean stop hands it over at once. A single node reports `standalone`.
+//! refuse AMQP, MQTT, STOMP and admin clients (naming the leader where the protocol can say it); `kill -9` of the
+//! leader hands leadership to another node within the lease's time to live; a clean stop hands it over at once. A
+//! single node reports `standalone`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -23,18 +24,20 @@ struct Node {
     amqp: u16,
     admin: u16,
     stomp: u16,
+    mqtt: u16,
     process: Option<BrokerProcess>,
 }
 
 impl Node {
     fn start(name: &str, etcd: &Etcd, data: &Path) -> Node {
-        let (amqp, admin, stomp) = (free_port(), free_port(), free_port());
+        let (amqp, admin, stomp, mqtt) = (free_port(), free_port(), free_port(), free_port());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren-test-broker"));
         cmd.args(["--cluster", &etcd.cluster_url(), "--node-name", name])
             .args(["--cluster-lease-ttl", &TTL_S.to_string()])
             .args(["--listen", &format!("127.0.0.1:{amqp}")])
             .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
             .args(["--stomp-listen", &format!("127.0.0.1:{stomp}")])
+            .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
             .args(["--prometheus-listen", "none", "--log", "warn"])
             .arg("--data-dir")
             .arg(data.join(name))
@@ -45,6 +48,7 @@ impl Node {
             amqp,
             admin,
             stomp,
+            mqtt,
             process: Some(BrokerProcess::spawn(cmd, admin)),
         }
     }
@@ -169,6 +173,21 @@ async fn three_nodes_elect_one_leader_the_others_refuse_clients_and_a_killed_lea
     );
     let stomp = stomp_answer(nodes[follower].stomp);
     assert!(stomp.starts_with("ERROR") && stomp.contains(&leader_amqp), "{stomp}");
+    let mut o = rumqttc::MqttOptions::new("sensor-1", "127.0.0.1", nodes[follower].mqtt);
+    o.set_keep_alive(Duration::from_secs(5));
+    let (_mqtt, mut events) = rumqttc::AsyncClient::new(o, 10);
+    let refused = tokio::time::timeout(Duration::from_secs(5), events.poll())
+        .await
+        .expect("an answer from the follower");
+    assert!(
+        matches!(
+            refused,
+            Err(rumqttc::ConnectionError::ConnectionRefused(
+                rumqttc::ConnectReturnCode::ServiceUnavailable
+            ))
+        ),
+        "MQTT is refused as unavailable: {refused:?}"
+    );
     let (status, body) = request(nodes[follower].admin_addr(), "GET", "/api/queues", "guest:guest", "");
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["leader"]["name"], nodes[leader].name.as_str(), "{body}");
