@@ -48,6 +48,38 @@ pub struct ConnectionEntry {
 }
 
 impl ConnectionEntry {
+    /// The entry of a connection that has just logged in (MQTT and STOMP; AMQP fills its own in as it goes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: u64,
+        peer: std::net::SocketAddr,
+        local: Option<std::net::SocketAddr>,
+        protocol: &'static str,
+        user: &str,
+        vhost: &str,
+        client_name: Option<String>,
+        connected_at_ms: u64,
+    ) -> Self {
+        ConnectionEntry {
+            id,
+            peer,
+            local,
+            tls: false,
+            protocol,
+            user: Mutex::new(user.to_string()),
+            vhost: Mutex::new(vhost.to_string()),
+            connected_at_ms,
+            channels: Mutex::new(Default::default()),
+            close: tokio_util::sync::CancellationToken::new(),
+            close_reason: Mutex::new(String::new()),
+            counters: Arc::default(),
+            client: Mutex::new(ClientInfo {
+                name: client_name,
+                product: None,
+            }),
+        }
+    }
+
     /// RabbitMQ's name for the connection, `"peer -> local"`, with addresses written as RabbitMQ writes them (IPv6
     /// without brackets): what the admin API's `/api/connections/{name}` takes.
     pub fn rabbit_name(&self) -> String {

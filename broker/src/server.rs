@@ -141,6 +141,43 @@ impl ConnectionCaps {
     }
 }
 
+/// Serves one protocol (MQTT, STOMP) on every listener: each accepted connection runs `serve` in a task of its own,
+/// at most `max_connections` at once, until `shutdown`; then waits (at most 5 s) for the connections to end.
+pub async fn serve_protocol<F, Fut>(
+    name: &'static str,
+    listeners: Vec<TcpListener>,
+    max_connections: usize,
+    shutdown: CancellationToken,
+    serve: F,
+) -> std::io::Result<()>
+where
+    F: Fn(TcpStream, SocketAddr) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let tracker = TaskTracker::new();
+    let limit = Arc::new(Semaphore::new(max_connections));
+    for listener in listeners {
+        info!(addr = %listener.local_addr()?, "{name} listener ready");
+        let (serve, connections) = (serve.clone(), tracker.clone());
+        tracker.spawn(accept_loop(
+            listener,
+            limit.clone(),
+            shutdown.clone(),
+            move |stream, peer, permit| {
+                let conn = serve(stream, peer);
+                connections.spawn(async move {
+                    conn.await;
+                    drop(permit);
+                });
+            },
+        ));
+    }
+    shutdown.cancelled().await;
+    tracker.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+    Ok(())
+}
+
 /// Accepts connections on `listener` until `shutdown` is cancelled, each only once a permit of `limit` is free
 /// (beyond the cap, clients wait in the kernel's listen backlog and hold no descriptor of ours). `serve` gets the
 /// permit with the socket and must keep it as long as the socket is open.

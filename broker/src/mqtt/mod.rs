@@ -19,14 +19,10 @@ pub mod retained;
 mod session;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::info;
 
 use crate::broker::Broker;
 
@@ -71,27 +67,9 @@ pub async fn run(
     shutdown: CancellationToken,
     max_connections: usize,
 ) -> std::io::Result<()> {
-    let tracker = TaskTracker::new();
-    let limit = Arc::new(Semaphore::new(max_connections));
-    for listener in listeners {
-        let addr: SocketAddr = listener.local_addr()?;
-        info!(%addr, "MQTT listener ready");
-        let (broker, mqtt, shutdown, connections) = (broker.clone(), mqtt.clone(), shutdown.clone(), tracker.clone());
-        tracker.spawn(crate::server::accept_loop(
-            listener,
-            limit.clone(),
-            shutdown.clone(),
-            move |stream, peer, permit| {
-                let (broker, mqtt, shutdown) = (broker.clone(), mqtt.clone(), shutdown.clone());
-                connections.spawn(async move {
-                    session::serve(stream, peer, broker, mqtt, shutdown).await;
-                    drop(permit);
-                });
-            },
-        ));
-    }
-    shutdown.cancelled().await;
-    tracker.close();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait()).await;
-    Ok(())
+    let stop = shutdown.clone();
+    crate::server::serve_protocol("MQTT", listeners, max_connections, shutdown, move |stream, peer| {
+        session::serve(stream, peer, broker.clone(), mqtt.clone(), stop.clone())
+    })
+    .await
 }

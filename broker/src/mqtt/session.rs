@@ -219,24 +219,16 @@ impl Session {
             Version::V5 => c.session_expiry_s.is_some_and(|s| s > 0),
         };
         let id = broker.next_connection_id();
-        let entry = Arc::new(ConnectionEntry {
+        let entry = Arc::new(ConnectionEntry::new(
             id,
             peer,
             local,
-            tls: false,
-            protocol: c.version.name(),
-            user: std::sync::Mutex::new(found.name.clone()),
-            vhost: std::sync::Mutex::new(vhost_name.clone()),
-            connected_at_ms: broker.clock.now_ms(),
-            channels: std::sync::Mutex::new(Default::default()),
-            close: CancellationToken::new(),
-            close_reason: std::sync::Mutex::new(String::new()),
-            counters: Arc::default(),
-            client: std::sync::Mutex::new(crate::broker::ClientInfo {
-                name: Some(client_id.clone()),
-                product: None,
-            }),
-        });
+            c.version.name(),
+            &found.name,
+            &vhost_name,
+            Some(client_id.clone()),
+            broker.clock.now_ms(),
+        ));
         // Take the session over from a connection that holds it.
         let gone = CancellationToken::new();
         let previous = mqtt.lock().insert(
@@ -532,13 +524,7 @@ impl Session {
         for q in &queues {
             let p = q.publish(message.clone());
             self.store_failed |= p.failed;
-            let first = if p.first_ticket > 0 { p.first_ticket } else { p.ticket };
-            if p.ticket > 0 {
-                self.tickets = Some(match self.tickets {
-                    None => (first, p.ticket),
-                    Some((a, b)) => (a.min(first), b.max(p.ticket)),
-                });
-            }
+            p.widen(&mut self.tickets);
         }
         !queues.is_empty()
     }

@@ -104,6 +104,25 @@ pub struct Published {
     pub first_ticket: u64,
 }
 
+impl Published {
+    /// Widens `tickets`, the first and last group-commit rounds that a batch's acknowledgements wait for (MQTT PUBACKs,
+    /// STOMP receipts: `Syncer::wait`), to cover this publish.
+    pub fn widen(&self, tickets: &mut Option<(u64, u64)>) {
+        if self.ticket == 0 {
+            return;
+        }
+        let first = if self.first_ticket > 0 {
+            self.first_ticket
+        } else {
+            self.ticket
+        };
+        *tickets = Some(match *tickets {
+            None => (first, self.ticket),
+            Some((a, b)) => (a.min(first), b.max(self.ticket)),
+        });
+    }
+}
+
 pub struct Queue {
     pub spec: QueueSpec,
     /// Length limits, overflow, dead-lettering, delivery limit and expiry, from the arguments and the policy

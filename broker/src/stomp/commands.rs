@@ -235,13 +235,7 @@ impl Session {
         for q in &queues {
             let p = q.publish(message.clone());
             self.store_failed |= p.failed;
-            let first = if p.first_ticket > 0 { p.first_ticket } else { p.ticket };
-            if p.ticket > 0 {
-                self.tickets = Some(match self.tickets {
-                    None => (first, p.ticket),
-                    Some((a, b)) => (a.min(first), b.max(p.ticket)),
-                });
-            }
+            p.widen(&mut self.tickets);
         }
         Ok(())
     }

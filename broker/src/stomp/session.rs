@@ -291,24 +291,16 @@ impl Session {
         let access = ConnAccess::open(&broker.access, &found.name, &vhost_name).ok_or_else(refused)?;
         let vhost = broker.vhost(&vhost_name).ok_or_else(refused)?;
         let id = broker.next_connection_id();
-        let entry = Arc::new(ConnectionEntry {
+        let entry = Arc::new(ConnectionEntry::new(
             id,
             peer,
             local,
-            tls: false,
-            protocol: version.name(),
-            user: std::sync::Mutex::new(found.name.clone()),
-            vhost: std::sync::Mutex::new(vhost_name.clone()),
-            connected_at_ms: broker.clock.now_ms(),
-            channels: std::sync::Mutex::new(Default::default()),
-            close: CancellationToken::new(),
-            close_reason: std::sync::Mutex::new(String::new()),
-            counters: Arc::default(),
-            client: std::sync::Mutex::new(crate::broker::ClientInfo {
-                name: c.get("client-id").map(|s| s.chars().take(200).collect()),
-                product: None,
-            }),
-        });
+            version.name(),
+            &found.name,
+            &vhost_name,
+            c.get("client-id").map(|s| s.chars().take(200).collect()),
+            broker.clock.now_ms(),
+        ));
         broker.register_connection(entry.clone());
         broker.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut s = Session {
