@@ -5,7 +5,8 @@
 //! in an integration test: each test passes it in).
 
 use std::net::TcpStream;
-use std::process::{Child, Command};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A loopback port nothing listens on now.
@@ -42,4 +43,25 @@ impl Drop for BrokerProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Spawns the test broker binary `bin` on `data` with AMQP on `amqp` and one more protocol listener (`flag`, e.g.
+/// `--mqtt-listen`) on `port`, quiet, and waits until that listener accepts connections.
+pub fn spawn_with_listener(bin: &str, amqp: u16, flag: &str, port: u16, data: &Path) -> BrokerProcess {
+    let mut cmd = Command::new(bin);
+    cmd.args(["--listen", &format!("127.0.0.1:{amqp}")])
+        .args([flag, &format!("127.0.0.1:{port}")])
+        .args([
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--prometheus-listen",
+            "none",
+            "--log",
+            "warn",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    BrokerProcess::spawn(cmd, port)
 }

@@ -3,7 +3,6 @@
 //! in the admin API with its protocol and client id, and its queue like any other; AMQP and MQTT meet on amq.topic.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use lapin::options::*;
@@ -12,7 +11,7 @@ use lapin::BasicProperties;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use warren_tests::client::*;
 use warren_tests::http::request;
-use warren_tests::process::{free_port, BrokerProcess};
+use warren_tests::process::{free_port, spawn_with_listener, BrokerProcess};
 use warren_tests::TestBroker;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -55,22 +54,13 @@ async fn acks(events: &mut EventLoop, n: usize, suback: bool) {
 }
 
 fn spawn_broker(amqp: u16, mqtt: u16, data: &Path) -> BrokerProcess {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren-test-broker"));
-    cmd.args(["--listen", &format!("127.0.0.1:{amqp}")])
-        .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
-        .args([
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--prometheus-listen",
-            "none",
-            "--log",
-            "warn",
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    BrokerProcess::spawn(cmd, mqtt)
+    spawn_with_listener(
+        env!("CARGO_BIN_EXE_warren-test-broker"),
+        amqp,
+        "--mqtt-listen",
+        mqtt,
+        data,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,6 @@
 //! The client here is a few lines over the broker's own frame codec, so a test can also send what no client would.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -18,7 +17,7 @@ use tokio::net::TcpStream;
 use warren_broker::stomp::codec::{decode, encode, Decoded, Frame, Limits};
 use warren_tests::client::*;
 use warren_tests::http::request;
-use warren_tests::process::{free_port, BrokerProcess};
+use warren_tests::process::{free_port, spawn_with_listener, BrokerProcess};
 use warren_tests::TestBroker;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -96,22 +95,13 @@ fn send(destination: &str, body: &str) -> Frame {
 }
 
 fn spawn_broker(amqp: u16, stomp: u16, data: &Path) -> BrokerProcess {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren-test-broker"));
-    cmd.args(["--listen", &format!("127.0.0.1:{amqp}")])
-        .args(["--stomp-listen", &format!("127.0.0.1:{stomp}")])
-        .args([
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--prometheus-listen",
-            "none",
-            "--log",
-            "warn",
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    BrokerProcess::spawn(cmd, stomp)
+    spawn_with_listener(
+        env!("CARGO_BIN_EXE_warren-test-broker"),
+        amqp,
+        "--stomp-listen",
+        stomp,
+        data,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
