@@ -3,6 +3,7 @@ one."""
 
 import os
 import re
+import time
 from pathlib import Path
 
 import pika
@@ -47,7 +48,14 @@ def test_readme_stomp_snippet():
     ch = conn.channel()
     ch.queue_delete("orders")
     code = next(b for b in blocks() if "import stomp" in b).replace('("localhost", 61613)', f'("{HOST}", {STOMP_PORT})')
-    exec(compile(code, "README.md", "exec"), {})
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    # stomp.py's disconnect() returns once DISCONNECT is written, not once the broker has answered it. Warren handles a
+    # connection's frames in order and closes it after the DISCONNECT receipt, so once the socket is closed the SEND
+    # before it has been stored.
+    deadline = time.monotonic() + 10
+    while scope["c"].is_connected() and time.monotonic() < deadline:
+        time.sleep(0.01)
     method, props, body = ch.basic_get("orders", auto_ack=True)
     assert (body, props.content_type, props.delivery_mode) == (b'{"id": 1}', "application/json", 2)
     ch.queue_delete("orders")
