@@ -264,8 +264,9 @@ pub struct Cli {
     /// [default: none]
     #[arg(long, env = "WARREN_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
-    /// Run as a node of a cluster coordinated by etcd (experimental: leader election and failover of the service,
-    /// no replication yet; see docs/cluster.md) [default: none, a single node]
+    /// Run as a node of a cluster coordinated by etcd (experimental: leader election, replication of the data
+    /// directory to followers, confirms once the in-sync followers hold a write, failover; see docs/cluster.md)
+    /// [default: none, a single node]
     #[arg(long, env = "WARREN_CLUSTER", value_name = "etcd://HOST:PORT[,HOST:PORT...]")]
     pub cluster: Option<String>,
     /// This node's name in the cluster, unique among its nodes [default: warren@HOSTNAME]
@@ -282,6 +283,19 @@ pub struct Cli {
     /// first --listen address]
     #[arg(long, env = "WARREN_CLUSTER_ADVERTISE", value_name = "HOST:PORT")]
     pub cluster_advertise: Option<String>,
+    /// Where this node accepts followers' replication connections when it leads; followers connect to the
+    /// address it advertises (this one, or the --cluster-advertise host with this port when it listens on all
+    /// interfaces) [default: 127.0.0.1:5679]
+    #[arg(long, env = "WARREN_CLUSTER_LISTEN", value_name = "HOST:PORT")]
+    pub cluster_listen: Option<String>,
+    /// How many followers must hold a write before the leader confirms it; with fewer in sync, confirms wait
+    /// [default: 1]
+    #[arg(long, env = "WARREN_CLUSTER_MIN_IN_SYNC", value_name = "N")]
+    pub cluster_min_in_sync: Option<usize>,
+    /// Seconds a follower may go without acking while behind before it leaves the in-sync set (and confirms stop
+    /// waiting for it) [default: 5]
+    #[arg(long, env = "WARREN_CLUSTER_REPLICATION_DEADLINE", value_name = "SECONDS")]
+    pub cluster_replication_deadline: Option<u64>,
 }
 
 /// What the binary does instead of running the broker.
@@ -401,6 +415,9 @@ pub struct FileConfig {
     pub cluster_prefix: Option<String>,
     pub cluster_lease_ttl: Option<u64>,
     pub cluster_advertise: Option<String>,
+    pub cluster_listen: Option<String>,
+    pub cluster_min_in_sync: Option<usize>,
+    pub cluster_replication_deadline: Option<u64>,
     /// Extra vhosts besides `/`.
     #[serde(default)]
     pub vhosts: Vec<String>,
@@ -727,7 +744,29 @@ impl Config {
                 .or(file.cluster_advertise.take())
                 .or_else(|| first.map(|a| a.to_string()))
                 .unwrap_or_default();
+            let listen_text = cli
+                .cluster_listen
+                .or(file.cluster_listen.take())
+                .unwrap_or_else(|| "127.0.0.1:5679".into());
+            let listen: std::net::SocketAddr = listen_text.parse().map_err(|_| {
+                ConfigError::Cluster(format!("invalid --cluster-listen '{listen_text}': expected HOST:PORT"))
+            })?;
+            let replication = if listen.ip().is_unspecified() {
+                let host = amqp.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+                format!("{host}:{}", listen.port())
+            } else {
+                listen.to_string()
+            };
             c.cluster = Some(crate::cluster::ClusterConfig {
+                listen,
+                max_lag_bytes: 256 << 20,
+                min_in_sync: cli.cluster_min_in_sync.or(file.cluster_min_in_sync).unwrap_or(1),
+                replication_deadline: std::time::Duration::from_secs(
+                    cli.cluster_replication_deadline
+                        .or(file.cluster_replication_deadline)
+                        .unwrap_or(5)
+                        .max(1),
+                ),
                 endpoints,
                 node: cli
                     .node_name
@@ -744,6 +783,7 @@ impl Config {
                     name: String::new(),
                     amqp,
                     admin: admin.map(|a| a.to_string()),
+                    replication: Some(replication),
                 },
             });
             if let Some(cc) = c.cluster.as_mut() {

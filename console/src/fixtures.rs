@@ -357,11 +357,12 @@ pub fn connections() -> Vec<ConnectionInfo> {
 
 /// A three-node cluster seen from its leader, n1.
 pub fn cluster() -> warren_shared::cluster::ClusterSummary {
-    use warren_shared::cluster::{ClusterNode, ClusterSummary};
+    use warren_shared::cluster::{ClusterNode, ClusterReplica, ClusterSummary};
     let node = |i: u16| ClusterNode {
         name: format!("n{i}"),
         amqp: format!("10.0.0.{i}:5672"),
         admin: Some(format!("10.0.0.{i}:15672")),
+        replication: Some(format!("10.0.0.{i}:5679")),
     };
     ClusterSummary {
         enabled: true,
@@ -373,6 +374,25 @@ pub fn cluster() -> warren_shared::cluster::ClusterSummary {
         lease_ttl_s: 10,
         etcd: vec!["http://10.0.0.9:2379".into()],
         etcd_error: None,
+        head_lsn: 1_200,
+        in_sync: vec!["n1".into(), "n2".into(), "n3".into()],
+        replicas: vec![
+            ClusterReplica {
+                node: "n2".into(),
+                state: "streaming".into(),
+                acked_lsn: 1_200,
+                lag_ops: 0,
+                last_ack_ms_ago: 120,
+            },
+            ClusterReplica {
+                node: "n3".into(),
+                state: "streaming".into(),
+                acked_lsn: 1_150,
+                lag_ops: 50,
+                last_ack_ms_ago: 900,
+            },
+        ],
+        following: None,
     }
 }
 

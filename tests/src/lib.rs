@@ -21,6 +21,7 @@
 
 pub mod certs;
 pub mod client;
+pub mod cluster;
 pub mod etcd;
 pub mod http;
 pub mod process;

@@ -4,106 +4,19 @@
 //! single node reports `standalone`.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lapin::options::*;
 use lapin::types::FieldTable;
 use warren_tests::client::*;
+use warren_tests::cluster::{await_leader, Node};
 use warren_tests::etcd::Etcd;
-use warren_tests::http::{request, try_request};
-use warren_tests::process::{free_port, BrokerProcess};
+use warren_tests::http::request;
 use warren_tests::TestBroker;
 
 const TTL_S: u64 = 2;
-
-struct Node {
-    name: String,
-    amqp: u16,
-    admin: u16,
-    stomp: u16,
-    mqtt: u16,
-    process: Option<BrokerProcess>,
-}
-
-impl Node {
-    fn start(name: &str, etcd: &Etcd, data: &Path) -> Node {
-        let (amqp, admin, stomp, mqtt) = (free_port(), free_port(), free_port(), free_port());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren-test-broker"));
-        cmd.args(["--cluster", &etcd.cluster_url(), "--node-name", name])
-            .args(["--cluster-lease-ttl", &TTL_S.to_string()])
-            .args(["--listen", &format!("127.0.0.1:{amqp}")])
-            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-            .args(["--stomp-listen", &format!("127.0.0.1:{stomp}")])
-            .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
-            .args(["--prometheus-listen", "none", "--log", "warn"])
-            .arg("--data-dir")
-            .arg(data.join(name))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        Node {
-            name: name.to_string(),
-            amqp,
-            admin,
-            stomp,
-            mqtt,
-            process: Some(BrokerProcess::spawn(cmd, admin)),
-        }
-    }
-
-    fn admin_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.admin))
-    }
-
-    /// `GET /api/cluster` on this node; `None` while its admin port is closed (a node being promoted closes its
-    /// follower listeners and opens the leader's).
-    fn try_cluster(&self) -> Option<serde_json::Value> {
-        let (status, body) = try_request(self.admin_addr(), "GET", "/api/cluster", "guest:guest", "")?;
-        (status == 200).then_some(body)
-    }
-
-    fn cluster(&self) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(c) = self.try_cluster() {
-                return c;
-            }
-            assert!(Instant::now() < deadline, "{}: no /api/cluster", self.name);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// Waits until exactly one of the live `nodes` says it leads and every live node names it; returns its index.
-fn await_leader(nodes: &[Node], within: Duration) -> usize {
-    let deadline = Instant::now() + within;
-    loop {
-        let live: Vec<usize> = (0..nodes.len()).filter(|&i| nodes[i].process.is_some()).collect();
-        let views: Vec<Option<serde_json::Value>> = live.iter().map(|&i| nodes[i].try_cluster()).collect();
-        let leaders: Vec<usize> = live
-            .iter()
-            .zip(&views)
-            .filter(|(_, v)| v.as_ref().is_some_and(|v| v["role"] == "leader"))
-            .map(|(&i, _)| i)
-            .collect();
-        if let [l] = leaders[..] {
-            let name = nodes[l].name.as_str();
-            if views
-                .iter()
-                .all(|v| v.as_ref().is_some_and(|v| v["leader"]["name"] == name))
-            {
-                return l;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no single agreed leader within {within:?}: {leaders:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// A STOMP CONNECT to `port`: the first frame back, as text.
 fn stomp_answer(port: u16) -> String {
@@ -126,9 +39,10 @@ fn stomp_answer(port: u16) -> String {
 async fn three_nodes_elect_one_leader_the_others_refuse_clients_and_a_killed_leader_is_replaced() {
     let etcd = Etcd::start();
     let data = tempfile::tempdir().expect("tempdir");
+    let bin = env!("CARGO_BIN_EXE_warren-test-broker");
     let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
         .iter()
-        .map(|n| Node::start(n, &etcd, data.path()))
+        .map(|n| Node::start(bin, n, &etcd, data.path(), TTL_S))
         .collect();
     let leader = await_leader(&nodes, Duration::from_secs(10));
     let term = nodes[leader].cluster()["term"].as_i64().unwrap_or_default();

@@ -209,6 +209,27 @@ impl Etcd {
         Ok(Err(holder))
     }
 
+    /// Puts `key` (on no lease) only while `guard` is still the key created at `create_revision`: a leader's write,
+    /// fenced on its own term, so that a deposed leader can never change what only the leader may.
+    pub async fn put_if_created_at(
+        &self,
+        key: &str,
+        value: &[u8],
+        guard: &str,
+        create_revision: i64,
+    ) -> Result<bool, EtcdError> {
+        let r = self
+            .call(
+                "/v3/kv/txn",
+                json!({
+                    "compare": [{ "target": "CREATE", "key": b64(guard.as_bytes()), "create_revision": create_revision.to_string() }],
+                    "success": [{ "request_put": { "key": b64(key.as_bytes()), "value": b64(value) } }],
+                }),
+            )
+            .await?;
+        Ok(r.get("succeeded").and_then(Value::as_bool) == Some(true))
+    }
+
     /// Deletes `key` if it is still the one created at `create_revision` (a leader resigning its own term only).
     pub async fn delete_if_created_at(&self, key: &str, create_revision: i64) -> Result<bool, EtcdError> {
         let k = b64(key.as_bytes());

@@ -1,32 +1,42 @@
-//! Clustering on etcd (issue 17), first stage: roles. With `--cluster etcd://host:2379,…` a node registers itself
-//! in etcd and campaigns for a lease-backed leadership key; the one that holds it opens its data directory and
-//! serves clients as a single node does; the others answer clients with a refusal that names the leader
-//! ([`refuse`]) and keep campaigning, so one of them takes over within a lease's time to live of the leader's end.
+//! Clustering on etcd (issue 17). With `--cluster etcd://host:2379,…` a node registers itself in etcd and
+//! campaigns for a lease-backed leadership key; the one that holds it opens its data directory and serves clients
+//! as a single node does; the others replicate its data directory ([`follower`]) and answer clients with a refusal
+//! that names the leader ([`refuse`]), so one of them takes over within a lease's time to live of the leader's end.
 //!
 //! Keys, under `--cluster-prefix` (default `warren`): `/<prefix>/leader` (the leader's [`ClusterNode`], on its
-//! lease; the key's create revision is the leader's term) and `/<prefix>/nodes/<name>` (each node's, on its own
-//! lease).
+//! lease; the key's create revision is the leader's term), `/<prefix>/nodes/<name>` (each node's, on its own
+//! lease) and `/<prefix>/isr` (the in-sync set, [`isr`]).
+//!
+//! Data flow on the leader: every write to the data directory is reported to the process's replication log
+//! (`store::repl`); [`leader`] ships it to each follower (a full sync with checksums, then the live stream, LZ4
+//! batches, [`wire`]); the followers' acks release the group-commit rounds that confirms wait for.
 //!
 //! Invariants:
 //! - A node serves clients only while it holds the leadership key. A leader whose lease cannot be renewed in time,
 //!   or whose key is gone or was made by another term, stops at once: it exits with status 3 (as LavinMQ does), so
 //!   that a supervisor starts it again as a follower. It never keeps serving beside a newer leader.
+//! - Only a member of the in-sync set with a complete copy campaigns (any node, in a new cluster), and it stops
+//!   acking the old leader before it campaigns.
+//! - A confirm is sent only once every follower in the in-sync set holds the write, and only while at least
+//!   `--cluster-min-in-sync` followers are in it ([`isr`], `store::repl`).
 //! - On a clean shutdown the leader deletes its key (only its own term's), so another node takes over without
 //!   waiting out the lease.
-//!
-//! Not yet (issue 17's later stages): replication of the data directory to followers, the in-sync set and the
-//! confirm rule. Until then a new leader serves its own data directory: failover keeps the service up, not the
-//! messages.
 
 pub mod etcd;
+pub mod files;
+pub mod follower;
+pub mod isr;
+mod leader;
+mod link;
 mod refuse;
+pub mod wire;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
-use warren_shared::cluster::{ClusterNode, ClusterSummary};
+use warren_shared::cluster::{ClusterFollowing, ClusterNode, ClusterReplica, ClusterSummary};
 
 use crate::config::Config;
 use crate::tls::Tls;
@@ -35,6 +45,14 @@ use etcd::{Etcd, EtcdError};
 /// What `--cluster` and its companions resolve to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
+    /// Where the leader accepts followers (`--cluster-listen`).
+    pub listen: std::net::SocketAddr,
+    /// How much of its replication log a leader keeps for followers that lag; one further behind syncs in full.
+    pub max_lag_bytes: usize,
+    /// Followers that must be in sync before a confirm is sent (`--cluster-min-in-sync`).
+    pub min_in_sync: usize,
+    /// A follower that has not acked for this long while behind leaves the in-sync set.
+    pub replication_deadline: Duration,
     /// `http://host:port` of each etcd endpoint.
     pub endpoints: Vec<String>,
     pub node: String,
@@ -92,6 +110,23 @@ struct StatusInner {
     current: Option<ClusterNode>,
     nodes: Vec<ClusterNode>,
     etcd_error: Option<String>,
+    replicas: std::collections::BTreeMap<String, Replica>,
+    following: Option<ClusterFollowing>,
+    in_sync: Vec<String>,
+}
+
+/// A connected follower as the in-sync set's maintainer judges it.
+pub struct ReplicaHealth {
+    pub node: String,
+    pub streaming: bool,
+    pub acked: u64,
+    pub since_ack: Duration,
+}
+
+struct Replica {
+    streaming: bool,
+    acked: u64,
+    last_ack: std::time::Instant,
 }
 
 impl Status {
@@ -111,7 +146,56 @@ impl Status {
         self.lock().current.clone()
     }
 
+    fn replica_syncing(&self, node: &str, lsn: u64) {
+        self.lock().replicas.insert(
+            node.to_string(),
+            Replica {
+                streaming: false,
+                acked: lsn,
+                last_ack: std::time::Instant::now(),
+            },
+        );
+    }
+
+    fn replica_acked(&self, node: &str, lsn: u64) {
+        if let Some(r) = self.lock().replicas.get_mut(node) {
+            r.streaming = true;
+            r.acked = r.acked.max(lsn);
+            r.last_ack = std::time::Instant::now();
+        }
+    }
+
+    fn replica_health(&self) -> Vec<ReplicaHealth> {
+        self.lock()
+            .replicas
+            .iter()
+            .map(|(node, r)| ReplicaHealth {
+                node: node.clone(),
+                streaming: r.streaming,
+                acked: r.acked,
+                since_ack: r.last_ack.elapsed(),
+            })
+            .collect()
+    }
+
+    fn set_in_sync(&self, members: Vec<String>) {
+        self.lock().in_sync = members;
+    }
+
+    fn replica_gone(&self, node: &str) {
+        self.lock().replicas.remove(node);
+    }
+
+    fn following(&self, leader: &str, in_sync: bool, applied_lsn: u64) {
+        self.lock().following = Some(ClusterFollowing {
+            leader: leader.to_string(),
+            in_sync,
+            applied_lsn,
+        });
+    }
+
     pub fn summary(&self) -> ClusterSummary {
+        let head = crate::store::repl::installed().map_or(0, |l| l.head());
         let s = self.lock();
         ClusterSummary {
             enabled: true,
@@ -123,6 +207,20 @@ impl Status {
             lease_ttl_s: self.config.lease_ttl.as_secs(),
             etcd: self.config.endpoints.clone(),
             etcd_error: s.etcd_error.clone(),
+            head_lsn: head,
+            in_sync: s.in_sync.clone(),
+            replicas: s
+                .replicas
+                .iter()
+                .map(|(node, r)| ClusterReplica {
+                    node: node.clone(),
+                    state: if r.streaming { "streaming" } else { "syncing" }.into(),
+                    acked_lsn: r.acked,
+                    lag_ops: head.saturating_sub(r.acked),
+                    last_ack_ms_ago: r.last_ack.elapsed().as_millis() as u64,
+                })
+                .collect(),
+            following: if s.leader { None } else { s.following.clone() },
         }
     }
 }
@@ -131,6 +229,8 @@ impl Status {
 struct Keys {
     leader: String,
     nodes: String,
+    /// The in-sync set ([`isr`]).
+    isr: String,
 }
 
 impl Keys {
@@ -139,6 +239,7 @@ impl Keys {
         Keys {
             leader: format!("/{p}/leader"),
             nodes: format!("/{p}/nodes/"),
+            isr: format!("/{p}/isr"),
         }
     }
 }
@@ -160,6 +261,16 @@ pub async fn run(config: Config, tls: Option<Arc<Tls>>, shutdown: CancellationTo
     let me = serde_json::to_vec(&cc.advertise).unwrap_or_default();
     let ttl = cc.lease_ttl.max(Duration::from_secs(1));
     info!(node = %cc.node, etcd = %cc.endpoints.join(","), ttl_s = ttl.as_secs(), "starting as a cluster follower");
+
+    // The data directory is this node's from the start: a follower's copy is written only by its replication.
+    let root = config.data_dir.clone();
+    let lock = crate::store::lock(&root).map_err(crate::RunError::Store)?;
+    let repl_listener = tokio::net::TcpListener::bind(cc.listen).await.map_err(|e| {
+        crate::RunError::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot listen for replication on {} (--cluster-listen): {e}", cc.listen),
+        ))
+    })?;
 
     // Followers answer clients from the start, so a client learns where the leader is.
     let follower = CancellationToken::new();
@@ -186,17 +297,32 @@ pub async fn run(config: Config, tls: Option<Arc<Tls>>, shutdown: CancellationTo
         warn!(error = %e, "could not register this node in etcd");
     }
 
-    // Campaign: try at once, then every poll, until this node holds the key.
+    // Campaign: try at once, then every poll, until this node holds the key. Meanwhile follow the leader's data.
     let poll = (ttl / 5).clamp(Duration::from_millis(200), Duration::from_secs(1));
+    let mut replicating: Replicating = None;
     let term = loop {
-        match etcd.create(&keys.leader, &me, lease).await {
-            Ok(Ok(term)) => break term,
-            Ok(Err(holder)) => {
-                let mut s = status.lock();
-                s.term = holder.as_ref().map_or(0, |h| h.create_revision);
-                s.current = holder.as_ref().and_then(|h| parse_node(&h.value));
-                s.etcd_error = None;
+        match etcd.get(&keys.leader).await {
+            Ok(None) => {
+                // Only a node in the in-sync set, with a complete copy, may lead (any node, in a new cluster).
+                let may_lead = match etcd.get(&keys.isr).await {
+                    Ok(None) => true,
+                    Ok(Some(kv)) => follower::synced(&root) && isr::may_campaign(Some(&kv.value), &cc.node),
+                    Err(_) => false,
+                };
+                if may_lead {
+                    // Stop acking the old leader before campaigning (the batch in hand is applied first).
+                    if let Some((_, stop, task)) = replicating.take() {
+                        stop.cancel();
+                        let _ = task.await;
+                    }
+                    match etcd.create(&keys.leader, &me, lease).await {
+                        Ok(Ok(term)) => break term,
+                        Ok(Err(holder)) => follow(&holder, &mut replicating, &cc, &root, &status).await,
+                        Err(e) => status.lock().etcd_error = Some(e.to_string()),
+                    }
+                }
             }
+            Ok(Some(holder)) => follow(&Some(holder), &mut replicating, &cc, &root, &status).await,
             Err(e) => status.lock().etcd_error = Some(e.to_string()),
         }
         if let Ok(nodes) = etcd.list(&keys.nodes).await {
@@ -215,6 +341,10 @@ pub async fn run(config: Config, tls: Option<Arc<Tls>>, shutdown: CancellationTo
             _ = tokio::time::sleep(poll) => {}
         }
     };
+    if let Some((_, stop, task)) = replicating.take() {
+        stop.cancel();
+        let _ = task.await;
+    }
 
     let nodes = etcd.list(&keys.nodes).await.unwrap_or_default();
     {
@@ -237,6 +367,29 @@ pub async fn run(config: Config, tls: Option<Arc<Tls>>, shutdown: CancellationTo
         status.clone(),
         shutdown.clone(),
     ));
+    // Every change to the data directory from here on is logged for the followers, from before the store opens.
+    let log = crate::store::repl::install(&root, cc.max_lag_bytes);
+    log.set_min_in_sync(cc.min_in_sync);
+    tokio::spawn(leader::serve(
+        repl_listener,
+        log.clone(),
+        status.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(
+        isr::Maintainer {
+            etcd: etcd.clone(),
+            key: keys.isr.clone(),
+            leader_key: keys.leader.clone(),
+            term,
+            me: cc.node.clone(),
+            log,
+            status: status.clone(),
+            deadline: cc.replication_deadline,
+        }
+        .run(shutdown.clone()),
+    );
+    drop(lock);
     let status_for_broker = status.clone();
     let served = crate::start_with(config, tls, shutdown, move |b| {
         let _ = b.cluster.set(status_for_broker);
@@ -246,6 +399,41 @@ pub async fn run(config: Config, tls: Option<Arc<Tls>>, shutdown: CancellationTo
     let _ = etcd.delete_if_created_at(&keys.leader, term).await;
     let _ = etcd.revoke(lease).await;
     served
+}
+
+type Replicating = Option<(String, CancellationToken, tokio::task::JoinHandle<()>)>;
+
+/// Follows the leader `holder` names: (re)starts replication from its address when that changed.
+async fn follow(
+    holder: &Option<etcd::KeyValue>,
+    replicating: &mut Replicating,
+    cc: &ClusterConfig,
+    root: &std::path::Path,
+    status: &Arc<Status>,
+) {
+    let leader = holder.as_ref().and_then(|h| parse_node(&h.value));
+    let from = leader.as_ref().and_then(|l| l.replication.clone());
+    if replicating.as_ref().map(|r| &r.0) != from.as_ref() {
+        if let Some((_, stop, task)) = replicating.take() {
+            stop.cancel();
+            let _ = task.await;
+        }
+        if let Some(addr) = from {
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(follower::run(
+                addr.clone(),
+                cc.node.clone(),
+                root.to_path_buf(),
+                status.clone(),
+                stop.clone(),
+            ));
+            *replicating = Some((addr, stop, task));
+        }
+    }
+    let mut s = status.lock();
+    s.term = holder.as_ref().map_or(0, |h| h.create_revision);
+    s.current = leader;
+    s.etcd_error = None;
 }
 
 /// Renews `lease` every third of its time to live; cancels `lost` when it could not be renewed before it would

@@ -156,6 +156,7 @@ fn save(path: &std::path::Path, topics: &Topics) -> io::Result<()> {
     f.sync_data()?;
     drop(f);
     fs::rename(&tmp, path)?;
+    crate::store::repl::replaced(path, &buf);
     if let Some(dir) = path.parent() {
         fs::File::open(dir)?.sync_all()?;
     }

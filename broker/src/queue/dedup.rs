@@ -111,9 +111,9 @@ impl DedupCache {
             at += 2 + len + 8;
         }
         let tmp = dir.join("dedup.log.tmp");
+        let mut buf = Vec::new();
         {
             let mut f = File::create(&tmp)?;
-            let mut buf = Vec::new();
             for k in &c.order {
                 if let Some(exp) = c.keys.get(k) {
                     encode(&mut buf, k, *exp);
@@ -123,6 +123,7 @@ impl DedupCache {
             f.sync_data()?;
         }
         fs::rename(&tmp, &path)?;
+        crate::store::repl::replaced(&path, &buf);
         let file = OpenOptions::new().append(true).open(&path)?;
         c.file = Some((path, file));
         Ok(c)
@@ -153,8 +154,9 @@ impl DedupCache {
         if let Some((path, f)) = &mut self.file {
             let mut buf = Vec::new();
             encode(&mut buf, &key, expires);
-            if let Err(e) = f.write_all(&buf) {
-                tracing::warn!(file = %path.display(), error = %e, "could not record a de-duplication key");
+            match f.write_all(&buf) {
+                Ok(()) => crate::store::repl::appended(f, &buf),
+                Err(e) => tracing::warn!(file = %path.display(), error = %e, "could not record a de-duplication key"),
             }
         }
         self.remember(key, expires);

@@ -57,8 +57,11 @@ impl Queue {
             let dir = s.dir().to_path_buf();
             consumers.extend(s.consumers.into_iter().map(|c| c.consumer));
             drop(s.log);
-            if let Err(e) = crate::store::blocking(|| std::fs::remove_dir_all(&dir)) {
-                tracing::warn!(queue = %self.spec.name, error = %e, "could not remove a deleted stream's files");
+            match crate::store::blocking(|| std::fs::remove_dir_all(&dir)) {
+                Ok(()) => crate::store::repl::removed_dir(&dir),
+                Err(e) => {
+                    tracing::warn!(queue = %self.spec.name, error = %e, "could not remove a deleted stream's files")
+                }
             }
             for c in consumers {
                 c.outbox.push(OutboxItem::Cancel {

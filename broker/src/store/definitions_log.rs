@@ -209,13 +209,18 @@ impl DefinitionsLog {
         }
         if st.tail_dirty {
             st.file.set_len(st.len)?;
+            super::repl::truncated(&st.file, st.len);
             st.tail_dirty = false;
         }
         self.budget.charge(buf.len() as u64)?;
         if let Err(e) = st.file.write_all_at(&buf, st.len).and_then(|()| st.file.sync_data()) {
             st.tail_dirty = st.file.set_len(st.len).is_err();
+            if !st.tail_dirty {
+                super::repl::truncated(&st.file, st.len);
+            }
             return Err(e);
         }
+        super::repl::written(&st.file, st.len, &buf);
         st.len += buf.len() as u64;
         let pending = std::mem::take(&mut st.pending);
         st.records += (pending.len() + ops.len()) as u64;
@@ -348,6 +353,7 @@ fn write_snapshot(path: &Path, model: &Model, budget: &DiskBudget) -> io::Result
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
+    super::repl::replaced(path, &buf);
     if let Some(dir) = path.parent() {
         sync_dir(dir)?;
     }

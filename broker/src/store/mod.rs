@@ -36,6 +36,7 @@ pub mod queue_dir;
 pub mod queue_log;
 pub mod record;
 pub mod recovery;
+pub mod repl;
 pub mod scan;
 pub mod summary;
 pub mod txlog;
@@ -385,6 +386,7 @@ impl Syncer {
                 };
                 match written {
                     Ok(()) => {
+                        repl::written_shared(&w.file, w.offset, &w.bytes);
                         let _ =
                             w.state
                                 .compare_exchange(WRITE_PENDING, WRITE_DONE, Ordering::AcqRel, Ordering::Acquire);
@@ -399,6 +401,8 @@ impl Syncer {
                     }
                 }
             }
+            // Every op whose writer holds this round's ticket was logged before its ticket was taken.
+            let lsn = repl::installed().map_or(0, |l| l.head());
             if self.sync {
                 for f in &files {
                     if let Err(e) = f.sync_data() {
@@ -407,22 +411,66 @@ impl Syncer {
                     }
                 }
             }
-            self.progress.send_modify(|p| {
-                p.completed = round;
-                if !ok {
-                    p.failed.push(round);
-                    if p.failed.len() > 64 {
-                        p.failed.remove(0);
-                    }
-                }
-            });
+            match repl::installed() {
+                // A cluster leader: announced once the in-sync followers have it too (the confirm rule).
+                Some(log) => log.round_done(round, lsn, ok),
+                None => self.announce(round, ok),
+            }
         }
+    }
+
+    /// Tells the round's waiters it is done (and whether it stored everything it held).
+    pub(crate) fn announce(&self, round: u64, ok: bool) {
+        self.progress.send_modify(|p| {
+            p.completed = round;
+            if !ok {
+                p.failed.push(round);
+                if p.failed.len() > 64 {
+                    p.failed.remove(0);
+                }
+            }
+        });
     }
 
     fn stop(&self) {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
         self.wake.notify_one();
     }
+}
+
+/// Takes the data directory's `.lock` (creating the directory if needed): the one broker process that may write in
+/// it. A cluster follower holds it for the copy it keeps, and hands it over when it starts leading.
+pub fn lock(root: &Path) -> Result<File, StoreError> {
+    fs::create_dir_all(root).map_err(|source| StoreError::Create {
+        path: root.into(),
+        source,
+    })?;
+    let lock_path = root.join(".lock");
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| StoreError::Lock {
+            lock: lock_path.clone(),
+            source,
+        })?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            return Err(StoreError::Locked {
+                path: root.into(),
+                lock: lock_path,
+            });
+        }
+        Err(fs::TryLockError::Error(source)) => {
+            return Err(StoreError::Lock {
+                lock: lock_path,
+                source,
+            })
+        }
+    }
+    Ok(lock)
 }
 
 /// When a queue pages new transient messages out to its spill log instead of keeping them in memory.
@@ -483,31 +531,7 @@ impl Store {
             path: root.into(),
             source,
         })?;
-        let lock_path = root.join(".lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|source| StoreError::Lock {
-                lock: lock_path.clone(),
-                source,
-            })?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::Locked {
-                    path: root.into(),
-                    lock: lock_path,
-                });
-            }
-            Err(fs::TryLockError::Error(source)) => {
-                return Err(StoreError::Lock {
-                    lock: lock_path,
-                    source,
-                })
-            }
-        }
+        let lock = lock(root)?;
         let txlog = txlog::TxLog::open(root).map_err(|source| StoreError::Definitions {
             path: root.join("transactions.log"),
             source,
@@ -519,12 +543,16 @@ impl Store {
             }
             _ => {}
         }
+        let syncer = Syncer::start(fsync, budget.clone());
+        if let Some(log) = repl::installed() {
+            log.set_announcer(syncer.clone());
+        }
         Ok(Store {
             root: root.to_path_buf(),
             txlog,
             fsync,
             reader: io_pool::Reader::start(budget.clone()),
-            syncer: Syncer::start(fsync, budget.clone()),
+            syncer,
             budget,
             sealer: summary::Sealer::start(),
             page_pressure: PagePolicy {

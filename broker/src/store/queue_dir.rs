@@ -106,6 +106,7 @@ fn write_name(dir: &Path, vhost: &str, queue: &str) -> io::Result<()> {
         f.sync_all()?;
     }
     fs::rename(&tmp, &path)?;
+    super::repl::replaced(&path, &body);
     File::open(dir)?.sync_all()?;
     if created {
         // The new directory's entry (queues/) and that of queues/ itself (the data directory).

@@ -41,6 +41,7 @@ use super::io_pool::ReadRequest;
 use super::record::{self, Decoded, Record};
 use super::recovery::recover_segment;
 pub use super::recovery::Recovered;
+use super::repl;
 use super::summary::{self, Facts, SealJob, Sealer};
 use super::txlog::TxView;
 use super::{DiskBudget, Syncer, WriteJob, WRITE_DONE, WRITE_DROPPED, WRITE_PENDING};
@@ -336,11 +337,12 @@ impl QueueLog {
             return Err(io::Error::other("no active segment"));
         };
         if let Err(e) = seg.file.write_all_at(&p.buf, p.from) {
-            if seg.file.metadata().is_ok_and(|m| m.len() > p.from) {
-                let _ = seg.file.set_len(p.from);
+            if seg.file.metadata().is_ok_and(|m| m.len() > p.from) && seg.file.set_len(p.from).is_ok() {
+                repl::truncated(&seg.file, p.from);
             }
             return Err(e);
         }
+        repl::written(&seg.file, p.from, &p.buf);
         p.from += p.buf.len() as u64;
         p.buf.clear();
         p.records = 0;
@@ -354,6 +356,7 @@ impl QueueLog {
         self.handed.retain(|h| h.state.load(Ordering::Acquire) == WRITE_PENDING);
         for h in &self.handed {
             h.file.write_all_at(&h.bytes, h.from)?;
+            repl::written_shared(&h.file, h.from, &h.bytes);
             let _ = h
                 .state
                 .compare_exchange(WRITE_PENDING, WRITE_DONE, Ordering::AcqRel, Ordering::Acquire);
@@ -448,8 +451,11 @@ impl QueueLog {
             seg.size = from;
             seg.records = seg.records.saturating_sub(records);
             if seg.file.metadata().is_ok_and(|m| m.len() > from) {
-                if let Err(e) = seg.file.set_len(from) {
-                    warn!(dir = %self.dir.display(), error = %e, "could not cut back a segment after a failed write");
+                match seg.file.set_len(from) {
+                    Ok(()) => repl::truncated(&seg.file, from),
+                    Err(e) => {
+                        warn!(dir = %self.dir.display(), error = %e, "could not cut back a segment after a failed write")
+                    }
                 }
             }
         }
@@ -484,11 +490,14 @@ impl QueueLog {
         // A summary left under this id by an earlier segment must never describe this one.
         match fs::remove_file(summary::idx_path(&self.dir, id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
+            Err(_) => {}
+            Ok(()) => repl::removed(&summary::idx_path(&self.dir, id)),
         }
         let file = open_segment(&seg_path(&self.dir, id))?;
+        repl::created(&seg_path(&self.dir, id));
         // The ack file exists from the start, so a missing one always means it was lost.
         let ack_file = open_append(&ack_path(&self.dir, id))?;
+        repl::created(&ack_path(&self.dir, id));
         // What the old segment still buffers goes first: to the writer (its confirms wait for a later round), or
         // to the file here. (After the fallible steps, so a buffer taken here is always handed over.)
         let writer = self.writer.clone().filter(|_| !self.spill);
@@ -720,7 +729,10 @@ impl QueueLog {
             if !seg.ack_buf.is_empty() {
                 if seg.ack_file.is_none() {
                     match open_append(&ack_path(&self.dir, *id)) {
-                        Ok(f) => seg.ack_file = Some(f),
+                        Ok(f) => {
+                            repl::created(&ack_path(&self.dir, *id));
+                            seg.ack_file = Some(f)
+                        }
                         Err(e) => {
                             result = Err(e);
                             continue;
@@ -732,6 +744,7 @@ impl QueueLog {
                         result = Err(e);
                         continue;
                     }
+                    repl::appended(f, &seg.ack_buf);
                 }
                 seg.ack_buf.clear();
             }
@@ -747,9 +760,15 @@ impl QueueLog {
 
     fn remove_segment(&mut self, id: u32) {
         self.segments.remove(&id);
-        let _ = fs::remove_file(seg_path(&self.dir, id));
-        let _ = fs::remove_file(ack_path(&self.dir, id));
-        let _ = fs::remove_file(summary::idx_path(&self.dir, id));
+        for path in [
+            seg_path(&self.dir, id),
+            ack_path(&self.dir, id),
+            summary::idx_path(&self.dir, id),
+        ] {
+            if fs::remove_file(&path).is_ok() {
+                repl::removed(&path);
+            }
+        }
     }
 
     /// Closes and deletes the active segment when every record in it is acked and nothing was appended for `idle`:
@@ -798,8 +817,9 @@ impl QueueLog {
     pub fn destroy(self) {
         let dir = self.dir.clone();
         drop(self);
-        if let Err(e) = fs::remove_dir_all(&dir) {
-            warn!(dir = %dir.display(), error = %e, "could not remove a deleted queue's files");
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => repl::removed_dir(&dir),
+            Err(e) => warn!(dir = %dir.display(), error = %e, "could not remove a deleted queue's files"),
         }
     }
 }

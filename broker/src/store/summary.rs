@@ -272,9 +272,12 @@ pub fn summarise(job: &SealJob, buf: &mut BytesMut) -> io::Result<()> {
     }
     let tmp = job.dir.join(format!("{:08}.idx.tmp", job.id));
     let mut f = File::create(&tmp)?;
-    f.write_all(&encode(size, &records))?;
+    let body = encode(size, &records);
+    f.write_all(&body)?;
     drop(f);
-    fs::rename(&tmp, idx_path(&job.dir, job.id))
+    fs::rename(&tmp, idx_path(&job.dir, job.id))?;
+    super::repl::replaced(&idx_path(&job.dir, job.id), &body);
+    Ok(())
 }
 
 #[cfg(test)]

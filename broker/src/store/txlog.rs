@@ -7,7 +7,8 @@
 //! harmless). So a crash leaves a transaction either wholly applied or not at all.
 //!
 //! File `<data-dir>/transactions.log`, records: `u32 len, u32 crc32c, u64 tx, u32 acks, acks × (u16 dir_len, dir,
-//! u32 segment, u32 offset)`. After recovery the file is rewritten with only the transactions whose messages are
+//! u32 segment, u32 offset)`. `dir` is relative to the data directory (so that a cluster follower's copy, at another path,
+//! names its own queues); records written before 2026-12 hold absolute paths, still read. After recovery the file is rewritten with only the transactions whose messages are
 //! still on disk (without their acks, which are applied by then).
 
 use std::collections::HashSet;
@@ -20,6 +21,7 @@ use std::sync::Mutex;
 use super::queue_log::Loc;
 
 pub struct TxLog {
+    root: PathBuf,
     path: PathBuf,
     file: Mutex<File>,
     next: AtomicU64,
@@ -42,12 +44,12 @@ impl TxView<'_> {
     }
 }
 
-fn encode(tx: u64, acks: &[(PathBuf, Loc)]) -> Vec<u8> {
+fn encode(tx: u64, acks: &[(PathBuf, Loc)], root: &Path) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(&tx.to_be_bytes());
     body.extend_from_slice(&(acks.len() as u32).to_be_bytes());
     for (dir, loc) in acks {
-        let d = dir.to_string_lossy();
+        let d = dir.strip_prefix(root).unwrap_or(dir).to_string_lossy();
         let d = &d.as_bytes()[..d.len().min(u16::MAX as usize)];
         body.extend_from_slice(&(d.len() as u16).to_be_bytes());
         body.extend_from_slice(d);
@@ -108,6 +110,7 @@ impl TxLog {
                 max = max.max(tx);
                 committed.insert(tx);
                 for (dir, loc) in acks {
+                    let dir = root.join(dir); // a relative dir is the data dir's; an old absolute one stays as it was
                     let ack = dir.join(format!("{:08}.ack", loc.segment));
                     if dir.join(format!("{:08}.seg", loc.segment)).exists() {
                         let mut f = OpenOptions::new().create(true).append(true).open(&ack)?;
@@ -119,6 +122,7 @@ impl TxLog {
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         Ok(TxLog {
+            root: root.to_path_buf(),
             path,
             file: Mutex::new(file),
             next: AtomicU64::new(max + 1),
@@ -133,9 +137,10 @@ impl TxLog {
 
     /// Writes a commit record; `sync` makes it durable before returning (the commit point).
     pub fn commit(&self, tx: u64, acks: &[(PathBuf, Loc)], sync: bool) -> io::Result<()> {
-        let rec = encode(tx, acks);
+        let rec = encode(tx, acks, &self.root);
         let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
         f.write_all(&rec)?;
+        super::repl::appended(&f, &rec);
         if sync {
             f.sync_data()?;
         }
@@ -146,18 +151,19 @@ impl TxLog {
     pub fn compact(&self) -> io::Result<()> {
         let keep = self.referenced.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let tmp = self.path.with_extension("log.tmp");
+        let mut buf = Vec::new();
         {
             let mut f = File::create(&tmp)?;
-            let mut buf = Vec::new();
             let mut ids: Vec<u64> = keep.into_iter().collect();
             ids.sort_unstable();
             for tx in ids {
-                buf.extend_from_slice(&encode(tx, &[]));
+                buf.extend_from_slice(&encode(tx, &[], &self.root));
             }
             f.write_all(&buf)?;
             f.sync_all()?;
         }
         fs::rename(&tmp, &self.path)?;
+        super::repl::replaced(&self.path, &buf);
         let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
         *f = OpenOptions::new().append(true).open(&self.path)?;
         Ok(())
@@ -192,5 +198,31 @@ mod tests {
         assert!(!view.committed(2));
         assert_eq!(fs::read(q.join("00000001.ack")).expect("ack file"), 40u32.to_be_bytes());
         assert!(log.next_id() > 1);
+    }
+
+    /// A cluster follower's copy of the data directory lives at another path: the log names queues relative to its
+    /// own directory, so opening the copy applies acks to the copy's queues, never the original's.
+    #[test]
+    fn a_copied_log_applies_its_acks_to_the_copy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        for root in [&a, &b] {
+            fs::create_dir_all(root.join("queues/q")).expect("mkdir");
+            fs::write(root.join("queues/q/00000001.seg"), b"").expect("segment");
+        }
+        {
+            let log = TxLog::open(&a).expect("open");
+            let t = log.next_id();
+            log.commit(t, &[(a.join("queues/q"), Loc { segment: 1, offset: 8 })], true)
+                .expect("commit");
+        }
+        fs::copy(a.join("transactions.log"), b.join("transactions.log")).expect("copy");
+        let _ = fs::remove_file(a.join("queues/q/00000001.ack"));
+        TxLog::open(&b).expect("open the copy");
+        assert_eq!(
+            fs::read(b.join("queues/q/00000001.ack")).expect("the copy's ack"),
+            8u32.to_be_bytes()
+        );
+        assert!(!a.join("queues/q/00000001.ack").exists(), "the original is untouched");
     }
 }

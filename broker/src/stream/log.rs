@@ -172,6 +172,7 @@ impl Handover {
     /// Writes the bytes (and the seal's index file), then marks the offsets written in `written`.
     pub fn write(&self, written: &AtomicU64) -> io::Result<()> {
         self.file.write_all_at(&self.bytes, self.position)?;
+        crate::store::repl::written_shared(&self.file, self.position, &self.bytes);
         if let Some(seal) = &self.seal {
             write_index_file(&seal.dir, seal.first, &seal.file)?;
         }
@@ -377,7 +378,9 @@ impl StreamLog {
         let first = self.append_buffered(messages, now_ms)?;
         for h in self.take_writes() {
             if let Err(e) = h.write(&self.written) {
-                let _ = h.file.set_len(start.min(h.position));
+                if h.file.set_len(start.min(h.position)).is_ok() {
+                    crate::store::repl::truncated(&h.file, start.min(h.position));
+                }
                 return Err(e);
             }
         }
@@ -471,6 +474,7 @@ impl StreamLog {
             .write(true)
             .truncate(false)
             .open(seg_path(&self.dir, first))?;
+        crate::store::repl::created(&seg_path(&self.dir, first));
         let active = self.active();
         let seal = SealWrite {
             dir: self.dir.clone(),
@@ -607,9 +611,11 @@ impl StreamLog {
         // The index first: a crash between the two leaves a segment whose index is rebuilt, never an index alone.
         match fs::remove_file(idx_path(&self.dir, first)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
+            Err(_) => {}
+            Ok(()) => crate::store::repl::removed(&idx_path(&self.dir, first)),
         }
         fs::remove_file(seg_path(&self.dir, first))?;
+        crate::store::repl::removed(&seg_path(&self.dir, first));
         self.segments.pop_front();
         self.stats.segments_removed += 1;
         self.stats.bytes_removed += size;
@@ -629,8 +635,11 @@ fn write_index(dir: &Path, seg: &Segment) -> io::Result<()> {
 /// Writes an index file (to a temporary name, then renamed: a crash leaves the old file or none).
 fn write_index_file(dir: &Path, first: u64, file: &IndexFile) -> io::Result<()> {
     let tmp = dir.join(format!("{first:020}.idx.tmp"));
-    fs::write(&tmp, file.encode())?;
-    fs::rename(tmp, idx_path(dir, first))
+    let body = file.encode();
+    fs::write(&tmp, &body)?;
+    fs::rename(tmp, idx_path(dir, first))?;
+    crate::store::repl::replaced(&idx_path(dir, first), &body);
+    Ok(())
 }
 
 /// One segment's part of a read.

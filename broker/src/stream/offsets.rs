@@ -117,6 +117,7 @@ impl Offsets {
         let mut buf = BytesMut::new();
         encode(&mut buf, name, offset);
         self.file.write_all(&buf)?;
+        crate::store::repl::appended(&self.file, &buf);
         self.len += buf.len() as u64;
         let live = self.map.len() as u64 * 48;
         if self.len > COMPACT_AT && self.len > live * 4 {
@@ -150,6 +151,7 @@ fn rewrite(path: &Path, map: &BTreeMap<String, u64>) -> io::Result<(File, u64)> 
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, &buf)?;
     fs::rename(&tmp, path)?;
+    crate::store::repl::replaced(path, &buf);
     let file = OpenOptions::new().append(true).open(path)?;
     Ok((file, buf.len() as u64))
 }

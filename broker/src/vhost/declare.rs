@@ -497,7 +497,9 @@ impl VHost {
         // Its files go only once the deletion is stored.
         if let Some(x) = t.take_removed_exchange(name) {
             if let Some(dir) = self.exchange_dir(&x) {
-                let _ = std::fs::remove_dir_all(dir);
+                if std::fs::remove_dir_all(&dir).is_ok() {
+                    crate::store::repl::removed_dir(&dir);
+                }
             }
             if let Some(d) = x.delayed {
                 d.lock().destroy();

@@ -1,0 +1,170 @@
+//! A follower's replication client (issue 17): connects to the leader's replication address, takes a full sync
+//! (fetching only the files that differ, setting aside those the leader does not have), then applies the leader's
+//! ops as they come and acks each batch once it is applied and synced. Reconnects after any failure; ends when
+//! `stop` is cancelled (this node is about to lead), after the batch in hand is applied.
+//!
+//! Invariants: the `cluster/synced` marker is removed before the copy is touched and written only after a full
+//! sync completed and was synced, so a node whose copy is incomplete never claims to be in sync; every file
+//! operation runs on a blocking thread; the data directory's `.lock` is held by this node the whole time.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::files::{self, Touched};
+use super::link::{now_ms, LinkError, Reader, Writer};
+use super::wire::Frame;
+use super::Status;
+
+/// The marker of a completed full sync, relative to the data directory.
+pub const SYNCED_MARKER: &str = "cluster/synced";
+
+/// Whether this node's copy completed a full sync (and so may lead).
+pub fn synced(root: &Path) -> bool {
+    root.join(SYNCED_MARKER).exists()
+}
+
+async fn blocking_io<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, LinkError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| LinkError::Io(std::io::Error::other(e)))?
+        .map_err(LinkError::Io)
+}
+
+/// Follows the leader at `leader` (its replication address) until `stop`.
+pub async fn run(leader: String, node: String, root: PathBuf, status: Arc<Status>, stop: CancellationToken) {
+    loop {
+        // Not raced against `stop`: a batch in hand is applied before the session returns.
+        match session(&leader, &node, &root, &status, &stop).await {
+            Ok(()) => return,
+            Err(e) => {
+                status.following(&leader, false, 0);
+                warn!(leader = %leader, error = %e, "replication from the leader stopped; reconnecting")
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn session(
+    leader: &str,
+    node: &str,
+    root: &Path,
+    status: &Arc<Status>,
+    stop: &CancellationToken,
+) -> Result<(), LinkError> {
+    let stream = tokio::select! {
+        s = TcpStream::connect(leader) => s?,
+        _ = stop.cancelled() => return Ok(()),
+    };
+    let _ = stream.set_nodelay(true);
+    let (rd, wr) = stream.into_split();
+    let (mut rd, mut wr) = (Reader::new(rd), Writer::new(wr));
+    wr.send(&Frame::Hello { node: node.to_string() }).await?;
+    let first = tokio::select! {
+        f = rd.next() => f?,
+        _ = stop.cancelled() => return Ok(()),
+    };
+    let theirs = match first {
+        Frame::FileList { files } => files,
+        Frame::Refused { reason } => return Err(LinkError::Refused(reason)),
+        _ => return Err(LinkError::Unexpected("instead of the file list")),
+    };
+    let (want, extra) = {
+        let root = root.to_path_buf();
+        blocking_io(move || {
+            // No longer a complete copy from here on.
+            match std::fs::remove_file(root.join(SYNCED_MARKER)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            let mine = files::list(&root)?;
+            let (want, extra) = files::compare(&theirs, &mine);
+            files::set_aside(&root, &extra, now_ms())?;
+            Ok((want, extra.len()))
+        })
+        .await?
+    };
+    info!(
+        leader,
+        fetch = want.len(),
+        set_aside = extra,
+        "full sync from the leader"
+    );
+    wr.send(&Frame::Want { paths: want }).await?;
+    let mut touched = Touched::default();
+    let lsn = loop {
+        let frame = tokio::select! {
+            f = rd.next() => f?,
+            _ = stop.cancelled() => return Ok(()),
+        };
+        match frame {
+            Frame::FileData { path, offset, data, .. } => {
+                let root = root.to_path_buf();
+                touched = blocking_io(move || {
+                    files::write_piece(&root, &path, offset, &data, &mut touched)?;
+                    Ok(touched)
+                })
+                .await?;
+            }
+            Frame::SyncDone { lsn } => break lsn,
+            _ => return Err(LinkError::Unexpected("during the full sync")),
+        }
+    };
+    // Ops from `lsn` on are applied next; the copy is complete once they start, and it is marked after the first
+    // batch (or now, when there is none yet) is synced.
+    let mut applied = lsn;
+    let mut marked = false;
+    loop {
+        if !marked {
+            let root = root.to_path_buf();
+            touched = blocking_io(move || {
+                touched.sync()?;
+                std::fs::create_dir_all(root.join("cluster"))?;
+                std::fs::write(root.join(SYNCED_MARKER), applied.to_string())?;
+                std::fs::File::open(root.join("cluster"))?.sync_all()?;
+                Ok(touched)
+            })
+            .await?;
+            marked = true;
+            status.following(leader, true, applied);
+            wr.send(&Frame::Ack { lsn: applied }).await?;
+            info!(leader, lsn = applied, "in sync with the leader");
+        }
+        let frame = tokio::select! {
+            f = rd.next() => f?,
+            _ = stop.cancelled() => return Ok(()),
+        };
+        match frame {
+            Frame::Ops { first, ops } => {
+                if first != applied {
+                    return Err(LinkError::Refused(format!("ops from {first}, expected {applied}")));
+                }
+                let n = ops.len() as u64;
+                let root = root.to_path_buf();
+                touched = blocking_io(move || {
+                    for op in &ops {
+                        files::apply(&root, op, &mut touched)?;
+                    }
+                    touched.sync()?;
+                    Ok(touched)
+                })
+                .await?;
+                applied += n;
+                status.following(leader, true, applied);
+                wr.send(&Frame::Ack { lsn: applied }).await?;
+            }
+            Frame::Heartbeat { .. } => wr.send(&Frame::Ack { lsn: applied }).await?,
+            _ => return Err(LinkError::Unexpected("while streaming")),
+        }
+    }
+}

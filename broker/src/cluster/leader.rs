@@ -1,0 +1,166 @@
+//! The leader's replication server (issue 17): one task per connected follower. Each session registers the
+//! follower's cursor at the log's head, sends the file list with checksums, the files the follower wants, then
+//! `SyncDone` with that cursor, and from then on streams the log's ops, LZ4-compressed, in batches. The follower's
+//! acks are read on a second task and reported to [`Status`].
+//!
+//! Invariants: the cursor is registered before any file is listed or read, so every change after the copy began
+//! reaches the follower as an op (see `store::repl`); a follower that falls behind what the log keeps is
+//! disconnected and syncs again from a fresh file list. File reads and checksums run on blocking threads.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::files;
+use super::link::{now_ms, LinkError, Reader, Writer};
+use super::wire::{Frame, FILE_CHUNK};
+use super::Status;
+use crate::store::repl::ReplLog;
+
+/// Ops sent in one frame, at most (uncompressed payload, about).
+const BATCH_BYTES: usize = 4 << 20;
+
+/// Accepts followers until `shutdown`.
+pub async fn serve(listener: TcpListener, log: Arc<ReplLog>, status: Arc<Status>, shutdown: CancellationToken) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "replication accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let (log, status, shutdown) = (log.clone(), status.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut node = None;
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                r = session(stream, &log, &status, &mut node) => {
+                    match r {
+                        Err(LinkError::Closed) => info!(%peer, node = ?node, "a follower disconnected"),
+                        Err(e) => warn!(%peer, node = ?node, error = %e, "a follower's replication ended"),
+                        Ok(()) => {}
+                    }
+                }
+            }
+            if let Some(n) = node {
+                status.replica_gone(&n);
+            }
+        });
+    }
+}
+
+async fn session(
+    stream: TcpStream,
+    log: &Arc<ReplLog>,
+    status: &Arc<Status>,
+    node: &mut Option<String>,
+) -> Result<(), LinkError> {
+    let (rd, wr) = stream.into_split();
+    let (mut rd, mut wr) = (Reader::new(rd), Writer::new(wr));
+    let Frame::Hello { node: name } = rd.next().await? else {
+        return Err(LinkError::Unexpected("first"));
+    };
+    *node = Some(name.clone());
+    // Before anything is listed: every later change reaches the follower as an op.
+    let cursor = log.head();
+    status.replica_syncing(&name, cursor);
+    info!(node = %name, lsn = cursor, "a follower joined; sending the file list");
+    let root: PathBuf = log.root().to_path_buf();
+    let listed = {
+        let root = root.clone();
+        tokio::task::spawn_blocking(move || files::list(&root))
+            .await
+            .map_err(|e| LinkError::Io(std::io::Error::other(e)))??
+    };
+    let count = listed.len();
+    wr.send(&Frame::FileList { files: listed }).await?;
+    let Frame::Want { paths } = rd.next().await? else {
+        return Err(LinkError::Unexpected("instead of want"));
+    };
+    let wanted = paths.len();
+    for path in paths {
+        let mut offset = 0u64;
+        loop {
+            let piece = {
+                let (root, path) = (root.clone(), path.clone());
+                tokio::task::spawn_blocking(move || files::read_piece(&root, &path, offset, FILE_CHUNK))
+                    .await
+                    .map_err(|e| LinkError::Io(std::io::Error::other(e)))?
+            };
+            let data = match piece {
+                Ok(d) => d,
+                // Gone since it was listed: its removal is in the log.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) => return Err(e.into()),
+            };
+            let last = data.len() < FILE_CHUNK;
+            let n = data.len() as u64;
+            wr.send(&Frame::FileData {
+                path: path.clone(),
+                offset,
+                data: data.into(),
+                last,
+            })
+            .await?;
+            offset += n;
+            if last {
+                break;
+            }
+        }
+    }
+    wr.send(&Frame::SyncDone { lsn: cursor }).await?;
+    info!(node = %name, files = count, sent = wanted, lsn = cursor, "full sync sent; streaming");
+
+    // Acks come back on their own task.
+    let acks = {
+        let (status, name, log) = (status.clone(), name.clone(), log.clone());
+        tokio::spawn(async move {
+            loop {
+                match rd.next().await {
+                    Ok(Frame::Ack { lsn }) => {
+                        status.replica_acked(&name, lsn);
+                        log.follower_acked(&name, lsn);
+                    }
+                    Ok(Frame::Heartbeat { .. }) => {}
+                    Ok(_) => return LinkError::Unexpected("from a follower"),
+                    Err(e) => return e,
+                }
+            }
+        })
+    };
+    let result = stream_ops(&mut wr, log, cursor).await;
+    acks.abort();
+    result
+}
+
+async fn stream_ops(wr: &mut Writer, log: &Arc<ReplLog>, mut next: u64) -> Result<(), LinkError> {
+    let mut head = log.subscribe();
+    loop {
+        let ops = log
+            .read(next, BATCH_BYTES)
+            .map_err(|b| LinkError::Refused(format!("fell behind the replication log (oldest kept {})", b.oldest)))?;
+        if ops.is_empty() {
+            tokio::select! {
+                changed = head.changed() => if changed.is_err() { return Ok(()) },
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    wr.send(&Frame::Heartbeat { head: next, time_ms: now_ms() }).await?;
+                }
+            }
+            continue;
+        }
+        let n = ops.len() as u64;
+        let ops = ops.iter().map(|o| (**o).clone()).collect();
+        wr.send(&Frame::Ops { first: next, ops }).await?;
+        next += n;
+    }
+}

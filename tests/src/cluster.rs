@@ -1,0 +1,149 @@
+//! Cluster nodes as child processes on a real etcd (`cluster.rs`, `cluster_replication.rs`): each node gets its
+//! own loopback ports and data directory under a common parent, and is SIGKILLed when dropped.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::etcd::Etcd;
+use crate::http::try_request;
+use crate::process::{free_port, BrokerProcess};
+
+pub struct Node {
+    pub name: String,
+    pub amqp: u16,
+    pub admin: u16,
+    pub stomp: u16,
+    pub mqtt: u16,
+    pub replication: u16,
+    pub data: PathBuf,
+    pub process: Option<BrokerProcess>,
+    bin: String,
+    cluster_url: String,
+    ttl_s: u64,
+}
+
+impl Node {
+    /// Starts node `name` of the cluster on `etcd` with a lease of `ttl_s` seconds, its data in `parent/name`.
+    /// `bin` is the broker binary (`env!("CARGO_BIN_EXE_warren-test-broker")` in a test).
+    pub fn start(bin: &str, name: &str, etcd: &Etcd, parent: &Path, ttl_s: u64) -> Node {
+        let mut node = Node {
+            name: name.to_string(),
+            amqp: free_port(),
+            admin: free_port(),
+            stomp: free_port(),
+            mqtt: free_port(),
+            replication: free_port(),
+            data: parent.join(name),
+            process: None,
+            bin: bin.to_string(),
+            cluster_url: etcd.cluster_url(),
+            ttl_s,
+        };
+        node.restart();
+        node
+    }
+
+    /// Starts the node's process again (after a kill), on the same ports and data directory.
+    pub fn restart(&mut self) {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["--cluster", &self.cluster_url, "--node-name", &self.name])
+            .args(["--cluster-lease-ttl", &self.ttl_s.to_string()])
+            .args(["--cluster-listen", &format!("127.0.0.1:{}", self.replication)])
+            .args(["--listen", &format!("127.0.0.1:{}", self.amqp)])
+            .args(["--admin-listen", &format!("127.0.0.1:{}", self.admin)])
+            .args(["--stomp-listen", &format!("127.0.0.1:{}", self.stomp)])
+            .args(["--mqtt-listen", &format!("127.0.0.1:{}", self.mqtt)])
+            .args(["--prometheus-listen", "none", "--log", "warn"])
+            .arg("--data-dir")
+            .arg(&self.data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.process = Some(BrokerProcess::spawn(cmd, self.admin));
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill();
+        }
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.admin))
+    }
+
+    pub fn amqp_url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.amqp)
+    }
+
+    /// `GET /api/cluster` on this node; `None` while its admin port is closed (a node being promoted closes its
+    /// follower listeners and opens the leader's).
+    pub fn try_cluster(&self) -> Option<serde_json::Value> {
+        let (status, body) = try_request(self.admin_addr(), "GET", "/api/cluster", "guest:guest", "")?;
+        (status == 200).then_some(body)
+    }
+
+    pub fn cluster(&self) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(c) = self.try_cluster() {
+                return c;
+            }
+            assert!(Instant::now() < deadline, "{}: no /api/cluster", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Waits until exactly one of the live `nodes` says it leads and every live node names it; returns its index.
+pub fn await_leader(nodes: &[Node], within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        let live: Vec<usize> = (0..nodes.len()).filter(|&i| nodes[i].process.is_some()).collect();
+        let views: Vec<Option<serde_json::Value>> = live.iter().map(|&i| nodes[i].try_cluster()).collect();
+        let leaders: Vec<usize> = live
+            .iter()
+            .zip(&views)
+            .filter(|(_, v)| v.as_ref().is_some_and(|v| v["role"] == "leader"))
+            .map(|(&i, _)| i)
+            .collect();
+        if let [l] = leaders[..] {
+            let name = nodes[l].name.as_str();
+            if views
+                .iter()
+                .all(|v| v.as_ref().is_some_and(|v| v["leader"]["name"] == name))
+            {
+                return l;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no single agreed leader within {within:?}: {leaders:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until the leader reports `follower` streaming with nothing left to ack (the leader idle meanwhile), and
+/// names it in the in-sync set it wrote to etcd.
+pub fn await_in_sync(leader: &Node, follower: &str, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let c = leader.cluster();
+        let caught_up = c["replicas"].as_array().is_some_and(|rs| {
+            rs.iter()
+                .any(|r| r["node"] == follower && r["state"] == "streaming" && r["lag_ops"] == 0)
+        });
+        let named = c["in_sync"].as_array().is_some_and(|m| m.iter().any(|n| n == follower));
+        if caught_up && named {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{follower} not in sync within {within:?}: {c}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

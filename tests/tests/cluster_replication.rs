@@ -1,0 +1,211 @@
+//! Replication of the data directory (issue 17, second stage) on a real etcd: a follower that joins takes a full
+//! sync and then the live stream, so that its copy equals the leader's files (by path and sha256); after `kill -9`
+//! of the leader it takes over with the leader's queues and messages (acked ones stay acked, deleted queues stay
+//! deleted); and the old leader, restarted, rejoins as a follower, setting aside what the new leader lacks.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::BasicProperties;
+use warren_broker::cluster::files;
+use warren_tests::client::*;
+use warren_tests::cluster::{await_in_sync, await_leader, Node};
+use warren_tests::etcd::Etcd;
+
+const TTL_S: u64 = 2;
+
+/// The replicated files of a data directory: (path, length, sha256).
+fn files_of(dir: &Path) -> Vec<(String, u64, [u8; 32])> {
+    files::list(dir)
+        .expect("list")
+        .into_iter()
+        .map(|e| (e.path, e.len, e.sha256))
+        .collect()
+}
+
+/// Waits until the two data directories hold the same replicated files.
+fn await_equal(a: &Path, b: &Path, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (fa, fb) = (files_of(a), files_of(b));
+        if fa == fb {
+            assert!(fa.iter().any(|f| f.0.ends_with(".seg")), "segments are replicated");
+            return;
+        }
+        if Instant::now() > deadline {
+            let names =
+                |f: &[(String, u64, [u8; 32])]| f.iter().map(|x| format!("{} {}", x.0, x.1)).collect::<Vec<_>>();
+            panic!("the copies differ:\n{:#?}\n{:#?}", names(&fa), names(&fb));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn publish_confirmed(ch: &lapin::Channel, queue: &str, n: u32) {
+    for i in 0..n {
+        ch.basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            format!("{queue}-{i}").as_bytes(),
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    }
+}
+
+fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_mirrors_the_leader_takes_over_with_its_messages_and_the_old_leader_rejoins() {
+    let etcd = Etcd::start();
+    let data = tempfile::tempdir().expect("tempdir");
+    let bin = env!("CARGO_BIN_EXE_warren-test-broker");
+    let mut nodes = vec![Node::start(bin, "n1", &etcd, data.path(), TTL_S)];
+    assert_eq!(await_leader(&nodes, Duration::from_secs(10)), 0);
+
+    // Written before the follower joins: it gets these by the full sync. With no follower in sync (the default
+    // --cluster-min-in-sync is 1) the leader stores them but confirms nothing.
+    let conn = connect(&nodes[0].amqp_url()).await;
+    let ch = channel(&conn).await;
+    ch.queue_declare("before".into(), durable(), FieldTable::default())
+        .await
+        .expect("declare");
+    for i in 0..199 {
+        ch.basic_publish(
+            "".into(),
+            "before".into(),
+            BasicPublishOptions::default(),
+            format!("before-{i}").as_bytes(),
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish");
+    }
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let confirm = ch
+        .basic_publish(
+            "".into(),
+            "before".into(),
+            BasicPublishOptions::default(),
+            b"before-199",
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish");
+    let mut confirm = Box::pin(confirm);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), &mut confirm)
+            .await
+            .is_err(),
+        "no confirm while no follower holds the message"
+    );
+    assert_eq!(depth(&ch, "before").await, 200, "stored and queued meanwhile");
+
+    nodes.push(Node::start(bin, "n2", &etcd, data.path(), TTL_S));
+    confirm.await.expect("confirmed once the follower is in sync");
+    let view = await_in_sync(&nodes[0], "n2", Duration::from_secs(20));
+    assert_eq!(view["in_sync"], serde_json::json!(["n1", "n2"]), "{view}");
+
+    // Written after: it gets these by the live stream. Messages, acks, a deleted queue, a stream.
+    for q in ["orders", "gone"] {
+        ch.queue_declare(q.into(), durable(), FieldTable::default())
+            .await
+            .expect("declare");
+    }
+    publish_confirmed(&ch, "orders", 1000).await;
+    publish_confirmed(&ch, "gone", 10).await;
+    for _ in 0..300 {
+        let m = ch
+            .basic_get("orders".into(), BasicGetOptions::default())
+            .await
+            .expect("get")
+            .expect("a message");
+        ch.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())
+            .await
+            .expect("ack");
+    }
+    ch.queue_delete("gone".into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete");
+    let mut args = FieldTable::default();
+    args.insert(
+        ShortString::from("x-queue-type"),
+        AMQPValue::LongString("stream".into()),
+    );
+    ch.queue_declare("events".into(), durable(), args)
+        .await
+        .expect("declare a stream");
+    publish_confirmed(&ch, "events", 50).await;
+    sync(&ch).await;
+    drop(conn);
+
+    let view = await_in_sync(&nodes[0], "n2", Duration::from_secs(20));
+    assert!(view["head_lsn"].as_u64().unwrap_or_default() > 0, "{view}");
+    await_equal(&nodes[0].data, &nodes[1].data, Duration::from_secs(20));
+    let follower_view = nodes[1].cluster();
+    assert_eq!(follower_view["following"]["in_sync"], true, "{follower_view}");
+
+    // kill -9 of the leader: the follower takes over with everything.
+    nodes[0].kill();
+    assert_eq!(await_leader(&nodes, Duration::from_secs(TTL_S + 10)), 1);
+    let conn = connect(&nodes[1].amqp_url()).await;
+    let ch = channel(&conn).await;
+    assert_eq!(depth(&ch, "before").await, 200);
+    assert_eq!(depth(&ch, "orders").await, 700, "acked messages stay acked");
+    assert_eq!(depth(&ch, "events").await, 50);
+    let gone = ch
+        .queue_declare(
+            "gone".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect_err("a deleted queue stays deleted");
+    assert_eq!(reply_code(&gone), Some(404), "{gone}");
+    let ch = channel(&conn).await;
+    let first = ch
+        .basic_get("orders".into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")
+        .expect("a message");
+    assert_eq!(
+        &first.delivery.data[..],
+        b"orders-300",
+        "in order, from the first unacked"
+    );
+
+    // The old leader comes back as a follower and converges on the new leader's files; then the new leader
+    // confirms again.
+    nodes[0].restart();
+    await_in_sync(&nodes[1], "n1", Duration::from_secs(20));
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    publish_confirmed(&ch, "orders", 5).await;
+    sync(&ch).await;
+    drop(conn);
+    await_in_sync(&nodes[1], "n1", Duration::from_secs(20));
+    await_equal(&nodes[1].data, &nodes[0].data, Duration::from_secs(20));
+    let view = nodes[0].cluster();
+    assert_eq!(
+        (view["role"].as_str(), view["leader"]["name"].as_str()),
+        (Some("follower"), Some("n2")),
+        "{view}"
+    );
+}
