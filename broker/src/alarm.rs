@@ -1,4 +1,5 @@
-//! Resource alarms, as RabbitMQ has them: a memory high watermark and a disk free limit.
+//! Resource alarms, as RabbitMQ has them: a memory high watermark and a disk free limit; and, on a cluster leader,
+//! a replication alarm while fewer followers are in sync than `--cluster-min-in-sync` (its confirms would wait).
 //!
 //! A monitor task samples the process's resident memory (`/proc/self/statm`) and the free space of the data
 //! directory's filesystem (`statvfs`) every `SAMPLE_EVERY`, and publishes the alarm state on a `watch` channel.
@@ -39,20 +40,23 @@ pub const DEFAULT_DISK_FREE_LIMIT: u64 = 1024 * 1024 * 1024;
 pub struct AlarmState {
     pub memory: bool,
     pub disk: bool,
+    /// A cluster leader with too few followers in sync.
+    pub replication: bool,
 }
 
 impl AlarmState {
     pub fn any(self) -> bool {
-        self.memory || self.disk
+        self.memory || self.disk || self.replication
     }
 
     /// The reason a `connection.blocked` carries, as RabbitMQ words it.
     pub fn reason(self) -> &'static str {
-        match (self.memory, self.disk) {
-            (true, true) => "low on memory and disk space",
-            (true, false) => "low on memory",
-            (false, true) => "low on disk space",
-            (false, false) => "",
+        match (self.memory, self.disk, self.replication) {
+            (true, true, _) => "low on memory and disk space",
+            (true, false, _) => "low on memory",
+            (false, true, _) => "low on disk space",
+            (false, false, true) => "not enough in-sync replicas",
+            (false, false, false) => "",
         }
     }
 }
@@ -199,6 +203,8 @@ pub struct Alarms {
     disk_free_limit: AtomicU64,
     memory_used: AtomicU64,
     disk_free: AtomicU64,
+    /// Set by the monitor from the replication log's gate (a cluster leader only).
+    replication_short: AtomicBool,
     state: watch::Sender<AlarmState>,
     /// Set past `PAGING_SHARE` of the watermark (shared with the store, whose queues read it).
     paging: Arc<AtomicBool>,
@@ -212,6 +218,7 @@ impl Alarms {
             disk_free_limit: AtomicU64::new(disk_free_limit),
             memory_used: AtomicU64::new(0),
             disk_free: AtomicU64::new(u64::MAX),
+            replication_short: AtomicBool::new(false),
             state: watch::channel(AlarmState::default()).0,
             paging,
         }
@@ -277,6 +284,7 @@ impl Alarms {
         let next = AlarmState {
             memory: mem_limit > 0 && memory_used > mem_limit,
             disk: disk_limit > 0 && disk_free < disk_limit,
+            replication: self.replication_short.load(Ordering::Relaxed),
         };
         self.state.send_if_modified(|s| {
             if *s == next {
@@ -304,9 +312,23 @@ impl Alarms {
                     tracing::info!(free = disk_free, limit = disk_limit, "disk alarm cleared");
                 }
             }
+            if next.replication != s.replication {
+                if next.replication {
+                    tracing::warn!("replication alarm set: too few followers in sync; publishers are blocked");
+                } else {
+                    tracing::info!("replication alarm cleared");
+                }
+            }
             *s = next;
             true
         });
+    }
+
+    /// Sets or clears the replication alarm (too few followers in sync) and re-checks.
+    pub fn set_replication_short(&self, short: bool) {
+        if self.replication_short.swap(short, Ordering::Relaxed) != short {
+            self.check(self.memory_used(), self.disk_free());
+        }
     }
 }
 
@@ -321,6 +343,8 @@ pub async fn monitor(alarms: Arc<Alarms>, data_dir: PathBuf, shutdown: Cancellat
         }
         let memory = resident_bytes().unwrap_or(0);
         let disk = disk_free_bytes(&data_dir).unwrap_or(u64::MAX);
+        let short = crate::store::repl::installed().is_some_and(|l| l.short_of_replicas());
+        alarms.replication_short.store(short, Ordering::Relaxed);
         alarms.check(memory, disk);
     }
 }
@@ -359,7 +383,8 @@ mod tests {
             a.state(),
             AlarmState {
                 memory: true,
-                disk: false
+                disk: false,
+                replication: false
             }
         );
         assert!(rx.has_changed().unwrap_or(false));
@@ -368,6 +393,12 @@ mod tests {
         a.set_memory_limit(0);
         a.set_disk_free_limit(10);
         assert!(!a.state().any(), "0 turns the memory alarm off; 50 free is above 10");
+        a.set_replication_short(true);
+        assert_eq!(a.state().reason(), "not enough in-sync replicas");
+        a.check(10, 1000);
+        assert!(a.state().replication, "a sample keeps the replication alarm");
+        a.set_replication_short(false);
+        assert!(!a.state().any());
     }
 
     #[test]

@@ -94,7 +94,8 @@ pub struct UserLimits {
     pub value: LimitValues,
 }
 
-/// `GET /api/nodes` and `/api/nodes/{name}`: this node (Warren is one node, `warren@HOSTNAME`).
+/// `GET /api/nodes` and `/api/nodes/{name}`: a node (a single Warren is one node, `warren@HOSTNAME`; a cluster lists
+/// every node registered in etcd, the answering one in full).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct NodeInfo {

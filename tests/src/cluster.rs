@@ -22,12 +22,18 @@ pub struct Node {
     bin: String,
     cluster_url: String,
     ttl_s: u64,
+    extra: Vec<String>,
 }
 
 impl Node {
     /// Starts node `name` of the cluster on `etcd` with a lease of `ttl_s` seconds, its data in `parent/name`.
     /// `bin` is the broker binary (`env!("CARGO_BIN_EXE_warren-test-broker")` in a test).
     pub fn start(bin: &str, name: &str, etcd: &Etcd, parent: &Path, ttl_s: u64) -> Node {
+        Self::start_with(bin, name, etcd, parent, ttl_s, &[])
+    }
+
+    /// [`Node::start`], with `extra` arguments (kept for restarts).
+    pub fn start_with(bin: &str, name: &str, etcd: &Etcd, parent: &Path, ttl_s: u64, extra: &[&str]) -> Node {
         let mut node = Node {
             name: name.to_string(),
             amqp: free_port(),
@@ -40,6 +46,7 @@ impl Node {
             bin: bin.to_string(),
             cluster_url: etcd.cluster_url(),
             ttl_s,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         node.restart();
         node
@@ -58,9 +65,15 @@ impl Node {
             .args(["--prometheus-listen", "none", "--log", "warn"])
             .arg("--data-dir")
             .arg(&self.data)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.process = Some(BrokerProcess::spawn(cmd, self.admin));
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|p| p.0.id())
     }
 
     /// SIGKILL.
@@ -146,4 +159,18 @@ pub fn await_in_sync(leader: &Node, follower: &str, within: Duration) -> serde_j
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Connects to whichever of `urls` leads (followers refuse), retrying for up to `within`.
+pub async fn connect_leader(urls: &[String], within: Duration) -> Option<lapin::Connection> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        for url in urls {
+            if let Ok(c) = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await {
+                return Some(c);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
 }

@@ -13,6 +13,7 @@ use warren_broker::cluster::files;
 use warren_tests::client::*;
 use warren_tests::cluster::{await_in_sync, await_leader, Node};
 use warren_tests::etcd::Etcd;
+use warren_tests::http::request;
 
 const TTL_S: u64 = 2;
 
@@ -75,49 +76,54 @@ async fn a_follower_mirrors_the_leader_takes_over_with_its_messages_and_the_old_
     assert_eq!(await_leader(&nodes, Duration::from_secs(10)), 0);
 
     // Written before the follower joins: it gets these by the full sync. With no follower in sync (the default
-    // --cluster-min-in-sync is 1) the leader stores them but confirms nothing.
+    // --cluster-min-in-sync is 1) the leader blocks publishers (`connection.blocked`, "not enough in-sync
+    // replicas") and confirms nothing.
     let conn = connect(&nodes[0].amqp_url()).await;
     let ch = channel(&conn).await;
     ch.queue_declare("before".into(), durable(), FieldTable::default())
         .await
         .expect("declare");
-    for i in 0..199 {
-        ch.basic_publish(
-            "".into(),
-            "before".into(),
-            BasicPublishOptions::default(),
-            format!("before-{i}").as_bytes(),
-            BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .expect("publish");
-    }
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirms");
-    let confirm = ch
-        .basic_publish(
-            "".into(),
-            "before".into(),
-            BasicPublishOptions::default(),
-            b"before-199",
-            BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .expect("publish");
-    let mut confirm = Box::pin(confirm);
+    let publishing = {
+        let ch = ch.clone();
+        tokio::spawn(async move { publish_confirmed(&ch, "before", 200).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
-        tokio::time::timeout(Duration::from_millis(1500), &mut confirm)
-            .await
-            .is_err(),
-        "no confirm while no follower holds the message"
+        !publishing.is_finished(),
+        "no confirm while no follower holds the messages"
     );
-    assert_eq!(depth(&ch, "before").await, 200, "stored and queued meanwhile");
+    let (_, alarms) = request(
+        nodes[0].admin_addr(),
+        "GET",
+        "/api/health/checks/alarms",
+        "guest:guest",
+        "",
+    );
+    assert!(alarms.to_string().contains("not enough in-sync replicas"), "{alarms}");
 
     nodes.push(Node::start(bin, "n2", &etcd, data.path(), TTL_S));
-    confirm.await.expect("confirmed once the follower is in sync");
+    tokio::time::timeout(Duration::from_secs(30), publishing)
+        .await
+        .expect("confirmed once the follower is in sync")
+        .expect("publisher");
+    assert_eq!(depth(&ch, "before").await, 200);
     let view = await_in_sync(&nodes[0], "n2", Duration::from_secs(20));
     assert_eq!(view["in_sync"], serde_json::json!(["n1", "n2"]), "{view}");
+    let (_, listed) = request(nodes[0].admin_addr(), "GET", "/api/nodes", "guest:guest", "");
+    let names: Vec<&str> = listed
+        .as_array()
+        .map_or(vec![], |a| a.iter().filter_map(|n| n["name"].as_str()).collect());
+    assert_eq!(names, ["n1", "n2"], "RabbitMQ's node list names every node");
+    let metrics = warren_tests::http::get_text(nodes[0].admin_addr(), "/metrics", Some("guest:guest"), None).body;
+    for line in [
+        "warren_cluster_in_sync_followers{node=\"n1\"} 1",
+        "warren_cluster_replication_lag_ops{node=\"n1\",follower=\"n2\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
 
     // Written after: it gets these by the live stream. Messages, acks, a deleted queue, a stream.
     for q in ["orders", "gone"] {
@@ -198,6 +204,22 @@ async fn a_follower_mirrors_the_leader_takes_over_with_its_messages_and_the_old_
         .await
         .expect("confirms");
     publish_confirmed(&ch, "orders", 5).await;
+    // A transaction's commit-ok, too, waits for the in-sync follower.
+    let tx = channel(&conn).await;
+    tx.tx_select().await.expect("tx.select");
+    for i in 0..3 {
+        tx.basic_publish(
+            "".into(),
+            "orders".into(),
+            BasicPublishOptions::default(),
+            format!("tx-{i}").as_bytes(),
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish");
+    }
+    tx.tx_commit().await.expect("tx.commit");
+    assert_eq!(depth(&ch, "orders").await, 699 + 5 + 3);
     sync(&ch).await;
     drop(conn);
     await_in_sync(&nodes[1], "n1", Duration::from_secs(20));

@@ -178,10 +178,43 @@ async fn metrics(State(b): State<Arc<Broker>>) -> Response {
                 "Nodes registered in etcd.",
                 s.nodes.len() as u64,
             ),
+            (
+                "warren_cluster_in_sync_followers",
+                "Followers in the in-sync set (every confirm waits for them).",
+                s.in_sync.len().saturating_sub(1) as u64,
+            ),
+            (
+                "warren_cluster_replication_head",
+                "Changes to the data directory logged for followers since this leader started.",
+                s.head_lsn,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} gauge");
             let _ = writeln!(out, "{name}{{node=\"{node}\"}} {value}");
+        }
+        for (name, help, value) in [
+            (
+                "warren_cluster_replication_lag_ops",
+                "Changes a connected follower has not acked yet.",
+                (|r: &warren_shared::cluster::ClusterReplica| r.lag_ops) as fn(&_) -> u64,
+            ),
+            (
+                "warren_cluster_replication_ack_age_seconds",
+                "Seconds since a connected follower's last ack.",
+                |r: &warren_shared::cluster::ClusterReplica| r.last_ack_ms_ago / 1000,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for r in &s.replicas {
+                let _ = writeln!(
+                    out,
+                    "{name}{{node=\"{node}\",follower=\"{}\"}} {}",
+                    label(&r.node),
+                    value(r)
+                );
+            }
         }
     }
     let _ = writeln!(out, "# TYPE warren_returned_total counter");

@@ -101,18 +101,35 @@ fn node_json(b: &Broker) -> NodeInfo {
     }
 }
 
+/// Every node: this one in full; in a cluster, it under its cluster name, then every other node registered in etcd
+/// (running, with the figures only their own admin API has left at 0).
+fn all_nodes(b: &Broker) -> Vec<NodeInfo> {
+    let mut me = node_json(b);
+    let Some(cluster) = b.cluster.get() else {
+        return vec![me];
+    };
+    let s = cluster.summary();
+    me.name = s.node.clone();
+    let others = s.nodes.into_iter().filter(|n| n.name != s.node).map(|n| NodeInfo {
+        name: n.name,
+        kind: "disc".into(),
+        running: true,
+        ..NodeInfo::default()
+    });
+    std::iter::once(me).chain(others).collect()
+}
+
 async fn nodes(State(b): State<Arc<Broker>>) -> Json<Vec<NodeInfo>> {
-    Json(vec![node_json(&b)])
+    Json(all_nodes(&b))
 }
 
 async fn node(State(b): State<Arc<Broker>>, Path(name): Path<String>) -> Result<Json<NodeInfo>, Error> {
-    if name != node_name() {
-        return Err(Error::not_found(format!(
-            "no node '{name}' (this one is '{}')",
-            node_name()
-        )));
-    }
-    Ok(Json(node_json(&b)))
+    let all = all_nodes(&b);
+    let names: Vec<String> = all.iter().map(|n| n.name.clone()).collect();
+    all.into_iter()
+        .find(|n| n.name == name)
+        .map(Json)
+        .ok_or_else(|| Error::not_found(format!("no node '{name}' (nodes: {})", names.join(", "))))
 }
 
 fn ok() -> Response {
@@ -154,6 +171,9 @@ async fn alarms(State(b): State<Arc<Broker>>) -> Response {
     }
     if s.disk {
         on.push("disk");
+    }
+    if s.replication {
+        on.push("replication (not enough in-sync replicas)");
     }
     if on.is_empty() {
         ok()

@@ -763,7 +763,15 @@ impl Channel {
                 for f in &files {
                     f.sync_data()?;
                 }
-                store.txlog.commit(txid, &acks, sync)
+                store.txlog.commit(txid, &acks, sync)?;
+                // A cluster leader answers commit-ok once the in-sync followers hold the commit (the confirm rule).
+                if crate::store::repl::installed().is_some() {
+                    let round = store.syncer.barrier();
+                    if !futures::executor::block_on(store.syncer.wait(round, round)) {
+                        return Err(std::io::Error::other("the commit was not replicated"));
+                    }
+                }
+                Ok(())
             })
             .map_err(failed)?;
         }

@@ -4,11 +4,14 @@
 //!
 //! Invariants, which together make "a node etcd lets lead holds every confirmed write":
 //! - **Grow:** a follower is counted by the gate first (confirms wait for its acks from then on), and only then
-//!   named in etcd.
+//!   named in etcd; and only once it has acked everything confirmed so far, so that a follower that fell behind
+//!   (paused, slow) does not stall confirms until it has caught up.
 //! - **Shrink:** a follower that disconnected, or has not acked for the replication deadline while behind, is
 //!   removed from etcd first; only once that transaction succeeded does the gate stop counting it. A failed
 //!   transaction (etcd away, or no longer the leader) changes nothing, so confirms keep waiting.
 //! - Only a member of the set (or any node, before a leader ever wrote one) campaigns.
+//! - A new leader announces no round before it has replaced the last term's set with its own (the gate is shut
+//!   until then): the old set may name a node the new leader does not count.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -57,8 +60,12 @@ impl Maintainer {
             let head = self.log.head();
             let counted: BTreeSet<String> = self.log.counted().into_iter().collect();
             let replicas = self.status.replica_health();
-            // Grow: streaming followers are counted at once (the gate first).
-            for r in replicas.iter().filter(|r| r.streaming && !counted.contains(&r.node)) {
+            // Grow (the gate first): a streaming follower that acks, and holds everything confirmed so far.
+            let released = self.log.released_lsn();
+            let fit = |r: &&super::ReplicaHealth| {
+                r.streaming && r.acked >= released && r.since_ack < self.deadline && !counted.contains(&r.node)
+            };
+            for r in replicas.iter().filter(fit) {
                 info!(node = %r.node, acked = r.acked, "counting a follower in the in-sync set");
                 self.log.count(&r.node, r.acked);
             }
@@ -92,6 +99,10 @@ impl Maintainer {
                             self.log.uncount(n);
                         }
                         self.status.set_in_sync(value.members.clone());
+                        if written.is_none() {
+                            // etcd no longer names followers of the last term that this leader does not count.
+                            self.log.open_gate();
+                        }
                         written = Some(wanted);
                     }
                     Ok(false) => warn!(

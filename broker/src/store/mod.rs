@@ -208,6 +208,8 @@ struct SyncState {
     dirty: Vec<Arc<File>>,
     /// Rounds that fail whatever they do (see `fail_open_round`).
     poisoned: Vec<u64>,
+    /// A round was asked for with nothing to write (`barrier`).
+    forced: bool,
     stop: bool,
 }
 
@@ -257,6 +259,7 @@ impl Syncer {
                 writes: Vec::new(),
                 dirty: Vec::new(),
                 poisoned: Vec::new(),
+                forced: false,
                 stop: false,
             }),
             wake: Condvar::new(),
@@ -312,6 +315,17 @@ impl Syncer {
         round
     }
 
+    /// A round that covers every change logged for replication so far, even with nothing to write: on a cluster
+    /// leader it is announced once the in-sync followers have those changes (what a `tx.commit` waits for).
+    pub fn barrier(&self) -> u64 {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.forced = true;
+        let round = st.round;
+        drop(st);
+        self.wake.notify_one();
+        round
+    }
+
     /// Makes the round open now fail: a queue dropped records after a failed write that were not handed over yet,
     /// so their publishers' confirms (which span every round from the one open when the record was appended to
     /// their ticket, see `Published::first_ticket`) must be nacked.
@@ -349,13 +363,14 @@ impl Syncer {
         loop {
             let (round, writes, files, poisoned) = {
                 let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                while st.dirty.is_empty() && st.writes.is_empty() && !st.stop {
+                while st.dirty.is_empty() && st.writes.is_empty() && !st.forced && !st.stop {
                     st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
                 }
                 if st.stop && st.dirty.is_empty() && st.writes.is_empty() {
                     return;
                 }
                 let round = st.round;
+                st.forced = false;
                 st.round += 1;
                 self.open_round.store(st.round, Ordering::Release);
                 let poisoned = st.poisoned.contains(&round);

@@ -112,6 +112,11 @@ struct Gate {
     /// Counted followers and the lsn each acked.
     counted: BTreeMap<String, u64>,
     min_in_sync: usize,
+    /// The highest lsn of a round announced so far: what a follower must have acked before it is counted again.
+    released: u64,
+    /// Shut until the cluster has replaced the previous term's in-sync set with this leader's: until then etcd
+    /// may name a follower this leader does not count.
+    open: bool,
 }
 
 struct Inner {
@@ -237,6 +242,8 @@ impl ReplLog {
                 pending: VecDeque::new(),
                 counted: BTreeMap::new(),
                 min_in_sync: 0,
+                released: 0,
+                open: false,
             }),
             announcer: OnceLock::new(),
         }
@@ -250,6 +257,13 @@ impl ReplLog {
     pub fn set_announcer(&self, syncer: Arc<super::Syncer>) {
         let _ = self.announcer.set(syncer);
         self.release(&mut self.gate());
+    }
+
+    /// Rounds may be announced from now on (the cluster wrote this term's in-sync set).
+    pub fn open_gate(&self) {
+        let mut g = self.gate();
+        g.open = true;
+        self.release(&mut g);
     }
 
     /// How many followers must be counted before any round is announced.
@@ -294,6 +308,11 @@ impl ReplLog {
         self.gate().counted.keys().cloned().collect()
     }
 
+    /// The highest position a released round needed: a follower that has acked it holds everything confirmed.
+    pub fn released_lsn(&self) -> u64 {
+        self.gate().released
+    }
+
     /// Rounds done locally and not yet announced.
     pub fn waiting_rounds(&self) -> usize {
         self.gate().pending.len()
@@ -309,7 +328,7 @@ impl ReplLog {
         let Some(syncer) = self.announcer.get() else {
             return;
         };
-        if g.counted.len() < g.min_in_sync {
+        if !g.open || g.counted.len() < g.min_in_sync {
             return;
         }
         let acked = g.counted.values().copied().min().unwrap_or(u64::MAX);
@@ -318,6 +337,7 @@ impl ReplLog {
                 break;
             }
             g.pending.pop_front();
+            g.released = g.released.max(lsn);
             syncer.announce(round, ok);
         }
     }
@@ -501,12 +521,16 @@ mod tests {
         log.set_min_in_sync(1);
         log.round_done(1, 10, true);
         assert_eq!(progress.borrow().completed, 0, "no follower counted: held");
-        log.count("n2", 0);
-        log.follower_acked("n2", 9);
+        log.count("n2", 9);
+        log.open_gate();
         assert_eq!(progress.borrow().completed, 0, "n2 has not got lsn 10 yet");
         log.round_done(2, 12, false);
         log.follower_acked("n2", 10);
-        assert_eq!(progress.borrow().completed, 1, "round 1 released, round 2 still waits");
+        assert_eq!(
+            (progress.borrow().completed, log.waiting_rounds()),
+            (1, 1),
+            "round 1 released, round 2 still waits"
+        );
         log.count("n3", 11);
         log.follower_acked("n2", 12);
         assert_eq!(progress.borrow().completed, 1, "n3 is counted and has not got lsn 12");
@@ -518,5 +542,35 @@ mod tests {
             "released when n3 no longer counts; it failed"
         );
         assert_eq!(log.waiting_rounds(), 0);
+    }
+
+    #[test]
+    fn a_new_leaders_gate_stays_shut_until_its_in_sync_set_is_written() {
+        let log = ReplLog::new(Path::new("/nowhere"), 1 << 20);
+        let syncer = super::super::Syncer::idle();
+        let progress = syncer.subscribe();
+        log.set_announcer(syncer);
+        log.set_min_in_sync(1);
+        log.count("n2", 100);
+        log.round_done(1, 10, true);
+        assert_eq!(
+            progress.borrow().completed,
+            0,
+            "counted and acked, but etcd may still name others"
+        );
+        log.open_gate();
+        assert_eq!(progress.borrow().completed, 1);
+    }
+
+    #[test]
+    fn a_barrier_is_a_round_with_nothing_to_write() {
+        let syncer = super::super::Syncer::start(super::super::FsyncMode::Never, super::super::DiskBudget::default());
+        let round = syncer.barrier();
+        assert!(
+            futures::executor::block_on(syncer.wait(round, round)),
+            "announced, and it stored everything"
+        );
+        assert!(syncer.barrier() > round, "the next barrier is a later round");
+        syncer.stop();
     }
 }

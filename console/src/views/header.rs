@@ -98,7 +98,17 @@ fn cluster(app: &App) -> Option<Span<'static>> {
         ));
     }
     Some(Span::styled(
-        format!("⬢ {} {} · term {} · {} nodes", c.node, c.role, c.term, c.nodes.len()),
+        match c.in_sync.len() {
+            n if c.role == "leader" && n > 0 => format!(
+                "⬢ {} {} · term {} · {} nodes · {} in sync",
+                c.node,
+                c.role,
+                c.term,
+                c.nodes.len(),
+                n - 1
+            ),
+            _ => format!("⬢ {} {} · term {} · {} nodes", c.node, c.role, c.term, c.nodes.len()),
+        },
         Style::default().fg(ACCENT),
     ))
 }
