@@ -1,5 +1,5 @@
-//! Cluster nodes as child processes on a real etcd (`cluster.rs`, `cluster_replication.rs`): each node gets its
-//! own loopback ports and data directory under a common parent, and is SIGKILLed when dropped.
+//! Cluster nodes as child processes on a real etcd (`cluster*.rs`): each node gets its own loopback ports (or its
+//! own network namespace, `netns.rs`) and data directory under a common parent, and is SIGKILLed when dropped.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +23,10 @@ pub struct Node {
     cluster_url: String,
     ttl_s: u64,
     extra: Vec<String>,
+    /// Where clients and the test reach it (loopback, or its namespace's client address).
+    pub host: String,
+    /// In a network namespace: its name, and the address its replication listens on.
+    netns: Option<(String, String)>,
 }
 
 impl Node {
@@ -47,6 +51,41 @@ impl Node {
             cluster_url: etcd.cluster_url(),
             ttl_s,
             extra: extra.iter().map(|a| a.to_string()).collect(),
+            host: "127.0.0.1".into(),
+            netns: None,
+        };
+        node.restart();
+        node
+    }
+
+    /// Starts node `name` inside network namespace `ns`, which reaches etcd at `etcd_url` (`etcd://…`): clients
+    /// and the test reach it at `client_ip`, other nodes replicate from `cluster_ip`.
+    pub fn start_in_netns(
+        bin: &str,
+        name: &str,
+        (ns, client_ip, cluster_ip): (&str, &str, &str),
+        etcd_url: &str,
+        parent: &Path,
+        ttl_s: u64,
+    ) -> Node {
+        // The test reaches the node from outside its namespace, so guest may log in from there.
+        let config = parent.join(format!("{name}.toml"));
+        std::fs::write(&config, "loopback_users = []\n").expect("write the node's config");
+        let mut node = Node {
+            name: name.to_string(),
+            amqp: 5672,
+            admin: 15672,
+            stomp: 61613,
+            mqtt: 1883,
+            replication: 5679,
+            data: parent.join(name),
+            process: None,
+            bin: bin.to_string(),
+            cluster_url: etcd_url.to_string(),
+            ttl_s,
+            extra: vec!["--config".into(), config.display().to_string()],
+            host: client_ip.to_string(),
+            netns: Some((ns.to_string(), cluster_ip.to_string())),
         };
         node.restart();
         node
@@ -54,21 +93,29 @@ impl Node {
 
     /// Starts the node's process again (after a kill), on the same ports and data directory.
     pub fn restart(&mut self) {
-        let mut cmd = Command::new(&self.bin);
+        let (mut cmd, bind, cluster) = match &self.netns {
+            Some((ns, cluster_ip)) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, &self.bin]);
+                c.args(["--cluster-advertise", &format!("{}:{}", self.host, self.amqp)]);
+                (c, "0.0.0.0".to_string(), cluster_ip.clone())
+            }
+            None => (Command::new(&self.bin), self.host.clone(), self.host.clone()),
+        };
         cmd.args(["--cluster", &self.cluster_url, "--node-name", &self.name])
             .args(["--cluster-lease-ttl", &self.ttl_s.to_string()])
-            .args(["--cluster-listen", &format!("127.0.0.1:{}", self.replication)])
-            .args(["--listen", &format!("127.0.0.1:{}", self.amqp)])
-            .args(["--admin-listen", &format!("127.0.0.1:{}", self.admin)])
-            .args(["--stomp-listen", &format!("127.0.0.1:{}", self.stomp)])
-            .args(["--mqtt-listen", &format!("127.0.0.1:{}", self.mqtt)])
+            .args(["--cluster-listen", &format!("{cluster}:{}", self.replication)])
+            .args(["--listen", &format!("{bind}:{}", self.amqp)])
+            .args(["--admin-listen", &format!("{bind}:{}", self.admin)])
+            .args(["--stomp-listen", &format!("{bind}:{}", self.stomp)])
+            .args(["--mqtt-listen", &format!("{bind}:{}", self.mqtt)])
             .args(["--prometheus-listen", "none", "--log", "warn"])
             .arg("--data-dir")
             .arg(&self.data)
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        self.process = Some(BrokerProcess::spawn(cmd, self.admin));
+        self.process = Some(BrokerProcess::spawn_at(cmd, self.admin_addr()));
     }
 
     /// The process id, while it runs.
@@ -84,11 +131,11 @@ impl Node {
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.admin))
+        SocketAddr::new(self.host.parse().expect("an IP address"), self.admin)
     }
 
     pub fn amqp_url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.amqp)
+        format!("amqp://guest:guest@{}:{}/%2f", self.host, self.amqp)
     }
 
     /// `GET /api/cluster` on this node; `None` while its admin port is closed (a node being promoted closes its
@@ -173,4 +220,30 @@ pub async fn connect_leader(urls: &[String], within: Duration) -> Option<lapin::
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     None
+}
+
+/// The replicated files of a data directory: (path, length, sha256).
+pub fn files_of(dir: &Path) -> Vec<(String, u64, [u8; 32])> {
+    warren_broker::cluster::files::list(dir)
+        .expect("list")
+        .into_iter()
+        .map(|e| (e.path, e.len, e.sha256))
+        .collect()
+}
+
+/// Waits until the two data directories hold the same replicated files; returns them.
+pub fn await_equal(a: &Path, b: &Path, within: Duration) -> Vec<(String, u64, [u8; 32])> {
+    let deadline = Instant::now() + within;
+    loop {
+        let (fa, fb) = (files_of(a), files_of(b));
+        if fa == fb {
+            return fa;
+        }
+        if Instant::now() > deadline {
+            let names =
+                |f: &[(String, u64, [u8; 32])]| f.iter().map(|x| format!("{} {}", x.0, x.1)).collect::<Vec<_>>();
+            panic!("the copies differ:\n{:#?}\n{:#?}", names(&fa), names(&fb));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

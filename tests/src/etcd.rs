@@ -17,11 +17,21 @@ pub struct Etcd {
 impl Etcd {
     /// Starts etcd and waits (up to 20 s) until its client port accepts connections.
     pub fn start() -> Self {
+        Self::start_on(Command::new("etcd"), "127.0.0.1", free_port(), free_port())
+    }
+
+    /// Starts etcd inside network namespace `ns`, on `ip` (the namespace's address), ports 2379 and 2380.
+    pub fn start_in_netns(ns: &str, ip: &str) -> Self {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, "etcd"]);
+        Self::start_on(cmd, ip, 2379, 2380)
+    }
+
+    fn start_on(mut cmd: Command, ip: &str, client: u16, peer: u16) -> Self {
         let dir = tempfile::tempdir().expect("etcd data dir");
-        let (client, peer) = (free_port(), free_port());
-        let url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new("etcd")
+        let url = format!("http://{ip}:{client}");
+        let peer_url = format!("http://{ip}:{peer}");
+        let child = cmd
             .args(["--name", "test", "--data-dir"])
             .arg(dir.path().join("data"))
             .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
@@ -38,7 +48,8 @@ impl Etcd {
             .expect("start etcd (Debian's etcd-server package; scripts/test installs it)");
         let etcd = Etcd { child, url, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", client)).is_err() {
+        let addr = std::net::SocketAddr::new(ip.parse().expect("an IP address"), client);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             assert!(Instant::now() < deadline, "etcd did not come up");
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -24,6 +24,7 @@ pub mod client;
 pub mod cluster;
 pub mod etcd;
 pub mod http;
+pub mod netns;
 pub mod process;
 pub mod raw;
 

@@ -22,11 +22,17 @@ pub struct BrokerProcess(pub Child);
 
 impl BrokerProcess {
     /// Spawns `command` and waits (up to 20 s) until `port` on loopback accepts connections.
-    pub fn spawn(mut command: Command, port: u16) -> Self {
+    pub fn spawn(command: Command, port: u16) -> Self {
+        Self::spawn_at(command, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// Spawns `command` and waits (up to 20 s) until `addr` accepts connections (a broker in a network namespace is
+    /// reached on its namespace's address).
+    pub fn spawn_at(mut command: Command, addr: std::net::SocketAddr) -> Self {
         let child = BrokerProcess(command.spawn().expect("spawn the broker"));
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "broker did not come up on port {port}");
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(Instant::now() < deadline, "broker did not come up on {addr}");
             std::thread::sleep(Duration::from_millis(20));
         }
         child

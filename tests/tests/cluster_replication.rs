@@ -3,46 +3,17 @@
 //! of the leader it takes over with the leader's queues and messages (acked ones stay acked, deleted queues stay
 //! deleted); and the old leader, restarted, rejoins as a follower, setting aside what the new leader lacks.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::BasicProperties;
-use warren_broker::cluster::files;
 use warren_tests::client::*;
-use warren_tests::cluster::{await_in_sync, await_leader, Node};
+use warren_tests::cluster::{await_equal, await_in_sync, await_leader, Node};
 use warren_tests::etcd::Etcd;
 use warren_tests::http::request;
 
 const TTL_S: u64 = 2;
-
-/// The replicated files of a data directory: (path, length, sha256).
-fn files_of(dir: &Path) -> Vec<(String, u64, [u8; 32])> {
-    files::list(dir)
-        .expect("list")
-        .into_iter()
-        .map(|e| (e.path, e.len, e.sha256))
-        .collect()
-}
-
-/// Waits until the two data directories hold the same replicated files.
-fn await_equal(a: &Path, b: &Path, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let (fa, fb) = (files_of(a), files_of(b));
-        if fa == fb {
-            assert!(fa.iter().any(|f| f.0.ends_with(".seg")), "segments are replicated");
-            return;
-        }
-        if Instant::now() > deadline {
-            let names =
-                |f: &[(String, u64, [u8; 32])]| f.iter().map(|x| format!("{} {}", x.0, x.1)).collect::<Vec<_>>();
-            panic!("the copies differ:\n{:#?}\n{:#?}", names(&fa), names(&fb));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 async fn publish_confirmed(ch: &lapin::Channel, queue: &str, n: u32) {
     for i in 0..n {
@@ -75,25 +46,27 @@ async fn a_follower_mirrors_the_leader_takes_over_with_its_messages_and_the_old_
     let mut nodes = vec![Node::start(bin, "n1", &etcd, data.path(), TTL_S)];
     assert_eq!(await_leader(&nodes, Duration::from_secs(10)), 0);
 
-    // Written before the follower joins: it gets these by the full sync. With no follower in sync (the default
-    // --cluster-min-in-sync is 1) the leader blocks publishers (`connection.blocked`, "not enough in-sync
-    // replicas") and confirms nothing.
+    // With no follower in sync (the default --cluster-min-in-sync is 1) the leader answers no declaration and no
+    // confirm, and blocks publishers (`connection.blocked`, "not enough in-sync replicas"). A follower that joins
+    // takes the full sync (the definitions, users and vhosts written at start), and then everything is released.
     let conn = connect(&nodes[0].amqp_url()).await;
     let ch = channel(&conn).await;
-    ch.queue_declare("before".into(), durable(), FieldTable::default())
-        .await
-        .expect("declare");
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
     let publishing = {
         let ch = ch.clone();
-        tokio::spawn(async move { publish_confirmed(&ch, "before", 200).await })
+        tokio::spawn(async move {
+            ch.queue_declare("before".into(), durable(), FieldTable::default())
+                .await
+                .expect("declare");
+            ch.confirm_select(ConfirmSelectOptions::default())
+                .await
+                .expect("confirms");
+            publish_confirmed(&ch, "before", 200).await
+        })
     };
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         !publishing.is_finished(),
-        "no confirm while no follower holds the messages"
+        "no declare-ok and no confirm while no follower is in sync"
     );
     let (_, alarms) = request(
         nodes[0].admin_addr(),
@@ -160,7 +133,11 @@ async fn a_follower_mirrors_the_leader_takes_over_with_its_messages_and_the_old_
 
     let view = await_in_sync(&nodes[0], "n2", Duration::from_secs(20));
     assert!(view["head_lsn"].as_u64().unwrap_or_default() > 0, "{view}");
-    await_equal(&nodes[0].data, &nodes[1].data, Duration::from_secs(20));
+    let copied = await_equal(&nodes[0].data, &nodes[1].data, Duration::from_secs(20));
+    assert!(
+        copied.iter().any(|f| f.0.ends_with(".seg")),
+        "segments are replicated: {copied:?}"
+    );
     let follower_view = nodes[1].cluster();
     assert_eq!(follower_view["following"]["in_sync"], true, "{follower_view}");
 

@@ -320,8 +320,17 @@ impl Connection {
 
         let mut hb: Option<Interval> = None;
         loop {
+            let definitions = crate::store::repl::definitions_writes();
             let more_input = self.process_input(&mut inbuf);
             self.end_of_batch();
+            if crate::store::repl::installed().is_some() && crate::store::repl::definitions_writes() != definitions {
+                // A cluster leader answers a declaration, deletion or binding once its in-sync followers have it.
+                let syncer = &self.broker.store.syncer;
+                let round = syncer.barrier();
+                if !syncer.wait(round, round).await {
+                    warn!(connection = self.id, "a definitions change could not be replicated");
+                }
+            }
             if self.state == State::Open && self.out.len() < OUT_HIGH_WATER {
                 // Deliveries queued while handling this batch go out in the same write, before the next command
                 // is read (a client that consumes and then cancels sees what was ready when it consumed).

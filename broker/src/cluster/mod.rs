@@ -277,25 +277,10 @@ pub async fn run(config: Config, tls: Option<Arc<Tls>>, shutdown: CancellationTo
     let listeners = crate::bind_listeners(&config).await?;
     let refusing = tokio::spawn(refuse::serve(listeners, status.clone(), follower.clone()));
 
-    let lease = loop {
-        match etcd.grant(ttl.as_secs()).await {
-            Ok(l) => break l,
-            Err(e) => {
-                warn!(error = %e, "cannot reach etcd; retrying");
-                status.lock().etcd_error = Some(e.to_string());
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    };
-    let lease_lost = CancellationToken::new();
-    tokio::spawn(keep_alive(etcd.clone(), lease, ttl, lease_lost.clone()));
     let node_key = format!("{}{}", keys.nodes, cc.node);
-    if let Err(e) = etcd.put(&node_key, &me, lease).await {
-        warn!(error = %e, "could not register this node in etcd");
-    }
+    let Some((mut lease, mut lease_lost)) = take_lease(&etcd, ttl, &node_key, &me, &status, &shutdown).await else {
+        return Ok(());
+    };
 
     // Campaign: try at once, then every poll, until this node holds the key. Meanwhile follow the leader's data.
     let poll = (ttl / 5).clamp(Duration::from_millis(200), Duration::from_secs(1));
@@ -334,9 +319,13 @@ pub async fn run(config: Config, tls: Option<Arc<Tls>>, shutdown: CancellationTo
                 return Ok(());
             }
             _ = lease_lost.cancelled() => {
-                // A follower's lease lapsed (etcd was away): take a new one by starting over.
-                error!("the cluster lease expired while following; exiting to start over");
-                std::process::exit(3);
+                // A follower's lease lapsed (etcd was away, or this node was paused): it takes a new one and goes on
+                // following (its replication does not depend on the lease).
+                warn!("the cluster lease expired while following; taking a new one");
+                match take_lease(&etcd, ttl, &node_key, &me, &status, &shutdown).await {
+                    Some((l, lost)) => (lease, lease_lost) = (l, lost),
+                    None => return Ok(()),
+                }
             }
             _ = tokio::time::sleep(poll) => {}
         }
@@ -401,6 +390,36 @@ pub async fn run(config: Config, tls: Option<Arc<Tls>>, shutdown: CancellationTo
     served
 }
 
+/// Takes a lease (retrying until etcd answers, or `shutdown`), keeps it alive, and registers this node on it.
+async fn take_lease(
+    etcd: &Etcd,
+    ttl: Duration,
+    node_key: &str,
+    me: &[u8],
+    status: &Status,
+    shutdown: &CancellationToken,
+) -> Option<(i64, CancellationToken)> {
+    let lease = loop {
+        match etcd.grant(ttl.as_secs()).await {
+            Ok(l) => break l,
+            Err(e) => {
+                warn!(error = %e, "cannot reach etcd; retrying");
+                status.lock().etcd_error = Some(e.to_string());
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    };
+    let lost = CancellationToken::new();
+    tokio::spawn(keep_alive(etcd.clone(), lease, ttl, lost.clone()));
+    if let Err(e) = etcd.put(node_key, me, lease).await {
+        warn!(error = %e, "could not register this node in etcd");
+    }
+    Some((lease, lost))
+}
+
 type Replicating = Option<(String, CancellationToken, tokio::task::JoinHandle<()>)>;
 
 /// Follows the leader `holder` names: (re)starts replication from its address when that changed.
@@ -440,20 +459,25 @@ async fn follow(
 /// have expired (less a margin), or etcd says it is gone.
 async fn keep_alive(etcd: Etcd, lease: i64, ttl: Duration, lost: CancellationToken) {
     let every = ttl / 3;
+    // When the last renewal that etcd answered was sent: etcd's clock for the lease started no earlier.
     let mut renewed = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(every).await;
-        match etcd.keep_alive(lease).await {
-            Ok(left) if left > 0 => renewed = tokio::time::Instant::now(),
-            Ok(_) => {
+        // Stop before etcd would let another node win: give up on a renewal that has not answered by then (a
+        // partition makes the call hang until its own timeout, which may be later).
+        let give_up = renewed + ttl - every;
+        let sent = tokio::time::Instant::now();
+        match tokio::time::timeout_at(give_up, etcd.keep_alive(lease)).await {
+            Ok(Ok(left)) if left > 0 => renewed = sent,
+            Ok(Ok(_)) => {
                 error!(lease, "the cluster lease has expired");
                 lost.cancel();
                 return;
             }
-            Err(e) => warn!(error = %e, "could not renew the cluster lease"),
+            Ok(Err(e)) => warn!(error = %e, "could not renew the cluster lease"),
+            Err(_) => warn!("a renewal of the cluster lease did not answer in time"),
         }
-        // Stop before etcd would let another node win.
-        if renewed.elapsed() + every >= ttl {
+        if tokio::time::Instant::now() >= renewed + ttl - every {
             error!(lease, "the cluster lease could not be renewed in time");
             lost.cancel();
             return;
@@ -472,13 +496,22 @@ async fn watch_leadership(
     shutdown: CancellationToken,
 ) {
     let every = (status.config.lease_ttl / 5).clamp(Duration::from_millis(200), Duration::from_secs(1));
+    // On its own task: the polls below may wait on an etcd that a partition made silent.
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = lease_lost.cancelled() => {
+                    error!(term, "lost the cluster leadership (lease); stopping so that a follower takes over");
+                    std::process::exit(3);
+                }
+            }
+        });
+    }
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = lease_lost.cancelled() => {
-                error!(term, "lost the cluster leadership (lease); stopping so that a follower takes over");
-                std::process::exit(3);
-            }
             _ = tokio::time::sleep(every) => {}
         }
         match etcd.get(&key).await {

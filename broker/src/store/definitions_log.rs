@@ -221,6 +221,7 @@ impl DefinitionsLog {
             return Err(e);
         }
         super::repl::written(&st.file, st.len, &buf);
+        super::repl::definitions_written();
         st.len += buf.len() as u64;
         let pending = std::mem::take(&mut st.pending);
         st.records += (pending.len() + ops.len()) as u64;

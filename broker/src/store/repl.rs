@@ -137,6 +137,20 @@ pub struct Behind {
 
 static LOG: OnceLock<Arc<ReplLog>> = OnceLock::new();
 
+/// Writes to the definitions log so far (declarations, deletions, bindings, policies, users): a connection that made
+/// one answers only once the in-sync followers have it too.
+static DEFINITIONS_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The definitions log was written (after the write was logged here).
+pub fn definitions_written() {
+    DEFINITIONS_WRITES.fetch_add(1, std::sync::atomic::Ordering::Release);
+}
+
+/// How many times the definitions log was written.
+pub fn definitions_writes() -> u64 {
+    DEFINITIONS_WRITES.load(std::sync::atomic::Ordering::Acquire)
+}
+
 /// Installs the process's log (a cluster leader, before it opens its store); the first call wins.
 pub fn install(root: &Path, max_bytes: usize) -> Arc<ReplLog> {
     LOG.get_or_init(|| Arc::new(ReplLog::new(root, max_bytes))).clone()
