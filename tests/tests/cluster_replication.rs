@@ -130,6 +130,15 @@ async fn a_follower_mirrors_the_leader_takes_over_with_its_messages_and_the_old_
     publish_confirmed(&ch, "events", 50).await;
     sync(&ch).await;
     drop(conn);
+    // A declaration through the admin API is replicated before it is answered, as an AMQP one is.
+    let (status, body) = request(
+        nodes[0].admin_addr(),
+        "PUT",
+        "/api/queues/%2F/made-by-admin",
+        "guest:guest",
+        r#"{"durable": true}"#,
+    );
+    assert!(status < 300, "{status} {body}");
 
     let view = await_in_sync(&nodes[0], "n2", Duration::from_secs(20));
     assert!(view["head_lsn"].as_u64().unwrap_or_default() > 0, "{view}");
@@ -149,6 +158,7 @@ async fn a_follower_mirrors_the_leader_takes_over_with_its_messages_and_the_old_
     assert_eq!(depth(&ch, "before").await, 200);
     assert_eq!(depth(&ch, "orders").await, 700, "acked messages stay acked");
     assert_eq!(depth(&ch, "events").await, 50);
+    assert_eq!(depth(&ch, "made-by-admin").await, 0);
     let gone = ch
         .queue_declare(
             "gone".into(),

@@ -36,6 +36,7 @@ mod paging;
 mod pause;
 mod policies;
 mod queues;
+mod replicated;
 mod resources;
 mod scheduled;
 pub mod server;
@@ -261,6 +262,7 @@ pub fn app(broker: Arc<Broker>) -> Router {
     router
         .layer(axum::Extension(openapi::serialize(&api)))
         .fallback(|| async { Error::not_found("no such endpoint") })
+        .layer(middleware::from_fn_with_state(broker.clone(), replicated::replicated))
         .layer(middleware::from_fn_with_state(broker.clone(), caller::gate))
         .layer(middleware::from_fn_with_state(broker.clone(), authenticate))
         .layer(DefaultBodyLimit::max(MAX_BODY))
