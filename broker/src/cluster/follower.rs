@@ -20,6 +20,9 @@ use super::link::{now_ms, LinkError, Reader, Writer};
 use super::wire::Frame;
 use super::Status;
 
+/// At most this many ops are applied between two syncs and acks.
+const COALESCE_OPS: usize = 64 * 1024;
+
 /// The marker of a completed full sync, relative to the data directory.
 pub const SYNCED_MARKER: &str = "cluster/synced";
 
@@ -149,17 +152,34 @@ async fn session(
                 if first != applied {
                     return Err(LinkError::Refused(format!("ops from {first}, expected {applied}")));
                 }
-                let n = ops.len() as u64;
+                // Every batch that has already arrived is applied with this one, and all of them are synced and
+                // acked once: one fdatasync per touched file for as much as the leader sent meanwhile.
+                let mut batch = ops;
+                let mut end = applied + batch.len() as u64;
+                while batch.len() < COALESCE_OPS {
+                    match rd.try_next()? {
+                        Some(Frame::Ops { first, ops }) if first == end => {
+                            end += ops.len() as u64;
+                            batch.extend(ops);
+                        }
+                        Some(Frame::Ops { first, .. }) => {
+                            return Err(LinkError::Refused(format!("ops from {first}, expected {end}")))
+                        }
+                        Some(Frame::Heartbeat { .. }) => {}
+                        Some(_) => return Err(LinkError::Unexpected("while streaming")),
+                        None => break,
+                    }
+                }
                 let root = root.to_path_buf();
                 touched = blocking_io(move || {
-                    for op in &ops {
+                    for op in &batch {
                         files::apply(&root, op, &mut touched)?;
                     }
                     touched.sync()?;
                     Ok(touched)
                 })
                 .await?;
-                applied += n;
+                applied = end;
                 status.following(leader, true, applied);
                 wr.send(&Frame::Ack { lsn: applied }).await?;
             }

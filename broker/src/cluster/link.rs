@@ -35,6 +35,23 @@ impl Reader {
         }
     }
 
+    /// The next frame if it has already arrived (buffered, or readable without waiting); None otherwise.
+    pub fn try_next(&mut self) -> Result<Option<Frame>, LinkError> {
+        loop {
+            if let Some((frame, used)) = wire::decode(&self.buf)? {
+                let _ = self.buf.split_to(used);
+                return Ok(Some(frame));
+            }
+            self.buf.reserve(64 << 10);
+            match self.rd.try_read_buf(&mut self.buf) {
+                Ok(0) => return Err(LinkError::Closed),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     pub async fn next(&mut self) -> Result<Frame, LinkError> {
         loop {
             if let Some((frame, used)) = wire::decode(&self.buf)? {
