@@ -109,13 +109,38 @@ impl Node {
             .args(["--admin-listen", &format!("{bind}:{}", self.admin)])
             .args(["--stomp-listen", &format!("{bind}:{}", self.stomp)])
             .args(["--mqtt-listen", &format!("{bind}:{}", self.mqtt)])
-            .args(["--prometheus-listen", "none", "--log", "warn"])
+            .args([
+                "--prometheus-listen",
+                "none",
+                "--log",
+                "warn,warren_broker::cluster=info",
+            ])
             .arg("--data-dir")
             .arg(&self.data)
             .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stdout(self.log_file())
+            .stderr(self.log_file());
         self.process = Some(BrokerProcess::spawn_at(cmd, self.admin_addr()));
+    }
+
+    /// The node's log (every run of it, appended), beside its data directory.
+    pub fn log_path(&self) -> PathBuf {
+        self.data.with_extension("log")
+    }
+
+    fn log_file(&self) -> Stdio {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .map_or_else(|_| Stdio::null(), Stdio::from)
+    }
+
+    /// The last `lines` lines of the node's log, for a failing test to print.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// The process id, while it runs.

@@ -28,6 +28,12 @@ struct Ledger {
     /// Per publisher connection: when it was opened, and its first confirm.
     connections: Vec<(Instant, Option<Instant>)>,
     received: BTreeMap<u64, u32>,
+    /// What the publisher is doing, for a failing round to report.
+    phase: &'static str,
+}
+
+fn phase(ledger: &Mutex<Ledger>, phase: &'static str) {
+    ledger.lock().expect("ledger").phase = phase;
 }
 
 async fn declare(ch: &lapin::Channel) -> bool {
@@ -47,17 +53,26 @@ async fn declare(ch: &lapin::Channel) -> bool {
 async fn publisher(urls: Vec<String>, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) {
     let mut next = 0u64;
     while !stop.load(Ordering::Relaxed) {
+        phase(&ledger, "connecting");
         let Some(conn) = connect_leader(&urls, Duration::from_secs(60)).await else {
+            phase(&ledger, "gave up connecting");
             return;
         };
         let opened = Instant::now();
+        phase(&ledger, "opening a channel");
         let Ok(ch) = conn.create_channel().await else { continue };
-        if !declare(&ch).await || ch.confirm_select(ConfirmSelectOptions::default()).await.is_err() {
+        phase(&ledger, "declaring");
+        if !declare(&ch).await {
+            continue;
+        }
+        phase(&ledger, "confirm.select");
+        if ch.confirm_select(ConfirmSelectOptions::default()).await.is_err() {
             continue;
         }
         ledger.lock().expect("ledger").connections.push((opened, None));
         'batches: while !stop.load(Ordering::Relaxed) {
             let mut pending = Vec::new();
+            phase(&ledger, "publishing");
             for _ in 0..20 {
                 let id = next;
                 next += 1;
@@ -75,6 +90,7 @@ async fn publisher(urls: Vec<String>, ledger: Arc<Mutex<Ledger>>, stop: Arc<Atom
                     Err(_) => break 'batches,
                 }
             }
+            phase(&ledger, "awaiting confirms");
             for (id, c) in pending {
                 match c.await {
                     Ok(lapin::Confirmation::Ack(_)) => {
@@ -89,7 +105,9 @@ async fn publisher(urls: Vec<String>, ledger: Arc<Mutex<Ledger>>, stop: Arc<Atom
                 }
             }
         }
-        let _ = conn.close(200, "bye".into()).await;
+        // Bounded: lapin's close of a connection whose broker was just SIGKILLed can wait for a close-ok forever.
+        phase(&ledger, "closing");
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, "bye".into())).await;
     }
 }
 
@@ -188,7 +206,22 @@ async fn ten_kill_9s_of_the_leader_lose_no_confirmed_message() {
             if let Some(t) = first {
                 break t - killed;
             }
-            assert!(Instant::now() < deadline, "round {round}: no confirm on the new leader");
+            if Instant::now() > deadline {
+                for n in &nodes {
+                    eprintln!("--- {} (last 40 lines of its log)\n{}", n.name, n.log_tail(40));
+                }
+                let l = ledger.lock().expect("ledger");
+                eprintln!(
+                    "publisher: {}; connections (opened, first confirm) since the kill: {:?}",
+                    l.phase,
+                    l.connections
+                        .iter()
+                        .filter(|c| c.0 > killed)
+                        .map(|c| (c.0 - killed, c.1.map(|t| t - killed)))
+                        .collect::<Vec<_>>()
+                );
+                panic!("round {round}: no confirm on the new leader");
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         failovers.push(took);
