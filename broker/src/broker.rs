@@ -219,7 +219,10 @@ impl Broker {
     /// Like `new`, with a cap on the bytes the store may write (tests of a full disk).
     pub fn with_budget(config: Config, budget: DiskBudget) -> Result<Arc<Self>, StoreError> {
         let started = Instant::now();
-        let store = Arc::new(Store::open(&config.data_dir, config.fsync, budget)?.with_queue_ram(config.queue_ram));
+        let store = Arc::new(
+            Store::open(&config.data_dir, config.fsync, budget)?
+                .with_queue_ram(config.queue_ram, config.total_queue_ram),
+        );
         let queue_dirs = store.queue_dirs().map_err(|source| StoreError::Definitions {
             path: store.root.join("queues"),
             source,

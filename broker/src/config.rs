@@ -229,6 +229,10 @@ pub struct Cli {
     /// each) before it pages the next ones to disk, like persistent ones [default: 16MiB]
     #[arg(long, env = "WARREN_QUEUE_RAM", value_name = "SIZE")]
     pub queue_ram: Option<ByteCount>,
+    /// Memory all queues together may give their messages (counted as for --queue-ram) before every queue pages
+    /// its next transient ones to disk [default: 256MiB]
+    #[arg(long, env = "WARREN_TOTAL_QUEUE_RAM", value_name = "SIZE")]
+    pub total_queue_ram: Option<ByteCount>,
     /// Start even though the data directory has queue directories but no definitions file (they would stay
     /// hidden; they are left alone) [default: false]
     #[arg(
@@ -296,6 +300,11 @@ pub struct Cli {
     /// waiting for it) [default: 5]
     #[arg(long, env = "WARREN_CLUSTER_REPLICATION_DEADLINE", value_name = "SECONDS")]
     pub cluster_replication_deadline: Option<u64>,
+    /// A file holding the cluster's shared secret (the same on every node; surrounding whitespace is ignored):
+    /// leader and followers prove they hold it before anything is replicated. Needed when --cluster-listen is not
+    /// a loopback address [default: none]
+    #[arg(long, env = "WARREN_CLUSTER_SECRET_FILE", value_name = "PATH")]
+    pub cluster_secret_file: Option<PathBuf>,
 }
 
 /// What the binary does instead of running the broker.
@@ -395,6 +404,8 @@ pub struct FileConfig {
     pub disk_free_limit: Option<ByteCount>,
     /// A size ("16MiB") or a number of bytes.
     pub queue_ram: Option<ByteCount>,
+    /// A size ("256MiB") or a number of bytes.
+    pub total_queue_ram: Option<ByteCount>,
     /// Start without definitions although queue directories exist (see `--force-empty-definitions`).
     pub force_empty_definitions: Option<bool>,
     /// A definitions file to import at every start (see `--load-definitions`).
@@ -418,6 +429,8 @@ pub struct FileConfig {
     pub cluster_listen: Option<String>,
     pub cluster_min_in_sync: Option<usize>,
     pub cluster_replication_deadline: Option<u64>,
+    /// See `--cluster-secret-file`.
+    pub cluster_secret_file: Option<PathBuf>,
     /// Extra vhosts besides `/`.
     #[serde(default)]
     pub vhosts: Vec<String>,
@@ -496,6 +509,8 @@ pub struct Config {
     pub disk_free_limit: u64,
     /// Memory each queue may give its transient messages before it pages the next ones to disk (bytes).
     pub queue_ram: usize,
+    /// Memory all queues together may give their messages before every queue pages (bytes).
+    pub total_queue_ram: usize,
     /// How long an operator's purge or delete can be undone (ms; 0: no undo), and how much is kept for it.
     pub undo_window_ms: u64,
     pub undo_max_bytes: u64,
@@ -571,6 +586,7 @@ impl Default for Config {
             memory_high_watermark: Watermark::default(),
             disk_free_limit: DEFAULT_DISK_FREE_LIMIT,
             queue_ram: crate::store::DEFAULT_QUEUE_RAM,
+            total_queue_ram: crate::store::DEFAULT_TOTAL_QUEUE_RAM,
             undo_window_ms: crate::quarantine::DEFAULT_WINDOW_MS,
             undo_max_bytes: crate::quarantine::DEFAULT_MAX_BYTES,
             trace: crate::trace::TraceSettings::default(),
@@ -707,6 +723,10 @@ impl Config {
             .queue_ram
             .or(file.queue_ram)
             .map_or(c.queue_ram, |b| usize::try_from(b.0).unwrap_or(usize::MAX));
+        c.total_queue_ram = cli
+            .total_queue_ram
+            .or(file.total_queue_ram)
+            .map_or(c.total_queue_ram, |b| usize::try_from(b.0).unwrap_or(usize::MAX));
         c.force_empty_definitions = cli
             .force_empty_definitions
             .or(file.force_empty_definitions)
@@ -751,6 +771,28 @@ impl Config {
             let listen: std::net::SocketAddr = listen_text.parse().map_err(|_| {
                 ConfigError::Cluster(format!("invalid --cluster-listen '{listen_text}': expected HOST:PORT"))
             })?;
+            let secret = match cli.cluster_secret_file.or(file.cluster_secret_file.take()) {
+                Some(path) => {
+                    let text = std::fs::read(&path).map_err(|e| {
+                        ConfigError::Cluster(format!("cannot read --cluster-secret-file {}: {e}", path.display()))
+                    })?;
+                    let secret = text.trim_ascii().to_vec();
+                    if secret.is_empty() {
+                        return Err(ConfigError::Cluster(format!(
+                            "--cluster-secret-file {} is empty",
+                            path.display()
+                        )));
+                    }
+                    crate::cluster::auth::Secret::new(secret)
+                }
+                None if !listen.ip().is_loopback() => {
+                    return Err(ConfigError::Cluster(format!(
+                        "--cluster-listen {listen} is reachable beyond this machine: give every node the same \
+                         --cluster-secret-file, or anyone who reaches the port could copy the data directory"
+                    )))
+                }
+                None => crate::cluster::auth::Secret::default(),
+            };
             let replication = if listen.ip().is_unspecified() {
                 let host = amqp.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
                 format!("{host}:{}", listen.port())
@@ -785,6 +827,7 @@ impl Config {
                     admin: admin.map(|a| a.to_string()),
                     replication: Some(replication),
                 },
+                secret,
             });
             if let Some(cc) = c.cluster.as_mut() {
                 cc.advertise.name = cc.node.clone();
@@ -898,6 +941,38 @@ mod tests {
         assert_eq!(c.vhosts, vec!["prod".to_string()]);
         assert_eq!(c.users[0].name, "app");
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    /// The replication link's secret: read from its file (whitespace trimmed); an empty or missing file, or a
+    /// replication port beyond loopback without one, is refused with a line saying so.
+    #[test]
+    fn cluster_secret() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "  s3cret\n").expect("write");
+        let f = file.to_str().expect("utf-8");
+        let load = |args: &[&str]| {
+            let mut all = vec!["warren-broker", "--cluster", "etcd://127.0.0.1:2379"];
+            all.extend_from_slice(args);
+            Config::load(Cli::try_parse_from(all).expect("cli"))
+        };
+        let c = load(&["--cluster-listen", "0.0.0.0:5679", "--cluster-secret-file", f]).expect("load");
+        let cc = c.cluster.expect("clustered");
+        assert_eq!(cc.secret, crate::cluster::auth::Secret::new(b"s3cret".to_vec()));
+        assert_eq!(format!("{:?}", cc.secret), "Secret(..)", "never printed");
+        assert!(!load(&[])
+            .expect("loopback needs none")
+            .cluster
+            .expect("clustered")
+            .secret
+            .is_set());
+        let open = load(&["--cluster-listen", "10.0.0.1:5679"]).expect_err("refused");
+        assert!(open.to_string().contains("--cluster-secret-file"), "{open}");
+        std::fs::write(&file, " \n").expect("write");
+        let empty = load(&["--cluster-secret-file", f]).expect_err("refused");
+        assert!(empty.to_string().contains("is empty"), "{empty}");
+        let missing = load(&["--cluster-secret-file", "/nonexistent/secret"]).expect_err("refused");
+        assert!(missing.to_string().contains("cannot read"), "{missing}");
     }
 
     /// Message journeys: bounds and the OTLP endpoint from the file, a flag over the file, and zero bounds refused.

@@ -99,6 +99,12 @@ pub enum ApiEvent {
     Consumers(Vec<ConsumerInfo>),
     /// This node's view of its cluster (`enabled: false` on a single node).
     Cluster(Box<warren_shared::cluster::ClusterSummary>),
+    /// The node the console talked to does not lead (any more): it follows the leader at `url` now, whose view of
+    /// the cluster is `cluster`.
+    LeaderMoved {
+        url: String,
+        cluster: Box<warren_shared::cluster::ClusterSummary>,
+    },
     /// The answer to the peek `seq` (only the latest peek's answer is shown).
     Peeked {
         seq: u64,

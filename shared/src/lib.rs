@@ -54,6 +54,12 @@ pub struct Resources {
     pub disk_free_limit: u64,
     /// Publishers are blocked: free disk space is below the limit.
     pub disk_alarm: bool,
+    /// What the messages all queues hold in memory take, bytes (bodies, properties, bookkeeping).
+    #[serde(default)]
+    pub queue_memory_used: u64,
+    /// Past this sum (`--total-queue-ram`), every queue pages its next transient messages to disk.
+    #[serde(default)]
+    pub queue_memory_limit: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

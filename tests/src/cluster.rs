@@ -68,9 +68,18 @@ impl Node {
         parent: &Path,
         ttl_s: u64,
     ) -> Node {
-        // The test reaches the node from outside its namespace, so guest may log in from there.
-        let config = parent.join(format!("{name}.toml"));
-        std::fs::write(&config, "loopback_users = []\n").expect("write the node's config");
+        // The test reaches the node from outside its namespace, so guest may log in from there; replication
+        // beyond loopback needs the cluster's secret.
+        let (config, secret) = (parent.join(format!("{name}.toml")), parent.join("cluster-secret"));
+        std::fs::write(&secret, "netns cluster\n").expect("write the cluster's secret");
+        std::fs::write(
+            &config,
+            format!(
+                "loopback_users = []\ncluster_secret_file = {:?}\n",
+                secret.display().to_string()
+            ),
+        )
+        .expect("write the node's config");
         let mut node = Node {
             name: name.to_string(),
             amqp: 5672,

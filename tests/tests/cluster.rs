@@ -145,3 +145,62 @@ fn a_single_node_reports_standalone() {
         (Some(false), Some("standalone"))
     );
 }
+
+/// The console follows the leader: started on a follower's admin URL it moves to the leader's; when the leader is
+/// killed it finds the new one among the nodes the cluster listed, and its live feed resumes there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_follows_the_leader_across_a_failover() {
+    use warren_console::event::{ApiEvent, Event};
+    let etcd = Etcd::start();
+    let data = tempfile::tempdir().expect("tempdir");
+    let bin = env!("CARGO_BIN_EXE_warren-test-broker");
+    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| Node::start(bin, n, &etcd, data.path(), TTL_S))
+        .collect();
+    let leader = await_leader(&nodes, Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while nodes[leader].cluster()["nodes"].as_array().map(Vec::len) != Some(3) {
+        assert!(Instant::now() < deadline, "every node registers");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let follower = (leader + 1) % 3;
+    let url = |n: &Node| format!("http://{}", n.admin_addr());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let client = warren_console::client::Client::new(&url(&nodes[follower]), "guest", "guest", tx).expect("client");
+    let feed = tokio::spawn(client.stream(200));
+
+    // Waits for the console to move to `want` and for a snapshot from there; returns when it moved.
+    async fn moved_to(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>, want: &str, want_url: &str) -> Instant {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut moved = None;
+        loop {
+            let e = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("the console did not follow {want} (moved: {moved:?})"))
+                .expect("events");
+            match e {
+                Event::Api(ApiEvent::LeaderMoved { url, cluster }) => {
+                    assert_eq!((cluster.node.as_str(), url.as_str()), (want, want_url));
+                    assert_eq!(cluster.role, "leader");
+                    moved = Some(Instant::now());
+                }
+                Event::Api(ApiEvent::Snapshot(_)) if moved.is_some() => return moved.unwrap_or_else(Instant::now),
+                _ => {}
+            }
+        }
+    }
+    moved_to(&mut rx, &nodes[leader].name, &url(&nodes[leader])).await;
+
+    let killed = Instant::now();
+    nodes[leader].kill();
+    let next = await_leader(&nodes, Duration::from_secs(TTL_S + 20));
+    let moved = moved_to(&mut rx, &nodes[next].name, &url(&nodes[next])).await;
+    eprintln!(
+        "the console followed {} to {} {:?} after the kill",
+        nodes[leader].name,
+        nodes[next].name,
+        moved - killed
+    );
+    feed.abort();
+}

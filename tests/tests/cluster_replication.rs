@@ -9,7 +9,7 @@ use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::BasicProperties;
 use warren_tests::client::*;
-use warren_tests::cluster::{await_equal, await_in_sync, await_leader, Node};
+use warren_tests::cluster::{await_equal, await_in_sync, await_leader, connect_leader, Node};
 use warren_tests::etcd::Etcd;
 use warren_tests::http::request;
 
@@ -49,7 +49,10 @@ async fn a_follower_mirrors_the_leader_takes_over_with_its_messages_and_the_old_
     // With no follower in sync (the default --cluster-min-in-sync is 1) the leader answers no declaration and no
     // confirm, and blocks publishers (`connection.blocked`, "not enough in-sync replicas"). A follower that joins
     // takes the full sync (the definitions, users and vhosts written at start), and then everything is released.
-    let conn = connect(&nodes[0].amqp_url()).await;
+    // The leader's listeners open as it is promoted: a connection in that moment is refused, so retry.
+    let conn = connect_leader(&[nodes[0].amqp_url()], Duration::from_secs(20))
+        .await
+        .expect("connect to n1");
     let ch = channel(&conn).await;
     let publishing = {
         let ch = ch.clone();
@@ -153,7 +156,9 @@ async fn a_follower_mirrors_the_leader_takes_over_with_its_messages_and_the_old_
     // kill -9 of the leader: the follower takes over with everything.
     nodes[0].kill();
     assert_eq!(await_leader(&nodes, Duration::from_secs(TTL_S + 10)), 1);
-    let conn = connect(&nodes[1].amqp_url()).await;
+    let conn = connect_leader(&[nodes[1].amqp_url()], Duration::from_secs(20))
+        .await
+        .expect("connect to n2");
     let ch = channel(&conn).await;
     assert_eq!(depth(&ch, "before").await, 200);
     assert_eq!(depth(&ch, "orders").await, 700, "acked messages stay acked");
@@ -216,5 +221,92 @@ async fn a_follower_mirrors_the_leader_takes_over_with_its_messages_and_the_old_
         (view["role"].as_str(), view["leader"]["name"].as_str()),
         (Some("follower"), Some("n2")),
         "{view}"
+    );
+}
+
+/// The replication link is authenticated with the cluster's secret (`--cluster-secret-file`): a node with another
+/// secret never gets a file, and neither does a client that speaks the protocol without the secret; nodes with the
+/// same secret replicate as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_nodes_holding_the_clusters_secret_replicate() {
+    use bytes::BytesMut;
+    use std::io::{Read, Write};
+    use warren_broker::cluster::wire::{decode, encode, Frame};
+
+    let etcd = Etcd::start();
+    let data = tempfile::tempdir().expect("tempdir");
+    let bin = env!("CARGO_BIN_EXE_warren-test-broker");
+    let (ours, theirs) = (data.path().join("secret"), data.path().join("other-secret"));
+    std::fs::write(&ours, "correct horse battery staple\n").expect("write");
+    std::fs::write(&theirs, "another cluster\n").expect("write");
+    let args = |p: &std::path::Path| ["--cluster-secret-file".to_string(), p.display().to_string()];
+    let a = args(&ours);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let mut nodes = vec![Node::start_with(bin, "n1", &etcd, data.path(), TTL_S, &a)];
+    assert_eq!(await_leader(&nodes, Duration::from_secs(10)), 0);
+    nodes.push(Node::start_with(bin, "n2", &etcd, data.path(), TTL_S, &a));
+    await_in_sync(&nodes[0], "n2", Duration::from_secs(20));
+    let b = args(&theirs);
+    let b: Vec<&str> = b.iter().map(String::as_str).collect();
+    nodes.push(Node::start_with(bin, "n3", &etcd, data.path(), TTL_S, &b));
+
+    // A client that speaks the protocol but cannot prove the secret: a challenge, then a refusal, never a file.
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", nodes[0].replication)).expect("connect");
+    raw.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let send = |raw: &mut std::net::TcpStream, f: &Frame| {
+        let mut out = BytesMut::new();
+        encode(f, &mut out);
+        raw.write_all(&out).expect("write");
+    };
+    let mut buf = BytesMut::new();
+    let mut next = |raw: &mut std::net::TcpStream| loop {
+        if let Some((f, used)) = decode(&buf).expect("a frame") {
+            let _ = buf.split_to(used);
+            return Some(f);
+        }
+        let mut chunk = [0u8; 4096];
+        match raw.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    send(
+        &mut raw,
+        &Frame::Hello {
+            node: "intruder".into(),
+            nonce: [1; 32],
+        },
+    );
+    assert!(matches!(next(&mut raw), Some(Frame::Challenge { .. })));
+    send(&mut raw, &Frame::Auth { proof: [0; 32] });
+    match next(&mut raw) {
+        Some(Frame::Refused { reason }) => assert!(reason.contains("secret"), "{reason}"),
+        other => panic!("refused, not {other:?}"),
+    }
+    assert_eq!(next(&mut raw), None, "and closed");
+
+    // n3, with another secret, is never sent a file and never counted in sync; it says why in its log.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !nodes[2]
+        .log_tail(200)
+        .contains("did not prove it holds the cluster's secret")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "n3 says why: {}",
+            nodes[2].log_tail(20)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let c = nodes[0].cluster();
+    assert_eq!(c["in_sync"], serde_json::json!(["n1", "n2"]), "{c}");
+    let replicas: Vec<&str> = c["replicas"]
+        .as_array()
+        .map(|rs| rs.iter().filter_map(|r| r["node"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(replicas, vec!["n2"], "{c}");
+    assert!(
+        !nodes[2].data.join("cluster/synced").exists(),
+        "n3 holds no copy of the leader's data"
     );
 }

@@ -225,3 +225,89 @@ async fn a_failed_write_nacks_its_publishes_and_recovery_finds_exactly_the_confi
     assert_eq!(depth(&ch, &q).await, 0, "nothing else was recovered");
     conn.close(200, "bye".into()).await.expect("close");
 }
+
+/// `--total-queue-ram`: four queues, each far below its own `--queue-ram`, page their transient messages once their
+/// sum passes the total; every message comes back in order, and a deleted queue gives its share of the sum back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_total_queue_ram_every_queue_pages_and_a_deleted_queue_gives_its_memory_back() {
+    use warren_tests::http::request;
+    let broker = TestBroker::start_with(|c| {
+        c.queue_ram = 64 << 20;
+        c.total_queue_ram = 256 << 10;
+    });
+    let conn = connect(&broker.url()).await;
+    let ch = channel(&conn).await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let queues = ["t0", "t1", "t2", "t3"];
+    for q in queues {
+        ch.queue_declare(q.into(), QueueDeclareOptions::default(), FieldTable::default())
+            .await
+            .expect("declare");
+    }
+    // 4 x 500 messages of 512 B (about 770 B each in memory): 1.5 MB, six times the total.
+    let body = |q: &str, i: usize| format!("{q}-{i:05}-{}", "x".repeat(500));
+    for i in 0..500 {
+        for q in queues {
+            ch.basic_publish(
+                "".into(),
+                q.into(),
+                BasicPublishOptions::default(),
+                body(q, i).as_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+            .expect("publish");
+        }
+    }
+    let returned = ch.wait_for_confirms().await.expect("every publish confirmed");
+    assert!(returned.is_empty());
+    let overview = |b: &TestBroker| request(b.admin_addr, "GET", "/api/overview", "guest:guest", "").1;
+    let o = overview(&broker);
+    let used = o["resources"]["queue_memory_used"].as_u64().expect("queue_memory_used");
+    assert_eq!(o["resources"]["queue_memory_limit"], 256 << 10, "{o}");
+    assert!(
+        (256 << 10..(256 << 10) + 2048).contains(&used),
+        "the queues stopped keeping messages in memory at the total: {used}"
+    );
+    let mut paged = 0;
+    for q in queues {
+        let (_, j) = request(
+            broker.admin_addr,
+            "GET",
+            &format!("/api/queues/%2F/{q}"),
+            "guest:guest",
+            "",
+        );
+        assert_eq!(j["messages_ready"], 500, "{j}");
+        paged += j["messages_paged_out"].as_u64().expect("messages_paged_out");
+    }
+    assert!(
+        paged >= 1_600,
+        "each queue paged once the sum was reached: {paged} of 2000"
+    );
+
+    // Every message comes back, in order; then t0 is deleted with what it holds, and its share leaves the sum.
+    for q in &queues[1..] {
+        let mut got = Vec::new();
+        while let Some(m) = ch
+            .basic_get((*q).into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("get")
+        {
+            got.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
+        }
+        let want: Vec<String> = (0..500).map(|i| body(q, i)).collect();
+        assert!(got == want, "{q}: {} messages, in order: {}", got.len(), got == want);
+    }
+    assert!(
+        overview(&broker)["resources"]["queue_memory_used"].as_u64() > Some(0),
+        "t0 still holds its share"
+    );
+    ch.queue_delete("t0".into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete");
+    assert_eq!(overview(&broker)["resources"]["queue_memory_used"], 0);
+    conn.close(200, "bye".into()).await.expect("close");
+}

@@ -150,5 +150,11 @@ pub fn resources(b: &Broker) -> Resources {
         disk_free: a.disk_free(),
         disk_free_limit: a.disk_free_limit(),
         disk_alarm: state.disk,
+        queue_memory_used: b
+            .store
+            .page_pressure
+            .in_memory
+            .load(std::sync::atomic::Ordering::Relaxed) as u64,
+        queue_memory_limit: b.store.page_pressure.ram_total as u64,
     }
 }

@@ -15,10 +15,14 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::auth::{self, Secret};
 use super::files::{self, Touched};
 use super::link::{now_ms, LinkError, Reader, Writer};
 use super::wire::Frame;
 use super::Status;
+
+/// How long the leader has to answer `Hello` with its challenge.
+const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// At most this many ops are applied between two syncs and acks.
 const COALESCE_OPS: usize = 64 * 1024;
@@ -40,11 +44,18 @@ async fn blocking_io<T: Send + 'static>(
         .map_err(LinkError::Io)
 }
 
-/// Follows the leader at `leader` (its replication address) until `stop`.
-pub async fn run(leader: String, node: String, root: PathBuf, status: Arc<Status>, stop: CancellationToken) {
+/// Follows the leader at `leader` (its replication address) until `stop`; each end proves it holds `secret`.
+pub async fn run(
+    leader: String,
+    node: String,
+    secret: Secret,
+    root: PathBuf,
+    status: Arc<Status>,
+    stop: CancellationToken,
+) {
     loop {
         // Not raced against `stop`: a batch in hand is applied before the session returns.
-        match session(&leader, &node, &root, &status, &stop).await {
+        match session(&leader, &node, &secret, &root, &status, &stop).await {
             Ok(()) => return,
             Err(e) => {
                 status.following(&leader, false, 0);
@@ -61,6 +72,7 @@ pub async fn run(leader: String, node: String, root: PathBuf, status: Arc<Status
 async fn session(
     leader: &str,
     node: &str,
+    secret: &Secret,
     root: &Path,
     status: &Arc<Status>,
     stop: &CancellationToken,
@@ -72,7 +84,33 @@ async fn session(
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
     let (mut rd, mut wr) = (Reader::new(rd), Writer::new(wr));
-    wr.send(&Frame::Hello { node: node.to_string() }).await?;
+    let ours = auth::nonce();
+    wr.send(&Frame::Hello {
+        node: node.to_string(),
+        nonce: ours,
+    })
+    .await?;
+    // The leader proves it holds the secret before this node proves it, and before anything is applied here.
+    let challenge = tokio::select! {
+        f = tokio::time::timeout(HANDSHAKE, rd.next()) => f.map_err(|_| LinkError::Silent)??,
+        _ = stop.cancelled() => return Ok(()),
+    };
+    let theirs = match challenge {
+        Frame::Challenge { nonce, proof } if secret.check_leader(node, &ours, &nonce, &proof) => nonce,
+        Frame::Challenge { .. } => {
+            return Err(LinkError::Refused(
+                "the leader did not prove it holds the cluster's secret (do the --cluster-secret-file contents \
+                 differ?)"
+                    .into(),
+            ))
+        }
+        Frame::Refused { reason } => return Err(LinkError::Refused(reason)),
+        _ => return Err(LinkError::Unexpected("instead of the challenge")),
+    };
+    wr.send(&Frame::Auth {
+        proof: secret.follower_proof(node, &theirs, &ours),
+    })
+    .await?;
     let first = tokio::select! {
         f = rd.next() => f?,
         _ = stop.cancelled() => return Ok(()),

@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::auth::{self, Secret};
 use super::files;
 use super::link::{now_ms, LinkError, Reader, Writer};
 use super::wire::{Frame, FILE_CHUNK};
@@ -24,8 +25,17 @@ use crate::store::repl::ReplLog;
 /// Ops sent in one frame, at most (uncompressed payload, about).
 const BATCH_BYTES: usize = 4 << 20;
 
-/// Accepts followers until `shutdown`.
-pub async fn serve(listener: TcpListener, log: Arc<ReplLog>, status: Arc<Status>, shutdown: CancellationToken) {
+/// How long a connecting peer has for its `Hello` and its `Auth`: one that says nothing holds no task for long.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// Accepts followers until `shutdown`; each must prove it holds `secret` before it is sent anything.
+pub async fn serve(
+    listener: TcpListener,
+    log: Arc<ReplLog>,
+    status: Arc<Status>,
+    secret: Secret,
+    shutdown: CancellationToken,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -39,12 +49,12 @@ pub async fn serve(listener: TcpListener, log: Arc<ReplLog>, status: Arc<Status>
             },
         };
         let _ = stream.set_nodelay(true);
-        let (log, status, shutdown) = (log.clone(), status.clone(), shutdown.clone());
+        let (log, status, secret, shutdown) = (log.clone(), status.clone(), secret.clone(), shutdown.clone());
         tokio::spawn(async move {
             let mut node = None;
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                r = session(stream, &log, &status, &mut node) => {
+                r = session(stream, &log, &status, &secret, &mut node) => {
                     match r {
                         Err(LinkError::Closed) => info!(%peer, node = ?node, "a follower disconnected"),
                         Err(e) => warn!(%peer, node = ?node, error = %e, "a follower's replication ended"),
@@ -63,13 +73,37 @@ async fn session(
     stream: TcpStream,
     log: &Arc<ReplLog>,
     status: &Arc<Status>,
+    secret: &Secret,
     node: &mut Option<String>,
 ) -> Result<(), LinkError> {
     let (rd, wr) = stream.into_split();
     let (mut rd, mut wr) = (Reader::new(rd), Writer::new(wr));
-    let Frame::Hello { node: name } = rd.next().await? else {
+    let hello = tokio::time::timeout(HANDSHAKE, rd.next())
+        .await
+        .map_err(|_| LinkError::Silent)??;
+    let Frame::Hello {
+        node: name,
+        nonce: theirs,
+    } = hello
+    else {
         return Err(LinkError::Unexpected("first"));
     };
+    // Nothing is listed, read or registered before the peer proved it holds the secret.
+    let ours = auth::nonce();
+    wr.send(&Frame::Challenge {
+        nonce: ours,
+        proof: secret.leader_proof(&name, &theirs, &ours),
+    })
+    .await?;
+    let answer = tokio::time::timeout(HANDSHAKE, rd.next())
+        .await
+        .map_err(|_| LinkError::Silent)??;
+    let proven = matches!(answer, Frame::Auth { proof } if secret.check_follower(&name, &ours, &theirs, &proof));
+    if !proven {
+        let reason = "refused: the follower did not prove it holds the cluster's secret (--cluster-secret-file)";
+        let _ = wr.send(&Frame::Refused { reason: reason.into() }).await;
+        return Err(LinkError::Refused(format!("{name}: {reason}")));
+    }
     *node = Some(name.clone());
     // Before anything is listed: every later change reaches the follower as an op.
     let cursor = log.head();

@@ -20,6 +20,8 @@ pub enum LinkError {
     Unexpected(&'static str),
     #[error("{0}")]
     Refused(String),
+    #[error("the peer said nothing in time")]
+    Silent,
 }
 
 pub struct Reader {

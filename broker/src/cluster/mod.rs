@@ -22,6 +22,7 @@
 //! - On a clean shutdown the leader deletes its key (only its own term's), so another node takes over without
 //!   waiting out the lease.
 
+pub mod auth;
 pub mod etcd;
 pub mod files;
 pub mod follower;
@@ -60,6 +61,8 @@ pub struct ClusterConfig {
     pub lease_ttl: Duration,
     /// This node's addresses as clients should use them.
     pub advertise: ClusterNode,
+    /// The shared secret both ends of a replication link prove they hold (`--cluster-secret-file`, see `auth.rs`).
+    pub secret: auth::Secret,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -363,6 +366,7 @@ pub async fn run(config: Config, tls: Option<Arc<Tls>>, shutdown: CancellationTo
         repl_listener,
         log.clone(),
         status.clone(),
+        cc.secret.clone(),
         shutdown.clone(),
     ));
     tokio::spawn(
@@ -442,6 +446,7 @@ async fn follow(
             let task = tokio::spawn(follower::run(
                 addr.clone(),
                 cc.node.clone(),
+                cc.secret.clone(),
                 root.to_path_buf(),
                 status.clone(),
                 stop.clone(),

@@ -1,5 +1,6 @@
 //! The replication protocol's frames (issue 17): a pure codec, no I/O. A follower connects to the leader's
-//! `--cluster-listen` port and says `Hello`; the leader sends the list of its files with their checksums, the
+//! `--cluster-listen` port and says `Hello` with a fresh nonce; the leader answers `Challenge` (its own nonce, and
+//! its proof that it holds the cluster's secret), the follower `Auth` (its proof; see `auth.rs`); then the leader sends the list of its files with their checksums, the
 //! follower asks for the ones it lacks or holds differently (`Want`), the leader sends them (`FileData`), then
 //! `SyncDone` with the log position the copy was taken at, then `Ops` from there on. The follower answers with
 //! `Ack`s of what it applied and synced. Both sides send `Heartbeat`s when idle.
@@ -13,7 +14,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::store::repl::{is_safe_relative, Op};
 
-pub const MAGIC: &[u8; 8] = b"WRNREPL1";
+pub const MAGIC: &[u8; 8] = b"WRNREPL2";
 pub const MAX_FRAME: usize = 16 << 20;
 pub const MAX_OPS_RAW: usize = 64 << 20;
 /// File contents travel in pieces of at most this.
@@ -31,6 +32,16 @@ pub struct FileEntry {
 pub enum Frame {
     Hello {
         node: String,
+        nonce: [u8; 32],
+    },
+    /// The leader's nonce, and its proof of the secret over both nonces.
+    Challenge {
+        nonce: [u8; 32],
+        proof: [u8; 32],
+    },
+    /// The follower's proof of the secret.
+    Auth {
+        proof: [u8; 32],
     },
     FileList {
         files: Vec<FileEntry>,
@@ -89,6 +100,8 @@ const OPS: u8 = 6;
 const ACK: u8 = 7;
 const HEARTBEAT: u8 = 8;
 const REFUSED: u8 = 9;
+const CHALLENGE: u8 = 10;
+const AUTH: u8 = 11;
 
 fn put_str(out: &mut BytesMut, s: &str) {
     let s = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
@@ -124,6 +137,15 @@ fn get_u64(b: &mut &[u8], what: &'static str) -> Result<u64, WireError> {
         return Err(WireError::Malformed(what));
     }
     Ok(b.get_u64())
+}
+
+fn get_32(b: &mut &[u8], what: &'static str) -> Result<[u8; 32], WireError> {
+    let mut v = [0u8; 32];
+    if b.remaining() < v.len() {
+        return Err(WireError::Malformed(what));
+    }
+    b.copy_to_slice(&mut v);
+    Ok(v)
 }
 
 fn get_u32(b: &mut &[u8], what: &'static str) -> Result<u32, WireError> {
@@ -211,10 +233,20 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) {
     let start = out.len();
     out.put_u32(0);
     match frame {
-        Frame::Hello { node } => {
+        Frame::Hello { node, nonce } => {
             out.put_u8(HELLO);
             out.put_slice(MAGIC);
             put_str(out, node);
+            out.put_slice(nonce);
+        }
+        Frame::Challenge { nonce, proof } => {
+            out.put_u8(CHALLENGE);
+            out.put_slice(nonce);
+            out.put_slice(proof);
+        }
+        Frame::Auth { proof } => {
+            out.put_u8(AUTH);
+            out.put_slice(proof);
         }
         Frame::FileList { files } => {
             out.put_u8(FILE_LIST);
@@ -301,8 +333,16 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, WireError> {
             b.advance(MAGIC.len());
             Frame::Hello {
                 node: get_str(&mut b, "hello")?,
+                nonce: get_32(&mut b, "hello")?,
             }
         }
+        CHALLENGE => Frame::Challenge {
+            nonce: get_32(&mut b, "challenge")?,
+            proof: get_32(&mut b, "challenge")?,
+        },
+        AUTH => Frame::Auth {
+            proof: get_32(&mut b, "auth")?,
+        },
         FILE_LIST => {
             let n = get_u32(&mut b, "file list")? as usize;
             // Each entry takes at least 2 + 8 + 32 bytes.
@@ -410,7 +450,13 @@ mod tests {
     fn every_frame_round_trips() {
         round_trip(Frame::Hello {
             node: "warren@a".into(),
+            nonce: [3; 32],
         });
+        round_trip(Frame::Challenge {
+            nonce: [4; 32],
+            proof: [5; 32],
+        });
+        round_trip(Frame::Auth { proof: [6; 32] });
         round_trip(Frame::FileList {
             files: vec![FileEntry {
                 path: "queues/ab/00000001.seg".into(),

@@ -406,6 +406,18 @@ fn resources(enc: &mut DescriptorEncoder, b: &Broker) -> fmt::Result {
     )?;
     gauge(
         enc,
+        "warren_queue_memory_bytes",
+        "Memory the messages of all queues hold, in bytes (past warren_queue_memory_limit_bytes they page to disk)",
+        r.queue_memory_used,
+    )?;
+    gauge(
+        enc,
+        "warren_queue_memory_limit_bytes",
+        "Memory all queues together may give their messages before they page new transient ones to disk",
+        r.queue_memory_limit,
+    )?;
+    gauge(
+        enc,
         "rabbitmq_disk_space_available_bytes",
         "Disk space available in bytes",
         r.disk_free,

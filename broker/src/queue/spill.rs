@@ -1,9 +1,10 @@
 //! Paging transient messages to disk, as LavinMQ (which keeps every message in mapped segment files) and RabbitMQ's
 //! classic queues v2 do.
 //!
-//! A queue writes each new transient message to its spill log instead of keeping it in memory once its transient
-//! messages in memory take `PagePolicy::ram_per_queue` (`--queue-ram`, counting `ENTRY_OVERHEAD` per message), or
-//! whenever the broker's resident memory is past `alarm::PAGING_SHARE` of the memory high watermark (`Alarms` sets
+//! A queue writes each new transient message to its spill log instead of keeping it in memory once its messages in
+//! memory take `PagePolicy::ram_per_queue` (`--queue-ram`, counting `ENTRY_OVERHEAD` per message), once those of all
+//! queues together take `PagePolicy::ram_total` (`--total-queue-ram`; each queue's [`MemUse`] keeps its share of
+//! that sum, and gives it back when the queue goes), or whenever the broker's resident memory is past `alarm::PAGING_SHARE` of the memory high watermark (`Alarms` sets
 //! the shared pressure flag). The spill log is a segment log like a durable queue's (`store::queue_log`), under
 //! `<data-dir>/paging/<n>/`, written behind (appends gather in a buffer and reach the file in large writes; records
 //! still in the buffer are read from it), never synced, and wiped when the broker starts (transient messages do not
@@ -19,7 +20,8 @@
 //! - The log is opened on first use, so a queue that never spills has no directory and no open file.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use std::io;
 
@@ -32,6 +34,58 @@ use crate::store::{DiskBudget, PagePolicy};
 /// What one message held in memory costs beyond its body and properties: its `Entry`, the `Message` and its
 /// reference counts, allocator rounding. Measured: about 250 bytes.
 pub const ENTRY_OVERHEAD: usize = 256;
+
+/// What one queue's messages in memory take (bytes), kept in step with the sum over every queue that
+/// `--total-queue-ram` caps once the queue has a spill log to page to. Dropping it (the queue is gone) takes its share
+/// back out of the sum.
+#[derive(Debug, Default)]
+pub struct MemUse {
+    bytes: usize,
+    total: Option<Arc<AtomicUsize>>,
+}
+
+impl MemUse {
+    pub fn get(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn add(&mut self, n: usize) {
+        self.bytes += n;
+        if let Some(t) = &self.total {
+            t.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes `n` off, never below zero.
+    pub fn sub(&mut self, n: usize) {
+        let n = n.min(self.bytes);
+        self.bytes -= n;
+        if let Some(t) = &self.total {
+            t.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+
+    pub fn set(&mut self, n: usize) {
+        match n.checked_sub(self.bytes) {
+            Some(more) => self.add(more),
+            None => self.sub(self.bytes - n),
+        }
+    }
+
+    /// From now on this queue's bytes count in `total` (what it holds already too).
+    pub fn share(&mut self, total: Arc<AtomicUsize>) {
+        let held = self.bytes;
+        self.set(0);
+        self.total = Some(total);
+        self.add(held);
+    }
+}
+
+impl Drop for MemUse {
+    fn drop(&mut self) {
+        self.set(0);
+    }
+}
 
 pub struct Spill {
     dir: PathBuf,
@@ -53,9 +107,16 @@ impl Spill {
         }
     }
 
-    /// New transient messages go to disk now, the queue's transient messages in memory taking `in_memory` bytes.
+    /// New transient messages go to disk now, the queue's messages in memory taking `in_memory` bytes.
     pub fn should_page(&self, in_memory: usize) -> bool {
-        in_memory >= self.policy.ram_per_queue || self.policy.pressure.load(Ordering::Relaxed)
+        in_memory >= self.policy.ram_per_queue
+            || self.policy.in_memory.load(Ordering::Relaxed) >= self.policy.ram_total
+            || self.policy.pressure.load(Ordering::Relaxed)
+    }
+
+    /// The sum over all queues that a queue's [`MemUse`] adds to.
+    pub fn total(&self) -> Arc<AtomicUsize> {
+        self.policy.in_memory.clone()
     }
 
     /// How many records are on disk now.
@@ -182,6 +243,7 @@ mod tests {
             PagePolicy {
                 pressure: pressure.clone(),
                 ram_per_queue: usize::MAX,
+                ..PagePolicy::new(usize::MAX, usize::MAX)
             },
         ));
         (store, pressure)
@@ -226,6 +288,7 @@ mod tests {
             PagePolicy {
                 pressure: Arc::new(AtomicBool::new(false)),
                 ram_per_queue: budget,
+                ..PagePolicy::new(usize::MAX, usize::MAX)
             },
         ));
         // 6-byte bodies and no properties beyond the two flag bytes: the first ten fill the budget.
@@ -250,6 +313,78 @@ mod tests {
         // Drained: memory is free again, so new messages stay in memory.
         s.push(msg("again", 0)).expect("push");
         assert_eq!(s.spilled(), 0);
+    }
+
+    #[test]
+    fn past_the_total_budget_every_queue_pages_and_a_dropped_queue_gives_its_share_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A 6-byte body and 3 bytes of properties (the flags and a priority).
+        let one = ENTRY_OVERHEAD + 6 + 3;
+        let policy = PagePolicy::new(usize::MAX, 10 * one);
+        let open = |n: usize| {
+            MessageStore::new(0, None).with_spill(Spill::new(
+                dir.path().join("paging").join(n.to_string()),
+                DiskBudget::default(),
+                policy.clone(),
+            ))
+        };
+        let (mut a, mut b) = (open(0), open(1));
+        for i in 0..10 {
+            a.push(msg(&format!("a{i:05}"), 0)).expect("push");
+        }
+        assert_eq!((a.spilled(), policy.in_memory.load(Ordering::Relaxed)), (0, 10 * one));
+        // B holds nothing, but the queues together are at the budget: B pages from its first message.
+        for i in 0..5 {
+            b.push(msg(&format!("b{i:05}"), 0)).expect("push");
+        }
+        assert_eq!(b.spilled(), 5, "B paged: the sum over all queues is at the budget");
+        // A drains: the sum falls, and B keeps its next messages in memory again.
+        let got = bodies(&mut a);
+        assert_eq!(got.len(), 10);
+        assert_eq!(
+            policy.in_memory.load(Ordering::Relaxed),
+            0,
+            "a drained queue holds nothing"
+        );
+        b.push(msg("b00005", 0)).expect("push");
+        assert_eq!(b.spilled(), 5, "the new one stayed in memory");
+        assert_eq!(policy.in_memory.load(Ordering::Relaxed), one);
+        // A fills up again and is dropped (the queue was deleted): its share leaves the sum with it.
+        for i in 0..9 {
+            a.push(msg(&format!("a{i:05}"), 0)).expect("push");
+        }
+        assert_eq!(policy.in_memory.load(Ordering::Relaxed), 10 * one);
+        drop(a);
+        assert_eq!(policy.in_memory.load(Ordering::Relaxed), one);
+        let got = bodies(&mut b);
+        let want: Vec<String> = (0..6).map(|i| format!("b{i:05}")).collect();
+        assert_eq!(got, want, "FIFO across the paged messages and the one in memory");
+        assert_eq!(policy.in_memory.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn mem_use_keeps_the_sum_in_step_and_never_goes_below_zero() {
+        let total = Arc::new(AtomicUsize::new(7));
+        let mut m = MemUse::default();
+        m.add(100);
+        m.share(total.clone());
+        assert_eq!(
+            total.load(Ordering::Relaxed),
+            107,
+            "what it held before counts once shared"
+        );
+        m.sub(30);
+        m.set(200);
+        assert_eq!((m.get(), total.load(Ordering::Relaxed)), (200, 207));
+        m.sub(1_000);
+        assert_eq!(
+            (m.get(), total.load(Ordering::Relaxed)),
+            (0, 7),
+            "clamped at zero, the others' share intact"
+        );
+        m.add(5);
+        drop(m);
+        assert_eq!(total.load(Ordering::Relaxed), 7);
     }
 
     #[test]
@@ -295,6 +430,7 @@ mod tests {
                 PagePolicy {
                     pressure: Arc::new(AtomicBool::new(false)),
                     ram_per_queue: ram,
+                    ..PagePolicy::new(usize::MAX, usize::MAX)
                 },
             ))
         };
@@ -360,6 +496,7 @@ mod tests {
             PagePolicy {
                 pressure,
                 ram_per_queue: usize::MAX,
+                ..PagePolicy::new(usize::MAX, usize::MAX)
             },
         ));
         for i in 0..10u8 {

@@ -46,7 +46,7 @@ mod tests;
 
 use crate::clock::Clock;
 use crate::message::Message;
-use crate::queue::spill::Spill;
+use crate::queue::spill::{MemUse, Spill};
 use crate::store::io_pool::Reader;
 use crate::store::queue_log::{Loc, Located, QueueLog, Recovered};
 use crate::store::record::Record;
@@ -58,9 +58,9 @@ fn memory_cost(e: &Entry) -> usize {
 }
 
 /// Notes that an entry left a level's `memory`.
-fn left_memory(mem_bytes: &mut usize, e: Option<Entry>) -> Option<Entry> {
+fn left_memory(mem_bytes: &mut MemUse, e: Option<Entry>) -> Option<Entry> {
     if let Some(e) = &e {
-        *mem_bytes = mem_bytes.saturating_sub(memory_cost(e));
+        mem_bytes.sub(memory_cost(e));
     }
     e
 }
@@ -192,7 +192,7 @@ pub struct MessageStore {
     bytes: usize,
     /// What the entries in the levels' `memory` cost in RAM (`memory_cost`): past the spill's budget, new transient
     /// messages are paged out.
-    mem_bytes: usize,
+    mem_bytes: MemUse,
     /// Disk records that failed to read back, as (level, packed `Loc`), oldest first: still stored and counted in
     /// `len`, never acked for the failure (see the module's "Read errors").
     unreadable: Vec<(usize, u64)>,
@@ -335,7 +335,7 @@ impl MessageStore {
             next_seq: 0,
             len: 0,
             bytes: 0,
-            mem_bytes: 0,
+            mem_bytes: MemUse::default(),
             unreadable: Vec::new(),
             retry_at_ms: 0,
             retry_delay_ms: RETRY_FIRST_MS,
@@ -396,6 +396,7 @@ impl MessageStore {
 
     /// Lets this store page transient messages out to `spill` under memory pressure.
     pub fn with_spill(mut self, spill: Spill) -> Self {
+        self.mem_bytes.share(spill.total());
         self.spill = Some(spill);
         self
     }
@@ -459,7 +460,10 @@ impl MessageStore {
         self.may_expire |= message.expiration_ms.is_some();
         let on_disk = self.log.is_some() && message.persistent;
         // Within the memory budget (a store without a spill has none: tests only) persistent messages stay in memory too.
-        let keep = self.spill.as_ref().is_some_and(|s| !s.should_page(self.mem_bytes));
+        let keep = self
+            .spill
+            .as_ref()
+            .is_some_and(|s| !s.should_page(self.mem_bytes.get()));
         if let (Some(log), true) = (&mut self.log, on_disk) {
             let m = &message;
             let meta = crate::store::record::Meta {
@@ -489,7 +493,7 @@ impl MessageStore {
                     delivery_count: 0,
                     enqueued_ms: now,
                 };
-                self.mem_bytes += memory_cost(&entry);
+                self.mem_bytes.add(memory_cost(&entry));
                 self.levels[level].memory.push_back(entry);
                 self.levels[level].order.push_back(IN_MEMORY);
             } else {
@@ -509,7 +513,7 @@ impl MessageStore {
                 delivery_count: 0,
                 enqueued_ms: now,
             };
-            self.mem_bytes += memory_cost(&entry);
+            self.mem_bytes.add(memory_cost(&entry));
             self.levels[level].memory.push_back(entry);
             if self.ordered {
                 self.levels[level].order.push_back(IN_MEMORY);
@@ -568,7 +572,7 @@ impl MessageStore {
                     if e.loc.is_some_and(gone) {
                         dropped += 1;
                         bytes += e.message.size();
-                        self.mem_bytes = self.mem_bytes.saturating_sub(memory_cost(&e));
+                        self.mem_bytes.sub(memory_cost(&e));
                         continue;
                     }
                     level.memory.push_back(e);

@@ -44,7 +44,7 @@ pub mod txlog;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use serde::Deserialize;
@@ -496,10 +496,29 @@ pub struct PagePolicy {
     /// A queue whose transient messages in memory take this much (see `queue::spill::ENTRY_OVERHEAD`) pages the
     /// next ones, so a deep transient queue costs a few bytes per message in RAM, as a durable one does.
     pub ram_per_queue: usize,
+    /// Once the messages in memory of all queues together take this much, every queue pages (`--total-queue-ram`).
+    pub ram_total: usize,
+    /// What the messages in memory of all queues take now (each queue's `queue::spill::MemUse` adds its share).
+    pub in_memory: Arc<AtomicUsize>,
+}
+
+impl PagePolicy {
+    /// No pressure yet, with these budgets.
+    pub fn new(ram_per_queue: usize, ram_total: usize) -> Self {
+        PagePolicy {
+            pressure: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            ram_per_queue,
+            ram_total,
+            in_memory: Arc::new(AtomicUsize::new(0)),
+        }
+    }
 }
 
 /// `--queue-ram`'s default: about 60,000 small messages, or 15,000 of 1 KiB.
 pub const DEFAULT_QUEUE_RAM: usize = 16 * 1024 * 1024;
+
+/// `--total-queue-ram`'s default: 16 queues' worth of `DEFAULT_QUEUE_RAM` (100 flooded queues used to hold 1.6 GB).
+pub const DEFAULT_TOTAL_QUEUE_RAM: usize = 256 * 1024 * 1024;
 
 /// The data directory, locked for this broker's lifetime.
 pub struct Store {
@@ -535,9 +554,11 @@ pub enum StoreError {
 }
 
 impl Store {
-    /// Sets how much memory each queue may give its transient messages before it pages the rest out.
-    pub fn with_queue_ram(mut self, bytes: usize) -> Self {
-        self.page_pressure.ram_per_queue = bytes;
+    /// Sets how much memory each queue, and all of them together, may give their messages before they page the
+    /// next transient ones out.
+    pub fn with_queue_ram(mut self, per_queue: usize, total: usize) -> Self {
+        self.page_pressure.ram_per_queue = per_queue;
+        self.page_pressure.ram_total = total;
         self
     }
 
@@ -570,10 +591,7 @@ impl Store {
             syncer,
             budget,
             sealer: summary::Sealer::start(),
-            page_pressure: PagePolicy {
-                pressure: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-                ram_per_queue: DEFAULT_QUEUE_RAM,
-            },
+            page_pressure: PagePolicy::new(DEFAULT_QUEUE_RAM, DEFAULT_TOTAL_QUEUE_RAM),
             next_spill: AtomicU64::new(0),
             _lock: lock,
         })

@@ -81,6 +81,26 @@ pub(super) fn on_api(app: &mut App, event: ApiEvent) -> Vec<Command> {
             app.nodes.load(c.nodes.clone(), now);
             app.cluster = Some(*c);
         }
+        ApiEvent::LeaderMoved { url, cluster } => {
+            let took = match &app.link {
+                Link::Stale { since_ms, .. } => {
+                    format!(" after {:.1} s", now.saturating_sub(*since_ms) as f64 / 1000.0)
+                }
+                _ => String::new(),
+            };
+            app.flash(
+                Level::Info,
+                format!(
+                    "{} leads (term {}){took}: following it at {url}",
+                    cluster.node, cluster.term
+                ),
+            );
+            app.nodes.load(cluster.nodes.clone(), now);
+            app.cluster = Some(*cluster);
+            // The feed reconnects there at once (the link no longer being stale, its `StreamUp` leaves this flash).
+            app.settings.url = url;
+            app.link = Link::Connecting;
+        }
         ApiEvent::Peeked {
             seq,
             queue,

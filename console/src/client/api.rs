@@ -7,11 +7,13 @@
 //! Nothing here knows about the terminal, events or output formats.
 
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use warren_shared::cluster::ClusterSummary;
 use warren_shared::{
     ApiError, AuditEntry, BindingInfo, CloseRequest, ConnectionInfo, ConsumerInfo, DeleteMessages, DeleteResult,
     ExchangeInfo, MoveRequest, MoveTask, PauseResult, PeekRequest, PeekedMessage, PriorityRequest, PriorityResult,
@@ -24,6 +26,8 @@ use crate::format::path_segment;
 
 /// How long one request may take (the live feed has its own rules).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one node may take to say whether it leads, while the console looks for a new leader.
+const LEADER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How https URLs are verified: the built-in roots, plus `ca` if given; `insecure` skips verification.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -74,11 +78,12 @@ pub fn queue_path(q: &QueueKey, rest: &str) -> String {
     format!("/api/queues/{}/{}{rest}", path_segment(&q.vhost), path_segment(&q.name))
 }
 
-/// One broker's admin API, with its credentials.
+/// One broker's admin API, with its credentials. Clones share the base URL, which moves to a cluster's new leader
+/// when [`Api::follow`] finds one (the lock is held only to copy or replace the string).
 #[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
-    base: String,
+    base: Arc<RwLock<String>>,
     user: String,
     password: String,
 }
@@ -87,7 +92,7 @@ impl std::fmt::Debug for Api {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the password.
         f.debug_struct("Api")
-            .field("base", &self.base)
+            .field("base", &self.url())
             .field("user", &self.user)
             .finish()
     }
@@ -115,22 +120,85 @@ impl Api {
         }
         Ok(Api {
             http: builder.build()?,
-            base: url.trim_end_matches('/').to_string(),
+            base: Arc::new(RwLock::new(url.trim_end_matches('/').to_string())),
             user: user.to_string(),
             password: password.to_string(),
         })
     }
 
     /// The broker's base URL (no trailing slash).
-    pub fn url(&self) -> &str {
-        &self.base
+    pub fn url(&self) -> String {
+        self.base.read().map_or_else(|e| e.into_inner().clone(), |b| b.clone())
+    }
+
+    fn set_url(&self, url: String) {
+        match self.base.write() {
+            Ok(mut b) => *b = url,
+            Err(e) => *e.into_inner() = url,
+        }
     }
 
     /// A request with basic auth and no timeout (the live feed sets its own).
     pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.request_at(&self.url(), method, path)
+    }
+
+    fn request_at(&self, base: &str, method: Method, path: &str) -> reqwest::RequestBuilder {
         self.http
-            .request(method, format!("{}{path}", self.base))
+            .request(method, format!("{base}{path}"))
             .basic_auth(&self.user, Some(&self.password))
+    }
+
+    /// `GET /api/cluster` of the admin API at `base`, within `LEADER_PROBE_TIMEOUT`.
+    async fn cluster_at(&self, base: &str) -> Option<ClusterSummary> {
+        let resp = self
+            .request_at(base, Method::GET, "/api/cluster")
+            .timeout(LEADER_PROBE_TIMEOUT)
+            .send()
+            .await
+            .ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        resp.json().await.ok()
+    }
+
+    /// Finds the cluster's leader and moves this client (and its clones) to its admin API. Asks this node first,
+    /// then the one it names as leader, then each of `peers` (admin `host:port`s, as `/api/cluster` lists them),
+    /// over this client's scheme. Returns the leader's summary when the client moved; None when it already talks
+    /// to the leader, on a single node, or when no node says it leads (mid-election: ask again later).
+    pub async fn follow(&self, peers: &[String]) -> Option<ClusterSummary> {
+        let current = self.url();
+        let scheme = current.split_once("://").map_or("http", |(s, _)| s).to_string();
+        let at = |admin: &str| format!("{scheme}://{admin}");
+        let mut tried: Vec<String> = Vec::new();
+        let mut queue: std::collections::VecDeque<String> = std::iter::once(current.clone())
+            .chain(peers.iter().map(|p| at(p)))
+            .collect();
+        while let Some(base) = queue.pop_front() {
+            if tried.contains(&base) {
+                continue;
+            }
+            tried.push(base.clone());
+            let Some(c) = self.cluster_at(&base).await else {
+                continue;
+            };
+            if !c.enabled {
+                return None;
+            }
+            if c.role == "leader" {
+                if base == current {
+                    return None;
+                }
+                self.set_url(base);
+                return Some(c);
+            }
+            // A follower names the leader: ask it next.
+            if let Some(admin) = c.leader.as_ref().and_then(|l| l.admin.as_deref()) {
+                queue.push_front(at(admin));
+            }
+        }
+        None
     }
 
     /// Sends a request and decodes the answer; an error answer becomes [`ApiFailure::Refused`] with its `reason`.
@@ -186,7 +254,7 @@ impl Api {
         self.get("/api/connections").await
     }
 
-    pub async fn cluster(&self) -> Result<warren_shared::cluster::ClusterSummary, ApiFailure> {
+    pub async fn cluster(&self) -> Result<ClusterSummary, ApiFailure> {
         self.get("/api/cluster").await
     }
 

@@ -9,6 +9,7 @@
 pub mod api;
 mod scheduled;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use eventsource_stream::Eventsource;
@@ -33,6 +34,9 @@ const MOVE_POLL: Duration = Duration::from_millis(300);
 pub struct Client {
     api: Api,
     events: UnboundedSender<Event>,
+    /// The admin addresses of the cluster's nodes, as `/api/cluster` last listed them (empty on a single node):
+    /// where the feed looks for a new leader when the one it follows stops answering.
+    peers: Arc<Mutex<Vec<String>>>,
 }
 
 fn send(tx: &UnboundedSender<Event>, e: ApiEvent) {
@@ -58,10 +62,12 @@ fn stream_acted(request_id: RequestId, queue: QueueKey, result: StreamActionResu
     }
 }
 
-/// Why the live feed failed: the credentials were refused (401: retrying cannot help), or anything else.
+/// Why the live feed failed: the credentials were refused (401: retrying cannot help), the node does not lead (503
+/// from a cluster follower: the leader is elsewhere), or anything else.
 #[derive(Debug, PartialEq)]
 enum Failure {
     Refused(String),
+    NotLeader(String),
     Other(String),
 }
 
@@ -83,7 +89,11 @@ impl Client {
 
     /// A client over `api` that reports to `events`.
     pub fn of(api: Api, events: UnboundedSender<Event>) -> Self {
-        Client { api, events }
+        Client {
+            api,
+            events,
+            peers: Arc::default(),
+        }
     }
 
     /// Reads the overview once: whether the broker answers with these credentials (and, over https, a certificate
@@ -99,14 +109,15 @@ impl Client {
         // The feed counts as dead when nothing (not even a keep-alive) arrives for this long.
         let idle = Duration::from_millis((interval_ms * 5).max(5_000));
         loop {
-            let error = match self.stream_once(interval_ms, idle, &mut backoff).await {
-                Ok(()) => "the broker closed the stream".to_string(),
+            let (error, not_leader) = match self.stream_once(interval_ms, idle, &mut backoff).await {
+                Ok(()) => ("the broker closed the stream".to_string(), false),
                 Err(Failure::Refused(error)) => {
                     // Retrying cannot help: the operator has to start again with other credentials.
                     send(&self.events, ApiEvent::CredentialsRefused { error });
                     return;
                 }
-                Err(Failure::Other(e)) => e,
+                Err(Failure::NotLeader(e)) => (e, true),
+                Err(Failure::Other(e)) => (e, false),
             };
             if self.events.is_closed() {
                 return;
@@ -118,8 +129,35 @@ impl Client {
                     retry_in_ms: backoff.as_millis() as u64,
                 },
             );
+            // In a cluster, the node followed may have lost the lead (or never had it): find who leads now and
+            // reconnect there at once.
+            if let Some(moved) = self.follow_leader(not_leader).await {
+                backoff = BACKOFF_MIN;
+                send(&self.events, moved);
+                continue;
+            }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// After the feed failed: when the console knows cluster peers (or the node said it does not lead), looks for the leader and moves there; the event to report when it moved.
+    async fn follow_leader(&self, not_leader: bool) -> Option<ApiEvent> {
+        let peers = self.peers.lock().map(|p| p.clone()).unwrap_or_default();
+        if peers.is_empty() && !not_leader {
+            return None;
+        }
+        let c = self.api.follow(&peers).await?;
+        self.learn_peers(&c);
+        Some(ApiEvent::LeaderMoved {
+            url: self.api.url(),
+            cluster: Box::new(c),
+        })
+    }
+
+    fn learn_peers(&self, c: &warren_shared::cluster::ClusterSummary) {
+        if let Ok(mut p) = self.peers.lock() {
+            *p = c.nodes.iter().filter_map(|n| n.admin.clone()).collect();
         }
     }
 
@@ -143,10 +181,11 @@ impl Client {
                 .map(|e| e.reason)
                 .unwrap_or_else(|_| status.to_string());
             let error = format!("{reason} ({})", status.as_u16());
-            return Err(if status == reqwest::StatusCode::UNAUTHORIZED {
-                Failure::Refused(error)
-            } else {
-                Failure::Other(error)
+            return Err(match status {
+                reqwest::StatusCode::UNAUTHORIZED => Failure::Refused(error),
+                // A cluster follower's answer to everything but `/api/cluster`.
+                reqwest::StatusCode::SERVICE_UNAVAILABLE => Failure::NotLeader(error),
+                _ => Failure::Other(error),
             });
         }
         send(&self.events, ApiEvent::StreamUp);
@@ -200,7 +239,10 @@ impl Client {
                     Resource::Bindings => api.bindings().await.map(ApiEvent::Bindings),
                     Resource::Connections => api.connections().await.map(ApiEvent::Connections),
                     Resource::Consumers => api.consumers().await.map(ApiEvent::Consumers),
-                    Resource::Nodes => api.cluster().await.map(|c| ApiEvent::Cluster(Box::new(c))),
+                    Resource::Nodes => api.cluster().await.map(|c| {
+                        self.learn_peers(&c);
+                        ApiEvent::Cluster(Box::new(c))
+                    }),
                 };
                 let e = result.map_err(|e| ApiEvent::FetchFailed {
                     resource: r,

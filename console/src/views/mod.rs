@@ -13,6 +13,7 @@ pub mod contexts;
 pub mod detail;
 pub mod dialog;
 pub mod exchanges;
+pub mod failover;
 pub mod header;
 pub mod help;
 pub mod hints;
@@ -101,14 +102,16 @@ pub fn scroll(selected: usize, height: usize) -> usize {
 pub fn render(frame: &mut Frame, app: &App) {
     let area = frame.area();
     let header_height = header::height(area);
-    let [top, body, flash, hint] = Layout::vertical([
+    let [top, banner, body, flash, hint] = Layout::vertical([
         Constraint::Length(header_height),
+        Constraint::Length(failover::height(app)),
         Constraint::Min(3),
         Constraint::Length(1),
         Constraint::Length(1),
     ])
     .areas(area);
     header::render(frame, top, app);
+    failover::render(frame, banner, app);
     match app.view() {
         View::Queues => queues::render(frame, body, app),
         View::Detail(q) => detail::render(frame, body, app, q),

@@ -169,6 +169,24 @@ fn the_cluster_in_the_nodes_view_and_the_header() {
         },
     );
     insta::assert_snapshot!("nodes_leader_unreachable", draw(&app, 120, 20).backend());
+    // The client found the new leader and moved there: the flash says who and where, the header shows its URL,
+    // and the banner goes once the feed is up again.
+    api(
+        &mut app,
+        ApiEvent::LeaderMoved {
+            url: "http://10.0.0.2:15672".into(),
+            cluster: Box::new(warren_shared::cluster::ClusterSummary {
+                node: "n2".into(),
+                term: 9,
+                leader: cluster().nodes.get(1).cloned(),
+                in_sync: vec!["n2".into(), "n3".into()],
+                replicas: vec![],
+                ..cluster()
+            }),
+        },
+    );
+    api(&mut app, ApiEvent::StreamUp);
+    insta::assert_snapshot!("nodes_following_the_new_leader", draw(&app, 120, 20).backend());
 }
 
 #[test]
@@ -250,6 +268,7 @@ fn memory_alarm_in_the_header() {
         disk_free: 40 << 30,
         disk_free_limit: 1 << 30,
         disk_alarm: false,
+        ..Default::default()
     };
     api(&mut app, ApiEvent::Snapshot(Box::new(s)));
     insta::assert_snapshot!(draw(&app, 140, 12).backend());

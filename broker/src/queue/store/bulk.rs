@@ -175,7 +175,8 @@ impl MessageStore {
                     self.len -= 1;
                     self.bytes = self.bytes.saturating_sub(e.message.size());
                 }
-                self.mem_bytes = self.levels.iter().flat_map(|l| &l.memory).map(memory_cost).sum();
+                self.mem_bytes
+                    .set(self.levels.iter().flat_map(|l| &l.memory).map(memory_cost).sum());
             }
         }
         out
@@ -197,7 +198,7 @@ impl MessageStore {
             l.ahead.clear();
             l.reading = None;
         }
-        self.mem_bytes = 0;
+        self.mem_bytes.set(0);
         locs.extend(
             self.unreadable
                 .drain(..)

@@ -19,7 +19,7 @@ impl MessageStore {
     /// Writes a transient message to the spill log when memory is under pressure; None keeps it in memory (no
     /// pressure, no spill, or the write failed: memory is the fallback, never an error for the publisher).
     pub(super) fn page_out(&mut self, seq: u64, now: u64, message: &Message) -> Option<Loc> {
-        if !self.spill.as_ref().is_some_and(|s| s.should_page(self.mem_bytes)) {
+        if !self.spill.as_ref().is_some_and(|s| s.should_page(self.mem_bytes.get())) {
             return None;
         }
         self.start_ordering();
