@@ -305,6 +305,10 @@ pub struct Cli {
     /// a loopback address [default: none]
     #[arg(long, env = "WARREN_CLUSTER_SECRET_FILE", value_name = "PATH")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// Replicate over TLS: the leader offers --tls-cert, followers verify it against --tls-ca for the host the
+    /// leader advertises (every node needs the three files) [default: false]
+    #[arg(long, env = "WARREN_CLUSTER_TLS", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub cluster_tls: Option<bool>,
 }
 
 /// What the binary does instead of running the broker.
@@ -431,6 +435,8 @@ pub struct FileConfig {
     pub cluster_replication_deadline: Option<u64>,
     /// See `--cluster-secret-file`.
     pub cluster_secret_file: Option<PathBuf>,
+    /// See `--cluster-tls`.
+    pub cluster_tls: Option<bool>,
     /// Extra vhosts besides `/`.
     #[serde(default)]
     pub vhosts: Vec<String>,
@@ -828,9 +834,17 @@ impl Config {
                     replication: Some(replication),
                 },
                 secret,
+                tls: cli.cluster_tls.or(file.cluster_tls).unwrap_or(false),
             });
             if let Some(cc) = c.cluster.as_mut() {
                 cc.advertise.name = cc.node.clone();
+                if cc.tls && c.tls.as_ref().is_none_or(|t| t.ca.is_none()) {
+                    return Err(ConfigError::Cluster(
+                        "--cluster-tls needs --tls-cert, --tls-key (what this node offers when it leads) and --tls-ca \
+                         (what it verifies the leader's certificate with)"
+                            .into(),
+                    ));
+                }
             }
         }
         if c.trace.journeys == 0 || c.trace.events == 0 {

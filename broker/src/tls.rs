@@ -1,4 +1,4 @@
-//! TLS for AMQPS and the admin API's HTTPS: loading the certificate, key and CA from PEM files into rustls server
+//! TLS for AMQPS, the admin API's HTTPS and a cluster's replication link (`--cluster-tls`): loading the certificate, key and CA from PEM files into rustls server
 //! configurations, reloading them (SIGHUP), and reading the client certificate's CN for the EXTERNAL mechanism.
 //!
 //! Invariants:
@@ -11,6 +11,9 @@
 //!   async worker. The lock around the current configuration is only held to clone an `Arc`, never across `.await`.
 //! - Client certificates (`verify_peer`, `fail_if_no_peer_cert`, with RabbitMQ's meaning) apply to AMQPS only. The
 //!   admin API authenticates with basic auth and never asks for one.
+//! - The replication link's server side offers the broker's certificate without asking for a client's (nodes prove
+//!   themselves with the cluster's secret, `cluster/auth.rs`); its client side (a follower) verifies the leader's
+//!   certificate against the CA file, for the host the leader advertised. Both use ALPN `warren-repl`.
 //! - Only the ring crypto provider is used, named explicitly, so that no process-wide default provider is needed.
 
 use std::path::{Path, PathBuf};
@@ -20,8 +23,11 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
-use tokio_rustls::TlsAcceptor;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// The replication link's ALPN protocol.
+const REPLICATION_ALPN: &[u8] = b"warren-repl";
 
 /// How long a client has to finish the TLS handshake; the AMQP or HTTP handshake timeouts start after it.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -78,6 +84,9 @@ pub struct TlsListeners {
 struct Loaded {
     amqp: Arc<ServerConfig>,
     admin: Arc<ServerConfig>,
+    replication: Arc<ServerConfig>,
+    /// A follower's side of the replication link: present when there is a CA file to verify the leader with.
+    replication_client: Option<Arc<ClientConfig>>,
 }
 
 /// The broker's TLS state: the files' paths and the configurations read from them most recently.
@@ -119,6 +128,17 @@ impl Tls {
     /// The acceptor for the next admin HTTPS handshake (no client certificates; ALPN `http/1.1`).
     pub fn admin_acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(self.current().admin.clone())
+    }
+
+    /// The acceptor for the next replication handshake (a follower connecting to this leader).
+    pub fn replication_acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.current().replication.clone())
+    }
+
+    /// The connector for a follower's replication link (the leader's certificate must chain to the CA file); None
+    /// without a CA file.
+    pub fn replication_connector(&self) -> Option<TlsConnector> {
+        self.current().replication_client.clone().map(TlsConnector::from)
     }
 
     /// Reads the files again and, if they make a valid configuration, uses it for every handshake from now on.
@@ -191,6 +211,30 @@ impl Loaded {
             .with_single_cert(certs.clone(), key.clone_key())
             .map_err(pair_error)?;
         admin.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let mut replication = builder()?
+            .with_no_client_auth()
+            .with_single_cert(certs.clone(), key.clone_key())
+            .map_err(pair_error)?;
+        replication.alpn_protocols = vec![REPLICATION_ALPN.to_vec()];
+        let replication_client = match &config.ca {
+            Some(ca) => {
+                let mut roots = RootCertStore::empty();
+                for c in certificates("CA file", ca)? {
+                    roots.add(c).map_err(|e| TlsError::Ca {
+                        path: ca.clone(),
+                        detail: e.to_string(),
+                    })?;
+                }
+                let mut client = ClientConfig::builder_with_provider(provider())
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| TlsError::Setup(e.to_string()))?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                client.alpn_protocols = vec![REPLICATION_ALPN.to_vec()];
+                Some(Arc::new(client))
+            }
+            None => None,
+        };
 
         let amqp = match (&config.ca, config.verify_peer) {
             (Some(ca), true) => {
@@ -220,6 +264,8 @@ impl Loaded {
         Ok(Loaded {
             amqp: Arc::new(amqp),
             admin: Arc::new(admin),
+            replication: Arc::new(replication),
+            replication_client,
         })
     }
 }

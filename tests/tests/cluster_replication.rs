@@ -310,3 +310,72 @@ async fn only_nodes_holding_the_clusters_secret_replicate() {
         "n3 holds no copy of the leader's data"
     );
 }
+
+/// `--cluster-tls`: the replication link runs over TLS with the brokers' certificates (the follower verifies the
+/// leader's against the CA file); a follower syncs as usual, and a peer speaking the protocol in the clear gets no
+/// challenge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_runs_over_tls_with_cluster_tls() {
+    use bytes::BytesMut;
+    use std::io::{Read, Write};
+    use warren_broker::cluster::wire::{decode, encode, Frame};
+    use warren_tests::certs::TestCa;
+
+    let etcd = Etcd::start();
+    let data = tempfile::tempdir().expect("tempdir");
+    let bin = env!("CARGO_BIN_EXE_warren-test-broker");
+    let ca = TestCa::new(data.path(), "cluster-ca").expect("ca");
+    let server = ca.server("node").expect("server certificate");
+    // With TLS files a node also serves AMQPS (default 127.0.0.1:5671): each gets a port of its own.
+    let start = |name: &str| {
+        let args = [
+            "--cluster-tls".to_string(),
+            "--tls-cert".into(),
+            server.cert.display().to_string(),
+            "--tls-key".into(),
+            server.key.display().to_string(),
+            "--tls-ca".into(),
+            ca.cert.display().to_string(),
+            "--amqps-listen".into(),
+            format!("127.0.0.1:{}", warren_tests::process::free_port()),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Node::start_with(bin, name, &etcd, data.path(), TTL_S, &args)
+    };
+    let mut nodes = vec![start("n1")];
+    assert_eq!(await_leader(&nodes, Duration::from_secs(10)), 0);
+    nodes.push(start("n2"));
+    await_in_sync(&nodes[0], "n2", Duration::from_secs(20));
+    let conn = connect_leader(&[nodes[0].amqp_url()], Duration::from_secs(20))
+        .await
+        .expect("connect to n1");
+    let ch = channel(&conn).await;
+    ch.queue_declare("over-tls".into(), durable(), FieldTable::default())
+        .await
+        .expect("declare");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    publish_confirmed(&ch, "over-tls", 50).await;
+    await_equal(&nodes[0].data, &nodes[1].data, Duration::from_secs(20));
+
+    // In the clear, a Hello meets a TLS server: no challenge comes back, only a TLS alert or the end.
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", nodes[0].replication)).expect("connect");
+    raw.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut out = BytesMut::new();
+    encode(
+        &Frame::Hello {
+            node: "clear".into(),
+            nonce: [1; 32],
+        },
+        &mut out,
+    );
+    raw.write_all(&out).expect("write");
+    let mut got = Vec::new();
+    let _ = raw.read_to_end(&mut got);
+    assert!(
+        !matches!(decode(&got), Ok(Some((Frame::Challenge { .. }, _)))),
+        "a plaintext peer is not answered in the protocol: {got:?}"
+    );
+    conn.close(200, "bye".into()).await.expect("close");
+}

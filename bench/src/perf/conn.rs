@@ -199,12 +199,18 @@ impl Conn {
         .map(|_| ())
     }
 
-    pub async fn declare_queue(&mut self, ch: u16, name: &str) -> Result<(), PerfError> {
+    /// A durable queue, with `x-queue-type` when `kind` is given.
+    pub async fn declare_queue(&mut self, ch: u16, name: &str, kind: Option<&str>) -> Result<(), PerfError> {
+        let mut arguments = FieldTable::default();
+        if let Some(k) = kind {
+            arguments.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from(k)));
+        }
         self.call(
             ch,
             AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
                 queue: name.into(),
                 durable: true,
+                arguments,
                 ..Default::default()
             })),
             "queue.declare-ok",

@@ -105,6 +105,8 @@ pub struct Config {
     pub exchange_type: Option<ExchangeKind>,
     /// Exchange name (default `perf-test-<type>`); only with `exchange_type`.
     pub exchange: Option<String>,
+    /// The queues' `x-queue-type` argument (`quorum` on RabbitMQ); none: the broker's default.
+    pub queue_type: Option<String>,
     /// Check loss, duplicates and per-producer order; needs at most one consumer per queue.
     pub integrity: bool,
     /// Print a progress line to stderr every second.
@@ -131,6 +133,7 @@ impl Default for Config {
             queue: "perf-test".into(),
             exchange_type: None,
             exchange: None,
+            queue_type: None,
             integrity: false,
             progress: false,
             drain_idle: Duration::from_secs(5),
@@ -477,7 +480,7 @@ async fn setup(ep: &Endpoint, config: &Config) -> Result<(), PerfError> {
     }
     for q in 0..config.queues {
         let name = config.queue_name(q);
-        conn.declare_queue(1, &name).await?;
+        conn.declare_queue(1, &name, config.queue_type.as_deref()).await?;
         if config.exchange_type.is_some() {
             let key = if config.fanout() { "" } else { name.as_str() };
             conn.bind_queue(1, &name, &exchange, key).await?;

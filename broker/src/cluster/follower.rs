@@ -17,9 +17,10 @@ use tracing::{info, warn};
 
 use super::auth::{self, Secret};
 use super::files::{self, Touched};
-use super::link::{now_ms, LinkError, Reader, Writer};
+use super::link::{self, now_ms, LinkError};
 use super::wire::Frame;
 use super::Status;
+use crate::tls::Tls;
 
 /// How long the leader has to answer `Hello` with its challenge.
 const HANDSHAKE: Duration = Duration::from_secs(10);
@@ -44,18 +45,20 @@ async fn blocking_io<T: Send + 'static>(
         .map_err(LinkError::Io)
 }
 
-/// Follows the leader at `leader` (its replication address) until `stop`; each end proves it holds `secret`.
+/// Follows the leader at `leader` (its replication address) until `stop`, over TLS when `tls` is given; each end
+/// proves it holds `secret`.
 pub async fn run(
     leader: String,
     node: String,
     secret: Secret,
+    tls: Option<Arc<Tls>>,
     root: PathBuf,
     status: Arc<Status>,
     stop: CancellationToken,
 ) {
     loop {
         // Not raced against `stop`: a batch in hand is applied before the session returns.
-        match session(&leader, &node, &secret, &root, &status, &stop).await {
+        match session(&leader, &node, &secret, tls.as_deref(), &root, &status, &stop).await {
             Ok(()) => return,
             Err(e) => {
                 status.following(&leader, false, 0);
@@ -73,6 +76,7 @@ async fn session(
     leader: &str,
     node: &str,
     secret: &Secret,
+    tls: Option<&Tls>,
     root: &Path,
     status: &Arc<Status>,
     stop: &CancellationToken,
@@ -82,8 +86,24 @@ async fn session(
         _ = stop.cancelled() => return Ok(()),
     };
     let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
-    let (mut rd, mut wr) = (Reader::new(rd), Writer::new(wr));
+    let (mut rd, mut wr) = match tls {
+        Some(tls) => {
+            let connector = tls
+                .replication_connector()
+                .ok_or_else(|| LinkError::Tls("--cluster-tls needs --tls-ca to verify the leader".into()))?;
+            // The leader's certificate must name the host it advertised (an IP address or a DNS name).
+            let host = leader.rsplit_once(':').map_or(leader, |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| LinkError::Tls(format!("{host}: {e}")))?;
+            let stream = tokio::time::timeout(HANDSHAKE, connector.connect(name, stream))
+                .await
+                .map_err(|_| LinkError::Silent)?
+                .map_err(|e| LinkError::Tls(e.to_string()))?;
+            link::split(stream)
+        }
+        None => link::split(stream),
+    };
     let ours = auth::nonce();
     wr.send(&Frame::Hello {
         node: node.to_string(),

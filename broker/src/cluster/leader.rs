@@ -11,16 +11,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::auth::{self, Secret};
 use super::files;
-use super::link::{now_ms, LinkError, Reader, Writer};
+use super::link::{self, now_ms, LinkError, Reader, Writer};
 use super::wire::{Frame, FILE_CHUNK};
 use super::Status;
 use crate::store::repl::ReplLog;
+use crate::tls::Tls;
 
 /// Ops sent in one frame, at most (uncompressed payload, about).
 const BATCH_BYTES: usize = 4 << 20;
@@ -28,12 +29,14 @@ const BATCH_BYTES: usize = 4 << 20;
 /// How long a connecting peer has for its `Hello` and its `Auth`: one that says nothing holds no task for long.
 const HANDSHAKE: Duration = Duration::from_secs(10);
 
-/// Accepts followers until `shutdown`; each must prove it holds `secret` before it is sent anything.
+/// Accepts followers until `shutdown`, over TLS when `tls` is given (`--cluster-tls`); each must prove it holds
+/// `secret` before it is sent anything.
 pub async fn serve(
     listener: TcpListener,
     log: Arc<ReplLog>,
     status: Arc<Status>,
     secret: Secret,
+    tls: Option<Arc<Tls>>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -50,11 +53,24 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let (log, status, secret, shutdown) = (log.clone(), status.clone(), secret.clone(), shutdown.clone());
+        let tls = tls.clone();
         tokio::spawn(async move {
             let mut node = None;
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                r = session(stream, &log, &status, &secret, &mut node) => {
+                r = async {
+                    let (rd, wr) = match &tls {
+                        Some(tls) => {
+                            let accepted = tokio::time::timeout(HANDSHAKE, tls.replication_acceptor().accept(stream))
+                                .await
+                                .map_err(|_| LinkError::Silent)?
+                                .map_err(|e| LinkError::Tls(e.to_string()))?;
+                            link::split(accepted)
+                        }
+                        None => link::split(stream),
+                    };
+                    session(rd, wr, &log, &status, &secret, &mut node).await
+                } => {
                     match r {
                         Err(LinkError::Closed) => info!(%peer, node = ?node, "a follower disconnected"),
                         Err(e) => warn!(%peer, node = ?node, error = %e, "a follower's replication ended"),
@@ -70,14 +86,13 @@ pub async fn serve(
 }
 
 async fn session(
-    stream: TcpStream,
+    mut rd: Reader,
+    mut wr: Writer,
     log: &Arc<ReplLog>,
     status: &Arc<Status>,
     secret: &Secret,
     node: &mut Option<String>,
 ) -> Result<(), LinkError> {
-    let (rd, wr) = stream.into_split();
-    let (mut rd, mut wr) = (Reader::new(rd), Writer::new(wr));
     let hello = tokio::time::timeout(HANDSHAKE, rd.next())
         .await
         .map_err(|_| LinkError::Silent)??;

@@ -1,10 +1,11 @@
-//! One replication connection's framing over TCP: buffered reads of whole [`Frame`]s and writes of encoded ones.
+//! One replication connection's framing, over TCP or TLS (`--cluster-tls`): buffered reads of whole [`Frame`]s and
+//! writes of encoded ones.
 //! Invariant: the read buffer never grows past one frame's limit plus one read (the decoder refuses a frame
 //! header over [`super::wire::MAX_FRAME`] before its body is buffered).
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use futures::FutureExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::wire::{self, Frame, WireError};
 
@@ -22,21 +23,35 @@ pub enum LinkError {
     Refused(String),
     #[error("the peer said nothing in time")]
     Silent,
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// Either half of a connection, plain or TLS.
+type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// A connection's reading and writing ends.
+pub fn split<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(stream: S) -> (Reader, Writer) {
+    let (rd, wr) = tokio::io::split(stream);
+    (
+        Reader {
+            rd: Box::new(rd),
+            buf: BytesMut::with_capacity(64 << 10),
+        },
+        Writer {
+            wr: Box::new(wr),
+            buf: BytesMut::new(),
+        },
+    )
 }
 
 pub struct Reader {
-    rd: OwnedReadHalf,
+    rd: ReadHalf,
     buf: BytesMut,
 }
 
 impl Reader {
-    pub fn new(rd: OwnedReadHalf) -> Self {
-        Reader {
-            rd,
-            buf: BytesMut::with_capacity(64 << 10),
-        }
-    }
-
     /// The next frame if it has already arrived (buffered, or readable without waiting); None otherwise.
     pub fn try_next(&mut self) -> Result<Option<Frame>, LinkError> {
         loop {
@@ -45,11 +60,13 @@ impl Reader {
                 return Ok(Some(frame));
             }
             self.buf.reserve(64 << 10);
-            match self.rd.try_read_buf(&mut self.buf) {
-                Ok(0) => return Err(LinkError::Closed),
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) => return Err(e.into()),
+            // One poll: `read_buf` is cancel-safe (dropped while pending, it has read nothing), and a TLS stream
+            // keeps whatever it took off the socket for the next read.
+            match self.rd.read_buf(&mut self.buf).now_or_never() {
+                None => return Ok(None),
+                Some(Ok(0)) => return Err(LinkError::Closed),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
             }
         }
     }
@@ -69,22 +86,17 @@ impl Reader {
 }
 
 pub struct Writer {
-    wr: OwnedWriteHalf,
+    wr: WriteHalf,
     buf: BytesMut,
 }
 
 impl Writer {
-    pub fn new(wr: OwnedWriteHalf) -> Self {
-        Writer {
-            wr,
-            buf: BytesMut::new(),
-        }
-    }
-
     pub async fn send(&mut self, frame: &Frame) -> Result<(), LinkError> {
         self.buf.clear();
         wire::encode(frame, &mut self.buf);
         self.wr.write_all(&self.buf).await?;
+        // A TLS stream holds written records until flushed.
+        self.wr.flush().await?;
         Ok(())
     }
 }

@@ -63,6 +63,8 @@ pub struct ClusterConfig {
     pub advertise: ClusterNode,
     /// The shared secret both ends of a replication link prove they hold (`--cluster-secret-file`, see `auth.rs`).
     pub secret: auth::Secret,
+    /// The replication link runs over TLS (`--cluster-tls`), with the broker's `--tls-*` files.
+    pub tls: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -263,6 +265,8 @@ pub async fn run(config: Config, tls: Option<Arc<Tls>>, shutdown: CancellationTo
     let status = Arc::new(Status::new(cc.clone()));
     let me = serde_json::to_vec(&cc.advertise).unwrap_or_default();
     let ttl = cc.lease_ttl.max(Duration::from_secs(1));
+    // The replication link's TLS (`--cluster-tls`): the broker's certificate, and its CA file for the leader's.
+    let repl_tls = if cc.tls { tls.clone() } else { None };
     info!(node = %cc.node, etcd = %cc.endpoints.join(","), ttl_s = ttl.as_secs(), "starting as a cluster follower");
 
     // The data directory is this node's from the start: a follower's copy is written only by its replication.
@@ -305,12 +309,12 @@ pub async fn run(config: Config, tls: Option<Arc<Tls>>, shutdown: CancellationTo
                     }
                     match etcd.create(&keys.leader, &me, lease).await {
                         Ok(Ok(term)) => break term,
-                        Ok(Err(holder)) => follow(&holder, &mut replicating, &cc, &root, &status).await,
+                        Ok(Err(holder)) => follow(&holder, &mut replicating, &cc, &repl_tls, &root, &status).await,
                         Err(e) => status.lock().etcd_error = Some(e.to_string()),
                     }
                 }
             }
-            Ok(Some(holder)) => follow(&Some(holder), &mut replicating, &cc, &root, &status).await,
+            Ok(Some(holder)) => follow(&Some(holder), &mut replicating, &cc, &repl_tls, &root, &status).await,
             Err(e) => status.lock().etcd_error = Some(e.to_string()),
         }
         if let Ok(nodes) = etcd.list(&keys.nodes).await {
@@ -367,6 +371,7 @@ pub async fn run(config: Config, tls: Option<Arc<Tls>>, shutdown: CancellationTo
         log.clone(),
         status.clone(),
         cc.secret.clone(),
+        repl_tls.clone(),
         shutdown.clone(),
     ));
     tokio::spawn(
@@ -431,6 +436,7 @@ async fn follow(
     holder: &Option<etcd::KeyValue>,
     replicating: &mut Replicating,
     cc: &ClusterConfig,
+    tls: &Option<Arc<Tls>>,
     root: &std::path::Path,
     status: &Arc<Status>,
 ) {
@@ -447,6 +453,7 @@ async fn follow(
                 addr.clone(),
                 cc.node.clone(),
                 cc.secret.clone(),
+                tls.clone(),
                 root.to_path_buf(),
                 status.clone(),
                 stop.clone(),

@@ -95,6 +95,10 @@ struct RunArgs {
     /// Exchange name with --exchange-type [default: perf-test-TYPE]
     #[arg(short = 'e', long)]
     exchange: Option<String>,
+    /// Declare the queues with this `x-queue-type` (`quorum` for RabbitMQ's replicated queues) [default: the
+    /// broker's default type]
+    #[arg(long, value_name = "TYPE")]
+    queue_type: Option<String>,
     /// Check for loss, duplicates and per-producer order (one consumer per queue); exit 1 if any
     #[arg(long)]
     integrity: bool,
@@ -200,6 +204,7 @@ async fn load(a: RunArgs) -> ExitCode {
             ExchangeTypeArg::Fanout => ExchangeKind::Fanout,
         }),
         exchange: a.exchange,
+        queue_type: a.queue_type,
         integrity: a.integrity,
         progress: !a.quiet,
         ..Config::default()
