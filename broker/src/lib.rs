@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod alarm;
+pub mod alerts;
 pub mod amqp;
 pub mod args;
 pub mod audit;
