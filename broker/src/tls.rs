@@ -191,6 +191,18 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
+/// The certificates of a CA file, as the roots a peer's certificate must chain to.
+fn ca_roots(ca: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in certificates("CA file", ca)? {
+        roots.add(c).map_err(|e| TlsError::Ca {
+            path: ca.into(),
+            detail: e.to_string(),
+        })?;
+    }
+    Ok(roots)
+}
+
 impl Loaded {
     fn read(config: &TlsConfig) -> Result<Self, TlsError> {
         let certs = certificates("certificate", &config.cert)?;
@@ -218,13 +230,7 @@ impl Loaded {
         replication.alpn_protocols = vec![REPLICATION_ALPN.to_vec()];
         let replication_client = match &config.ca {
             Some(ca) => {
-                let mut roots = RootCertStore::empty();
-                for c in certificates("CA file", ca)? {
-                    roots.add(c).map_err(|e| TlsError::Ca {
-                        path: ca.clone(),
-                        detail: e.to_string(),
-                    })?;
-                }
+                let roots = ca_roots(ca)?;
                 let mut client = ClientConfig::builder_with_provider(provider())
                     .with_safe_default_protocol_versions()
                     .map_err(|e| TlsError::Setup(e.to_string()))?
@@ -238,13 +244,7 @@ impl Loaded {
 
         let amqp = match (&config.ca, config.verify_peer) {
             (Some(ca), true) => {
-                let mut roots = RootCertStore::empty();
-                for c in certificates("CA file", ca)? {
-                    roots.add(c).map_err(|e| TlsError::Ca {
-                        path: ca.clone(),
-                        detail: e.to_string(),
-                    })?;
-                }
+                let roots = ca_roots(ca)?;
                 let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
                 let verifier = if config.fail_if_no_peer_cert {
                     verifier

@@ -191,6 +191,20 @@ impl Node {
     }
 }
 
+/// Starts one node per name ([`Node::start`]), each with its data in `parent/<name>`.
+pub fn start_nodes(bin: &str, names: &[&str], etcd: &Etcd, parent: &Path, ttl_s: u64) -> Vec<Node> {
+    names.iter().map(|n| Node::start(bin, n, etcd, parent, ttl_s)).collect()
+}
+
+/// Waits until `leader` lists `count` registered nodes (it reads them from etcd about every lease/5).
+pub fn await_registered(leader: &Node, count: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    while leader.cluster()["nodes"].as_array().map(Vec::len) != Some(count) {
+        assert!(Instant::now() < deadline, "every node registers: {}", leader.cluster());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits until exactly one of the live `nodes` says it leads and every live node names it; returns its index.
 pub fn await_leader(nodes: &[Node], within: Duration) -> usize {
     let deadline = Instant::now() + within;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use lapin::options::*;
 use lapin::types::FieldTable;
 use warren_tests::client::*;
-use warren_tests::cluster::{await_leader, Node};
+use warren_tests::cluster::{await_leader, await_registered, start_nodes, Node};
 use warren_tests::etcd::Etcd;
 use warren_tests::http::request;
 use warren_tests::TestBroker;
@@ -40,23 +40,11 @@ async fn three_nodes_elect_one_leader_the_others_refuse_clients_and_a_killed_lea
     let etcd = Etcd::start();
     let data = tempfile::tempdir().expect("tempdir");
     let bin = env!("CARGO_BIN_EXE_warren-test-broker");
-    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
-        .iter()
-        .map(|n| Node::start(bin, n, &etcd, data.path(), TTL_S))
-        .collect();
+    let mut nodes = start_nodes(bin, &["n1", "n2", "n3"], &etcd, data.path(), TTL_S);
     let leader = await_leader(&nodes, Duration::from_secs(10));
     let term = nodes[leader].cluster()["term"].as_i64().unwrap_or_default();
     assert!(term > 0, "a term is the leadership key's create revision");
-    // Every node registers (the leader lists them about every lease/5).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while nodes[leader].cluster()["nodes"].as_array().map(Vec::len) != Some(3) {
-        assert!(
-            Instant::now() < deadline,
-            "every node registers: {}",
-            nodes[leader].cluster()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    await_registered(&nodes[leader], 3, Duration::from_secs(5));
     let leader_amqp = format!("127.0.0.1:{}", nodes[leader].amqp);
     let metrics = warren_tests::http::get_text(nodes[leader].admin_addr(), "/metrics", Some("guest:guest"), None);
     let line = format!("warren_cluster_leader{{node=\"{}\"}} 1", nodes[leader].name);
@@ -154,16 +142,9 @@ async fn the_console_follows_the_leader_across_a_failover() {
     let etcd = Etcd::start();
     let data = tempfile::tempdir().expect("tempdir");
     let bin = env!("CARGO_BIN_EXE_warren-test-broker");
-    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
-        .iter()
-        .map(|n| Node::start(bin, n, &etcd, data.path(), TTL_S))
-        .collect();
+    let mut nodes = start_nodes(bin, &["n1", "n2", "n3"], &etcd, data.path(), TTL_S);
     let leader = await_leader(&nodes, Duration::from_secs(10));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while nodes[leader].cluster()["nodes"].as_array().map(Vec::len) != Some(3) {
-        assert!(Instant::now() < deadline, "every node registers");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    await_registered(&nodes[leader], 3, Duration::from_secs(5));
     let follower = (leader + 1) % 3;
     let url = |n: &Node| format!("http://{}", n.admin_addr());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

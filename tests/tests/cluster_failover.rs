@@ -15,7 +15,7 @@ use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::BasicProperties;
-use warren_tests::cluster::{await_in_sync, await_leader, connect_leader, Node};
+use warren_tests::cluster::{await_in_sync, await_leader, connect_leader, start_nodes, Node};
 use warren_tests::etcd::Etcd;
 
 const TTL_S: u64 = 2;
@@ -164,10 +164,7 @@ async fn ten_kill_9s_of_the_leader_lose_no_confirmed_message() {
     let etcd = Etcd::start();
     let data = tempfile::tempdir().expect("tempdir");
     let bin = env!("CARGO_BIN_EXE_warren-test-broker");
-    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
-        .iter()
-        .map(|n| Node::start(bin, n, &etcd, data.path(), TTL_S))
-        .collect();
+    let mut nodes = start_nodes(bin, &["n1", "n2", "n3"], &etcd, data.path(), TTL_S);
     let urls: Vec<String> = nodes.iter().map(Node::amqp_url).collect();
     let mut leader = await_leader(&nodes, Duration::from_secs(10));
 
